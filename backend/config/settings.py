@@ -1,0 +1,229 @@
+"""Django settings, read from the environment.
+
+Two deployments share this file (see README): the embedded default needs no
+variable at all (SQLite in the data directory, in-process delivery); the scale
+deployment sets ``DATABASE_URL`` and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+import platformdirs
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DATA_DIR = Path(
+    os.environ.get("TRAY_DATA_DIR") or platformdirs.user_data_dir("tray-notifier-server")
+).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """The signing key: from the environment, else one generated once per data directory."""
+    from_env = os.environ.get("DJANGO_SECRET_KEY")
+    if from_env:
+        return from_env
+    path = DATA_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(50)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("TRAY_DEBUG")
+# Desktop clients reach the server by whatever name IT gave it; restrict with TRAY_ALLOWED_HOSTS.
+ALLOWED_HOSTS = _env_list("TRAY_ALLOWED_HOSTS", "*")
+# Browser origins allowed to open the WebSocket (scheme://host[:port]); "*" allows any.
+TRAY_ALLOWED_ORIGINS = _env_list("TRAY_ALLOWED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = [origin for origin in TRAY_ALLOWED_ORIGINS if origin != "*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "channels",
+    "backend.users.apps.UsersConfig",
+    "backend.projects.apps.ProjectsConfig",
+    "backend.notifications.apps.NotificationsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "backend.config.urls"
+ASGI_APPLICATION = "backend.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "db.sqlite3"),
+            "OPTIONS": {
+                # IMMEDIATE takes the write lock at BEGIN, so two writers queue on
+                # busy_timeout instead of failing to upgrade a read lock.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                ),
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "users.User"
+
+# Scale mode: Redis carries the doorbell between processes and holds presence.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "backend.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("TRAY_LOGIN_RATE", "20/min")},
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=_env_float("TRAY_ACCESS_TOKEN_MINUTES", 10)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=_env_float("TRAY_REFRESH_TOKEN_DAYS", 14)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tray notifier API",
+    "DESCRIPTION": "REST API of the tray notifier server. The WebSocket is in docs/protocol.md.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Real-time settings, all overridable for tests and benchmarks.
+TRAY = {
+    # Largest text frame a client may send; bigger ones close with 1009.
+    "WS_MAX_FRAME_BYTES": _env_int("TRAY_WS_MAX_FRAME_BYTES", 64 * 1024),
+    # Client frames per second (sustained) and burst before a close with 1008.
+    "WS_RATE_PER_SECOND": _env_float("TRAY_WS_RATE_PER_SECOND", 20.0),
+    "WS_RATE_BURST": _env_int("TRAY_WS_RATE_BURST", 60),
+    # Frames waiting for one slow socket before it is closed with 1013 (it resumes later).
+    "WS_SEND_QUEUE": _env_int("TRAY_WS_SEND_QUEUE", 1000),
+    # Rows replayed per batch, and the most replayed over the socket before the
+    # client is told to page over REST.
+    "REPLAY_BATCH": _env_int("TRAY_REPLAY_BATCH", 200),
+    "REPLAY_MAX": _env_int("TRAY_REPLAY_MAX", 10_000),
+    # Presence: a process refreshes its sockets every TTL/3; entries of a dead
+    # process expire after TTL seconds.
+    "PRESENCE_TTL": _env_float("TRAY_PRESENCE_TTL", 30.0),
+    # How often the embedded server looks for notifications written by another
+    # process (tray-notifier-server notify) on the same database.
+    "DB_WATCH_INTERVAL": _env_float("TRAY_DB_WATCH_INTERVAL", 0.5),
+    # How often sockets whose access token expired are closed with 4001.
+    "TOKEN_SWEEP_INTERVAL": _env_float("TRAY_TOKEN_SWEEP_INTERVAL", 5.0),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("TRAY_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

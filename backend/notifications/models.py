@@ -1,0 +1,104 @@
+"""Notifications: one Message (content, stored once) and one Inbox row per recipient.
+
+A user's Inbox rows carry ``seq``: 1, 2, 3, ... with no gap, assigned under a
+lock on the user's InboxSequence row in the transaction that writes them, so
+seq order is commit order (shared/DESIGN.md, invariant 2).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Priority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+class Message(models.Model):
+    event_type = models.CharField(max_length=50, default="announcement")
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True, max_length=5000)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    url = models.CharField(max_length=2000, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Copied rather than a foreign key: a project_deleted notification outlives its project.
+    project_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    project_title = models.CharField(max_length=200, blank=True)
+    # Event details such as {"old_status": "todo", "new_status": "done"}.
+    data = models.JSONField(default=dict, blank=True)
+    # How the audience was named ({"project": 3}); the recipients are the Inbox rows.
+    audience = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class InboxSequence(models.Model):
+    """The last seq handed out to a user: the row locked while their Inbox rows are written."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    last_seq = models.BigIntegerField(default=0)
+
+
+class Inbox(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox"
+    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    seq = models.BigIntegerField()
+    read_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "seq"], name="inbox_unique_user_seq"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "seq"],
+                name="inbox_unread",
+                condition=models.Q(read_at__isnull=True, deleted_at__isnull=True),
+            ),
+        ]
+        verbose_name_plural = "inbox rows"
+
+    def __str__(self) -> str:
+        return f"{self.user_id}#{self.seq}"
+
+
+class ApiKey(models.Model):
+    """A key another system publishes with. Only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

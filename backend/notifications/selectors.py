@@ -1,0 +1,188 @@
+"""Reads of notifications and audiences. Writes are in services.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db.models import Max, QuerySet
+
+from backend.errors import InvalidInput, NotFound
+from backend.notifications.models import Inbox, InboxSequence
+from backend.projects.models import Membership
+from backend.users.models import User
+
+# Cursors are int64 in the database; anything outside is a client error, not a crash.
+MAX_SEQ = 2**63 - 1
+INBOX_PAGE_MAX = 200
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a notification goes to: the union of the parts given.
+
+    Recipients are resolved when the notification is written (``audience_user_ids``),
+    never cached: a member removed a moment ago receives nothing more.
+    """
+
+    users: tuple[int, ...] = ()
+    projects: tuple[int, ...] = ()
+    roles: tuple[str, ...] = ()
+    everyone: bool = False
+    exclude: tuple[int, ...] = field(default=())
+
+    def is_empty(self) -> bool:
+        return not (self.users or self.projects or self.roles or self.everyone)
+
+    def describe(self) -> dict[str, object]:
+        described: dict[str, object] = {}
+        if self.everyone:
+            described["everyone"] = True
+        if self.users:
+            described["users"] = list(self.users)
+        if self.projects:
+            described["projects"] = list(self.projects)
+        if self.roles:
+            described["roles"] = list(self.roles)
+        return described
+
+
+def audience_user_ids(audience: Audience) -> list[int]:
+    """The active users an audience names right now, sorted (the lock order)."""
+    active = User.objects.filter(is_active=True)
+    ids: set[int] = set()
+    if audience.everyone:
+        ids.update(active.values_list("id", flat=True))
+    else:
+        if audience.users:
+            ids.update(active.filter(id__in=audience.users).values_list("id", flat=True))
+        if audience.projects:
+            ids.update(
+                active.filter(memberships__project_id__in=audience.projects).values_list(
+                    "id", flat=True
+                )
+            )
+        if audience.roles:
+            ids.update(active.filter(role__name__in=audience.roles).values_list("id", flat=True))
+    ids.difference_update(audience.exclude)
+    return sorted(ids)
+
+
+def user_project_ids(*, user_id: int) -> list[int]:
+    return list(
+        Membership.objects.filter(user_id=user_id).order_by("project_id").values_list(
+            "project_id", flat=True
+        )
+    )
+
+
+def is_project_member(*, user_id: int, project_id: int) -> bool:
+    return Membership.objects.filter(user_id=user_id, project_id=project_id).exists()
+
+
+def validate_seq(value: object, *, name: str) -> int:
+    """A cursor from a client: a whole number from 0 to 2**63-1, or InvalidInput."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
+        value = int(value)
+    if not isinstance(value, int):
+        raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
+    if value < 0 or value > MAX_SEQ:
+        raise InvalidInput(f"{name} must be between 0 and {MAX_SEQ}", code="invalid_cursor")
+    return value
+
+
+@dataclass(frozen=True)
+class InboxState:
+    unread_count: int
+    latest_seq: int
+
+
+def inbox_state(*, user_id: int) -> InboxState:
+    return InboxState(
+        unread_count=inbox_unread_count(user_id=user_id),
+        latest_seq=inbox_latest_seq(user_id=user_id),
+    )
+
+
+def inbox_latest_seq(*, user_id: int) -> int:
+    latest = InboxSequence.objects.filter(user_id=user_id).values_list("last_seq", flat=True)
+    return next(iter(latest), 0)
+
+
+def inbox_unread_count(*, user_id: int) -> int:
+    return Inbox.objects.filter(user_id=user_id, read_at__isnull=True, deleted_at__isnull=True).count()
+
+
+def inbox_list(
+    *,
+    user_id: int,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int = 50,
+    unread: bool | None = None,
+    project_id: int | None = None,
+    include_deleted: bool = False,
+) -> list[Inbox]:
+    """One page of the user's inbox.
+
+    With ``after_seq`` the page runs upward in seq order (catching up); otherwise
+    it runs downward from ``before_seq`` (or the newest), newest first (browsing).
+    """
+    limit = max(1, min(limit, INBOX_PAGE_MAX))
+    rows: QuerySet[Inbox] = Inbox.objects.filter(user_id=user_id).select_related(
+        "message", "message__actor"
+    )
+    if not include_deleted:
+        rows = rows.filter(deleted_at__isnull=True)
+    if unread is True:
+        rows = rows.filter(read_at__isnull=True)
+    elif unread is False:
+        rows = rows.filter(read_at__isnull=False)
+    if project_id is not None:
+        rows = rows.filter(message__project_id=project_id)
+    if before_seq is not None:
+        rows = rows.filter(seq__lt=before_seq)
+    if after_seq is not None:
+        return list(rows.filter(seq__gt=after_seq).order_by("seq")[:limit])
+    return list(rows.order_by("-seq")[:limit])
+
+
+def inbox_after(*, user_id: int, after_seq: int, limit: int) -> list[Inbox]:
+    """Rows above a cursor in seq order, deleted ones included (the caller skips them
+    but still moves its cursor past them). One query: this is what resume costs."""
+    return list(
+        Inbox.objects.filter(user_id=user_id, seq__gt=after_seq)
+        .select_related("message", "message__actor")
+        .order_by("seq")[:limit]
+    )
+
+
+def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:
+    """The caller's own row; someone else's id is NotFound, exactly like a missing one."""
+    row = (
+        Inbox.objects.filter(user_id=user_id, id=inbox_id, deleted_at__isnull=True)
+        .select_related("message", "message__actor")
+        .first()
+    )
+    if row is None:
+        raise NotFound("No such notification.")
+    return row
+
+
+def inbox_rows_for_users(*, message_id: int, user_ids: Iterable[int]) -> list[tuple[int, int, int]]:
+    """(user_id, inbox_id, seq) of one message for the given users."""
+    return list(
+        Inbox.objects.filter(message_id=message_id, user_id__in=list(user_ids)).values_list(
+            "user_id", "id", "seq"
+        )
+    )
+
+
+def latest_message_id() -> int:
+    from backend.notifications.models import Message
+
+    return Message.objects.aggregate(latest=Max("id"))["latest"] or 0

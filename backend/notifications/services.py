@@ -1,0 +1,313 @@
+"""Writes of notifications. Every function is keyword-only and atomic.
+
+``notification_create`` is the one way a notification comes into being: one
+Message, one Inbox row per recipient with the next seq of that recipient, one
+doorbell after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from backend.errors import InvalidInput
+from backend.notifications import delivery
+from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
+from backend.notifications.payloads import message_payload
+from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
+from backend.users.models import User
+
+# Statement size for seq assignment: well under SQLite's 32,766 bound variables.
+_SEQ_CHUNK = 5000
+MAX_IDS_PER_REQUEST = 1000
+
+
+@dataclass(frozen=True)
+class NotificationResult:
+    message: Message
+    created: bool
+    recipient_count: int
+
+
+def _validate_content(*, title: str, message: str, priority: str, url: str) -> None:
+    if not isinstance(title, str) or not title.strip():
+        raise InvalidInput("title must be a non-empty string", code="invalid_title")
+    if len(title) > 200:
+        raise InvalidInput("title must be at most 200 characters", code="invalid_title")
+    if not isinstance(message, str) or len(message) > 5000:
+        raise InvalidInput("message must be a string of at most 5000 characters")
+    if priority not in Priority.values:
+        raise InvalidInput(
+            f"priority must be one of {', '.join(Priority.values)}", code="invalid_priority"
+        )
+    if not isinstance(url, str) or len(url) > 2000:
+        raise InvalidInput("url must be a string of at most 2000 characters", code="invalid_url")
+
+
+def _lock_sequences(user_ids: list[int]) -> set[int]:
+    return set(
+        InboxSequence.objects.select_for_update()
+        .filter(user_id__in=user_ids)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+
+
+def _next_seqs(user_ids: Sequence[int]) -> dict[int, int]:
+    """Hand out each user's next seq under a row lock, in user-id order.
+
+    Locking in one global order means concurrent writers to overlapping
+    audiences queue instead of deadlocking; the lock is held to commit, so seq
+    order is commit order. (On SQLite, BEGIN IMMEDIATE already serialises writers.)
+    """
+    table = connection.ops.quote_name(InboxSequence._meta.db_table)
+    seqs: dict[int, int] = {}
+    for start in range(0, len(user_ids), _SEQ_CHUNK):
+        chunk = list(user_ids[start : start + _SEQ_CHUNK])
+        locked = _lock_sequences(chunk)
+        missing = [uid for uid in chunk if uid not in locked]
+        if missing:
+            # First notification for these users. ON CONFLICT DO NOTHING waits for a
+            # concurrent creator to commit, after which the lock below holds the row.
+            InboxSequence.objects.bulk_create(
+                [InboxSequence(user_id=uid) for uid in missing], ignore_conflicts=True
+            )
+            _lock_sequences(missing)
+        placeholders = ",".join(["%s"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET last_seq = last_seq + 1 "  # noqa: S608 (names are ours)
+                f"WHERE user_id IN ({placeholders}) RETURNING user_id, last_seq",
+                chunk,
+            )
+            seqs.update((int(uid), int(seq)) for uid, seq in cursor.fetchall())
+    return seqs
+
+
+def notification_create(
+    *,
+    audience: Audience,
+    title: str,
+    message: str = "",
+    event_type: str = "announcement",
+    priority: str = Priority.NORMAL,
+    url: str = "",
+    actor: User | None = None,
+    project_id: int | None = None,
+    project_title: str = "",
+    data: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> NotificationResult:
+    """Store a notification for everyone ``audience`` names right now, then ring.
+
+    The same ``idempotency_key`` returns the first notification instead of a new one.
+    """
+    _validate_content(title=title, message=message, priority=priority, url=url)
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
+    if idempotency_key is not None:
+        existing = Message.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return NotificationResult(existing, False, existing.deliveries.count())
+    try:
+        with transaction.atomic():
+            return _notification_write(
+                audience=audience,
+                title=title,
+                message=message,
+                event_type=event_type,
+                priority=priority,
+                url=url,
+                actor=actor,
+                project_id=project_id,
+                project_title=project_title,
+                data=data or {},
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        # Two publishers raced with one key: the other one's notification stands.
+        if idempotency_key is None:
+            raise
+        existing = Message.objects.get(idempotency_key=idempotency_key)
+        return NotificationResult(existing, False, existing.deliveries.count())
+
+
+def _notification_write(
+    *,
+    audience: Audience,
+    title: str,
+    message: str,
+    event_type: str,
+    priority: str,
+    url: str,
+    actor: User | None,
+    project_id: int | None,
+    project_title: str,
+    data: dict[str, Any],
+    idempotency_key: str | None,
+) -> NotificationResult:
+    stored = Message.objects.create(
+        event_type=event_type,
+        title=title,
+        message=message,
+        priority=priority,
+        url=url,
+        actor=actor,
+        project_id=project_id,
+        project_title=project_title,
+        data=data,
+        audience=audience.describe(),
+        idempotency_key=idempotency_key,
+    )
+    recipients = audience_user_ids(audience)
+    if not recipients:
+        return NotificationResult(stored, True, 0)
+    seqs = _next_seqs(recipients)
+    rows = Inbox.objects.bulk_create(
+        [Inbox(user_id=uid, message=stored, seq=seqs[uid]) for uid in recipients],
+        batch_size=1000,
+    )
+    delivery.ring_on_commit(
+        {
+            "kind": "notification",
+            "message_id": stored.pk,
+            "shared": message_payload(stored),
+            "recipients": [[row.user_id, row.pk, row.seq] for row in rows],
+        }
+    )
+    return NotificationResult(stored, True, len(rows))
+
+
+def _validate_ids(ids: Iterable[object]) -> list[int]:
+    if isinstance(ids, str | bytes) or not isinstance(ids, list | tuple):
+        raise InvalidInput("ids must be a list of notification ids", code="invalid_ids")
+    if len(ids) > MAX_IDS_PER_REQUEST:
+        raise InvalidInput(f"at most {MAX_IDS_PER_REQUEST} ids per request", code="invalid_ids")
+    checked: list[int] = []
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+            raise InvalidInput("every id must be a positive whole number", code="invalid_ids")
+        checked.append(value)
+    return checked
+
+
+@dataclass(frozen=True)
+class InboxChange:
+    """What an inbox action did; ``not_found`` lists ids that are not the caller's."""
+
+    changed: list[int]
+    not_found: list[int]
+    unread_count: int
+
+
+def _announce_read_state(
+    *,
+    user_id: int,
+    updates: list[tuple[int, bool]] | None = None,
+    deleted: list[int] | None = None,
+    all_read_up_to: int | None = None,
+) -> int:
+    unread = inbox_unread_count(user_id=user_id)
+    delivery.ring_on_commit(
+        {
+            "kind": "read_state",
+            "user_id": user_id,
+            "updates": [[inbox_id, is_read] for inbox_id, is_read in updates or []],
+            "deleted": deleted or [],
+            "all_read_up_to": all_read_up_to,
+            "unread_count": unread,
+        }
+    )
+    return unread
+
+
+def _set_read(*, user_id: int, ids: Iterable[object], read: bool) -> InboxChange:
+    wanted = _validate_ids(ids)
+    with transaction.atomic():
+        own = Inbox.objects.filter(user_id=user_id, id__in=wanted, deleted_at__isnull=True)
+        found = set(own.values_list("id", flat=True))
+        pending = own.filter(read_at__isnull=read)
+        changed = sorted(pending.values_list("id", flat=True))
+        pending.update(read_at=timezone.now() if read else None)
+        unread = _announce_read_state(
+            user_id=user_id, updates=[(inbox_id, read) for inbox_id in changed]
+        )
+    return InboxChange(changed, [i for i in wanted if i not in found], unread)
+
+
+def inbox_mark_read(*, user_id: int, ids: Iterable[object]) -> InboxChange:
+    """Mark the caller's rows read. Already-read rows are left as they are (idempotent)."""
+    return _set_read(user_id=user_id, ids=ids, read=True)
+
+
+def inbox_mark_unread(*, user_id: int, ids: Iterable[object]) -> InboxChange:
+    return _set_read(user_id=user_id, ids=ids, read=False)
+
+
+def inbox_mark_all_read(*, user_id: int, up_to_seq: int | None = None) -> InboxChange:
+    """Mark every unread row with seq <= ``up_to_seq`` read (all of them when None).
+
+    The bound makes a replayed "mark all read" from an offline client leave
+    notifications that arrived after the click unread.
+    """
+    with transaction.atomic():
+        pending = Inbox.objects.filter(user_id=user_id, read_at__isnull=True, deleted_at__isnull=True)
+        if up_to_seq is not None:
+            pending = pending.filter(seq__lte=up_to_seq)
+        changed = sorted(pending.values_list("id", flat=True))
+        pending.update(read_at=timezone.now())
+        bound = up_to_seq
+        if bound is None:
+            bound = InboxSequence.objects.filter(user_id=user_id).values_list(
+                "last_seq", flat=True
+            ).first() or 0
+        unread = _announce_read_state(user_id=user_id, all_read_up_to=bound)
+    return InboxChange(changed, [], unread)
+
+
+def inbox_delete(*, user_id: int, ids: Iterable[object]) -> InboxChange:
+    """Delete the caller's rows (for them only). Deleting twice is not an error."""
+    wanted = _validate_ids(ids)
+    with transaction.atomic():
+        own = Inbox.objects.filter(user_id=user_id, id__in=wanted)
+        found = set(own.values_list("id", flat=True))
+        pending = own.filter(deleted_at__isnull=True)
+        changed = sorted(pending.values_list("id", flat=True))
+        pending.update(deleted_at=timezone.now())
+        unread = _announce_read_state(user_id=user_id, deleted=changed)
+    return InboxChange(changed, [i for i in wanted if i not in found], unread)
+
+
+def _hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_create(*, name: str, created_by: User | None = None) -> tuple[ApiKey, str]:
+    """A new integration key. The raw key is returned once and never stored."""
+    if not name.strip():
+        raise InvalidInput("an API key needs a name")
+    raw = "tnk_" + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        name=name.strip(), prefix=raw[:12], hashed_key=_hash_key(raw), created_by=created_by
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey | None:
+    """The active key matching ``raw``, its use recorded; None for unknown or revoked."""
+    key = ApiKey.objects.filter(hashed_key=_hash_key(raw), revoked_at__isnull=True).first()
+    if key is not None:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return key

@@ -1,0 +1,15 @@
+"""Settings for the in-process tests: the product's settings with a private data directory.
+
+Tests that start the server as a subprocess pass their own environment instead.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("TRAY_DATA_DIR", tempfile.mkdtemp(prefix="tray-notifier-tests-"))
+os.environ.setdefault("TRAY_LOG_LEVEL", "WARNING")
+
+from backend.config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users in tests
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min"}  # noqa: F405
