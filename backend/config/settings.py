@@ -11,6 +11,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import platformdirs
@@ -161,6 +162,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root; finders serve admin files
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -195,7 +197,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Real-time settings, all overridable for tests and benchmarks.
-TRAY = {
+TRAY: dict[str, Any] = {
     # Largest text frame a client may send; bigger ones close with 1009.
     "WS_MAX_FRAME_BYTES": _env_int("TRAY_WS_MAX_FRAME_BYTES", 64 * 1024),
     # Client frames per second (sustained) and burst before a close with 1008.
@@ -217,13 +219,31 @@ TRAY = {
     "TOKEN_SWEEP_INTERVAL": _env_float("TRAY_TOKEN_SWEEP_INTERVAL", 5.0),
 }
 
+_LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()
+
+# One configuration for Django and uvicorn (the CLI hands uvicorn a copy of it), so
+# every handler carries the redacting filter: browser clients put their token in
+# the WebSocket URL, and uvicorn logs URLs with their query string.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "backend.logging_filters.RedactSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("TRAY_LOG_LEVEL", "INFO")},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _LOG_LEVEL},
     "loggers": {
+        # Replaces Django's own default handlers on these, which lack the filter.
+        "django": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        "uvicorn": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
+        "uvicorn.error": {"level": _LOG_LEVEL},
+        "uvicorn.access": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
     },
 }

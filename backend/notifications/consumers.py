@@ -1,5 +1,421 @@
+"""The WebSocket at /ws/notifications/: authenticate, route, relay.
+
+Thin by design: decisions live in services, selectors and protocol.py. What
+is here is the per-socket delivery state that makes a socket gap-free:
+``sent_seq`` is the highest seq this socket has been sent with nothing
+missing below it, so a doorbell for ``sent_seq + 1`` goes straight out, an
+older one is a duplicate, and a newer one means a doorbell was missed and the
+socket catches up from the database. Every outgoing frame goes through one
+bounded queue and one writer task, so a slow client delays only itself.
+
+docs/protocol.md is the reference for every frame and close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from backend.notifications import protocol, selectors, services
+from backend.notifications.hub import Hub
+from backend.notifications.payloads import inbox_payload
+from backend.users.models import User
+from backend.users.tokens import authenticate_access_token
+
+logger = logging.getLogger(__name__)
+
+
+def _project_members(project_id: int) -> list[dict[str, Any]]:
+    users = User.objects.filter(memberships__project_id=project_id, is_active=True).order_by("id")
+    return [
+        {"id": u.pk, "username": u.username, "first_name": u.first_name, "last_name": u.last_name}
+        for u in users
+    ]
 
 
 class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    pass
+    """One client socket."""
+
+    user_id: int
+    socket_id: str
+    token_expires_at: float
+    watching: set[int]
+
+    async def connect(self) -> None:
+        self.user_id = 0
+        self.watching = set()
+        self.sent_seq = 0
+        self._ready = False
+        self._closed = False
+        self._dirty = False
+        self._resume_to: int | None = None
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self._out: deque[str | int] = deque()
+        self._out_ready = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        tray = settings.TRAY
+        self._queue_limit: int = tray["WS_SEND_QUEUE"]
+        self._max_frame: int = tray["WS_MAX_FRAME_BYTES"]
+        self._rate: float = tray["WS_RATE_PER_SECOND"]
+        self._burst: float = float(tray["WS_RATE_BURST"])
+        self._tokens = self._burst
+        self._tokens_at = time.monotonic()
+
+        origin = protocol.origin_from_scope(self.scope)
+        if not protocol.origin_allowed(
+            origin, host=protocol.host_from_scope(self.scope), allowed=settings.TRAY_ALLOWED_ORIGINS
+        ):
+            logger.info("refused a WebSocket from origin %s", origin[:100] if origin else None)
+            await self.close()  # before accept: the browser sees HTTP 403
+            return
+
+        self.hub = Hub.current()
+        await self.hub.start()
+        await self.accept()
+        raw_token, _ = protocol.token_from_scope(self.scope)
+        try:
+            user, expires_at = await database_sync_to_async(authenticate_access_token)(raw_token)
+        except Forbidden as error:
+            await self._refuse(protocol.CLOSE_FORBIDDEN, error)
+            return
+        except NotAuthenticated as error:
+            await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
+            return
+
+        self.user_id = user.pk
+        self.socket_id = f"{self.hub.process_id}:{uuid.uuid4().hex[:12]}"
+        self.token_expires_at = expires_at.timestamp()
+        self._writer = asyncio.ensure_future(self._write_frames())
+        # Registered before reading the state: a notification committed in between
+        # is either counted in latest_seq or arrives as a doorbell after it.
+        self.hub.register(self)
+        state = await database_sync_to_async(selectors.inbox_state)(user_id=user.pk)
+        self.sent_seq = state.latest_seq
+        self._ready = True
+        self._enqueue(
+            [
+                protocol.encode(
+                    "hello",
+                    {
+                        "protocol": protocol.PROTOCOL_VERSION,
+                        "user": {
+                            "id": user.pk,
+                            "username": user.username,
+                            "first_name": user.first_name,
+                            "last_name": user.last_name,
+                        },
+                        "unread_count": state.unread_count,
+                        "latest_seq": state.latest_seq,
+                        "token_expires_at": int(self.token_expires_at),
+                        "max_frame_bytes": self._max_frame,
+                    },
+                )
+            ]
+        )
+        if self._dirty:
+            self.request_catch_up()
+        await self.hub.socket_opened(self)
+
+    async def _refuse(self, code: int, error: BackendError) -> None:
+        await self.send(text_data=protocol.encode_error(error.code, error.message))
+        await self.close(code=code, reason=error.code)
+
+    async def disconnect(self, code: int) -> None:
+        self._closed = True
+        for task in (self._catch_up_task, self._writer):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if self.user_id:
+            await self.hub.socket_closed(self)
+
+    # -- outgoing -----------------------------------------------------------
+
+    def _enqueue(self, frames: list[str]) -> None:
+        if self._closed:
+            return
+        if len(self._out) + len(frames) > self._queue_limit:
+            logger.info("closing a socket of user %s that fell behind", self.user_id)
+            self.close_with(protocol.CLOSE_TRY_AGAIN)
+            return
+        self._out.extend(frames)
+        self._drained.clear()
+        self._out_ready.set()
+
+    async def _write_frames(self) -> None:
+        while True:
+            await self._out_ready.wait()
+            while self._out:
+                item = self._out.popleft()
+                if isinstance(item, int):
+                    await self.close(code=item)
+                    return
+                await self.send(text_data=item)
+            self._out_ready.clear()
+            self._drained.set()
+
+    def close_with(self, code: int) -> None:
+        """Close after nothing more (pending frames are dropped: the database has them)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._out.clear()
+        self._out.append(code)
+        self._out_ready.set()
+
+    def deliver_frames(self, frames: list[str]) -> None:
+        self._enqueue(frames)
+
+    def deliver_notification(self, seq: int, frame: str) -> None:
+        if not self._ready or self._catch_up_task is not None:
+            self._dirty = True
+            return
+        if seq <= self.sent_seq:
+            return  # a duplicate doorbell
+        if seq == self.sent_seq + 1:
+            self.sent_seq = seq
+            self._enqueue([frame])
+        else:
+            self.request_catch_up()  # a doorbell went missing: the database has it
+
+    def request_catch_up(self) -> None:
+        self._dirty = True
+        if self._catch_up_task is None and self._ready and not self._closed:
+            self._catch_up_task = asyncio.ensure_future(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """Send every row above ``sent_seq`` from the database, in seq order, in batches."""
+        batch: int = settings.TRAY["REPLAY_BATCH"]
+        read_rows = database_sync_to_async(selectors.inbox_after)
+        replayed = 0
+        try:
+            while not self._closed:
+                if self._resume_to is not None:
+                    self.sent_seq, self._resume_to = self._resume_to, None
+                self._dirty = False
+                rows = await read_rows(user_id=self.user_id, after_seq=self.sent_seq, limit=batch)
+                if self._resume_to is not None:
+                    continue
+                frames = [
+                    protocol.encode("notification_created", inbox_payload(row))
+                    for row in rows
+                    if row.deleted_at is None
+                ]
+                if rows:
+                    self.sent_seq = rows[-1].seq
+                while len(self._out) > self._queue_limit // 2 and not self._closed:
+                    await self._drained.wait()
+                self._enqueue(frames)
+                replayed += len(frames)
+                if len(rows) < batch and not self._dirty:
+                    break
+            self._enqueue(
+                [protocol.encode("caught_up", {"through_seq": self.sent_seq, "replayed": replayed})]
+            )
+        except Exception:
+            logger.exception("catch-up failed for user %s", self.user_id)
+            self.close_with(protocol.CLOSE_SERVER_ERROR)
+        finally:
+            self._catch_up_task = None
+
+    # -- incoming -----------------------------------------------------------
+
+    def _take_rate_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self._ready or self._closed:
+            return
+        if not self._take_rate_token():
+            logger.info("closing a socket of user %s that sent too many frames", self.user_id)
+            self.close_with(protocol.CLOSE_POLICY)
+            return
+        if text_data is None:
+            self._enqueue(
+                [protocol.encode_error("binary_not_supported", "Send JSON text frames only.")]
+            )
+            return
+        if len(text_data) > self._max_frame or len(text_data.encode()) > self._max_frame:
+            self.close_with(protocol.CLOSE_TOO_BIG)
+            return
+        try:
+            frame = protocol.parse_client_frame(text_data)
+        except protocol.ProtocolError as error:
+            self._enqueue([protocol.encode_error(error.code, error.message, ref=error.ref)])
+            return
+        handler = getattr(self, f"_on_{frame.type}")
+        try:
+            await handler(frame)
+        except (BackendError, protocol.ProtocolError) as error:
+            self._enqueue([protocol.encode_error(error.code, error.message, ref=frame.ref)])
+        except Exception:
+            logger.exception("a %s request failed", frame.type)
+            self._enqueue(
+                [
+                    protocol.encode_error(
+                        "server_error", "The server could not do that; try again.", ref=frame.ref
+                    )
+                ]
+            )
+
+    def _ack(self, frame: protocol.ClientFrame, payload: dict[str, Any] | None = None) -> None:
+        self._enqueue(
+            [protocol.encode("ack", {"for": frame.type, **(payload or {})}, ref=frame.ref)]
+        )
+
+    async def _on_ping(self, frame: protocol.ClientFrame) -> None:
+        self._enqueue(
+            [
+                protocol.encode(
+                    "pong", frame.payload if len(str(frame.payload)) < 200 else {}, ref=frame.ref
+                )
+            ]
+        )
+
+    async def _on_resume(self, frame: protocol.ClientFrame) -> None:
+        after = selectors.validate_seq(frame.payload.get("after_seq"), name="after_seq")
+        latest = await database_sync_to_async(selectors.inbox_latest_seq)(user_id=self.user_id)
+        if after > latest:
+            raise protocol.ProtocolError(
+                "cursor_ahead",
+                f"after_seq {after} is beyond the latest seq {latest}: the server's data was "
+                "reset; drop the local cache and resume from 0.",
+            )
+        if latest - after > settings.TRAY["REPLAY_MAX"]:
+            self.sent_seq = max(self.sent_seq, latest)
+            self._enqueue(
+                [
+                    protocol.encode(
+                        "resync_required",
+                        {
+                            "after_seq": after,
+                            "latest_seq": latest,
+                            "page_url": f"/api/inbox/?after_seq={after}&limit=200",
+                        },
+                        ref=frame.ref,
+                    )
+                ]
+            )
+            return
+        if self._catch_up_task is not None:
+            self._resume_to = after
+            self._dirty = True
+            return
+        self.sent_seq = after
+        self.request_catch_up()
+
+    async def _on_authenticate(self, frame: protocol.ClientFrame) -> None:
+        raw = frame.payload.get("token")
+        user, expires_at = await database_sync_to_async(authenticate_access_token)(
+            raw if isinstance(raw, str) else None
+        )
+        if user.pk != self.user_id:
+            raise Forbidden("That token belongs to another user.", code="wrong_user")
+        self.token_expires_at = expires_at.timestamp()
+        self._ack(frame, {"token_expires_at": int(self.token_expires_at)})
+
+    async def _on_mark_read(self, frame: protocol.ClientFrame) -> None:
+        change = await database_sync_to_async(services.inbox_mark_read)(
+            user_id=self.user_id, ids=frame.payload.get("ids")
+        )
+        self._ack(
+            frame,
+            {
+                "changed": change.changed,
+                "not_found": change.not_found,
+                "unread_count": change.unread_count,
+            },
+        )
+
+    async def _on_mark_unread(self, frame: protocol.ClientFrame) -> None:
+        change = await database_sync_to_async(services.inbox_mark_unread)(
+            user_id=self.user_id, ids=frame.payload.get("ids")
+        )
+        self._ack(
+            frame,
+            {
+                "changed": change.changed,
+                "not_found": change.not_found,
+                "unread_count": change.unread_count,
+            },
+        )
+
+    async def _on_delete(self, frame: protocol.ClientFrame) -> None:
+        change = await database_sync_to_async(services.inbox_delete)(
+            user_id=self.user_id, ids=frame.payload.get("ids")
+        )
+        self._ack(
+            frame,
+            {
+                "changed": change.changed,
+                "not_found": change.not_found,
+                "unread_count": change.unread_count,
+            },
+        )
+
+    async def _on_mark_all_read(self, frame: protocol.ClientFrame) -> None:
+        raw = frame.payload.get("up_to_seq")
+        bound = None if raw is None else selectors.validate_seq(raw, name="up_to_seq")
+        change = await database_sync_to_async(services.inbox_mark_all_read)(
+            user_id=self.user_id, up_to_seq=bound
+        )
+        self._ack(frame, {"changed": change.changed, "unread_count": change.unread_count})
+
+    def _project_id(self, frame: protocol.ClientFrame) -> int:
+        value = frame.payload.get("project_id")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+            raise InvalidInput("project_id must be a positive whole number", code="invalid_project")
+        return value
+
+    async def _on_subscribe_presence(self, frame: protocol.ClientFrame) -> None:
+        project_id = self._project_id(frame)
+        is_member = await database_sync_to_async(selectors.is_project_member)(
+            user_id=self.user_id, project_id=project_id
+        )
+        if not is_member:
+            raise NotFound(f"You are not a member of a project {project_id}.")
+        members = await database_sync_to_async(_project_members)(project_id)
+        self.hub.watch(self, project_id)
+        states = await self.hub.presence.states([m["id"] for m in members])
+        self._enqueue(
+            [
+                protocol.encode(
+                    "presence_snapshot",
+                    {
+                        "project_id": project_id,
+                        "members": [{"user": m, **states[m["id"]].as_payload()} for m in members],
+                    },
+                    ref=frame.ref,
+                )
+            ]
+        )
+
+    async def _on_unsubscribe_presence(self, frame: protocol.ClientFrame) -> None:
+        project_id = self._project_id(frame)
+        self.hub.unwatch(self, project_id)
+        self._ack(frame, {"project_id": project_id})
+
+    async def _on_set_status(self, frame: protocol.ClientFrame) -> None:
+        status = frame.payload.get("status")
+        if status not in protocol.STATUSES:
+            raise InvalidInput(
+                f"status must be one of {', '.join(protocol.STATUSES)}", code="invalid_status"
+            )
+        await self.hub.presence.set_status(self.user_id, status)
+        await self.hub.publish_presence(self.user_id)
+        self._ack(frame, {"status": status})

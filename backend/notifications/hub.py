@@ -1,25 +1,357 @@
-"""Placeholder: the per-process hub is being written (see the consumer)."""
+"""The per-process hub: this process's sockets, and the doorbell fanned out to them.
+
+Every server process has one hub (bound to its event loop). It receives each
+doorbell event exactly once (in-process, or one Redis message per process)
+and hands it to the local sockets it concerns, so the cost of a broadcast is
+one event per process plus one frame per local recipient.
+
+Event kinds (built by services; JSON-safe dicts):
+
+- ``notification``: ``message_id``, ``shared`` (payloads.message_payload) and
+  ``recipients`` [[user_id, inbox_id, seq], ...]
+- ``read_state``: ``user_id``, ``updates`` [[inbox_id, is_read]], ``deleted``,
+  ``all_read_up_to``, ``unread_count``
+- ``user_disabled``: ``user_id``
+- ``membership_removed``: ``user_id``, ``project_id``
+- ``presence``: ``user_id``, ``project_ids``, ``state`` (PresenceState payload)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from backend.notifications import protocol, selectors
+from backend.notifications.delivery import REDIS_CHANNEL, Event
+from backend.notifications.models import Message
+from backend.notifications.payloads import message_payload
+from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
+
+if TYPE_CHECKING:
+    from backend.notifications.consumers import NotificationConsumer
+
+logger = logging.getLogger(__name__)
+
+
+def _watch_new_messages(after_id: int, user_ids: list[int]) -> tuple[int, list[Event]]:
+    """Notifications committed by another process (the ``notify`` command) since
+    ``after_id``, as doorbell events for the given (locally connected) users."""
+    messages = list(
+        Message.objects.filter(id__gt=after_id).select_related("actor").order_by("id")[:500]
+    )
+    events: list[Event] = []
+    for message in messages:
+        rows = selectors.inbox_rows_for_users(message_id=message.pk, user_ids=user_ids)
+        if rows:
+            events.append(
+                {
+                    "kind": "notification",
+                    "message_id": message.pk,
+                    "shared": message_payload(message),
+                    "recipients": [list(row) for row in rows],
+                }
+            )
+    return (messages[-1].pk if messages else after_id), events
 
 
 class Hub:
-    _current: Hub | None = None
+    """This process's sockets and what reaches them. Use ``Hub.current()``.
+
+    Signals are plain method calls on the consumers (``deliver_notification``,
+    ``deliver_frames``, ``close_with``, ``drop_presence``); the hub never awaits
+    a socket, so one slow client cannot stall a broadcast.
+    """
+
+    _current: ClassVar[Hub | None] = None
+
+    def __init__(self) -> None:
+        self.process_id = uuid.uuid4().hex[:12]
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.sockets_by_user: dict[int, set[NotificationConsumer]] = {}
+        self.watchers: dict[int, set[NotificationConsumer]] = {}
+        self.presence: PresenceStore = MemoryPresence()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis: Any = None
+        self._started = False
+        self._recently_rung: dict[int, None] = {}
 
     @classmethod
     def current(cls) -> Hub:
-        if cls._current is None:
-            cls._current = cls()
-        return cls._current
+        """The hub of the running event loop (a new one if the loop changed, as in tests)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        hub = cls._current
+        if hub is None or (hub.loop is not None and loop is not None and hub.loop is not loop):
+            hub = cls()
+            cls._current = hub
+        return hub
 
     @classmethod
-    def ring_local(cls, event: dict[str, Any]) -> None:
-        return None
+    def ring_local(cls, event: Event) -> None:
+        """Hand an event to this process's hub from any thread (embedded delivery)."""
+        hub = cls._current
+        if hub is None or hub.loop is None or hub.loop.is_closed():
+            return  # no server in this process: the server's database watch will see it
+        # A fresh context: the caller's carries asgiref's "inside sync_to_async" marker,
+        # which would make catch-up tasks started by this dispatch refuse database calls.
+        hub.loop.call_soon_threadsafe(hub.dispatch, event, context=contextvars.Context())
+
+    # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        return None
+        if self._started:
+            return
+        self._started = True
+        self.loop = asyncio.get_running_loop()
+        tray = settings.TRAY
+        if settings.REDIS_URL:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            await self._redis.ping()
+            self.presence = RedisPresence(self._redis, ttl=tray["PRESENCE_TTL"])
+            self._spawn(self._listen_redis(), "doorbell")
+            self._spawn(self._every(tray["PRESENCE_TTL"] / 3, self._refresh_presence), "presence")
+        else:
+            latest = await database_sync_to_async(selectors.latest_message_id)()
+            self._spawn(self._watch_database(latest), "database watch")
+        self._spawn(self._every(tray["TOKEN_SWEEP_INTERVAL"], self._sweep_tokens), "token sweep")
 
     async def stop(self) -> None:
-        return None
+        """Close every socket with 1012 and tell presence this process is leaving."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for consumer in [c for group in self.sockets_by_user.values() for c in group]:
+            consumer.close_with(protocol.CLOSE_RESTART)
+            await self.socket_closed(consumer)
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        self._started = False
+        if Hub._current is self:
+            Hub._current = None
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("hub task %r stopped", name)
+
+        self._tasks.append(asyncio.ensure_future(guarded()))
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:
+                logger.exception("periodic hub job failed; retrying in %.1fs", interval)
+
+    # -- sockets ------------------------------------------------------------
+
+    def register(self, consumer: NotificationConsumer) -> None:
+        self.sockets_by_user.setdefault(consumer.user_id, set()).add(consumer)
+
+    async def socket_opened(self, consumer: NotificationConsumer) -> None:
+        if await self.presence.socket_opened((consumer.user_id, consumer.socket_id)):
+            await self.publish_presence(consumer.user_id)
+
+    async def socket_closed(self, consumer: NotificationConsumer) -> None:
+        sockets = self.sockets_by_user.get(consumer.user_id)
+        if sockets is None or consumer not in sockets:
+            return
+        sockets.discard(consumer)
+        if not sockets:
+            del self.sockets_by_user[consumer.user_id]
+        for project_id in list(consumer.watching):
+            self.unwatch(consumer, project_id)
+        if await self.presence.socket_closed((consumer.user_id, consumer.socket_id)):
+            await self.publish_presence(consumer.user_id)
+
+    def watch(self, consumer: NotificationConsumer, project_id: int) -> None:
+        self.watchers.setdefault(project_id, set()).add(consumer)
+        consumer.watching.add(project_id)
+
+    def unwatch(self, consumer: NotificationConsumer, project_id: int) -> None:
+        watchers = self.watchers.get(project_id)
+        if watchers is not None:
+            watchers.discard(consumer)
+            if not watchers:
+                del self.watchers[project_id]
+        consumer.watching.discard(project_id)
+
+    async def publish_presence(self, user_id: int) -> None:
+        project_ids = await database_sync_to_async(selectors.user_project_ids)(user_id=user_id)
+        if not project_ids:
+            return
+        state = (await self.presence.states([user_id]))[user_id]
+        await self.publish(
+            {
+                "kind": "presence",
+                "user_id": user_id,
+                "project_ids": project_ids,
+                "state": state.as_payload(),
+            }
+        )
+
+    async def publish(self, event: Event) -> None:
+        """Ring from async code (presence): one Redis message, or straight to dispatch."""
+        if self._redis is not None:
+            await self._redis.publish(REDIS_CHANNEL, json.dumps(event, separators=(",", ":")))
+        else:
+            self.dispatch(event)
+
+    # -- fan-out ------------------------------------------------------------
+
+    def dispatch(self, event: Event) -> None:
+        """Hand one doorbell event to the local sockets it concerns. Never raises."""
+        try:
+            kind = event.get("kind")
+            if kind == "notification":
+                self._dispatch_notification(event)
+            elif kind == "read_state":
+                self._dispatch_read_state(event)
+            elif kind == "presence":
+                self._dispatch_presence(event)
+            elif kind == "user_disabled":
+                for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
+                    consumer.close_with(protocol.CLOSE_FORBIDDEN)
+            elif kind == "membership_removed":
+                project_id = int(event["project_id"])
+                for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
+                    if project_id in consumer.watching:
+                        self.unwatch(consumer, project_id)
+                        consumer.deliver_frames(
+                            [
+                                protocol.encode(
+                                    "presence_unsubscribed",
+                                    {"project_id": project_id, "reason": "removed"},
+                                )
+                            ]
+                        )
+            else:
+                logger.warning("ignored a doorbell event of unknown kind %r", kind)
+        except Exception:
+            logger.exception("doorbell event could not be dispatched")
+
+    def _dispatch_notification(self, event: Event) -> None:
+        message_id = int(event["message_id"])
+        self._recently_rung[message_id] = None
+        if len(self._recently_rung) > 10_000:
+            del self._recently_rung[next(iter(self._recently_rung))]
+        if not self.sockets_by_user:
+            return
+        prefix = protocol.notification_frame_prefix(event["shared"])
+        for user_id, inbox_id, seq in event["recipients"]:
+            sockets = self.sockets_by_user.get(user_id)
+            if not sockets:
+                continue
+            frame = protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq)
+            for consumer in sockets:
+                consumer.deliver_notification(seq, frame)
+
+    def _dispatch_read_state(self, event: Event) -> None:
+        sockets = self.sockets_by_user.get(int(event["user_id"]))
+        if not sockets:
+            return
+        frames = [
+            protocol.encode("notification_updated", {"id": inbox_id, "updates": {"is_read": read}})
+            for inbox_id, read in event["updates"]
+        ]
+        frames += [protocol.encode("notification_deleted", {"id": i}) for i in event["deleted"]]
+        if event.get("all_read_up_to") is not None:
+            frames.append(protocol.encode("all_read", {"up_to_seq": event["all_read_up_to"]}))
+        frames.append(protocol.encode("unread_count", {"unread_count": event["unread_count"]}))
+        for consumer in sockets:
+            consumer.deliver_frames(frames)
+
+    def _dispatch_presence(self, event: Event) -> None:
+        user_id = int(event["user_id"])
+        for project_id in event["project_ids"]:
+            watchers = self.watchers.get(project_id)
+            if not watchers:
+                continue
+            frame = protocol.encode(
+                "presence_changed", {"project_id": project_id, "user_id": user_id, **event["state"]}
+            )
+            for consumer in watchers:
+                consumer.deliver_frames([frame])
+
+    # -- background jobs ----------------------------------------------------
+
+    async def _listen_redis(self) -> None:
+        """One subscription per process; reconnects if Redis goes away."""
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(REDIS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        try:
+                            event = json.loads(message["data"])
+                        except ValueError:
+                            logger.warning("ignored a doorbell message that is not JSON")
+                            continue
+                        self.dispatch(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("lost the Redis doorbell; resubscribing in 1s")
+                # Sockets may have missed doorbells: each catches up from the database.
+                await asyncio.sleep(1)
+                for consumer in [c for group in self.sockets_by_user.values() for c in group]:
+                    consumer.request_catch_up()
+
+    async def _watch_database(self, after_id: int) -> None:
+        """Embedded mode: notice notifications written by another process on the same
+        database (``tray-notifier-server notify``), which cannot ring this hub."""
+        interval = settings.TRAY["DB_WATCH_INTERVAL"]
+        watch = database_sync_to_async(_watch_new_messages)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                after_id, events = await watch(after_id, list(self.sockets_by_user))
+            except Exception:
+                logger.exception("database watch failed; retrying")
+                continue
+            for event in events:
+                if event["message_id"] not in self._recently_rung:
+                    self.dispatch(event)
+
+    async def _refresh_presence(self) -> None:
+        sockets = [
+            (consumer.user_id, consumer.socket_id)
+            for group in self.sockets_by_user.values()
+            for consumer in group
+        ]
+        await self.presence.refresh(sockets)
+        for user_id in await self.presence.reap():
+            await self.publish_presence(user_id)
+
+    async def _sweep_tokens(self) -> None:
+        """Close sockets whose access token expired without an in-band ``authenticate``."""
+        now = time.time()
+        for group in list(self.sockets_by_user.values()):
+            for consumer in list(group):
+                if consumer.token_expires_at <= now:
+                    consumer.close_with(protocol.CLOSE_TOKEN_INVALID)

@@ -23,6 +23,3 @@ class User(AbstractUser):
     role = models.ForeignKey(
         Role, null=True, blank=True, on_delete=models.SET_NULL, related_name="users"
     )
-
-    class Meta(AbstractUser.Meta):
-        swappable = "AUTH_USER_MODEL"

@@ -1,0 +1,166 @@
+"""The WebSocket protocol, server side: pure parse and encode functions, no I/O.
+
+Every frame is a JSON text frame ``{"type": ..., "payload": {...}}``; a client
+request may carry ``"ref"`` (a string or number it chooses), which the answer
+(``ack`` or ``error``) echoes. docs/protocol.md is the reference for clients.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+PROTOCOL_VERSION: Final = 1
+
+# Close codes (docs/protocol.md, "Close codes").
+CLOSE_TOKEN_INVALID: Final = 4001  # refresh the access token, then reconnect
+CLOSE_FORBIDDEN: Final = 4003  # stop and ask the user (account disabled, origin refused)
+CLOSE_POLICY: Final = 1008  # rate limit exceeded
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_SERVER_ERROR: Final = 1011
+CLOSE_RESTART: Final = 1012
+CLOSE_TRY_AGAIN: Final = 1013  # this socket fell too far behind; reconnect and resume
+
+CLIENT_TYPES: Final = frozenset(
+    {
+        "ping",
+        "resume",
+        "authenticate",
+        "mark_read",
+        "mark_unread",
+        "mark_all_read",
+        "delete",
+        "subscribe_presence",
+        "unsubscribe_presence",
+        "set_status",
+    }
+)
+STATUSES: Final = ("online", "away", "dnd")
+
+
+class ProtocolError(Exception):
+    """A client frame we cannot act on; becomes an ``error`` frame, never a crash."""
+
+    def __init__(self, code: str, message: str, *, ref: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    ref: str | int | None = None
+
+
+def _ref_of(document: dict[str, Any]) -> str | int | None:
+    ref = document.get("ref")
+    if isinstance(ref, bool) or not isinstance(ref, str | int):
+        return None
+    if isinstance(ref, str) and len(ref) > 100:
+        return None
+    return ref
+
+
+def parse_client_frame(text: str) -> ClientFrame:
+    """Decode one client text frame, or raise ProtocolError saying what is wrong."""
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ProtocolError("invalid_json", "The frame is nested too deeply.") from None
+    except ValueError:
+        raise ProtocolError("invalid_json", "The frame is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("invalid_frame", 'A frame must be a JSON object with a "type".')
+    ref = _ref_of(document)
+    kind = document.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("invalid_frame", 'A frame must have a string "type".', ref=ref)
+    if kind not in CLIENT_TYPES:
+        shown = kind[:40]
+        raise ProtocolError("unknown_type", f"Unknown frame type {shown!r}.", ref=ref)
+    payload = document.get("payload", {})
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ProtocolError("invalid_frame", '"payload" must be a JSON object.', ref=ref)
+    return ClientFrame(type=kind, payload=payload, ref=ref)
+
+
+def encode(
+    kind: str, payload: dict[str, Any] | None = None, *, ref: str | int | None = None
+) -> str:
+    frame: dict[str, Any] = {"type": kind, "payload": payload if payload is not None else {}}
+    if ref is not None:
+        frame["ref"] = ref
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_error(code: str, message: str, *, ref: str | int | None = None) -> str:
+    return encode("error", {"code": code, "message": message}, ref=ref)
+
+
+def notification_frame_prefix(shared: dict[str, Any]) -> str:
+    """The shared part of a ``notification_created`` frame, serialised once per broadcast.
+
+    ``notification_frame`` splices each recipient's id, seq and read state in
+    front of it, so a broadcast costs one json.dumps, not one per socket.
+    """
+    return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)[1:]
+
+
+def notification_frame(prefix: str, *, inbox_id: int, seq: int) -> str:
+    head = f'{{"type":"notification_created","payload":{{"id":{inbox_id},"seq":{seq},'
+    head += '"is_read":false,"read_at":null'
+    return head + ("," + prefix if prefix != "}" else "}") + "}"
+
+
+def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
+    """The access token of a WebSocket handshake and how it came.
+
+    Returns (token, "header") for ``Authorization: Bearer``, (token, "query") for
+    ``?token=`` (browsers cannot set headers), or (None, "none").
+    """
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip(), "header"
+            return None, "header"
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query).get("token")
+    if values and values[0]:
+        return values[0], "query"
+    return None, "none"
+
+
+def origin_from_scope(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"origin":
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+def host_from_scope(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"host":
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+def origin_allowed(origin: str | None, *, host: str | None, allowed: list[str]) -> bool:
+    """Browser origins must be listed (or be this server itself); no Origin means a
+    non-browser client, which a browser page cannot impersonate."""
+    if origin is None:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    if host is None:
+        return False
+    return origin in {f"http://{host}", f"https://{host}"}

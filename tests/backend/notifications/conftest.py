@@ -1,0 +1,101 @@
+"""Fixtures for WebSocket tests through Channels' communicator (in-process, real ASGI app)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt.tokens import AccessToken
+
+from backend.notifications.hub import Hub
+from backend.users.models import User
+
+WAIT = 5  # seconds a test waits for an expected frame before failing
+
+
+def access_token(user: User, *, lifetime: timedelta | None = None) -> str:
+    token = AccessToken.for_user(user)
+    if lifetime is not None:
+        token.set_exp(lifetime=lifetime)
+    return str(token)
+
+
+class Client:
+    """A communicator with frame helpers; frames are decoded JSON dicts."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.ws = communicator
+
+    async def send(self, kind: str, payload: dict[str, Any] | None = None, **extra: Any) -> None:
+        await self.ws.send_to(text_data=json.dumps({"type": kind, "payload": payload or {}, **extra}))
+
+    async def receive(self, timeout: float = WAIT) -> dict[str, Any]:
+        output = await self.ws.receive_output(timeout)
+        if output["type"] == "websocket.close":
+            raise AssertionError(f"socket closed with {output.get('code')}")
+        result: dict[str, Any] = json.loads(output["text"])
+        return result
+
+    async def receive_until(self, kind: str, timeout: float = WAIT) -> dict[str, Any]:
+        """Frames up to and including the first of ``kind``; returns that one."""
+        while True:
+            frame = await self.receive(timeout)
+            if frame["type"] == kind:
+                return frame
+
+    async def closed_with(self, timeout: float = WAIT) -> int | None:
+        """Read until the server closes; returns the close code."""
+        while True:
+            output = await self.ws.receive_output(timeout)
+            if output["type"] == "websocket.close":
+                code: int | None = output.get("code")
+                return code
+
+    async def nothing_pending(self) -> bool:
+        return bool(await self.ws.receive_nothing(timeout=0.2))
+
+
+@pytest_asyncio.fixture
+async def connect() -> AsyncIterator[Callable[..., Any]]:
+    """``await connect(user)`` → Client past its hello frame (``client.hello``)."""
+    from backend.config.asgi import application
+
+    opened: list[WebsocketCommunicator] = []
+
+    async def open_socket(
+        user: User | None = None,
+        *,
+        token: str | None = None,
+        via: str = "header",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        expect_hello: bool = True,
+    ) -> Client:
+        if token is None and user is not None:
+            token = await database_sync_to_async(access_token)(user)
+        path = "/ws/notifications/"
+        all_headers = list(headers or [])
+        if token is not None and via == "header":
+            all_headers.append((b"authorization", f"Bearer {token}".encode()))
+        elif token is not None:
+            path += f"?token={token}"
+        communicator = WebsocketCommunicator(application, path, headers=all_headers)
+        opened.append(communicator)
+        connected, _ = await communicator.connect(timeout=WAIT)
+        client = Client(communicator)
+        client.connected = connected  # type: ignore[attr-defined]
+        if connected and expect_hello:
+            hello = await client.receive()
+            assert hello["type"] == "hello", hello
+            client.hello = hello["payload"]  # type: ignore[attr-defined]
+        return client
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+    await Hub.current().stop()

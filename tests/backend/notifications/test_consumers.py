@@ -1,0 +1,358 @@
+"""The WebSocket consumer through Channels' communicator: the real ASGI app,
+the real hub and a real SQLite database, in this process."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from backend.notifications import delivery
+from backend.notifications.models import Inbox
+from backend.notifications.selectors import Audience
+from backend.notifications.services import notification_create
+from backend.users.models import User
+from tests.backend.notifications.conftest import access_token
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@database_sync_to_async
+def make(username: str, **fields: Any) -> User:
+    return User.objects.create_user(username=username, password="pw", **fields)
+
+
+@database_sync_to_async
+def notify(*users: User, title: str = "Hello", **fields: Any) -> Any:
+    return notification_create(audience=Audience(users=tuple(u.pk for u in users)), title=title, **fields)
+
+
+@database_sync_to_async
+def notify_many(user: User, count: int) -> None:
+    for n in range(count):
+        notification_create(audience=Audience(users=(user.pk,)), title=f"n{n + 1}")
+
+
+async def test_hello_carries_protocol_user_unread_and_latest_seq(connect):
+    alice = await make("alice", first_name="Alice")
+    await notify(alice)
+    await notify(alice)
+    client = await connect(alice)
+    assert client.hello["protocol"] == 1
+    assert client.hello["user"] == {"id": alice.pk, "username": "alice", "first_name": "Alice", "last_name": ""}
+    assert client.hello["unread_count"] == 2
+    assert client.hello["latest_seq"] == 2
+
+
+async def test_token_in_query_string_is_accepted_for_browsers(connect):
+    alice = await make("alice")
+    client = await connect(alice, via="query")
+    assert client.hello["user"]["username"] == "alice"
+
+
+async def test_live_notification_arrives_with_seq_and_content(connect):
+    alice = await make("alice")
+    bob = await make("bob", first_name="Bob")
+    client = await connect(alice)
+    await notify(alice, title="Deploy done", message="v2 is live", priority="high", url="/x", actor=bob)
+    frame = await client.receive()
+    assert frame["type"] == "notification_created"
+    payload = frame["payload"]
+    assert payload["seq"] == 1
+    assert payload["title"] == "Deploy done"
+    assert payload["message"] == "v2 is live"
+    assert payload["priority"] == "high"
+    assert payload["is_read"] is False
+    assert payload["actor"]["username"] == "bob"
+    row = await database_sync_to_async(Inbox.objects.get)(user=alice, seq=1)
+    assert payload["id"] == row.pk
+
+
+async def test_a_notification_reaches_only_its_recipients(connect):
+    alice, bob = await make("alice"), await make("bob")
+    to_alice = await connect(alice)
+    to_bob = await connect(bob)
+    await notify(alice, title="for alice")
+    assert (await to_alice.receive())["payload"]["title"] == "for alice"
+    assert await to_bob.nothing_pending()
+
+
+async def test_resume_replays_exactly_the_missed_rows_in_order(connect):
+    alice = await make("alice")
+    await notify_many(alice, 30)
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": 12})
+    seqs = []
+    while True:
+        frame = await client.receive()
+        if frame["type"] == "caught_up":
+            break
+        assert frame["type"] == "notification_created"
+        seqs.append(frame["payload"]["seq"])
+    assert seqs == list(range(13, 31))
+    assert frame["payload"] == {"through_seq": 30, "replayed": 18}
+    # Live delivery continues after the replay.
+    await notify(alice, title="after")
+    assert (await client.receive())["payload"]["seq"] == 31
+
+
+async def test_resume_skips_deleted_rows_but_reports_through_seq(connect):
+    alice = await make("alice")
+    await notify_many(alice, 3)
+    row = await database_sync_to_async(Inbox.objects.get)(user=alice, seq=2)
+    await database_sync_to_async(Inbox.objects.filter(pk=row.pk).update)(deleted_at="2020-01-01T00:00Z")
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": 0})
+    first = await client.receive()
+    second = await client.receive()
+    done = await client.receive()
+    assert [first["payload"]["seq"], second["payload"]["seq"]] == [1, 3]
+    assert done == {"type": "caught_up", "payload": {"through_seq": 3, "replayed": 2}}
+
+
+@pytest.mark.parametrize("cursor", [-1, "abc", 2**63, None, True, 1.5, [1]])
+async def test_bad_resume_cursors_get_a_clear_error_and_the_socket_stays(connect, cursor):
+    alice = await make("alice")
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": cursor}, ref="r1")
+    error = await client.receive()
+    assert error["type"] == "error"
+    assert error["ref"] == "r1"
+    assert error["payload"]["code"] == "invalid_cursor"
+    await client.send("ping", ref=2)
+    assert (await client.receive()) == {"type": "pong", "payload": {}, "ref": 2}
+
+
+async def test_resume_from_beyond_the_latest_seq_says_the_server_was_reset(connect):
+    alice = await make("alice")
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": 99})
+    error = await client.receive()
+    assert error["payload"]["code"] == "cursor_ahead"
+
+
+async def test_a_huge_backlog_is_paged_over_rest(connect, settings):
+    settings.TRAY = {**settings.TRAY, "REPLAY_MAX": 5}
+    alice = await make("alice")
+    await notify_many(alice, 8)
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": 1})
+    frame = await client.receive()
+    assert frame["type"] == "resync_required"
+    assert frame["payload"]["latest_seq"] == 8
+    assert "after_seq=1" in frame["payload"]["page_url"]
+
+
+async def test_a_missed_doorbell_is_recovered_from_the_database(connect, monkeypatch):
+    alice = await make("alice")
+    client = await connect(alice)
+    real_ring = delivery.ring
+    dropped: list[dict[str, Any]] = []
+
+    def lossy_ring(event: dict[str, Any]) -> None:
+        # Fault injection: the first doorbell is lost on its way (a Redis blip).
+        if not dropped:
+            dropped.append(event)
+            return
+        real_ring(event)
+
+    monkeypatch.setattr(delivery, "ring", lossy_ring)
+    await notify(alice, title="lost doorbell")
+    await notify(alice, title="second")
+    first = await client.receive()
+    second = await client.receive()
+    assert [first["payload"]["title"], second["payload"]["title"]] == ["lost doorbell", "second"]
+    assert [first["payload"]["seq"], second["payload"]["seq"]] == [1, 2]
+    assert (await client.receive())["type"] == "caught_up"
+
+
+async def test_mark_read_reaches_every_socket_of_the_user_with_the_count(connect):
+    alice = await make("alice")
+    await notify_many(alice, 2)
+    desktop = await connect(alice)
+    laptop = await connect(alice)
+    row = await database_sync_to_async(Inbox.objects.get)(user=alice, seq=1)
+    await desktop.send("mark_read", {"ids": [row.pk]}, ref="m")
+    for client in (desktop, laptop):
+        frames = [await client.receive() for _ in range(2 if client is laptop else 3)]
+        kinds = {frame["type"]: frame for frame in frames}
+        assert kinds["notification_updated"]["payload"] == {"id": row.pk, "updates": {"is_read": True}}
+        assert kinds["unread_count"]["payload"] == {"unread_count": 1}
+        if client is desktop:
+            assert kinds["ack"]["ref"] == "m"
+            assert kinds["ack"]["payload"]["changed"] == [row.pk]
+    # Again: idempotent, nothing changes.
+    await desktop.send("mark_read", {"ids": [row.pk]}, ref="again")
+    ack = await desktop.receive_until("ack")
+    assert ack["payload"]["changed"] == []
+    assert ack["payload"]["unread_count"] == 1
+
+
+async def test_other_users_ids_are_not_found_and_untouched(connect):
+    alice, bob = await make("alice"), await make("bob")
+    await notify(bob)
+    bobs = await database_sync_to_async(Inbox.objects.get)(user=bob)
+    client = await connect(alice)
+    for kind in ("mark_read", "delete"):
+        await client.send(kind, {"ids": [bobs.pk]}, ref=kind)
+        ack = await client.receive_until("ack")
+        assert ack["payload"]["not_found"] == [bobs.pk]
+    await database_sync_to_async(bobs.refresh_from_db)()
+    assert bobs.read_at is None
+    assert bobs.deleted_at is None
+
+
+async def test_mark_all_read_up_to_a_seq_leaves_newer_unread(connect):
+    alice = await make("alice")
+    await notify_many(alice, 3)
+    client = await connect(alice)
+    await client.send("mark_all_read", {"up_to_seq": 2}, ref=1)
+    ack = await client.receive_until("ack")
+    assert ack["payload"]["unread_count"] == 1
+    unread = await database_sync_to_async(
+        lambda: list(Inbox.objects.filter(user=alice, read_at__isnull=True).values_list("seq", flat=True))
+    )()
+    assert unread == [3]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"payload": {}}', "invalid_frame"),
+        ('{"type": "launch_missiles"}', "unknown_type"),
+        ('{"type": "ping", "payload": [1]}', "invalid_frame"),
+        ("[" * 30_000 + "]" * 30_000, "invalid_json"),
+        ('{"type": "mark_read", "payload": {"ids": "1,2"}}', "invalid_ids"),
+        ('{"type": "mark_read", "payload": {"ids": [1, -2]}}', "invalid_ids"),
+        ('{"type": "set_status", "payload": {"status": "sleeping"}}', "invalid_status"),
+        ('{"type": "subscribe_presence", "payload": {"project_id": "3"}}', "invalid_project"),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_socket_keeps_serving(connect, frame, code):
+    alice = await make("alice")
+    client = await connect(alice)
+    await client.ws.send_to(text_data=frame)
+    error = await client.receive()
+    assert error["type"] == "error"
+    assert error["payload"]["code"] == code
+    assert error["payload"]["message"]
+    await client.send("ping", {"n": 1}, ref="still")
+    assert await client.receive() == {"type": "pong", "payload": {"n": 1}, "ref": "still"}
+
+
+async def test_binary_frames_are_refused_with_an_error(connect):
+    alice = await make("alice")
+    client = await connect(alice)
+    await client.ws.send_to(bytes_data=b"\xff\xfe\x00")
+    error = await client.receive()
+    assert error["payload"]["code"] == "binary_not_supported"
+
+
+async def test_an_oversized_frame_closes_with_1009_and_others_are_served(connect):
+    alice, bob = await make("alice"), await make("bob")
+    big = await connect(alice)
+    other = await connect(bob)
+    await big.ws.send_to(text_data=json.dumps({"type": "ping", "payload": {"x": "y" * 70_000}}))
+    assert await big.closed_with() == 1009
+    await other.send("ping", ref=1)
+    assert (await other.receive())["type"] == "pong"
+
+
+async def test_a_flooding_client_is_closed_with_1008(connect, settings):
+    settings.TRAY = {**settings.TRAY, "WS_RATE_BURST": 10, "WS_RATE_PER_SECOND": 1.0}
+    alice = await make("alice")
+    client = await connect(alice)
+    for _ in range(30):
+        await client.send("ping")
+    assert await client.closed_with() == 1008
+
+
+def _forge(claims: dict[str, Any], alg: str = "none") -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': alg, 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "expired", "wrong_signature", "alg_none", "refresh", "huge"])
+async def test_bad_tokens_close_with_4001_after_an_error_frame(connect, kind):
+    alice = await make("alice")
+
+    @database_sync_to_async
+    def token_for() -> str | None:
+        from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+        if kind == "missing":
+            return None
+        if kind == "garbage":
+            return "not-a-jwt"
+        if kind == "expired":
+            return access_token(alice, lifetime=timedelta(seconds=-10))
+        if kind == "wrong_signature":
+            head, body, _ = str(AccessToken.for_user(alice)).split(".")
+            return f"{head}.{body}.c2lnbmF0dXJlLWZvcmdlZA"
+        if kind == "alg_none":
+            good = AccessToken.for_user(alice)
+            return _forge(dict(good.payload))
+        if kind == "refresh":
+            return str(RefreshToken.for_user(alice))
+        return "a" * 100_000
+
+    client = await connect(token=await token_for(), expect_hello=False)
+    assert client.connected
+    error = await client.receive()
+    assert error["type"] == "error"
+    assert error["payload"]["code"] in {"token_missing", "token_invalid"}
+    assert "eyJ" not in error["payload"]["message"]
+    assert await client.closed_with() == 4001
+
+
+async def test_a_deactivated_user_is_refused_and_disconnected(connect):
+    alice = await make("alice")
+    client = await connect(alice)
+    alice.is_active = False
+    await database_sync_to_async(alice.save)()
+    assert await client.closed_with() == 4003
+    again = await connect(alice, expect_hello=False)
+    error = await again.receive()
+    assert error["payload"]["code"] == "account_disabled"
+    assert await again.closed_with() == 4003
+
+
+async def test_an_expired_access_token_closes_4001_unless_renewed_in_band(connect, settings):
+    settings.TRAY = {**settings.TRAY, "TOKEN_SWEEP_INTERVAL": 0.05}
+    alice = await make("alice")
+    short = await database_sync_to_async(access_token)(alice, lifetime=timedelta(seconds=1))
+    renewed = await connect(alice, token=short)
+    lapsing = await connect(alice, token=short)
+    fresh = await database_sync_to_async(access_token)(alice)
+    await renewed.send("authenticate", {"token": fresh}, ref="auth")
+    ack = await renewed.receive()
+    assert ack["type"] == "ack"
+    assert ack["payload"]["token_expires_at"] > renewed.hello["token_expires_at"]
+    assert await lapsing.closed_with() == 4001
+    await renewed.send("ping", ref="alive")
+    assert (await renewed.receive())["type"] == "pong"
+
+
+async def test_in_band_auth_with_another_users_token_is_refused(connect):
+    alice, bob = await make("alice"), await make("bob")
+    client = await connect(alice)
+    await client.send("authenticate", {"token": await database_sync_to_async(access_token)(bob)})
+    error = await client.receive()
+    assert error["payload"]["code"] == "wrong_user"
+
+
+async def test_a_foreign_browser_origin_is_refused_at_the_handshake(connect, settings):
+    settings.TRAY_ALLOWED_ORIGINS = ["https://app.example.com"]
+    alice = await make("alice")
+    refused = await connect(alice, via="query", headers=[(b"origin", b"https://evil.example")], expect_hello=False)
+    assert not refused.connected
+    allowed = await connect(alice, via="query", headers=[(b"origin", b"https://app.example.com")])
+    assert allowed.hello["user"]["username"] == "alice"
