@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django_stubs_ext
 import platformdirs
+
+# Lets admin classes and querysets be subscripted (ModelAdmin[Project]) at run time.
+django_stubs_ext.monkeypatch()
 
 
 def _env_int(name: str, default: int) -> int:

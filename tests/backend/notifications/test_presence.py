@@ -1,0 +1,109 @@
+"""Presence over the WebSocket (embedded store): snapshots, joins, leaves, status,
+and who may watch. Scale-mode presence (Redis, several processes) is in
+tests/e2e/test_scale.py."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+
+from backend.projects.models import Membership, Project
+from backend.users.models import User
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@database_sync_to_async
+def team(*names: str) -> tuple[Project, list[User]]:
+    users = [User.objects.create_user(username=name, password="pw") for name in names]
+    project = Project.objects.create(title="Mobile App")
+    for user in users:
+        Membership.objects.create(project=project, user=user)
+    return project, users
+
+
+@database_sync_to_async
+def outsider(name: str) -> User:
+    return User.objects.create_user(username=name, password="pw")
+
+
+def by_name(snapshot: dict) -> dict[str, dict]:
+    return {member["user"]["username"]: member for member in snapshot["payload"]["members"]}
+
+
+async def test_snapshot_then_joins_status_and_leaves(connect):
+    project, (alice, bob) = await team("alice", "bob")
+    watcher = await connect(alice)
+    await watcher.send("subscribe_presence", {"project_id": project.pk}, ref="s")
+    snapshot = await watcher.receive()
+    assert snapshot["type"] == "presence_snapshot"
+    assert snapshot["ref"] == "s"
+    members = by_name(snapshot)
+    assert members["alice"]["online"] is True
+    assert members["alice"]["status"] == "online"
+    assert members["bob"] == {
+        "user": {"id": bob.pk, "username": "bob", "first_name": "", "last_name": ""},
+        "online": False,
+        "status": "offline",
+        "last_seen": None,
+    }
+
+    phone = await connect(bob)
+    joined = await watcher.receive_until("presence_changed")
+    assert joined["payload"] == {**joined["payload"], "project_id": project.pk, "user_id": bob.pk, "online": True, "status": "online"}
+
+    await phone.send("set_status", {"status": "dnd"}, ref=1)
+    assert (await phone.receive_until("ack"))["payload"]["status"] == "dnd"
+    changed = await watcher.receive_until("presence_changed")
+    assert changed["payload"]["status"] == "dnd"
+
+    # A second socket keeps bob online when the first one closes.
+    laptop = await connect(bob)
+    await phone.ws.disconnect()
+    assert await watcher.nothing_pending()
+    await laptop.ws.disconnect()
+    left = await watcher.receive_until("presence_changed")
+    assert left["payload"]["online"] is False
+    assert left["payload"]["status"] == "offline"
+    assert left["payload"]["last_seen"] > 0
+
+
+async def test_only_members_may_watch_a_project(connect):
+    project, (alice,) = await team("alice")
+    mallory = await outsider("mallory")
+    spy = await connect(mallory)
+    await spy.send("subscribe_presence", {"project_id": project.pk}, ref="spy")
+    error = await spy.receive()
+    assert error["type"] == "error"
+    assert error["payload"]["code"] == "not_found"
+    await spy.send("subscribe_presence", {"project_id": 987654}, ref="none")
+    missing = await spy.receive()
+    # A project that does not exist reads exactly like one you are not in.
+    assert missing["payload"]["message"].replace("987654", str(project.pk)) == error["payload"]["message"]
+    await connect(alice)
+    assert await spy.nothing_pending()
+
+
+async def test_removing_a_member_ends_their_presence_subscription(connect):
+    from backend.projects.services import membership_remove, project_create, membership_add
+
+    @database_sync_to_async
+    def setup() -> tuple[Project, User, User, Membership]:
+        owner = User.objects.create_user(username="olga", password="pw")
+        member = User.objects.create_user(username="max", password="pw")
+        project = project_create(actor=owner, title="Website")
+        membership = membership_add(actor=owner, project=project, user=member)
+        return project, owner, member, membership
+
+    project, owner, member, membership = await setup()
+    watcher = await connect(member)
+    await watcher.send("subscribe_presence", {"project_id": project.pk})
+    await watcher.receive_until("presence_snapshot")
+    await database_sync_to_async(membership_remove)(actor=owner, membership=membership)
+    dropped = await watcher.receive_until("presence_unsubscribed")
+    assert dropped["payload"] == {"project_id": project.pk, "reason": "removed"}
+    # The owner coming online is no longer shown to the removed member.
+    await connect(owner)
+    while not await watcher.nothing_pending():
+        frame = await watcher.receive()
+        assert frame["type"] != "presence_changed", frame

@@ -1,0 +1,72 @@
+"""Helpers for end-to-end tests: real server subprocesses (tests/fixtures/services.py)
+driven by real clients: httpx for REST and the ``websockets`` client for the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.fixtures.services import RunningServer
+
+WAIT = 10.0  # seconds to wait for an expected frame before failing
+
+
+def login(server: RunningServer, username: str, password: str = "demo") -> str:
+    """An access token for a user of ``server`` (demo users share the password "demo")."""
+    response = httpx.post(
+        f"{server.url}/api/auth/token/",
+        json={"username": username, "password": password},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["access"]
+    return token
+
+
+class Socket:
+    """A real WebSocket client with frame helpers; frames are decoded dicts."""
+
+    def __init__(self, connection: ClientConnection, hello: dict[str, Any]) -> None:
+        self.connection = connection
+        self.hello = hello
+
+    @classmethod
+    async def open(cls, server: RunningServer, token: str) -> Socket:
+        connection = await websockets.connect(
+            server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=WAIT
+        )
+        hello = json.loads(await asyncio.wait_for(connection.recv(), WAIT))
+        assert hello["type"] == "hello", hello
+        return cls(connection, hello["payload"])
+
+    async def send(self, kind: str, payload: dict[str, Any] | None = None, **extra: Any) -> None:
+        await self.connection.send(json.dumps({"type": kind, "payload": payload or {}, **extra}))
+
+    async def receive(self, timeout: float = WAIT) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+        return frame
+
+    async def receive_until(self, kind: str, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
+        """Skip frames until one of ``kind`` whose payload has the ``match`` items."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.receive(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == kind and all(frame["payload"].get(k) == v for k, v in match.items()):
+                return frame
+
+    async def close_code(self, timeout: float = WAIT) -> int | None:
+        """Wait for the server to close the socket; its close code."""
+        try:
+            while True:
+                await asyncio.wait_for(self.connection.recv(), timeout)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+
+    async def close(self) -> None:
+        await self.connection.close()
