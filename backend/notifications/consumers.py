@@ -14,6 +14,7 @@ docs/protocol.md is the reference for every frame and close code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,18 +29,9 @@ from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticat
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.payloads import inbox_payload
-from backend.users.models import User
 from backend.users.tokens import authenticate_access_token
 
 logger = logging.getLogger(__name__)
-
-
-def _project_members(project_id: int) -> list[dict[str, Any]]:
-    users = User.objects.filter(memberships__project_id=project_id, is_active=True).order_by("id")
-    return [
-        {"id": u.pk, "username": u.username, "first_name": u.first_name, "last_name": u.last_name}
-        for u in users
-    ]
 
 
 class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -59,7 +51,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._dirty = False
         self._resume_to: int | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
-        self._out: deque[str | int] = deque()
+        self._out: deque[str] = deque()
         self._out_ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -143,7 +135,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _enqueue(self, frames: list[str]) -> None:
         if self._closed:
             return
-        if len(self._out) + len(frames) > self._queue_limit:
+        # The bound is on the backlog, not the batch: one batch is itself bounded (a
+        # bulk action answers at most MAX_IDS_PER_REQUEST frames) and must go whole.
+        if len(self._out) >= self._queue_limit:
             logger.info("closing a socket of user %s that fell behind", self.user_id)
             self.close_with(protocol.CLOSE_TRY_AGAIN)
             return
@@ -155,22 +149,24 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         while True:
             await self._out_ready.wait()
             while self._out:
-                item = self._out.popleft()
-                if isinstance(item, int):
-                    await self.close(code=item)
-                    return
-                await self.send(text_data=item)
+                await self.send(text_data=self._out.popleft())
             self._out_ready.clear()
             self._drained.set()
 
     def close_with(self, code: int) -> None:
-        """Close after nothing more (pending frames are dropped: the database has them)."""
+        """Close now. Pending frames are dropped (the database has them) and the writer
+        is stopped even mid-send, so a stalled client cannot hold the close back."""
         if self._closed:
             return
         self._closed = True
         self._out.clear()
-        self._out.append(code)
-        self._out_ready.set()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.ensure_future(self._close_quietly(code))
+
+    async def _close_quietly(self, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.close(code=code)
 
     def deliver_frames(self, frames: list[str]) -> None:
         self._enqueue(frames)
@@ -389,7 +385,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
         if not is_member:
             raise NotFound(f"You are not a member of a project {project_id}.")
-        members = await database_sync_to_async(_project_members)(project_id)
+        members = await database_sync_to_async(selectors.project_members)(project_id=project_id)
         self.hub.watch(self, project_id)
         states = await self.hub.presence.states([m["id"] for m in members])
         self._enqueue(

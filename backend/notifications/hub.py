@@ -200,14 +200,18 @@ class Hub:
         consumer.watching.discard(project_id)
 
     async def publish_presence(self, user_id: int) -> None:
-        project_ids = await database_sync_to_async(selectors.user_project_ids)(user_id=user_id)
-        if not project_ids:
+        """Tell the watchers of every project the user is in (looked up now, so a
+        project joined or left since the socket opened is accounted for)."""
+        found = await database_sync_to_async(selectors.presence_audience)(user_id=user_id)
+        if found is None or not found[1]:
             return
+        user, project_ids = found
         state = (await self.presence.states([user_id]))[user_id]
         await self.publish(
             {
                 "kind": "presence",
                 "user_id": user_id,
+                "user": user,
                 "project_ids": project_ids,
                 "state": state.as_payload(),
             }
@@ -291,7 +295,13 @@ class Hub:
             if not watchers:
                 continue
             frame = protocol.encode(
-                "presence_changed", {"project_id": project_id, "user_id": user_id, **event["state"]}
+                "presence_changed",
+                {
+                    "project_id": project_id,
+                    "user_id": user_id,
+                    "user": event.get("user"),
+                    **event["state"],
+                },
             )
             for consumer in watchers:
                 consumer.deliver_frames([frame])

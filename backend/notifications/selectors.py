@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Max, QuerySet
 
@@ -70,10 +71,32 @@ def audience_user_ids(audience: Audience) -> list[int]:
 
 def user_project_ids(*, user_id: int) -> list[int]:
     return list(
-        Membership.objects.filter(user_id=user_id).order_by("project_id").values_list(
-            "project_id", flat=True
-        )
+        Membership.objects.filter(user_id=user_id)
+        .order_by("project_id")
+        .values_list("project_id", flat=True)
     )
+
+
+def user_summary(user: User) -> dict[str, Any]:
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+    }
+
+
+def presence_audience(*, user_id: int) -> tuple[dict[str, Any], list[int]] | None:
+    """Who a presence change is about, and the projects whose watchers are told."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return None
+    return user_summary(user), user_project_ids(user_id=user_id)
+
+
+def project_members(*, project_id: int) -> list[dict[str, Any]]:
+    users = User.objects.filter(memberships__project_id=project_id, is_active=True).order_by("id")
+    return [user_summary(user) for user in users]
 
 
 def is_project_member(*, user_id: int, project_id: int) -> bool:
@@ -114,7 +137,9 @@ def inbox_latest_seq(*, user_id: int) -> int:
 
 
 def inbox_unread_count(*, user_id: int) -> int:
-    return Inbox.objects.filter(user_id=user_id, read_at__isnull=True, deleted_at__isnull=True).count()
+    return Inbox.objects.filter(
+        user_id=user_id, read_at__isnull=True, deleted_at__isnull=True
+    ).count()
 
 
 def inbox_list(

@@ -16,7 +16,7 @@ from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
 from backend.users.models import User
-from tests.backend.notifications.conftest import access_token
+from tests.backend.conftest import access_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -28,7 +28,9 @@ def make(username: str, **fields: Any) -> User:
 
 @database_sync_to_async
 def notify(*users: User, title: str = "Hello", **fields: Any) -> Any:
-    return notification_create(audience=Audience(users=tuple(u.pk for u in users)), title=title, **fields)
+    return notification_create(
+        audience=Audience(users=tuple(u.pk for u in users)), title=title, **fields
+    )
 
 
 @database_sync_to_async
@@ -43,7 +45,12 @@ async def test_hello_carries_protocol_user_unread_and_latest_seq(connect):
     await notify(alice)
     client = await connect(alice)
     assert client.hello["protocol"] == 1
-    assert client.hello["user"] == {"id": alice.pk, "username": "alice", "first_name": "Alice", "last_name": ""}
+    assert client.hello["user"] == {
+        "id": alice.pk,
+        "username": "alice",
+        "first_name": "Alice",
+        "last_name": "",
+    }
     assert client.hello["unread_count"] == 2
     assert client.hello["latest_seq"] == 2
 
@@ -58,7 +65,9 @@ async def test_live_notification_arrives_with_seq_and_content(connect):
     alice = await make("alice")
     bob = await make("bob", first_name="Bob")
     client = await connect(alice)
-    await notify(alice, title="Deploy done", message="v2 is live", priority="high", url="/x", actor=bob)
+    await notify(
+        alice, title="Deploy done", message="v2 is live", priority="high", url="/x", actor=bob
+    )
     frame = await client.receive()
     assert frame["type"] == "notification_created"
     payload = frame["payload"]
@@ -104,7 +113,9 @@ async def test_resume_skips_deleted_rows_but_reports_through_seq(connect):
     alice = await make("alice")
     await notify_many(alice, 3)
     row = await database_sync_to_async(Inbox.objects.get)(user=alice, seq=2)
-    await database_sync_to_async(Inbox.objects.filter(pk=row.pk).update)(deleted_at="2020-01-01T00:00Z")
+    await database_sync_to_async(Inbox.objects.filter(pk=row.pk).update)(
+        deleted_at="2020-01-01T00:00Z"
+    )
     client = await connect(alice)
     await client.send("resume", {"after_seq": 0})
     first = await client.receive()
@@ -180,7 +191,10 @@ async def test_mark_read_reaches_every_socket_of_the_user_with_the_count(connect
     for client in (desktop, laptop):
         frames = [await client.receive() for _ in range(2 if client is laptop else 3)]
         kinds = {frame["type"]: frame for frame in frames}
-        assert kinds["notification_updated"]["payload"] == {"id": row.pk, "updates": {"is_read": True}}
+        assert kinds["notification_updated"]["payload"] == {
+            "id": row.pk,
+            "updates": {"is_read": True},
+        }
         assert kinds["unread_count"]["payload"] == {"unread_count": 1}
         if client is desktop:
             assert kinds["ack"]["ref"] == "m"
@@ -214,7 +228,9 @@ async def test_mark_all_read_up_to_a_seq_leaves_newer_unread(connect):
     ack = await client.receive_until("ack")
     assert ack["payload"]["unread_count"] == 1
     unread = await database_sync_to_async(
-        lambda: list(Inbox.objects.filter(user=alice, read_at__isnull=True).values_list("seq", flat=True))
+        lambda: list(
+            Inbox.objects.filter(user=alice, read_at__isnull=True).values_list("seq", flat=True)
+        )
     )()
     assert unread == [3]
 
@@ -280,7 +296,9 @@ def _forge(claims: dict[str, Any], alg: str = "none") -> str:
     return f"{part({'alg': alg, 'typ': 'JWT'})}.{part(claims)}."
 
 
-@pytest.mark.parametrize("kind", ["missing", "garbage", "expired", "wrong_signature", "alg_none", "refresh", "huge"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "garbage", "expired", "wrong_signature", "alg_none", "refresh", "huge"]
+)
 async def test_bad_tokens_close_with_4001_after_an_error_frame(connect, kind):
     alice = await make("alice")
 
@@ -352,7 +370,9 @@ async def test_in_band_auth_with_another_users_token_is_refused(connect):
 async def test_a_foreign_browser_origin_is_refused_at_the_handshake(connect, settings):
     settings.TRAY_ALLOWED_ORIGINS = ["https://app.example.com"]
     alice = await make("alice")
-    refused = await connect(alice, via="query", headers=[(b"origin", b"https://evil.example")], expect_hello=False)
+    refused = await connect(
+        alice, via="query", headers=[(b"origin", b"https://evil.example")], expect_hello=False
+    )
     assert not refused.connected
     allowed = await connect(alice, via="query", headers=[(b"origin", b"https://app.example.com")])
     assert allowed.hello["user"]["username"] == "alice"

@@ -50,7 +50,13 @@ async def test_snapshot_then_joins_status_and_leaves(connect):
 
     phone = await connect(bob)
     joined = await watcher.receive_until("presence_changed")
-    assert joined["payload"] == {**joined["payload"], "project_id": project.pk, "user_id": bob.pk, "online": True, "status": "online"}
+    assert joined["payload"] == {
+        **joined["payload"],
+        "project_id": project.pk,
+        "user_id": bob.pk,
+        "online": True,
+        "status": "online",
+    }
 
     await phone.send("set_status", {"status": "dnd"}, ref=1)
     assert (await phone.receive_until("ack"))["payload"]["status"] == "dnd"
@@ -79,7 +85,10 @@ async def test_only_members_may_watch_a_project(connect):
     await spy.send("subscribe_presence", {"project_id": 987654}, ref="none")
     missing = await spy.receive()
     # A project that does not exist reads exactly like one you are not in.
-    assert missing["payload"]["message"].replace("987654", str(project.pk)) == error["payload"]["message"]
+    assert (
+        missing["payload"]["message"].replace("987654", str(project.pk))
+        == error["payload"]["message"]
+    )
     await connect(alice)
     assert await spy.nothing_pending()
 

@@ -33,7 +33,9 @@ class Client:
         self.ws = communicator
 
     async def send(self, kind: str, payload: dict[str, Any] | None = None, **extra: Any) -> None:
-        await self.ws.send_to(text_data=json.dumps({"type": kind, "payload": payload or {}, **extra}))
+        await self.ws.send_to(
+            text_data=json.dumps({"type": kind, "payload": payload or {}, **extra})
+        )
 
     async def receive(self, timeout: float = WAIT) -> dict[str, Any]:
         output = await self.ws.receive_output(timeout)
