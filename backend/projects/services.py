@@ -674,6 +674,13 @@ def _check_milestone(*, project_id: int, milestone: Milestone | None) -> None:
         )
 
 
+def _team_except(actor: User, project: Project, assignee: User | None) -> Audience:
+    """The team minus the actor and minus a new assignee, who hears task_assigned
+    instead: one toast for one change."""
+    excluded = (actor.pk,) if assignee is None else (actor.pk, assignee.pk)
+    return Audience(projects=(project.pk,), exclude=excluded)
+
+
 def _notify_assigned(*, actor: User, project: Project, task: Task, assignee: User) -> None:
     if assignee.pk == actor.pk:
         return
@@ -701,8 +708,8 @@ def task_create(
 ) -> Task:
     """Add a task (owners and managers).
 
-    The team hears task_created; the assignee, unless it is the actor, also
-    hears task_assigned.
+    The team hears task_created; the assignee, unless it is the actor, hears
+    task_assigned instead.
 
     Raises:
         InvalidInput: a bad title or status, an assignee who is not a member, or a
@@ -727,6 +734,7 @@ def task_create(
             message=f"{_name(actor)} added “{title}” to {project.title}",
             url=project_url(project.pk, "tasks", task.pk),
             data={"task_id": task.pk, "status": status},
+            audience=_team_except(actor, project, assignee),
         )
         if assignee is not None:
             _notify_assigned(actor=actor, project=project, task=task, assignee=assignee)
@@ -747,7 +755,7 @@ def task_update(
 
     Notifies task_status_changed (the team) for a new status, task_updated (the
     team) for a new title, milestone or assignee, and task_assigned (the new
-    assignee only, unless it is the actor).
+    assignee only, unless it is the actor; they are left out of task_updated).
 
     Args:
         title: The new title; None keeps it.
@@ -860,6 +868,9 @@ def task_update(
                     "assignee_id": current.assignee_id,
                     "milestone_id": current.milestone_id,
                 },
+                audience=_team_except(
+                    actor, project, current.assignee if "assignee" in changed else None
+                ),
             )
         if "assignee" in changed and current.assignee is not None:
             _notify_assigned(actor=actor, project=project, task=current, assignee=current.assignee)
