@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions, status
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from backend.errors import BackendError
+from backend.errors import BackendError, NotAuthenticated
+from backend.users.models import User
+from backend.users.services import ACCOUNT_DISABLED, SESSION_ENDED
+
+# Plain words for the 401s of simplejwt, whose own messages speak of token classes.
+_AUTH_MESSAGES = {
+    "token_not_valid": SESSION_ENDED,
+    "user_inactive": ACCOUNT_DISABLED,
+    "user_not_found": "This account no longer exists.",
+    "password_changed": "Your password was changed. Log in again.",
+}
+# What a client that got a 401 should send next time; matches JWTAuthentication's realm.
+WWW_AUTHENTICATE = 'Bearer realm="api"'
 
 
 def _first_message(detail: Any) -> str:
@@ -25,24 +40,97 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+def _token_reason(detail: dict[str, Any]) -> str:
+    """The first concrete reason simplejwt gave ("Token is expired"), for logs and support."""
+    for entry in detail.get("messages") or []:
+        if isinstance(entry, dict) and entry.get("message"):
+            return str(entry["message"])
+    return str(detail.get("detail", ""))
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, BackendError):
         body: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.detail:
             body["detail"] = exc.detail
-        return Response({"error": body}, status=exc.status)
+        rendered = Response({"error": body}, status=exc.status)
+        if exc.status == status.HTTP_401_UNAUTHORIZED:
+            rendered["WWW-Authenticate"] = WWW_AUTHENTICATE
+        return rendered
+    # DRF converts these two itself, but into new objects this function would not see.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "invalid"
-        body = {"code": code, "message": _first_message(exc.detail)}
-        if isinstance(exc, exceptions.ValidationError):
-            body["detail"] = exc.detail
+        detail = exc.detail
+        if isinstance(detail, dict) and "code" in detail and "detail" in detail:
+            # simplejwt's errors carry their code as a value: {"detail", "code", "messages"?}.
+            code = str(detail["code"])
+            body = {"code": code, "message": _AUTH_MESSAGES.get(code, str(detail["detail"]))}
+            if code == "token_not_valid":
+                body["detail"] = {"reason": _token_reason(detail)}
+        else:
+            body = {"code": code, "message": _first_message(detail)}
+            if isinstance(exc, exceptions.ValidationError):
+                body["detail"] = detail
         response.data = {"error": body}
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
         response.data["error"]["message"] = (
             response.data["error"]["message"] or "Log in again: your session has ended."
         )
     return response
+
+
+def request_user(request: Request) -> User:
+    """The authenticated account of ``request`` (views behind IsAuthenticated)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise NotAuthenticated("Log in first.")
+    return user
+
+
+class ErrorBodySerializer(serializers.Serializer[None]):
+    code = serializers.CharField(help_text="Stable, machine-readable, e.g. invalid_cursor.")
+    message = serializers.CharField(help_text="Plain words a client can show as they are.")
+    detail = serializers.JSONField(required=False, help_text="Per-field errors and the like.")
+
+
+class ErrorSerializer(serializers.Serializer[None]):
+    """The shape of every error response."""
+
+    error = ErrorBodySerializer()
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that takes only JSON integers: no "5", no 5.0, no true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A BooleanField that takes only JSON true and false, not "yes" or 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data

@@ -108,9 +108,11 @@ def validate_seq(value: object, *, name: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        text = value.strip()
+        # isdigit() accepts "²", and int() refuses more than 4300 digits: both were 500s.
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
             raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
-        value = int(value)
+        value = int(text)
     if not isinstance(value, int):
         raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
     if value < 0 or value > MAX_SEQ:

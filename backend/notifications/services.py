@@ -35,7 +35,11 @@ class NotificationResult:
     recipient_count: int
 
 
-def _validate_content(*, title: str, message: str, priority: str, url: str) -> None:
+def _validate_content(
+    *, title: str, message: str, priority: str, url: str, event_type: str
+) -> None:
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= 50:
+        raise InvalidInput("event_type must be 1 to 50 characters", code="invalid_event_type")
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("title must be a non-empty string", code="invalid_title")
     if len(title) > 200:
@@ -117,7 +121,9 @@ def notification_create(
 
     The same ``idempotency_key`` returns the first notification instead of a new one.
     """
-    _validate_content(title=title, message=message, priority=priority, url=url)
+    _validate_content(
+        title=title, message=message, priority=priority, url=url, event_type=event_type
+    )
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
     if idempotency_key is not None:

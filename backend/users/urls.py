@@ -1,3 +1,10 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from backend.users.api import LoginApi, LogoutApi, MeApi, RefreshApi
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("auth/token/", LoginApi.as_view(), name="auth-token"),
+    path("auth/token/refresh/", RefreshApi.as_view(), name="auth-token-refresh"),
+    path("auth/logout/", LogoutApi.as_view(), name="auth-logout"),
+    path("me", MeApi.as_view(), name="me"),
+]

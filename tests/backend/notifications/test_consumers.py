@@ -376,3 +376,17 @@ async def test_a_foreign_browser_origin_is_refused_at_the_handshake(connect, set
     assert not refused.connected
     allowed = await connect(alice, via="query", headers=[(b"origin", b"https://app.example.com")])
     assert allowed.hello["user"]["username"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("cursor", "answer"),
+    [("²", "error"), ("９", "error"), ("1" * 5000, "error"), (" 0 ", "caught_up")],
+)
+async def test_string_cursors_are_ascii_digits_only(connect, cursor, answer):
+    alice = await make("alice")
+    client = await connect(alice)
+    await client.send("resume", {"after_seq": cursor})
+    frame = await client.receive()
+    assert frame["type"] == answer
+    if answer == "error":
+        assert frame["payload"]["code"] == "invalid_cursor"

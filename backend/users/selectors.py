@@ -1,0 +1,77 @@
+"""Reads of users, their roles and their projects. Writes are in services.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from backend.projects.models import Membership
+from backend.users.models import Role, User
+
+
+@dataclass(frozen=True)
+class ProjectRole:
+    id: int
+    title: str
+    role: str
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What ``GET /api/me`` shows: the account, its global role and its projects."""
+
+    id: int
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    is_staff: bool
+    role: str | None
+    projects: list[ProjectRole]
+
+
+def user_projects(*, user_id: int) -> list[ProjectRole]:
+    """The projects a user belongs to, with their role in each, in project order."""
+    memberships = (
+        Membership.objects.filter(user_id=user_id).select_related("project").order_by("project_id")
+    )
+    return [ProjectRole(id=m.project_id, title=m.project.title, role=m.role) for m in memberships]
+
+
+def user_profile(*, user: User) -> UserProfile:
+    return UserProfile(
+        id=user.pk,
+        username=user.username,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        email=user.email,
+        is_staff=user.is_staff,
+        role=user.role.name if user.role is not None else None,
+        projects=user_projects(user_id=user.pk),
+    )
+
+
+def user_ids_by_username(*, usernames: Iterable[str]) -> dict[str, int]:
+    """The ids of the named users that exist (active or not); absent names are left out."""
+    wanted = set(usernames)
+    if not wanted:
+        return {}
+    return dict(User.objects.filter(username__in=wanted).values_list("username", "id"))
+
+
+def user_ids_missing(*, ids: Iterable[int]) -> list[int]:
+    """The ids among ``ids`` that name no user, in the order given."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
+    found = set(User.objects.filter(id__in=wanted).values_list("id", flat=True))
+    return [user_id for user_id in wanted if user_id not in found]
+
+
+def role_names_missing(*, names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that name no role, in the order given."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    found = set(Role.objects.filter(name__in=wanted).values_list("name", flat=True))
+    return [name for name in wanted if name not in found]

@@ -1,0 +1,54 @@
+"""Input and output shapes of the auth and account endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+
+WRONG_CREDENTIALS = _("Wrong username or password.")
+
+
+class LoginSerializer(TokenObtainPairSerializer):
+    """simplejwt's login with a message a person can act on.
+
+    An inactive account gets the same answer as a wrong password (Django's
+    ModelBackend refuses both), so the endpoint does not reveal which accounts exist.
+    """
+
+    default_error_messages = {"no_active_account": WRONG_CREDENTIALS}
+
+
+class LoginInputSerializer(serializers.Serializer[None]):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(style={"input_type": "password"})
+
+
+class TokenPairSerializer(serializers.Serializer[Any]):
+    access = serializers.CharField(help_text="Bearer token for API calls; short-lived.")
+    refresh = serializers.CharField(
+        help_text="Trade it for a new pair at /api/auth/token/refresh/."
+    )
+
+
+class RefreshInputSerializer(serializers.Serializer[None]):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class ProjectRoleSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    role = serializers.CharField(help_text="owner, manager or member")
+
+
+class MeOutputSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    email = serializers.CharField()
+    is_staff = serializers.BooleanField()
+    role = serializers.CharField(allow_null=True, help_text="Name of the global role, if any.")
+    projects = ProjectRoleSerializer(many=True)

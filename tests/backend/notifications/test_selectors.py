@@ -1,0 +1,84 @@
+"""Reads behind the inbox API: audiences, cursors, pages, single rows, state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backend.errors import InvalidInput, NotFound
+from backend.notifications.selectors import (
+    MAX_SEQ,
+    Audience,
+    audience_user_ids,
+    inbox_get,
+    inbox_list,
+    inbox_state,
+    validate_seq,
+)
+from backend.notifications.services import inbox_delete, notification_create
+from backend.projects.models import Membership, Project
+
+pytestmark = pytest.mark.django_db
+
+
+def test_audience_is_a_union_of_active_users(make_user: Any) -> None:
+    alice = make_user("alice", role="dev")
+    bob = make_user("bob")
+    carol = make_user("carol")
+    make_user("gone", role="dev", is_active=False)
+    project = Project.objects.create(title="Apollo")
+    Membership.objects.create(project=project, user=bob)
+
+    audience = Audience(users=(carol.pk,), projects=(project.pk,), roles=("dev",))
+    assert audience_user_ids(audience) == sorted([alice.pk, bob.pk, carol.pk])
+    assert audience_user_ids(Audience(everyone=True, exclude=(alice.pk,))) == [bob.pk, carol.pk]
+    assert audience_user_ids(Audience()) == []
+    assert Audience().is_empty()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0, 0), ("17", 17), (" 5 ", 5), (MAX_SEQ, MAX_SEQ)]
+)
+def test_validate_seq_accepts(value: Any, expected: int) -> None:
+    assert validate_seq(value, name="after_seq") == expected
+
+
+@pytest.mark.parametrize("value", [-1, MAX_SEQ + 1, "abc", "-1", "1.5", 1.0, True, None, [1]])
+def test_validate_seq_refuses(value: Any) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_seq(value, name="after_seq")
+    assert caught.value.code == "invalid_cursor"
+
+
+def test_inbox_list_pages_both_ways_and_skips_deleted(make_user: Any) -> None:
+    alice = make_user("alice")
+    for number in range(5):
+        notification_create(audience=Audience(users=(alice.pk,)), title=f"n{number}")
+    third = inbox_list(user_id=alice.pk, after_seq=2, limit=1)[0]
+    inbox_delete(user_id=alice.pk, ids=[third.pk])
+
+    assert [row.seq for row in inbox_list(user_id=alice.pk)] == [5, 4, 2, 1]
+    assert [row.seq for row in inbox_list(user_id=alice.pk, after_seq=1, limit=2)] == [2, 4]
+    assert [row.seq for row in inbox_list(user_id=alice.pk, before_seq=4)] == [2, 1]
+    deleted_too = inbox_list(user_id=alice.pk, include_deleted=True)
+    assert [row.seq for row in deleted_too] == [5, 4, 3, 2, 1]
+
+
+def test_inbox_get_is_own_rows_only(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    notification_create(audience=Audience(users=(alice.pk, bob.pk)), title="hi")
+    bobs = inbox_list(user_id=bob.pk)[0]
+    assert inbox_get(user_id=bob.pk, inbox_id=bobs.pk) == bobs
+    with pytest.raises(NotFound):
+        inbox_get(user_id=alice.pk, inbox_id=bobs.pk)
+
+
+def test_inbox_state(make_user: Any) -> None:
+    alice = make_user("alice")
+    assert inbox_state(user_id=alice.pk).latest_seq == 0
+    for _ in range(3):
+        notification_create(audience=Audience(users=(alice.pk,)), title="hi")
+    state = inbox_state(user_id=alice.pk)
+    assert (state.unread_count, state.latest_seq) == (3, 3)

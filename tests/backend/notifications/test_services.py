@@ -1,0 +1,260 @@
+"""notification_create and the inbox services, below the REST layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backend.errors import InvalidInput
+from backend.notifications import delivery
+from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message
+from backend.notifications.selectors import Audience
+from backend.notifications.services import (
+    api_key_authenticate,
+    api_key_create,
+    api_key_revoke,
+    inbox_delete,
+    inbox_mark_all_read,
+    inbox_mark_read,
+    inbox_mark_unread,
+    notification_create,
+)
+from backend.projects.models import Membership, Project
+
+pytestmark = pytest.mark.django_db
+
+
+def seqs_of(user: Any) -> list[int]:
+    return list(Inbox.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+
+
+def ids_of(user: Any) -> list[int]:
+    return list(Inbox.objects.filter(user=user).order_by("seq").values_list("id", flat=True))
+
+
+def to(*users: Any) -> Audience:
+    return Audience(users=tuple(user.pk for user in users))
+
+
+@pytest.fixture
+def rung(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The doorbell events, in order (the hub itself is not under test here)."""
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(delivery, "ring", events.append)
+    return events
+
+
+# notification_create
+
+
+def test_recipients_are_resolved_at_send_time(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    project = Project.objects.create(title="Apollo")
+    Membership.objects.create(project=project, user=alice)
+    first = notification_create(audience=Audience(projects=(project.pk,)), title="one")
+    Membership.objects.create(project=project, user=bob)
+    Membership.objects.filter(user=alice).delete()
+    second = notification_create(audience=Audience(projects=(project.pk,)), title="two")
+
+    assert list(first.message.deliveries.values_list("user", flat=True)) == [alice.pk]
+    assert list(second.message.deliveries.values_list("user", flat=True)) == [bob.pk]
+
+
+def test_inactive_users_are_excluded(make_user: Any) -> None:
+    make_user("alice", role="dev")
+    gone = make_user("gone", role="dev", is_active=False)
+    for audience in (Audience(everyone=True), Audience(roles=("dev",)), to(gone)):
+        result = notification_create(audience=audience, title="hi")
+        assert not result.message.deliveries.filter(user=gone).exists()
+    assert not Inbox.objects.filter(user=gone).exists()
+
+
+def test_per_user_seq_is_1_to_n_across_notifications(make_user: Any) -> None:
+    alice = make_user("alice", role="dev")
+    bob = make_user("bob", role="dev")
+    carol = make_user("carol")
+    notification_create(audience=to(alice), title="a")
+    notification_create(audience=Audience(roles=("dev",)), title="dev")
+    notification_create(audience=Audience(everyone=True), title="all")
+    notification_create(audience=to(carol, bob), title="cb")
+    notification_create(audience=to(alice, alice), title="twice named, once delivered")
+
+    assert seqs_of(alice) == [1, 2, 3, 4]
+    assert seqs_of(bob) == [1, 2, 3]
+    assert seqs_of(carol) == [1, 2]
+    assert InboxSequence.objects.get(user=alice).last_seq == 4
+
+
+def test_recipient_count_and_audience_are_recorded(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    result = notification_create(audience=to(alice, bob), title="hi", message="body")
+    assert result.created
+    assert result.recipient_count == 2
+    assert result.message.audience == {"users": [alice.pk, bob.pk]}
+
+
+def test_idempotency_key_returns_the_first_notification(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    first = notification_create(audience=to(alice, bob), title="once", idempotency_key="k")
+    again = notification_create(audience=to(alice, bob), title="once", idempotency_key="k")
+    assert first.created
+    assert not again.created
+    assert again.message.pk == first.message.pk
+    assert again.recipient_count == 2
+    assert Message.objects.count() == 1
+    assert seqs_of(alice) == [1]
+    assert seqs_of(bob) == [1]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"title": ""},
+        {"title": "x" * 201},
+        {"message": "x" * 5001},
+        {"priority": "whenever"},
+        {"url": "x" * 2001},
+        {"idempotency_key": ""},
+        {"idempotency_key": "k" * 201},
+    ],
+)
+def test_bad_content_raises_and_writes_nothing(make_user: Any, fields: dict[str, Any]) -> None:
+    alice = make_user("alice")
+    arguments: dict[str, Any] = {"audience": to(alice), "title": "ok", **fields}
+    with pytest.raises(InvalidInput):
+        notification_create(**arguments)
+    assert not Message.objects.exists()
+    assert not Inbox.objects.exists()
+
+
+def test_the_doorbell_rings_only_after_commit(
+    make_user: Any, rung: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = notification_create(audience=to(alice, bob), title="hi")
+        assert rung == []  # durable first, push second
+    for callback in callbacks:
+        callback()
+    assert len(rung) == 1
+    event = rung[0]
+    assert event["kind"] == "notification"
+    assert event["message_id"] == result.message.pk
+    assert event["shared"]["title"] == "hi"
+    assert sorted(event["recipients"]) == sorted(
+        [user_id, inbox_id, seq]
+        for user_id, inbox_id, seq in Inbox.objects.values_list("user_id", "id", "seq")
+    )
+
+
+def test_a_failed_write_rings_nothing(
+    make_user: Any, rung: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = make_user("alice")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(InvalidInput):
+        notification_create(audience=to(alice), title="")
+    assert rung == []
+
+
+# Inbox services
+
+
+@pytest.fixture
+def rows(make_user: Any) -> dict[str, Any]:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    for number in range(4):
+        notification_create(audience=to(alice, bob), title=f"n{number}")
+    return {"alice": alice, "bob": bob}
+
+
+def state_of(user: Any) -> list[tuple[bool, bool]]:
+    return [
+        (row.read_at is not None, row.deleted_at is not None)
+        for row in Inbox.objects.filter(user=user).order_by("seq")
+    ]
+
+
+def test_mark_read_and_unread_are_idempotent(rows: dict[str, Any]) -> None:
+    alice = rows["alice"]
+    chosen = ids_of(alice)[:2]
+    first = inbox_mark_read(user_id=alice.pk, ids=chosen)
+    assert (first.changed, first.not_found, first.unread_count) == (chosen, [], 2)
+    state = state_of(alice)
+    again = inbox_mark_read(user_id=alice.pk, ids=chosen)
+    assert (again.changed, again.unread_count) == ([], 2)
+    assert state_of(alice) == state
+
+    back = inbox_mark_unread(user_id=alice.pk, ids=chosen)
+    assert (back.changed, back.unread_count) == (chosen, 4)
+    assert inbox_mark_unread(user_id=alice.pk, ids=chosen).changed == []
+
+
+def test_actions_never_touch_other_users_rows(rows: dict[str, Any]) -> None:
+    alice, bob = rows["alice"], rows["bob"]
+    before = state_of(bob)
+    theirs = ids_of(bob)
+    assert inbox_mark_read(user_id=alice.pk, ids=theirs).not_found == theirs
+    assert inbox_delete(user_id=alice.pk, ids=theirs).not_found == theirs
+    inbox_mark_all_read(user_id=alice.pk)
+    assert state_of(bob) == before
+
+
+def test_mark_all_read_respects_its_bound(rows: dict[str, Any]) -> None:
+    alice = rows["alice"]
+    bounded = inbox_mark_all_read(user_id=alice.pk, up_to_seq=2)
+    assert bounded.changed == ids_of(alice)[:2]
+    assert bounded.unread_count == 2
+    assert inbox_mark_all_read(user_id=alice.pk, up_to_seq=2).changed == []
+    assert inbox_mark_all_read(user_id=alice.pk).unread_count == 0
+
+
+def test_delete_is_idempotent_and_hides_rows_from_read_state(rows: dict[str, Any]) -> None:
+    alice = rows["alice"]
+    chosen = ids_of(alice)[:1]
+    assert inbox_delete(user_id=alice.pk, ids=chosen).changed == chosen
+    assert inbox_delete(user_id=alice.pk, ids=chosen).changed == []
+    # A deleted row cannot be marked any more, but it is still the caller's (not "not found").
+    marked = inbox_mark_read(user_id=alice.pk, ids=chosen)
+    assert marked.changed == []
+    assert marked.unread_count == 3
+
+
+def test_read_state_changes_ring_with_the_new_count(
+    rows: dict[str, Any], rung: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = rows["alice"]
+    chosen = ids_of(alice)[:1]
+    with django_capture_on_commit_callbacks(execute=True):
+        inbox_mark_read(user_id=alice.pk, ids=chosen)
+    assert rung[-1]["kind"] == "read_state"
+    assert rung[-1]["user_id"] == alice.pk
+    assert rung[-1]["updates"] == [[chosen[0], True]]
+    assert rung[-1]["unread_count"] == 3
+
+
+@pytest.mark.parametrize("ids", [None, "1", [True], [0], [2**63], ["1"], list(range(1, 1002))])
+def test_bad_ids_raise(rows: dict[str, Any], ids: Any) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        inbox_mark_read(user_id=rows["alice"].pk, ids=ids)
+    assert caught.value.code == "invalid_ids"
+
+
+# API keys
+
+
+def test_api_keys_authenticate_until_revoked(make_user: Any) -> None:
+    key, raw = api_key_create(name="CI", created_by=make_user("staff", is_staff=True))
+    assert raw.startswith(key.prefix)
+    assert key.hashed_key != raw
+    assert raw not in str(list(ApiKey.objects.values_list("name", "prefix", "hashed_key")))
+    assert api_key_authenticate(raw=raw) == key
+    assert api_key_authenticate(raw=raw + "x") is None
+    api_key_revoke(key=key)
+    api_key_revoke(key=key)
+    assert api_key_authenticate(raw=raw) is None
