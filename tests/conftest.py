@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from backend.users.models import User
+from tests.fixtures.services import *  # noqa: F403
 
 
 @pytest.fixture

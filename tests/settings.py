@@ -9,7 +9,7 @@ import tempfile
 os.environ.setdefault("TRAY_DATA_DIR", tempfile.mkdtemp(prefix="tray-notifier-tests-"))
 os.environ.setdefault("TRAY_LOG_LEVEL", "WARNING")
 
-from backend.config.settings import *  # noqa: E402,F403
+from backend.config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users in tests
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min"}  # noqa: F405

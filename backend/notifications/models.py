@@ -52,6 +52,9 @@ class InboxSequence(models.Model):
     )
     last_seq = models.BigIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.last_seq}"
+
 
 class Inbox(models.Model):
     user = models.ForeignKey(

@@ -38,7 +38,7 @@ def rest_inbox(user: User, **params: Any) -> list[dict[str, Any]]:
 
 async def replay(client: Any) -> list[dict[str, Any]]:
     await client.send("resume", {"after_seq": 0})
-    rows = []
+    rows: list[dict[str, Any]] = []
     while True:
         frame = await client.receive()
         if frame["type"] == "caught_up":

@@ -17,11 +17,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from backend.demo import seed_demo
 from backend.logging_filters import RedactSecrets, redact
@@ -324,7 +326,7 @@ def test_tokens_never_reach_the_server_output(demo_server: RunningServer):
     with pytest.raises(InvalidStatus):
         connect(
             f"{demo_server.ws_url}?token={access}",
-            origin="https://evil.example.com",  # type: ignore[arg-type]
+            origin=Origin("https://evil.example.com"),
             open_timeout=10,
         )
     httpx.get(f"{demo_server.url}/healthz?access={access}&refresh={refresh}", timeout=10)
@@ -388,11 +390,11 @@ def test_the_filter_redacts_arguments_and_tracebacks_before_formatting():
 def test_settings_put_the_filter_on_every_handler():
     from django.conf import settings
 
-    handlers = settings.LOGGING["handlers"]
+    handlers = cast("dict[str, dict[str, Any]]", settings.LOGGING["handlers"])
     assert handlers
     for handler in handlers.values():
         assert "redact_secrets" in handler["filters"]
-    loggers = settings.LOGGING["loggers"]
+    loggers = cast("dict[str, dict[str, Any]]", settings.LOGGING["loggers"])
     for name in ("uvicorn", "uvicorn.access", "django"):
         assert loggers[name]["handlers"] == ["console"]
 

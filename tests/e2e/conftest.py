@@ -39,7 +39,9 @@ class Socket:
     @classmethod
     async def open(cls, server: RunningServer, token: str) -> Socket:
         connection = await websockets.connect(
-            server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=WAIT
+            server.ws_url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            open_timeout=WAIT,
         )
         hello = json.loads(await asyncio.wait_for(connection.recv(), WAIT))
         assert hello["type"] == "hello", hello
@@ -57,7 +59,9 @@ class Socket:
         deadline = time.monotonic() + timeout
         while True:
             frame = await self.receive(max(0.01, deadline - time.monotonic()))
-            if frame["type"] == kind and all(frame["payload"].get(k) == v for k, v in match.items()):
+            if frame["type"] == kind and all(
+                frame["payload"].get(k) == v for k, v in match.items()
+            ):
                 return frame
 
     async def close_code(self, timeout: float = WAIT) -> int | None:

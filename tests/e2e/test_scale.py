@@ -34,16 +34,20 @@ def two_processes(
 
 async def test_a_notification_published_on_one_process_reaches_a_client_on_the_other(two_processes):
     a, b = two_processes()
-    health = httpx.get(f"{b.url}/healthz", timeout=10).json()
-    assert health["checks"]["channel_layer"] == "ok (redis)"
-    on_b = await Socket.open(b, login(b, "alice"))
-    admin = login(a, "admin")
-    response = httpx.post(
-        f"{a.url}/api/notifications/",
-        json={"audience": {"everyone": True}, "title": "Maintenance at 18:00", "priority": "urgent"},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=30,
-    )
+    async with httpx.AsyncClient(timeout=30) as rest:
+        health = (await rest.get(f"{b.url}/healthz")).json()
+        assert health["checks"]["channel_layer"] == "ok (redis)"
+        on_b = await Socket.open(b, login(b, "alice"))
+        admin = login(a, "admin")
+        response = await rest.post(
+            f"{a.url}/api/notifications/",
+            json={
+                "audience": {"everyone": True},
+                "title": "Maintenance at 18:00",
+                "priority": "urgent",
+            },
+            headers={"Authorization": f"Bearer {admin}"},
+        )
     assert response.status_code == 201, response.text
     frame = await on_b.receive_until("notification_created")
     assert frame["payload"]["title"] == "Maintenance at 18:00"
@@ -75,9 +79,10 @@ async def test_read_state_from_one_process_reaches_the_users_socket_on_the_other
 async def test_presence_is_shared_and_a_killed_process_leaves_no_ghosts(two_processes):
     a, b = two_processes()
     watcher = await Socket.open(a, login(a, "bob"))
-    mobile_app = next(p["id"] for p in httpx.get(
-        f"{a.url}/api/me", headers={"Authorization": f"Bearer {login(a, 'bob')}"}, timeout=10
-    ).json()["projects"] if p["title"] == "Mobile App")
+    async with httpx.AsyncClient(timeout=10) as rest:
+        bob = {"Authorization": f"Bearer {login(a, 'bob')}"}
+        me = await rest.get(f"{a.url}/api/me", headers=bob)
+    mobile_app = next(p["id"] for p in me.json()["projects"] if p["title"] == "Mobile App")
     await watcher.send("subscribe_presence", {"project_id": mobile_app})
     snapshot = await watcher.receive_until("presence_snapshot")
     by_name = {m["user"]["username"]: m for m in snapshot["payload"]["members"]}
@@ -103,6 +108,8 @@ async def test_presence_is_shared_and_a_killed_process_leaves_no_ghosts(two_proc
     # A fresh snapshot agrees: no ghost.
     await watcher.send("subscribe_presence", {"project_id": mobile_app})
     again = await watcher.receive_until("presence_snapshot")
-    assert {m["user"]["username"]: m["online"] for m in again["payload"]["members"]}["alice"] is False
+    assert {m["user"]["username"]: m["online"] for m in again["payload"]["members"]}[
+        "alice"
+    ] is False
     await watcher.close()
     await asyncio.sleep(0)

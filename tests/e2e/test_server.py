@@ -16,12 +16,21 @@ from tests.fixtures.services import RunningServer
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_notify_from_the_command_line_reaches_a_connected_client(demo_server: RunningServer):
+async def test_a_notify_from_the_command_line_reaches_a_connected_client(
+    demo_server: RunningServer,
+):
     """README's walk-through: log in as alice, connect, publish with the CLI, see it arrive."""
     socket = await Socket.open(demo_server, login(demo_server, "alice"))
     assert socket.hello["user"]["username"] == "alice"
     result = await asyncio.to_thread(
-        demo_server.cli, "notify", "--user", "alice", "--title", "Build is green", "--priority", "high"
+        demo_server.cli,
+        "notify",
+        "--user",
+        "alice",
+        "--title",
+        "Build is green",
+        "--priority",
+        "high",
     )
     assert result.returncode == 0, result.stderr
     frame = await socket.receive_until("notification_created")
@@ -39,13 +48,20 @@ async def test_resume_after_500_missed_gives_exactly_those_in_order(demo_server:
 
     admin = login(demo_server, "admin")
     sent = []
-    with httpx.Client(base_url=demo_server.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30) as rest:
+    async with httpx.AsyncClient(
+        base_url=demo_server.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    ) as rest:
         for n in range(500):
-            response = rest.post("/api/notifications/", json={"audience": {"usernames": ["alice"]}, "title": f"missed {n}"})
+            response = await rest.post(
+                "/api/notifications/",
+                json={"audience": {"usernames": ["alice"]}, "title": f"missed {n}"},
+            )
             assert response.status_code == 201, response.text
             sent.append(f"missed {n}")
         # Someone else's notifications in the meantime must not leak into alice's replay.
-        response = rest.post("/api/notifications/", json={"audience": {"usernames": ["bob"]}, "title": "for bob"})
+        response = await rest.post(
+            "/api/notifications/", json={"audience": {"usernames": ["bob"]}, "title": "for bob"}
+        )
         assert response.status_code == 201
 
     again = await Socket.open(demo_server, alice)
@@ -81,7 +97,8 @@ async def test_protocol_violations_close_only_the_offending_socket(demo_server: 
 
     await bystander.send("ping", ref=1)
     assert (await bystander.receive())["type"] == "pong"
-    health = httpx.get(f"{demo_server.url}/healthz", timeout=10)
+    async with httpx.AsyncClient(timeout=10) as rest:
+        health = await rest.get(f"{demo_server.url}/healthz")
     assert health.json()["status"] == "ok"
     await bystander.close()
 

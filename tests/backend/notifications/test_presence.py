@@ -4,6 +4,8 @@ tests/e2e/test_scale.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -27,7 +29,7 @@ def outsider(name: str) -> User:
     return User.objects.create_user(username=name, password="pw")
 
 
-def by_name(snapshot: dict) -> dict[str, dict]:
+def by_name(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {member["user"]["username"]: member for member in snapshot["payload"]["members"]}
 
 
@@ -94,7 +96,7 @@ async def test_only_members_may_watch_a_project(connect):
 
 
 async def test_removing_a_member_ends_their_presence_subscription(connect):
-    from backend.projects.services import membership_remove, project_create, membership_add
+    from backend.projects.services import membership_add, membership_remove, project_create
 
     @database_sync_to_async
     def setup() -> tuple[Project, User, User, Membership]:

@@ -1,0 +1,447 @@
+"""``tray-notifier-server``: run the server, publish a notification, administer.
+
+Every subcommand reads the same settings (environment variables, see README),
+so ``notify`` run next to a server writes to that server's database.
+
+Problems a user can fix (a port in use, a wrong ``DATABASE_URL``, an unknown
+user) end with one plain line on stderr and a non-zero exit code, never a
+traceback; set ``TRAY_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import errno
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from backend.demo import DemoSummary
+    from backend.notifications.selectors import Audience
+
+PROG = "tray-notifier-server"
+# The first line ``serve`` prints on stdout; scripts and test fixtures parse it.
+LISTENING_PREFIX = f"{PROG}: listening on "
+WEBSOCKET_PATH = "/ws/notifications/"
+# Exit code for a request naming something that does not exist (user, project, role)
+# or content the server refuses; 1 is for everything else that went wrong.
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A problem to report as one line on stderr, then exit with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse's default prints the whole usage first; one line is easier to read in a log.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535 (0 picks a free one), not {value}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="The tray notifier server. Without a subcommand it runs `serve`.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the server (the default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on; 0 picks a free one [8000]"
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="add demo users and projects (once) and list the logins"
+    )
+
+    notify = commands.add_parser(
+        "notify", help="send a notification (to the server's database, as the server would)"
+    )
+    audience = notify.add_mutually_exclusive_group(required=True)
+    audience.add_argument(
+        "--user", action="append", metavar="USERNAME", help="a recipient; repeat for more"
+    )
+    audience.add_argument(
+        "--project", action="append", type=int, metavar="ID", help="every member of a project"
+    )
+    audience.add_argument(
+        "--role", action="append", metavar="NAME", help="everyone with a global role"
+    )
+    audience.add_argument("--everyone", action="store_true", help="every active user")
+    notify.add_argument("--title", required=True)
+    notify.add_argument("--message", default="")
+    notify.add_argument("--priority", default="normal", choices=["low", "normal", "high", "urgent"])
+    notify.add_argument("--url", default="", help="link the notification opens")
+
+    commands.add_parser(
+        "manage",
+        help="Django management commands, e.g. `manage createsuperuser`",
+        add_help=False,
+    )
+    api_key = commands.add_parser(
+        "create-api-key", help="create a key for the publish API and print it once"
+    )
+    api_key.add_argument("name", metavar="NAME", help="what the key is for, e.g. ci-pipeline")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script. Returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+        args.insert(0, "serve")
+    try:
+        if args[0] == "manage":
+            # Everything after `manage` belongs to Django, --help included.
+            return _manage(args[1:])
+        options = _build_parser().parse_args(args)
+        if options.command == "serve":
+            return _serve(host=options.host, port=options.port, demo=options.demo)
+        if options.command == "notify":
+            return _notify(options)
+        if options.command == "create-api-key":
+            return _create_api_key(options.name)
+        raise CliError(f"unknown command {options.command!r}", EXIT_BAD_INPUT)
+    except CliError as error:
+        print(f"{PROG}: error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if _debug():
+            raise
+        print(
+            f"{PROG}: error: unexpected {type(error).__name__}: {_first_line(error)} "
+            "(set TRAY_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _debug() -> bool:
+    return os.environ.get("TRAY_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# --- Django ------------------------------------------------------------------------
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
+    import django
+
+    try:
+        django.setup()
+    except Exception as error:
+        if type(error).__module__.startswith("dj_database_url"):
+            raise CliError(
+                "DATABASE_URL is not a database URL this server understands "
+                f"({_first_line(error)}); use postgres://USER:PASSWORD@HOST:PORT/NAME "
+                "or leave it unset for the built-in SQLite database"
+            ) from None
+        if type(error).__name__ == "ImproperlyConfigured":
+            raise CliError(f"the settings are wrong: {_first_line(error)}") from None
+        if isinstance(error, ValueError) and "logging" in str(error).lower():
+            raise CliError(
+                f"cannot set up logging ({_first_line(error)}); check TRAY_LOG_LEVEL"
+            ) from None
+        raise
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Turn "cannot connect" into one sentence that names the database."""
+    from django.db import DatabaseError, InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise CliError(
+            f"cannot use the database {_database_name()}: {_first_line(error)}"
+        ) from None
+    except DatabaseError as error:
+        raise CliError(f"database error on {_database_name()}: {_first_line(error)}") from None
+
+
+def _database_name() -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return str(database["NAME"])
+    # Never the password: this line goes to logs.
+    host = database.get("HOST") or "localhost"
+    port = f":{database['PORT']}" if database.get("PORT") else ""
+    return f"{database.get('NAME')} on {host}{port}"
+
+
+# Any fixed number: PostgreSQL advisory locks are named by an integer.
+_MIGRATION_LOCK_ID = 0x7261_7953
+
+
+def _migrate() -> None:
+    from django.core.management import call_command
+    from django.db import connection
+
+    with _database_errors():
+        # Several server processes of one deployment may start at once on a fresh
+        # PostgreSQL database; the lock makes the others wait and find nothing to do.
+        locked = connection.vendor == "postgresql"
+        if locked:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK_ID])
+        try:
+            # verbosity 0: the first stdout line of `serve` is the listening line.
+            call_command("migrate", interactive=False, verbosity=0)
+        finally:
+            if locked:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK_ID])
+
+
+def _require_migrated() -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    with _database_errors():
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if pending:
+        raise CliError(
+            f"the database {_database_name()} is not set up yet: start the server once "
+            f"({PROG}) or run `{PROG} manage migrate`"
+        )
+
+
+# --- serve -------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Listen before serving, so that ``--port 0`` can report the port it got
+    and a port in use is reported before anything else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Lets a restarted server take its port back while old connections linger in
+    # TIME_WAIT; on Linux it never allows two listeners on one port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} on {host} is already in use (another server running?); "
+                "choose another with --port"
+            ) from None
+        if error.errno in (errno.EADDRNOTAVAIL, errno.EACCES) or isinstance(error, socket.gaierror):
+            reason = error.strerror or _first_line(error)
+            raise CliError(f"cannot listen on {host} port {port}: {reason}") from None
+        raise CliError(f"cannot listen on {host} port {port}: {_first_line(error)}") from None
+    return sock
+
+
+def _ws_implementation() -> str:
+    import uvicorn.config
+
+    # The sans-I/O implementation is the one maintained against websockets >= 14;
+    # older uvicorn releases only have the legacy one.
+    return (
+        "websockets-sansio" if "websockets-sansio" in uvicorn.config.WS_PROTOCOLS else "websockets"
+    )
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _serve(*, host: str, port: int, demo: bool) -> int:
+    _setup_django()
+    sock = _bind(host, port)
+    try:
+        _migrate()
+        summary = _seed_demo() if demo else None
+        return _run_uvicorn(sock, on_started=lambda: _announce(sock, summary))
+    finally:
+        sock.close()
+
+
+def _seed_demo() -> DemoSummary:
+    from backend.demo import seed_demo
+
+    with _database_errors():
+        return seed_demo()
+
+
+def _announce(sock: socket.socket, summary: DemoSummary | None) -> None:
+    url = _base_url(sock)
+    lines = [f"{LISTENING_PREFIX}{url}"]
+    ws_url = url.replace("http://", "ws://", 1) + WEBSOCKET_PATH
+    lines.append(f"{PROG}: websocket {ws_url}")
+    if summary is not None:
+        logins = ", ".join(f"{user} / {password}" for user, password in summary.logins)
+        lines.append(f"{PROG}: demo logins: {logins} (admin is staff: {url}/admin/)")
+    print("\n".join(lines), flush=True)
+
+
+def _run_uvicorn(sock: socket.socket, *, on_started: Callable[[], None]) -> int:
+    import uvicorn
+    from django.conf import settings
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                on_started()
+
+    config = uvicorn.Config(
+        "backend.config.asgi:application",
+        lifespan="on",
+        ws=_ws_implementation(),
+        ws_max_size=settings.TRAY["WS_MAX_FRAME_BYTES"],
+        # Protocol pings notice a dead peer even when the client sends nothing.
+        ws_ping_interval=10,
+        ws_ping_timeout=10,
+        # Compression costs ~3x the memory per idle socket (DESIGN.md) for small frames.
+        ws_per_message_deflate=False,
+        # A copy: dictConfig consumes the "()" factory keys of the dict it is given.
+        log_config=copy.deepcopy(settings.LOGGING),
+        # Sockets get close code 1012 at shutdown; this bounds the wait for them.
+        timeout_graceful_shutdown=5,
+    )
+    server = Server(config)
+    # uvicorn handles SIGTERM/SIGINT while serving and re-raises the signal to the
+    # previous handler once it has shut down; these handlers make that a clean exit 0.
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    return None
+
+
+# --- notify, create-api-key, manage --------------------------------------------------
+
+
+def _audience(options: argparse.Namespace) -> tuple[Audience, int | None, str]:
+    """The audience the flags name, and the project when exactly one is named."""
+    from backend.notifications.selectors import Audience
+    from backend.projects.models import Project
+    from backend.users.models import Role, User
+
+    if options.everyone:
+        return Audience(everyone=True), None, ""
+    if options.user:
+        wanted = list(dict.fromkeys(options.user))
+        found = dict(User.objects.filter(username__in=wanted).values_list("username", "id"))
+        unknown = [name for name in wanted if name not in found]
+        if unknown:
+            raise CliError(f"no such user: {', '.join(unknown)}", EXIT_BAD_INPUT)
+        return Audience(users=tuple(found[name] for name in wanted)), None, ""
+    if options.project:
+        wanted_ids = list(dict.fromkeys(options.project))
+        titles = dict(Project.objects.filter(id__in=wanted_ids).values_list("id", "title"))
+        missing = [str(pid) for pid in wanted_ids if pid not in titles]
+        if missing:
+            raise CliError(f"no project with id {', '.join(missing)}", EXIT_BAD_INPUT)
+        if len(wanted_ids) == 1:
+            return Audience(projects=(wanted_ids[0],)), wanted_ids[0], titles[wanted_ids[0]]
+        return Audience(projects=tuple(wanted_ids)), None, ""
+    wanted_roles = list(dict.fromkeys(options.role))
+    known = set(Role.objects.values_list("name", flat=True))
+    unknown = [name for name in wanted_roles if name not in known]
+    if unknown:
+        hint = f" (roles: {', '.join(sorted(known))})" if known else " (there are no roles yet)"
+        raise CliError(f"no such role: {', '.join(unknown)}{hint}", EXIT_BAD_INPUT)
+    return Audience(roles=tuple(wanted_roles)), None, ""
+
+
+def _notify(options: argparse.Namespace) -> int:
+    _setup_django()
+    _require_migrated()
+    from backend.errors import BackendError
+    from backend.notifications.selectors import audience_user_ids
+    from backend.notifications.services import notification_create
+
+    with _database_errors():
+        audience, project_id, project_title = _audience(options)
+        if not audience_user_ids(audience):
+            print("no recipients: nobody active is in that audience, so nothing was sent")
+            return 0
+        try:
+            result = notification_create(
+                audience=audience,
+                title=options.title,
+                message=options.message,
+                priority=options.priority,
+                url=options.url,
+                project_id=project_id,
+                project_title=project_title,
+            )
+        except BackendError as error:
+            raise CliError(error.message, EXIT_BAD_INPUT) from None
+    count = result.recipient_count
+    print(f"sent to {count} recipient{'' if count == 1 else 's'} (message {result.message.pk})")
+    return 0
+
+
+def _create_api_key(name: str) -> int:
+    _setup_django()
+    _require_migrated()
+    from backend.errors import BackendError
+    from backend.notifications.services import api_key_create
+
+    with _database_errors():
+        try:
+            key, raw = api_key_create(name=name)
+        except BackendError as error:
+            raise CliError(error.message, EXIT_BAD_INPUT) from None
+    print(raw)
+    print(
+        f"{PROG}: API key {key.name!r} ({key.prefix}...) created; "
+        "this is the only time it is shown",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _manage(rest: list[str]) -> int:
+    _setup_django()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line([f"{PROG} manage", *rest])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
