@@ -193,10 +193,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         batch: int = settings.TRAY["REPLAY_BATCH"]
         read_rows = database_sync_to_async(selectors.inbox_after)
         replayed = 0
+        # The replay covers (covered_from, sent_seq]: every row in that range goes out in this
+        # run. caught_up says so, so that a client only lets through_seq move its cursor when
+        # the range starts at or below it (a run started by a missed doorbell begins above a
+        # client that is still resuming from further back).
+        covered_from = self.sent_seq
         try:
             while not self._closed:
                 if self._resume_to is not None:
                     self.sent_seq, self._resume_to = self._resume_to, None
+                    covered_from = self.sent_seq
                 self._dirty = False
                 rows = await read_rows(user_id=self.user_id, after_seq=self.sent_seq, limit=batch)
                 if self._resume_to is not None:
@@ -215,7 +221,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 if len(rows) < batch and not self._dirty:
                     break
             self._enqueue(
-                [protocol.encode("caught_up", {"through_seq": self.sent_seq, "replayed": replayed})]
+                [
+                    protocol.encode(
+                        "caught_up",
+                        {
+                            "after_seq": covered_from,
+                            "through_seq": self.sent_seq,
+                            "replayed": replayed,
+                        },
+                    )
+                ]
             )
         except Exception:
             logger.exception("catch-up failed for user %s", self.user_id)

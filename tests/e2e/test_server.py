@@ -76,7 +76,11 @@ async def test_resume_after_500_missed_gives_exactly_those_in_order(demo_server:
         replayed.append(frame["payload"])
     assert [row["seq"] for row in replayed] == list(range(cursor + 1, cursor + 501))
     assert [row["title"] for row in replayed] == sent
-    assert frame["payload"] == {"through_seq": cursor + 500, "replayed": 500}
+    assert frame["payload"] == {
+        "after_seq": cursor,
+        "through_seq": cursor + 500,
+        "replayed": 500,
+    }
     # Nothing else is queued behind the replay: the next frame answers our ping.
     await again.send("ping", ref="after")
     assert await again.receive() == {"type": "pong", "payload": {}, "ref": "after"}

@@ -103,7 +103,7 @@ async def test_resume_replays_exactly_the_missed_rows_in_order(connect):
         assert frame["type"] == "notification_created"
         seqs.append(frame["payload"]["seq"])
     assert seqs == list(range(13, 31))
-    assert frame["payload"] == {"through_seq": 30, "replayed": 18}
+    assert frame["payload"] == {"after_seq": 12, "through_seq": 30, "replayed": 18}
     # Live delivery continues after the replay.
     await notify(alice, title="after")
     assert (await client.receive())["payload"]["seq"] == 31
@@ -122,7 +122,10 @@ async def test_resume_skips_deleted_rows_but_reports_through_seq(connect):
     second = await client.receive()
     done = await client.receive()
     assert [first["payload"]["seq"], second["payload"]["seq"]] == [1, 3]
-    assert done == {"type": "caught_up", "payload": {"through_seq": 3, "replayed": 2}}
+    assert done == {
+        "type": "caught_up",
+        "payload": {"after_seq": 0, "through_seq": 3, "replayed": 2},
+    }
 
 
 @pytest.mark.parametrize("cursor", [-1, "abc", 2**63, None, True, 1.5, [1]])

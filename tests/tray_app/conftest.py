@@ -1,0 +1,209 @@
+"""Shared pieces for the client tests: an engine on a real SQLite file, a publisher
+that talks to the real server, and a fixed-port server that can be killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tray_app.engine import (
+    CatchUpFinished,
+    ConnectionStateChanged,
+    Engine,
+    EngineEvent,
+    NotificationAdded,
+    UnreadCountChanged,
+)
+from tray_app.net.api import ApiClient
+from tray_app.net.backoff import Backoff
+from tray_app.net.live import ConnectionState, websocket_connector
+from tray_app.store.db import OpenedDatabase, account_database_path, open_database
+from tray_app.store.inbox import Inbox
+from tray_app.store.outbox import Outbox
+
+WAIT = 20.0
+SCALE = float(os.environ.get("TRAY_TEST_SCALE", "1"))
+
+
+def scaled(count: int, *, minimum: int = 1) -> int:
+    return max(minimum, round(count * SCALE))
+
+
+class RestartableServer:
+    """A demo server on one fixed port, so clients find it again after a kill."""
+
+    def __init__(self, factory: ServerFactory, env: dict[str, str] | None = None) -> None:
+        self.factory = factory
+        self.port = free_port()
+        self.env = env or {}
+        self.current: RunningServer = factory("--port", str(self.port), demo=True, env=self.env)
+        self.url = self.current.url
+
+    def kill(self) -> None:
+        self.current.kill()
+
+    def start(self) -> None:
+        self.current = self.factory("--port", str(self.port), env=self.env)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+class Publisher:
+    """Publishes as the demo admin over REST. Every call carries an idempotency key and
+    is retried until the server answers, so a request lost to a killed server is sent
+    again without ever creating a second notification."""
+
+    def __init__(self, server: RunningServer | RestartableServer) -> None:
+        self.server = server
+        self._token: str | None = None
+        self.sent: list[str] = []
+
+    def _login(self, client: httpx.Client) -> str:
+        response = client.post(
+            f"{self.server.url}/api/auth/token/", json={"username": "admin", "password": "demo"}
+        )
+        response.raise_for_status()
+        token: str = response.json()["access"]
+        return token
+
+    def publish(self, title: str, *, to: tuple[str, ...] = ("alice",)) -> None:
+        key = str(uuid.uuid4())
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if self._token is None:
+                        self._token = self._login(client)
+                    response = client.post(
+                        f"{self.server.url}/api/notifications/",
+                        json={
+                            "audience": {"usernames": list(to)},
+                            "title": title,
+                            "idempotency_key": key,
+                        },
+                        headers={"Authorization": f"Bearer {self._token}"},
+                    )
+                except httpx.TransportError:
+                    time.sleep(0.05)  # the server is restarting: poll it again
+                    continue
+                if response.status_code == 401:
+                    self._token = None
+                    continue
+                assert response.status_code in (200, 201), response.text
+                self.sent.append(title)
+                return
+        raise AssertionError(f"could not publish {title!r} within 60 s")
+
+    def publish_many(self, titles: list[str]) -> None:
+        for title in titles:
+            self.publish(title)
+
+
+@dataclass
+class Harness:
+    """An engine for one account on a real SQLite file, with every event recorded."""
+
+    engine: Engine
+    database: OpenedDatabase
+    api: ApiClient
+    events: list[EngineEvent] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def record(self, event: EngineEvent) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.engine.run())
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        if self.task is not None:
+            async with asyncio.timeout(WAIT):
+                await self.task
+        self.database.connection.close()
+
+    def added(self, *, live: bool | None = None) -> list[NotificationAdded]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, NotificationAdded) and (live is None or e.live is live)
+        ]
+
+    def states(self) -> list[ConnectionState]:
+        return [e.change.state for e in self.events if isinstance(e, ConnectionStateChanged)]
+
+    def state(self) -> ConnectionState:
+        states = self.states()
+        return states[-1] if states else ConnectionState.STOPPED
+
+    def catch_ups(self) -> list[CatchUpFinished]:
+        return [e for e in self.events if isinstance(e, CatchUpFinished)]
+
+    def unread_counts(self) -> list[int]:
+        return [e.unread_count for e in self.events if isinstance(e, UnreadCountChanged)]
+
+    def stored_seqs(self) -> list[int]:
+        rows = self.database.connection.execute("SELECT seq FROM notifications ORDER BY seq")
+        return [seq for (seq,) in rows]
+
+
+HarnessFactory = Callable[..., Any]
+
+
+@pytest_asyncio.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
+    """``await harness(server_url, username)`` → a logged-in Harness (not yet running)."""
+    made: list[Harness] = []
+
+    async def make(
+        server_url: str,
+        username: str = "alice",
+        *,
+        data_dir: Path | None = None,
+        api: ApiClient | None = None,
+        backoff: Backoff | None = None,
+    ) -> Harness:
+        if api is None:
+            api = ApiClient(server_url)
+            await api.login(username, "demo")
+        path = account_database_path(data_dir or tmp_path / "client", server_url, username)
+        database = open_database(path)
+        inbox = Inbox(database.connection)
+        engine = Engine(
+            api=api,
+            inbox=inbox,
+            outbox=Outbox(database.connection, inbox),
+            connect=websocket_connector(proxy=None),
+            backoff=backoff or Backoff(base=0.2, cap=2.0),
+        )
+        result = Harness(engine=engine, database=database, api=api)
+        engine.subscribe(result.record)
+        made.append(result)
+        return result
+
+    yield make
+    for made_harness in made:
+        if made_harness.task is not None and not made_harness.task.done():
+            await made_harness.engine.stop()
+            await made_harness.task
+        await made_harness.api.aclose()

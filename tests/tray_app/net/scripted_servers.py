@@ -1,0 +1,214 @@
+"""Small real servers for the failure cases the real product server cannot produce.
+
+Each is an asyncio TCP server on 127.0.0.1, port 0, answering every request
+with a scripted raw HTTP response: an HTML page, a proxy's 407, a 500, nothing
+at all, optionally over TLS with a certificate made for the test. They speak
+just enough HTTP/1.1 for a client to send a whole request (request line,
+headers, a Content-Length body) and record what arrived, so a test can check
+what the client sent (method, target, headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_MAX_HEAD = 64 * 1024
+
+
+@dataclass
+class ScriptedRequest:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def http_response(
+    status: int,
+    body: bytes | str = b"",
+    *,
+    reason: str = "",
+    content_type: str = "text/html; charset=utf-8",
+    headers: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    payload = body.encode() if isinstance(body, str) else body
+    lines = [
+        f"HTTP/1.1 {status} {reason or 'Scripted'}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(payload)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+# bytes: answer now; an awaitable: answer when it is done; None: never answer.
+Responder = Callable[[ScriptedRequest], bytes | Awaitable[bytes] | None]
+
+
+@dataclass
+class ScriptedServer:
+    """Answers each request with ``respond(request)``: bytes at once, an awaitable's
+    bytes when it is done (a slow answer), or None to keep the connection open
+    without answering (a server that hangs) until the server closes. ``silent``
+    hangs before even reading (a TLS handshake to it never ends)."""
+
+    respond: Responder
+    ssl_context: ssl.SSLContext | None = None
+    silent: bool = False  # accept connections, then neither read nor write
+    requests: list[ScriptedRequest] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _port: int = 0
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", 0, ssl=self.ssl_context
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closing.set()
+        assert self._server is not None
+        self._server.close()
+        # Handlers still reading from a client that went silent would outlive the test.
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            if self.silent:
+                await self._closing.wait()
+                return
+            request = await _read_request(reader)
+            if request is None:
+                # Like nginx: whatever is not HTTP (a TLS ClientHello) gets a plain 400.
+                writer.write(http_response(400, "not an HTTP request", reason="Bad Request"))
+                await writer.drain()
+                return
+            self.requests.append(request)
+            answer = self.respond(request)
+            if answer is None:
+                await self._closing.wait()
+                return
+            if not isinstance(answer, bytes):
+                answer = await answer
+            writer.write(answer)
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            return  # the client gave up (timeouts, TLS refusals): that is the test's point
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> ScriptedRequest | None:
+    """The request, or None when the bytes are not HTTP."""
+    try:
+        first = await reader.readexactly(1)
+        if not first.isalpha():  # every HTTP method starts with a letter
+            return None
+        head = first + await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return None
+    lines = head[:_MAX_HEAD].decode("latin-1").split("\r\n")
+    method, target, _version = [*lines[0].split(" ", 2), "", ""][:3]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = await reader.readexactly(length) if length else b""
+    return ScriptedRequest(method=method, target=target, headers=headers, body=body)
+
+
+# --- certificates ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert_path: Path
+    key_path: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_path, self.key_path)
+        return context
+
+
+def self_signed_certificate(
+    directory: Path, *, dns_names: Sequence[str] = ("localhost",), ips: Sequence[str] = ()
+) -> Certificate:
+    """A self-signed certificate for these names, written as PEM files.
+
+    A client trusts it by using ``cert_path`` as its CA bundle.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tray-notifier test")])
+    now = datetime.datetime.now(datetime.UTC)
+    alternative_names: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
+    alternative_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return Certificate(cert_path=cert_path, key_path=key_path)

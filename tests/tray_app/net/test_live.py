@@ -1,0 +1,422 @@
+"""The socket session against the real server, and against scripted WebSocket servers
+(real sockets on port 0) for the failures a real server does not produce on demand:
+a server that accepts and closes at once, one that refuses the handshake, one that
+sends garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from tests.fixtures.services import RunningServer
+from tray_app.net import protocol
+from tray_app.net.api import ApiClient
+from tray_app.net.backoff import Backoff
+from tray_app.net.live import (
+    PING_INTERVAL,
+    PONG_TIMEOUT,
+    ConnectionState,
+    Connector,
+    LiveSession,
+    StateChange,
+    websocket_connector,
+)
+
+pytestmark = pytest.mark.asyncio
+
+WAIT = 15.0
+
+
+class Recorder:
+    """A SessionHandler that keeps what it was given."""
+
+    def __init__(self, cursor: int = 0) -> None:
+        self.position = cursor
+        self.frames: list[tuple[protocol.ServerFrame, bool]] = []
+        self.states: list[StateChange] = []
+        self.changed = asyncio.Event()
+
+    def cursor(self) -> int:
+        return self.position
+
+    async def handle_frame(self, frame: protocol.ServerFrame, *, replaying: bool) -> None:
+        self.frames.append((frame, replaying))
+        if isinstance(frame, protocol.NotificationCreated) and frame.seq == self.position + 1:
+            self.position = frame.seq
+        self.changed.set()
+
+    def handle_state(self, change: StateChange) -> None:
+        self.states.append(change)
+        self.changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def state(self) -> ConnectionState:
+        return self.states[-1].state if self.states else ConnectionState.STOPPED
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [frame for frame, _ in self.frames if isinstance(frame, kind)]
+
+
+def hello(latest_seq: int = 0) -> str:
+    return json.dumps(
+        {
+            "type": "hello",
+            "payload": {
+                "protocol": 1,
+                "user": {"id": 1, "username": "alice"},
+                "unread_count": 0,
+                "latest_seq": latest_seq,
+            },
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def scripted_server(
+    handler: Callable[[ServerConnection], Awaitable[None]],
+    *,
+    process_request: Callable[[ServerConnection, Request], Response | None] | None = None,
+) -> AsyncIterator[tuple[Connector, list[float]]]:
+    """A real WebSocket server on port 0 running ``handler`` for each connection;
+    yields a connector that dials it and the times of every handshake attempt."""
+    attempts: list[float] = []
+
+    def record(connection: ServerConnection, request: Request) -> Response | None:
+        attempts.append(time.monotonic())
+        return process_request(connection, request) if process_request else None
+
+    async with serve(handler, "127.0.0.1", 0, process_request=record) as server:
+        port = server.sockets[0].getsockname()[1]
+        real = websocket_connector(proxy=None)
+
+        def connect(url: str, headers: dict[str, str]) -> Any:
+            return real(f"ws://127.0.0.1:{port}/ws/notifications/", headers)
+
+        yield connect, attempts
+
+
+@pytest_asyncio.fixture
+async def alice(demo_server: RunningServer) -> AsyncIterator[ApiClient]:
+    async with ApiClient(demo_server.url) as api:
+        await api.login("alice", "demo")
+        yield api
+
+
+async def run_session(session: LiveSession) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(session.run())
+
+
+async def stop(session: LiveSession, task: asyncio.Task[None]) -> None:
+    await session.stop()
+    async with asyncio.timeout(WAIT):
+        await task
+
+
+async def test_connects_with_a_bearer_header_and_resumes_after_the_cursor(
+    demo_server: RunningServer, alice: ApiClient
+):
+    # Demo data gave alice notifications already: a cold start with cursor 0 must replay them.
+    recorder = Recorder(cursor=0)
+    session = LiveSession(alice, recorder, connect=websocket_connector(proxy=None))
+    task = await run_session(session)
+    await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+    first_hello = recorder.of(protocol.Hello)[0]
+    assert first_hello.user["username"] == "alice"
+    assert first_hello.latest_seq > 0
+    replayed = [
+        f for f, replaying in recorder.frames if isinstance(f, protocol.NotificationCreated)
+    ]
+    assert [f.seq for f in replayed] == list(range(1, first_hello.latest_seq + 1))
+    assert all(
+        replaying for f, replaying in recorder.frames if isinstance(f, protocol.NotificationCreated)
+    )
+    assert recorder.state() is ConnectionState.CONNECTED
+
+    # Live traffic after the catch-up is not marked as replay.
+    result = await asyncio.to_thread(
+        demo_server.cli, "notify", "--user", "alice", "--title", "Live one"
+    )
+    assert result.returncode == 0, result.stderr
+    await recorder.until(lambda: recorder.position == first_hello.latest_seq + 1)
+    frame, replaying = recorder.frames[-1]
+    assert isinstance(frame, protocol.NotificationCreated)
+    assert frame.notification["title"] == "Live one"
+    assert replaying is False
+    await stop(session, task)
+    assert recorder.state() is ConnectionState.STOPPED
+
+
+async def test_a_server_restart_is_followed_by_a_reconnect_and_resume(server_factory):
+    """Closes with 1012 reconnect within a second and resume from where we were."""
+    port = _free_port()
+    server = server_factory("--port", str(port), demo=True)
+    async with ApiClient(server.url) as api:
+        await api.login("alice", "demo")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=websocket_connector(proxy=None))
+        task = await run_session(session)
+        await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+        before = recorder.position
+        await asyncio.to_thread(server.stop)
+        await recorder.until(lambda: recorder.state() is ConnectionState.RECONNECTING)
+        restarted = server_factory("--port", str(port))
+        await asyncio.to_thread(restarted.cli, "notify", "--user", "alice", "--title", "while away")
+        await recorder.until(lambda: recorder.position == before + 1, timeout=30)
+        assert len(recorder.of(protocol.Hello)) == 2
+        await stop(session, task)
+
+
+async def test_a_server_that_accepts_then_closes_is_retried_within_the_backoff_envelope(
+    alice: ApiClient,
+):
+    """The reconnect-storm trap: every handshake succeeds, every connection dies at once.
+    Over 30 s the attempts follow the backoff's delays exactly; they never reset."""
+
+    async def accept_then_close(connection: ServerConnection) -> None:
+        await connection.close()
+
+    window = 30.0 * min(1.0, float(os.environ.get("TRAY_TEST_SCALE", "1")))
+    seed = 1234
+    expected = Backoff(rng=random.Random(seed))
+    starts = [0.0]
+    while starts[-1] < window:
+        starts.append(starts[-1] + expected.next_delay())
+    expected_attempts = sum(1 for start in starts if start < window)
+
+    async with scripted_server(accept_then_close) as (connect, attempts):
+        recorder = Recorder()
+        session = LiveSession(
+            alice, recorder, connect=connect, backoff=Backoff(rng=random.Random(seed))
+        )
+        task = await run_session(session)
+        began = time.monotonic()
+        await asyncio.sleep(window)  # the window is the measurement itself, not a wait
+        await stop(session, task)
+    offsets = [t - began for t in attempts if t - began < window]
+    # Each attempt's delay is the policy's draw (plus a few ms of handshake work).
+    assert abs(len(offsets) - expected_attempts) <= 1, (offsets, starts)
+    for actual, planned in zip(offsets, starts, strict=False):
+        assert actual >= planned - 0.05
+        assert actual <= planned + 0.5 * (1 + offsets.index(actual))
+    assert len(offsets) < 15  # a storm would be thousands
+    assert all(s.state is not ConnectionState.LOGIN_REQUIRED for s in recorder.states)
+
+
+async def test_http_403_at_the_handshake_is_reported_and_retried_slowly(alice: ApiClient):
+    async def never(connection: ServerConnection) -> None:
+        raise AssertionError("the handshake should have been refused")
+
+    def forbid(connection: ServerConnection, request: Request) -> Response:
+        return connection.respond(403, "Forbidden by proxy\n")
+
+    async with scripted_server(never, process_request=forbid) as (connect, attempts):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.RECONNECTING)
+        change = recorder.states[-1]
+        assert change.error is not None
+        assert change.error.code == "handshake_forbidden"
+        assert "403" in change.error.user_message
+        assert change.next_attempt_at is not None
+        assert change.next_attempt_at - time.time() >= 55  # the slowest pace, no storm
+        assert len(attempts) == 1
+        await stop(session, task)
+
+
+async def test_close_4003_stops_and_asks_the_user(alice: ApiClient):
+    async def disable(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        await connection.close(4003, "account disabled")
+
+    async with scripted_server(disable) as (connect, attempts):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        async with asyncio.timeout(WAIT):
+            await session.run()  # returns by itself: no retry loop
+        assert recorder.state() is ConnectionState.LOGIN_REQUIRED
+        assert recorder.states[-1].error is not None
+        assert recorder.states[-1].error.code == "account_disabled"
+        assert len(attempts) == 1
+
+
+async def test_malformed_and_unknown_frames_are_skipped_not_fatal(
+    alice: ApiClient, caplog: pytest.LogCaptureFixture
+):
+    secret_title = "SECRET-CONTENT-123"
+    delivered = asyncio.Event()
+
+    async def garbage_then_good(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        await connection.send("not json at all")
+        await connection.send(b"\x00\x01binary")
+        await connection.send(json.dumps({"type": "from_the_future", "payload": {}}))
+        await connection.send(
+            json.dumps(
+                {"type": "notification_created", "payload": {"seq": "1", "title": secret_title}}
+            )
+        )
+        await connection.send(
+            json.dumps(
+                {"type": "notification_created", "payload": {"seq": 1, "id": 5, "title": "ok"}}
+            )
+        )
+        await delivered.wait()
+
+    async with scripted_server(garbage_then_good) as (connect, _):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.position == 1)
+        assert [f.id for f in recorder.of(protocol.NotificationCreated)] == [5]
+        assert recorder.state() is ConnectionState.CONNECTED
+        delivered.set()
+        await stop(session, task)
+    skipped = [r.getMessage() for r in caplog.records if "skipped a server frame" in r.getMessage()]
+    assert len(skipped) == 4
+    assert not any(secret_title in message for message in skipped)
+
+
+async def test_a_frozen_server_is_noticed_by_the_heartbeat(
+    demo_server: RunningServer, alice: ApiClient
+):
+    """SIGSTOP: the kernel keeps the TCP connection up, the server answers nothing."""
+    assert PING_INTERVAL + PONG_TIMEOUT < 30  # the product's promise, with its own timings
+    recorder = Recorder()
+    session = LiveSession(
+        alice,
+        recorder,
+        connect=websocket_connector(proxy=None),
+        ping_interval=0.5,
+        pong_timeout=1.0,
+    )
+    task = await run_session(session)
+    await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+    os.kill(demo_server.pid, signal.SIGSTOP)
+    try:
+        frozen_at = time.monotonic()
+        await recorder.until(lambda: recorder.state() is ConnectionState.RECONNECTING)
+        assert time.monotonic() - frozen_at < 0.5 + 1.0 + 1.0
+    finally:
+        os.kill(demo_server.pid, signal.SIGCONT)
+    # Thawed, it is reachable again and the session comes back on its own.
+    session.wake()
+    await recorder.until(lambda: len(recorder.of(protocol.Hello)) == 2, timeout=30)
+    await stop(session, task)
+
+
+async def test_wake_reconnects_at_once_instead_of_waiting_out_the_backoff(alice: ApiClient):
+    connections = 0
+
+    async def close_first(connection: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        await connection.send(hello())
+        if connections == 1:
+            await connection.close(1011)
+            return
+        await connection.wait_closed()  # stay open
+
+    async with scripted_server(close_first) as (connect, attempts):
+        recorder = Recorder()
+        # A policy whose next delay is a minute: only wake() can bring it back soon.
+        session = LiveSession(
+            alice, recorder, connect=connect, backoff=Backoff(base=60, cap=60, rng=_MaxRandom())
+        )
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.RECONNECTING)
+        assert recorder.states[-1].next_attempt_at is not None
+        assert recorder.states[-1].next_attempt_at - time.time() > 50
+        session.wake()
+        await recorder.until(lambda: len(recorder.of(protocol.Hello)) == 2, timeout=5)
+        assert len(attempts) == 2
+        await stop(session, task)
+
+
+async def test_close_4001_refreshes_the_token_and_reconnects(alice: ApiClient):
+    seen_tokens: list[str] = []
+
+    async def expire_first(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        seen_tokens.append(connection.request.headers["Authorization"])
+        if len(seen_tokens) == 1:
+            await connection.close(4001, "token expired")
+            return
+        await connection.send(hello())
+        await connection.wait_closed()
+
+    async with scripted_server(expire_first) as (connect, attempts):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: len(recorder.of(protocol.Hello)) == 1)
+        assert len(attempts) == 2
+        assert seen_tokens[0] != seen_tokens[1]  # refreshed in between
+        assert recorder.state() is ConnectionState.CONNECTED
+        await stop(session, task)
+
+
+async def test_login_required_when_the_refresh_is_rejected_then_no_more_attempts(
+    server_factory,
+):
+    """Short-lived tokens make the session refresh every second; once the refresh token
+    is revoked the session ends in LOGIN_REQUIRED and makes zero further attempts."""
+    server = server_factory(
+        demo=True,
+        env={"TRAY_ACCESS_TOKEN_MINUTES": "0.05", "TRAY_TOKEN_SWEEP_INTERVAL": "0.2"},
+    )
+    async with ApiClient(server.url) as api:
+        await api.login("alice", "demo")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=websocket_connector(proxy=None))
+        task = await run_session(session)
+        await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+        # Revoke the session's refresh token behind its back (an admin ended the session).
+        # It rotates every second, so revoke whichever one is current until it notices.
+        async with asyncio.timeout(WAIT), ApiClient(server.url) as other:
+            while recorder.state() is not ConnectionState.LOGIN_REQUIRED:
+                if api.tokens is not None:
+                    other.restore(api.tokens.refresh)
+                    await other.logout()
+                with contextlib.suppress(TimeoutError):
+                    await recorder.until(
+                        lambda: recorder.state() is ConnectionState.LOGIN_REQUIRED, timeout=0.5
+                    )
+        async with asyncio.timeout(WAIT):
+            await task  # run() ended by itself
+        attempts = session.attempts
+        assert recorder.states[-1].error is not None
+        assert recorder.states[-1].error.code == "login_required"
+        assert api.tokens is None
+        await asyncio.sleep(2)  # a window in which a retry loop would have tried again
+    assert session.attempts == attempts
+
+
+def _free_port() -> int:
+    from tests.fixtures.services import free_port
+
+    return free_port()
+
+
+class _MaxRandom(random.Random):
+    """Jitter that always draws the top of the window (the worst case)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b

@@ -1,0 +1,192 @@
+"""The client's frame parser and encoders (pure functions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tray_app.net import protocol
+from tray_app.net.protocol import FrameError, parse_server_frame
+
+NOTIFICATION = {
+    "id": 981,
+    "seq": 43,
+    "is_read": False,
+    "read_at": None,
+    "title": "Task moved to Done",
+    "message": "bob moved “Fix login” to Done",
+    "event_type": "task_status_changed",
+    "priority": "normal",
+    "url": "/projects/1/tasks/7",
+    "created_at": "2026-11-22T09:30:00.123456Z",
+    "actor": {"id": 4, "username": "bob", "first_name": "Bob", "last_name": "Baker"},
+    "project": {"id": 1, "title": "Mobile App"},
+    "data": {"task_id": 7},
+}
+
+
+def frame(kind: str, payload: object, **extra: object) -> str:
+    return json.dumps({"type": kind, "payload": payload, **extra})
+
+
+def test_every_documented_server_frame_parses():
+    """One example of each frame in docs/protocol.md."""
+    hello = parse_server_frame(
+        frame(
+            "hello",
+            {
+                "protocol": 1,
+                "user": {"id": 3, "username": "alice"},
+                "unread_count": 4,
+                "latest_seq": 42,
+                "token_expires_at": 1795000000,
+                "max_frame_bytes": 65536,
+            },
+        )
+    )
+    assert hello == protocol.Hello(1, {"id": 3, "username": "alice"}, 4, 42, 1795000000.0, 65536)
+    created = parse_server_frame(frame("notification_created", NOTIFICATION))
+    assert created == protocol.NotificationCreated(seq=43, id=981, notification=NOTIFICATION)
+    assert parse_server_frame(
+        frame("notification_updated", {"id": 981, "updates": {"is_read": True}})
+    ) == protocol.NotificationUpdated(981, True)
+    assert parse_server_frame(
+        frame("notification_deleted", {"id": 981})
+    ) == protocol.NotificationDeleted(981)
+    assert parse_server_frame(frame("all_read", {"up_to_seq": 43})) == protocol.AllRead(43)
+    assert parse_server_frame(frame("all_read", {})) == protocol.AllRead(None)
+    assert parse_server_frame(frame("unread_count", {"unread_count": 3})) == protocol.UnreadCount(3)
+    assert parse_server_frame(
+        frame("caught_up", {"through_seq": 43, "replayed": 12})
+    ) == protocol.CaughtUp(43, 12)
+    assert parse_server_frame(
+        frame(
+            "resync_required",
+            {"after_seq": 10, "latest_seq": 25000, "page_url": "/api/inbox/"},
+            ref="r1",
+        )
+    ) == protocol.ResyncRequired(10, 25000, ref="r1")
+    snapshot = parse_server_frame(
+        frame(
+            "presence_snapshot",
+            {
+                "project_id": 1,
+                "members": [
+                    {
+                        "user": {"id": 3, "username": "alice"},
+                        "online": True,
+                        "status": "away",
+                        "last_seen": 1795000000.5,
+                    }
+                ],
+            },
+            ref="p",
+        )
+    )
+    assert isinstance(snapshot, protocol.PresenceSnapshot)
+    assert snapshot.members[0].status == "away"
+    assert snapshot.ref == "p"
+    assert parse_server_frame(
+        frame(
+            "presence_changed",
+            {"project_id": 1, "user_id": 4, "online": True, "status": "online", "last_seen": 1.5},
+        )
+    ) == protocol.PresenceChanged(1, 4, True, "online", 1.5)
+    assert parse_server_frame(
+        frame("presence_unsubscribed", {"project_id": 1, "reason": "removed"})
+    ) == protocol.PresenceUnsubscribed(1, "removed")
+    ack = parse_server_frame(frame("ack", {"for": "mark_read", "changed": [981]}, ref="m1"))
+    assert isinstance(ack, protocol.Ack)
+    assert (ack.request, ack.ref, ack.payload["changed"]) == ("mark_read", "m1", [981])
+    assert parse_server_frame(
+        frame("error", {"code": "invalid_ids", "message": "every id..."}, ref=7)
+    ) == protocol.ServerErrorFrame("invalid_ids", "every id...", ref=7)
+    assert parse_server_frame(frame("pong", {}, ref="x")) == protocol.Pong({}, ref="x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "[1, 2]",
+        '"hello"',
+        "[" * 100_000 + "]" * 100_000,
+        frame("notification_created", "not an object"),
+        json.dumps({"payload": {}}),
+        json.dumps({"type": 5, "payload": {}}),
+        frame("notification_created", {**NOTIFICATION, "seq": "43"}),
+        frame("notification_created", {**NOTIFICATION, "seq": 0}),
+        frame("notification_created", {**NOTIFICATION, "seq": True}),
+        frame("notification_created", {k: v for k, v in NOTIFICATION.items() if k != "id"}),
+        frame("notification_updated", {"id": 1, "updates": {"is_read": "yes"}}),
+        frame("hello", {"protocol": 1}),
+        frame("caught_up", {"through_seq": -1, "replayed": 0}),
+        frame("presence_snapshot", {"project_id": 1, "members": [{"user": "bob"}]}),
+        frame("brand_new_type", {}),
+    ],
+)
+def test_malformed_and_unknown_frames_raise_frame_error(text):
+    with pytest.raises(FrameError):
+        parse_server_frame(text)
+
+
+def test_a_binary_frame_is_a_frame_error():
+    with pytest.raises(FrameError):
+        parse_server_frame(b'{"type": "pong"}')
+
+
+def test_frame_errors_never_carry_the_content():
+    secret = "eyJhbGciOiJIUzI1NiJ9.secret-token-content"
+    for text in (
+        frame("notification_created", {**NOTIFICATION, "title": secret, "seq": "x"}),
+        frame(secret, {}),
+        secret,
+    ):
+        with pytest.raises(FrameError) as caught:
+            parse_server_frame(text)
+        assert "secret-token-content" not in str(caught.value)
+        assert caught.value.user_message
+
+
+def test_unknown_fields_are_ignored():
+    parsed = parse_server_frame(frame("unread_count", {"unread_count": 2, "new_field": [1]}))
+    assert parsed == protocol.UnreadCount(2)
+
+
+def test_encoders_produce_the_documented_frames():
+    assert json.loads(protocol.encode_resume(42, ref="r")) == {
+        "type": "resume",
+        "payload": {"after_seq": 42},
+        "ref": "r",
+    }
+    assert json.loads(protocol.encode_ping("p")) == {"type": "ping", "payload": {}, "ref": "p"}
+    assert json.loads(protocol.encode_mark("mark_read", [1, 2])) == {
+        "type": "mark_read",
+        "payload": {"ids": [1, 2]},
+    }
+    assert json.loads(protocol.encode_mark_all_read(43))["payload"] == {"up_to_seq": 43}
+    assert json.loads(protocol.encode_mark_all_read())["payload"] == {}
+    assert json.loads(protocol.encode_presence("subscribe_presence", 1))["payload"] == {
+        "project_id": 1
+    }
+    assert json.loads(protocol.encode_set_status("dnd"))["payload"] == {"status": "dnd"}
+    assert json.loads(protocol.encode_authenticate("tok"))["payload"] == {"token": "tok"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: protocol.encode_resume(-1),
+        lambda: protocol.encode_resume(True),
+        lambda: protocol.encode_mark("mark_read", []),
+        lambda: protocol.encode_mark("mark_read", [0]),
+        lambda: protocol.encode_mark("delete", list(range(1, 1002))),
+        lambda: protocol.encode_presence("subscribe_presence", 0),
+        lambda: protocol.encode_set_status("busy"),
+    ],
+)
+def test_encoders_refuse_what_the_server_would_refuse(call):
+    with pytest.raises(ValueError, match=r"."):
+        call()

@@ -1,0 +1,79 @@
+"""Where the app keeps its files, and the few settings that are not secrets.
+
+Secrets never come here: the refresh token lives in the OS keyring
+(:mod:`tray_app.store.secrets`). This file holds the server address, the last
+username and retention; a damaged file is reported and replaced by defaults,
+never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "tray-notifier"
+DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
+
+
+def data_dir() -> Path:
+    """Per-user data: one SQLite file per account. ``TRAY_NOTIFIER_DATA_DIR`` overrides."""
+    return Path(os.environ.get("TRAY_NOTIFIER_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+
+
+def config_dir() -> Path:
+    """Per-user settings. ``TRAY_NOTIFIER_CONFIG_DIR`` overrides."""
+    return Path(
+        os.environ.get("TRAY_NOTIFIER_CONFIG_DIR") or platformdirs.user_config_dir(APP_NAME)
+    )
+
+
+@dataclass
+class Settings:
+    """What the user (or IT) chose. Every field has a safe default."""
+
+    server_url: str = DEFAULT_SERVER_URL
+    username: str = ""
+    retention_days: int = 365
+    retention_rows: int = 100_000
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Settings:
+        path = (directory or config_dir()) / "settings.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable settings in %s (%s)", path, type(error).__name__)
+            return cls()
+        if not isinstance(raw, dict):
+            logger.warning("ignoring settings in %s: not a JSON object", path)
+            return cls()
+        settings = cls()
+        for spec in fields(cls):
+            value = raw.get(spec.name)
+            default = getattr(settings, spec.name)
+            if isinstance(value, type(default)) and not isinstance(value, bool):
+                setattr(settings, spec.name, value)
+            elif value is not None:
+                logger.warning("ignoring setting %s in %s: wrong type", spec.name, path)
+        return settings
+
+    def save(self, directory: Path | None = None) -> None:
+        folder = directory or config_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "settings.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

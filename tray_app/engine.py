@@ -1,0 +1,440 @@
+"""The sync engine: keeps the local store in step with the server, and tells the UI.
+
+It wires the socket session (:mod:`tray_app.net.live`), the REST client
+(:mod:`tray_app.net.api`) and the store (:mod:`tray_app.store`), and has no Qt in
+it: the tray UI listens through ``ui/bridge.py``, the headless mode prints.
+
+The rules it keeps (shared/DESIGN.md, invariants 3 and 4):
+
+- Rows and the cursor are written in one transaction; a seq at or below the cursor
+  is a duplicate. A gap seen on live traffic asks the server for a replay.
+- Replayed rows are buffered and stored in batches; the ``caught_up`` frame's
+  ``through_seq`` lets the cursor pass seqs the user deleted on another device.
+- A user's action (mark read, delete, ...) is applied locally at once and queued in
+  the outbox in the same transaction; the outbox is sent in order whenever the
+  server is reachable, and each action is idempotent there.
+- The unread count the UI shows is the server's whenever the server has spoken
+  since the last local change; otherwise the local store's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tray_app.net import protocol
+from tray_app.net.api import ApiClient, InboxChange
+from tray_app.net.backoff import Backoff
+from tray_app.net.errors import LoginRequired, NetError, RequestRejected
+from tray_app.net.live import (
+    ConnectionState,
+    Connector,
+    LiveSession,
+    StateChange,
+    TokenSource,
+)
+from tray_app.store.inbox import Filters, Inbox, StoredNotification
+from tray_app.store.outbox import Outbox, OutboxAction
+
+logger = logging.getLogger(__name__)
+
+REPLAY_FLUSH_ROWS = 200
+REST_PAGE = 200
+
+
+# --- events for the UI ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationAdded:
+    """A notification new to this device. ``live`` is false for catch-up (replay, REST
+    paging): a UI toasts live ones and sums up the rest."""
+
+    notification: StoredNotification
+    live: bool
+
+
+@dataclass(frozen=True)
+class ReadStateChanged:
+    ids: tuple[int, ...]
+    is_read: bool
+
+
+@dataclass(frozen=True)
+class NotificationsRemoved:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UnreadCountChanged:
+    unread_count: int
+
+
+@dataclass(frozen=True)
+class CatchUpFinished:
+    """A replay ended; ``added`` rows were new (the "N new while you were away" toast)."""
+
+    added: int
+
+
+@dataclass(frozen=True)
+class HistoryReset:
+    """The local history was dropped (the server's data was reset); it refills."""
+
+
+@dataclass(frozen=True)
+class PresenceSnapshotReceived:
+    snapshot: protocol.PresenceSnapshot
+
+
+@dataclass(frozen=True)
+class PresenceUpdated:
+    change: protocol.PresenceChanged | protocol.PresenceUnsubscribed
+
+
+@dataclass(frozen=True)
+class ConnectionStateChanged:
+    change: StateChange
+
+
+EngineEvent = (
+    NotificationAdded
+    | ReadStateChanged
+    | NotificationsRemoved
+    | UnreadCountChanged
+    | CatchUpFinished
+    | HistoryReset
+    | PresenceSnapshotReceived
+    | PresenceUpdated
+    | ConnectionStateChanged
+)
+Listener = Callable[[EngineEvent], None]
+
+
+class Engine:
+    """Session + store + outbox for one account.
+
+    Args:
+        api: the REST client, logged in or restored with a refresh token.
+        inbox: the account's notification store.
+        outbox: the account's queue of actions not yet confirmed by the server.
+        tokens: where the socket gets its address and tokens; ``api`` unless a test
+            scripts the transport.
+        connect: the socket transport (a scripted one in tests).
+        backoff: the reconnect policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        api: ApiClient,
+        inbox: Inbox,
+        outbox: Outbox,
+        tokens: TokenSource | None = None,
+        connect: Connector | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.api = api
+        self.inbox = inbox
+        self.outbox = outbox
+        self.session = LiveSession(tokens or api, self, connect=connect, backoff=backoff)
+        self._listeners: list[Listener] = []
+        self._replay_buffer: list[dict[str, object]] = []
+        self._replay_added = 0
+        self._server_unread: int | None = None
+        self._drain_lock = asyncio.Lock()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._drain_again = False  # an action was queued while a drain was running
+        self._stopped = False
+
+    # --- listening ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event; returns a function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: EngineEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("an engine listener failed on %s", type(event).__name__)
+
+    # --- reading (the UI's history, menu and badge read through these) -----------------
+
+    def unread_count(self) -> int:
+        return self._server_unread if self._server_unread is not None else self.inbox.unread_count()
+
+    def recent(self, limit: int = 10, *, unread_only: bool = False) -> list[StoredNotification]:
+        return self.inbox.recent(limit, unread_only=unread_only)
+
+    def search(
+        self, filters: Filters | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[StoredNotification]:
+        return self.inbox.search(filters or Filters(), limit=limit, offset=offset)
+
+    @property
+    def state(self) -> StateChange:
+        return self.session.state
+
+    # --- running -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, catch up and stay live until :meth:`stop` or until login is required.
+
+        The local history is readable before this is called (offline review)."""
+        self._stopped = False
+        try:
+            await self.session.run()
+        finally:
+            await self._cancel_drain()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        await self.session.stop()
+        await self._cancel_drain()
+
+    def wake(self) -> None:
+        """The network came back or the machine woke up: reconnect now."""
+        self.session.wake()
+
+    # --- user actions: local at once, to the server through the outbox ----------------
+
+    def mark_read(self, ids: Sequence[int]) -> None:
+        self._act(self.outbox.mark_read(ids), ReadStateChanged(tuple(ids), True))
+
+    def mark_unread(self, ids: Sequence[int]) -> None:
+        self._act(self.outbox.mark_unread(ids), ReadStateChanged(tuple(ids), False))
+
+    def mark_all_read(self, up_to_seq: int | None = None) -> None:
+        """Mark read every row up to ``up_to_seq`` (what the user saw when they clicked)."""
+        unread = [n.id for n in self.inbox.search(Filters(unread=True), limit=100_000)]
+        bound = up_to_seq if up_to_seq is not None else self.inbox.cursor()
+        action = self.outbox.mark_all_read(bound)
+        ids = tuple(i for i in unread if (row := self.inbox.get(i)) is not None and row.is_read)
+        self._act(action, ReadStateChanged(ids, True))
+
+    def delete(self, ids: Sequence[int]) -> None:
+        self._act(self.outbox.delete(ids), NotificationsRemoved(tuple(ids)))
+
+    def _act(self, action: OutboxAction, event: EngineEvent) -> None:
+        del action  # queued; the drain sends it
+        self._server_unread = None  # the server has not seen this change yet
+        self._emit(event)
+        self._emit(UnreadCountChanged(self.unread_count()))
+        if self.session.connected:
+            self._schedule_drain()
+
+    async def set_status(self, status: str) -> None:
+        await self.session.set_status(status)
+
+    async def watch_presence(self, project_id: int) -> None:
+        await self.session.subscribe_presence(project_id)
+
+    async def unwatch_presence(self, project_id: int) -> None:
+        await self.session.unsubscribe_presence(project_id)
+
+    # --- SessionHandler ----------------------------------------------------------------
+
+    def cursor(self) -> int:
+        return self.inbox.cursor()
+
+    def handle_state(self, change: StateChange) -> None:
+        if change.state is not ConnectionState.CONNECTED:
+            self._replay_buffer.clear()
+            self._replay_added = 0
+        self._emit(ConnectionStateChanged(change))
+
+    async def handle_frame(self, frame: protocol.ServerFrame, *, replaying: bool) -> None:
+        match frame:
+            case protocol.Hello():
+                self._replay_buffer.clear()
+                self._replay_added = 0
+                self._set_server_unread(frame.unread_count)
+                self._schedule_drain()
+                if frame.latest_seq == self.inbox.cursor():
+                    self._emit(CatchUpFinished(0))  # nothing missed: in step at once
+            case protocol.NotificationCreated():
+                if replaying:
+                    self._replay_buffer.append(frame.notification)
+                    if len(self._replay_buffer) >= REPLAY_FLUSH_ROWS:
+                        self._flush_replay(through_seq=None)
+                else:
+                    self._store([frame.notification], live=True, through_seq=None)
+            case protocol.CaughtUp():
+                # through_seq may pass seqs that never came (deleted on another device) only
+                # when this replay covered everything above our cursor: a run the server
+                # started on its own can begin above it while our resume is still queued.
+                # The store checks that in the same transaction; a server too old to say
+                # where its replay began gets no say over the cursor.
+                known = frame.after_seq is not None
+                self._flush_replay(
+                    through_seq=frame.through_seq if known else None,
+                    replay_after_seq=frame.after_seq,
+                )
+                if not replaying or self.session.replaying:
+                    return  # not the end of our replay: more is coming
+                self._emit(CatchUpFinished(self._replay_added))
+                self._replay_added = 0
+            case protocol.ResyncRequired():
+                self._flush_replay(through_seq=None)
+                added = await self._page_over_rest()
+                self._emit(CatchUpFinished(self._replay_added + added))
+                self._replay_added = 0
+            case protocol.NotificationUpdated():
+                changed = self.inbox.set_read([frame.id], frame.is_read)
+                if changed:
+                    self._emit(ReadStateChanged(tuple(changed), frame.is_read))
+            case protocol.NotificationDeleted():
+                removed = self.inbox.remove([frame.id])
+                if removed:
+                    self._emit(NotificationsRemoved(tuple(removed)))
+            case protocol.AllRead():
+                changed = self.inbox.mark_all_read(frame.up_to_seq)
+                if changed:
+                    self._emit(ReadStateChanged(tuple(changed), True))
+            case protocol.UnreadCount():
+                self._set_server_unread(frame.unread_count)
+            case protocol.ServerErrorFrame(code="cursor_ahead"):
+                # The server's data was reset: our history belongs to a database that is gone.
+                logger.warning("the server's inbox is behind our cursor: dropping local history")
+                self._replay_buffer.clear()
+                self.inbox.reset()
+                # A queued mark_all_read(up_to_seq) would mean other rows on the new server.
+                self.outbox.clear()
+                self._emit(HistoryReset())
+                self.session.request_resume()
+            case protocol.ServerErrorFrame():
+                logger.info("the server answered %s: %s", frame.code, frame.message)
+            case protocol.PresenceSnapshot():
+                self._emit(PresenceSnapshotReceived(frame))
+            case protocol.PresenceChanged() | protocol.PresenceUnsubscribed():
+                self._emit(PresenceUpdated(frame))
+            case _:
+                pass
+
+    # --- storing -----------------------------------------------------------------------
+
+    def _store(
+        self,
+        payloads: Sequence[dict[str, object]],
+        *,
+        live: bool,
+        through_seq: int | None,
+        replay_after_seq: int | None = None,
+    ) -> int:
+        result = self.inbox.ingest(
+            payloads, through_seq=through_seq, replay_after_seq=replay_after_seq
+        )
+        for row in result.added:
+            self._emit(NotificationAdded(row, live=live))
+        if result.gap and live:
+            # Frames for one user arrive in seq order; a jump means we missed one.
+            logger.info("gap above seq %s: asking for a replay", result.cursor)
+            self.session.request_resume()
+        return len(result.added)
+
+    def _flush_replay(
+        self, *, through_seq: int | None, replay_after_seq: int | None = None
+    ) -> None:
+        rows, self._replay_buffer = self._replay_buffer, []
+        if rows or through_seq is not None:
+            self._replay_added += self._store(
+                rows, live=False, through_seq=through_seq, replay_after_seq=replay_after_seq
+            )
+
+    async def _page_over_rest(self) -> int:
+        """A backlog too large for the socket: page ``GET /api/inbox/?after_seq=`` to the end."""
+        added = 0
+        after: int | None = self.inbox.cursor()
+        while after is not None:
+            page = await self.api.inbox_page(after_seq=after, limit=REST_PAGE)
+            after = page.next_after_seq
+            # The walk from our cursor is contiguous: at its end, nothing up to latest_seq is
+            # left but deleted rows.
+            through = page.latest_seq if after is None else None
+            added += self._store(page.results, live=False, through_seq=through)
+            self._set_server_unread(page.unread_count)
+        return added
+
+    def _set_server_unread(self, count: int) -> None:
+        if self.outbox.pending():
+            return  # the server has not applied our queued actions yet
+        if count != self._server_unread:
+            self._server_unread = count
+            self._emit(UnreadCountChanged(count))
+
+    # --- the outbox ----------------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        if self._stopped:
+            return
+        if self._drain_task is not None and not self._drain_task.done():
+            self._drain_again = True
+            return
+        self._drain_again = False
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            await self._drain_once()
+            if not self._drain_again or self._stopped:
+                return
+            self._drain_again = False
+
+    async def _drain_once(self) -> None:
+        async with self._drain_lock:
+            for action in self.outbox.pending():
+                try:
+                    change = await self._send(action)
+                except LoginRequired:
+                    return  # the session reports it; the queue waits for the next login
+                except RequestRejected as refused:
+                    if refused.status in (401, 403):
+                        return
+                    logger.warning(
+                        "the server refused a queued %s (%s); dropping it",
+                        action.kind,
+                        refused.code,
+                    )
+                    self.outbox.drop(action.id)
+                    continue
+                except NetError as error:
+                    attempts = self.outbox.record_failure(action.id)
+                    logger.info(
+                        "could not send a queued %s (%s, attempt %d); will retry",
+                        action.kind,
+                        error.code,
+                        attempts,
+                    )
+                    return
+                self.outbox.complete(action.id)
+                if not self.outbox.pending():
+                    self._server_unread = None
+                    self._set_server_unread(change.unread_count)
+
+    async def _send(self, action: OutboxAction) -> InboxChange:
+        if action.kind == "mark_read":
+            return await self.api.mark_read(action.ids)
+        if action.kind == "mark_unread":
+            return await self.api.mark_unread(action.ids)
+        if action.kind == "delete":
+            return await self.api.delete(action.ids)
+        if action.kind == "mark_all_read":
+            return await self.api.mark_all_read(action.up_to_seq)
+        raise ValueError(f"unknown outbox action {action.kind!r}")
+
+    async def sync_outbox(self) -> None:
+        """Send the outbox now (tests, and the UI's "sync" after waking)."""
+        await self._drain_once()
+
+    async def _cancel_drain(self) -> None:
+        task = self._drain_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

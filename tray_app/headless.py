@@ -1,0 +1,214 @@
+"""``tray-notifier --headless``: the engine with no Qt, one JSON line per notification.
+
+Useful on servers, in scripts and in tests. Standard output carries only the
+notification lines; what happens to the connection goes to standard error in
+plain words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from tray_app import config
+from tray_app.engine import (
+    ConnectionStateChanged,
+    Engine,
+    EngineEvent,
+    HistoryReset,
+    NotificationAdded,
+)
+from tray_app.net.api import ApiClient, Tokens
+from tray_app.net.backoff import Backoff
+from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
+from tray_app.net.live import ConnectionState
+from tray_app.store.db import account_database_path, open_database
+from tray_app.store.inbox import Inbox, StoredNotification
+from tray_app.store.outbox import Outbox
+from tray_app.store.secrets import TokenVault
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_VARIABLE = "TRAY_NOTIFIER_PASSWORD"
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_LOGIN = 3
+
+
+@dataclass(frozen=True)
+class HeadlessOptions:
+    server_url: str
+    username: str
+    data_dir: Path
+    config_dir: Path
+    session_only: bool = False
+
+
+class UsageError(Exception):
+    """Something the user must fix before the app can run (missing username, password)."""
+
+
+def notification_line(notification: StoredNotification, *, live: bool) -> str:
+    """The JSON line printed for one notification (pure, for tests)."""
+    return json.dumps(
+        {
+            "seq": notification.seq,
+            "id": notification.id,
+            "title": notification.title,
+            "message": notification.message,
+            "priority": notification.priority,
+            "event_type": notification.event_type,
+            "url": notification.url,
+            "created_at": notification.created_at.isoformat(),
+            "project": (
+                {"id": notification.project_id, "title": notification.project_title}
+                if notification.project_id is not None
+                else None
+            ),
+            "actor": (notification.actor or {}).get("username"),
+            "is_read": notification.is_read,
+            "arrival": "live" if live else "catch_up",
+        },
+        ensure_ascii=False,
+    )
+
+
+def _say(err: TextIO, text: str) -> None:
+    print(f"tray-notifier: {text}", file=err, flush=True)
+
+
+def _read_password(username: str, server_url: str) -> str:
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if password:
+        return password
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass(f"Password for {username} at {server_url}: ")
+    raise UsageError(
+        f"no saved login for {username} at {server_url}: set {PASSWORD_VARIABLE} or run "
+        "this in a terminal to type the password"
+    )
+
+
+async def _log_in(api: ApiClient, options: HeadlessOptions, vault: TokenVault, err: TextIO) -> None:
+    """A working session: the saved refresh token if it is still good, else the password.
+
+    A server that cannot be reached is waited for (with backoff) rather than an exit:
+    a headless notifier started before its server should simply catch up later."""
+    saved = vault.load_refresh_token(options.server_url, options.username)
+    if saved:
+        api.restore(saved)
+        try:
+            await api.access_token()
+            return
+        except LoginRequired:
+            _say(err, "the saved login has expired; logging in again")
+        except NetError as error:
+            # Offline with a saved login: run anyway, the session retries.
+            _say(err, f"{error.user_message} (using the saved login)")
+            return
+    password = _read_password(options.username, options.server_url)
+    backoff = Backoff()
+    while True:
+        try:
+            await api.login(options.username, password)
+            return
+        except InvalidCredentials:
+            raise
+        except NetError as error:
+            delay = backoff.next_delay()
+            _say(err, f"{error.user_message} Retrying in {delay:.0f} s.")
+            await asyncio.sleep(delay)
+
+
+async def run_headless(
+    options: HeadlessOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """Log in, catch up and print notifications until SIGINT/SIGTERM; the exit code."""
+    vault = TokenVault(session_only=options.session_only)
+    if vault.session_only and not options.session_only:
+        _say(err, vault.status.reason)
+
+    def remember(tokens: Tokens | None) -> None:
+        if tokens is None:
+            vault.delete_refresh_token(options.server_url, options.username)
+        else:
+            vault.save_refresh_token(options.server_url, options.username, tokens.refresh)
+
+    async with ApiClient(options.server_url, on_tokens_changed=remember) as api:
+        try:
+            await _log_in(api, options, vault, err)
+        except InvalidCredentials as error:
+            _say(err, error.user_message)
+            return EXIT_LOGIN
+        except UsageError as error:
+            _say(err, str(error))
+            return EXIT_USAGE
+        settings = config.Settings.load(options.config_dir)
+        settings.server_url, settings.username = options.server_url, options.username
+        settings.save(options.config_dir)
+
+        opened = open_database(
+            account_database_path(options.data_dir, options.server_url, options.username)
+        )
+        if opened.rebuilt:
+            _say(err, f"the local history was damaged; moved it to {opened.moved_aside_to}")
+        inbox = Inbox(opened.connection)
+        pruned = inbox.prune(
+            max_age=dt.timedelta(days=settings.retention_days), max_rows=settings.retention_rows
+        )
+        if pruned:
+            logger.info("retention removed %d old notifications", pruned)
+        engine = Engine(api=api, inbox=inbox, outbox=Outbox(opened.connection, inbox))
+        login_error: list[NetError] = []
+
+        def show(event: EngineEvent) -> None:
+            match event:
+                case NotificationAdded(notification=row, live=live):
+                    print(notification_line(row, live=live), file=out, flush=True)
+                case ConnectionStateChanged(change=change):
+                    _say(err, _describe(change.state, change.error))
+                    if change.state is ConnectionState.LOGIN_REQUIRED and change.error:
+                        login_error.append(change.error)
+                case HistoryReset():
+                    _say(err, "the server's data was reset; fetching the history again")
+                case _:
+                    pass
+
+        engine.subscribe(show)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C only
+                loop.add_signal_handler(signum, lambda: loop.create_task(engine.stop()))
+        try:
+            await engine.run()
+        finally:
+            opened.connection.close()
+        if login_error:
+            _say(err, login_error[0].user_message)
+            return EXIT_LOGIN
+        return EXIT_OK
+
+
+def _describe(state: ConnectionState, error: NetError | None) -> str:
+    words = {
+        ConnectionState.CONNECTING: "connecting",
+        ConnectionState.CONNECTED: "connected",
+        ConnectionState.RECONNECTING: "reconnecting",
+        ConnectionState.OFFLINE: "offline",
+        ConnectionState.LOGIN_REQUIRED: "login required",
+        ConnectionState.STOPPED: "stopped",
+    }[state]
+    if error is not None and state is not ConnectionState.CONNECTED:
+        return f"{words} ({error.user_message})"
+    return words

@@ -1,0 +1,855 @@
+"""The server's REST API, client side: log in, keep the session fresh, read and change the inbox.
+
+One :class:`ApiClient` per server address. It holds the session's tokens and
+refreshes the access token when it is missing, about to expire or refused
+(401), with one refresh request in flight at a time however many calls need
+it: refresh tokens rotate (the server blacklists the old one on use), so two
+refreshes racing with the same token would log the user out.
+
+Every failure is a :class:`~tray_app.net.errors.NetError` with plain words for
+the UI. Response bodies are checked before use: a 200 with the wrong shape is
+:class:`~tray_app.net.errors.NotOurServer`, never a ``KeyError``. Tokens and
+passwords never reach a log line or an error message.
+
+The parsing functions (``parse_*``, :func:`jwt_expiry`, :func:`error_from_response`)
+are pure; :class:`ApiClient` is the thin I/O layer around them and takes its
+httpx transport as an argument so tests can point it anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import email.utils
+import json
+import logging
+import math
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Self
+
+import httpx
+
+import tray_app
+from tray_app.net.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    LoginRequired,
+    NetError,
+    NotOurServer,
+    ProxyFailure,
+    RateLimited,
+    RequestRejected,
+    ServerFailure,
+    ServerUnreachable,
+    describe_host,
+    error_from_transport,
+)
+
+__all__ = [
+    "ApiClient",
+    "InboxChange",
+    "InboxPage",
+    "Tokens",
+    "error_from_response",
+    "jwt_expiry",
+    "jwt_lifetime",
+    "normalise_base_url",
+    "parse_inbox_change",
+    "parse_inbox_page",
+    "parse_token_pair",
+    "parse_unread_state",
+]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT: Final = f"tray-notifier/{tray_app.__version__}"
+WEBSOCKET_PATH: Final = "/ws/notifications/"
+
+LOGIN_PATH: Final = "/api/auth/token/"
+REFRESH_PATH: Final = "/api/auth/token/refresh/"
+LOGOUT_PATH: Final = "/api/auth/logout/"
+ME_PATH: Final = "/api/me"
+INBOX_PATH: Final = "/api/inbox/"
+UNREAD_COUNT_PATH: Final = "/api/inbox/unread-count/"
+MARK_READ_PATH: Final = "/api/inbox/mark-read/"
+MARK_UNREAD_PATH: Final = "/api/inbox/mark-unread/"
+MARK_ALL_READ_PATH: Final = "/api/inbox/mark-all-read/"
+DELETE_PATH: Final = "/api/inbox/delete/"
+
+# Error codes of a 401/403 that mean the account itself is switched off.
+_DISABLED_CODES: Final = frozenset({"user_inactive", "account_disabled"})
+# Read at most this much of an error body: a misconfigured address may serve megabytes.
+_MAX_ERROR_BODY: Final = 64 * 1024
+
+
+# --- values ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The session's credentials. ``repr`` hides both tokens, so logging one is safe.
+
+    Attributes:
+        access: the bearer token for API calls; None when only the refresh token
+            is known (restored from the keyring after a cold start).
+        refresh: the token that buys a new pair (single use: it rotates).
+        access_expires_at: epoch seconds from the access token's ``exp`` claim,
+            read without verifying the signature (the server verifies); 0 if unknown.
+    """
+
+    access: str | None = field(repr=False)
+    refresh: str = field(repr=False)
+    access_expires_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """One page of ``GET /api/inbox/``; ``results`` are the server's notification objects."""
+
+    results: list[dict[str, Any]]
+    next_after_seq: int | None
+    next_before_seq: int | None
+    latest_seq: int
+    unread_count: int
+
+
+@dataclass(frozen=True)
+class InboxChange:
+    """What an inbox action did. ``not_found`` lists ids that are not (or no longer) the user's."""
+
+    changed: list[int]
+    not_found: list[int]
+    unread_count: int
+
+
+# --- pure parsing ------------------------------------------------------------------------
+
+
+def normalise_base_url(base_url: str) -> str:
+    """``base_url`` checked and without a trailing slash.
+
+    Raises:
+        ValueError: not an http:// or https:// address with a host name (the
+            message is plain words a settings dialog can show).
+    """
+    text = base_url.strip()
+    if "://" not in text:
+        raise ValueError(
+            "The server address must start with http:// or https:// "
+            "(for example https://tray.example.com)."
+        )
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL:
+        raise ValueError("The server address is not a valid web address.") from None
+    if url.scheme not in {"http", "https"}:
+        raise ValueError("The server address must start with http:// or https://.")
+    if not url.host:
+        raise ValueError("The server address has no host name.")
+    if url.userinfo:
+        raise ValueError("The server address must not contain a user name or password.")
+    if url.query or url.fragment:
+        raise ValueError("The server address must not contain ? or #.")
+    return str(url.copy_with(query=None, fragment=None)).rstrip("/")
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, WITHOUT verifying its signature; {} if unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    segment = parts[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _epoch_claim(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and value > 0 else 0.0
+
+
+def jwt_expiry(token: str) -> float:
+    """The ``exp`` claim of a JWT in epoch seconds, WITHOUT verifying it; 0.0 if unreadable.
+
+    Only a hint for refreshing early: the server is the one that verifies.
+    """
+    return _epoch_claim(_jwt_claims(token), "exp")
+
+
+def jwt_lifetime(token: str) -> float | None:
+    """``exp - iat`` of a JWT in seconds (unverified); None if either claim is unreadable.
+
+    Measured on the server's clock, so a client whose clock is off still knows
+    how long a token it has just received stays valid.
+    """
+    claims = _jwt_claims(token)
+    expiry, issued = _epoch_claim(claims, "exp"), _epoch_claim(claims, "iat")
+    if not expiry or not issued or expiry <= issued:
+        return None
+    return expiry - issued
+
+
+def _shape_error(what: str) -> NotOurServer:
+    return NotOurServer(f"unexpected answer: {what}")
+
+
+def _object(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise _shape_error(f"{what} is not a JSON object")
+    return body
+
+
+def _whole(body: Mapping[str, Any], key: str, what: str, *, minimum: int = 0) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _shape_error(f"{what}: {key} must be a whole number >= {minimum}")
+    return value
+
+
+def _optional_whole(body: Mapping[str, Any], key: str, what: str) -> int | None:
+    if body.get(key) is None:
+        if key not in body:
+            raise _shape_error(f"{what}: {key} is missing")
+        return None
+    return _whole(body, key, what)
+
+
+def _whole_list(body: Mapping[str, Any], key: str, what: str) -> list[int]:
+    values = body.get(key)
+    if not isinstance(values, list) or any(
+        isinstance(value, bool) or not isinstance(value, int) for value in values
+    ):
+        raise _shape_error(f"{what}: {key} must be a list of whole numbers")
+    return list(values)
+
+
+def _text(body: Mapping[str, Any], key: str, what: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise _shape_error(f"{what}: {key} must be non-empty text")
+    return value
+
+
+def parse_token_pair(body: Any) -> Tokens:
+    """The :class:`Tokens` of a login or refresh answer ``{"access", "refresh"}``.
+
+    Raises:
+        NotOurServer: the body has another shape.
+    """
+    pair = _object(body, "token pair")
+    access = _text(pair, "access", "token pair")
+    refresh = _text(pair, "refresh", "token pair")
+    return Tokens(access=access, refresh=refresh, access_expires_at=jwt_expiry(access))
+
+
+def parse_inbox_page(body: Any) -> InboxPage:
+    """The :class:`InboxPage` of ``GET /api/inbox/``.
+
+    Every result must be an object with a positive ``id`` and ``seq``: the
+    store keys on both. Other fields are left to the caller.
+
+    Raises:
+        NotOurServer: the body has another shape.
+    """
+    what = "inbox page"
+    page = _object(body, what)
+    results = page.get("results")
+    if not isinstance(results, list):
+        raise _shape_error(f"{what}: results must be a list")
+    for item in results:
+        row = _object(item, f"{what} result")
+        _whole(row, "id", f"{what} result", minimum=1)
+        _whole(row, "seq", f"{what} result", minimum=1)
+    return InboxPage(
+        results=list(results),
+        next_after_seq=_optional_whole(page, "next_after_seq", what),
+        next_before_seq=_optional_whole(page, "next_before_seq", what),
+        latest_seq=_whole(page, "latest_seq", what),
+        unread_count=_whole(page, "unread_count", what),
+    )
+
+
+def parse_inbox_change(body: Any) -> InboxChange:
+    """The :class:`InboxChange` of a mark-read/mark-unread/delete/mark-all-read answer.
+
+    Raises:
+        NotOurServer: the body has another shape.
+    """
+    what = "inbox change"
+    change = _object(body, what)
+    return InboxChange(
+        changed=_whole_list(change, "changed", what),
+        not_found=_whole_list(change, "not_found", what),
+        unread_count=_whole(change, "unread_count", what),
+    )
+
+
+def parse_unread_state(body: Any) -> tuple[int, int]:
+    """``(unread_count, latest_seq)`` of ``GET /api/inbox/unread-count/``.
+
+    Raises:
+        NotOurServer: the body has another shape.
+    """
+    what = "unread count"
+    state = _object(body, what)
+    return _whole(state, "unread_count", what), _whole(state, "latest_seq", what)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    with contextlib.suppress(ValueError):
+        seconds = float(text)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _redirect_target(location: str | None) -> str | None:
+    """``scheme://host[:port]`` of a redirect's absolute ``Location``, else None."""
+    if not location or "://" not in location:
+        return None
+    try:
+        scheme = httpx.URL(location).scheme
+    except httpx.InvalidURL:
+        return None
+    host = describe_host(location)
+    return f"{scheme}://{host}" if scheme in {"http", "https"} and host != "the server" else None
+
+
+def _error_body(content: bytes) -> tuple[str, str, Any] | None:
+    """``(code, message, detail)`` of the server's ``{"error": {...}}`` body, else None."""
+    try:
+        body = json.loads(content[:_MAX_ERROR_BODY])
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code, message = error.get("code"), error.get("message")
+    if not isinstance(code, str) or not code or not isinstance(message, str) or not message:
+        return None
+    return code, message, error.get("detail")
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], content: bytes, *, url: str
+) -> NetError:
+    """The :class:`NetError` for an HTTP answer that is not a success.
+
+    Args:
+        status: the HTTP status code (not 2xx).
+        headers: the response headers (``Retry-After``, ``Location``), case-insensitive.
+        content: the response body.
+        url: the request's URL; only its host and port appear in messages.
+    """
+    where = describe_host(url)
+    parsed = _error_body(content)
+    code, message, detail = parsed if parsed else (None, None, None)
+    if status == 407:
+        return ProxyFailure(f"proxy asked for authentication (407) on the way to {where}")
+    if status == 429:
+        return RateLimited(
+            f"{where} throttled the request (429, {code or 'no error body'})",
+            code=code,
+            user_message=message,
+            detail=detail,
+            retry_after=_retry_after(headers.get("retry-after")),
+        )
+    if status >= 500:
+        return ServerFailure(
+            f"{where} failed with HTTP {status} ({code or 'no error body'})",
+            status=status,
+            code=code,
+            user_message=(
+                f"The server {where} is having trouble (HTTP {status}). Try again in a few minutes."
+            ),
+        )
+    if 300 <= status < 400:
+        target = _redirect_target(headers.get("location"))
+        return NotOurServer(
+            f"{where} redirected (HTTP {status}) to {target or 'another page'}",
+            code="redirected",
+            user_message=(
+                f"The server address redirects to {target}. Use that address instead."
+                if target
+                else "The server address redirects to another page. Check the server address."
+            ),
+        )
+    if status == 404 or parsed is None or not 400 <= status < 500:
+        return NotOurServer(f"{where} answered HTTP {status} without the API's error body")
+    if code in _DISABLED_CODES:
+        return AccountDisabled(f"{where}: account disabled (HTTP {status}, {code})")
+    return RequestRejected(
+        f"{where} rejected the request (HTTP {status}, {code})",
+        status=status,
+        code=code,
+        user_message=message,
+        detail=detail,
+    )
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+def _ssl_setting(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext | bool:
+    # httpx deprecates verify=<path>; a CA bundle path becomes a context here instead.
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
+
+
+class ApiClient:
+    """The REST client of one server, holding the session's tokens.
+
+    Args:
+        base_url: the server's address, ``http://`` or ``https://`` (a path prefix is kept).
+        transport: an httpx transport to use instead of the network (tests).
+        verify: True to check certificates against the system's CAs, an
+            ``ssl.SSLContext``, or the path of a CA bundle; False turns checks off.
+        proxy: a proxy URL (``http://user:pass@proxy:3128``); None uses the
+            environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
+        timeout: seconds for each of connect, read, write and waiting for a
+            pooled connection.
+        on_tokens_changed: called with the new :class:`Tokens` after every login
+            and refresh (store the refresh token), and with None when the session
+            ends (logout, rejected refresh). Exceptions it raises are logged.
+
+    Raises:
+        ValueError: ``base_url`` is not an http(s) address, or ``timeout`` is not positive.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        proxy: str | None = None,
+        timeout: float = 10.0,
+        on_tokens_changed: Callable[[Tokens | None], None] | None = None,
+    ) -> None:
+        self._base_url = normalise_base_url(base_url)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError("timeout must be a positive number of seconds")
+        self._proxied = proxy is not None
+        self._http = httpx.AsyncClient(
+            base_url=self._base_url,
+            transport=transport,
+            verify=_ssl_setting(verify),
+            proxy=proxy,
+            timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=timeout),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            # A redirect is reported (NotOurServer names its target), never followed
+            # with a password or a token in the body.
+            follow_redirects=False,
+        )
+        self._on_tokens_changed = on_tokens_changed
+        self._tokens: Tokens | None = None
+        # When to refresh, on the monotonic clock: see _track_expiry.
+        self._access_deadline = 0.0
+        self._access_lifetime = math.inf
+        # Bumped whenever the session is replaced (login, restore, logout, rejection):
+        # a refresh that finishes after that must not bring the old session back.
+        self._generation = 0
+        self._refreshing: asyncio.Task[Tokens] | None = None
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The server's address, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket address: ``ws://`` for http, ``wss://`` for https."""
+        scheme, rest = self._base_url.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest + WEBSOCKET_PATH
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """The session's tokens, or None when logged out."""
+        return self._tokens
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool. The tokens are kept (nothing is revoked)."""
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- session -------------------------------------------------------------------------
+
+    def restore(self, refresh_token: str, *, access_token: str | None = None) -> None:
+        """Resume a session from stored tokens (a cold start: the keyring's refresh token).
+
+        Without ``access_token`` the first authenticated call refreshes first. An
+        access token that turns out to be refused (expired, signed with an old
+        key) costs one refresh. Does not call ``on_tokens_changed``: the caller
+        already holds these tokens.
+
+        Raises:
+            ValueError: ``refresh_token`` is empty.
+        """
+        refresh_token = refresh_token.strip()
+        if not refresh_token:
+            raise ValueError("refresh_token is empty")
+        access = access_token.strip() if access_token else None
+        self._new_session()
+        tokens = Tokens(
+            access=access or None,
+            refresh=refresh_token,
+            access_expires_at=jwt_expiry(access) if access else 0.0,
+        )
+        self._tokens = tokens
+        self._track_expiry(tokens, fresh=False)
+
+    async def login(self, username: str, password: str) -> Tokens:
+        """Log in with a username and password; the new session replaces any other.
+
+        Raises:
+            InvalidCredentials: wrong username or password, or either is empty.
+            RateLimited: too many attempts from this address.
+            AccountDisabled, ServerUnreachable, TlsFailure, ProxyFailure,
+            NotOurServer, ServerFailure, RequestRejected: as their names say.
+        """
+        if not username.strip() or not password:
+            raise InvalidCredentials(
+                "empty username or password",
+                code="credentials_missing",
+                user_message="Enter your username and your password.",
+            )
+        response = await self._send(
+            "POST", LOGIN_PATH, json={"username": username.strip(), "password": password}
+        )
+        if response.status_code in (400, 401) and (
+            (parsed := _error_body(response.content)) is not None
+            and parsed[0] not in _DISABLED_CODES
+        ):
+            code, message, _detail = parsed
+            raise InvalidCredentials(
+                f"login refused (HTTP {response.status_code}, {code})",
+                code=code,
+                user_message=message if response.status_code == 401 else None,
+            )
+        tokens = parse_token_pair(self._json(response))
+        self._new_session()
+        self._set_tokens(tokens)
+        log.info("logged in to %s", describe_host(self._base_url))
+        return tokens
+
+    async def refresh(self) -> Tokens:
+        """Trade the refresh token for a new pair; concurrent callers share one request.
+
+        Raises:
+            LoginRequired: no session, or the server rejected the refresh token
+                (the tokens are cleared and ``on_tokens_changed(None)`` is called).
+            AccountDisabled: the account was switched off (tokens cleared too).
+            ServerUnreachable, TlsFailure, ProxyFailure, NotOurServer,
+            ServerFailure, RateLimited: the tokens are kept; try again later.
+        """
+        task = self._refreshing
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._refresh_once(), name="tray-api-refresh"
+            )
+            task.add_done_callback(self._refresh_done)
+            self._refreshing = task
+        # Shielded: a caller that gives up must not cancel the request the others
+        # wait for, nor lose a rotated token the server has already issued.
+        return await asyncio.shield(task)
+
+    async def access_token(self, *, min_validity: float = 30.0) -> str:
+        """The access token, refreshed first if missing or expiring within ``min_validity`` s.
+
+        Raises:
+            LoginRequired: no session, or it ended.
+            NetError: the refresh failed for another reason (see :meth:`refresh`).
+        """
+        tokens = self._tokens
+        if tokens is None:
+            raise LoginRequired("not logged in")
+        # A token that lives shorter than min_validity is refreshed at half-life
+        # instead of on every call.
+        margin = min(min_validity, self._access_lifetime / 2)
+        if tokens.access is None or self._access_deadline - time.monotonic() < margin:
+            tokens = await self.refresh()
+        if tokens.access is None:  # parse_token_pair never leaves it empty
+            raise LoginRequired("the refresh gave no access token")
+        return tokens.access
+
+    async def logout(self) -> None:
+        """End the session: forget the tokens at once, then revoke the refresh token on
+        the server as a best effort (a failure there is logged, not raised)."""
+        tokens = self._tokens
+        self._end_session()
+        if tokens is not None:
+            await self._revoke(tokens.refresh)
+
+    # -- account and inbox -----------------------------------------------------------------
+
+    async def me(self) -> dict[str, Any]:
+        """The logged-in account (``id``, ``username``, names, ``role``, ``projects``...)."""
+        body = _object(await self._authorized("GET", ME_PATH), "account")
+        _whole(body, "id", "account", minimum=1)
+        _text(body, "username", "account")
+        if not isinstance(body.get("projects", []), list):
+            raise _shape_error("account: projects must be a list")
+        return dict(body)
+
+    async def inbox_page(
+        self, *, after_seq: int | None = None, before_seq: int | None = None, limit: int = 200
+    ) -> InboxPage:
+        """A page of the inbox: with ``after_seq`` oldest first above it (catching up),
+        otherwise newest first below ``before_seq`` (or from the newest).
+
+        Raises:
+            ValueError: a negative cursor or a limit below 1.
+        """
+        params: dict[str, int] = {"limit": _check_whole(limit, "limit", minimum=1)}
+        if after_seq is not None:
+            params["after_seq"] = _check_whole(after_seq, "after_seq")
+        if before_seq is not None:
+            params["before_seq"] = _check_whole(before_seq, "before_seq")
+        return parse_inbox_page(await self._authorized("GET", INBOX_PATH, params=params))
+
+    async def unread_count(self) -> tuple[int, int]:
+        """``(unread_count, latest_seq)``: what the tray badge shows."""
+        return parse_unread_state(await self._authorized("GET", UNREAD_COUNT_PATH))
+
+    async def mark_read(self, ids: Sequence[int]) -> InboxChange:
+        """Mark these inbox rows read (already-read rows are left alone)."""
+        return await self._change(MARK_READ_PATH, {"ids": _ids(ids)})
+
+    async def mark_unread(self, ids: Sequence[int]) -> InboxChange:
+        """Mark these inbox rows unread."""
+        return await self._change(MARK_UNREAD_PATH, {"ids": _ids(ids)})
+
+    async def delete(self, ids: Sequence[int]) -> InboxChange:
+        """Delete these inbox rows for this user (deleting twice is not an error)."""
+        return await self._change(DELETE_PATH, {"ids": _ids(ids)})
+
+    async def mark_all_read(self, up_to_seq: int | None = None) -> InboxChange:
+        """Mark every row up to ``up_to_seq`` read (every row when None)."""
+        body = {} if up_to_seq is None else {"up_to_seq": _check_whole(up_to_seq, "up_to_seq")}
+        return await self._change(MARK_ALL_READ_PATH, body)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _change(self, path: str, body: dict[str, Any]) -> InboxChange:
+        return parse_inbox_change(await self._authorized("POST", path, json=body))
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, int] | None = None,
+        access: str | None = None,
+    ) -> httpx.Response:
+        """One request; transport failures become NetErrors. Never logs headers or bodies."""
+        headers = {"Authorization": f"Bearer {access}"} if access else None
+        url = self._base_url + path
+        try:
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            error = error_from_transport(exc, url=url)
+            if (
+                self._proxied
+                and isinstance(error, ServerUnreachable)
+                and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            ):
+                # Through a proxy every connection goes to the proxy: it is what failed.
+                error = ProxyFailure(
+                    f"cannot connect to the proxy: {error}",
+                    code="proxy_unreachable",
+                    user_message="Can't reach the proxy server. Check the proxy settings "
+                    "or your network connection.",
+                )
+            log.debug("%s %s failed: %s", method, path, error)
+            raise error from exc
+        log.debug("%s %s -> %d", method, path, response.status_code)
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        """The JSON of a 2xx answer; any other answer raised as its NetError."""
+        if not response.is_success:
+            raise error_from_response(
+                response.status_code, response.headers, response.content, url=str(response.url)
+            )
+        content_type = response.headers.get("content-type", "")
+        if "json" not in content_type.lower():
+            raise NotOurServer(
+                f"{describe_host(self._base_url)} answered {content_type or 'no content type'} "
+                "instead of JSON"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise NotOurServer(f"{describe_host(self._base_url)} answered malformed JSON") from None
+
+    async def _authorized(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, int] | None = None,
+    ) -> Any:
+        """An authenticated request: refresh once on a 401 and retry once."""
+        access = await self.access_token()
+        response = await self._send(method, path, json=json, params=params, access=access)
+        if response.status_code == 401:
+            self._check_disabled(response)
+            await self._refresh_unless_done(access)
+            access = await self.access_token()
+            response = await self._send(method, path, json=json, params=params, access=access)
+            if response.status_code == 401:
+                self._check_disabled(response)
+                self._end_session()
+                raise LoginRequired("the server refused a freshly refreshed access token")
+        return self._json(response)
+
+    def _check_disabled(self, response: httpx.Response) -> None:
+        parsed = _error_body(response.content)
+        if parsed is not None and parsed[0] in _DISABLED_CODES:
+            self._end_session()
+            raise AccountDisabled(f"account disabled ({parsed[0]})")
+
+    async def _refresh_unless_done(self, rejected_access: str) -> None:
+        """Refresh after ``rejected_access`` got a 401, unless another call already did:
+        twenty calls refused together need one new token, not twenty."""
+        tokens = self._tokens
+        if tokens is None:
+            raise LoginRequired("the session ended")
+        if tokens.access == rejected_access or self._refreshing is not None:
+            await self.refresh()
+
+    async def _refresh_once(self) -> Tokens:
+        tokens = self._tokens
+        if tokens is None:
+            raise LoginRequired("not logged in")
+        generation = self._generation
+        response = await self._send("POST", REFRESH_PATH, json={"refresh": tokens.refresh})
+        if response.status_code in (400, 401):
+            parsed = _error_body(response.content)
+            if parsed is None:
+                raise error_from_response(
+                    response.status_code, response.headers, response.content, url=str(response.url)
+                )
+            if generation == self._generation:
+                self._end_session()
+            if parsed[0] in _DISABLED_CODES:
+                raise AccountDisabled(f"refresh refused: account disabled ({parsed[0]})")
+            raise LoginRequired(
+                f"refresh refused (HTTP {response.status_code}, {parsed[0]})",
+                user_message=parsed[1] if response.status_code == 401 else None,
+            )
+        fresh = parse_token_pair(self._json(response))
+        if generation != self._generation:
+            # Logged out or in again meanwhile: this pair belongs to no session now.
+            await self._revoke(fresh.refresh)
+            raise LoginRequired("the session was replaced while refreshing")
+        self._set_tokens(fresh)
+        log.info("refreshed the session with %s", describe_host(self._base_url))
+        return fresh
+
+    def _refresh_done(self, task: asyncio.Task[Tokens]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        # Mark the outcome as seen: every caller may have given up (shield).
+        if not task.cancelled():
+            task.exception()
+
+    async def _revoke(self, refresh_token: str) -> None:
+        try:
+            response = await self._send("POST", LOGOUT_PATH, json={"refresh": refresh_token})
+        except NetError as error:
+            log.warning("could not revoke the session on the server: %s", error)
+            return
+        if not response.is_success:
+            log.warning("the server did not revoke the session (HTTP %d)", response.status_code)
+
+    def _set_tokens(self, tokens: Tokens) -> None:
+        self._tokens = tokens
+        self._track_expiry(tokens, fresh=True)
+        self._notify(tokens)
+
+    def _track_expiry(self, tokens: Tokens, *, fresh: bool) -> None:
+        # A token just received is good for its lifetime (exp - iat, both on the
+        # server's clock) counted from now, so a wrong local clock neither makes
+        # every call refresh nor lets an expired token through. A stored one can
+        # only be judged by exp against the local clock.
+        lifetime = jwt_lifetime(tokens.access) if tokens.access else None
+        self._access_lifetime = lifetime if lifetime is not None else math.inf
+        if fresh and lifetime is not None:
+            self._access_deadline = time.monotonic() + lifetime
+        elif tokens.access_expires_at:
+            self._access_deadline = time.monotonic() + tokens.access_expires_at - time.time()
+        else:  # unknown: use it until the server refuses it (401 -> refresh)
+            self._access_deadline = math.inf
+
+    def _new_session(self) -> None:
+        """Forget the old session's pending refresh: its outcome no longer matters here."""
+        self._generation += 1
+        self._refreshing = None
+
+    def _end_session(self) -> None:
+        self._new_session()
+        had_session = self._tokens is not None
+        self._tokens = None
+        if had_session:
+            self._notify(None)
+
+    def _notify(self, tokens: Tokens | None) -> None:
+        if self._on_tokens_changed is None:
+            return
+        try:
+            self._on_tokens_changed(tokens)
+        except Exception:
+            # The session itself is fine; a failing keyring must not fail the request.
+            log.exception("on_tokens_changed failed")
+
+
+def _check_whole(value: int, name: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _ids(ids: Sequence[int]) -> list[int]:
+    if isinstance(ids, str | bytes):
+        raise ValueError("ids must be a sequence of notification ids")
+    return [_check_whole(value, "every id", minimum=1) for value in ids]

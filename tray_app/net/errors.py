@@ -1,0 +1,361 @@
+"""The one exception family of ``tray_app.net``, and how transport failures map onto it.
+
+Every error carries two texts:
+
+- ``str(error)``: a short technical description for logs and support. It names
+  the server's host and what failed, never a token, a password or a query string.
+- ``user_message``: plain words a UI shows as they are: what went wrong and what
+  the user can do about it.
+
+``code`` is stable and machine-readable (``"server_unreachable"``, or the
+server's own code such as ``"throttled"`` for a rejected request), so callers
+branch on the class or the code, never on the wording.
+
+:func:`error_from_transport` classifies the exceptions of httpx, ssl, socket and
+websockets' connection attempts, so the REST client and the socket session
+report the same failure in the same words.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import websockets.exceptions
+
+_GENERIC_MESSAGE = "Something went wrong while talking to the server. Try again in a moment."
+
+
+class NetError(Exception):
+    """Base of every error ``tray_app.net`` raises on purpose.
+
+    Attributes:
+        code: stable, machine-readable name of the failure.
+        user_message: plain words a UI shows as they are: what went wrong and
+            what to do.
+    """
+
+    code: str = "network_error"
+    user_message: str = _GENERIC_MESSAGE
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        if user_message:
+            self.user_message = redact(user_message)
+        super().__init__(redact(message) if message else self.user_message)
+
+
+class InvalidCredentials(NetError):
+    """The server refused the username and password (an inactive account gets the
+    same answer, so the server does not reveal which accounts exist)."""
+
+    code = "invalid_credentials"
+    user_message = "Wrong username or password."
+
+
+class LoginRequired(NetError):
+    """The session ended (refresh token rejected, expired or revoked): log in again."""
+
+    code = "login_required"
+    user_message = "Your session has ended. Log in again."
+
+
+class AccountDisabled(NetError):
+    """The account has been deactivated on the server."""
+
+    code = "account_disabled"
+    user_message = "This account is disabled. Ask an administrator."
+
+
+class ServerUnreachable(NetError):
+    """No answer: name not found, connection refused, timeout, network down."""
+
+    code = "server_unreachable"
+    user_message = "Can't reach the server. Check your network connection and try again."
+
+
+class TlsFailure(NetError):
+    """The secure connection failed: certificate not trusted, wrong name, handshake error."""
+
+    code = "tls_failure"
+    user_message = (
+        "Couldn't open a secure connection to the server: its certificate could not be "
+        "verified. Check the server address, or ask IT to install your organisation's "
+        "certificate."
+    )
+
+
+class ProxyFailure(NetError):
+    """The proxy refused to carry the connection (407, 403 to CONNECT, unreachable proxy)."""
+
+    code = "proxy_failure"
+    user_message = (
+        "The proxy refused the connection to the server. Check the proxy settings "
+        "(address, user name and password) or ask IT."
+    )
+
+
+class NotOurServer(NetError):
+    """Something answered that is not the tray notifier server's API."""
+
+    code = "not_our_server"
+    user_message = (
+        "The address answered, but not like a tray notifier server. Check the server address."
+    )
+
+
+class RequestRejected(NetError):
+    """The server refused a request with a 4xx and its ``{"error": {...}}`` body.
+
+    Attributes:
+        status: the HTTP status code.
+        detail: the error body's ``detail`` (per-field errors and the like), if any.
+    """
+
+    code = "request_rejected"
+    user_message = "The server refused the request."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int,
+        code: str | None = None,
+        user_message: str | None = None,
+        detail: Any = None,
+    ) -> None:
+        super().__init__(message, code=code, user_message=user_message)
+        self.status = status
+        self.detail = detail
+
+
+class RateLimited(RequestRejected):
+    """Too many requests (429).
+
+    Attributes:
+        retry_after: seconds the server asked to wait, when it said.
+    """
+
+    code = "throttled"
+    user_message = "Too many attempts. Wait a minute, then try again."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int = 429,
+        code: str | None = None,
+        user_message: str | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status=status, code=code, user_message=user_message, detail=detail
+        )
+        self.retry_after = retry_after
+
+
+class ServerFailure(NetError):
+    """The server (or a gateway in front of it) failed with a 5xx.
+
+    Attributes:
+        status: the HTTP status code.
+    """
+
+    code = "server_failure"
+    user_message = "The server ran into a problem. Try again in a few minutes."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int = 500,
+        code: str | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, user_message=user_message)
+        self.status = status
+
+
+# --- redaction ---------------------------------------------------------------------
+
+# A JWT is three base64url segments; its header always starts with "eyJ" ('{"').
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+\S+")
+_SECRET_PARAM = re.compile(r"(?i)\b(token|access|refresh|password)=[^&\s\"']*")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a token or a password replaced by ``***``."""
+    text = _JWT.sub("***", text)
+    text = _BEARER.sub(r"\1 ***", text)
+    return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+def describe_host(url: str) -> str:
+    """``host[:port]`` of ``url``: what error messages name, without path, query or user."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "the server"
+    if not host:
+        return "the server"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+# --- classification ------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from, innermost last, without loops."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    return next((link for link in _chain(exc) if isinstance(link, kind)), None)
+
+
+def _find_tls(exc: BaseException) -> ssl.SSLError | None:
+    # SSLWantRead/WriteError only say "not yet": a handshake cut short by a timeout
+    # leaves one in the chain, and that is a timeout, not a TLS failure.
+    for link in _chain(exc):
+        if isinstance(link, ssl.SSLError) and not isinstance(
+            link, ssl.SSLWantReadError | ssl.SSLWantWriteError
+        ):
+            return link
+    return None
+
+
+def _tls_error(tls: BaseException, where: str) -> TlsFailure:
+    reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
+    text = str(tls)
+    if isinstance(tls, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        if "hostname" in text.lower() or "IP address mismatch" in text:
+            return TlsFailure(
+                f"TLS to {where}: certificate is for another name ({reason})",
+                code="tls_hostname_mismatch",
+                user_message=(
+                    f"The certificate of {where} is issued for a different name, so the "
+                    "connection could be intercepted. Check the server address or ask IT."
+                ),
+            )
+        return TlsFailure(
+            f"TLS to {where}: certificate not trusted ({reason})",
+            code="tls_untrusted_certificate",
+            user_message=(
+                f"The certificate of {where} is not trusted on this computer. Check the "
+                "server address, or ask IT to install your organisation's certificate."
+            ),
+        )
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
+        return TlsFailure(
+            f"TLS to {where}: the server does not speak TLS ({reason})",
+            code="tls_not_supported",
+            user_message=(
+                f"{where} does not offer a secure connection on this port. Check whether "
+                "the address should start with http:// instead of https://."
+            ),
+        )
+    return TlsFailure(
+        f"TLS to {where}: handshake failed ({reason})",
+        user_message=(
+            f"Couldn't open a secure connection to {where}. Check the server address, "
+            "or ask IT whether a firewall or proxy blocks it."
+        ),
+    )
+
+
+def _unreachable(exc: BaseException, where: str) -> ServerUnreachable:
+    if _find(exc, socket.gaierror) is not None:
+        return ServerUnreachable(
+            f"cannot resolve {where}: {_find(exc, socket.gaierror)}",
+            code="server_not_found",
+            user_message=(
+                f"Can't find the server {where}. Check the server address and your "
+                "network connection."
+            ),
+        )
+    if isinstance(exc, httpx.TimeoutException) or _find(exc, TimeoutError) is not None:
+        return ServerUnreachable(
+            f"{where} timed out ({type(exc).__name__})",
+            code="server_timeout",
+            user_message=(
+                f"The server {where} did not answer in time. Check your network "
+                "connection; the app keeps trying."
+            ),
+        )
+    if _find(exc, ConnectionRefusedError) is not None:
+        return ServerUnreachable(
+            f"{where} refused the connection",
+            code="connection_refused",
+            user_message=(
+                f"Nothing answers at {where}. The server may be down or the address "
+                "may be wrong; the app keeps trying."
+            ),
+        )
+    return ServerUnreachable(
+        f"connection to {where} failed ({type(exc).__name__}: {exc})",
+        user_message=(
+            f"Can't reach the server {where}. Check your network connection; the app keeps trying."
+        ),
+    )
+
+
+def error_from_transport(exc: BaseException, *, url: str) -> NetError:
+    """The :class:`NetError` for a failed connection or request to ``url``.
+
+    Handles httpx's exceptions and the bare ones a socket connection raises
+    (``ssl.SSLError``, ``socket.gaierror``, ``TimeoutError``, ``OSError``), plus
+    websockets' proxy and handshake errors. Pure: no I/O, no logging. The
+    messages name ``url``'s host and port only.
+
+    Args:
+        exc: what the connection attempt raised.
+        url: where it was going (any query string, such as ``?token=``, is dropped).
+
+    Returns:
+        The classified error; ``exc`` itself if it already is a :class:`NetError`.
+    """
+    if isinstance(exc, NetError):
+        return exc
+    where = describe_host(url)
+    proxy_errors = (
+        httpx.ProxyError,
+        websockets.exceptions.ProxyError,
+        websockets.exceptions.InvalidProxy,
+    )
+    if isinstance(exc, proxy_errors):
+        return ProxyFailure(f"proxy refused the connection to {where}: {exc}")
+    tls = _find_tls(exc)
+    if tls is not None:
+        return _tls_error(tls, where)
+    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" not in str(exc):
+        return NotOurServer(f"{where} does not speak HTTP as expected: {exc}")
+    if isinstance(exc, websockets.exceptions.InvalidMessage | httpx.DecodingError):
+        return NotOurServer(f"{where} sent a malformed answer: {exc}")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return NotOurServer(f"{where} redirected too many times")
+    if isinstance(exc, httpx.TransportError | OSError):
+        return _unreachable(exc, where)
+    return NetError(f"request to {where} failed ({type(exc).__name__}: {exc})")

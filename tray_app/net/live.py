@@ -1,0 +1,591 @@
+"""The socket session: one authenticated WebSocket, kept alive for as long as the user is logged in.
+
+The session owns the connection's life: it connects with the access token in an
+``Authorization`` header, asks for a replay after the stored cursor on every
+connect (the first after a cold start too), watches the link with heartbeats,
+renews the token in band before it expires, and reconnects with
+:class:`~tray_app.net.backoff.Backoff` when anything goes wrong. It does not
+store anything: each frame goes to a :class:`SessionHandler` (the engine), which
+owns the store and the cursor.
+
+The connection is an argument (``connect``), so tests run the session against a
+real server on port 0 or against a scripted transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tray_app import __version__
+from tray_app.net import protocol
+from tray_app.net.api import Tokens
+from tray_app.net.backoff import Backoff
+from tray_app.net.errors import (
+    AccountDisabled,
+    LoginRequired,
+    NetError,
+    ServerUnreachable,
+    error_from_transport,
+)
+
+logger = logging.getLogger(__name__)
+
+# Heartbeats (docs/protocol.md, "Heartbeats and dead links"): protocol pings catch a
+# dead TCP path, application pings a server process that is up but not serving. Either
+# way a dead link is noticed within PING_INTERVAL + PONG_TIMEOUT (< 30 s).
+PING_INTERVAL = 15.0
+PONG_TIMEOUT = 10.0
+OPEN_TIMEOUT = 10.0
+# Renew the access token in band this long before it expires.
+RENEW_MARGIN = 30.0
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+    LOGIN_REQUIRED = "login_required"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """Where the session stands.
+
+    Attributes:
+        state: the new state.
+        next_attempt_at: for RECONNECTING and OFFLINE, when the next attempt starts
+            (epoch seconds, for a UI to show "retrying in 12 s").
+        error: why the last connection ended or failed, if it did.
+    """
+
+    state: ConnectionState
+    next_attempt_at: float | None = None
+    error: NetError | None = None
+
+
+class Connection(Protocol):
+    """The part of websockets' ClientConnection the session uses (scripted in tests)."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+Connector = Callable[[str, dict[str, str]], contextlib.AbstractAsyncContextManager[Connection]]
+
+
+class TokenSource(Protocol):
+    """Where the session gets its address and access tokens: the REST client
+    (:class:`tray_app.net.api.ApiClient`), which refreshes single-flight."""
+
+    @property
+    def ws_url(self) -> str: ...
+
+    async def access_token(self, *, min_validity: float = 30.0) -> str: ...
+
+    async def refresh(self) -> Tokens: ...
+
+
+class SessionHandler(Protocol):
+    """What the session needs from its owner (the engine)."""
+
+    def cursor(self) -> int:
+        """The highest seq stored with no gap below it."""
+        ...
+
+    async def handle_frame(self, frame: protocol.ServerFrame, *, replaying: bool) -> None:
+        """One server frame, in arrival order. ``replaying`` is true between a resume and
+        its ``caught_up`` (catch-up rather than live traffic)."""
+        ...
+
+    def handle_state(self, change: StateChange) -> None:
+        """The connection state changed."""
+        ...
+
+
+class Closed(NetError):
+    """The server closed the socket (``close_code``) or the link died (``None``)."""
+
+    code = "closed"
+    user_message = "The connection to the server was interrupted. Reconnecting…"
+
+    def __init__(self, message: str, close_code: int | None) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+def websocket_connector(
+    *, ssl_context: ssl.SSLContext | None = None, proxy: str | Literal[True] | None = True
+) -> Connector:
+    """The real transport: websockets' client with the product's settings."""
+
+    @contextlib.asynccontextmanager
+    async def connect(url: str, headers: dict[str, str]) -> AsyncIterator[Connection]:
+        async with websockets.connect(
+            url,
+            additional_headers=headers,
+            user_agent_header=f"tray-notifier/{__version__}",
+            open_timeout=OPEN_TIMEOUT,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PONG_TIMEOUT,
+            close_timeout=5,
+            # Notifications are small; deflate costs the server ~40 KiB per socket.
+            compression=None,
+            max_size=2**20,
+            ssl=ssl_context if url.startswith("wss:") else None,
+            proxy=proxy,
+        ) as connection:
+            yield connection
+
+    return connect
+
+
+class LiveSession:
+    """Keeps one authenticated socket to the server while the user is logged in.
+
+    Args:
+        api: the token source, normally the REST client (it refreshes single-flight).
+        handler: receives every frame and state change.
+        connect: the transport; :func:`websocket_connector` unless a test scripts one.
+        backoff: the retry policy.
+        clock: epoch seconds (token expiry and ``next_attempt_at`` are epoch times).
+        ping_interval, pong_timeout: application heartbeats; a dead link is noticed
+            within their sum.
+    """
+
+    def __init__(
+        self,
+        api: TokenSource,
+        handler: SessionHandler,
+        *,
+        connect: Connector | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        ping_interval: float = PING_INTERVAL,
+        pong_timeout: float = PONG_TIMEOUT,
+    ) -> None:
+        self._api = api
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
+        self._handler = handler
+        self._connect = connect or websocket_connector()
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._state = StateChange(ConnectionState.STOPPED)
+        self._connection: Connection | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._network_available = True
+        self._replaying = False
+        self._resume_after: int | None = None  # the after_seq of the resume in flight
+        self._resume_pending = False
+        self._pong_waiters: dict[str, asyncio.Future[None]] = {}
+        self._ref_counter = 0
+        self._token_expires_at: float | None = None
+        self._presence: set[int] = set()
+        self._status: str | None = None
+        self.attempts = 0  # connection attempts started, for tests and diagnostics
+
+    # --- what the host calls -----------------------------------------------------------
+
+    @property
+    def state(self) -> StateChange:
+        return self._state
+
+    @property
+    def replaying(self) -> bool:
+        """A resume is in flight: notification frames now are catch-up, not live."""
+        return self._replaying
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._state.state is ConnectionState.CONNECTED
+
+    async def run(self) -> None:
+        """Connect and stay connected until :meth:`stop` or until login is required."""
+        self._stopping = False
+        self._state = StateChange(ConnectionState.STOPPED)
+        first = True
+        while not self._stopping:
+            self._wake.clear()
+            self.attempts += 1
+            error = await self._connect_once(first=first)
+            first = False
+            if self._stopping:
+                break
+            if isinstance(error, LoginRequired | AccountDisabled):
+                self._set_state(ConnectionState.LOGIN_REQUIRED, error=error)
+                return
+            await self._wait_before_retry(error)
+        self._set_state(ConnectionState.STOPPED)
+
+    async def stop(self) -> None:
+        """Close the socket and end :meth:`run` (logout, quit)."""
+        self._stopping = True
+        self._wake.set()
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(1000, "bye")
+
+    def wake(self) -> None:
+        """The network just came back or the machine woke up: try again now, backoff reset."""
+        self._network_available = True
+        self._backoff.reset()
+        self._wake.set()
+
+    def set_network_available(self, available: bool) -> None:
+        """The host's view of the network. While it says "down" the state is OFFLINE and
+        attempts continue only at the slowest pace, in case the host is wrong."""
+        if available:
+            self.wake()
+        else:
+            self._network_available = False
+
+    def request_resume(self) -> None:
+        """Ask for a replay after the handler's cursor (it saw a gap, or reset its store)."""
+        if self._connection is None or self._replaying:
+            # A replay in flight covers it; a new connection resumes anyway.
+            self._resume_pending = self._connection is not None
+            return
+        self._send_resume()
+
+    async def subscribe_presence(self, project_id: int) -> None:
+        """Watch a project's presence, now and after every reconnect."""
+        self._presence.add(project_id)
+        await self._send_if_connected(protocol.encode_presence("subscribe_presence", project_id))
+
+    async def unsubscribe_presence(self, project_id: int) -> None:
+        self._presence.discard(project_id)
+        await self._send_if_connected(protocol.encode_presence("unsubscribe_presence", project_id))
+
+    async def set_status(self, status: str) -> None:
+        """The user's chosen presence status, kept across reconnects."""
+        frame = protocol.encode_set_status(status)
+        self._status = status
+        await self._send_if_connected(frame)
+
+    # --- one connection ----------------------------------------------------------------
+
+    async def _connect_once(self, *, first: bool) -> NetError | None:
+        """Open, serve and close one connection; the error that ended it, if any."""
+        if first:
+            self._set_state(ConnectionState.CONNECTING)
+        else:
+            waiting = (
+                ConnectionState.RECONNECTING if self._network_available else ConnectionState.OFFLINE
+            )
+            self._set_state(waiting, error=self._state.error)
+        try:
+            token = await self._api.access_token(min_validity=RENEW_MARGIN)
+        except NetError as error:
+            return error
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with self._connect(self._api.ws_url, headers) as connection:
+                return await self._serve(connection)
+        except InvalidStatus as refused:
+            status = refused.response.status_code
+            logger.warning("the server refused the WebSocket handshake with HTTP %s", status)
+            return _handshake_error(status)
+        except InvalidHandshake as error:
+            logger.warning("WebSocket handshake failed: %s", type(error).__name__)
+            return ServerUnreachable(f"handshake failed: {type(error).__name__}")
+        except ConnectionClosed as closed:
+            return _closed_error(closed)
+        except NetError as error:
+            return error
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            return error_from_transport(error, url=self._api.ws_url)
+        finally:
+            self._connection = None
+            self._replaying = False
+            self._resume_after = None
+            self._resume_pending = False
+            self._fail_pong_waiters()
+
+    async def _serve(self, connection: Connection) -> NetError | None:
+        first = await self._receive(connection, within=OPEN_TIMEOUT)
+        if not isinstance(first, protocol.Hello):
+            if isinstance(first, protocol.ServerErrorFrame):
+                # token_missing / token_invalid / account_disabled come before the close.
+                return await self._closing_error(connection, first)
+            return Closed("the server did not start with hello", None)
+        self._connection = connection
+        self._token_expires_at = first.token_expires_at
+        self._backoff.opened(self._clock())
+        try:
+            self._set_state(ConnectionState.CONNECTED)
+            await self._deliver(first, replaying=False)
+            if first.latest_seq != self._handler.cursor():
+                self._send_resume()
+            for project_id in sorted(self._presence):
+                await connection.send(protocol.encode_presence("subscribe_presence", project_id))
+            if self._status is not None:
+                await connection.send(protocol.encode_set_status(self._status))
+            await _first_failure(
+                self._receive_loop(connection),
+                self._heartbeat(connection),
+                self._renew_token(connection),
+            )
+        finally:
+            self._backoff.closed(self._clock())
+        return None
+
+    async def _receive_loop(self, connection: Connection) -> None:
+        while True:
+            frame = await self._receive(connection, within=None)
+            if frame is None:
+                continue
+            replaying = self._replaying
+            self._observe(frame)
+            await self._deliver(frame, replaying=replaying)
+
+    async def _deliver(self, frame: protocol.ServerFrame, *, replaying: bool) -> None:
+        try:
+            await self._handler.handle_frame(frame, replaying=replaying)
+        except Exception as error:
+            # The frame may not be stored (a full disk, a bug). Reconnecting resumes from
+            # the stored cursor, so nothing is skipped; going on here could skip it.
+            logger.exception("handling a %s frame failed; reconnecting", type(frame).__name__)
+            raise Closed("the client could not handle a frame", None) from error
+
+    async def _receive(
+        self, connection: Connection, *, within: float | None
+    ) -> protocol.ServerFrame | None:
+        """The next usable frame; a malformed or unknown one is logged and skipped (None)."""
+        async with asyncio.timeout(within):
+            raw = await connection.recv()
+        try:
+            return protocol.parse_server_frame(raw)
+        except protocol.FrameError as error:
+            # The message names the frame type and field, never the content.
+            logger.warning("skipped a server frame: %s", error)
+            return None
+
+    def _observe(self, frame: protocol.ServerFrame) -> None:
+        """The session's own bookkeeping on a frame, before the handler sees it."""
+        match frame:
+            case protocol.CaughtUp(after_seq=after) if after is not None and (
+                self._resume_after is None or after > self._resume_after
+            ):
+                # A run the server started on its own (a missed doorbell), above the point
+                # we asked to resume from: our replay is still to come.
+                pass
+            case protocol.CaughtUp() | protocol.ResyncRequired():
+                self._replaying = False
+                self._resume_after = None
+                if self._resume_pending:
+                    self._resume_pending = False
+                    self._send_resume()
+            case protocol.ServerErrorFrame(ref=ref) if isinstance(ref, str) and ref.startswith(
+                "resume-"
+            ):
+                self._replaying = False
+                self._resume_after = None
+                self._resume_pending = False
+            case protocol.Pong(ref=ref) if isinstance(ref, str):
+                waiter = self._pong_waiters.pop(ref, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            case protocol.Ack(request="authenticate", payload=payload):
+                expires = payload.get("token_expires_at")
+                if isinstance(expires, int | float) and not isinstance(expires, bool):
+                    self._token_expires_at = float(expires)
+            case _:
+                pass
+
+    def _send_resume(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        self._replaying = True
+        self._resume_after = self._handler.cursor()
+        frame = protocol.encode_resume(self._resume_after, ref=self._next_ref("resume"))
+        # Sent from a task so that a caller inside handle_frame need not await the socket.
+        asyncio.get_running_loop().create_task(_send_quietly(connection, frame))
+
+    async def _heartbeat(self, connection: Connection) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            ref = self._next_ref("ping")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pong_waiters[ref] = waiter
+            await connection.send(protocol.encode_ping(ref))
+            try:
+                await asyncio.wait_for(waiter, self._pong_timeout)
+            except TimeoutError:
+                self._pong_waiters.pop(ref, None)
+                logger.info("no pong within %.0f s: the link is dead", self._pong_timeout)
+                # A closing handshake would wait for a peer that is not answering.
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+                raise Closed("no pong from the server", None) from None
+
+    async def _renew_token(self, connection: Connection) -> None:
+        """Refresh over REST and re-authenticate in band before the access token expires."""
+        while True:
+            expires = self._token_expires_at
+            if expires is None:
+                return
+            await asyncio.sleep(max(1.0, expires - RENEW_MARGIN - self._clock()))
+            if self._token_expires_at != expires:
+                continue  # renewed meanwhile
+            try:
+                tokens = await self._api.refresh()
+            except LoginRequired:
+                raise
+            except NetError as error:
+                # The server will close with 4001 at expiry; the reconnect refreshes again.
+                logger.info("could not renew the access token yet: %s", error.code)
+                self._token_expires_at = expires + RENEW_MARGIN / 2
+                continue
+            if tokens.access is None:
+                continue
+            await connection.send(protocol.encode_authenticate(tokens.access))
+            self._token_expires_at = tokens.access_expires_at or None
+
+    async def _closing_error(
+        self, connection: Connection, frame: protocol.ServerErrorFrame
+    ) -> NetError:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(5):
+                while True:
+                    await connection.recv()
+        if frame.code == "account_disabled":
+            return AccountDisabled(frame.message)
+        if frame.code in ("token_missing", "token_invalid"):
+            return Closed(
+                f"the server refused the token ({frame.code})", protocol.CLOSE_TOKEN_INVALID
+            )
+        return Closed(f"the server sent {frame.code} instead of hello", None)
+
+    async def _send_if_connected(self, frame: str) -> None:
+        connection = self._connection
+        if connection is not None:
+            await _send_quietly(connection, frame)
+
+    # --- between connections ---------------------------------------------------------
+
+    async def _wait_before_retry(self, error: NetError | None) -> None:
+        if isinstance(error, Closed) and error.close_code == protocol.CLOSE_TOKEN_INVALID:
+            try:
+                await self._api.refresh()
+            except LoginRequired as rejected:
+                self._stopping = True
+                self._set_state(ConnectionState.LOGIN_REQUIRED, error=rejected)
+                return
+            except NetError as failure:
+                error = failure
+        if self._network_available:
+            delay = self._backoff.next_delay()
+            state = ConnectionState.RECONNECTING
+        else:
+            delay = self._backoff.cap
+            state = ConnectionState.OFFLINE
+        if isinstance(error, NetError) and error.code == "handshake_forbidden":
+            # A refused origin or a proxy's 403: a configuration problem, so no hurry.
+            delay = max(delay, self._backoff.cap)
+        self._set_state(state, next_attempt_at=self._clock() + delay, error=error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _set_state(
+        self,
+        state: ConnectionState,
+        *,
+        next_attempt_at: float | None = None,
+        error: NetError | None = None,
+    ) -> None:
+        change = StateChange(state, next_attempt_at, error)
+        if change == self._state:
+            return
+        self._state = change
+        try:
+            self._handler.handle_state(change)
+        except Exception:
+            logger.exception("a connection state listener failed")
+
+    def _next_ref(self, prefix: str) -> str:
+        self._ref_counter += 1
+        return f"{prefix}-{self._ref_counter}"
+
+    def _fail_pong_waiters(self) -> None:
+        for waiter in self._pong_waiters.values():
+            waiter.cancel()
+        self._pong_waiters.clear()
+
+
+class HandshakeRefused(NetError):
+    """The server (or a proxy) answered the WebSocket handshake with an HTTP error."""
+
+    code = "handshake_refused"
+
+
+def _handshake_error(status: int) -> NetError:
+    if status == 401:
+        return Closed("HTTP 401 at the handshake", protocol.CLOSE_TOKEN_INVALID)
+    if status == 403:
+        return HandshakeRefused(
+            "HTTP 403 at the handshake",
+            code="handshake_forbidden",
+            user_message=(
+                "The server refused the live connection (HTTP 403). A proxy or the server's "
+                "allowed origins may block it; ask your IT department."
+            ),
+        )
+    return HandshakeRefused(
+        f"HTTP {status} at the handshake",
+        code="handshake_refused",
+        user_message=f"The server refused the live connection (HTTP {status}). Retrying…",
+    )
+
+
+def _closed_error(closed: ConnectionClosed) -> NetError:
+    code = closed.rcvd.code if closed.rcvd is not None else None
+    if code == protocol.CLOSE_FORBIDDEN:
+        return AccountDisabled("the server closed the socket with 4003")
+    return Closed(f"the server closed the socket with {code}", code)
+
+
+async def _first_failure(
+    main: Coroutine[Any, Any, None], *helpers: Coroutine[Any, Any, None]
+) -> None:
+    """Run ``main`` with ``helpers`` beside it until ``main`` ends or any of them raises;
+    then cancel the rest and re-raise that error. A helper that returns is simply done."""
+    main_task = asyncio.create_task(main)
+    pending: set[asyncio.Task[None]] = {main_task, *(asyncio.create_task(h) for h in helpers)}
+    try:
+        while main_task in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _send_quietly(connection: Connection, frame: str) -> None:
+    # A send on a closing socket fails; the receive loop notices the close and reconnects.
+    with contextlib.suppress(ConnectionClosed, OSError):
+        await connection.send(frame)
