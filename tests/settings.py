@@ -8,6 +8,9 @@ import tempfile
 
 os.environ.setdefault("TRAY_DATA_DIR", tempfile.mkdtemp(prefix="tray-notifier-tests-"))
 os.environ.setdefault("TRAY_LOG_LEVEL", "WARNING")
+# In-process Qt tests draw offscreen; end-to-end tests give their subprocesses a real
+# (virtual) display of their own.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from backend.config.settings import *  # noqa: F403
 

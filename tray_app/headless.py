@@ -171,13 +171,17 @@ async def run_headless(
             logger.info("retention removed %d old notifications", pruned)
         engine = Engine(api=api, inbox=inbox, outbox=Outbox(opened.connection, inbox))
         login_error: list[NetError] = []
+        last_said: list[str] = [""]
 
         def show(event: EngineEvent) -> None:
             match event:
                 case NotificationAdded(notification=row, live=live):
                     print(notification_line(row, live=live), file=out, flush=True)
                 case ConnectionStateChanged(change=change):
-                    _say(err, _describe(change.state, change.error))
+                    words = _describe(change.state, change.error)
+                    if words != last_said[0]:  # one line per change, not per retry
+                        last_said[0] = words
+                        _say(err, words)
                     if change.state is ConnectionState.LOGIN_REQUIRED and change.error:
                         login_error.append(change.error)
                 case HistoryReset():
