@@ -1,0 +1,277 @@
+"""The tray icon's painting: badge words, pixels per state, sizes, and the shipped app icon."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QApplication
+
+from tray_app.ui import badge
+from tray_app.ui.badge import (
+    APP_ICON_NAME,
+    APP_ICON_SIZES,
+    TRAY_PIXEL_RATIOS,
+    TRAY_SIZES,
+    TrayLook,
+    app_icon,
+    badge_text,
+    render_app_pixmap,
+    render_tray_pixmap,
+    tray_icon,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def _app(qapp: QApplication) -> QApplication:
+    return qapp
+
+
+def _image(pixmap: QPixmap) -> QImage:
+    return pixmap.toImage().convertToFormat(QImage.Format.Format_ARGB32)
+
+
+def _pixels(image: QImage, *, left: float = 0, top: float = 0, right: float = 1, bottom: float = 1):
+    """The colours of the part of ``image`` between the given fractions of its sides."""
+    for y in range(int(top * image.height()), int(bottom * image.height())):
+        for x in range(int(left * image.width()), int(right * image.width())):
+            yield image.pixelColor(x, y)
+
+
+def _is_red(colour: QColor) -> bool:
+    return (
+        colour.alpha() > 200 and colour.red() > 170 and colour.green() < 90 and colour.blue() < 90
+    )
+
+
+def _is_saturated(colour: QColor) -> bool:
+    # Antialiased edges of greys stay grey; a coloured pixel has hue and some strength.
+    return colour.alpha() > 40 and colour.hsvSaturation() > 40 and colour.value() > 40
+
+
+def _differing_pixels(first: QImage, second: QImage) -> int:
+    assert first.size() == second.size()
+    return sum(
+        first.pixel(x, y) != second.pixel(x, y)
+        for y in range(first.height())
+        for x in range(first.width())
+    )
+
+
+@pytest.mark.parametrize(
+    ("unread", "text"),
+    [(0, ""), (1, "1"), (7, "7"), (10, "10"), (42, "42"), (99, "99"), (100, "99+"), (10**9, "99+")],
+)
+def test_badge_text_shows_the_count_up_to_99(unread: int, text: str) -> None:
+    assert badge_text(unread) == text
+
+
+def test_a_negative_count_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        badge_text(-1)
+    with pytest.raises(ValueError, match="negative"):
+        render_tray_pixmap(unread=-3, look=TrayLook.CONNECTED, size=22)
+
+
+@pytest.mark.parametrize(("size", "ratio"), [(0, 1.0), (-4, 1.0), (22, 0.0), (22, float("nan"))])
+def test_a_bad_size_or_ratio_is_refused(size: int, ratio: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        render_tray_pixmap(unread=1, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=ratio)
+
+
+@pytest.mark.parametrize(("size", "ratio"), list(itertools.product(TRAY_SIZES, TRAY_PIXEL_RATIOS)))
+def test_unread_shows_a_red_badge_top_right_and_none_without_unread(
+    size: int, ratio: float
+) -> None:
+    with_unread = _image(
+        render_tray_pixmap(unread=3, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=ratio)
+    )
+    without = _image(
+        render_tray_pixmap(unread=0, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=ratio)
+    )
+    red_top_right = sum(map(_is_red, _pixels(with_unread, left=0.5, bottom=0.5)))
+    assert red_top_right > 0.15 * (with_unread.width() * with_unread.height() / 4)
+    # The badge stays in its corner: far from it, bottom-left, there is no red.
+    assert not any(map(_is_red, _pixels(with_unread, right=0.35, top=0.65)))
+    assert not any(map(_is_red, _pixels(without)))
+
+
+@pytest.mark.parametrize("unread", [3, 42, 150])
+def test_the_digits_are_drawn_white_on_the_pill(unread: int) -> None:
+    image = _image(render_tray_pixmap(unread=unread, look=TrayLook.CONNECTED, size=32))
+    other = _image(render_tray_pixmap(unread=8, look=TrayLook.CONNECTED, size=32))
+    white = sum(
+        c.alpha() > 200 and min(c.red(), c.green(), c.blue()) > 220
+        for c in _pixels(image, left=0.3, bottom=0.5)
+    )
+    assert white >= 12
+    assert _differing_pixels(image, other) > 10  # the number itself is painted
+
+
+@pytest.mark.parametrize("dark_panel", [False, True])
+@pytest.mark.parametrize("unread", [0, 3, 150])
+def test_offline_has_no_saturated_colour(unread: int, dark_panel: bool) -> None:
+    for size in TRAY_SIZES:
+        image = _image(
+            render_tray_pixmap(
+                unread=unread, look=TrayLook.OFFLINE, size=size, dark_panel=dark_panel
+            )
+        )
+        assert not any(map(_is_saturated, _pixels(image))), size
+
+
+def test_connected_is_in_colour() -> None:
+    image = _image(render_tray_pixmap(unread=0, look=TrayLook.CONNECTED, size=22))
+    assert sum(map(_is_saturated, _pixels(image))) > 0.5 * 22 * 22
+
+
+def test_login_required_shows_an_amber_mark_bottom_right() -> None:
+    image = _image(render_tray_pixmap(unread=0, look=TrayLook.LOGIN_REQUIRED, size=24))
+
+    def amber(colour: QColor) -> bool:
+        return colour.alpha() > 200 and 30 <= colour.hsvHue() <= 45 and colour.hsvSaturation() > 150
+
+    assert sum(map(amber, _pixels(image, left=0.5, top=0.5))) > 20
+    assert not any(map(amber, _pixels(image, bottom=0.4)))
+
+
+@pytest.mark.parametrize("unread", [0, 5, 150])
+@pytest.mark.parametrize("dark_panel", [False, True])
+def test_every_look_differs_from_every_other(unread: int, dark_panel: bool) -> None:
+    for size in (16, 22):
+        images = {
+            look: _image(
+                render_tray_pixmap(unread=unread, look=look, size=size, dark_panel=dark_panel)
+            )
+            for look in TrayLook
+        }
+        for first, second in itertools.combinations(TrayLook, 2):
+            different = _differing_pixels(images[first], images[second])
+            assert different > size, (first, second, size)
+
+
+def test_the_badge_ring_follows_the_panel() -> None:
+    light = _image(render_tray_pixmap(unread=5, look=TrayLook.CONNECTED, size=22))
+    dark = _image(render_tray_pixmap(unread=5, look=TrayLook.CONNECTED, size=22, dark_panel=True))
+    assert _differing_pixels(light, dark) > 10
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio", "device"), [(16, 1.0, 16), (16, 2.0, 32), (22, 1.5, 33), (64, 2.0, 128)]
+)
+def test_sizes_and_ratios_give_the_device_pixel_size(size: int, ratio: float, device: int) -> None:
+    pixmap = render_tray_pixmap(
+        unread=7, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=ratio
+    )
+    assert (pixmap.width(), pixmap.height()) == (device, device)
+    assert pixmap.devicePixelRatio() == ratio
+    # Transparent corners: the tile is rounded, the host's panel shows through.
+    assert pixmap.toImage().pixelColor(0, device - 1).alpha() == 0
+
+
+def test_tray_icon_holds_each_size_drawn_on_its_own_grid() -> None:
+    icon = tray_icon(unread=12, look=TrayLook.DND)
+    for size, ratio in itertools.product(TRAY_SIZES, TRAY_PIXEL_RATIOS):
+        pixmap = icon.pixmap(QSize(size, size), ratio)
+        drawn = render_tray_pixmap(
+            unread=12, look=TrayLook.DND, size=size, device_pixel_ratio=ratio
+        )
+        assert pixmap.size() == drawn.size(), (size, ratio)
+        # Exactly the pixmap painted for that size: nothing was scaled.
+        assert _image(pixmap) == _image(drawn), (size, ratio)
+    # 16 px at ratio 2 is not the 32 px icon scaled: it is laid out for 16 logical pixels.
+    assert _image(icon.pixmap(QSize(16, 16), 2.0)) != _image(icon.pixmap(QSize(32, 32), 1.0))
+
+
+def test_the_shipped_app_icons_match_the_painting() -> None:
+    """Regenerate with ``python resources/icons/generate.py`` when this fails."""
+    directory = REPO / "resources" / "icons"
+    for size in APP_ICON_SIZES:
+        shipped = QImage(str(directory / f"{APP_ICON_NAME}-{size}.png"))
+        assert not shipped.isNull(), size
+        painted = _image(render_app_pixmap(size))
+        shipped = shipped.convertToFormat(QImage.Format.Format_ARGB32)
+        assert shipped.size() == painted.size()
+        worst = max(
+            abs(a.red() - b.red()) + abs(a.alpha() - b.alpha())
+            for a, b in zip(_pixels(shipped), _pixels(painted), strict=True)
+        )
+        assert worst <= 24, size
+    assert (directory / f"{APP_ICON_NAME}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_the_shipped_ico_and_icns_hold_every_size() -> None:
+    from PySide6.QtGui import QImageReader
+
+    directory = REPO / "resources" / "icons"
+    for name, expected in (
+        (f"{APP_ICON_NAME}.ico", {16, 24, 32, 48, 64, 128, 256}),
+        (f"{APP_ICON_NAME}.icns", {16, 32, 64, 128, 256, 512}),
+    ):
+        reader = QImageReader(str(directory / name))
+        sizes = set()
+        for index in range(reader.imageCount()):
+            assert reader.jumpToImage(index)
+            image = reader.read()
+            assert not image.isNull(), (name, index)
+            sizes.add(image.width())
+        assert expected <= sizes, name
+
+
+def test_app_icon_loads_the_shipped_pngs() -> None:
+    icon = app_icon()
+    assert not icon.isNull()
+    sizes = {size.width() for size in icon.availableSizes()}
+    assert set(APP_ICON_SIZES) <= sizes
+    shipped = QImage(str(REPO / "resources" / "icons" / f"{APP_ICON_NAME}-48.png"))
+    assert _image(icon.pixmap(48)) == shipped.convertToFormat(QImage.Format.Format_ARGB32)
+
+
+def test_app_icon_is_found_in_a_pyinstaller_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle is faked by a real directory laid out as PyInstaller unpacks it and
+    ``sys._MEIPASS`` pointing at it (the attribute PyInstaller's bootloader sets)."""
+    icons = tmp_path / "resources" / "icons"
+    icons.mkdir(parents=True)
+    green = QImage(32, 32, QImage.Format.Format_ARGB32)
+    green.fill(QColor("#00ff00"))
+    assert green.save(str(icons / f"{APP_ICON_NAME}-32.png"))
+    monkeypatch.setattr("sys._MEIPASS", str(tmp_path), raising=False)
+
+    assert badge.icon_directories()[0] == icons
+    pixmap = app_icon().pixmap(32)
+    assert pixmap.toImage().pixelColor(16, 16) == QColor("#00ff00")
+
+
+def test_app_icon_is_painted_when_no_files_ship(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(badge, "icon_directories", lambda: [tmp_path / "missing"])
+    icon = app_icon()
+    assert not icon.isNull()
+    assert _image(icon.pixmap(64)) == _image(render_app_pixmap(64))
+
+
+def test_a_strip_of_every_state_renders(tmp_path: Path) -> None:
+    counts = (0, 3, 42, 150)
+    side = 48
+    strip = QImage(side * len(counts) + 8, side * len(TrayLook) + 8, QImage.Format.Format_ARGB32)
+    strip.fill(QColor("#f4f5f7"))
+    painter = QPainter(strip)
+    try:
+        for row, look in enumerate(TrayLook):
+            for column, unread in enumerate(counts):
+                pixmap = render_tray_pixmap(unread=unread, look=look, size=side - 8)
+                painter.drawPixmap(8 + column * side, 8 + row * side, pixmap)
+    finally:
+        painter.end()
+    path = tmp_path / "tray-icon-states.png"
+    assert strip.save(str(path))
+    colours = {strip.pixel(x, y) for y in range(strip.height()) for x in range(strip.width())}
+    assert len(colours) > 200

@@ -1,0 +1,798 @@
+"""The History window and its lazy model, over real SQLite stores (tray_app.store)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QAbstractItemView
+from pytestqt.qtbot import QtBot
+
+from tray_app.store.db import open_database
+from tray_app.store.inbox import NO_FILTERS, Filters, Inbox, StoredNotification
+from tray_app.ui.history import (
+    EMPTY_TEXT,
+    LOAD_FAILED_TEXT,
+    NO_MATCH_TEXT,
+    OFFLINE_TEXT,
+    DateRange,
+    HistoryModel,
+    HistoryRole,
+    HistoryWindow,
+    describe_age,
+    plain_tooltip,
+    range_start,
+    single_line,
+)
+
+# The offscreen platform says this whenever a top-level window is shown; it is not a fault.
+pytestmark = pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
+
+NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+HTML = "<b>x</b><img src=x>"
+BIG_STORE_ROWS = 100_000
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def payload(seq: int, **fields: Any) -> dict[str, Any]:
+    """A notification as the server sends it; newer seqs are newer in time too."""
+    project = fields.pop("project", (1, "Mobile App"))
+    document: dict[str, Any] = {
+        "seq": seq,
+        "id": seq + 1000,
+        "title": f"Notification {seq}",
+        "message": f"Message {seq}",
+        "event_type": "task_updated",
+        "priority": "normal",
+        "url": f"https://example.test/n/{seq}",
+        "created_at": (NOW - timedelta(minutes=10_000 - seq)).isoformat(),
+        "is_read": False,
+    }
+    if project is not None:
+        document["project"] = {"id": project[0], "title": project[1]}
+    document.update(fields)
+    return document
+
+
+_OPEN_STORES: list[sqlite3.Connection] = []
+
+
+def make_inbox(
+    path: Path, payloads: list[dict[str, Any]], *, closed_after_test: bool = True
+) -> Inbox:
+    connection = open_database(path).connection
+    if closed_after_test:
+        _OPEN_STORES.append(connection)
+    inbox = Inbox(connection)
+    if payloads:
+        inbox.ingest(payloads)
+    return inbox
+
+
+@pytest.fixture(autouse=True)
+def close_stores() -> Iterator[None]:
+    yield
+    while _OPEN_STORES:
+        _OPEN_STORES.pop().close()
+
+
+@dataclass
+class CountingSource:
+    """The real Inbox, with the rows it hands out counted (what "lazy" is measured by)."""
+
+    inbox: Inbox
+    fetched_rows: int = 0
+    searches: list[Filters] = field(default_factory=list)
+
+    def search(
+        self, filters: Filters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+    ) -> list[StoredNotification]:
+        rows = self.inbox.search(filters, limit=limit, offset=offset)
+        self.fetched_rows += len(rows)
+        self.searches.append(filters)
+        return rows
+
+    def count(self, filters: Filters = NO_FILTERS) -> int:
+        return self.inbox.count(filters)
+
+    def projects(self) -> list[tuple[int, str]]:
+        return self.inbox.projects()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Inbox:
+    """30 notifications in two projects; every third one read; 27 and 29 high/urgent."""
+    payloads = [
+        payload(
+            seq,
+            is_read=seq % 3 == 0,
+            project=(1, "Mobile App") if seq % 2 else (2, "Website Redesign"),
+            priority={27: "high", 29: "urgent"}.get(seq, "normal"),
+        )
+        for seq in range(1, 31)
+    ]
+    return make_inbox(tmp_path / "history.sqlite3", payloads)
+
+
+@pytest.fixture
+def make_window(qtbot: QtBot) -> Callable[..., HistoryWindow]:
+    def make(source: Any, *, show: bool = False, **options: Any) -> HistoryWindow:
+        window = HistoryWindow(source, clock=options.pop("clock", clock), **options)
+        qtbot.addWidget(window)
+        if show:
+            window.show()
+            qtbot.waitExposed(window)
+            window.activateWindow()
+            window.list_view.setFocus()
+            qtbot.waitUntil(window.list_view.hasFocus)
+        return window
+
+    return make
+
+
+def loaded_ids(model: HistoryModel) -> list[int]:
+    return model.ids(range(model.rowCount()))
+
+
+def fetch_all(model: HistoryModel) -> None:
+    while model.canFetchMore(QModelIndex()):
+        model.fetchMore(QModelIndex())
+
+
+def select_rows(window: HistoryWindow, rows: list[int]) -> None:
+    selection = window.list_view.selectionModel()
+    selection.clearSelection()
+    for row in rows:
+        selection.select(window.model.index(row, 0), QItemSelectionModel.SelectionFlag.Select)
+    selection.setCurrentIndex(
+        window.model.index(rows[0], 0), QItemSelectionModel.SelectionFlag.NoUpdate
+    )
+
+
+def distinct_colours(image: QImage) -> int:
+    step = 3
+    return len(
+        {
+            image.pixel(x, y)
+            for x in range(0, image.width(), step)
+            for y in range(0, image.height(), step)
+        }
+    )
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected"),
+    [
+        (timedelta(seconds=-30), "just now"),
+        (timedelta(seconds=59), "just now"),
+        (timedelta(minutes=5), "5 min ago"),
+        (timedelta(minutes=59, seconds=59), "59 min ago"),
+        (timedelta(hours=3), "3 h ago"),
+    ],
+)
+def test_describe_age_reads_like_a_person(elapsed: timedelta, expected: str) -> None:
+    assert describe_age(NOW - elapsed, NOW) == expected
+
+
+def test_describe_age_names_days_and_dates() -> None:
+    now = datetime(2025, 3, 14, 12, 0).astimezone()
+    assert describe_age(now - timedelta(days=1, hours=2), now) == "yesterday"
+    assert describe_age(now - timedelta(days=4), now) == "4 days ago"
+    assert describe_age(datetime(2025, 1, 2, 9, 0).astimezone(), now) == "2 Jan"
+    assert describe_age(datetime(2023, 11, 20, 9, 0).astimezone(), now) == "20 Nov 2023"
+
+
+def test_plain_tooltip_shows_markup_literally() -> None:
+    tooltip = plain_tooltip(HTML, "line one\nline two")
+    assert "<b>x</b>" not in tooltip
+    assert "<img" not in tooltip
+    assert "&lt;b&gt;x&lt;/b&gt;&lt;img src=x&gt;" in tooltip
+    assert "line one<br>line two" in tooltip
+
+
+def test_single_line_folds_breaks_and_control_characters() -> None:
+    assert single_line("a\nb\r\n\tc\x00d\u2028e ") == "a b c d e"
+
+
+def test_date_ranges_start_where_the_label_says() -> None:
+    assert range_start(DateRange.ALL, NOW) is None
+    assert range_start(DateRange.LAST_7_DAYS, NOW) == NOW - timedelta(days=7)
+    assert range_start(DateRange.LAST_30_DAYS, NOW) == NOW - timedelta(days=30)
+    today = range_start(DateRange.TODAY, NOW)
+    assert today is not None
+    local = NOW.astimezone()
+    assert today == local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+def test_model_roles_carry_each_field(inbox: Inbox, qtbot: QtBot) -> None:
+    model = HistoryModel(inbox, clock=clock)
+    model.refresh()
+    index = model.index(0, 0)  # the newest: seq 30
+    stored = inbox.search(limit=1)[0]
+    assert index.data(HistoryRole.TITLE) == "Notification 30"
+    assert index.data(Qt.ItemDataRole.DisplayRole) == "Notification 30"
+    assert index.data(HistoryRole.MESSAGE) == "Message 30"
+    assert index.data(HistoryRole.PROJECT) == "Website Redesign"
+    assert index.data(HistoryRole.AGE) == describe_age(stored.created_at, NOW)
+    assert index.data(HistoryRole.PRIORITY) == "normal"
+    assert index.data(HistoryRole.IS_READ) is True
+    assert index.data(HistoryRole.ID) == 1030
+    assert index.data(HistoryRole.URL) == "https://example.test/n/30"
+    assert index.data(HistoryRole.CREATED_AT) == stored.created_at
+    assert model.index(1, 0).data(HistoryRole.PRIORITY) == "urgent"
+    assert "Unread. Urgent. Notification 29. Mobile App" in model.index(1, 0).data(
+        Qt.ItemDataRole.AccessibleTextRole
+    )
+    assert bytes(model.roleNames()[int(HistoryRole.IS_READ)].data()) == b"is_read"
+    assert model.index(99, 0).data(HistoryRole.TITLE) is None
+
+
+def test_model_pages_lazily_in_store_order_without_gaps(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 1001)])
+    source = CountingSource(store)
+    model = HistoryModel(source, page_size=100)
+    model.refresh()
+    assert model.rowCount() == 100
+    assert source.fetched_rows == 100
+    assert model.total == 1000
+    assert model.canFetchMore(QModelIndex())
+    with qtbot.waitSignal(model.rowsInserted):
+        model.fetchMore(QModelIndex())
+    assert model.rowCount() == 200
+    fetch_all(model)
+    assert not model.canFetchMore(QModelIndex())
+    assert loaded_ids(model) == [seq + 1000 for seq in range(1000, 0, -1)]
+    assert source.fetched_rows == 1000
+
+
+def test_apply_read_restyles_rows_in_place(inbox: Inbox, qtbot: QtBot) -> None:
+    model = HistoryModel(inbox, clock=clock)
+    model.refresh()
+    row = model.row_of(1029)
+    assert row is not None
+    inbox.set_read([1029], True)
+    with (
+        qtbot.assertNotEmitted(model.modelReset),
+        qtbot.waitSignal(model.dataChanged) as changed,
+    ):
+        assert model.apply_read([1029, 424242], True) == [1029]
+    assert changed.args is not None
+    assert changed.args[0].row() == row
+    assert changed.args[1].row() == row
+    assert model.index(row, 0).data(HistoryRole.IS_READ) is True
+    # Already read: nothing to repaint.
+    with qtbot.assertNotEmitted(model.dataChanged):
+        assert model.apply_read([1029], True) == []
+
+
+def test_read_changes_under_the_unread_filter_leave_no_gap(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 301)])
+    model = HistoryModel(store, page_size=100)
+    model.refresh(Filters(unread=True))
+    first_page = loaded_ids(model)
+    # Marking read shifts every later row up by one in the store's unread list; the next
+    # page must still start right after the loaded rows.
+    store.set_read(first_page[:10], True)
+    model.apply_read(first_page[:10], True)
+    assert model.total == 290
+    fetch_all(model)
+    assert sorted(loaded_ids(model)) == sorted(seq + 1000 for seq in range(1, 301))
+    assert len(set(loaded_ids(model))) == 300
+
+
+def test_removed_rows_go_in_place_and_later_pages_stay_whole(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 301)])
+    model = HistoryModel(store, page_size=100)
+    model.refresh()
+    gone = [1300, 1298, 1297, 1250]
+    store.remove(gone)
+    with qtbot.assertNotEmitted(model.modelReset), qtbot.waitSignal(model.rowsRemoved):
+        assert sorted(model.remove([*gone, 999_999])) == sorted(gone)
+    assert model.rowCount() == 96
+    assert model.total == 296
+    fetch_all(model)
+    expected = [seq + 1000 for seq in range(300, 0, -1) if seq + 1000 not in gone]
+    assert loaded_ids(model) == expected
+
+
+def test_rows_stored_before_a_merge_do_not_duplicate_a_page(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 251)])
+    model = HistoryModel(store, page_size=100)
+    model.refresh()
+    store.ingest([payload(seq) for seq in range(251, 261)])  # arrived, not merged yet
+    fetch_all(model)
+    assert loaded_ids(model) == [seq + 1000 for seq in range(260, 0, -1)]
+
+
+def test_a_failing_store_is_reported_not_raised(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 301)])
+    model = HistoryModel(store, page_size=100)
+    model.refresh()
+    store._connection.close()  # what a vanished or broken file looks like to the store
+    with qtbot.waitSignal(model.load_failed) as failed:
+        model.fetchMore(QModelIndex())  # called by the view, from C++: must not raise
+    assert failed.args is not None
+    assert "local notification database failed" in failed.args[0]
+    assert model.rowCount() == 100
+    assert not model.canFetchMore(QModelIndex())
+    with qtbot.waitSignal(model.load_failed):
+        model.refresh(Filters(text="x"))
+    assert model.rowCount() == 0
+    assert model.total == 0
+    assert not model.canFetchMore(QModelIndex())
+
+
+def test_window_says_when_saved_notifications_cannot_be_read(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 11)])
+    window = make_window(store)
+    store._connection.close()
+    with qtbot.waitSignal(window.filters_changed):
+        window.unread_only.setChecked(True)
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_title.text() == LOAD_FAILED_TEXT
+    assert "local notification database failed" in window.empty_hint.text()
+    assert window.clear_filters_button.isHidden()
+    assert "local notification database failed" in window.status_label.text()
+
+
+def test_ages_follow_the_clock(inbox: Inbox, qtbot: QtBot) -> None:
+    inbox.ingest([payload(31, created_at=(NOW - timedelta(minutes=10)).isoformat())])
+    now = [NOW]
+    model = HistoryModel(inbox, clock=lambda: now[0])
+    model.refresh()
+    index = model.index(0, 0)
+    before = index.data(HistoryRole.AGE)
+    assert before == "10 min ago"
+    now[0] = NOW + timedelta(hours=5)
+    with qtbot.waitSignal(model.dataChanged) as changed:
+        model.refresh_ages()
+    assert changed.args is not None
+    assert changed.args[2] == [int(HistoryRole.AGE)]
+    assert index.data(HistoryRole.AGE) != before
+    assert index.data(HistoryRole.AGE) == "5 h ago"
+
+
+# --- 100,000 rows ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
+    """100,000 notifications; every 250th one mentions "deploy" (400 of them)."""
+    started = datetime(2025, 1, 1, tzinfo=UTC)
+    payloads = [
+        {
+            "seq": seq,
+            "id": seq,
+            "title": f"Deploy {seq} finished" if seq % 250 == 0 else f"Task {seq} moved",
+            "message": "Carol moved the card to Done",
+            "priority": ("low", "normal", "high", "urgent")[seq % 4],
+            "created_at": (started + timedelta(seconds=seq)).isoformat(),
+            "project": {"id": 1 + seq % 2, "title": ("Mobile App", "Website Redesign")[seq % 2]},
+            "is_read": seq % 3 == 0,
+        }
+        for seq in range(1, BIG_STORE_ROWS + 1)
+    ]
+    store = make_inbox(
+        tmp_path_factory.mktemp("big") / "big.sqlite3", payloads, closed_after_test=False
+    )
+    assert store.count() == BIG_STORE_ROWS
+    yield store
+    store._connection.close()
+
+
+def test_opening_over_100000_rows_reads_only_the_first_page(
+    big_store: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    source = CountingSource(big_store)
+    started = time.perf_counter()
+    window = make_window(source, show=True)
+    qtbot.waitUntil(lambda: window.list_view.viewport().isVisible())
+    elapsed = time.perf_counter() - started
+    print(f"opened over {BIG_STORE_ROWS:,} rows in {elapsed * 1000:.0f} ms")
+    assert window.model.total == BIG_STORE_ROWS
+    assert window.model.rowCount() == window.model.page_size
+    assert source.fetched_rows <= 2 * window.model.page_size
+    assert window.status_label.text() == "100,000 notifications"
+
+
+def test_scrolling_to_the_end_fetches_the_next_page(
+    big_store: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    source = CountingSource(big_store)
+    window = make_window(source, show=True)
+    first = window.model.rowCount()
+    bar = window.list_view.verticalScrollBar()
+    with qtbot.waitSignal(window.model.rowsInserted):
+        bar.setValue(bar.maximum())
+    assert window.model.rowCount() == first + window.model.page_size
+    assert source.fetched_rows == window.model.rowCount()
+    assert loaded_ids(window.model) == list(range(BIG_STORE_ROWS, BIG_STORE_ROWS - 400, -1))
+
+
+def test_searching_100000_rows_is_answered_by_the_store(
+    big_store: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    source = CountingSource(big_store)
+    window = make_window(source, show=True)
+    with qtbot.waitSignal(window.filters_changed, timeout=5000):
+        QTest.keyClicks(window.search_box, "deplo")
+    expected = Filters(text="deplo")
+    assert window.model.filters == expected
+    assert window.model.total == big_store.count(expected) == 400
+    assert window.model.rowCount() == window.model.page_size
+    bar = window.list_view.verticalScrollBar()
+    while window.model.canFetchMore(QModelIndex()):
+        with qtbot.waitSignal(window.model.rowsInserted):
+            bar.setValue(bar.maximum())
+    assert window.model.rowCount() == 400
+    assert all(window.model.notification(row).title.startswith("Deploy ") for row in range(400))
+    # Only the matches were read: the first page of everything, then the 400 matches.
+    assert source.fetched_rows == window.model.page_size + 400
+
+    with qtbot.waitSignal(window.filters_changed):
+        window.unread_only.setChecked(True)
+    unread = Filters(text="deplo", unread=True)
+    assert window.model.total == big_store.count(unread)
+    assert all(not window.model.notification(row).is_read for row in range(100))
+
+
+# --- the window -----------------------------------------------------------------------------
+
+
+def test_window_lists_newest_first_with_a_count(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow]
+) -> None:
+    window = make_window(inbox)
+    assert window.model.rowCount() == 30
+    assert window.model.index(0, 0).data(HistoryRole.ID) == 1030
+    assert window.stack.currentWidget() is window.list_view
+    assert window.status_label.text() == "30 notifications"
+    assert window.offline_banner.isHidden()
+
+
+def test_offline_banner_shows_and_hides(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow]
+) -> None:
+    window = make_window(inbox, show=True)
+    window.set_offline(True)
+    assert window.offline_banner.isVisible()
+    assert window.offline_banner.text() == OFFLINE_TEXT
+    assert window.offline_banner.textFormat() == Qt.TextFormat.PlainText
+    window.set_offline(False)
+    assert not window.offline_banner.isVisible()
+
+
+def test_empty_store_says_so(tmp_path: Path, make_window: Callable[..., HistoryWindow]) -> None:
+    window = make_window(make_inbox(tmp_path / "e.sqlite3", []))
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_title.text() == EMPTY_TEXT
+    assert window.clear_filters_button.isHidden()
+    assert window.status_label.text() == "0 notifications"
+
+
+def test_no_match_offers_to_clear_filters(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox)
+    with qtbot.waitSignal(window.filters_changed):
+        window.search_box.setText("zebra")
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_title.text() == NO_MATCH_TEXT
+    assert not window.clear_filters_button.isHidden()
+    with qtbot.waitSignal(window.filters_changed):
+        window.clear_filters_button.click()
+    assert window.search_box.text() == ""
+    assert window.stack.currentWidget() is window.list_view
+    assert window.model.rowCount() == 30
+
+
+def test_punctuation_only_search_matches_nothing_without_error(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox)
+    with qtbot.waitSignal(window.filters_changed):
+        window.search_box.setText('"NEAR( *')
+    assert window.model.rowCount() == 0
+    assert window.empty_title.text() == NO_MATCH_TEXT
+
+
+def test_search_is_debounced_into_one_store_query(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    source = CountingSource(inbox)
+    window = make_window(source, show=True)
+    emitted: list[None] = []
+    window.filters_changed.connect(lambda: emitted.append(None))
+    before = len(source.searches)
+    with qtbot.waitSignal(window.filters_changed, timeout=5000):
+        QTest.keyClicks(window.search_box, "notification 2")
+    assert emitted == [None]
+    assert source.searches[before:] == [Filters(text="notification 2")]
+    # "Notification 2" and 20..29 (prefix match on the word "2").
+    assert window.model.total == inbox.count(Filters(text="notification 2")) == 11
+
+
+def test_enter_in_the_search_box_searches_at_once(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    window.search_box.setFocus()
+    QTest.keyClicks(window.search_box, "message 7")
+    assert window.model.filters == Filters()  # still waiting for the typing to pause
+    with qtbot.waitSignal(window.filters_changed, timeout=100):
+        QTest.keyClick(window.search_box, Qt.Key.Key_Return)
+    assert window.model.filters == Filters(text="message 7")
+    assert loaded_ids(window.model) == [1007]
+    assert window.status_label.text() == "1 match"
+
+
+def test_filter_controls_build_the_store_filters(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox)
+    assert [window.project_combo.itemText(i) for i in range(3)] == [
+        "All projects",
+        "Mobile App",
+        "Website Redesign",
+    ]
+    with qtbot.waitSignal(window.filters_changed):
+        window.unread_only.setChecked(True)
+    assert window.model.total == inbox.count(Filters(unread=True)) == 20
+    with qtbot.waitSignal(window.filters_changed):
+        window.project_combo.setCurrentIndex(1)
+    assert window.model.filters == Filters(unread=True, project_id=1)
+    assert window.model.total == 10
+    with qtbot.waitSignal(window.filters_changed):
+        window.priority_actions["urgent"].setChecked(True)
+    with qtbot.waitSignal(window.filters_changed):
+        window.priority_actions["high"].setChecked(True)
+    assert window.model.filters.priorities == frozenset({"urgent", "high"})
+    assert window.priority_button.text() == "Priority: Urgent, High"
+    # 29 (urgent) is odd and unread; 27 (high) is read, so the unread filter leaves it out.
+    assert loaded_ids(window.model) == [1029]
+    window.clear_filters()
+    assert window.model.filters == Filters()
+    assert window.priority_button.text() == "Any priority"
+
+
+def test_date_range_uses_the_clock(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    ages = [timedelta(minutes=5), timedelta(days=3), timedelta(days=20), timedelta(days=90)]
+    store = make_inbox(
+        tmp_path / "d.sqlite3",
+        [
+            payload(seq, created_at=(NOW - age).isoformat())
+            for seq, age in enumerate(reversed(ages), start=1)
+        ],
+    )
+    window = make_window(store)
+    counts = {}
+    for choice in (DateRange.LAST_7_DAYS, DateRange.LAST_30_DAYS, DateRange.ALL):
+        with qtbot.waitSignal(window.filters_changed):
+            window.date_combo.setCurrentIndex(window.date_combo.findData(int(choice)))
+        counts[choice] = window.model.rowCount()
+    assert counts == {DateRange.LAST_7_DAYS: 2, DateRange.LAST_30_DAYS: 3, DateRange.ALL: 4}
+    with qtbot.waitSignal(window.filters_changed):
+        window.date_combo.setCurrentIndex(window.date_combo.findData(int(DateRange.TODAY)))
+    assert window.model.filters.since == range_start(DateRange.TODAY, NOW)
+    assert window.model.total == store.count(window.model.filters)
+
+
+def test_enter_and_double_click_ask_to_open(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    view = window.list_view
+    view.setCurrentIndex(window.model.index(2, 0))
+    with qtbot.waitSignal(window.open_requested) as opened:
+        QTest.keyClick(view, Qt.Key.Key_Return)
+    assert opened.args == [1028, "https://example.test/n/28"]
+    rect = view.visualRect(window.model.index(0, 0))
+    # A real double click starts with a press that sets the view's pressed index.
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    with qtbot.waitSignal(window.open_requested) as opened:
+        QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert opened.args == [1030, "https://example.test/n/30"]
+
+
+def test_space_marks_read_then_unread(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    select_rows(window, [0, 1, 2])  # 30 is read, 29 and 28 unread
+    with qtbot.waitSignal(window.mark_read_requested) as marked:
+        QTest.keyClick(window.list_view, Qt.Key.Key_Space)
+    assert marked.args == [[1029, 1028]]
+    inbox.set_read([1029, 1028], True)
+    window.apply_read([1029, 1028], True)
+    assert window.selected_ids() == [1030, 1029, 1028]
+    with qtbot.waitSignal(window.mark_unread_requested) as marked:
+        QTest.keyClick(window.list_view, Qt.Key.Key_Space)
+    assert marked.args == [[1030, 1029, 1028]]
+
+
+def test_delete_key_deletes_a_multi_selection(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    view = window.list_view
+    view.setCurrentIndex(window.model.index(3, 0))
+    QTest.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    with qtbot.waitSignal(window.delete_requested) as deleted:
+        QTest.keyClick(view, Qt.Key.Key_Delete)
+    assert deleted.args == [[1027, 1026, 1025]]
+    assert window.model.rowCount() == 30  # passive: nothing goes until the app says so
+
+    inbox.remove([1027, 1026, 1025])
+    with qtbot.assertNotEmitted(window.model.modelReset):
+        window.apply_removed([1027, 1026, 1025])
+    assert window.model.rowCount() == 27
+    assert window.model.total == 27
+    # The selection lands on the row after the deleted ones, ready for the next key.
+    assert window.selected_ids() == [1024]
+    assert view.currentIndex().data(HistoryRole.ID) == 1024
+
+
+def test_ctrl_f_focuses_search_and_ctrl_a_selects_all(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    QTest.keyClick(window.list_view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert len(window.selected_ids()) == 30
+    assert window.status_label.text() == "30 selected of 30 notifications"
+    assert window.delete_action.isEnabled()
+    QTest.keyClick(window.list_view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(window.search_box.hasFocus)
+    # Space typed in the search box is a space, not a read toggle.
+    with qtbot.assertNotEmitted(window.mark_read_requested, wait=50):
+        QTest.keyClick(window.search_box, Qt.Key.Key_Space)
+    assert window.search_box.text() == " "
+
+
+def test_context_menu_actions_follow_the_selection(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    select_rows(window, [1])  # 29: unread
+    menu = window.context_menu()
+    labels = [action.text() for action in menu.actions() if not action.isSeparator()]
+    assert labels == ["Open", "Mark read", "Mark unread", "Delete"]
+    assert window.mark_read_action.isEnabled()
+    assert not window.mark_unread_action.isEnabled()
+    with qtbot.waitSignal(window.mark_read_requested) as marked:
+        window.mark_read_action.trigger()
+    assert marked.args == [[1029]]
+    select_rows(window, [0])  # 30: read
+    assert not window.mark_read_action.isEnabled()
+    with qtbot.waitSignal(window.mark_unread_requested) as marked:
+        window.mark_unread_action.trigger()
+    assert marked.args == [[1030]]
+    menu.close()
+
+
+def test_new_notifications_appear_on_top_keeping_the_selection(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    select_rows(window, [4, 5])
+    inbox.ingest([payload(31, project=(3, "Data Platform")), payload(32)])
+    with (
+        qtbot.assertNotEmitted(window.model.modelReset),
+        qtbot.waitSignal(window.model.rowsInserted) as inserted,
+    ):
+        window.notifications_changed()
+    assert inserted.args is not None
+    assert (inserted.args[1], inserted.args[2]) == (0, 1)
+    assert loaded_ids(window.model)[:3] == [1032, 1031, 1030]
+    assert window.selected_ids() == [1026, 1025]
+    assert window.status_label.text() == "2 selected of 32 notifications"
+    select_rows(window, [0])
+    assert window.status_label.text() == "32 notifications"
+    assert window.project_combo.findText("Data Platform") > 0
+
+
+def test_new_notifications_do_not_move_the_rows_being_read(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(tmp_path / "s.sqlite3", [payload(seq) for seq in range(1, 151)])
+    window = make_window(store, show=True)
+    view = window.list_view
+    view.scrollTo(window.model.index(60, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+    top_before = view.indexAt(view.viewport().rect().topLeft()).data(HistoryRole.ID)
+    assert top_before == 1090
+    store.ingest([payload(seq) for seq in range(151, 156)])
+    window.notifications_changed()
+    qtbot.waitUntil(
+        lambda: view.indexAt(view.viewport().rect().topLeft()).data(HistoryRole.ID) == 1090
+    )
+    assert window.model.rowCount() == 155
+
+
+def test_a_filled_gap_reloads_and_keeps_the_selection(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    payloads = [payload(seq) for seq in range(1, 21) if seq != 10]
+    store = make_inbox(tmp_path / "g.sqlite3", payloads)
+    window = make_window(store, show=True)
+    select_rows(window, [2])  # seq 18
+    store.ingest([payload(10)])  # the missing one arrives from a replay, below the top
+    with qtbot.waitSignal(window.model.modelReset):
+        window.notifications_changed()
+    assert loaded_ids(window.model) == [seq + 1000 for seq in range(20, 0, -1)]
+    assert window.selected_ids() == [1018]
+    assert window.list_view.currentIndex().data(HistoryRole.ID) == 1018
+
+
+def test_a_project_that_disappears_falls_back_to_all(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox)
+    with qtbot.waitSignal(window.filters_changed):
+        window.project_combo.setCurrentIndex(window.project_combo.findData(2))
+    website = [seq + 1000 for seq in range(2, 31, 2)]
+    inbox.remove(website)
+    with qtbot.waitSignal(window.filters_changed):
+        window.apply_removed(website)
+    assert window.project_combo.currentData() is None
+    assert window.model.rowCount() == 15
+
+
+def test_markup_in_server_text_stays_plain(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "h.sqlite3",
+        [payload(1, title=HTML, message=HTML, project=(7, HTML), priority="urgent")],
+    )
+    window = make_window(store, show=True)
+    index = window.model.index(0, 0)
+    assert index.data(Qt.ItemDataRole.DisplayRole) == HTML
+    assert index.data(HistoryRole.MESSAGE) == HTML
+    assert "<img" not in index.data(Qt.ItemDataRole.ToolTipRole)
+    assert window.project_combo.itemText(1) == HTML
+    image = window.list_view.viewport().grab().toImage()
+    assert distinct_colours(image) > 10  # the row was painted (chip, dot, text)
+
+
+def test_window_renders_a_polished_screenshot(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    rows = [
+        payload(1, title="Sprint 14 planning moved to Thursday", project=(2, "Website Redesign")),
+        payload(2, title="bob commented on Login screen", is_read=True, priority="high"),
+        payload(
+            3,
+            title="Milestone Beta release is due tomorrow",
+            message="3 of 12 tasks are still open. Owners: alice, bob, carol.",
+            priority="urgent",
+        ),
+    ]
+    window = make_window(make_inbox(tmp_path / "s.sqlite3", rows), show=True)
+    window.set_offline(True)
+    image = window.grab().toImage()
+    path = tmp_path / "history.png"
+    assert image.save(str(path))
+    assert path.stat().st_size > 5_000
+    assert distinct_colours(image) > 40

@@ -1,0 +1,220 @@
+"""The login dialog: local checks, the submitted values, busy state, errors as plain text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLineEdit
+from pytestqt.qtbot import QtBot
+
+from tray_app.ui.login import MANAGED_NOTE, LoginDialog, validate_server_url
+
+# The offscreen platform plugin cannot pass a window's size hints on and says so
+# whenever a laid-out top-level window is shown; no other Qt warning is tolerated.
+pytestmark = pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
+
+HOSTILE = "<b>x</b><img src=x>"
+KEYRING_REASON = (
+    "No keyring service is running (such as GNOME Keyring or KWallet), so the app cannot "
+    "remember your login."
+)
+
+
+def _dialog(qtbot: QtBot, *args: object, **kwargs: object) -> LoginDialog:
+    dialog = LoginDialog(*args, **kwargs)  # type: ignore[arg-type]
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    return dialog
+
+
+def _distinct_colours(image: QImage) -> int:
+    colours = set()
+    for y in range(0, image.height(), 2):
+        for x in range(0, image.width(), 2):
+            colours.add(image.pixel(x, y))
+    return len(colours)
+
+
+@pytest.mark.parametrize(
+    ("typed", "normalized", "ok"),
+    [
+        ("https://notify.example.com/", "https://notify.example.com", True),
+        ("  http://127.0.0.1:8000  ", "http://127.0.0.1:8000", True),
+        ("http://[::1]:8000", "http://[::1]:8000", True),
+        ("", "", False),
+        ("notify.example.com", "notify.example.com", False),
+        ("ftp://notify.example.com", "ftp://notify.example.com", False),
+        ("https://", "https:", False),
+        ("http://host:notaport", "http://host:notaport", False),
+    ],
+)
+def test_validate_server_url(typed: str, normalized: str, ok: bool) -> None:
+    address, problem = validate_server_url(typed)
+    assert address == normalized
+    assert (problem is None) is ok
+
+
+def test_prefilled_fields_and_password_echo(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice")
+    assert dialog.server_edit.text() == "http://127.0.0.1:8000"
+    assert dialog.username_edit.text() == "alice"
+    assert dialog.password_edit.echoMode() == QLineEdit.EchoMode.Password
+    assert not dialog.server_edit.isReadOnly()
+    assert dialog.remember_check.isChecked()
+    assert dialog.remember_check.isEnabled()
+    assert not dialog.progress.isVisible()
+    assert dialog.focusWidget() is dialog.password_edit  # the first empty field
+
+
+def test_enter_submits_the_trimmed_values(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "https://notify.example.com/", " alice ")
+    QTest.keyClicks(dialog.password_edit, " pass word ")
+    with qtbot.waitSignal(dialog.login_submitted, timeout=1000) as blocker:
+        QTest.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    # The password is sent exactly as typed; the address and username are trimmed.
+    assert blocker.args == ["https://notify.example.com", "alice", " pass word ", True]
+    assert dialog.isVisible()  # the app closes it once the server said yes
+
+
+def test_login_button_submits_with_remember_off(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "bob", remember_me=False)
+    dialog.password_edit.setText("demo")
+    with qtbot.waitSignal(dialog.login_submitted, timeout=1000) as blocker:
+        QTest.mouseClick(dialog.login_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["http://127.0.0.1:8000", "bob", "demo", False]
+
+
+def test_empty_fields_are_reported_inline_and_nothing_is_sent(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot)
+    with qtbot.assertNotEmitted(dialog.login_submitted):
+        QTest.mouseClick(dialog.login_button, Qt.MouseButton.LeftButton)
+    assert dialog.field_error("server") == "Enter the server address."
+    assert dialog.field_error("username") == "Enter your username."
+    assert dialog.field_error("password") == "Enter your password."
+    assert dialog.focusWidget() is dialog.server_edit
+    # Typing into a field clears its message only.
+    QTest.keyClicks(dialog.username_edit, "alice")
+    assert dialog.field_error("username") == ""
+    assert dialog.field_error("password") == "Enter your password."
+
+
+def test_a_server_address_without_http_is_refused(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "notify.example.com", "alice")
+    dialog.password_edit.setText("pw")
+    with qtbot.assertNotEmitted(dialog.login_submitted):
+        QTest.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    assert "https://" in dialog.field_error("server")
+    assert dialog.field_error("password") == ""
+    assert dialog.focusWidget() is dialog.server_edit
+
+
+def test_managed_server_is_read_only_with_a_note(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "https://it.example.com", "", server_locked=True)
+    assert dialog.server_edit.isReadOnly()
+    notes = [label.text() for label in dialog.findChildren(type(dialog.error_label))]
+    assert MANAGED_NOTE in notes
+    assert dialog.focusWidget() is dialog.username_edit  # the locked field is skipped
+    QTest.keyClicks(dialog.server_edit, "evil")
+    assert dialog.server_edit.text() == "https://it.example.com"
+
+
+def test_unusable_keyring_disables_remember_me_and_says_why(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice", keyring_reason=KEYRING_REASON)
+    assert not dialog.remember_check.isChecked()
+    assert not dialog.remember_check.isEnabled()
+    shown = [label.text() for label in dialog.findChildren(type(dialog.error_label))]
+    assert KEYRING_REASON in shown
+    dialog.password_edit.setText("demo")
+    with qtbot.waitSignal(dialog.login_submitted, timeout=1000) as blocker:
+        QTest.keyClick(dialog.password_edit, Qt.Key.Key_Enter)
+    assert blocker.args[3] is False
+    # Leaving the busy state must not re-enable it.
+    dialog.set_busy(True)
+    dialog.set_busy(False)
+    assert not dialog.remember_check.isEnabled()
+
+
+def test_busy_state_locks_the_form_and_blocks_a_second_submit(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice")
+    dialog.password_edit.setText("demo")
+    dialog.set_busy(True)
+    assert dialog.busy
+    assert dialog.progress.isVisible()
+    assert dialog.progress.minimum() == dialog.progress.maximum() == 0  # indeterminate
+    assert not dialog.login_button.isEnabled()
+    assert not dialog.password_edit.isEnabled()
+    with qtbot.assertNotEmitted(dialog.login_submitted):
+        QTest.keyClick(dialog, Qt.Key.Key_Return)
+    dialog.set_busy(False)
+    assert not dialog.progress.isVisible()
+    assert dialog.login_button.isEnabled()
+    assert dialog.password_edit.isEnabled()
+
+
+def test_show_error_ends_busy_and_shows_plain_text(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice")
+    dialog.password_edit.setText("wrong")
+    dialog.set_busy(True)
+    dialog.show_error(HOSTILE)
+    assert not dialog.busy
+    assert not dialog.progress.isVisible()
+    assert dialog.error_label.isVisible()
+    assert dialog.error_label.text() == HOSTILE
+    assert dialog.error_label.textFormat() == Qt.TextFormat.PlainText
+    assert dialog.focusWidget() is dialog.password_edit
+    assert dialog.password_edit.selectedText() == "wrong"  # ready to be retyped
+    # A new attempt hides the old message.
+    dialog.set_busy(True)
+    assert not dialog.error_label.isVisible()
+
+
+def test_every_label_is_plain_text(qtbot: QtBot) -> None:
+    dialog = _dialog(
+        qtbot, HOSTILE, HOSTILE, server_locked=True, keyring_reason=f"{HOSTILE} reason"
+    )
+    dialog.show_error(HOSTILE)
+    labels = dialog.findChildren(type(dialog.error_label))
+    texts = [label.text() for label in labels]
+    assert f"{HOSTILE} reason" in texts
+    for label in labels:
+        if label.text():
+            assert label.textFormat() == Qt.TextFormat.PlainText, label.text()
+
+
+def test_cancel_escape_and_close_emit_cancelled(qtbot: QtBot) -> None:
+    for close in ("button", "escape", "window"):
+        dialog = _dialog(qtbot, "http://127.0.0.1:8000")
+        with qtbot.waitSignal(dialog.cancelled, timeout=1000):
+            if close == "button":
+                QTest.mouseClick(
+                    dialog._buttons.button(dialog._buttons.StandardButton.Cancel),
+                    Qt.MouseButton.LeftButton,
+                )
+            elif close == "escape":
+                QTest.keyClick(dialog, Qt.Key.Key_Escape)
+            else:
+                dialog.close()
+        assert not dialog.isVisible()
+
+
+def test_accept_does_not_emit_cancelled(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000")
+    with qtbot.assertNotEmitted(dialog.cancelled):
+        dialog.accept()
+    assert dialog.result() == LoginDialog.DialogCode.Accepted
+
+
+def test_screenshots_are_not_blank(qtbot: QtBot, tmp_path: Path) -> None:
+    dialog = _dialog(qtbot, "https://notify.example.com", "alice", server_locked=True)
+    dialog.password_edit.setText("secret")
+    dialog.show_error("Wrong username or password.")
+    image = dialog.grab().toImage()
+    assert image.save(str(tmp_path / "login.png"))
+    assert image.width() >= 400
+    assert image.height() >= 200
+    assert _distinct_colours(image) > 20

@@ -1,0 +1,460 @@
+"""The tray controller: icon, tooltip and menu driven through its real QActions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QSize
+from PySide6.QtGui import QAction, QColor, QImage, QTextDocument
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from pytestqt.qtbot import QtBot
+
+from tray_app.ui.badge import TrayLook
+from tray_app.ui.tray import (
+    MAX_RECENT,
+    TITLE_LIMIT,
+    MenuNotification,
+    TrayController,
+    TrayState,
+    describe_age,
+    elide,
+    menu_text,
+    tooltip_text,
+)
+
+NOW = datetime(2025, 3, 14, 15, 0, tzinfo=UTC)
+SCALE = float(os.environ.get("TRAY_TEST_SCALE", "1"))
+# Under QT_QPA_PLATFORM=offscreen there is no tray and no real popup; Qt says so in
+# warnings that describe the test platform, not a fault in the code under test.
+OFFSCREEN_TRAY = pytest.mark.qt_log_ignore(
+    r"No such signal QPlatformNativeInterface::systemTrayWindowChanged",
+    r"This plugin does not support",
+)
+
+
+class Clock:
+    """A settable clock, so ages and do-not-disturb checks do not depend on the day."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def notification(
+    ident: int, title: str = "Build failed", *, minutes: float = 5, project: str | None = "Mobile"
+) -> MenuNotification:
+    return MenuNotification(
+        id=ident,
+        title=title,
+        project=project,
+        created_at=NOW - timedelta(minutes=minutes),
+        url=f"https://example.test/n/{ident}",
+    )
+
+
+def state(**changes: object) -> TrayState:
+    values: dict[str, object] = {
+        "connection": "Connected",
+        "look": TrayLook.CONNECTED,
+        "username": "alice",
+        "unread": 0,
+        "recent": (),
+        "dnd_until": None,
+    }
+    values.update(changes)
+    return TrayState(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tray(qtbot: QtBot, clock: Clock) -> Iterator[TrayController]:
+    controller = TrayController(clock=clock)
+    yield controller
+    controller.hide()
+    controller.deleteLater()
+
+
+def texts(menu: QMenu) -> list[str]:
+    return [action.text() for action in menu.actions() if not action.isSeparator()]
+
+
+def action(menu: QMenu, prefix: str) -> QAction:
+    matches = [a for a in menu.actions() if a.text().startswith(prefix)]
+    assert len(matches) == 1, (prefix, texts(menu))
+    return matches[0]
+
+
+def submenu(menu: QMenu, prefix: str) -> QMenu:
+    found = action(menu, prefix).menu()
+    assert isinstance(found, QMenu)
+    return found
+
+
+def test_tooltip_says_the_count_and_the_state(tray: TrayController) -> None:
+    tray.set_state(state(unread=3))
+    assert tray.tray_icon.toolTip() == "Tray Notifier — 3 unread — Connected"
+    tray.set_state(state(unread=0, connection="Reconnecting in 12 s", look=TrayLook.OFFLINE))
+    assert tray.tray_icon.toolTip() == "Tray Notifier — no unread — Reconnecting in 12 s"
+
+
+def test_tooltip_mentions_do_not_disturb_while_it_lasts() -> None:
+    until = NOW + timedelta(hours=1)
+    active = state(unread=2, look=TrayLook.DND, dnd_until=until)
+    assert tooltip_text(active, NOW) == (
+        "Tray Notifier — 2 unread — Connected — do not disturb until 16:00"
+    )
+    assert "disturb" not in tooltip_text(active, NOW + timedelta(hours=2))
+
+
+def test_header_shows_user_and_state_and_is_not_clickable(tray: TrayController) -> None:
+    tray.set_state(state(connection="Offline", look=TrayLook.OFFLINE))
+    header = tray.menu.actions()[0]
+    assert header.text() == "alice · Offline"
+    assert not header.isEnabled()
+    assert not header.icon().isNull()  # the status dot
+    tray.set_state(state(username=None, connection="Login required", look=TrayLook.OFFLINE))
+    assert tray.menu.actions()[0].text() == "Login required"
+
+
+def test_empty_state_and_fixed_entries(tray: TrayController) -> None:
+    tray.set_state(state())
+    assert texts(tray.menu) == [
+        "alice · Connected",
+        "No unread notifications",
+        "Mark all read",
+        "History…",
+        "Who's online…",
+        "Do not disturb",
+        "Settings…",
+        "Log out",
+        "Quit",
+    ]
+    assert not action(tray.menu, "No unread").isEnabled()
+    assert not action(tray.menu, "Mark all read").isEnabled()
+
+
+def test_recent_unread_rows_show_title_project_and_age(tray: TrayController) -> None:
+    tray.set_state(
+        state(
+            unread=3,
+            recent=(
+                notification(1, "Deploy failed", minutes=5, project="Mobile App"),
+                notification(2, "Carol assigned you a task", minutes=125, project=None),
+                notification(3, "Milestone due", minutes=60 * 20, project="Web"),
+            ),
+        )
+    )
+    rows = texts(tray.menu)[1:4]
+    assert rows == [
+        "Deploy failed\tMobile App · 5 min",
+        "Carol assigned you a task\t2 h",
+        "Milestone due\tWeb · yesterday",
+    ]
+    assert action(tray.menu, "Mark all read").isEnabled()
+
+
+def test_clicking_a_row_opens_that_notification(qtbot: QtBot, tray: TrayController) -> None:
+    big_id = 2**40 + 7  # ids are 64-bit
+    tray.set_state(state(unread=2, recent=(notification(big_id, "First"), notification(9, "B"))))
+    with (
+        qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened,
+        qtbot.assertNotEmitted(tray.notification_mark_read_requested),
+    ):
+        action(tray.menu, "First").trigger()
+    assert opened.args == [big_id]
+
+
+def test_mark_read_without_opening(qtbot: QtBot, tray: TrayController) -> None:
+    tray.set_state(state(unread=2, recent=(notification(4, "First"), notification(5, "Second"))))
+    mark_menu = submenu(tray.menu, "Mark read")
+    assert [text.split("\t")[0] for text in texts(mark_menu)] == ["First", "Second"]
+    with (
+        qtbot.waitSignal(tray.notification_mark_read_requested, timeout=1000) as marked,
+        qtbot.assertNotEmitted(tray.notification_opened),
+    ):
+        action(mark_menu, "Second").trigger()
+    assert marked.args == [5]
+
+
+def test_mark_all_read(qtbot: QtBot, tray: TrayController) -> None:
+    tray.set_state(state(unread=4, recent=(notification(1),)))
+    with qtbot.waitSignal(tray.mark_all_read_requested, timeout=1000):
+        action(tray.menu, "Mark all read").trigger()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "signal"),
+    [
+        ("History…", "history_requested"),
+        ("Who's online…", "presence_requested"),
+        ("Settings…", "settings_requested"),
+        ("Log out", "logout_requested"),
+        ("Quit", "quit_requested"),
+    ],
+)
+def test_each_entry_asks_for_its_window_or_action(
+    qtbot: QtBot, tray: TrayController, prefix: str, signal: str
+) -> None:
+    tray.set_state(state(unread=1, recent=(notification(1),)))
+    with qtbot.waitSignal(getattr(tray, signal), timeout=1000):
+        action(tray.menu, prefix).trigger()
+
+
+def test_more_unread_than_listed_points_to_history(qtbot: QtBot, tray: TrayController) -> None:
+    recent = tuple(notification(i, f"Item {i}", minutes=i) for i in range(1, 15))
+    tray.set_state(state(unread=25, recent=recent))
+    rows = [text for text in texts(tray.menu) if text.startswith("Item ")]
+    assert len(rows) == MAX_RECENT
+    assert rows[0].startswith("Item 1\t")
+    more = action(tray.menu, "15 more unread")
+    assert more.text() == "15 more unread in History…"
+    with qtbot.waitSignal(tray.history_requested, timeout=1000):
+        more.trigger()
+
+
+@pytest.mark.parametrize(
+    ("dnd_until", "checked", "title"),
+    [
+        (None, "Off", "Do not disturb"),
+        (NOW - timedelta(minutes=1), "Off", "Do not disturb"),
+        (NOW + timedelta(hours=1), "For 1 hour", "Do not disturb (until 16:00)"),
+        (
+            datetime(2025, 3, 15, 8, 0, tzinfo=UTC),
+            "Until tomorrow",
+            "Do not disturb (until tomorrow 08:00)",
+        ),
+    ],
+)
+def test_do_not_disturb_shows_its_state(
+    tray: TrayController, dnd_until: datetime | None, checked: str, title: str
+) -> None:
+    tray.set_state(state(look=TrayLook.DND, dnd_until=dnd_until))
+    dnd = submenu(tray.menu, "Do not disturb")
+    assert dnd.title() == title
+    assert [a.text() for a in dnd.actions() if a.isChecked()] == [checked]
+
+
+@pytest.mark.parametrize(
+    ("entry", "word"), [("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"), ("Off", "off")]
+)
+def test_do_not_disturb_choices_are_requested(
+    qtbot: QtBot, tray: TrayController, entry: str, word: str
+) -> None:
+    tray.set_state(state(dnd_until=NOW + timedelta(minutes=30)))
+    with qtbot.waitSignal(tray.dnd_requested, timeout=1000) as requested:
+        action(submenu(tray.menu, "Do not disturb"), entry).trigger()
+    assert requested.args == [word]
+
+
+def test_login_required_offers_log_in_first(qtbot: QtBot, tray: TrayController) -> None:
+    tray.set_state(state(look=TrayLook.LOGIN_REQUIRED, connection="Login required"))
+    log_in = tray.menu.actions()[1]
+    assert log_in.text() == "Log in…"
+    assert log_in.isEnabled()
+    assert log_in.font().bold()
+    with qtbot.waitSignal(tray.login_requested, timeout=1000):
+        log_in.trigger()
+    tray.set_state(state())
+    assert "Log in…" not in texts(tray.menu)
+
+
+def test_left_click_opens_history_and_right_click_does_not(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    with qtbot.waitSignal(tray.history_requested, timeout=1000):
+        tray.tray_icon.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
+    with qtbot.assertNotEmitted(tray.history_requested):
+        tray.tray_icon.activated.emit(QSystemTrayIcon.ActivationReason.Context)
+    assert tray.tray_icon.contextMenu() is tray.menu
+
+
+def test_text_is_plain_ampersands_and_markup_stay_literal(tray: TrayController) -> None:
+    tray.set_state(
+        state(
+            unread=2,
+            username="r&d",
+            recent=(
+                notification(1, "R&D <b>x</b><img src=x>", project="Q&A"),
+                notification(2, "line one\nline\ttwo"),
+            ),
+        )
+    )
+    shown = texts(tray.menu)
+    assert shown[0] == "r&&d · Connected"  # Qt shows "&&" as one "&", no mnemonic
+    assert shown[1] == "R&&D <b>x</b><img src=x>\tQ&&A · 5 min"
+    assert shown[2].startswith("line one line two\t")
+    # Qt renders a tooltip as rich text when it looks like HTML: the title must come
+    # back out of the tooltip exactly as it went in, tags included.
+    tooltip = QTextDocument()
+    tooltip.setHtml(action(tray.menu, "R&&D").toolTip())
+    assert tooltip.toPlainText() == "R&D <b>x</b><img src=x>"
+
+
+def test_long_titles_are_elided_with_the_full_title_in_the_tooltip(tray: TrayController) -> None:
+    title = "A very long notification title that keeps going " * 3
+    tray.set_state(state(unread=1, recent=(notification(1, title),)))
+    row = action(tray.menu, "A very long")
+    shown_title = row.text().split("\t")[0]
+    assert len(shown_title) <= TITLE_LIMIT
+    assert shown_title.endswith("…")
+    document = QTextDocument()
+    document.setHtml(row.toolTip())
+    assert document.toPlainText() == title.strip()
+    assert tray.menu.toolTipsVisible()
+
+
+@pytest.mark.parametrize(
+    ("created", "words"),
+    [
+        (NOW + timedelta(minutes=2), "now"),
+        (NOW - timedelta(seconds=30), "now"),
+        (NOW - timedelta(minutes=5), "5 min"),
+        (NOW - timedelta(minutes=59), "59 min"),
+        (NOW - timedelta(hours=2), "2 h"),
+        (NOW - timedelta(hours=15), "15 h"),
+        (NOW - timedelta(hours=16), "yesterday"),
+        (NOW - timedelta(days=3), "3 days"),
+        (NOW - timedelta(days=10), "4 Mar"),
+        (datetime(2024, 12, 30, tzinfo=UTC), "30 Dec 2024"),
+    ],
+)
+def test_describe_age(created: datetime, words: str) -> None:
+    assert describe_age(created, NOW) == words
+
+
+def test_describe_age_judges_yesterday_in_the_local_zone() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    now = datetime(2025, 3, 15, 1, 30, tzinfo=tokyo)  # 16:30 UTC on the 14th
+    created = datetime(2025, 3, 14, 14, 0, tzinfo=UTC)  # 23:00 in Tokyo, the 14th
+    assert describe_age(created, now) == "yesterday"
+    naive_utc = datetime(2025, 3, 14, 16, 0)  # naive is read as UTC, like the store writes
+    assert describe_age(naive_utc, now) == "30 min"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "result"),
+    [("short", 10, "short"), ("exactly10!", 10, "exactly10!"), ("a b  c\n d", 20, "a b c d")],
+)
+def test_elide(text: str, limit: int, result: str) -> None:
+    assert elide(text, limit) == result
+
+
+def test_elide_cuts_with_an_ellipsis() -> None:
+    assert elide("abcdefghijkl", 6) == "abcde…"
+    assert menu_text("a&b&&c") == "a&&b&&&&c"
+
+
+def test_a_negative_unread_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        state(unread=-1)
+
+
+def _red_pixels(image: QImage) -> int:
+    return sum(
+        1
+        for y in range(image.height())
+        for x in range(image.width())
+        if (c := image.pixelColor(x, y)).red() > 170 and c.green() < 90 and c.alpha() > 200
+    )
+
+
+def test_icon_shows_the_badge_and_is_only_redrawn_when_it_changes(tray: TrayController) -> None:
+    tray.set_state(state(unread=0))
+    assert _red_pixels(tray.tray_icon.icon().pixmap(QSize(22, 22)).toImage()) == 0
+    tray.set_state(state(unread=3))
+    badged = tray.tray_icon.icon()
+    assert _red_pixels(badged.pixmap(QSize(22, 22)).toImage()) > 20
+    tray.set_state(state(unread=3, connection="Connected again", recent=(notification(1),)))
+    assert tray.tray_icon.icon().cacheKey() == badged.cacheKey()
+    tray.set_state(state(unread=3, look=TrayLook.OFFLINE))
+    assert tray.tray_icon.icon().cacheKey() != badged.cacheKey()
+    assert _red_pixels(tray.tray_icon.icon().pixmap(QSize(22, 22)).toImage()) == 0
+
+
+def test_opening_the_menu_refreshes_the_ages(tray: TrayController, clock: Clock) -> None:
+    tray.set_state(state(unread=1, recent=(notification(1, "Ping", minutes=5),)))
+    assert action(tray.menu, "Ping").text().endswith("5 min")
+    clock.now = NOW + timedelta(hours=3)
+    tray.menu.aboutToShow.emit()
+    assert action(tray.menu, "Ping").text().endswith("3 h")
+
+
+def _live_actions(tray: TrayController) -> int:
+    # Deleted-later rows only go away when the event loop handles DeferredDelete.
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    return len(tray.findChildren(QAction))
+
+
+def test_set_state_rebuilds_without_leaking_actions(tray: TrayController) -> None:
+    recent = tuple(notification(i, f"Item {i}") for i in range(1, 11))
+    full = state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1))
+    tray.set_state(full)
+    menu_count = len(tray.menu.actions())
+    mark_count = len(submenu(tray.menu, "Mark read").actions())
+    live = _live_actions(tray)
+    for step in range(max(10, int(100 * SCALE))):
+        # Alternate between shapes, so rows really are dropped and made again.
+        tray.set_state(state(unread=step % 3, recent=recent[: step % 4]))
+        tray.set_state(full)
+    assert len(tray.menu.actions()) == menu_count
+    assert len(submenu(tray.menu, "Mark read").actions()) == mark_count
+    assert _live_actions(tray) == live
+
+
+def test_a_request_that_updates_the_state_at_once_is_safe(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    """The lead may answer "mark read" synchronously with a new state: the row that was
+    triggered is then dropped while its signal is still being delivered."""
+    tray.set_state(state(unread=2, recent=(notification(1, "One"), notification(2, "Two"))))
+    tray.notification_opened.connect(
+        lambda ident: tray.set_state(state(unread=1, recent=(notification(2, "Two"),)))
+    )
+    row = action(tray.menu, "One")
+    with qtbot.waitSignal(tray.notification_opened, timeout=1000):
+        row.trigger()
+    _live_actions(tray)
+    assert [t.split("\t")[0] for t in texts(tray.menu)][1] == "Two"
+
+
+@OFFSCREEN_TRAY
+def test_show_and_hide(tray: TrayController) -> None:
+    tray.show()
+    assert tray.tray_icon.isVisible()
+    tray.hide()
+    assert not tray.tray_icon.isVisible()
+
+
+@OFFSCREEN_TRAY
+def test_the_menu_renders(qtbot: QtBot, tray: TrayController, tmp_path: Path) -> None:
+    tray.set_state(
+        state(
+            unread=12,
+            recent=(
+                notification(1, "Build #1432 failed on main: checkout flow timed out", minutes=5),
+                notification(2, "Carol assigned you “Fix login redirect”", minutes=130),
+            ),
+        )
+    )
+    tray.menu.popup(QPoint(0, 0))
+    qtbot.waitUntil(tray.menu.isVisible, timeout=2000)
+    image = tray.menu.grab().toImage()
+    tray.menu.hide()
+    path = tmp_path / "tray-menu.png"
+    assert image.save(str(path))
+    assert image.width() > 250
+    assert image.height() > 200
+    colours = {image.pixel(x, y) for y in range(image.height()) for x in range(image.width())}
+    assert len(colours) > 20  # text, separators, the status dot: not a blank rectangle
+    green = QColor("#2eb67d").rgb()
+    assert green in colours

@@ -1,0 +1,443 @@
+"""The tray icon and its menu.
+
+Passive like every widget here: :class:`TrayController` shows the :class:`TrayState` it is
+given and turns clicks into request signals; ``app.py`` wires those to the engine.
+
+Every menu entry is a plain :class:`QAction` or a submenu, never a ``QWidgetAction``: on
+Linux the tray menu travels over D-Bus (StatusNotifierItem + com.canonical.dbusmenu) and
+on macOS it becomes an NSMenu, and neither carries embedded widgets. So a notification
+row opens on click (the common case, one click), and "Mark read" without opening lives
+in a submenu listing the same notifications, which every native menu shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Final
+
+from PySide6.QtCore import QObject, QRectF, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QColor,
+    QGuiApplication,
+    QIcon,
+    QPainter,
+    QPixmap,
+    Qt,
+)
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from tray_app.ui.badge import TrayLook, badge_text, tray_icon
+
+logger = logging.getLogger(__name__)
+
+APP_NAME: Final = "Tray Notifier"
+#: The menu lists at most this many unread notifications, newest first.
+MAX_RECENT: Final = 10
+#: Titles longer than this are cut with an ellipsis so the menu keeps a sane width.
+TITLE_LIMIT: Final = 48
+PROJECT_LIMIT: Final = 24
+USERNAME_LIMIT: Final = 32
+
+DND_ONE_HOUR: Final = "1h"
+DND_TOMORROW: Final = "tomorrow"
+DND_OFF: Final = "off"
+
+_WHITESPACE: Final = re.compile(r"\s+")
+_STATUS_COLOURS: Final = {
+    TrayLook.CONNECTED: QColor("#2eb67d"),
+    TrayLook.OFFLINE: QColor("#9aa0a6"),
+    TrayLook.LOGIN_REQUIRED: QColor("#f5a524"),
+    TrayLook.DND: QColor("#6246ea"),
+}
+
+
+@dataclass(frozen=True)
+class MenuNotification:
+    """One unread notification as the menu shows it. Text fields are plain text."""
+
+    id: int
+    title: str
+    project: str | None
+    created_at: datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class TrayState:
+    """Everything the tray shows.
+
+    Attributes:
+        connection: Words for the header and tooltip: "Connected", "Reconnecting in 12 s",
+            "Offline", "Login required".
+        look: How the icon draws the state.
+        username: The signed-in user, or None.
+        unread: The server's unread count (not negative).
+        recent: The most recent unread notifications, newest first; the menu shows the
+            first :data:`MAX_RECENT`.
+        dnd_until: When do-not-disturb ends, or None when it is off.
+    """
+
+    connection: str
+    look: TrayLook
+    username: str | None
+    unread: int
+    recent: tuple[MenuNotification, ...] = ()
+    dnd_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.unread < 0:
+            raise ValueError(f"an unread count cannot be negative, got {self.unread}")
+
+
+def _aware(moment: datetime) -> datetime:
+    # The store hands out aware UTC datetimes; a naive one is taken as UTC, not as local.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def describe_age(created_at: datetime, now: datetime) -> str:
+    """A short human age: "now", "5 min", "2 h", "yesterday", "3 days", "4 Mar".
+
+    Calendar words ("yesterday") are judged in ``now``'s time zone.
+
+    Args:
+        created_at: When the notification was made.
+        now: The present moment (aware).
+
+    Returns:
+        The age in words; a time in the future (clock skew) reads "now".
+    """
+    now = _aware(now)
+    created = _aware(created_at).astimezone(now.tzinfo)
+    seconds = (now - created).total_seconds()
+    if seconds < 60:
+        return "now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    days = (now.date() - created.date()).days
+    if days == 0:
+        return f"{int(seconds // 3600)} h"
+    if days == 1:
+        return "yesterday"
+    if days < 7:
+        return f"{days} days"
+    if created.year == now.year:
+        return f"{created.day} {created:%b}"
+    return f"{created.day} {created:%b %Y}"
+
+
+def elide(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters: whitespace runs (newlines, tabs) become
+    one space and a longer text ends in "…"."""
+    line = _WHITESPACE.sub(" ", text).strip()
+    if len(line) <= limit:
+        return line
+    return line[: limit - 1].rstrip() + "…"
+
+
+def menu_text(text: str) -> str:
+    """``text`` made safe as a QAction label: "&" would otherwise mark a mnemonic."""
+    return text.replace("&", "&&")
+
+
+def _dnd_choice(dnd_until: datetime | None, now: datetime) -> str:
+    """Which do-not-disturb entry the state matches: off, for an hour, or until tomorrow."""
+    if dnd_until is None or _aware(dnd_until) <= now:
+        return DND_OFF
+    if _aware(dnd_until).astimezone(now.tzinfo).date() > now.date():
+        return DND_TOMORROW
+    return DND_ONE_HOUR
+
+
+def _describe_until(dnd_until: datetime, now: datetime) -> str:
+    until = _aware(dnd_until).astimezone(now.tzinfo)
+    if until.date() == now.date():
+        return f"until {until:%H:%M}"
+    if until.date() == now.date() + timedelta(days=1):
+        return f"until tomorrow {until:%H:%M}"
+    return f"until {until.day} {until:%b %H:%M}"
+
+
+def tooltip_text(state: TrayState, now: datetime) -> str:
+    """The tray tooltip: "Tray Notifier — 3 unread — Connected"."""
+    count = f"{state.unread} unread" if state.unread else "no unread"
+    parts = [APP_NAME, count, state.connection]
+    if _dnd_choice(state.dnd_until, now) != DND_OFF and state.dnd_until is not None:
+        parts.append(f"do not disturb {_describe_until(state.dnd_until, now)}")
+    return " — ".join(parts)
+
+
+def _connect_trigger(action: QAction, emit: Callable[[], None]) -> None:
+    """Call ``emit`` when ``action`` is triggered, dropping triggered()'s checked flag."""
+
+    def on_triggered(_checked: bool = False) -> None:
+        emit()
+
+    action.triggered.connect(on_triggered)
+
+
+def _status_dot(look: TrayLook) -> QIcon:
+    """A coloured dot for the header, the same when the (disabled) header greys its icon."""
+    icon = QIcon()
+    for ratio in (1.0, 2.0):
+        side = round(16 * ratio)
+        pixmap = QPixmap(side, side)
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        try:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(_STATUS_COLOURS[look])
+            painter.drawEllipse(QRectF(4, 4, 8, 8))
+        finally:
+            painter.end()
+        icon.addPixmap(pixmap, QIcon.Mode.Normal)
+        icon.addPixmap(pixmap, QIcon.Mode.Disabled)
+    return icon
+
+
+class TrayController(QObject):
+    """The tray icon with its painted badge, its tooltip and its menu.
+
+    Left click asks for the history window; the context menu (right click) offers the
+    rest. The menu is rebuilt from each :class:`TrayState` and again just before it opens,
+    so ages stay fresh.
+
+    Signals:
+        history_requested(): Left click on the icon, or "History…".
+        presence_requested(): "Who's online…".
+        settings_requested(): "Settings…".
+        logout_requested(): "Log out".
+        quit_requested(): "Quit".
+        login_requested(): "Log in…" (shown while the look is LOGIN_REQUIRED).
+        notification_opened(int): A notification row was clicked: open its link and mark
+            it read. Carries the notification id (64-bit).
+        notification_mark_read_requested(int): "Mark read" on one notification, without
+            opening it. Carries the notification id.
+        mark_all_read_requested(): "Mark all read".
+        dnd_requested(str): "1h", "tomorrow" or "off".
+    """
+
+    history_requested = Signal()
+    presence_requested = Signal()
+    settings_requested = Signal()
+    logout_requested = Signal()
+    quit_requested = Signal()
+    login_requested = Signal()
+    # object, not int: ids are 64-bit and Signal(int) is a C++ int that wraps past 2**31.
+    notification_opened = Signal(object)
+    notification_mark_read_requested = Signal(object)
+    mark_all_read_requested = Signal()
+    dnd_requested = Signal(str)
+
+    def __init__(
+        self, parent: QObject | None = None, *, clock: Callable[[], datetime] = _local_now
+    ) -> None:
+        super().__init__(parent)
+        self._clock = clock
+        self._state = TrayState(
+            connection="Starting", look=TrayLook.OFFLINE, username=None, unread=0
+        )
+        self._icon_key: tuple[str, TrayLook, bool] | None = None
+        self._menu = QMenu()
+        self._menu.setToolTipsVisible(True)
+        self._tray = QSystemTrayIcon(self)
+        self._tray.setContextMenu(self._menu)
+        self._tray.activated.connect(self._on_activated)
+        self._build_fixed_actions()
+        # Rows made for one state; deleted later, not at once, since one of them may be
+        # the action whose triggered() led to this rebuild.
+        self._rows: list[QAction] = []
+        self._menu.aboutToShow.connect(self._rebuild_menu)
+        hints = QGuiApplication.styleHints()
+        hints.colorSchemeChanged.connect(self._on_color_scheme_changed)
+        self.set_state(self._state)
+
+    @property
+    def tray_icon(self) -> QSystemTrayIcon:
+        """The tray icon itself (for tests, and for toasts when no native path exists)."""
+        return self._tray
+
+    @property
+    def menu(self) -> QMenu:
+        """The context menu."""
+        return self._menu
+
+    @property
+    def state(self) -> TrayState:
+        """The state last shown."""
+        return self._state
+
+    def show(self) -> None:
+        """Put the icon in the tray."""
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            logger.warning("no system tray is available; the icon may not be visible")
+        self._tray.show()
+
+    def hide(self) -> None:
+        """Take the icon out of the tray."""
+        self._tray.hide()
+
+    def set_state(self, state: TrayState) -> None:
+        """Show ``state``: icon, tooltip and menu."""
+        self._state = state
+        self._update_icon()
+        self._tray.setToolTip(tooltip_text(state, self._now()))
+        self._rebuild_menu()
+
+    # --- building ------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return _aware(self._clock())
+
+    def _dark_panel(self) -> bool:
+        # The panel's colour is not observable from Qt; the desktop's colour scheme is
+        # the best available guess, and tray hosts follow it on every desktop we know.
+        return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+    def _on_color_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
+        self._update_icon()
+
+    def _update_icon(self) -> None:
+        key = (badge_text(self._state.unread), self._state.look, self._dark_panel())
+        if key == self._icon_key:
+            return  # twelve pixmaps per icon: skip when nothing visible changed
+        self._icon_key = key
+        self._tray.setIcon(
+            tray_icon(unread=self._state.unread, look=self._state.look, dark_panel=key[2])
+        )
+
+    def _action(self, text: str, on_trigger: Callable[[], None] | None = None) -> QAction:
+        action = QAction(text, self)
+        if on_trigger is not None:
+            _connect_trigger(action, on_trigger)
+        return action
+
+    def _build_fixed_actions(self) -> None:
+        self._header = self._action("")
+        self._header.setEnabled(False)
+        self._login = self._action("Log in…", self.login_requested.emit)
+        bold = self._login.font()
+        bold.setBold(True)
+        self._login.setFont(bold)
+        self._empty = self._action("No unread notifications")
+        self._empty.setEnabled(False)
+        self._more = self._action("", self.history_requested.emit)
+        self._mark_one_menu = QMenu("Mark read", self._menu)
+        self._mark_one_menu.setToolTipsVisible(True)
+        self._mark_all = self._action("Mark all read", self.mark_all_read_requested.emit)
+        self._history = self._action("History…", self.history_requested.emit)
+        self._presence = self._action("Who's online…", self.presence_requested.emit)
+
+        self._dnd_menu = QMenu("Do not disturb", self._menu)
+        self._dnd_group = QActionGroup(self)
+        self._dnd_group.setExclusive(True)
+        self._dnd_actions: dict[str, QAction] = {}
+        for choice, text in (
+            (DND_ONE_HOUR, "For 1 hour"),
+            (DND_TOMORROW, "Until tomorrow"),
+            (DND_OFF, "Off"),
+        ):
+            action = self._action(text)
+            action.setCheckable(True)
+            _connect_trigger(action, partial(self.dnd_requested.emit, choice))
+            self._dnd_group.addAction(action)
+            self._dnd_menu.addAction(action)
+            self._dnd_actions[choice] = action
+
+        self._settings = self._action("Settings…", self.settings_requested.emit)
+        self._logout = self._action("Log out", self.logout_requested.emit)
+        self._quit = self._action("Quit", self.quit_requested.emit)
+        self._separators = [self._action("") for _ in range(4)]
+        for separator in self._separators:
+            separator.setSeparator(True)
+
+    def _drop_rows(self) -> None:
+        for action in self._rows:
+            action.deleteLater()
+        self._rows = []
+        self._mark_one_menu.clear()  # its actions are ours: removed here, deleted above
+
+    def _notification_row(self, item: MenuNotification, now: datetime) -> QAction:
+        title = elide(item.title, TITLE_LIMIT) or "(no title)"
+        details = describe_age(item.created_at, now)
+        if item.project:
+            details = f"{elide(item.project, PROJECT_LIMIT)} · {details}"
+        # After a tab, Qt draws text in the right-aligned shortcut column: the details line
+        # up as a column in Qt-drawn menus, and D-Bus menus show the tab as a gap.
+        label = f"{title}\t{details}"
+        action = QAction(menu_text(label), self)
+        # The full title, for what the ellipsis hid. Qt guesses whether a tooltip is rich
+        # text, so the title goes in as escaped HTML and can never be read as markup.
+        action.setToolTip(Qt.convertFromPlainText(_WHITESPACE.sub(" ", item.title).strip()))
+        self._rows.append(action)
+        return action
+
+    def _rebuild_menu(self) -> None:
+        state = self._state
+        now = self._now()
+        menu = self._menu
+        for action in menu.actions():
+            menu.removeAction(action)
+        self._drop_rows()
+
+        header = state.connection
+        if state.username:
+            header = f"{elide(state.username, USERNAME_LIMIT)} · {state.connection}"
+        self._header.setText(menu_text(header))
+        self._header.setIcon(_status_dot(state.look))
+        menu.addAction(self._header)
+        if state.look is TrayLook.LOGIN_REQUIRED:
+            menu.addAction(self._login)
+        menu.addAction(self._separators[0])
+
+        shown = state.recent[:MAX_RECENT]
+        if not shown:
+            menu.addAction(self._empty)
+        for item in shown:
+            row = self._notification_row(item, now)
+            _connect_trigger(row, partial(self.notification_opened.emit, item.id))
+            menu.addAction(row)
+            mark = self._notification_row(item, now)
+            _connect_trigger(mark, partial(self.notification_mark_read_requested.emit, item.id))
+            self._mark_one_menu.addAction(mark)
+        hidden = state.unread - len(shown)
+        if shown and hidden > 0:
+            self._more.setText(f"{hidden} more unread in History…")
+            menu.addAction(self._more)
+        if shown:
+            menu.addAction(self._mark_one_menu.menuAction())
+        self._mark_all.setEnabled(state.unread > 0)
+        menu.addAction(self._mark_all)
+        menu.addAction(self._separators[1])
+
+        menu.addAction(self._history)
+        menu.addAction(self._presence)
+        choice = _dnd_choice(state.dnd_until, now)
+        self._dnd_actions[choice].setChecked(True)
+        title = "Do not disturb"
+        if choice != DND_OFF and state.dnd_until is not None:
+            title += f" ({_describe_until(state.dnd_until, now)})"
+        self._dnd_menu.setTitle(title)
+        menu.addAction(self._dnd_menu.menuAction())
+        menu.addAction(self._separators[2])
+
+        menu.addAction(self._settings)
+        if state.username:
+            menu.addAction(self._logout)
+        menu.addAction(self._quit)
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason == QSystemTrayIcon.ActivationReason.Trigger:
+            self.history_requested.emit()
