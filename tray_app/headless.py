@@ -127,7 +127,7 @@ async def _log_in(api: ApiClient, options: HeadlessOptions, vault: TokenVault, e
             raise
         except NetError as error:
             delay = backoff.next_delay()
-            _say(err, f"{error.user_message} Retrying in {delay:.0f} s.")
+            _say(err, f"{error.user_message} Retrying in {max(1, round(delay))} s.")
             await asyncio.sleep(delay)
 
 
@@ -135,6 +135,29 @@ async def run_headless(
     options: HeadlessOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
 ) -> int:
     """Log in, catch up and print notifications until SIGINT/SIGTERM; the exit code."""
+    # Signals first: a SIGTERM while the server is still unreachable (a login retry, a
+    # password prompt) is as much a request to stop as one while connected.
+    loop = asyncio.get_running_loop()
+    this_task = asyncio.current_task()
+    running: list[Engine] = []
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        if running:
+            stopping.append(loop.create_task(running[0].stop()))
+        elif this_task is not None:
+            this_task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C only
+            loop.add_signal_handler(signum, stop)
+    try:
+        return await _run(options, out=out, err=err, running=running)
+    except asyncio.CancelledError:
+        return EXIT_OK
+
+
+async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: list[Engine]) -> int:
     vault = TokenVault(session_only=options.session_only)
     if vault.session_only and not options.session_only:
         _say(err, vault.status.reason)
@@ -190,10 +213,7 @@ async def run_headless(
                     pass
 
         engine.subscribe(show)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C only
-                loop.add_signal_handler(signum, lambda: loop.create_task(engine.stop()))
+        running.append(engine)
         try:
             await engine.run()
         finally:

@@ -19,6 +19,9 @@ from tray_app.net.errors import redact
 
 LOG_FILE_BYTES = 1_000_000
 LOG_BACKUPS = 5
+# Libraries that log frames, requests or toast contents at DEBUG/INFO: even a debug run
+# of the app must not write notification text or tokens, so they stay at WARNING.
+CHATTY_LIBRARIES = ("websockets", "desktop_notifier", "httpx", "httpcore", "dbus_fast", "qasync")
 
 
 def log_dir() -> Path:
@@ -57,4 +60,6 @@ def configure_logging(level: str = "INFO", *, directory: Path | None = None) -> 
         handler.addFilter(RedactingFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return path

@@ -51,3 +51,15 @@ def test_the_file_rotates(tmp_path, root_logger, monkeypatch):
     assert files[0] == "tray-notifier.log"
     assert len(files) == 1 + LOG_BACKUPS
     assert path.stat().st_size <= 2_000
+
+
+def test_libraries_that_log_contents_stay_quiet_even_in_debug(tmp_path, root_logger):
+    path = configure_logging("DEBUG", directory=tmp_path)
+    logging.getLogger("tray_app.engine").debug("our own debug line")
+    logging.getLogger("websockets.client").debug('< TEXT \'{"title": "Payroll is late"}\'')
+    logging.getLogger("desktop_notifier.main").info("Notification sent: Payroll is late")
+    for handler in root_logger.handlers:
+        handler.flush()
+    text = path.read_text()
+    assert "our own debug line" in text
+    assert "Payroll" not in text

@@ -1,0 +1,702 @@
+"""``tray-notifier --headless`` end to end, as a user runs it: a real client subprocess.
+
+Every test starts the real server (``server_factory``) and the client's own console script
+in a subprocess with its HOME, XDG directories, data and config directories inside the
+test's ``tmp_path``, so nothing of the real user's is read or written. The client's stdout
+(one JSON line per notification) and stderr (state words) are read by threads; every wait
+is for a line or a condition, with a deadline.
+
+The keyring test runs a real ``gnome-keyring-daemon`` on a private D-Bus bus
+(:class:`tests.tray_app.desktop_session.DesktopSession`); the others run with no D-Bus
+session, where the client keeps its login in memory only.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import keyring.backend
+import pytest
+from keyring.backends import SecretService
+
+from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.tray_app.conftest import Publisher, RestartableServer, scaled
+from tests.tray_app.desktop_session import DesktopSession
+from tray_app.store.db import account_database_path
+from tray_app.store.inbox import Inbox
+from tray_app.store.secrets import TokenVault, keyring_entry_name
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WAIT = 30.0
+LINE_FIELDS = {
+    "seq",
+    "id",
+    "title",
+    "message",
+    "priority",
+    "event_type",
+    "url",
+    "created_at",
+    "project",
+    "actor",
+    "is_read",
+    "arrival",
+}
+SETTINGS_FIELDS = {"server_url", "username", "retention_days", "retention_rows"}
+JWT_PREFIX = b"eyJ"  # base64url of '{"': every JWT's header starts with it
+# Every client start logs in with the password; the default (20/min) would refuse them.
+GENEROUS_LOGINS = {"TRAY_LOGIN_RATE": "10000/min"}
+
+
+def _command() -> list[str]:
+    """The console script ``pip install`` put next to this interpreter, as users run it."""
+    script = Path(sys.executable).with_name("tray-notifier")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "tray_app"]
+
+
+# --- reading the client's output -----------------------------------------------------
+
+
+class LineReader:
+    """Reads one pipe of a subprocess on a thread, keeping every line."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, daemon=True, name="line-reader")
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for raw in iter(self._stream.readline, b""):
+                with self._changed:
+                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._closed = True
+                self._changed.notify_all()
+
+    @property
+    def lines(self) -> list[str]:
+        with self._changed:
+            return list(self._lines)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_until(
+        self, condition: Callable[[list[str]], bool], *, timeout: float = WAIT, what: str
+    ) -> list[str]:
+        """Every line so far, once ``condition(lines)`` holds; AssertionError at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not condition(self._lines):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise AssertionError(
+                        f"gave up waiting for {what} after {timeout:.0f} s "
+                        f"(pipe {'closed' if self._closed else 'open'}); lines:\n"
+                        + "\n".join(self._lines[-30:])
+                    )
+                self._changed.wait(remaining)
+            return list(self._lines)
+
+    def wait_for_count(self, count: int, *, timeout: float = WAIT, what: str) -> list[str]:
+        """Wait until at least ``count`` lines were read; every line so far."""
+        return self.wait_until(lambda lines: len(lines) >= count, timeout=timeout, what=what)
+
+    def wait_for_line(
+        self, predicate: Callable[[str], bool], *, count: int = 1, timeout: float = WAIT, what: str
+    ) -> list[str]:
+        """Wait until ``count`` lines satisfy ``predicate``; those lines."""
+        self.wait_until(
+            lambda lines: sum(1 for line in lines if predicate(line)) >= count,
+            timeout=timeout,
+            what=what,
+        )
+        return [line for line in self.lines if predicate(line)]
+
+    def close(self, timeout: float = 10) -> None:
+        self._thread.join(timeout)
+        self._stream.close()
+
+
+class HeadlessClient:
+    """``tray-notifier --headless ARGS`` in a subprocess, its stdout and stderr read live."""
+
+    def __init__(self, env: Mapping[str, str], *args: str) -> None:
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [*_command(), "--headless", *args],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.out = LineReader(self.process.stdout)
+        self.err = LineReader(self.process.stderr)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """The JSON lines printed so far (every stdout line must be one)."""
+        return [json.loads(line) for line in self.out.lines]
+
+    def wait_for_notifications(
+        self,
+        condition: Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = WAIT,
+        what: str,
+    ) -> list[dict[str, Any]]:
+        self.out.wait_until(
+            lambda lines: condition([json.loads(line) for line in lines]),
+            timeout=timeout,
+            what=what + f"\nstderr:\n{self.err.text()}",
+        )
+        return self.notifications()
+
+    def wait_for_stderr(self, text: str, *, count: int = 1, timeout: float = WAIT) -> list[str]:
+        return self.err.wait_for_line(
+            lambda line: text in line,
+            count=count,
+            timeout=timeout,
+            what=f"{count} stderr line(s) with {text!r}",
+        )
+
+    def wait_for_state(self, word: str, *, count: int = 1, timeout: float = WAIT) -> None:
+        """Wait for a stderr line that is exactly the state word (``connected``, ...)."""
+        self.err.wait_for_line(
+            lambda line: line == f"tray-notifier: {word}",
+            count=count,
+            timeout=timeout,
+            what=f"{count} stderr line(s) saying {word!r}",
+        )
+
+    def state_count(self, word: str) -> int:
+        return self.err.lines.count(f"tray-notifier: {word}")
+
+    def wait(self, timeout: float = WAIT) -> int:
+        """The exit code once the process has ended (and both pipes are read to the end)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"the client did not exit within {timeout:.0f} s; stderr:\n{self.err.text()}"
+            ) from None
+        self.out.close()
+        self.err.close()
+        return code
+
+    def terminate(self, timeout: float = WAIT) -> int:
+        """SIGTERM, as a service manager stops it; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, the client gets no chance to clean up."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self.out.close()
+        self.err.close()
+
+
+Launcher = Callable[..., HeadlessClient]
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    """``launch(env, "--server", url, ...)`` starts a client; every one is killed at the end."""
+    started: list[HeadlessClient] = []
+
+    def start(env: Mapping[str, str], *args: str) -> HeadlessClient:
+        client = HeadlessClient(env, *args)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.kill()
+
+
+# --- the client's environment ------------------------------------------------------
+
+
+def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:
+    """Environment of a client whose every file goes under ``root``, with no D-Bus session.
+
+    Nothing of the test process's own TRAY_/XDG_/D-Bus/keyring configuration leaks in.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TRAY_", "XDG_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
+    }
+    dirs = {
+        "HOME": root / "home",
+        "XDG_DATA_HOME": root / "data",
+        "XDG_CONFIG_HOME": root / "config",
+        "XDG_CACHE_HOME": root / "cache",
+        "XDG_STATE_HOME": root / "state",
+        "XDG_RUNTIME_DIR": root / "runtime",
+        "TRAY_NOTIFIER_DATA_DIR": root / "data" / "tray-notifier",
+        "TRAY_NOTIFIER_CONFIG_DIR": root / "config" / "tray-notifier",
+    }
+    for key, directory in dirs.items():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env[key] = str(directory)
+    env["PYTHONUNBUFFERED"] = "1"
+    if password is not None:
+        env["TRAY_NOTIFIER_PASSWORD"] = password
+    return env
+
+
+def database_path(env: Mapping[str, str], server_url: str, username: str = "alice") -> Path:
+    return account_database_path(Path(env["TRAY_NOTIFIER_DATA_DIR"]), server_url, username)
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every regular file under ``root`` whose raw bytes hold ``needle`` (SQLite, WAL too)."""
+    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+# --- the server's side ---------------------------------------------------------------
+
+
+def log_in(server_url: str, username: str = "alice") -> dict[str, str]:
+    """Log in over REST as a user would with curl: the ``access``/``refresh`` pair."""
+    response = httpx.post(
+        f"{server_url}/api/auth/token/",
+        json={"username": username, "password": "demo"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+def latest_seq(server_url: str, username: str = "alice") -> int:
+    """The server's newest seq for ``username`` (``GET /api/inbox/unread-count/``)."""
+    access = log_in(server_url, username)["access"]
+    response = httpx.get(
+        f"{server_url}/api/inbox/unread-count/",
+        headers={"Authorization": f"Bearer {access}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return int(response.json()["latest_seq"])
+
+
+def stored_state(path: Path) -> tuple[str, int, set[int]]:
+    """``(integrity_check, cursor, seqs)`` of a client's SQLite file, read with plain sqlite3."""
+    connection = sqlite3.connect(path)
+    try:
+        (integrity,) = connection.execute("PRAGMA integrity_check").fetchone()
+        cursor = Inbox(connection).cursor()
+        seqs = {seq for (seq,) in connection.execute("SELECT seq FROM notifications")}
+    finally:
+        connection.close()
+    return str(integrity), cursor, seqs
+
+
+# --- 1. the README's walk-through --------------------------------------------------------
+
+
+def test_readme_walk_through_catch_up_then_a_live_line_then_sigterm(
+    demo_server: RunningServer, launch: Launcher, tmp_path: Path
+) -> None:
+    """The demo's notifications arrive as catch-up lines in seq order, a ``notify`` from the
+    server's command line arrives as one live line within seconds, and SIGTERM exits 0."""
+    latest = latest_seq(demo_server.url)
+    assert latest >= 1, "the demo gives alice some notifications to catch up on"
+    env = client_env(tmp_path / "app")
+
+    client = launch(env, "--server", demo_server.url, "--username", "alice")
+    caught_up = client.wait_for_notifications(
+        lambda rows: len(rows) >= latest, what=f"{latest} catch-up lines"
+    )
+
+    assert [row["seq"] for row in caught_up] == list(range(1, latest + 1))
+    assert {row["arrival"] for row in caught_up} == {"catch_up"}
+    for row in caught_up:
+        assert set(row) == LINE_FIELDS
+    client.wait_for_state("connected")
+
+    published = demo_server.cli("notify", "--user", "alice", "--title", "Deploy finished")
+    assert published.returncode == 0, published.stderr
+    sent_at = time.monotonic()
+    rows = client.wait_for_notifications(
+        lambda rows: len(rows) > latest, timeout=5, what="the live line of the notify"
+    )
+    arrived_after = time.monotonic() - sent_at
+
+    live = rows[latest:]
+    assert len(live) == 1, live
+    assert live[0]["title"] == "Deploy finished"
+    assert live[0]["seq"] == latest + 1
+    assert live[0]["arrival"] == "live"
+    assert live[0]["is_read"] is False
+    assert set(live[0]) == LINE_FIELDS
+    assert arrived_after < 5
+
+    assert client.terminate() == 0
+    assert len(client.out.lines) == latest + 1, "nothing else was printed on stdout"
+    assert "Traceback" not in client.err.text()
+
+
+# --- 2. a server that crashes and comes back ----------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # the client's backoff grows with each restart (up to 60 s)
+def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted(
+    server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+) -> None:
+    """The server is SIGKILLed and restarted several times while a publisher (idempotency
+    keys, retries) streams notifications: stdout holds seqs 1..latest, each exactly once."""
+    server = RestartableServer(server_factory, env=GENEROUS_LOGINS)
+    demo_latest = latest_seq(server.url)
+    env = client_env(tmp_path / "app")
+    client = launch(env, "--server", server.url, "--username", "alice")
+    client.wait_for_notifications(lambda rows: len(rows) >= demo_latest, what="the demo catch-up")
+
+    publisher = Publisher(server)
+    minimum = scaled(60, minimum=20)
+    restarts = scaled(4, minimum=2)
+    restarts_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def publish_all() -> None:
+        # Publishes until every restart is done, so each kill lands mid-stream.
+        try:
+            while len(publisher.sent) < minimum or not restarts_done.is_set():
+                publisher.publish(f"restart-test-{len(publisher.sent)}")
+        except BaseException as error:  # surfaced by the main thread
+            failures.append(error)
+
+    thread = threading.Thread(target=publish_all, name="publisher", daemon=True)
+    thread.start()
+    try:
+        for restart in range(restarts):
+            # Each kill comes after the client has shown new lines: it is live at that moment.
+            seen = len(client.out.lines)
+            client.out.wait_for_count(
+                seen + 1, timeout=90, what=f"a new line before restart {restart + 1}"
+            )
+            server.restart()
+    finally:
+        restarts_done.set()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the publisher did not finish"
+    assert not failures, failures
+    total = len(publisher.sent)
+
+    latest = latest_seq(server.url)
+    assert latest == demo_latest + total, "an idempotency key made a second notification"
+    rows = client.wait_for_notifications(
+        lambda rows: any(row["seq"] == latest for row in rows),
+        timeout=90,
+        what=f"seq {latest}",
+    )
+    assert client.terminate() == 0
+
+    rows = client.notifications()
+    seqs = [row["seq"] for row in rows]
+    assert sorted(seqs) == list(range(1, latest + 1)), "a gap or a repeat"
+    assert len(seqs) == len(set(seqs))
+    titles = {row["title"] for row in rows}
+    assert set(publisher.sent) <= titles
+    assert client.state_count("connected") > restarts, "it reconnected after each kill"
+
+
+# --- 3. a client that crashes, over and over -------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_store_survives_sigkill_of_the_client_during_a_fast_intake(
+    server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+) -> None:
+    """The client is SIGKILLed at random moments while notifications stream in. After every
+    kill the SQLite file passes integrity_check, the cursor never went back, every seq up to
+    it is stored, and every line printed was committed (printed lines come after commit) and
+    new (no seq is printed twice across crashes). A last clean run catches up fully."""
+    server = server_factory(demo=True, env=GENEROUS_LOGINS)
+    env = client_env(tmp_path / "app")
+    path = database_path(env, server.url)
+    publisher = Publisher(server)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def stream() -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                publisher.publish(f"intake-{n}")
+                n += 1
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=stream, name="publisher", daemon=True)
+    thread.start()
+    rng = random.Random(20250611)
+    rounds = scaled(50, minimum=5)
+    previous_cursor = 0
+    stored: set[int] = set()
+    ever_printed: set[int] = set()
+    first_line_after: list[float] = []
+    began = time.monotonic()
+    try:
+        for round_number in range(1, rounds + 1):
+            client = launch(env, "--server", server.url, "--username", "alice")
+            client.out.wait_for_count(1, what=f"a first line in round {round_number}")
+            first_line_after.append(time.monotonic() - client.started_at)
+            more = rng.randint(0, 30)
+            client.out.wait_for_count(1 + more, what=f"{1 + more} lines in round {round_number}")
+            client.kill()
+            assert client.process.returncode == -signal.SIGKILL
+
+            printed = {row["seq"] for row in client.notifications()}
+            integrity, cursor, seqs = stored_state(path)
+            assert integrity == "ok", f"round {round_number}"
+            assert cursor >= previous_cursor, f"round {round_number}: the cursor went back"
+            assert all(seq in seqs for seq in range(1, cursor + 1)), f"round {round_number}"
+            assert printed <= seqs, f"round {round_number}: a printed row was not committed"
+            assert not printed & stored, f"round {round_number}: a stored row printed again"
+            assert not printed & ever_printed
+            assert seqs >= stored, f"round {round_number}: a committed row vanished"
+            previous_cursor, stored = cursor, seqs
+            ever_printed |= printed
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    crash_rounds_took = time.monotonic() - began
+    assert not failures, failures
+
+    publisher.publish("the last one")
+    latest = latest_seq(server.url)
+    final = launch(env, "--server", server.url, "--username", "alice")
+    final.wait_for_notifications(
+        lambda rows: any(row["seq"] == latest for row in rows), timeout=60, what=f"seq {latest}"
+    )
+    assert final.terminate() == 0
+    integrity, cursor, seqs = stored_state(path)
+    assert integrity == "ok"
+    assert cursor == latest
+    assert seqs == set(range(1, latest + 1))
+    # Timings for the report (shown with -s or when the test fails).
+    print(
+        f"{rounds} crash rounds in {crash_rounds_took:.1f} s; start to first line: "
+        f"median {sorted(first_line_after)[len(first_line_after) // 2]:.2f} s, "
+        f"max {max(first_line_after):.2f} s; {latest} notifications"
+    )
+
+
+# --- 4. the refresh token in the keyring, and nowhere else -------------------------------
+
+
+def _require(*programs: str) -> None:
+    missing = [program for program in programs if shutil.which(program) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed (apt: dbus-daemon dbus-bin gnome-keyring)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def keyring_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DesktopSession]:
+    """A private session bus with an unlocked gnome-keyring-daemon, joined by this process
+    too (so the test can read what the client stored)."""
+    _require("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
+    session = DesktopSession(tmp_path / "desktop")
+    try:
+        session.start_keyring()
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+        yield session
+    finally:
+        session.close()
+        # keyring's Secret Service backend can leave its D-Bus socket open
+        # (jaraco/keyring#380): collect it here rather than in a later test's gc.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
+def stored_refresh_token(server_url: str, username: str) -> str | None:
+    """What the Secret Service holds for the account, read straight from the daemon."""
+    keyring_class: type[keyring.backend.KeyringBackend] = SecretService.Keyring
+    backend = keyring_class()
+    entry = keyring_entry_name(server_url, username)
+    token = backend.get_password(TokenVault.SERVICE, entry)
+    return str(token) if token is not None else None
+
+
+def assert_no_secret_on_disk(root: Path, secrets: list[str]) -> None:
+    assert files_containing(root, JWT_PREFIX) == [], "a JWT was written to the app's files"
+    for secret in secrets:
+        assert files_containing(root, secret.encode()) == []
+
+
+def assert_plain_settings(env: Mapping[str, str], server_url: str) -> None:
+    settings = json.loads(
+        (Path(env["TRAY_NOTIFIER_CONFIG_DIR"]) / "settings.json").read_text(encoding="utf-8")
+    )
+    assert set(settings) == SETTINGS_FIELDS
+    assert settings["server_url"] == server_url
+    assert settings["username"] == "alice"
+
+
+@pytest.mark.slow
+def test_the_refresh_token_lives_in_the_keyring_and_never_in_a_file(
+    keyring_session: DesktopSession, server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+) -> None:
+    """With gnome-keyring: the first run (password) stores the refresh token there, and a
+    second run with no password logs in from it. Without a D-Bus session: the client says
+    the keyring is unusable, runs session-only with a password and exits 2 without one.
+    No file of the app ever holds a JWT."""
+    server = server_factory(demo=True, env=GENEROUS_LOGINS)
+    root = tmp_path / "app"
+    plain = client_env(root)
+    with_keyring = {**plain, **keyring_session.env}
+    latest = latest_seq(server.url)
+    mine = log_in(server.url)  # tokens this test saw: none may show up in the app's files
+    seen_tokens = [mine["access"], mine["refresh"]]
+
+    first = launch(with_keyring, "--server", server.url, "--username", "alice")
+    first.wait_for_notifications(lambda rows: len(rows) >= latest, what="the catch-up")
+    first.wait_for_state("connected")
+    assert first.terminate() == 0
+    assert "keyring" not in first.err.text().lower(), "the keyring was usable"
+    first_token = stored_refresh_token(server.url, "alice")
+    assert first_token is not None, "the first run did not store its refresh token"
+    assert first_token.encode().startswith(JWT_PREFIX)
+    seen_tokens.append(first_token)
+    assert_no_secret_on_disk(root, seen_tokens)
+    assert_plain_settings(plain, server.url)
+
+    no_password = {k: v for k, v in with_keyring.items() if k != "TRAY_NOTIFIER_PASSWORD"}
+    second = launch(no_password, "--server", server.url, "--username", "alice")
+    second.wait_for_state("connected")
+    published = server.cli("notify", "--user", "alice", "--title", "From the keyring")
+    assert published.returncode == 0, published.stderr
+    rows = second.wait_for_notifications(lambda rows: len(rows) >= 1, what="a live line")
+    assert [(row["title"], row["arrival"]) for row in rows] == [("From the keyring", "live")]
+    assert rows[0]["seq"] == latest + 1, "the history was kept from the first run"
+    assert second.terminate() == 0
+    second_token = stored_refresh_token(server.url, "alice")
+    assert second_token is not None
+    seen_tokens.append(second_token)
+    assert_no_secret_on_disk(root, seen_tokens)
+
+    # --session-only with a working keyring: the login is not stored for bob.
+    bob = launch(with_keyring, "--server", server.url, "--username", "bob", "--session-only")
+    bob.wait_for_state("connected")
+    assert bob.terminate() == 0
+    assert stored_refresh_token(server.url, "bob") is None
+
+    # No D-Bus session: the keyring cannot be reached, and the client says so.
+    without_password = {k: v for k, v in plain.items() if k != "TRAY_NOTIFIER_PASSWORD"}
+    refused = launch(without_password, "--server", server.url, "--username", "alice")
+    assert refused.wait() == 2
+    assert "No keyring service is running" in refused.err.text()
+    assert "log in for this session" in refused.err.text()
+    assert "TRAY_NOTIFIER_PASSWORD" in refused.err.text()
+    assert "Traceback" not in refused.err.text()
+    assert refused.out.lines == []
+
+    session_only = launch(plain, "--server", server.url, "--username", "alice")
+    session_only.wait_for_stderr("No keyring service is running")
+    session_only.wait_for_state("connected")
+    published = server.cli("notify", "--user", "alice", "--title", "Session only")
+    assert published.returncode == 0, published.stderr
+    rows = session_only.wait_for_notifications(lambda rows: len(rows) >= 1, what="a live line")
+    assert [(row["title"], row["seq"]) for row in rows] == [("Session only", latest + 2)]
+    assert session_only.terminate() == 0
+
+    for client in (first, second, bob, refused, session_only):
+        assert JWT_PREFIX.decode() not in client.err.text() + client.out.text()
+    assert_no_secret_on_disk(root, seen_tokens)
+    assert_plain_settings(plain, server.url)
+
+
+# --- 5. bad input --------------------------------------------------------------------
+
+
+def _one_plain_line(client: HeadlessClient) -> str:
+    lines = client.err.lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("tray-notifier: ")
+    assert "Traceback" not in client.err.text()
+    assert client.out.lines == []
+    return lines[0]
+
+
+def test_a_wrong_password_exits_3_with_one_plain_line(
+    demo_server: RunningServer, launch: Launcher, tmp_path: Path
+) -> None:
+    env = client_env(tmp_path / "app", password="not-the-password")
+    client = launch(env, "--server", demo_server.url, "--username", "alice", "--session-only")
+    assert client.wait() == 3
+    assert "Wrong username or password." in _one_plain_line(client)
+    assert "not-the-password" not in client.err.text()
+
+
+def test_no_username_and_none_saved_exits_2(
+    demo_server: RunningServer, launch: Launcher, tmp_path: Path
+) -> None:
+    env = client_env(tmp_path / "app")
+    client = launch(env, "--server", demo_server.url, "--session-only")
+    assert client.wait() == 2
+    assert "--username" in _one_plain_line(client)
+
+
+def test_a_server_address_that_is_not_http_exits_2(launch: Launcher, tmp_path: Path) -> None:
+    env = client_env(tmp_path / "app")
+    client = launch(env, "--server", "ftp://x", "--username", "alice", "--session-only")
+    assert client.wait() == 2
+    line = _one_plain_line(client)
+    assert "ftp://x" in line
+    assert "http://" in line
+
+
+def test_an_unreachable_server_at_first_login_is_retried_until_sigterm(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    """Nobody listens on the port: the client says so and retries; SIGTERM still exits 0."""
+    env = client_env(tmp_path / "app")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = launch(env, "--server", url, "--username", "alice", "--session-only")
+
+    retries = client.wait_for_stderr("Retrying in", count=2)
+
+    assert all(f"Nothing answers at 127.0.0.1:{port}" in line for line in retries), retries
+    assert client.terminate() == 0
+    assert "Traceback" not in client.err.text()
+    assert client.out.lines == []
