@@ -145,6 +145,8 @@ class Engine:
         self._replay_buffer: list[dict[str, object]] = []
         self._replay_added = 0
         self._server_unread: int | None = None
+        # hello's latest_seq: rows above it committed after hello counted the unread ones.
+        self._counted_through = 0
         self._drain_lock = asyncio.Lock()
         self._drain_task: asyncio.Task[None] | None = None
         self._drain_again = False  # an action was queued while a drain was running
@@ -254,6 +256,7 @@ class Engine:
             case protocol.Hello():
                 self._replay_buffer.clear()
                 self._replay_added = 0
+                self._counted_through = frame.latest_seq
                 self._set_server_unread(frame.unread_count)
                 self._schedule_drain()
                 if frame.latest_seq == self.inbox.cursor():
@@ -332,6 +335,14 @@ class Engine:
         )
         for row in result.added:
             self._emit(NotificationAdded(row, live=live))
+        # The server sends no unread_count with a new notification: count it here, once,
+        # unless hello's figure already included it.
+        fresh = [r for r in result.added if not r.is_read and r.seq > self._counted_through]
+        if fresh and self._server_unread is not None:
+            self._server_unread += len(fresh)
+            self._emit(UnreadCountChanged(self._server_unread))
+        elif fresh:
+            self._emit(UnreadCountChanged(self.unread_count()))
         if result.gap and live:
             # Frames for one user arrive in seq order; a jump means we missed one.
             logger.info("gap above seq %s: asking for a replay", result.cursor)

@@ -178,6 +178,61 @@ class DesktopSession:
         )
         return process
 
+    def start_display(
+        self, *, width: int = 1280, height: int = 800, depth: int = 24
+    ) -> tuple[str, subprocess.Popen[bytes]]:
+        """Start ``Xvfb`` on a display number it picks itself; ``(":N", process)``.
+
+        Xvfb's ``-displayfd`` chooses a free number and writes it once the server accepts
+        connections, so two sessions never race for a number and the caller never polls.
+        The server belongs to this session (:meth:`close` kills it). Pass the display to
+        daemons and clients as ``DISPLAY``.
+
+        Raises:
+            DesktopSessionError: Xvfb is missing, exited, or printed no display in time.
+        """
+        self._check_open()
+        binary = shutil.which("Xvfb")
+        if binary is None:
+            raise DesktopSessionError("Xvfb is not installed (apt: xvfb)")
+        log = (self.log_dir / f"Xvfb-{len(self._processes)}.log").open("wb")
+        self._logs.append(log)
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    "-displayfd",
+                    str(write_end),
+                    "-screen",
+                    "0",
+                    f"{width}x{height}x{depth}",
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ],
+                env=self._isolated_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_end,),
+                start_new_session=True,
+            )
+            self._processes.append(process)
+            os.close(write_end)
+            write_end = -1
+            with os.fdopen(read_end, "rb", closefd=False) as reader:
+                number = _read_line(reader, self.timeout)
+        finally:
+            os.close(read_end)
+            if write_end != -1:
+                os.close(write_end)
+        if not number.isdigit():
+            raise DesktopSessionError(
+                f"Xvfb printed no display number{self._log_tail(Path(log.name))}"
+            )
+        return f":{number}", process
+
     def name_has_owner(self, name: str) -> bool:
         """Whether some connection owns ``name`` on this bus right now."""
         reply = self.dbus_send(

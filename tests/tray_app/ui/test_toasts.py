@@ -1,0 +1,408 @@
+"""The toaster on a real desktop: Xvfb, a private D-Bus session bus and xfce4-notifyd.
+
+What reaches the daemon is read off the bus by ``dbus-monitor`` (a subprocess whose output
+is parsed), and the toast's buttons are clicked with ``xdotool`` where xfce4-notifyd drew
+them, found by their pixels; the daemon then sends ActionInvoked, which must come back as
+the Toaster's Qt signals. The display and daemon start once for the module.
+
+The event loop: the app runs everything on a qasync loop (``qasync.QEventLoop`` driving
+the Qt event loop), so these tests do too. Each test is a plain function that runs its
+coroutine with ``asyncio.Runner(loop_factory=qasync.QEventLoop)``, the same
+run-until-complete the app's ``__main__`` does, and waits for Qt signals *inside* that
+loop (an asyncio future set by the slot), so desktop-notifier's D-Bus reader and the Qt
+signals are served by one loop as in the app. pytest-asyncio was not used: its loop is a
+plain asyncio loop unless a ``pytest_asyncio_loop_factories`` hook in a conftest swaps it,
+and ``qtbot.waitSignal`` would spin a nested Qt loop under a loop that asyncio does not
+consider running.
+
+The one stand-in: the fallback's ``QSystemTrayIcon`` records ``showMessage`` calls instead
+of drawing a balloon, and a click on the balloon is its ``messageClicked`` signal emitted by
+the test, because under the offscreen platform of in-process tests there is no tray for Qt
+to draw one on. The native path is never faked: its failures come from a bus
+address with nothing behind it and from a real bus with no notification server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import qasync
+from PySide6.QtCore import SignalInstance
+from PySide6.QtGui import QIcon, QImage, QPixmap, Qt, QTextDocument
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from tests.tray_app.desktop_session import DesktopSession
+from tests.tray_app.ui.display import NotificationDesktop, NotifyMonitor, Rect, start_notifyd
+from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences, ToastRequest
+from tray_app.ui.toasts import MARK_READ_LABEL, OPEN_LABEL, SHOW_ALL_LABEL, Toaster
+
+T = TypeVar("T")
+WAIT = 15.0
+HOSTILE_TITLE = "<b>x</b><img src=x>"
+HOSTILE_MESSAGE = "a & b <i>c</i> <b>bold</b>"
+
+
+@pytest.fixture(scope="module")
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotificationDesktop]:
+    with NotificationDesktop(tmp_path_factory.mktemp("desktop"), timeout=WAIT) as started:
+        started.start_notifyd()
+        yield started
+
+
+@pytest.fixture
+def on_desktop(
+    desktop: NotificationDesktop, monkeypatch: pytest.MonkeyPatch
+) -> NotificationDesktop:
+    """The test process joins the desktop's session bus (desktop-notifier reads the
+    address from the environment when it connects)."""
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", desktop.bus_address)
+    return desktop
+
+
+@pytest.fixture
+def run(qapp: QApplication) -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
+    """``run(coro)``: run it to completion on a qasync loop, as the app does."""
+    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(qapp)) as runner:
+
+        def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+            return runner.run(asyncio.wait_for(coroutine, WAIT * 2))
+
+        yield run_coroutine
+    # The loop's Qt objects sit in reference cycles: collect them here, in the GUI thread,
+    # not whenever some other thread happens to trigger the collector.
+    gc.collect()
+
+
+@pytest.fixture
+def make_toaster(run) -> Iterator[Callable[..., Toaster]]:
+    """``make_toaster(tray, **options)``: a Toaster, closed (with its D-Bus connection)
+    after the test."""
+    made: list[Toaster] = []
+
+    def make(tray: QSystemTrayIcon | None = None, **options: Any) -> Toaster:
+        toaster = Toaster(tray, **options)
+        made.append(toaster)
+        return toaster
+
+    yield make
+    for toaster in made:
+        run(toaster.aclose())
+
+
+async def emitted(signal: SignalInstance, action: Callable[[], object]) -> list[Any]:
+    """Do ``action`` and wait, inside the running loop, for ``signal``; its arguments."""
+    future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    def slot(*args: Any) -> None:
+        if not future.done():
+            future.set_result(list(args))
+
+    signal.connect(slot)
+    try:
+        action()
+        async with asyncio.timeout(WAIT):
+            return await future
+    finally:
+        signal.disconnect(slot)
+
+
+def toast_for(notification_id: int, **fields: Any) -> Toast:
+    """What the real planner makes of one live notification."""
+    values: dict[str, Any] = {
+        "id": notification_id,
+        "seq": notification_id,
+        "title": f"Task {notification_id} moved to Done",
+        "message": "Reviewed by bob",
+        "priority": "normal",
+        "project_id": 7,
+        "project_title": "Mobile App",
+        "url": f"/projects/7/tasks/{notification_id}",
+        "is_read": False,
+        "live": True,
+        "arrived_at": 0.0,
+    }
+    values.update(fields)
+    [toast] = ToastPlanner(clock=lambda: 0.0).offer(ToastRequest(**values), ToastPreferences())
+    return toast
+
+
+def summary_toast() -> Toast:
+    clock = [0.0]
+    planner = ToastPlanner(clock=lambda: clock[0])
+    for n in range(1, 13):
+        request = toast_request(n, arrived_at=n / 10)
+        planner.offer(request, ToastPreferences())
+    clock[0] = 10.0
+    [summary] = planner.flush(ToastPreferences())
+    return summary
+
+
+def toast_request(notification_id: int, **fields: Any) -> ToastRequest:
+    values: dict[str, Any] = {
+        "id": notification_id,
+        "seq": notification_id,
+        "title": f"Build {notification_id} finished",
+        "message": "",
+        "priority": "normal",
+        "project_id": 7,
+        "project_title": "Mobile App",
+        "url": "/x",
+        "is_read": False,
+        "live": True,
+        "arrived_at": 0.0,
+    }
+    values.update(fields)
+    return ToastRequest(**values)
+
+
+def distinct_colours(path: Path) -> int:
+    image = QImage(str(path))
+    return len(
+        {image.pixel(x, y) for x in range(0, image.width(), 2) for y in range(0, image.height(), 2)}
+    )
+
+
+def shown_by_auto_text_label(text: str) -> str:
+    """The characters a QLabel with Qt.AutoText (as in Qt's balloon) puts on screen."""
+    document = QTextDocument()
+    if Qt.mightBeRichText(text):
+        document.setHtml(text)
+    else:
+        document.setPlainText(text)
+    return document.toPlainText()
+
+
+class RecordingTray(QSystemTrayIcon):
+    """A tray icon that records balloons (offscreen Qt has no tray to draw them on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        pixmap = QPixmap(16, 16)
+        pixmap.fill()
+        self.setIcon(QIcon(pixmap))
+        self.balloons: list[tuple[str, str, QSystemTrayIcon.MessageIcon]] = []
+
+    def showMessage(self, title: str, body: str, icon: Any = None, msecs: int = 10000) -> None:
+        self.balloons.append((title, body, icon))
+
+
+def show_and_find(
+    toaster: Toaster, toast: Toast, desktop: NotificationDesktop, run: Callable[..., Any]
+) -> tuple[int, list[Rect]]:
+    """Show ``toast`` and wait for its window; the window and its buttons."""
+    before = set(desktop.windows())
+    run(toaster.show(toast))
+    window = desktop.wait_for_window(exclude=before)
+    return window, desktop.buttons(window)
+
+
+# --- what reaches the daemon ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("priority", "urgency_hint"), [("low", 0), ("normal", 1), ("high", 1), ("urgent", 2)]
+)
+def test_a_single_toast_reaches_the_daemon_as_the_policy_said(
+    make_toaster, on_desktop, run, qtbot, priority, urgency_hint
+):
+    toaster = make_toaster(None)
+    toast = toast_for(10 + urgency_hint, priority=priority)
+    with on_desktop.monitor_notify() as monitor:
+        run(toaster.show(toast))
+        [call] = monitor.wait_for(lambda calls: len(calls) >= 1)
+    assert call.app_name == "Tray Notifier"
+    assert call.summary == toast.title == f"Task {10 + urgency_hint} moved to Done"
+    assert call.body == toast.body == "Mobile App \u00b7 Reviewed by bob"
+    assert call.action_labels == [OPEN_LABEL, MARK_READ_LABEL]
+    assert call.urgency == urgency_hint
+    assert toaster.native_available
+    run(toaster.close_all())
+
+
+def test_server_text_is_shown_as_plain_text(make_toaster, on_desktop, run, qtbot, tmp_path):
+    """xfce4-notifyd renders valid body markup (``<b>bold</b>`` in bold) and shows the
+    summary verbatim; the body's markup characters must reach it escaped."""
+    toaster = make_toaster(None)
+    toast = toast_for(20, title=HOSTILE_TITLE, message=HOSTILE_MESSAGE, project_title=None)
+    with on_desktop.monitor_notify() as monitor:
+        window, _ = show_and_find(toaster, toast, on_desktop, run)
+        [call] = monitor.wait_for(lambda calls: len(calls) >= 1)
+    assert call.summary == HOSTILE_TITLE
+    assert call.body == "a &amp; b &lt;i&gt;c&lt;/i&gt; &lt;b&gt;bold&lt;/b&gt;"
+    shot = on_desktop.screenshot(tmp_path / "plain-text-toast.png", window)
+    assert distinct_colours(shot) > 8
+    run(toaster.close_all())
+    on_desktop.wait_until_gone(window)
+
+
+# --- the buttons, clicked for real -----------------------------------------------------------
+
+
+def test_clicking_mark_read_asks_to_mark_that_notification_read(
+    make_toaster, on_desktop, run, qtbot, tmp_path
+):
+    toaster = make_toaster(None)
+    window, buttons = show_and_find(toaster, toast_for(42), on_desktop, run)
+    assert len(buttons) == 2  # Open, Mark read: in the order they were sent
+    shot = on_desktop.screenshot(tmp_path / "toast.png", window)
+    assert distinct_colours(shot) > 8
+
+    opened: list[Any] = []
+    toaster.open_requested.connect(lambda *args: opened.append(args))
+    args = run(emitted(toaster.mark_read_requested, lambda: on_desktop.click(*buttons[1].center)))
+    assert args == [42]
+    assert opened == []
+    on_desktop.wait_until_gone(window)
+
+
+def test_clicking_open_asks_to_open_that_notification(make_toaster, on_desktop, run, qtbot):
+    toaster = make_toaster(None)
+    window, buttons = show_and_find(toaster, toast_for(43), on_desktop, run)
+    marked: list[Any] = []
+    toaster.mark_read_requested.connect(marked.append)
+    args = run(emitted(toaster.open_requested, lambda: on_desktop.click(*buttons[0].center)))
+    assert args == [43, "/projects/7/tasks/43"]
+    assert marked == []
+    on_desktop.wait_until_gone(window)
+
+
+def test_a_summary_toast_offers_the_history(make_toaster, on_desktop, run, qtbot):
+    toaster = make_toaster(None)
+    summary = summary_toast()
+    assert summary.title == "7 more updates in Mobile App"
+    with on_desktop.monitor_notify() as monitor:
+        window, buttons = show_and_find(toaster, summary, on_desktop, run)
+        [call] = monitor.wait_for(lambda calls: len(calls) >= 1)
+    assert (call.summary, call.action_labels, call.urgency) == (
+        "7 more updates in Mobile App",
+        [SHOW_ALL_LABEL],
+        1,
+    )
+    assert call.body == summary.body
+    assert "\n" in call.body  # several lines survive the trip
+    assert len(buttons) == 1
+    args = run(emitted(toaster.history_requested, lambda: on_desktop.click(*buttons[0].center)))
+    assert args == []
+    on_desktop.wait_until_gone(window)
+
+
+def test_toasts_shown_at_once_arrive_in_order_on_one_connection(
+    make_toaster, on_desktop, run, qtbot
+):
+    """The app spawns one show() per toast; at once they must not open a D-Bus connection
+    each, and aclose() closes the one they share."""
+    toaster = make_toaster(None)
+    toasts = [toast_for(n) for n in (71, 72, 73)]
+
+    async def show_all() -> None:
+        await asyncio.gather(*(toaster.show(toast) for toast in toasts))
+
+    with on_desktop.monitor_notify() as monitor:
+        run(show_all())
+        calls = monitor.wait_for(lambda calls: len(calls) >= 3)
+    assert [call.summary for call in calls] == [toast.title for toast in toasts]
+    # One connection stays (for the buttons' signals); each show's short probe is gone.
+    on_desktop.session.wait_until(
+        lambda: len(on_desktop.connections_of(os.getpid())) == 1,
+        what="this process to keep exactly one bus connection",
+    )
+    run(toaster.aclose())
+    on_desktop.session.wait_until(
+        lambda: on_desktop.connections_of(os.getpid()) == [],
+        what="aclose() to close the bus connection",
+    )
+
+
+def test_withdrawing_closes_a_toast_read_elsewhere(make_toaster, on_desktop, run, qtbot):
+    toaster = make_toaster(None)
+    window, _ = show_and_find(toaster, toast_for(44), on_desktop, run)
+    run(toaster.withdraw([44, 999]))  # 999 was never shown: nothing happens for it
+    on_desktop.wait_until_gone(window)
+
+
+# --- the fallback ---------------------------------------------------------------------------
+
+
+def test_without_a_session_bus_the_balloon_is_used_and_logged_once(
+    make_toaster, run, qtbot, monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    tray = RecordingTray()
+    toaster = make_toaster(tray)
+    caplog.set_level(logging.DEBUG, logger="tray_app.ui.toasts")
+    urgent = toast_for(50, priority="urgent", title=HOSTILE_TITLE, message="a & b")
+
+    reasons: list[str] = []
+    toaster.fallback_used.connect(reasons.append)
+    run(toaster.show(urgent))
+    assert len(reasons) == 1
+    assert "FileNotFoundError" in reasons[0] or "No such file" in reasons[0], reasons
+    assert not toaster.native_available
+    title, body, icon = tray.balloons[-1]
+    # Qt draws the balloon with labels that guess rich text: what they show is verbatim.
+    assert shown_by_auto_text_label(title) == HOSTILE_TITLE
+    assert shown_by_auto_text_label(body) == body == "Mobile App \u00b7 a & b"
+    assert icon == QSystemTrayIcon.MessageIcon.Critical
+
+    run(toaster.show(toast_for(51, priority="low")))
+    assert len(tray.balloons) == 2
+    assert tray.balloons[-1][2] == QSystemTrayIcon.MessageIcon.Information
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "tray_app.ui.toasts"
+    ]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage().startswith("native notifications unavailable (")
+    assert warnings[0].getMessage().endswith("): using the tray icon's balloon")
+
+    # A click on the balloon opens the last toast's notification.
+    args = run(emitted(toaster.open_requested, tray.messageClicked.emit))
+    assert args == [51, "/projects/7/tasks/51"]
+
+
+def test_a_bus_without_a_notification_server_falls_back_then_recovers(
+    make_toaster, desktop, run, qtbot, monkeypatch, tmp_path
+):
+    """A real bus with no daemon: the balloon, and nothing sent to the bus. Once
+    xfce4-notifyd starts on it, toasts go native again."""
+    with DesktopSession(tmp_path / "session", timeout=WAIT) as session:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+        tray = RecordingTray()
+        toaster = make_toaster(tray, retry_after=0.0)
+        fallbacks: list[str] = []
+        toaster.fallback_used.connect(fallbacks.append)
+        with NotifyMonitor(session.address, timeout=WAIT) as monitor:
+            run(toaster.show(toast_for(60)))
+            reasons = list(fallbacks)
+            assert len(reasons) == 1
+            assert "no notification server" in reasons[0]
+            assert "ServiceUnknown" in reasons[0]
+            assert [b[0] for b in tray.balloons] == ["Task 60 moved to Done"]
+
+            start_notifyd(session, desktop.display)
+            run(toaster.show(toast_for(61)))
+            [call] = monitor.wait_for(lambda calls: len(calls) >= 1)
+        assert call.summary == "Task 61 moved to Done"
+        assert fallbacks == reasons  # no new fallback
+        assert len(tray.balloons) == 1
+        assert toaster.native_available
+        run(toaster.close_all())
+
+
+def test_without_a_tray_the_fallback_is_still_reported(
+    make_toaster, run, qtbot, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    toaster = make_toaster(None)
+    reasons: list[str] = []
+    toaster.fallback_used.connect(reasons.append)
+    run(toaster.show(summary_toast()))
+    assert len(reasons) == 1
+    assert reasons[0]
+    run(toaster.close_all())  # nothing native to close: returns quietly

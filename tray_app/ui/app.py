@@ -1,0 +1,587 @@
+"""The tray app's wiring: engine (through the bridge) to widgets, widgets to engine.
+
+Widgets are passive; every decision about what to show and what to do lives here,
+in small methods named for the user's intent. The app starts into the tray and
+opens a window only when it must (the login, when no saved login works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time as monotonic_time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+from PySide6.QtCore import QObject, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+
+from tray_app import config
+from tray_app.engine import Engine
+from tray_app.net.api import ApiClient, Tokens
+from tray_app.net.errors import NetError
+from tray_app.net.live import ConnectionState, StateChange
+from tray_app.net.protocol import PresenceChanged, PresenceSnapshot, PresenceUnsubscribed
+from tray_app.preferences import Preferences, managed_settings
+from tray_app.store.db import OpenedDatabase, account_database_path, open_database
+from tray_app.store.inbox import Inbox, StoredNotification
+from tray_app.store.outbox import Outbox
+from tray_app.store.secrets import TokenVault
+from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
+from tray_app.ui.badge import TrayLook
+from tray_app.ui.bridge import EngineBridge
+from tray_app.ui.history import HistoryWindow
+from tray_app.ui.login import LoginDialog
+from tray_app.ui.presence import PresenceWindow, last_seen_from_epoch, member_from_protocol
+from tray_app.ui.settings import SettingsDialog
+from tray_app.ui.toasts import Toaster
+from tray_app.ui.tray import MenuNotification, TrayController, TrayState
+from tray_app.ui.wakeups import WakeWatcher
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    server_url: str
+    username: str
+    data_dir: Path
+    config_dir: Path
+    password: str | None = None  # a scripted first login (TRAY_NOTIFIER_PASSWORD)
+    session_only: bool = False
+
+
+@dataclass
+class Account:
+    """One logged-in account: its REST client, store, engine and bridge."""
+
+    server_url: str
+    username: str
+    api: ApiClient
+    database: OpenedDatabase
+    engine: Engine
+    bridge: EngineBridge
+    task: asyncio.Task[None] | None = None
+    projects: tuple[tuple[int, str], ...] = ()
+
+
+class TrayApp(QObject):
+    """The running app. ``run()`` returns when the user quits."""
+
+    def __init__(self, options: AppOptions, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        # Closing the login or history window must leave the app running in the tray.
+        application = QGuiApplication.instance()
+        if isinstance(application, QGuiApplication):
+            application.setQuitOnLastWindowClosed(False)
+        self.options = options
+        self.settings = config.Settings.load(options.config_dir)
+        self.preferences = Preferences.load(options.config_dir)
+        self.managed = managed_settings()
+        # Opened in run(), off the GUI thread: a locked keyring may put up an unlock
+        # prompt and wait for the user, and the tray must stay responsive meanwhile.
+        self.vault = TokenVault(session_only=True)
+        self.account: Account | None = None
+        self.state = StateChange(ConnectionState.STOPPED)
+        self.tray = TrayController(self)
+        self.toaster = Toaster(self.tray.tray_icon, parent=self)
+        self.planner = ToastPlanner()
+        self.wakeups = WakeWatcher(self)
+        self.history: HistoryWindow | None = None
+        self.presence: PresenceWindow | None = None
+        self.login: LoginDialog | None = None
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush_toasts)
+        self._quit = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connect_widgets()
+
+    # --- life ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.tray.show()
+        self._refresh_tray()
+        if not self.options.session_only:
+            self.vault = await asyncio.to_thread(TokenVault)
+            if not self.vault.status.usable:
+                logger.warning("keyring unusable: %s", self.vault.status.reason)
+        self.wakeups.watch_network()
+        self._spawn(self.wakeups.watch_sleep())
+        await self._start()
+        await self._quit.wait()
+        await self._end_account(logout=False)
+        self.wakeups.stop()
+        await self._cancel_tasks()
+        await self.toaster.aclose()
+
+    async def _cancel_tasks(self) -> None:
+        """End background work (project list, toasts, status) before the loop goes."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def quit(self) -> None:
+        """End the app: from the menu, or SIGTERM/SIGINT."""
+        self._quit.set()
+
+    def activate(self) -> None:
+        """A second launch asked this one to come forward."""
+        if self.account is None:
+            self.show_login()
+        else:
+            self.show_history()
+
+    async def _start(self) -> None:
+        server = self.managed.server_url or self.options.server_url
+        username = self.options.username
+        saved = self.vault.load_refresh_token(server, username) if username else None
+        if saved:
+            api = self._new_api(server, username)
+            api.restore(saved)
+            self._open_account(server, username, api)
+            return
+        if username and self.options.password:
+            api = self._new_api(server, username)
+            try:
+                await api.login(username, self.options.password)
+            except NetError as error:
+                await api.aclose()
+                self.show_login(error.user_message)
+                return
+            self._open_account(server, username, api)
+            return
+        self.show_login()
+
+    def _new_api(self, server: str, username: str) -> ApiClient:
+        def remember(tokens: Tokens | None) -> None:
+            if tokens is None:
+                self.vault.delete_refresh_token(server, username)
+            elif self.preferences.remember_me:
+                self.vault.save_refresh_token(server, username, tokens.refresh)
+
+        return ApiClient(server, on_tokens_changed=remember)
+
+    def _open_account(self, server: str, username: str, api: ApiClient) -> None:
+        database = open_database(account_database_path(self.options.data_dir, server, username))
+        if database.rebuilt:
+            logger.warning("the local history was damaged and is rebuilt from the server")
+        inbox = Inbox(database.connection)
+        inbox.prune(
+            max_age=timedelta(days=self.settings.retention_days),
+            max_rows=self.settings.retention_rows,
+        )
+        engine = Engine(api=api, inbox=inbox, outbox=Outbox(database.connection, inbox))
+        bridge = EngineBridge(engine, self)
+        self.account = Account(server, username, api, database, engine, bridge)
+        self.settings.server_url, self.settings.username = server, username
+        self.settings.save(self.options.config_dir)
+        self._connect_bridge(bridge)
+        self.account.task = asyncio.get_running_loop().create_task(engine.run())
+        self._spawn(self._load_projects())
+        if self.preferences.dnd_active(datetime.now(UTC)):
+            self._spawn(engine.set_status("dnd"))
+        self._refresh_tray()
+        if self.history is not None:
+            self.history.close()
+            self.history = None
+
+    async def _end_account(self, *, logout: bool) -> None:
+        account, self.account = self.account, None
+        if account is None:
+            return
+        account.bridge.detach()
+        await account.engine.stop()
+        if account.task is not None:
+            with contextlib.suppress(Exception):
+                await account.task
+        if logout:
+            await account.api.logout()
+        await account.api.aclose()
+        account.database.connection.close()
+        for window in (self.history, self.presence):
+            if window is not None:
+                window.close()
+        self.history = self.presence = None
+        self.state = StateChange(ConnectionState.STOPPED)
+        self._refresh_tray()
+
+    async def _load_projects(self) -> None:
+        account = self.account
+        if account is None:
+            return
+        try:
+            me = await account.api.me()
+        except NetError as error:
+            logger.info("could not load the project list yet (%s)", error.code)
+            return
+        projects = tuple(
+            (project["id"], project["title"])
+            for project in me.get("projects", [])
+            if isinstance(project, dict)
+            and isinstance(project.get("id"), int)
+            and isinstance(project.get("title"), str)
+        )
+        account.projects = projects
+        if self.presence is not None:
+            self.presence.set_projects(list(projects))
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def _connect_widgets(self) -> None:
+        tray = self.tray
+        tray.history_requested.connect(self.show_history)
+        tray.presence_requested.connect(self.show_presence)
+        tray.settings_requested.connect(self.show_settings)
+        tray.login_requested.connect(self.show_login)
+        tray.logout_requested.connect(lambda: self._spawn(self._logout()))
+        tray.quit_requested.connect(self._quit.set)
+        tray.notification_opened.connect(self.open_notification)
+        tray.notification_mark_read_requested.connect(lambda i: self.mark_read([i]))
+        tray.mark_all_read_requested.connect(self.mark_all_read)
+        tray.dnd_requested.connect(self.set_do_not_disturb)
+        self.toaster.open_requested.connect(lambda i, _url: self.open_notification(i))
+        self.toaster.mark_read_requested.connect(lambda i: self.mark_read([i]))
+        self.toaster.history_requested.connect(self.show_history)
+        self.wakeups.network_changed.connect(self._network_changed)
+        self.wakeups.woke_up.connect(self._woke_up)
+
+    def _connect_bridge(self, bridge: EngineBridge) -> None:
+        bridge.notification_added.connect(self._notification_added)
+        bridge.read_state_changed.connect(self._read_state_changed)
+        bridge.notifications_removed.connect(self._notifications_removed)
+        bridge.unread_count_changed.connect(lambda _count: self._refresh_tray())
+        bridge.catch_up_finished.connect(self._catch_up_finished)
+        bridge.history_reset.connect(self._history_reset)
+        bridge.connection_state_changed.connect(self._connection_state_changed)
+        bridge.presence_snapshot_received.connect(self._presence_snapshot)
+        bridge.presence_changed.connect(self._presence_changed)
+
+    # --- engine -> widgets ---------------------------------------------------------------
+
+    def _notification_added(self, row: StoredNotification, live: bool) -> None:
+        self._refresh_tray()
+        if self.history is not None:
+            self.history.notifications_changed()
+        request = ToastRequest(
+            id=row.id,
+            seq=row.seq,
+            title=row.title,
+            message=row.message,
+            priority=row.priority,
+            project_id=row.project_id,
+            project_title=row.project_title,
+            url=row.url,
+            is_read=row.is_read,
+            live=live,
+            arrived_at=monotonic_time.monotonic(),
+        )
+        self._show_toasts(self.planner.offer(request, self._toast_preferences()))
+
+    def _catch_up_finished(self, added: int) -> None:
+        self._show_toasts(self.planner.catch_up_finished(added, self._toast_preferences()))
+
+    def _flush_toasts(self) -> None:
+        self._show_toasts(self.planner.flush(self._toast_preferences()))
+
+    def _show_toasts(self, toasts: list[Any]) -> None:
+        for toast in toasts:
+            self._spawn(self.toaster.show(toast))
+        delay = self.planner.next_flush_in()
+        if delay is not None:
+            self._flush_timer.start(max(0, int(delay * 1000)))
+
+    def _toast_preferences(self) -> ToastPreferences:
+        prefs = self.preferences
+        return ToastPreferences(
+            enabled=prefs.toasts_enabled,
+            dnd_until=prefs.dnd_until,
+            quiet_hours=prefs.quiet_hours,
+            muted_projects=prefs.muted_projects,
+            sound=prefs.sound,
+        )
+
+    def _read_state_changed(self, ids: list[int], is_read: bool) -> None:
+        self._refresh_tray()
+        if is_read:
+            # Read on another device (or here): its toast, shown or held, goes away.
+            self.planner.discard(ids)
+            self._spawn(self.toaster.withdraw(ids))
+        if self.history is not None:
+            self.history.apply_read(ids, is_read)
+
+    def _notifications_removed(self, ids: list[int]) -> None:
+        self._refresh_tray()
+        if self.history is not None:
+            self.history.apply_removed(ids)
+
+    def _history_reset(self) -> None:
+        self._refresh_tray()
+        if self.history is not None:
+            self.history.notifications_changed()
+
+    def _connection_state_changed(self, change: StateChange) -> None:
+        self.state = change
+        self._refresh_tray()
+        if self.history is not None:
+            self.history.set_offline(change.state is not ConnectionState.CONNECTED)
+        if change.state is ConnectionState.LOGIN_REQUIRED:
+            message = change.error.user_message if change.error else None
+            self._spawn(self._login_again(message))
+
+    async def _login_again(self, message: str | None) -> None:
+        await self._end_account(logout=False)
+        self.show_login(message)
+
+    def _presence_snapshot(self, snapshot: PresenceSnapshot) -> None:
+        if self.presence is not None:
+            members = [member_from_protocol(member) for member in snapshot.members]
+            self.presence.show_snapshot(snapshot.project_id, members)
+
+    def _presence_changed(self, change: PresenceChanged | PresenceUnsubscribed) -> None:
+        if self.presence is None:
+            return
+        if isinstance(change, PresenceUnsubscribed):
+            self.presence.remove_project(change.project_id)
+            return
+        self.presence.apply_change(
+            change.project_id,
+            change.user_id,
+            change.online,
+            change.status,
+            last_seen_from_epoch(change.last_seen),
+        )
+
+    def _refresh_tray(self) -> None:
+        account = self.account
+        now = datetime.now(UTC)
+        dnd = self.preferences.dnd_until if self.preferences.dnd_active(now) else None
+        if account is None:
+            self.tray.set_state(
+                TrayState(
+                    connection="Not logged in",
+                    look=TrayLook.LOGIN_REQUIRED,
+                    username=None,
+                    unread=0,
+                    recent=(),
+                    dnd_until=dnd,
+                )
+            )
+            return
+        engine = account.engine
+        recent = tuple(
+            MenuNotification(
+                id=row.id,
+                title=row.title,
+                project=row.project_title,
+                created_at=row.created_at,
+                url=row.url,
+            )
+            for row in engine.recent(10, unread_only=True)
+        )
+        self.tray.set_state(
+            TrayState(
+                connection=_describe(self.state),
+                look=_look(self.state.state, dnd is not None),
+                username=account.username,
+                unread=engine.unread_count(),
+                recent=recent,
+                dnd_until=dnd,
+            )
+        )
+
+    # --- widgets -> engine -----------------------------------------------------------------
+
+    def mark_read(self, ids: list[int]) -> None:
+        if self.account is not None and ids:
+            self.account.engine.mark_read(ids)
+
+    def mark_all_read(self) -> None:
+        if self.account is not None:
+            self.account.engine.mark_all_read(self.account.engine.inbox.cursor())
+
+    def open_notification(self, notification_id: int) -> None:
+        account = self.account
+        if account is None:
+            return
+        row = account.engine.inbox.get(notification_id)
+        if row is not None and row.url:
+            QDesktopServices.openUrl(QUrl(urljoin(account.server_url + "/", row.url)))
+        self.mark_read([notification_id])
+
+    def set_do_not_disturb(self, choice: str) -> None:
+        now = datetime.now(UTC)
+        if choice == "1h":
+            until: datetime | None = now + timedelta(hours=1)
+        elif choice == "tomorrow":
+            local = datetime.now().astimezone()
+            until = (local + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+        else:
+            until = None
+        self.preferences = replace(self.preferences, dnd_until=until)
+        self.preferences.save(self.options.config_dir)
+        if self.account is not None:
+            self._spawn(self.account.engine.set_status("dnd" if until else "online"))
+        self._refresh_tray()
+
+    def _network_changed(self, online: bool) -> None:
+        if self.account is not None:
+            self.account.engine.session.set_network_available(online)
+
+    def _woke_up(self) -> None:
+        if self.account is not None:
+            self.account.engine.wake()
+
+    # --- windows -------------------------------------------------------------------------
+
+    def show_history(self) -> None:
+        account = self.account
+        if account is None:
+            self.show_login()
+            return
+        if self.history is None:
+            history = HistoryWindow(account.engine.inbox)
+            history.mark_read_requested.connect(account.engine.mark_read)
+            history.mark_unread_requested.connect(account.engine.mark_unread)
+            history.delete_requested.connect(account.engine.delete)
+            history.open_requested.connect(lambda i, _url: self.open_notification(i))
+            self.history = history
+        self.history.set_offline(self.state.state is not ConnectionState.CONNECTED)
+        _bring_forward(self.history)
+
+    def show_presence(self) -> None:
+        account = self.account
+        if account is None:
+            self.show_login()
+            return
+        if self.presence is None:
+            presence = PresenceWindow()
+            presence.project_selected.connect(
+                lambda pid: self._spawn(account.engine.watch_presence(pid))
+            )
+            presence.status_chosen.connect(lambda s: self._spawn(account.engine.set_status(s)))
+            presence.set_projects(list(account.projects))
+            self.presence = presence
+        _bring_forward(self.presence)
+
+    def show_settings(self) -> None:
+        projects = list(self.account.projects) if self.account else []
+        dialog = SettingsDialog(self.preferences, projects)
+        dialog.preferences_changed.connect(self._preferences_changed)
+        dialog.open()
+        self._settings_dialog = dialog  # keep it alive while open
+
+    def _preferences_changed(self, preferences: Preferences) -> None:
+        from tray_app import autostart
+
+        if preferences.start_at_login != self.preferences.start_at_login:
+            try:
+                if preferences.start_at_login:
+                    autostart.enable(autostart.launch_command())
+                else:
+                    autostart.disable()
+            except autostart.AutostartError as error:
+                logger.warning("could not change start at login: %s", error)
+                self.tray.tray_icon.showMessage("Tray Notifier", error.user_message)
+        self.preferences = preferences
+        preferences.save(self.options.config_dir)
+        self._refresh_tray()
+
+    def show_login(self, message: str | None = None) -> None:
+        if self.login is None:
+            managed = self.managed
+            if not managed.allow_remember_me:
+                keyring_reason: str | None = "Your IT department turned off remembering logins."
+            elif not self.vault.status.usable:
+                keyring_reason = self.vault.status.reason
+            else:
+                keyring_reason = None
+            login = LoginDialog(
+                server_url=managed.server_url or self.options.server_url,
+                username=self.options.username or self.settings.username,
+                server_locked=managed.server_locked,
+                remember_me=self.preferences.remember_me and keyring_reason is None,
+                keyring_reason=keyring_reason,
+            )
+            login.login_submitted.connect(
+                lambda server, user, password, remember: self._spawn(
+                    self._log_in(server, user, password, remember)
+                )
+            )
+            self.login = login
+        if message:
+            self.login.show_error(message)
+        _bring_forward(self.login)
+
+    async def _log_in(self, server: str, username: str, password: str, remember: bool) -> None:
+        login = self.login
+        if login is None:
+            return
+        login.set_busy(True)
+        self.preferences = replace(self.preferences, remember_me=remember)
+        self.preferences.save(self.options.config_dir)
+        api = self._new_api(server.rstrip("/"), username)
+        try:
+            await api.login(username, password)
+        except NetError as error:
+            await api.aclose()
+            login.set_busy(False)
+            login.show_error(error.user_message)
+            return
+        login.set_busy(False)
+        login.accept()
+        self.login = None
+        await self._end_account(logout=False)
+        self._open_account(server.rstrip("/"), username, api)
+
+    async def _logout(self) -> None:
+        await self._end_account(logout=True)
+        self.show_login()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug: say so
+            logger.error("a background task failed", exc_info=task.exception())
+
+
+def _bring_forward(window: Any) -> None:
+    window.show()
+    window.raise_()
+    window.activateWindow()
+
+
+def _look(state: ConnectionState, dnd: bool) -> TrayLook:
+    if state is ConnectionState.LOGIN_REQUIRED:
+        return TrayLook.LOGIN_REQUIRED
+    if state is not ConnectionState.CONNECTED:
+        return TrayLook.OFFLINE
+    return TrayLook.DND if dnd else TrayLook.CONNECTED
+
+
+def _describe(change: StateChange) -> str:
+    match change.state:
+        case ConnectionState.CONNECTED:
+            return "Connected"
+        case ConnectionState.CONNECTING:
+            return "Connecting…"
+        case ConnectionState.RECONNECTING if change.next_attempt_at is not None:
+            seconds = max(0, round(change.next_attempt_at - monotonic_time.time()))
+            return f"Reconnecting in {seconds} s" if seconds else "Reconnecting…"
+        case ConnectionState.RECONNECTING:
+            return "Reconnecting…"
+        case ConnectionState.OFFLINE:
+            return "Offline"
+        case ConnectionState.LOGIN_REQUIRED:
+            return "Login required"
+        case _:
+            return "Not connected"
