@@ -326,6 +326,10 @@ class TrayApp(QObject):
             self.history.notifications_changed()
 
     def _connection_state_changed(self, change: StateChange) -> None:
+        if change.state is not self.state.state:
+            # States and error codes only: support can follow a session without content.
+            reason = f" ({change.error.code})" if change.error is not None else ""
+            logger.info("connection %s%s", change.state.value, reason)
         self.state = change
         self._refresh_tray()
         if self.history is not None:

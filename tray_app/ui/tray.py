@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 APP_NAME: Final = "Tray Notifier"
 #: The menu lists at most this many unread notifications, newest first.
 MAX_RECENT: Final = 10
+ROW_SEPARATOR: Final = "  —  "  # between a row's title and its "project · age"
 #: Titles longer than this are cut with an ellipsis so the menu keeps a sane width.
 TITLE_LIMIT: Final = 48
 PROJECT_LIMIT: Final = 24
@@ -374,9 +375,9 @@ class TrayController(QObject):
         details = describe_age(item.created_at, now)
         if item.project:
             details = f"{elide(item.project, PROJECT_LIMIT)} · {details}"
-        # After a tab, Qt draws text in the right-aligned shortcut column: the details line
-        # up as a column in Qt-drawn menus, and D-Bus menus show the tab as a gap.
-        label = f"{title}\t{details}"
+        # Not a tab: D-Bus menus (Linux panels) draw it as a ragged gap and macOS may drop
+        # what follows it; a plain separator reads the same everywhere.
+        label = f"{title}{ROW_SEPARATOR}{details}"
         action = QAction(menu_text(label), self)
         # The full title, for what the ellipsis hid. Qt guesses whether a tooltip is rich
         # text, so the title goes in as escaped HTML and can never be read as markup.

@@ -16,6 +16,7 @@ from pytestqt.qtbot import QtBot
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.tray import (
     MAX_RECENT,
+    ROW_SEPARATOR,
     TITLE_LIMIT,
     MenuNotification,
     TrayController,
@@ -156,9 +157,9 @@ def test_recent_unread_rows_show_title_project_and_age(tray: TrayController) -> 
     )
     rows = texts(tray.menu)[1:4]
     assert rows == [
-        "Deploy failed\tMobile App · 5 min",
-        "Carol assigned you a task\t2 h",
-        "Milestone due\tWeb · yesterday",
+        "Deploy failed  —  Mobile App · 5 min",
+        "Carol assigned you a task  —  2 h",
+        "Milestone due  —  Web · yesterday",
     ]
     assert action(tray.menu, "Mark all read").isEnabled()
 
@@ -177,7 +178,7 @@ def test_clicking_a_row_opens_that_notification(qtbot: QtBot, tray: TrayControll
 def test_mark_read_without_opening(qtbot: QtBot, tray: TrayController) -> None:
     tray.set_state(state(unread=2, recent=(notification(4, "First"), notification(5, "Second"))))
     mark_menu = submenu(tray.menu, "Mark read")
-    assert [text.split("\t")[0] for text in texts(mark_menu)] == ["First", "Second"]
+    assert [text.split(ROW_SEPARATOR)[0] for text in texts(mark_menu)] == ["First", "Second"]
     with (
         qtbot.waitSignal(tray.notification_mark_read_requested, timeout=1000) as marked,
         qtbot.assertNotEmitted(tray.notification_opened),
@@ -215,7 +216,7 @@ def test_more_unread_than_listed_points_to_history(qtbot: QtBot, tray: TrayContr
     tray.set_state(state(unread=25, recent=recent))
     rows = [text for text in texts(tray.menu) if text.startswith("Item ")]
     assert len(rows) == MAX_RECENT
-    assert rows[0].startswith("Item 1\t")
+    assert rows[0].startswith("Item 1  —  ")
     more = action(tray.menu, "15 more unread")
     assert more.text() == "15 more unread in History…"
     with qtbot.waitSignal(tray.history_requested, timeout=1000):
@@ -291,8 +292,8 @@ def test_text_is_plain_ampersands_and_markup_stay_literal(tray: TrayController) 
     )
     shown = texts(tray.menu)
     assert shown[0] == "r&&d · Connected"  # Qt shows "&&" as one "&", no mnemonic
-    assert shown[1] == "R&&D <b>x</b><img src=x>\tQ&&A · 5 min"
-    assert shown[2].startswith("line one line two\t")
+    assert shown[1] == "R&&D <b>x</b><img src=x>  —  Q&&A · 5 min"
+    assert shown[2].startswith("line one line two  —  ")
     # Qt renders a tooltip as rich text when it looks like HTML: the title must come
     # back out of the tooltip exactly as it went in, tags included.
     tooltip = QTextDocument()
@@ -304,7 +305,7 @@ def test_long_titles_are_elided_with_the_full_title_in_the_tooltip(tray: TrayCon
     title = "A very long notification title that keeps going " * 3
     tray.set_state(state(unread=1, recent=(notification(1, title),)))
     row = action(tray.menu, "A very long")
-    shown_title = row.text().split("\t")[0]
+    shown_title = row.text().split(ROW_SEPARATOR)[0]
     assert len(shown_title) <= TITLE_LIMIT
     assert shown_title.endswith("…")
     document = QTextDocument()
@@ -424,7 +425,7 @@ def test_a_request_that_updates_the_state_at_once_is_safe(
     with qtbot.waitSignal(tray.notification_opened, timeout=1000):
         row.trigger()
     _live_actions(tray)
-    assert [t.split("\t")[0] for t in texts(tray.menu)][1] == "Two"
+    assert [t.split(ROW_SEPARATOR)[0] for t in texts(tray.menu)][1] == "Two"
 
 
 @OFFSCREEN_TRAY
