@@ -38,13 +38,9 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
-import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,20 +53,31 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
-from backend.cli import LISTENING_PREFIX, WEBSOCKET_PATH
+from bench.common import (
+    CLIENT_CPU,
+    REPO_ROOT,
+    BenchError,
+    Fleet,
+    ServerProcess,
+    bench_env,
+    cpu_seconds,
+    free_port,
+    login,
+    percentile,
+    prepare_database,
+    raise_fd_limit,
+    rss_kib,
+    stop_server,
+)
+from bench.common import machine as describe_machine
+from bench.common import start_server as start_process
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "asgi_servers.json"
-SERVER_CPU = 0
-CLIENT_CPU = 1
 SERVERS = ("uvicorn", "daphne")
 # Socket owners, round-robin; admin only publishes.
 SOCKET_USERS = ("alice", "bob", "carol")
 PUBLISHER = "admin"
-DEMO_PASSWORD = "demo"
 PACKAGES = (
     "uvicorn",
     "daphne",
@@ -82,10 +89,6 @@ PACKAGES = (
     "django",
     "channels",
 )
-
-
-class BenchError(Exception):
-    """The benchmark could not measure something (a server failed, a frame went missing)."""
 
 
 @dataclass(frozen=True)
@@ -144,109 +147,7 @@ class RunResult:
     exit_code: int | None = None
 
 
-# --- /proc -------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc/PID/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchError(f"no VmRSS for process {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads), from /proc/PID/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # Field 2 (comm) may hold spaces; the fields after its closing parenthesis are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
 # --- servers -----------------------------------------------------------------------
-
-
-def bench_env(data_dir: Path) -> dict[str, str]:
-    """The environment of every server and CLI process: the embedded default in
-    ``data_dir``, and nothing of this process's own TRAY_* configuration."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TRAY_")
-        and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="backend.config.settings",
-        TRAY_DATA_DIR=str(data_dir),
-        TRAY_LOG_LEVEL="WARNING",
-        # Every run logs four users in; the default 20/min would throttle quick runs.
-        TRAY_LOGIN_RATE="1000/min",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def run_cli(env: dict[str, str], *args: str) -> None:
-    """``python -m backend.cli ARGS``; a failure stops the benchmark with its output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"backend.cli {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
-def prepare_database(env: dict[str, str]) -> None:
-    """Migrate and seed the demo data once, as ``serve --demo`` does on its first start."""
-    run_cli(env, "manage", "migrate", "--verbosity", "0")
-    run_cli(env, "manage", "shell", "-c", "from backend.demo import seed_demo; seed_demo()")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pin_to_server_cpu() -> None:
-    # Runs in the child before exec, so every thread the server starts inherits it.
-    os.sched_setaffinity(0, {SERVER_CPU})
-
-
-@dataclass
-class ServerProcess:
-    name: str
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    @property
-    def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://", 1) + WEBSOCKET_PATH
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-def _wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def start_server(name: str, env: dict[str, str], log_dir: Path, run: int) -> ServerProcess:
@@ -279,127 +180,10 @@ def start_server(name: str, env: dict[str, str], log_dir: Path, run: int) -> Ser
             "0",
             "backend.config.asgi:application",
         ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pin_to_server_cpu,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-
-    def listening() -> bool:
-        nonlocal base_url
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with {process.returncode}:\n{log_path.read_text()}")
-        if name == "uvicorn":
-            for line in log_path.read_text(errors="replace").splitlines():
-                if line.startswith(LISTENING_PREFIX):
-                    base_url = line.removeprefix(LISTENING_PREFIX).strip()
-                    break
-            else:
-                return False
-        return _healthy(base_url)
-
-    try:
-        _wait_for(listening, timeout=60, what=f"{name} to answer /healthz")
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return ServerProcess(name=name, process=process, base_url=base_url, log_path=log_path)
-
-
-def stop_server(server: ServerProcess) -> None:
-    """Make sure the process is gone (the measured SIGTERM happened before)."""
-    if server.process.poll() is None:
-        server.process.kill()
-    server.process.wait(timeout=30)
+    return start_process(name, command, env, log_path, port=port or None)
 
 
 # --- load generator ------------------------------------------------------------------
-
-
-class Fleet:
-    """N client sockets, each with a reader that counts the benchmark's notifications."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws_url = ws_url
-        self.sockets: list[ClientConnection] = []
-        self.readers: list[asyncio.Task[None]] = []
-        self.close_codes: Counter[str] = Counter()
-        self.title = ""
-        self._expected = 0
-        self._count = 0
-        self.last_at = 0.0
-        self._all_received = asyncio.Event()
-
-    async def open_one(self, token: str) -> ClientConnection:
-        """Connect with a Bearer token and wait for ``hello``; the socket is then live."""
-        ws = await connect(
-            self.ws_url,
-            additional_headers={"Authorization": f"Bearer {token}"},
-            # Only the server pings, so idle CPU is the server's own keep-alive cost.
-            ping_interval=None,
-            open_timeout=60,
-            close_timeout=5,
-        )
-        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
-        if first.get("type") != "hello":
-            await ws.close()
-            raise BenchError(f"expected hello, got {first!r}")
-        return ws
-
-    def adopt(self, ws: ClientConnection) -> None:
-        self.sockets.append(ws)
-        self.readers.append(asyncio.ensure_future(self._read(ws)))
-
-    async def _read(self, ws: ClientConnection) -> None:
-        try:
-            async for raw in ws:
-                # A substring test first: most frames are not the ones being timed.
-                if isinstance(raw, str) and "notification_created" in raw:
-                    frame = json.loads(raw)
-                    if frame["type"] == "notification_created":
-                        self._on_notification(frame["payload"]["title"])
-        except ConnectionClosed:
-            pass
-        code = ws.close_code
-        self.close_codes[str(code) if code is not None else "none"] += 1
-
-    def _on_notification(self, title: str) -> None:
-        if title != self.title:
-            return
-        self._count += 1
-        if self._count == self._expected:
-            self.last_at = time.perf_counter()
-            self._all_received.set()
-
-    def expect(self, title: str) -> None:
-        self.title = title
-        self._expected = len(self.sockets)
-        self._count = 0
-        self._all_received = asyncio.Event()
-
-    async def wait_all_received(self, deadline_seconds: float) -> None:
-        try:
-            async with asyncio.timeout(deadline_seconds):
-                await self._all_received.wait()
-        except TimeoutError:
-            raise BenchError(
-                f"only {self._count} of {self._expected} sockets got {self.title!r}"
-            ) from None
-
-
-async def login(client: httpx.AsyncClient, username: str) -> str:
-    response = await client.post(
-        "/api/auth/token/", json={"username": username, "password": DEMO_PASSWORD}
-    )
-    if response.status_code != 200:
-        raise BenchError(f"login as {username}: HTTP {response.status_code} {response.text}")
-    return str(response.json()["access"])
 
 
 async def publish(client: httpx.AsyncClient, token: str, title: str) -> None:
@@ -493,13 +277,6 @@ def measure_in_loop(server: ServerProcess, profile: Profile, run: int) -> RunRes
 
 
 # --- report --------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def summarize(runs: dict[str, list[RunResult]], profile: Profile) -> list[dict[str, Any]]:
@@ -621,28 +398,6 @@ def observations(runs: dict[str, list[RunResult]]) -> dict[str, Any]:
     return found
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    versions: dict[str, str | None] = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": versions,
-    }
-
-
 def format_table(results: list[dict[str, Any]]) -> str:
     header = ("id", "metric", "unit", "uvicorn", "daphne", "uvicorn/daphne", "better")
     rows = [header]
@@ -673,17 +428,6 @@ def _winner(row: dict[str, Any]) -> str:
         return "tie"
     lower_wins = row["better"] == "lower"
     return "uvicorn" if (uvicorn < daphne) == lower_wins else "daphne"
-
-
-def raise_fd_limit(needed: int) -> None:
-    """Client sockets live in this process; the servers inherit the limit too."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raise BenchError(f"need {needed} open files, the hard limit is {hard}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -728,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = summarize(runs, profile)
     report = {
-        "machine": machine(),
+        "machine": describe_machine(PACKAGES),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": profile.name,
         "settings": asdict(profile),
