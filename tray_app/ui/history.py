@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any, Final, Protocol
 
@@ -60,6 +60,7 @@ from PySide6.QtWidgets import (
 
 from tray_app.store.errors import StoreError
 from tray_app.store.inbox import NO_FILTERS, Filters, StoredNotification
+from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +86,6 @@ NO_MATCH_HINT: Final = "Try other words, or clear the filters."
 LOAD_FAILED_TEXT: Final = "Saved notifications cannot be read"
 
 _LINE_BREAKS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def single_line(text: str) -> str:
@@ -208,7 +205,7 @@ class HistoryModel(QAbstractListModel):
         self,
         source: HistorySource,
         *,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         page_size: int = PAGE_SIZE,
         parent: QWidget | None = None,
     ) -> None:
@@ -520,7 +517,7 @@ class HistoryDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:  # noqa: N802
         """Three lines of text and padding; every row is the same height."""
         title = QFontMetrics(self._title_font(option.font, unread=True))
-        small = QFontMetrics(self._small_font(option.font))
+        small = QFontMetrics(secondary_font(option.font))
         height = title.height() + 2 * small.height() + 2 * self.LINE_GAP + 2 * self.PADDING
         return QSize(320, height)
 
@@ -531,21 +528,9 @@ class HistoryDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         item = model.notification(index.row())
-        style_option = QStyleOptionViewItem(option)
-        self.initStyleOption(style_option, index)
-        # Only the background (selection, hover, focus): the text is ours.
-        style_option.text = ""
-        widget = option.widget
-        style = widget.style() if widget is not None else None
-        painter.save()
-        try:
-            if style is not None:
-                style.drawPrimitive(
-                    QStyle.PrimitiveElement.PE_PanelItemViewItem, style_option, painter, widget
-                )
-            self._paint_content(painter, option, item, model)
-        finally:
-            painter.restore()
+        paint_over_item_panel(
+            self, painter, option, index, lambda: self._paint_content(painter, option, item, model)
+        )
 
     def _paint_content(
         self,
@@ -565,7 +550,7 @@ class HistoryDelegate(QStyledItemDelegate):
         unread = not item.is_read
         base_font: QFont = option.font
         title_font = self._title_font(base_font, unread=unread)
-        small_font = self._small_font(base_font)
+        small_font = secondary_font(base_font)
         title_metrics = QFontMetrics(title_font)
         small_metrics = QFontMetrics(small_font)
 
@@ -658,13 +643,6 @@ class HistoryDelegate(QStyledItemDelegate):
         font.setBold(unread)
         return font
 
-    @staticmethod
-    def _small_font(base: QFont) -> QFont:
-        font = QFont(base)
-        if font.pointSizeF() > 0:
-            font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        return font
-
 
 class DateRange(IntEnum):
     """The date filter's choices."""
@@ -729,7 +707,7 @@ class HistoryWindow(QWidget):
         self,
         source: HistorySource,
         *,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         page_size: int = PAGE_SIZE,
         parent: QWidget | None = None,
     ) -> None:

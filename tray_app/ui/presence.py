@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
 
 from tray_app.net.protocol import PresenceMember
 from tray_app.ui.history import describe_age, plain_tooltip, single_line
+from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +84,6 @@ _AVATAR_COLOURS: Final = (
 NO_PROJECTS_TEXT: Final = "You are not a member of any project yet."
 LOADING_TEXT: Final = "Loading members…"
 NO_MEMBERS_TEXT: Final = "This project has no members."
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -207,7 +204,7 @@ class PresenceModel(QAbstractListModel):
         parent: The Qt parent.
     """
 
-    def __init__(self, *, clock: Clock = _utc_now, parent: QWidget | None = None) -> None:
+    def __init__(self, *, clock: Clock = utc_now, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._clock = clock
         self._rows: list[MemberView] = []
@@ -322,7 +319,7 @@ class PresenceDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:  # noqa: N802
         """Two lines of text or the avatar, whichever is taller, plus padding."""
         name = QFontMetrics(self._name_font(option.font))
-        small = QFontMetrics(self._small_font(option.font))
+        small = QFontMetrics(secondary_font(option.font))
         text_height = name.height() + small.height() + 2
         return QSize(260, max(self.AVATAR, text_height) + 2 * self.PADDING)
 
@@ -333,20 +330,13 @@ class PresenceDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         member = model.member(index.row())
-        style_option = QStyleOptionViewItem(option)
-        self.initStyleOption(style_option, index)
-        style_option.text = ""
-        widget = option.widget
-        style = widget.style() if widget is not None else None
-        painter.save()
-        try:
-            if style is not None:
-                style.drawPrimitive(
-                    QStyle.PrimitiveElement.PE_PanelItemViewItem, style_option, painter, widget
-                )
-            self._paint_member(painter, option, member, model.now())
-        finally:
-            painter.restore()
+        paint_over_item_panel(
+            self,
+            painter,
+            option,
+            index,
+            lambda: self._paint_member(painter, option, member, model.now()),
+        )
 
     def _paint_member(
         self, painter: QPainter, option: QStyleOptionViewItem, member: MemberView, now: datetime
@@ -395,7 +385,7 @@ class PresenceDelegate(QStyledItemDelegate):
         left = avatar.right() + 12
         right = rect.right() - self.PADDING - 4
         name_font = self._name_font(option.font)
-        small_font = self._small_font(option.font)
+        small_font = secondary_font(option.font)
         name_metrics = QFontMetrics(name_font)
         small_metrics = QFontMetrics(small_font)
         block = name_metrics.height() + 2 + small_metrics.height()
@@ -438,13 +428,6 @@ class PresenceDelegate(QStyledItemDelegate):
         font.setWeight(QFont.Weight.DemiBold)
         return font
 
-    @staticmethod
-    def _small_font(base: QFont) -> QFont:
-        font = QFont(base)
-        if font.pointSizeF() > 0:
-            font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
-        return font
-
 
 def _initials(member: MemberView) -> str:
     words = [word for word in member.name.split() if word[:1].isalnum()]
@@ -473,7 +456,7 @@ class PresenceWindow(QWidget):
     project_selected = Signal(int)
     status_chosen = Signal(str)
 
-    def __init__(self, *, clock: Clock = _utc_now, parent: QWidget | None = None) -> None:
+    def __init__(self, *, clock: Clock = utc_now, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Who's online")
         self.resize(380, 480)
