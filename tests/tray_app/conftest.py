@@ -1,21 +1,28 @@
 """Shared pieces for the client tests: an engine on a real SQLite file, a publisher
-that talks to the real server, and a fixed-port server that can be killed and restarted."""
+that talks to the real server, a fixed-port server that can be killed and restarted, an
+isolated client environment, and a private keyring."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import shutil
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.tray_app.desktop_session import DesktopSession
 from tray_app.engine import (
     CatchUpFinished,
     ConnectionStateChanged,
@@ -207,3 +214,86 @@ async def harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             await made_harness.engine.stop()
             await made_harness.task
         await made_harness.api.aclose()
+
+
+# --- an isolated client environment and a private keyring ----------------------------
+
+
+def require_programs(*programs: str) -> None:
+    """Skip without the Debian packages a test needs; under CI their absence is a failure."""
+    missing = [program for program in programs if shutil.which(program) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed (apt: dbus-daemon dbus-bin gnome-keyring)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:
+    """Environment of a client whose every file goes under ``root``, with no D-Bus session.
+
+    Nothing of the test process's own TRAY_/XDG_/D-Bus/keyring configuration leaks in.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TRAY_", "XDG_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
+    }
+    dirs = {
+        "HOME": root / "home",
+        "XDG_DATA_HOME": root / "data",
+        "XDG_CONFIG_HOME": root / "config",
+        "XDG_CACHE_HOME": root / "cache",
+        "XDG_STATE_HOME": root / "state",
+        "XDG_RUNTIME_DIR": root / "runtime",
+        "TRAY_NOTIFIER_DATA_DIR": root / "data" / "tray-notifier",
+        "TRAY_NOTIFIER_CONFIG_DIR": root / "config" / "tray-notifier",
+    }
+    for key, directory in dirs.items():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env[key] = str(directory)
+    env["PYTHONUNBUFFERED"] = "1"
+    if password is not None:
+        env["TRAY_NOTIFIER_PASSWORD"] = password
+    return env
+
+
+@dataclass
+class KeyringDesktop:
+    session: DesktopSession
+    daemon: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def keyring_desktop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyringDesktop]:
+    """A private session bus with an unlocked gnome-keyring-daemon, joined by this process.
+
+    The daemon's own files live under ``tmp_path/desktop``, apart from the app's.
+    """
+    require_programs("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
+    session = DesktopSession(tmp_path / "desktop")
+    try:
+        daemon = session.start_keyring()
+        # secretstorage reads the address on every call, so in-process backends use this bus.
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+        yield KeyringDesktop(session, daemon)
+    finally:
+        pids = session.pids
+        session.close()
+        # keyring's Secret Service backend leaves its D-Bus socket open when the collection
+        # is locked or the daemon is gone (jaraco/keyring#380): collect those sockets here,
+        # so their ResourceWarning does not surface in whichever test runs the next gc.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    assert len(pids) == 2
+    assert all(process_gone(pid) for pid in pids), "a daemon of the test session survived close()"

@@ -13,18 +13,14 @@ session, where the client keeps its login in memory only.
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +31,7 @@ import pytest
 from keyring.backends import SecretService
 
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
-from tests.tray_app.conftest import Publisher, RestartableServer, scaled
-from tests.tray_app.desktop_session import DesktopSession
+from tests.tray_app.conftest import KeyringDesktop, Publisher, RestartableServer, client_env, scaled
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
@@ -244,35 +239,6 @@ def launch() -> Iterator[Launcher]:
 
 
 # --- the client's environment ------------------------------------------------------
-
-
-def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:
-    """Environment of a client whose every file goes under ``root``, with no D-Bus session.
-
-    Nothing of the test process's own TRAY_/XDG_/D-Bus/keyring configuration leaks in.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TRAY_", "XDG_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
-    }
-    dirs = {
-        "HOME": root / "home",
-        "XDG_DATA_HOME": root / "data",
-        "XDG_CONFIG_HOME": root / "config",
-        "XDG_CACHE_HOME": root / "cache",
-        "XDG_STATE_HOME": root / "state",
-        "XDG_RUNTIME_DIR": root / "runtime",
-        "TRAY_NOTIFIER_DATA_DIR": root / "data" / "tray-notifier",
-        "TRAY_NOTIFIER_CONFIG_DIR": root / "config" / "tray-notifier",
-    }
-    for key, directory in dirs.items():
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        env[key] = str(directory)
-    env["PYTHONUNBUFFERED"] = "1"
-    if password is not None:
-        env["TRAY_NOTIFIER_PASSWORD"] = password
-    return env
 
 
 def database_path(env: Mapping[str, str], server_url: str, username: str = "alice") -> Path:
@@ -519,35 +485,6 @@ def test_the_store_survives_sigkill_of_the_client_during_a_fast_intake(
 # --- 4. the refresh token in the keyring, and nowhere else -------------------------------
 
 
-def _require(*programs: str) -> None:
-    missing = [program for program in programs if shutil.which(program) is None]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not installed (apt: dbus-daemon dbus-bin gnome-keyring)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def keyring_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DesktopSession]:
-    """A private session bus with an unlocked gnome-keyring-daemon, joined by this process
-    too (so the test can read what the client stored)."""
-    _require("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
-    session = DesktopSession(tmp_path / "desktop")
-    try:
-        session.start_keyring()
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
-        yield session
-    finally:
-        session.close()
-        # keyring's Secret Service backend can leave its D-Bus socket open
-        # (jaraco/keyring#380): collect it here rather than in a later test's gc.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-
-
 def stored_refresh_token(server_url: str, username: str) -> str | None:
     """What the Secret Service holds for the account, read straight from the daemon."""
     keyring_class: type[keyring.backend.KeyringBackend] = SecretService.Keyring
@@ -574,7 +511,7 @@ def assert_plain_settings(env: Mapping[str, str], server_url: str) -> None:
 
 @pytest.mark.slow
 def test_the_refresh_token_lives_in_the_keyring_and_never_in_a_file(
-    keyring_session: DesktopSession, server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+    keyring_desktop: KeyringDesktop, server_factory: ServerFactory, launch: Launcher, tmp_path: Path
 ) -> None:
     """With gnome-keyring: the first run (password) stores the refresh token there, and a
     second run with no password logs in from it. Without a D-Bus session: the client says
@@ -583,7 +520,7 @@ def test_the_refresh_token_lives_in_the_keyring_and_never_in_a_file(
     server = server_factory(demo=True, env=GENEROUS_LOGINS)
     root = tmp_path / "app"
     plain = client_env(root)
-    with_keyring = {**plain, **keyring_session.env}
+    with_keyring = {**plain, **keyring_desktop.session.env}
     latest = latest_seq(server.url)
     mine = log_in(server.url)  # tokens this test saw: none may show up in the app's files
     seen_tokens = [mine["access"], mine["refresh"]]

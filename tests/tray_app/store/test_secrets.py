@@ -13,16 +13,10 @@ the test can show the file would hold the token, and that the vault refuses it.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import os
-import shutil
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +28,7 @@ from keyring.backends import SecretService
 from keyring.backends.chainer import ChainerBackend
 from keyring.compat import properties
 
+from tests.tray_app.conftest import KeyringDesktop, client_env, process_gone, require_programs
 from tests.tray_app.desktop_session import LOGIN_COLLECTION, SECRETS_NAME, DesktopSession
 from tray_app.store.errors import StoreError
 from tray_app.store.secrets import (
@@ -59,83 +54,13 @@ def secret_service() -> keyring.backend.KeyringBackend:
     return make(SecretService.Keyring)
 
 
-def _require(*programs: str) -> None:
-    missing = [program for program in programs if shutil.which(program) is None]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not installed (apt: dbus-daemon dbus-bin gnome-keyring)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-@dataclass
-class KeyringDesktop:
-    session: DesktopSession
-    daemon: subprocess.Popen[bytes]
-
-
-@pytest.fixture
-def keyring_desktop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyringDesktop]:
-    """A private session bus with an unlocked gnome-keyring-daemon, joined by this process.
-
-    The daemon's own files live under ``tmp_path/desktop``, apart from the app's.
-    """
-    _require("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
-    session = DesktopSession(tmp_path / "desktop")
-    try:
-        daemon = session.start_keyring()
-        # secretstorage reads the address on every call, so in-process backends use this bus.
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
-        yield KeyringDesktop(session, daemon)
-    finally:
-        pids = session.pids
-        session.close()
-        # keyring's Secret Service backend leaves its D-Bus socket open when the collection
-        # is locked or the daemon is gone (jaraco/keyring#380): collect those sockets here,
-        # so their ResourceWarning does not surface in whichever test runs the next gc.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-    assert len(pids) == 2
-    assert all(_gone(pid) for pid in pids), "a daemon of the test session survived close()"
-
-
 @pytest.fixture
 def app_env(tmp_path: Path) -> dict[str, str]:
     """Environment of an app process whose every file goes under ``tmp_path/app``.
 
     No D-Bus session and no keyring configuration of the test process leak in.
     """
-    app = tmp_path / "app"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TRAY_", "XDG_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
-    }
-    dirs = {
-        "HOME": app / "home",
-        "XDG_DATA_HOME": app / "data",
-        "XDG_CONFIG_HOME": app / "config",
-        "XDG_CACHE_HOME": app / "cache",
-        "XDG_STATE_HOME": app / "state",
-        "XDG_RUNTIME_DIR": app / "runtime",
-        "TRAY_NOTIFIER_DATA_DIR": app / "data" / "tray-notifier",
-        "TRAY_NOTIFIER_CONFIG_DIR": app / "config" / "tray-notifier",
-    }
-    for key, directory in dirs.items():
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        env[key] = str(directory)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return client_env(tmp_path / "app", password=None)
 
 
 # Runs a list of vault calls in a fresh interpreter; keyring chooses its backend itself.
@@ -509,15 +434,15 @@ def test_an_empty_token_is_refused() -> None:
 
 
 def test_closing_the_desktop_session_kills_every_process_it_started(tmp_path: Path) -> None:
-    _require("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
+    require_programs("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
     session = DesktopSession(tmp_path / "desktop")
     try:
         session.start_keyring()
         pids = session.pids
         assert len(pids) == 2
-        assert not any(_gone(pid) for pid in pids)
+        assert not any(process_gone(pid) for pid in pids)
         assert session.name_has_owner(SECRETS_NAME)
     finally:
         session.close()
     session.close()  # idempotent
-    assert all(_gone(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
