@@ -37,6 +37,7 @@ from tray_app.net.live import ConnectionState, websocket_connector
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.inbox import Inbox
 from tray_app.store.outbox import Outbox
+from tray_app.toast_policy import ToastRequest
 
 WAIT = 20.0
 SCALE = float(os.environ.get("TRAY_TEST_SCALE", "1"))
@@ -297,3 +298,22 @@ def keyring_desktop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             gc.collect()
     assert len(pids) == 2
     assert all(process_gone(pid) for pid in pids), "a daemon of the test session survived close()"
+
+
+def toast_request(notification_id: int = 1, **fields: Any) -> ToastRequest:
+    """A live, unread notification as the toast planner is offered it; ``fields`` override."""
+    values: dict[str, Any] = {
+        "id": notification_id,
+        "seq": notification_id,
+        "title": f"Task {notification_id} moved to Done",
+        "message": "Reviewed by bob",
+        "priority": "normal",
+        "project_id": 7,
+        "project_title": "Mobile App",
+        "url": f"/projects/7/tasks/{notification_id}",
+        "is_read": False,
+        "live": True,
+        "arrived_at": 1000.0,
+    }
+    values.update(fields)
+    return ToastRequest(**values)

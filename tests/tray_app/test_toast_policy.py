@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta, timezone
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.tray_app.conftest import toast_request
 from tray_app.toast_policy import (
     BODY_LIMIT,
     ELLIPSIS,
@@ -44,22 +44,7 @@ class Clock:
         return self.t
 
 
-def req(notification_id: int = 1, **fields: Any) -> ToastRequest:
-    values: dict[str, Any] = {
-        "id": notification_id,
-        "seq": notification_id,
-        "title": f"Task {notification_id} moved to Done",
-        "message": "Reviewed by bob",
-        "priority": "normal",
-        "project_id": 7,
-        "project_title": "Mobile App",
-        "url": f"/projects/7/tasks/{notification_id}",
-        "is_read": False,
-        "live": True,
-        "arrived_at": 1000.0,
-    }
-    values.update(fields)
-    return ToastRequest(**values)
+req = toast_request
 
 
 def planner(clock: Clock | None = None, now: datetime = NOON, **kwargs) -> ToastPlanner:

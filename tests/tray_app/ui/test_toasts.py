@@ -38,9 +38,10 @@ from PySide6.QtCore import SignalInstance
 from PySide6.QtGui import QIcon, QImage, QPixmap, Qt, QTextDocument
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from tests.tray_app.conftest import toast_request
 from tests.tray_app.desktop_session import DesktopSession
 from tests.tray_app.ui.display import NotificationDesktop, NotifyMonitor, Rect, start_notifyd
-from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences, ToastRequest
+from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences
 from tray_app.ui.toasts import MARK_READ_LABEL, OPEN_LABEL, SHOW_ALL_LABEL, Toaster
 
 T = TypeVar("T")
@@ -115,21 +116,8 @@ async def emitted(signal: SignalInstance, action: Callable[[], object]) -> list[
 
 def toast_for(notification_id: int, **fields: Any) -> Toast:
     """What the real planner makes of one live notification."""
-    values: dict[str, Any] = {
-        "id": notification_id,
-        "seq": notification_id,
-        "title": f"Task {notification_id} moved to Done",
-        "message": "Reviewed by bob",
-        "priority": "normal",
-        "project_id": 7,
-        "project_title": "Mobile App",
-        "url": f"/projects/7/tasks/{notification_id}",
-        "is_read": False,
-        "live": True,
-        "arrived_at": 0.0,
-    }
-    values.update(fields)
-    [toast] = ToastPlanner(clock=lambda: 0.0).offer(ToastRequest(**values), ToastPreferences())
+    request = toast_request(notification_id, arrived_at=0.0, **fields)
+    [toast] = ToastPlanner(clock=lambda: 0.0).offer(request, ToastPreferences())
     return toast
 
 
@@ -137,29 +125,13 @@ def summary_toast() -> Toast:
     clock = [0.0]
     planner = ToastPlanner(clock=lambda: clock[0])
     for n in range(1, 13):
-        request = toast_request(n, arrived_at=n / 10)
+        request = toast_request(
+            n, title=f"Build {n} finished", message="", url="/x", arrived_at=n / 10
+        )
         planner.offer(request, ToastPreferences())
     clock[0] = 10.0
     [summary] = planner.flush(ToastPreferences())
     return summary
-
-
-def toast_request(notification_id: int, **fields: Any) -> ToastRequest:
-    values: dict[str, Any] = {
-        "id": notification_id,
-        "seq": notification_id,
-        "title": f"Build {notification_id} finished",
-        "message": "",
-        "priority": "normal",
-        "project_id": 7,
-        "project_title": "Mobile App",
-        "url": "/x",
-        "is_read": False,
-        "live": True,
-        "arrived_at": 0.0,
-    }
-    values.update(fields)
-    return ToastRequest(**values)
 
 
 def distinct_colours(path: Path) -> int:
