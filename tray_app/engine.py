@@ -24,6 +24,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient, InboxChange
@@ -36,6 +38,7 @@ from tray_app.net.live import (
     StateChange,
     TokenSource,
 )
+from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.inbox import Filters, Inbox, StoredNotification
 from tray_app.store.outbox import Outbox, OutboxAction
 
@@ -214,11 +217,9 @@ class Engine:
 
     def mark_all_read(self, up_to_seq: int | None = None) -> None:
         """Mark read every row up to ``up_to_seq`` (what the user saw when they clicked)."""
-        unread = [n.id for n in self.inbox.search(Filters(unread=True), limit=100_000)]
         bound = up_to_seq if up_to_seq is not None else self.inbox.cursor()
-        action = self.outbox.mark_all_read(bound)
-        ids = tuple(i for i in unread if (row := self.inbox.get(i)) is not None and row.is_read)
-        self._act(action, ReadStateChanged(ids, True))
+        ids = tuple(self.inbox.unread_ids(bound))  # exactly what the outbox will change
+        self._act(self.outbox.mark_all_read(bound), ReadStateChanged(ids, True))
 
     def delete(self, ids: Sequence[int]) -> None:
         self._act(self.outbox.delete(ids), NotificationsRemoved(tuple(ids)))
@@ -449,3 +450,33 @@ class Engine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@dataclass(frozen=True)
+class OpenedAccount:
+    """An account's engine on its local store; close ``database`` after the engine stops."""
+
+    engine: Engine
+    database: OpenedDatabase
+
+
+def open_account(
+    *,
+    api: ApiClient,
+    data_dir: Path,
+    server_url: str,
+    username: str,
+    retention: timedelta,
+    retention_rows: int,
+) -> OpenedAccount:
+    """Open (or rebuild) the account's SQLite store, apply retention, build its engine.
+
+    A damaged file was moved aside by the store (``database.rebuilt``); the caller says so
+    in its own words. The engine is not running yet: the history is readable at once."""
+    database = open_database(account_database_path(data_dir, server_url, username))
+    inbox = Inbox(database.connection)
+    pruned = inbox.prune(max_age=retention, max_rows=retention_rows)
+    if pruned:
+        logger.info("retention removed %d old notifications", pruned)
+    engine = Engine(api=api, inbox=inbox, outbox=Outbox(database.connection, inbox))
+    return OpenedAccount(engine=engine, database=database)

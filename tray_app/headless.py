@@ -27,14 +27,13 @@ from tray_app.engine import (
     EngineEvent,
     HistoryReset,
     NotificationAdded,
+    open_account,
 )
 from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
 from tray_app.net.live import ConnectionState
-from tray_app.store.db import account_database_path, open_database
-from tray_app.store.inbox import Inbox, StoredNotification
-from tray_app.store.outbox import Outbox
+from tray_app.store.inbox import StoredNotification
 from tray_app.store.secrets import TokenVault
 
 logger = logging.getLogger(__name__)
@@ -181,18 +180,17 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
         settings.server_url, settings.username = options.server_url, options.username
         settings.save(options.config_dir)
 
-        opened = open_database(
-            account_database_path(options.data_dir, options.server_url, options.username)
+        account = open_account(
+            api=api,
+            data_dir=options.data_dir,
+            server_url=options.server_url,
+            username=options.username,
+            retention=dt.timedelta(days=settings.retention_days),
+            retention_rows=settings.retention_rows,
         )
+        opened, engine = account.database, account.engine
         if opened.rebuilt:
             _say(err, f"the local history was damaged; moved it to {opened.moved_aside_to}")
-        inbox = Inbox(opened.connection)
-        pruned = inbox.prune(
-            max_age=dt.timedelta(days=settings.retention_days), max_rows=settings.retention_rows
-        )
-        if pruned:
-            logger.info("retention removed %d old notifications", pruned)
-        engine = Engine(api=api, inbox=inbox, outbox=Outbox(opened.connection, inbox))
         login_error: list[NetError] = []
         last_said: list[str] = [""]
 

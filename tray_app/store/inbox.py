@@ -652,17 +652,28 @@ class Inbox:
         """
         bound = MAX_INTEGER if up_to_seq is None else _non_negative(up_to_seq, "up_to_seq")
         with transaction(self._connection):
-            changed = [
-                int(value)
-                for (value,) in self._connection.execute(
-                    "SELECT id FROM notifications WHERE is_read = 0 AND seq <= ? ORDER BY seq",
-                    (bound,),
-                )
-            ]
+            changed = self.unread_ids(bound)
             self._connection.execute(
                 "UPDATE notifications SET is_read = 1 WHERE is_read = 0 AND seq <= ?", (bound,)
             )
         return changed
+
+    @translate_sqlite_errors
+    def unread_ids(self, up_to_seq: int | None = None) -> list[int]:
+        """The unread notifications' ids (only those with seq <= ``up_to_seq``), in seq
+        order: what :meth:`mark_all_read` with the same bound would change.
+
+        Raises:
+            StoreError: ``up_to_seq`` is not a whole number from 0.
+        """
+        bound = MAX_INTEGER if up_to_seq is None else _non_negative(up_to_seq, "up_to_seq")
+        return [
+            int(value)
+            for (value,) in self._connection.execute(
+                "SELECT id FROM notifications WHERE is_read = 0 AND seq <= ? ORDER BY seq",
+                (bound,),
+            )
+        ]
 
     @translate_sqlite_errors
     def remove(self, ids: Sequence[int]) -> list[int]:

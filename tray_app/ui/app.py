@@ -21,15 +21,14 @@ from PySide6.QtCore import QObject, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from tray_app import config
-from tray_app.engine import Engine
+from tray_app.engine import Engine, open_account
 from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.errors import NetError
 from tray_app.net.live import ConnectionState, StateChange
 from tray_app.net.protocol import PresenceChanged, PresenceSnapshot, PresenceUnsubscribed
 from tray_app.preferences import Preferences, managed_settings
-from tray_app.store.db import OpenedDatabase, account_database_path, open_database
-from tray_app.store.inbox import Inbox, StoredNotification
-from tray_app.store.outbox import Outbox
+from tray_app.store.db import OpenedDatabase
+from tray_app.store.inbox import StoredNotification
 from tray_app.store.secrets import TokenVault
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import TrayLook
@@ -168,15 +167,17 @@ class TrayApp(QObject):
         return ApiClient(server, on_tokens_changed=remember)
 
     def _open_account(self, server: str, username: str, api: ApiClient) -> None:
-        database = open_database(account_database_path(self.options.data_dir, server, username))
+        opened = open_account(
+            api=api,
+            data_dir=self.options.data_dir,
+            server_url=server,
+            username=username,
+            retention=timedelta(days=self.settings.retention_days),
+            retention_rows=self.settings.retention_rows,
+        )
+        database, engine = opened.database, opened.engine
         if database.rebuilt:
             logger.warning("the local history was damaged and is rebuilt from the server")
-        inbox = Inbox(database.connection)
-        inbox.prune(
-            max_age=timedelta(days=self.settings.retention_days),
-            max_rows=self.settings.retention_rows,
-        )
-        engine = Engine(api=api, inbox=inbox, outbox=Outbox(database.connection, inbox))
         bridge = EngineBridge(engine, self)
         self.account = Account(server, username, api, database, engine, bridge)
         self.settings.server_url, self.settings.username = server, username

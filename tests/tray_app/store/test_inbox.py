@@ -828,3 +828,14 @@ def test_a_killed_writer_never_loses_a_committed_row(tmp_path: Path) -> None:
             opened.connection.close()
         last_cursor = cursor
     assert last_cursor > 0
+
+
+def test_unread_ids_are_what_mark_all_read_changes(tmp_path):
+    inbox = Inbox(open_database(tmp_path / "a.sqlite3").connection)
+    inbox.ingest([payload(seq) for seq in range(1, 6)])
+    inbox.set_read([payload(2)["id"]], True)
+    assert inbox.unread_ids() == [payload(seq)["id"] for seq in (1, 3, 4, 5)]
+    expected = inbox.unread_ids(4)
+    assert expected == [payload(seq)["id"] for seq in (1, 3, 4)]
+    assert inbox.mark_all_read(4) == expected
+    assert inbox.unread_ids() == [payload(5)["id"]]
