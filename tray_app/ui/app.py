@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time as monotonic_time
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,6 +96,13 @@ class TrayApp(QObject):
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self._flush_toasts)
+        # Tray and history follow the store once per loop turn, not once per row: a
+        # catch-up of thousands of rows would otherwise rebuild the menu thousands of times.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self._refresh_now)
+        self._history_stale = False
         self._quit = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_widgets()
@@ -266,9 +273,7 @@ class TrayApp(QObject):
     # --- engine -> widgets ---------------------------------------------------------------
 
     def _notification_added(self, row: StoredNotification, live: bool) -> None:
-        self._refresh_tray()
-        if self.history is not None:
-            self.history.notifications_changed()
+        self._refresh_tray(history=True)
         request = ToastRequest(
             id=row.id,
             seq=row.seq,
@@ -280,7 +285,7 @@ class TrayApp(QObject):
             url=row.url,
             is_read=row.is_read,
             live=live,
-            arrived_at=monotonic_time.monotonic(),
+            arrived_at=time.monotonic(),
         )
         self._show_toasts(self.planner.offer(request, self._toast_preferences()))
 
@@ -322,9 +327,7 @@ class TrayApp(QObject):
             self.history.apply_removed(ids)
 
     def _history_reset(self) -> None:
-        self._refresh_tray()
-        if self.history is not None:
-            self.history.notifications_changed()
+        self._refresh_tray(history=True)
 
     def _connection_state_changed(self, change: StateChange) -> None:
         if change.state is not self.state.state:
@@ -362,7 +365,20 @@ class TrayApp(QObject):
             last_seen_from_epoch(change.last_seen),
         )
 
-    def _refresh_tray(self) -> None:
+    def _refresh_tray(self, *, history: bool = False) -> None:
+        """Bring the tray (and, with ``history``, the history window) up to date with the
+        store at the end of this loop turn."""
+        self._history_stale = self._history_stale or history
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _refresh_now(self) -> None:
+        if self._history_stale and self.history is not None:
+            self.history.notifications_changed()
+        self._history_stale = False
+        self._show_tray_state()
+
+    def _show_tray_state(self) -> None:
         account = self.account
         now = datetime.now(UTC)
         dnd = self.preferences.dnd_until if self.preferences.dnd_active(now) else None
@@ -580,7 +596,7 @@ def _describe(change: StateChange) -> str:
         case ConnectionState.CONNECTING:
             return "Connecting…"
         case ConnectionState.RECONNECTING if change.next_attempt_at is not None:
-            seconds = max(0, round(change.next_attempt_at - monotonic_time.time()))
+            seconds = max(0, round(change.next_attempt_at - time.time()))
             return f"Reconnecting in {seconds} s" if seconds else "Reconnecting…"
         case ConnectionState.RECONNECTING:
             return "Reconnecting…"
