@@ -440,10 +440,6 @@ class Engine:
             return await self.api.mark_all_read(action.up_to_seq)
         raise ValueError(f"unknown outbox action {action.kind!r}")
 
-    async def sync_outbox(self) -> None:
-        """Send the outbox now (tests, and the UI's "sync" after waking)."""
-        await self._drain_once()
-
     async def _cancel_drain(self) -> None:
         task = self._drain_task
         if task is not None and not task.done():
