@@ -118,6 +118,8 @@ class Toaster(QObject):
         self._notifier = notifier or self._new_notifier()
         self._retry_after = retry_after
         self._failed_at: float | None = None
+        # Whether the notification server renders body markup; None until it is asked.
+        self._body_markup: bool | None = None
         self._failure = ""
         self._warned = False
         # Notification id -> desktop-notifier identifier of its toast still on screen.
@@ -187,10 +189,12 @@ class Toaster(QObject):
     async def _show_native(self, toast: Toast) -> None:
         body = toast.body
         if sys.platform.startswith("linux"):
-            # Asking first also tells a missing bus or server apart from a failed send,
-            # which desktop-notifier only logs.
-            capabilities = await _dbus_capabilities()
-            if "body-markup" in capabilities:
+            if self._body_markup is None:
+                # Asking first also tells a missing bus or server apart from a failed send,
+                # which desktop-notifier only logs. Asked once, and again after a failure:
+                # a server that goes away later fails the dispatch check below.
+                self._body_markup = "body-markup" in await _dbus_capabilities()
+            if self._body_markup:
                 body = html.escape(body, quote=False)
         dispatched: list[bool] = []
         notification = Notification(
@@ -236,6 +240,7 @@ class Toaster(QObject):
 
     async def _native_failed(self, reason: str) -> None:
         self._failed_at = time.monotonic()
+        self._body_markup = None  # the server may be another one when it comes back
         self._failure = reason
         if self._warned:
             logger.debug("native notifications still unavailable (%s)", reason)
