@@ -21,7 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,67 @@ DEMO_PASSWORD = "demo"
 
 class BenchError(Exception):
     """The benchmark could not measure something (a server failed, a frame went missing)."""
+
+
+PROFILE_NAMES = ("quick", "full")
+
+
+@dataclass
+class Outcome:
+    """What one benchmark module measured, for ``python -m bench`` to merge.
+
+    Every module of the suite exposes ``run(profile: str, *, smoke: bool,
+    scratch: Path) -> Outcome`` (``profile`` one of PROFILE_NAMES; ``smoke``
+    shrinks every count so the run only proves it works; ``scratch`` is an
+    empty directory the module may fill and that is deleted afterwards).
+
+    Attributes:
+        results: One row per figure, in issue 5's format (see ``result``).
+        raw: JSON-safe settings and every sample behind the rows.
+        cdfs: Latency samples for the CDF plots: plot title -> series name
+            (``ours``, ``P0``, ...) -> samples in milliseconds.
+    """
+
+    results: list[dict[str, Any]]
+    raw: dict[str, Any]
+    cdfs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def result(
+    *,
+    id: str,
+    metric: str,
+    unit: str,
+    ours: float | None,
+    peers: dict[str, float | None],
+    target: str,
+    met: bool,
+) -> dict[str, Any]:
+    """One row of ``latest.json`` in issue 5's format; numbers rounded to 3 places.
+
+    Args:
+        id: The benchmark's id in the issue (``B3``, ``PUB``...).
+        metric: What was measured, with its conditions (counts, percentile).
+        unit: The unit of ``ours`` and every peer.
+        ours: The product's figure; None when it could not be measured here.
+        peers: The baselines run in the same invocation, by name (``P0``,
+            ``P1``, ``minimal tray app``...), None where not measured.
+        target: The issue's target in words.
+        met: Whether ``ours`` meets it.
+    """
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(float(value), 3)
+
+    return {
+        "id": id,
+        "metric": metric,
+        "unit": unit,
+        "ours": rounded(ours),
+        "peers": {name: rounded(value) for name, value in peers.items()},
+        "target": target,
+        "met": bool(met),
+    }
 
 
 # --- /proc -------------------------------------------------------------------------
