@@ -123,6 +123,22 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def process_trees(pids: Sequence[int]) -> list[int]:
+    """``pids`` and all their living descendants (PostgreSQL's backends are the
+    postmaster's children), from /proc/PID/task/TID/children."""
+    found: list[int] = []
+    pending = list(pids)
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
 # --- the product's environment -----------------------------------------------------
 
 
@@ -355,11 +371,19 @@ class Fleet:
         self.last_at = 0.0
         self._all_received = asyncio.Event()
 
-    async def open_one(self, token: str | None = None, *, query: str = "") -> ClientConnection:
-        """Connect (with a Bearer token when given) and wait for ``hello``."""
+    async def open_one(
+        self, token: str | None = None, *, query: str = "", url: str | None = None
+    ) -> ClientConnection:
+        """Connect (with a Bearer token when given) and wait for ``hello``.
+
+        Args:
+            token: The access token, sent as ``Authorization: Bearer``.
+            query: Appended to the URL (the peers take the user and groups there).
+            url: Another server's WebSocket URL (scale mode has two); default ``ws_url``.
+        """
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         ws = await connect(
-            self.ws_url + query,
+            (url or self.ws_url) + query,
             additional_headers=headers,
             # Only the server pings, so idle CPU is the server's own keep-alive cost.
             ping_interval=None,
@@ -399,10 +423,11 @@ class Fleet:
             self.last_at = time.perf_counter()
             self._all_received.set()
 
-    def expect(self, title: str) -> None:
-        """Start counting frames titled ``title``; every socket should get one."""
+    def expect(self, title: str, count: int | None = None) -> None:
+        """Start counting frames titled ``title``: ``count`` sockets (default every
+        socket) should get one."""
         self.title = title
-        self._expected = len(self.sockets)
+        self._expected = len(self.sockets) if count is None else count
         self._count = 0
         self._all_received = asyncio.Event()
 

@@ -29,7 +29,7 @@ from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticat
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.payloads import inbox_payload
-from backend.users.tokens import authenticate_access_token
+from backend.users.tokens import authenticate_access_token, read_access_token, token_user
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.user_id = 0
         self.watching = set()
         self.sent_seq = 0
+        self.hello_latest_seq = 0
         self._ready = False
         self._closed = False
         self._dirty = False
@@ -76,22 +77,30 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         raw_token, _ = protocol.token_from_scope(self.scope)
         try:
-            user, expires_at = await database_sync_to_async(authenticate_access_token)(raw_token)
+            self.user_id, expires_at = read_access_token(raw_token)
+        except NotAuthenticated as error:
+            await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
+            return
+        self.socket_id = f"{self.hub.process_id}:{uuid.uuid4().hex[:12]}"
+        self.token_expires_at = expires_at.timestamp()
+        self._writer = asyncio.ensure_future(self._write_frames())
+        # Registered before the state is read: a notification committed in between is
+        # either counted in latest_seq or arrives as a doorbell after it. The user and
+        # the state come in one query (B5: a reconnect storm costs one query per socket
+        # here and one for its resume); a refused socket is unregistered by disconnect().
+        self.hub.register(self)
+        try:
+            user = await database_sync_to_async(token_user)(
+                self.user_id, users=selectors.users_with_inbox_state()
+            )
         except Forbidden as error:
             await self._refuse(protocol.CLOSE_FORBIDDEN, error)
             return
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
-
-        self.user_id = user.pk
-        self.socket_id = f"{self.hub.process_id}:{uuid.uuid4().hex[:12]}"
-        self.token_expires_at = expires_at.timestamp()
-        self._writer = asyncio.ensure_future(self._write_frames())
-        # Registered before reading the state: a notification committed in between
-        # is either counted in latest_seq or arrives as a doorbell after it.
-        self.hub.register(self)
-        state = await database_sync_to_async(selectors.inbox_state)(user_id=user.pk)
+        state = selectors.annotated_inbox_state(user)
+        self.hello_latest_seq = state.latest_seq
         self.sent_seq = state.latest_seq
         self._ready = True
         self._enqueue(
@@ -300,7 +309,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _on_resume(self, frame: protocol.ClientFrame) -> None:
         after = selectors.validate_seq(frame.payload.get("after_seq"), name="after_seq")
-        latest = await database_sync_to_async(selectors.inbox_latest_seq)(user_id=self.user_id)
+        # Every seq up to hello's latest_seq or the last one sent here exists, so a cursor
+        # at or below that needs no query to be checked (B5: one query per resume).
+        latest = max(self.hello_latest_seq, self.sent_seq)
+        if after > latest:
+            latest = await database_sync_to_async(selectors.inbox_latest_seq)(user_id=self.user_id)
         if after > latest:
             raise protocol.ProtocolError(
                 "cursor_ahead",

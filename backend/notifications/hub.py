@@ -202,6 +202,11 @@ class Hub:
     async def publish_presence(self, user_id: int) -> None:
         """Tell the watchers of every project the user is in (looked up now, so a
         project joined or left since the socket opened is accounted for)."""
+        if self._redis is None and not self.watchers:
+            # One process and nobody here watches a project: no one to tell, so no
+            # queries (a reconnect storm would pay two per socket for nothing). Whoever
+            # subscribes later gets the presence store's snapshot.
+            return
         found = await database_sync_to_async(selectors.presence_audience)(user_id=user_id)
         if found is None or not found[1]:
             return

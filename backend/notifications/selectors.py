@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import BigIntegerField, Count, Max, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from backend.errors import InvalidInput, NotFound
 from backend.notifications.models import Inbox, InboxSequence
@@ -124,6 +125,31 @@ def validate_seq(value: object, *, name: str) -> int:
 class InboxState:
     unread_count: int
     latest_seq: int
+
+
+def users_with_inbox_state() -> QuerySet[User]:
+    """Users annotated with their inbox state, so that a socket's authentication and
+    its ``hello`` cost one query together (read it back with ``annotated_inbox_state``)."""
+    unread = (
+        Inbox.objects.filter(user_id=OuterRef("pk"), read_at__isnull=True, deleted_at__isnull=True)
+        .order_by()
+        .values("user_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    latest = InboxSequence.objects.filter(user_id=OuterRef("pk")).values("last_seq")[:1]
+    return User.objects.annotate(
+        inbox_unread_count=Coalesce(Subquery(unread), 0),
+        inbox_latest_seq=Coalesce(Subquery(latest), Value(0, output_field=BigIntegerField())),
+    )
+
+
+def annotated_inbox_state(user: User) -> InboxState:
+    """The inbox state of a user read through ``users_with_inbox_state``."""
+    return InboxState(
+        unread_count=int(user.inbox_unread_count),  # type: ignore[attr-defined]
+        latest_seq=int(user.inbox_latest_seq),  # type: ignore[attr-defined]
+    )
 
 
 def inbox_state(*, user_id: int) -> InboxState:

@@ -1,15 +1,21 @@
 """Peer P0, the lower bound: a raw ``websockets`` server, nothing else.
 
-It keeps its open connections in a set and sends each notification with
-``websockets.broadcast()``: no authentication, no database, no groups. It
-speaks just enough of the product's protocol for the benchmark's ``Fleet``:
-``{"type": "hello"}`` when a socket is live, then
-``{"type": "notification_created", "payload": {"title": ...}}`` per broadcast.
+It keeps its open connections in memory, in one set per group, and sends each
+notification with ``websockets.broadcast()`` to one group's set: no
+authentication, no database. It speaks just enough of the product's protocol
+for the benchmark's clients: ``{"type": "hello"}`` when a socket is live, then
+``{"type": "notification_created", "payload": {"title": ..., "message": ...}}``
+per publish.
+
+WebSocket: ``/ws/?user=uN&groups=project.3,role.r1``. The socket joins
+``user.uN`` (when ``user`` is given), each listed group and ``everyone``.
 
 HTTP on the same port (answered in ``process_request``, before any upgrade):
-``GET /healthz`` and ``GET /publish?title=TEXT``, which broadcasts to every
-open socket and answers with their number, so the load generator publishes
-with one HTTP request here as it does against the product.
+``GET /healthz`` and ``GET /publish?title=TEXT[&group=NAME][&body=TEXT]``,
+which broadcasts to the group (default ``everyone``) and answers with the
+number of its sockets, so the load generator publishes with one HTTP request
+here as it does against the product. ``body`` becomes the payload's
+``message`` (default empty), so frames can be as large as the product's.
 
 Run: ``python -m bench.peers.p0_websockets --port PORT``. Like the product it
 pings every 10 s with a 10 s timeout and runs uncompressed.
@@ -28,24 +34,46 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 WS_PATH = "/ws/"
+EVERYONE = "everyone"
 HELLO = json.dumps({"type": "hello"})
 
 
+def groups_from_query(query: str) -> list[str]:
+    """The groups a socket joins: ``user.<user>``, the listed ``groups``, ``everyone``."""
+    values = parse_qs(query)
+    joined: list[str] = []
+    user = values.get("user", [""])[0]
+    if user:
+        joined.append(f"user.{user}")
+    for listed in values.get("groups", []):
+        joined.extend(name for name in listed.split(",") if name)
+    joined.append(EVERYONE)
+    return list(dict.fromkeys(joined))
+
+
 class Peer:
-    """The set of live connections and the HTTP side that drives them."""
+    """The live connections by group, and the HTTP side that drives them."""
 
     def __init__(self) -> None:
-        self.connections: set[ServerConnection] = set()
+        self.groups: dict[str, set[ServerConnection]] = {EVERYONE: set()}
 
     async def handle(self, websocket: ServerConnection) -> None:
+        path = websocket.request.path if websocket.request is not None else ""
+        joined = groups_from_query(urlsplit(path).query)
         await websocket.send(HELLO)
-        self.connections.add(websocket)
+        for name in joined:
+            self.groups.setdefault(name, set()).add(websocket)
         try:
             # Read (and drop) whatever the client sends, so pings and closes are handled.
             async for _ in websocket:
                 pass
         finally:
-            self.connections.discard(websocket)
+            for name in joined:
+                members = self.groups.get(name)
+                if members is not None:
+                    members.discard(websocket)
+                    if not members and name != EVERYONE:
+                        del self.groups[name]
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -54,10 +82,15 @@ class Peer:
         if url.path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if url.path == "/publish":
-            title = parse_qs(url.query).get("title", [""])[0]
-            frame = json.dumps({"type": "notification_created", "payload": {"title": title}})
-            broadcast(self.connections, frame)
-            return connection.respond(HTTPStatus.OK, f"{len(self.connections)}\n")
+            query = parse_qs(url.query)
+            title = query.get("title", [""])[0]
+            body = query.get("body", [""])[0]
+            members = self.groups.get(query.get("group", [EVERYONE])[0], set())
+            frame = json.dumps(
+                {"type": "notification_created", "payload": {"title": title, "message": body}}
+            )
+            broadcast(members, frame)
+            return connection.respond(HTTPStatus.OK, f"{len(members)}\n")
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
 

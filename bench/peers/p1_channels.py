@@ -5,16 +5,21 @@ user, one for each of the user's projects, one for the user's role and one for
 everyone, and leaves them on disconnect; a publish is one ``group_send`` to
 the audience's group, and the consumer's handler relays the event as a JSON
 frame. No authentication and no database: the user is named in the query
-string (``/ws/?user=u17``), projects and role are derived from that name.
+string, and so are its other groups when the benchmark sets them
+(``/ws/?user=u17&groups=project.3,role.r1``: ``user.u17``, each listed group
+and ``everyone``); without ``groups`` the projects and role are derived from
+the user's name (``groups_of``).
 Served by Daphne, on Channels' in-memory layer by default, or on
 channels-redis when ``BENCH_P1_REDIS_URL`` is set (peer "P1-redis").
 
 It speaks the benchmark ``Fleet``'s subset of the product's protocol:
 ``{"type": "hello"}`` once the groups are joined, then
-``{"type": "notification_created", "payload": {"title": ...}}``.
+``{"type": "notification_created", "payload": {"title": ..., "message": ...}}``.
 
-HTTP: ``GET /healthz`` and ``GET /publish?title=TEXT[&group=NAME]`` (default
-group ``everyone``), which returns once ``group_send`` has.
+HTTP: ``GET /healthz`` and ``GET /publish?title=TEXT[&group=NAME][&body=TEXT]``
+(default group ``everyone``; ``body`` becomes the payload's ``message``, empty
+by default, so frames can be as large as the product's), which returns once
+``group_send`` has.
 
 Run: ``python -m daphne -b 127.0.0.1 -p PORT bench.peers.p1_channels:application``.
 """
@@ -69,12 +74,21 @@ def groups_of(user: str) -> list[str]:
     return [f"user.{user}", *projects, "role.member", "everyone"]
 
 
+def groups_from_query(query: dict[str, list[str]]) -> list[str]:
+    """The groups named by the socket's query string, or ``groups_of`` its user."""
+    user = query.get("user", ["u0"])[0]
+    if "groups" not in query:
+        return groups_of(user)
+    listed = [name for value in query["groups"] for name in value.split(",") if name]
+    return list(dict.fromkeys([f"user.{user}", *listed, "everyone"]))
+
+
 class NotificationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Join the user's groups, relay every ``notify`` event as a frame."""
 
     async def connect(self) -> None:
         query = parse_qs(self.scope["query_string"].decode())
-        self.joined = groups_of(query.get("user", ["u0"])[0])
+        self.joined = groups_from_query(query)
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -97,7 +111,8 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         query = parse_qs(scope["query_string"].decode())
         title = query.get("title", [""])[0]
         group = query.get("group", ["everyone"])[0]
-        await get_channel_layer().group_send(group, {"type": "notify", "payload": {"title": title}})
+        payload = {"title": title, "message": query.get("body", [""])[0]}
+        await get_channel_layer().group_send(group, {"type": "notify", "payload": payload})
         status, body = 200, b"sent\n"
     await send(
         {

@@ -25,7 +25,7 @@ def test_quick_smoke_run_writes_results_in_the_issue_format(tmp_path: Path) -> N
     output = tmp_path / "results" / "smoke.json"
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "bench", "--profile", "quick", "--only", "B1"),
+            *(sys.executable, "-m", "bench", "--profile", "quick", "--only", "B1,B5"),
             *("--smoke", "--output", str(output)),
         ],
         cwd=REPO_ROOT,
@@ -39,12 +39,18 @@ def test_quick_smoke_run_writes_results_in_the_issue_format(tmp_path: Path) -> N
     report = json.loads(output.read_text())
     assert set(report) == {"machine", "date", "profile", "results"}
     assert report["profile"] == "quick"
-    # B1 is two figures (memory and CPU) at the one smoke connection count.
-    assert [row["id"] for row in report["results"]] == ["B1", "B1"]
+    # B1 is two figures (memory and CPU) at the one smoke connection count, for the
+    # embedded default and for scale mode; B5 four (time, two query counts, gaps).
+    assert [row["id"] for row in report["results"]] == ["B1"] * 4 + ["B5"] * 4
     for row in report["results"]:
         assert set(row) == {"id", "metric", "unit", "ours", "peers", "target", "met"}
-        assert set(row["peers"]) == {"P0", "P1", "P1-redis"}
         assert isinstance(row["met"], bool)
         assert isinstance(row["ours"], float)
         assert all(isinstance(value, float) for value in row["peers"].values())
+    assert all(set(row["peers"]) == {"P0", "P1", "P1-redis"} for row in report["results"][:4])
+    # Nothing lost in the reconnect storm, whatever the timing.
+    gaps = report["results"][-1]
+    assert gaps["ours"] == 0.0
+    assert gaps["met"] is True
     assert (output.parent / "smoke-raw.json").exists()
+    assert sorted(p.name for p in (output.parent / "smoke-plots").glob("*.png"))

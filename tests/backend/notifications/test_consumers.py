@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from backend.notifications import delivery
 from backend.notifications.models import Inbox
@@ -107,6 +110,43 @@ async def test_resume_replays_exactly_the_missed_rows_in_order(connect):
     # Live delivery continues after the replay.
     await notify(alice, title="after")
     assert (await client.receive())["payload"]["seq"] == 31
+
+
+@pytest_asyncio.fixture
+async def statements() -> AsyncIterator[list[str]]:
+    """Every statement the consumers' database thread runs during the test.
+
+    Channels runs database work in one shared thread (thread-sensitive), so a
+    wrapper on that thread's connection sees all of it.
+    """
+    seen: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    # Looked up inside the database thread: ``connection`` is per thread.
+    await database_sync_to_async(lambda: connection.execute_wrappers.append(record))()
+    yield seen
+    await database_sync_to_async(lambda: connection.execute_wrappers.remove(record))()
+
+
+async def test_a_reconnect_with_resume_costs_two_queries(connect, statements):
+    """B5's budget: one query authenticates the socket and reads hello's state, one
+    replays; presence costs none while nobody watches a project."""
+    alice = await make("alice")
+    await notify_many(alice, 30)
+    token = await database_sync_to_async(access_token)(alice)
+    await connect(await make("bob"))  # the hub's one-off start-up queries
+    statements.clear()
+    client = await connect(token=token)
+    assert client.hello["latest_seq"] == 30
+    assert client.hello["unread_count"] == 30
+    assert len(statements) == 1, statements
+    await client.send("resume", {"after_seq": 12})
+    frame = await client.receive_until("caught_up")
+    assert frame["payload"] == {"after_seq": 12, "through_seq": 30, "replayed": 18}
+    assert len(statements) == 2, statements
 
 
 async def test_resume_skips_deleted_rows_but_reports_through_seq(connect):
