@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import asyncio
+
     from backend.demo import DemoSummary
     from backend.notifications.selectors import Audience
 
@@ -265,14 +267,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _ws_implementation() -> str:
+def _ws_implementation(compression: str = "off") -> tuple[str | type[asyncio.Protocol], bool]:
+    """uvicorn's ``ws`` and ``ws_per_message_deflate`` for a TRAY_WS_COMPRESSION value."""
     import uvicorn.config
 
-    # The sans-I/O implementation is the one maintained against websockets >= 14;
-    # older uvicorn releases only have the legacy one.
-    return (
-        "websockets-sansio" if "websockets-sansio" in uvicorn.config.WS_PROTOCOLS else "websockets"
-    )
+    from backend.ws_compression import uvicorn_ws_options
+
+    # It prefers the sans-I/O implementation, the one maintained against websockets >= 14,
+    # and falls back to the legacy one, all older uvicorn releases have.
+    return uvicorn_ws_options(compression, uvicorn.config.WS_PROTOCOLS)
 
 
 def _base_url(sock: socket.socket) -> str:
@@ -319,16 +322,17 @@ def _run_uvicorn(sock: socket.socket, *, on_started: Callable[[], None]) -> int:
             if self.started:
                 on_started()
 
+    ws, per_message_deflate = _ws_implementation(settings.TRAY["WS_COMPRESSION"])
     config = uvicorn.Config(
         "backend.config.asgi:application",
         lifespan="on",
-        ws=_ws_implementation(),
+        ws=ws,
         ws_max_size=settings.TRAY["WS_MAX_FRAME_BYTES"],
         # Protocol pings notice a dead peer even when the client sends nothing.
         ws_ping_interval=10,
         ws_ping_timeout=10,
-        # Compression costs ~3x the memory per idle socket (DESIGN.md) for small frames.
-        ws_per_message_deflate=False,
+        # TRAY_WS_COMPRESSION; "tuned" passes its extension through the protocol class.
+        ws_per_message_deflate=per_message_deflate,
         # A copy: dictConfig consumes the "()" factory keys of the dict it is given.
         log_config=copy.deepcopy(settings.LOGGING),
         # Sockets get close code 1012 at shutdown; this bounds the wait for them.

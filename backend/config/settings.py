@@ -17,6 +17,8 @@ import dj_database_url
 import django_stubs_ext
 import platformdirs
 
+from backend.ws_compression import COMPRESSION_CHOICES, SHIPPED_COMPRESSION
+
 # Lets admin classes and querysets be subscripted (ModelAdmin[Project]) at run time.
 django_stubs_ext.monkeypatch()
 
@@ -43,6 +45,16 @@ def _env_float(name: str, default: float) -> float:
 
 def _env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -207,6 +219,9 @@ SPECTACULAR_SETTINGS = {
 TRAY: dict[str, Any] = {
     # Largest text frame a client may send; bigger ones close with 1009.
     "WS_MAX_FRAME_BYTES": _env_int("TRAY_WS_MAX_FRAME_BYTES", 64 * 1024),
+    # permessage-deflate for clients that offer it: off, default or tuned
+    # (backend/ws_compression.py; the default was chosen by benchmark B7).
+    "WS_COMPRESSION": _env_choice("TRAY_WS_COMPRESSION", COMPRESSION_CHOICES, SHIPPED_COMPRESSION),
     # Client frames per second (sustained) and burst before a close with 1008.
     "WS_RATE_PER_SECOND": _env_float("TRAY_WS_RATE_PER_SECOND", 20.0),
     "WS_RATE_BURST": _env_int("TRAY_WS_RATE_BURST", 60),
