@@ -24,7 +24,8 @@ B9                     ``bench.client_store``      bare sqlite3, the idle event 
 This process is the load generator, pinned to CPU 1; everything under test
 runs on CPU 0. It writes ``bench/results/latest.json`` (``--output``) in the
 format issue 5 names, ``<name>-raw.json`` beside it with every module's
-settings and samples, and the plots into ``<name>-plots/``.
+settings and samples, the table as Markdown in ``<name>.md``, and the plots
+into ``<name>-plots/``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,36 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def format_markdown(results: list[dict[str, Any]]) -> str:
+    """The results as the Markdown table docs/performance.md shows."""
+    lines = [
+        "| id | metric | unit | ours | baselines (ours/baseline) | target | met |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    for row in results:
+        ours = row["ours"]
+        baselines = "<br>".join(
+            f"{name}: {number(value)}"
+            + (f" ({ours / value:.2f}x)" if ours is not None and value else "")
+            for name, value in row["peers"].items()
+        )
+        cells = (
+            row["id"],
+            row["metric"],
+            row["unit"],
+            number(ours),
+            baselines or "-",
+            row["target"],
+            "yes" if row["met"] else "**no**",
+        )
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if (os.cpu_count() or 1) < 2:
@@ -189,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cdfs": cdfs,
     }
     raw_path.write_text(json.dumps(raw) + "\n")
+    output.with_suffix(".md").write_text(format_markdown(results))
     connection_sessions = raw_modules.get("bench.connections", {}).get("sessions", [])
     plots = render_all(cdfs, connection_sessions, output.with_name(f"{output.stem}-plots"))
     print(format_table(results))

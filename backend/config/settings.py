@@ -143,7 +143,18 @@ TEMPLATES = [
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # No persistent connections: under ASGI every HTTP request runs in a thread of its
+    # own, so each kept one more connection open until garbage collection, and a stream
+    # of publish requests ran PostgreSQL out of connections (bench/publish_throughput.py).
+    # PostgreSQL gets psycopg's pool instead, as Django's ASGI notes advise.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 2,
+            "max_size": _env_int("TRAY_DB_POOL_SIZE", 20),
+            # A request that finds every connection busy waits this long, then fails.
+            "timeout": 30,
+        }
 else:
     DATABASES = {
         "default": {
