@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from channels.db import database_sync_to_async
@@ -43,14 +43,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _watch_new_messages(after_id: int, user_ids: list[int]) -> tuple[int, list[Event]]:
+def _watch_new_messages(
+    after_id: int, user_ids: list[int], rung: Container[int]
+) -> tuple[int, list[Event]]:
     """Notifications committed by another process (the ``notify`` command) since
-    ``after_id``, as doorbell events for the given (locally connected) users."""
+    ``after_id``, as doorbell events for the given (locally connected) users.
+    Messages in ``rung`` already rang this process's doorbell and are skipped
+    before their rows are read."""
     messages = list(
         Message.objects.filter(id__gt=after_id).select_related("actor").order_by("id")[:500]
     )
     events: list[Event] = []
     for message in messages:
+        if message.pk in rung:
+            continue
         rows = selectors.inbox_rows_for_users(message_id=message.pk, user_ids=user_ids)
         if rows:
             events.append(
@@ -345,7 +351,10 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             try:
-                after_id, events = await watch(after_id, list(self.sockets_by_user))
+                # The thread only tests membership, which is safe while the loop adds keys.
+                after_id, events = await watch(
+                    after_id, list(self.sockets_by_user), self._recently_rung.keys()
+                )
             except Exception:
                 logger.exception("database watch failed; retrying")
                 continue
