@@ -103,7 +103,7 @@ PROFILES = {
         # Three of the servers' 10 s ping intervals.
         idle_window=30.0,
         connectors=8,
-        round_budget=180.0,
+        round_budget=60.0,
     ),
 }
 

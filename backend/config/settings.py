@@ -143,25 +143,22 @@ TEMPLATES = [
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    # No persistent connections: under ASGI every HTTP request runs in a thread of its
-    # own, so each kept one more connection open until garbage collection, and a stream
-    # of publish requests ran PostgreSQL out of connections (bench/publish_throughput.py).
-    # PostgreSQL gets psycopg's pool instead, as Django's ASGI notes advise.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 2,
-            "max_size": _env_int("TRAY_DB_POOL_SIZE", 20),
-            # A request that finds every connection busy waits this long, then fails.
-            "timeout": 30,
-        }
+    # Every request and every socket does its database work in the one thread that
+    # backend/config/asgi.py gives them, so one persistent connection per process serves
+    # it all. (With Django's thread per request and conn_max_age=60, each request kept
+    # a connection of its own until garbage collection, and a stream of publish requests
+    # ran PostgreSQL out of connections: bench/publish_throughput.py.)
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)
+    }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "db.sqlite3"),
-            # Keep each thread's connection: opening one (and running the PRAGMAs below)
-            # on every database call was an eighth of a reconnect storm's CPU (B5).
+            # Keep the connection (one thread does all database work, see asgi.py):
+            # opening one (and running the PRAGMAs below) on every database call was
+            # an eighth of a reconnect storm's CPU (B5).
             "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # IMMEDIATE takes the write lock at BEGIN, so two writers queue on

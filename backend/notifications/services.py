@@ -55,12 +55,27 @@ def _validate_content(
 
 
 def _lock_sequences(user_ids: list[int]) -> set[int]:
-    return set(
-        InboxSequence.objects.select_for_update()
-        .filter(user_id__in=user_ids)
-        .order_by("user_id")
-        .values_list("user_id", flat=True)
-    )
+    """Lock the users' sequence rows in user-id order; returns the users that have one.
+
+    Raw SQL: the ORM prepared every id of a 5,000-user IN list one by one, a third of
+    a broadcast's CPU (bench/mixed_traffic.py). SQLite has no row locks (BEGIN
+    IMMEDIATE already serialises writers); PostgreSQL takes them with FOR UPDATE.
+    """
+    seq_table = connection.ops.quote_name(InboxSequence._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT user_id FROM {seq_table} WHERE user_id = ANY(%s) "  # noqa: S608
+                "ORDER BY user_id FOR UPDATE",
+                [list(user_ids)],
+            )
+        else:
+            placeholders = ",".join(["%s"] * len(user_ids))
+            cursor.execute(
+                f"SELECT user_id FROM {seq_table} WHERE user_id IN ({placeholders})",  # noqa: S608
+                list(user_ids),
+            )
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, int]]:
