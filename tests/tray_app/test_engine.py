@@ -16,7 +16,13 @@ from tests.tray_app.conftest import (
     RestartableServer,
     scaled,
 )
-from tray_app.engine import HistoryReset, NotificationsRemoved, ReadStateChanged
+from tray_app.engine import (
+    REPLAY_FLUSH_ROWS,
+    HistoryReset,
+    NotificationBatchAdded,
+    NotificationsRemoved,
+    ReadStateChanged,
+)
 from tray_app.net.api import ApiClient
 from tray_app.net.live import ConnectionState
 
@@ -91,6 +97,13 @@ async def test_cold_start_shows_the_cache_at_once_then_exactly_the_new_ones(
     assert [event.notification.title for event in new] == [f"away {n}" for n in range(missed)]
     assert not any(event.live for event in new)  # catch-up, not a flood of live toasts
     assert again.catch_ups()[0].added == missed
+    # The same rows once more, one event per stored batch (what a UI refreshes on).
+    batches = [e for e in again.events if isinstance(e, NotificationBatchAdded)]
+    assert [row for batch in batches for row in batch.notifications] == [
+        event.notification for event in new
+    ]
+    assert len(batches) == -(-missed // REPLAY_FLUSH_ROWS)
+    assert not any(batch.live for batch in batches)
     assert again.stored_seqs() == list(range(1, cached[-1] + missed + 1))
     await again.stop()
 

@@ -49,6 +49,12 @@ PONG_TIMEOUT = 10.0
 OPEN_TIMEOUT = 10.0
 # Renew the access token in band this long before it expires.
 RENEW_MARGIN = 30.0
+# At most this many frames are handled in one turn of the event loop. websockets' recv()
+# returns at once while frames are buffered, so without a deliberate yield a replay of
+# thousands of frames would be parsed and stored in a single turn: the UI, sharing the
+# loop, would freeze for all of it. The engine stores a replay in batches of 100, so one
+# turn holds at most one batch.
+FRAMES_PER_TURN = 20
 
 
 class ConnectionState(enum.Enum):
@@ -348,8 +354,14 @@ class LiveSession:
         return None
 
     async def _receive_loop(self, connection: Connection) -> None:
+        handled = 0
         while True:
+            if handled >= FRAMES_PER_TURN:
+                # A deliberate yield (see FRAMES_PER_TURN): let the UI and timers run.
+                await asyncio.sleep(0)
+                handled = 0
             frame = await self._receive(connection, within=None)
+            handled += 1
             if frame is None:
                 continue
             replaying = self._replaying

@@ -11,6 +11,7 @@ own transaction; called inside ``with transaction(connection):`` it joins that o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -39,15 +40,33 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 # fragments and "?" placeholders; every value is bound (hence the noqa: S608 marks).
 _CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _STAGING: Final = "incoming_notifications"
+_ROW_PLACEHOLDERS: Final = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 _COLUMNS: Final = (
     "seq, id, title, message, event_type, priority, url, created_us, is_read, "
     "actor_json, project_id, project_title, data_json"
+)
+# The same columns named through their table, for statements that join the full-text index
+# (which has a title and a message of its own).
+_NOTIFICATION_COLUMNS: Final = ", ".join(
+    f"notifications.{column}" for column in _COLUMNS.split(", ")
+)
+# A text search starts from the full-text index, newest match first, and looks up each
+# match's row by its primary key (the index's rowid is the seq): a "newest 50" page stops
+# after 50 matches instead of collecting every match and sorting them. CROSS JOIN keeps
+# SQLite from reordering the two tables.
+_SEARCHED: Final = (
+    "notifications_fts CROSS JOIN notifications ON notifications.seq = notifications_fts.rowid"
 )
 
 
 @dataclass(frozen=True)
 class StoredNotification:
-    """One notification as stored. Text fields are plain text: never interpret HTML in them."""
+    """One notification as stored. Text fields are plain text: never interpret HTML in them.
+
+    ``actor`` and ``data`` are read from their stored JSON (``actor_json``, ``data_json``)
+    when first asked for: the history, the tray menu and toasts never look at them, and
+    decoding them for every listed row was a third of what listing rows cost.
+    """
 
     id: int
     seq: int
@@ -58,10 +77,20 @@ class StoredNotification:
     url: str
     created_at: datetime
     is_read: bool
-    actor: dict[str, Any] | None
+    actor_json: str | None
     project_id: int | None
     project_title: str | None
-    data: dict[str, Any]
+    data_json: str
+
+    @functools.cached_property
+    def actor(self) -> dict[str, Any] | None:
+        """Who caused it (``id``, ``username``, names), or None for system notifications."""
+        return _load_object(self.actor_json)
+
+    @functools.cached_property
+    def data(self) -> dict[str, Any]:
+        """The event's extra fields (ids of the task, milestone, ...); empty when none."""
+        return _load_object(self.data_json) or {}
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,8 @@ class Filters:
         priorities: Only these priorities; empty means all.
         since: Created at or after this moment (timezone-aware).
         until: Created strictly before this moment (timezone-aware).
+        after_seq: Only notifications with a higher seq: what was stored after a list
+            whose newest row has this seq was read (a list takes in new rows with it).
     """
 
     text: str = ""
@@ -103,6 +134,7 @@ class Filters:
     priorities: frozenset[str] = field(default_factory=frozenset)
     since: datetime | None = None
     until: datetime | None = None
+    after_seq: int | None = None
 
 
 NO_FILTERS: Final = Filters()
@@ -294,19 +326,35 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment
 
 
-def _where(filters: Filters) -> tuple[str, list[Any]]:
-    """The WHERE clause (with parameters) that selects what ``filters`` asks for."""
+@dataclass(frozen=True)
+class _Selection:
+    """The rows ``filters`` selects, as SQL: ``SELECT ... FROM {source} {where}``, newest
+    first with ``ORDER BY {newest_first}``."""
+
+    source: str
+    columns: str
+    where: str
+    parameters: list[Any]
+    newest_first: str
+
+
+def _selection(filters: Filters) -> _Selection:
+    """How to select what ``filters`` asks for (text searches start from the FTS index)."""
     clauses: list[str] = []
     parameters: list[Any] = []
+    source, columns, seq = "notifications", _COLUMNS, "seq"
     if filters.text.strip():
         expression = fts_match_expression(filters.text)
         if expression is None:
             clauses.append("0")
         else:
-            clauses.append(
-                "seq IN (SELECT rowid FROM notifications_fts WHERE notifications_fts MATCH ?)"
-            )
+            source, columns, seq = _SEARCHED, _NOTIFICATION_COLUMNS, "notifications_fts.rowid"
+            clauses.append("notifications_fts MATCH ?")
             parameters.append(expression)
+    if filters.after_seq is not None:
+        # On the index's rowid when searching: FTS5 then starts its walk there.
+        clauses.append(f"{seq} > ?")
+        parameters.append(_non_negative(filters.after_seq, "after_seq"))
     if filters.unread is not None:
         clauses.append("is_read = ?")
         parameters.append(0 if filters.unread else 1)
@@ -323,9 +371,8 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     if filters.until is not None:
         clauses.append("created_us < ?")
         parameters.append(_to_microseconds(_aware(filters.until, "end")))
-    if not clauses:
-        return "", parameters
-    return "WHERE " + " AND ".join(clauses), parameters
+    where = "WHERE " + " AND ".join(clauses) if clauses else ""
+    return _Selection(source, columns, where, parameters, f"{seq} DESC")
 
 
 def validated_ids(ids: Iterable[object]) -> list[int]:
@@ -361,10 +408,10 @@ def _notification(row: tuple[Any, ...]) -> StoredNotification:
         url=row[6],
         created_at=_from_microseconds(row[7]),
         is_read=bool(row[8]),
-        actor=_load_object(row[9]),
+        actor_json=row[9],
         project_id=row[10],
         project_title=row[11],
-        data=_load_object(row[12]) or {},
+        data_json=row[12],
     )
 
 
@@ -460,9 +507,9 @@ class Inbox:
             for row in parsed:
                 if row.seq > cursor and row.seq not in fresh:
                     fresh[row.seq] = row
-            for seq in self._stored(fresh, "seq"):
+            stored_seqs, clashing = self._stored_keys(fresh.values())
+            for seq in stored_seqs & fresh.keys():
                 del fresh[seq]
-            clashing = self._stored({row.id: row for row in fresh.values()}, "id")
             seen_ids: set[int] = set()
             added: list[_Row] = []
             for seq in sorted(fresh):
@@ -472,25 +519,14 @@ class Inbox:
                     continue
                 seen_ids.add(row.id)
                 added.append(row)
-            # Staged, then moved in one statement: FTS5 flushes its pending index data at
-            # every statement, so row-by-row inserts through the trigger leave one tiny
-            # index segment per row (100,000 rows: ~5 s instead of ~0.5 s).
-            # TEMP: per connection, never written to the file. Made here, inside the
-            # transaction, so a rolled-back caller cannot leave us without it.
-            self._connection.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "  # noqa: S608
-                "AS SELECT * FROM main.notifications WHERE 0"
-            )
-            self._connection.executemany(
-                f"INSERT INTO temp.{_STAGING} ({_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [row.values() for row in added],
-            )
-            self._connection.execute(
-                f"INSERT INTO notifications ({_COLUMNS}) "  # noqa: S608
-                f"SELECT {_COLUMNS} FROM temp.{_STAGING} ORDER BY seq"
-            )
-            self._connection.execute(f"DELETE FROM temp.{_STAGING}")  # noqa: S608
+            if len(added) == 1:
+                # One row (a live notification): one statement is one index segment anyway.
+                self._connection.execute(
+                    f"INSERT INTO notifications ({_COLUMNS}) VALUES ({_ROW_PLACEHOLDERS})",  # noqa: S608
+                    added[0].values(),
+                )
+            elif added:
+                self._insert_staged(added)
             new_cursor = self._advance(cursor)
             if bound is not None and (start is None or start <= new_cursor):
                 new_cursor = self._advance(max(new_cursor, bound))
@@ -502,6 +538,49 @@ class Inbox:
         return IngestResult(
             added=[_notification(row.values()) for row in added], cursor=new_cursor, gap=gap
         )
+
+    def _insert_staged(self, rows: Sequence[_Row]) -> None:
+        """Insert many rows in one statement, through a staging table.
+
+        FTS5 flushes its pending index data at every statement, so row-by-row inserts
+        through the trigger leave one tiny index segment per row (100,000 rows: ~5 s
+        instead of ~0.5 s).
+        """
+        # TEMP: per connection, never written to the file. Made here, inside the
+        # transaction, so a rolled-back caller cannot leave us without it.
+        self._connection.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "  # noqa: S608
+            "AS SELECT * FROM main.notifications WHERE 0"
+        )
+        self._connection.executemany(
+            f"INSERT INTO temp.{_STAGING} ({_COLUMNS}) VALUES ({_ROW_PLACEHOLDERS})",  # noqa: S608
+            [row.values() for row in rows],
+        )
+        self._connection.execute(
+            f"INSERT INTO notifications ({_COLUMNS}) "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM temp.{_STAGING} ORDER BY seq"
+        )
+        self._connection.execute(f"DELETE FROM temp.{_STAGING}")  # noqa: S608
+
+    def _stored_keys(self, rows: Iterable[_Row]) -> tuple[set[int], set[int]]:
+        """The seqs and the ids of stored rows that share a seq or an id with ``rows``.
+
+        One query per chunk for both keys (a live notification is one lookup, not two).
+        """
+        seqs: set[int] = set()
+        ids: set[int] = set()
+        listed = list(rows)
+        # Two parameters per row: stay within _CHUNK parameters per statement.
+        for start in range(0, len(listed), _CHUNK // 2):
+            chunk = listed[start : start + _CHUNK // 2]
+            marks = _placeholders(len(chunk))
+            for seq, notification_id in self._connection.execute(
+                f"SELECT seq, id FROM notifications WHERE seq IN ({marks}) OR id IN ({marks})",  # noqa: S608
+                [row.seq for row in chunk] + [row.id for row in chunk],
+            ):
+                seqs.add(seq)
+                ids.add(notification_id)
+        return seqs, ids
 
     def _stored(self, keyed: Mapping[int, object], column: str) -> set[int]:
         """Which keys of ``keyed`` are already stored in ``column`` (seq or id)."""
@@ -576,10 +655,15 @@ class Inbox:
         Raises:
             StoreError: ``limit``/``offset`` negative, or a naive ``since``/``until``.
         """
-        where, parameters = _where(filters)
-        parameters += [_non_negative(limit, "limit"), _non_negative(offset, "offset")]
+        chosen = _selection(filters)
+        parameters = [
+            *chosen.parameters,
+            _non_negative(limit, "limit"),
+            _non_negative(offset, "offset"),
+        ]
         rows = self._connection.execute(
-            f"SELECT {_COLUMNS} FROM notifications {where} ORDER BY seq DESC LIMIT ? OFFSET ?",  # noqa: S608
+            f"SELECT {chosen.columns} FROM {chosen.source} {chosen.where} "  # noqa: S608
+            f"ORDER BY {chosen.newest_first} LIMIT ? OFFSET ?",
             parameters,
         ).fetchall()
         return [_notification(row) for row in rows]
@@ -587,10 +671,10 @@ class Inbox:
     @translate_sqlite_errors
     def count(self, filters: Filters = NO_FILTERS) -> int:
         """How many notifications ``filters`` selects (what :meth:`search` pages through)."""
-        where, parameters = _where(filters)
+        chosen = _selection(filters)
         row = self._connection.execute(
-            f"SELECT COUNT(*) FROM notifications {where}",  # noqa: S608
-            parameters,
+            f"SELECT COUNT(*) FROM {chosen.source} {chosen.where}",  # noqa: S608
+            chosen.parameters,
         ).fetchone()
         return int(row[0])
 
@@ -602,10 +686,18 @@ class Inbox:
     @translate_sqlite_errors
     def projects(self) -> list[tuple[int, str]]:
         """``(project_id, title)`` of every project seen, by title; the newest title wins."""
+        # A skip scan of the (project_id, seq) index: one seek per project rather than a
+        # walk over every row (the history asks after each batch of new rows).
         rows = self._connection.execute(
-            "SELECT project_id, project_title FROM notifications WHERE seq IN "
-            "(SELECT MAX(seq) FROM notifications WHERE project_id IS NOT NULL "
-            "GROUP BY project_id) ORDER BY project_title COLLATE NOCASE, project_id"
+            "WITH RECURSIVE project (id) AS ("
+            " SELECT MIN(project_id) FROM notifications WHERE project_id IS NOT NULL"
+            " UNION ALL"
+            " SELECT (SELECT MIN(project_id) FROM notifications WHERE project_id > project.id)"
+            " FROM project WHERE project.id IS NOT NULL"
+            ") "
+            "SELECT id, (SELECT project_title FROM notifications WHERE project_id = project.id"
+            " ORDER BY seq DESC LIMIT 1) AS title "
+            "FROM project WHERE id IS NOT NULL ORDER BY title COLLATE NOCASE, id"
         ).fetchall()
         return [(int(project_id), str(title)) for project_id, title in rows]
 

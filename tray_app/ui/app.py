@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,10 @@ from tray_app.ui.tray import MenuNotification, TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
 
 logger = logging.getLogger(__name__)
+
+# The tray and the history follow the store at most this often while rows keep coming (a
+# catch-up stores a batch every few milliseconds); after a quiet spell, at once.
+REFRESH_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,13 @@ class TrayApp(QObject):
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self._flush_toasts)
-        # Tray and history follow the store once per loop turn, not once per row: a
+        # Tray and history follow the store once per refresh, not once per row: a
         # catch-up of thousands of rows would otherwise rebuild the menu thousands of times.
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(0)
         self._refresh_timer.timeout.connect(self._refresh_now)
         self._history_stale = False
+        self._refreshed_at = -REFRESH_INTERVAL_S
         self._quit = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_widgets()
@@ -260,7 +265,7 @@ class TrayApp(QObject):
         self.wakeups.woke_up.connect(self._woke_up)
 
     def _connect_bridge(self, bridge: EngineBridge) -> None:
-        bridge.notification_added.connect(self._notification_added)
+        bridge.notifications_added.connect(self._notifications_added)
         bridge.read_state_changed.connect(self._read_state_changed)
         bridge.notifications_removed.connect(self._notifications_removed)
         bridge.unread_count_changed.connect(lambda _count: self._refresh_tray())
@@ -272,22 +277,29 @@ class TrayApp(QObject):
 
     # --- engine -> widgets ---------------------------------------------------------------
 
-    def _notification_added(self, row: StoredNotification, live: bool) -> None:
+    def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
+        """A batch the engine stored: one refresh for all of it, each row offered for a toast
+        (catch-up rows are tallied for the "while you were away" toast)."""
         self._refresh_tray(history=True)
-        request = ToastRequest(
-            id=row.id,
-            seq=row.seq,
-            title=row.title,
-            message=row.message,
-            priority=row.priority,
-            project_id=row.project_id,
-            project_title=row.project_title,
-            url=row.url,
-            is_read=row.is_read,
-            live=live,
-            arrived_at=time.monotonic(),
-        )
-        self._show_toasts(self.planner.offer(request, self._toast_preferences()))
+        preferences = self._toast_preferences()
+        arrived_at = time.monotonic()
+        toasts: list[Any] = []
+        for row in rows:
+            request = ToastRequest(
+                id=row.id,
+                seq=row.seq,
+                title=row.title,
+                message=row.message,
+                priority=row.priority,
+                project_id=row.project_id,
+                project_title=row.project_title,
+                url=row.url,
+                is_read=row.is_read,
+                live=live,
+                arrived_at=arrived_at,
+            )
+            toasts.extend(self.planner.offer(request, preferences))
+        self._show_toasts(toasts)
 
     def _catch_up_finished(self, added: int) -> None:
         self._show_toasts(self.planner.catch_up_finished(added, self._toast_preferences()))
@@ -367,12 +379,14 @@ class TrayApp(QObject):
 
     def _refresh_tray(self, *, history: bool = False) -> None:
         """Bring the tray (and, with ``history``, the history window) up to date with the
-        store at the end of this loop turn."""
+        store: at the end of this loop turn, or REFRESH_INTERVAL_S after the last refresh."""
         self._history_stale = self._history_stale or history
         if not self._refresh_timer.isActive():
-            self._refresh_timer.start()
+            wait = self._refreshed_at + REFRESH_INTERVAL_S - time.monotonic()
+            self._refresh_timer.start(max(0, round(wait * 1000)))
 
     def _refresh_now(self) -> None:
+        self._refreshed_at = time.monotonic()
         if self._history_stale and self.history is not None:
             self.history.notifications_changed()
         self._history_stale = False

@@ -16,6 +16,7 @@ from tray_app.engine import (
     EngineEvent,
     HistoryReset,
     NotificationAdded,
+    NotificationBatchAdded,
     NotificationsRemoved,
     PresenceSnapshotReceived,
     PresenceUpdated,
@@ -30,6 +31,9 @@ class EngineBridge(QObject):
     Signals:
         notification_added(object, bool): a StoredNotification new to this device, and
             whether it arrived live (False: catch-up).
+        notifications_added(object, bool): the same rows once more, a tuple per batch the
+            engine stored, right after their ``notification_added``: connect to one of the
+            two (a catch-up arrives in batches of ``engine.REPLAY_FLUSH_ROWS``).
         read_state_changed(list, bool): these ids became read (True) or unread.
         notifications_removed(list): these ids were deleted.
         unread_count_changed(int): the count the badge shows.
@@ -41,6 +45,8 @@ class EngineBridge(QObject):
     """
 
     notification_added = Signal(object, bool)
+    # object, not list: a Qt list type would copy the rows into a QVariantList.
+    notifications_added = Signal(object, bool)
     read_state_changed = Signal(list, bool)
     notifications_removed = Signal(list)
     unread_count_changed = Signal(int)
@@ -62,6 +68,8 @@ class EngineBridge(QObject):
         match event:
             case NotificationAdded(notification=row, live=live):
                 self.notification_added.emit(row, live)
+            case NotificationBatchAdded(notifications=rows, live=live):
+                self.notifications_added.emit(rows, live)
             case ReadStateChanged(ids=ids, is_read=is_read):
                 self.read_state_changed.emit(list(ids), is_read)
             case NotificationsRemoved(ids=ids):

@@ -373,21 +373,16 @@ class HistoryModel(QAbstractListModel):
         else (rows that appeared between loaded ones, rows deleted elsewhere) reloads.
         """
         newest_seq = self._rows[0].seq if self._rows else 0
-        fresh: list[StoredNotification] = []
-        reached_known = False
         try:
             total = self._source.count(self._filters)
-            while len(fresh) < MAX_MERGED_ROWS:
-                page = self._source.search(self._filters, limit=self._page_size, offset=len(fresh))
-                newer = [item for item in page if item.seq > newest_seq]
-                fresh.extend(newer)
-                if len(newer) < len(page) or len(page) < self._page_size:
-                    reached_known = True
-                    break
+            # Only what is newer than the top row: the store reads exactly the new rows.
+            fresh = self._source.search(
+                replace(self._filters, after_seq=newest_seq), limit=MAX_MERGED_ROWS + 1
+            )
         except StoreError as exc:
             self._failed(exc)
             return
-        if not reached_known or self._total + len(fresh) != total:
+        if len(fresh) > MAX_MERGED_ROWS or self._total + len(fresh) != total:
             self.reload()
             return
         if fresh:
@@ -397,6 +392,24 @@ class HistoryModel(QAbstractListModel):
             self._offset += len(fresh)
             self.endInsertRows()
         self._set_total(total)
+
+    def trim(self, keep: int) -> None:
+        """Unload the rows past the first ``keep``; the view fetches them again if it needs them.
+
+        Rows merged in at the top otherwise pile up: a catch-up of 10,000 rows with the
+        window open would leave 10,000 loaded, and the view lays out every loaded row (a
+        call into this model per row) each time rows are inserted.
+        """
+        keep = max(keep, 0)
+        if len(self._rows) <= keep:
+            return
+        self.beginRemoveRows(QModelIndex(), keep, len(self._rows) - 1)
+        for item in self._rows[keep:]:
+            self._offset -= _counts_toward(self._filters, item)
+            del self._row_of[item.id]
+        del self._rows[keep:]
+        self._exhausted = False
+        self.endRemoveRows()
 
     def apply_read(self, ids: Iterable[int], is_read: bool) -> list[int]:
         """Show these notifications as read (or unread), row by row.
@@ -718,6 +731,7 @@ class HistoryWindow(QWidget):
         # What the store said when it last failed; shown until the next successful read.
         self._failure: str | None = None
         self._resets = 0
+        self._projects_listed: list[tuple[int, str]] | None = None
         self.setWindowTitle("Notification history")
         self.resize(620, 680)
 
@@ -957,6 +971,11 @@ class HistoryWindow(QWidget):
             # Rows inserted above the viewport push its content down by their height.
             self.list_view.doItemsLayout()
             bar.setValue(bar.value() + added * row_height)
+        elif not anchored and added > 0:
+            # At the top the rows pushed down by new ones are out of view: unload all but
+            # a page (and the selected rows), so the list stays as cheap as when it opened.
+            selected = [index.row() for index in self.list_view.selectionModel().selectedRows()]
+            self.model.trim(max([self.model.page_size - 1, *selected]) + 1)
 
     def apply_read(self, ids: Sequence[int], is_read: bool) -> None:
         """These notifications were marked read (or unread): restyle their rows in place."""
@@ -1177,6 +1196,9 @@ class HistoryWindow(QWidget):
         except StoreError as exc:
             logger.warning("history: reading the projects failed: %s", exc)
             return
+        if projects == self._projects_listed:
+            return  # new rows of known projects: nothing to rebuild
+        self._projects_listed = projects
         combo.blockSignals(True)
         try:
             combo.clear()

@@ -6,6 +6,7 @@ sends garbage."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -25,6 +26,7 @@ from tray_app.net import protocol
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
 from tray_app.net.live import (
+    FRAMES_PER_TURN,
     PING_INTERVAL,
     PONG_TIMEOUT,
     ConnectionState,
@@ -292,6 +294,68 @@ async def test_malformed_and_unknown_frames_are_skipped_not_fatal(
     skipped = [r.getMessage() for r in caplog.records if "skipped a server frame" in r.getMessage()]
     assert len(skipped) == 4
     assert not any(secret_title in message for message in skipped)
+
+
+async def test_a_buffered_replay_is_handled_a_few_frames_per_loop_turn(alice: ApiClient):
+    """websockets' recv() returns at once while frames are buffered; the receive loop must
+    still hand the event loop back every FRAMES_PER_TURN frames, or the UI sharing it
+    freezes for the whole replay. A callback that re-arms itself with call_soon runs once
+    per loop turn: it numbers the turns, and every frame is stamped with its turn."""
+    count = 600
+    sent = asyncio.Event()
+
+    async def replay_in_one_go(connection: ServerConnection) -> None:
+        await connection.send(hello(latest_seq=count))
+        request = json.loads(await connection.recv())
+        assert request["type"] == "resume"
+        for seq in range(1, count + 1):
+            frame = {"type": "notification_created", "payload": {"seq": seq, "id": seq}}
+            await connection.send(json.dumps(frame))
+        await connection.send(
+            json.dumps(
+                {
+                    "type": "caught_up",
+                    "payload": {"after_seq": 0, "through_seq": count, "replayed": count},
+                }
+            )
+        )
+        sent.set()
+        await connection.wait_closed()
+
+    class Stamping(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.turn_of_frame: list[int] = []
+
+        async def handle_frame(self, frame: protocol.ServerFrame, *, replaying: bool) -> None:
+            if isinstance(frame, protocol.NotificationCreated):
+                if frame.seq == 1:
+                    # Hold the first frame until the server has written the whole replay,
+                    # so the rest reaches the client in big buffered reads.
+                    await sent.wait()
+                self.turn_of_frame.append(turns[0])
+            await super().handle_frame(frame, replaying=replaying)
+
+    loop = asyncio.get_running_loop()
+    turns = [0]
+
+    def probe() -> None:
+        turns[0] += 1
+        armed[0] = loop.call_soon(probe)
+
+    armed = [loop.call_soon(probe)]
+    try:
+        async with scripted_server(replay_in_one_go) as (connect, _):
+            recorder = Stamping()
+            session = LiveSession(alice, recorder, connect=connect)
+            task = await run_session(session)
+            await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+            await stop(session, task)
+    finally:
+        armed[0].cancel()
+    assert [f.seq for f in recorder.of(protocol.NotificationCreated)] == list(range(1, count + 1))
+    frames_per_turn = collections.Counter(recorder.turn_of_frame)
+    assert max(frames_per_turn.values()) <= FRAMES_PER_TURN, frames_per_turn.most_common(3)
 
 
 async def test_a_frozen_server_is_noticed_by_the_heartbeat(

@@ -82,7 +82,16 @@ def test_logs_in_shows_the_count_and_marks_read_through_the_server(
         assert tray.state.username == "alice"
         assert "alice" in tray.tray_icon.toolTip() or str(expected) in tray.tray_icon.toolTip()
 
-        # A new notification: the badge counts it and the menu lists it first.
+        # The history, opened from the tray once the catch-up is stored, lists the store.
+        engine = app.account.engine if app.account else None
+        assert engine is not None
+        await until(lambda: not engine.session.replaying and engine.inbox.cursor() > 0)
+        tray.history_requested.emit()
+        history = app.history
+        assert history is not None
+        stored = history.model.total
+
+        # A new notification: the badge counts it, the menu and the history list it first.
         result = await asyncio.to_thread(
             demo_server.cli, "notify", "--user", "alice", "--title", "Deploy finished"
         )
@@ -90,6 +99,8 @@ def test_logs_in_shows_the_count_and_marks_read_through_the_server(
         await until(lambda: tray.state.unread == expected + 1)
         newest = tray.state.recent[0]
         assert newest.title == "Deploy finished"
+        await until(lambda: history.model.total == stored + 1)
+        assert history.model.notification(0).title == "Deploy finished"
 
         # "Mark read" in the menu: the server applies it and the badge follows.
         tray.notification_mark_read_requested.emit(newest.id)

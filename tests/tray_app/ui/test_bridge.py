@@ -88,6 +88,21 @@ def test_a_replay_is_catch_up_not_live(qtbot, engine):
     assert finished.args == [2]
 
 
+def test_each_stored_batch_also_arrives_as_one_signal(qtbot, engine):
+    bridge = EngineBridge(engine)
+    batches: list[tuple[list[int], bool]] = []
+    bridge.notifications_added.connect(
+        lambda rows, live: batches.append(([row.seq for row in rows], live))
+    )
+    for seq in (1, 2, 3):
+        feed(engine, created(seq), replaying=True)
+    assert batches == []  # buffered until the batch is stored
+    feed(engine, protocol.CaughtUp(through_seq=3, replayed=3, after_seq=0), replaying=True)
+    feed(engine, created(4))
+    feed(engine, created(4))  # a duplicate stores nothing and says nothing
+    assert batches == [([1, 2, 3], False), ([4], True)]
+
+
 def test_presence_and_connection_state(qtbot, engine):
     bridge = EngineBridge(engine)
     snapshot = protocol.PresenceSnapshot(project_id=1, members=())

@@ -322,6 +322,51 @@ def test_rows_stored_before_a_merge_do_not_duplicate_a_page(tmp_path: Path, qtbo
     assert loaded_ids(model) == [seq + 1000 for seq in range(260, 0, -1)]
 
 
+def test_a_merge_reads_only_the_new_rows_even_under_a_search(tmp_path: Path, qtbot: QtBot) -> None:
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 501)])
+    source = CountingSource(store)
+    model = HistoryModel(source, page_size=100)
+    model.refresh(Filters(text="message"))
+    assert source.fetched_rows == 100
+    store.ingest(
+        [payload(501, message="other words"), payload(502), payload(503, message="no match")]
+    )
+    with qtbot.assertNotEmitted(model.modelReset):
+        model.merge_new()
+    # One new row matches; nothing else is read (a page of known rows cost 100 here).
+    assert source.fetched_rows == 101
+    assert loaded_ids(model)[:2] == [1502, 1500]
+    assert model.total == 501
+    fetch_all(model)
+    assert loaded_ids(model) == [1502] + [seq + 1000 for seq in range(500, 0, -1)]
+
+
+def test_merges_at_the_top_keep_only_a_page_loaded(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    """A long catch-up with the window open: the rows pushed down are unloaded, so each
+    insertion costs the view a page of layout, not every row merged so far."""
+    store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 51)])
+    window = make_window(store, show=True, page_size=100)
+    model = window.model
+    for first in range(51, 551, 100):
+        store.ingest([payload(seq) for seq in range(first, first + 100)])
+        window.notifications_changed()
+        assert model.rowCount() == 100
+        assert loaded_ids(model)[0] == first + 99 + 1000
+    assert model.total == 550
+    assert window.status_label.text() == "550 notifications"
+    # A selected row stays loaded (with the rows above it) as new ones push it down.
+    select_rows(window, [30])
+    window.list_view.verticalScrollBar().setValue(0)  # selecting scrolled it into view
+    store.ingest([payload(seq) for seq in range(551, 651)])
+    window.notifications_changed()
+    assert window.selected_ids() == [1520]
+    assert model.rowCount() == 131
+    fetch_all(model)
+    assert loaded_ids(model) == [seq + 1000 for seq in range(650, 0, -1)]
+
+
 def test_a_failing_store_is_reported_not_raised(tmp_path: Path, qtbot: QtBot) -> None:
     store = make_inbox(tmp_path / "n.sqlite3", [payload(seq) for seq in range(1, 301)])
     model = HistoryModel(store, page_size=100)
