@@ -108,6 +108,9 @@ async def serve_until_signal(port: int) -> None:
         ping_interval=10,
         ping_timeout=10,
         max_size=64 * 1024,
+        # uvicorn's (and so the product's) listen backlog; asyncio's default of 100
+        # drops SYNs in a reconnect storm (B5) and adds seconds of retransmits.
+        backlog=2048,
     ):
         await stop
 
