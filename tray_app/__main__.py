@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tray_app import __version__, config
+
+# Enough for a keyring prompt the user leaves open plus a host name lookup or two.
+IO_THREADS = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_gui(args: argparse.Namespace) -> int:
     """The tray app: one instance per user, on a qasync loop, until the user quits."""
     import getpass
-    import signal
 
     import qasync
     from PySide6.QtWidgets import QApplication
@@ -117,21 +123,92 @@ def run_gui(args: argparse.Namespace) -> int:
     )
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    loop.set_default_executor(io_executor())
     tray = TrayApp(options)
     instance.activation_requested.connect(tray.activate)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: loop.call_soon_threadsafe(tray.quit))
-    # Python runs its signal handlers only when it gets control; an idle Qt loop may
-    # not give it any, so a light tick lets SIGTERM through within a quarter second.
-    from PySide6.QtCore import QTimer
-
-    ticker = QTimer()
-    ticker.timeout.connect(lambda: None)
-    ticker.start(250)
+    wakeup = quit_on_signals(loop, tray.quit)
     logging.getLogger(__name__).info("started; logging to %s", log_file)
-    with loop:
-        loop.run_until_complete(tray.run())
+    try:
+        with loop:
+            loop.run_until_complete(tray.run())
+    finally:
+        if wakeup is not None:
+            wakeup.close()
     return 0
+
+
+def quit_on_signals(
+    loop: asyncio.AbstractEventLoop, quit_app: Callable[[], None]
+) -> SignalWakeup | None:
+    """Make SIGTERM (a session logout, a service manager) and SIGINT (Ctrl+C) quit the app.
+
+    The loop's own signal handling is used where it has some (Unix): the C-level handler
+    writes the signal's number to the loop's self-pipe (``signal.set_wakeup_fd``), which
+    qasync watches with a QSocketNotifier, so an idle app sleeps until a signal comes
+    instead of waking up on a timer to give Python's handlers a chance to run. Elsewhere
+    (qasync's Windows loop) Python's handlers are installed and a :class:`SignalWakeup`
+    wakes Qt for them.
+
+    Returns:
+        The SignalWakeup, which must be kept while the loop runs; None where the loop
+        handles signals itself.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        for signum in signals:
+            loop.add_signal_handler(signum, quit_app)
+    except NotImplementedError:
+        pass
+    else:
+        return None
+    wakeup = SignalWakeup()
+    for signum in signals:
+        signal.signal(signum, lambda *_: loop.call_soon_threadsafe(quit_app))
+    return wakeup
+
+
+class SignalWakeup:
+    """Wakes an idle Qt event loop when a signal arrives, so Python's handler runs at once.
+
+    CPython runs a signal handler only when the interpreter next gets control, which an
+    idle Qt loop does not give it. Here the C-level handler writes the signal's number to
+    one end of a socket pair (``signal.set_wakeup_fd``) and a QSocketNotifier on the other
+    end calls back into Python. One per process: it replaces any earlier wakeup file.
+    """
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QSocketNotifier
+
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read)
+        self._notifier.activated.connect(self._drain)
+
+    def _drain(self) -> None:
+        # Reading is all there is to do: the handlers run as this callback returns.
+        with contextlib.suppress(BlockingIOError):
+            while self._reader.recv(512):
+                pass
+
+    def close(self) -> None:
+        """Stop waking Qt; the wakeup file in place before comes back."""
+        self._notifier.setEnabled(False)
+        signal.set_wakeup_fd(self._previous)
+        self._reader.close()
+        self._writer.close()
+
+
+def io_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The loop's default executor: blocking calls (keyring, host name lookups) run here.
+
+    qasync's own default starts ten QThreads at once, for an app that needs a thread a
+    few times a session; this one starts a thread only when a call finds none idle.
+    """
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=IO_THREADS, thread_name_prefix="tray-io"
+    )
 
 
 if __name__ == "__main__":

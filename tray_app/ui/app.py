@@ -279,8 +279,11 @@ class TrayApp(QObject):
 
     def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
         """A batch the engine stored: one refresh for all of it, each row offered for a toast
-        (catch-up rows are tallied for the "while you were away" toast)."""
-        self._refresh_tray(history=True)
+        (catch-up rows are tallied for the "while you were away" toast).
+
+        Toasts first: each one's Notify call goes out in its task's first step, which then
+        runs before the refresh (icon, menu, history) rather than after it (B8).
+        """
         preferences = self._toast_preferences()
         arrived_at = time.monotonic()
         toasts: list[Any] = []
@@ -300,6 +303,7 @@ class TrayApp(QObject):
             )
             toasts.extend(self.planner.offer(request, preferences))
         self._show_toasts(toasts)
+        self._refresh_tray(history=True)
 
     def _catch_up_finished(self, added: int) -> None:
         self._show_toasts(self.planner.catch_up_finished(added, self._toast_preferences()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -39,6 +40,9 @@ APP_ICON_SIZES: Final = (16, 22, 24, 32, 48, 64, 128, 256)
 APP_ICON_NAME: Final = "tray-notifier"
 #: Counts above this show as "99+": a wider pill would hide the bell at 16 px.
 MAX_BADGE_COUNT: Final = 99
+#: Tray icons kept drawn (~175 KiB each): the count going back and forth, or the look
+#: flipping between connected and offline, then costs no painting.
+TRAY_ICON_CACHE_SIZE: Final = 4
 
 
 class TrayLook(enum.Enum):
@@ -463,6 +467,62 @@ def tray_icon(*, unread: int, look: TrayLook, dark_panel: bool = False) -> QIcon
                 )
             )
     return icon
+
+
+@dataclass(frozen=True)
+class TrayIconKey:
+    """What the tray icon's pixels depend on: counts with the same badge text look alike.
+
+    Attributes:
+        badge: The badge's text (:func:`badge_text`): ``""``, ``"1"`` .. ``"99"``, ``"99+"``.
+        look: The state the icon shows.
+        dark_panel: True when the panel behind the icon is dark.
+    """
+
+    badge: str
+    look: TrayLook
+    dark_panel: bool
+
+    @classmethod
+    def of(cls, unread: int, look: TrayLook, dark_panel: bool = False) -> TrayIconKey:
+        """The key of the icon for ``unread`` (not negative) in ``look``."""
+        return cls(badge_text(unread), look, dark_panel)
+
+    @property
+    def unread(self) -> int:
+        """A count that draws this badge (any above :data:`MAX_BADGE_COUNT` reads "99+")."""
+        if self.badge.endswith("+"):
+            return MAX_BADGE_COUNT + 1
+        return int(self.badge or 0)
+
+
+class TrayIconCache:
+    """The last few tray icons drawn, by :class:`TrayIconKey`, least recently used out.
+
+    Args:
+        size: How many icons to keep (at least 1).
+    """
+
+    def __init__(self, size: int = TRAY_ICON_CACHE_SIZE) -> None:
+        if size < 1:
+            raise ValueError(f"a cache must hold at least one icon, got {size}")
+        self._size = size
+        self._icons: OrderedDict[TrayIconKey, QIcon] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._icons)
+
+    def icon(self, key: TrayIconKey) -> QIcon:
+        """The icon for ``key``: drawn now, or the one drawn before."""
+        icon = self._icons.get(key)
+        if icon is not None:
+            self._icons.move_to_end(key)
+            return icon
+        icon = tray_icon(unread=key.unread, look=key.look, dark_panel=key.dark_panel)
+        self._icons[key] = icon
+        if len(self._icons) > self._size:
+            self._icons.popitem(last=False)
+        return icon
 
 
 def icon_directories() -> list[Path]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -33,7 +33,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from tray_app.ui.badge import TrayLook, badge_text, tray_icon
+from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
 
 logger = logging.getLogger(__name__)
 
@@ -208,12 +208,50 @@ def _status_dot(look: TrayLook) -> QIcon:
     return icon
 
 
+def sync_menu_actions(menu: QMenu, wanted: Sequence[QAction]) -> None:
+    """Make ``menu`` list exactly ``wanted``, in order, with as few changes as it takes.
+
+    Every insertion or removal is a ``LayoutUpdated`` signal on D-Bus menus (Linux panels
+    then fetch the layout again), so entries that stay stay, and a list that is already
+    right costs nothing.
+    """
+    current = menu.actions()
+    if len(current) == len(wanted) and all(a is b for a, b in zip(current, wanted, strict=True)):
+        return
+    wanted_ids = {id(action) for action in wanted}
+    for action in current:
+        if id(action) not in wanted_ids:
+            menu.removeAction(action)
+    current = [action for action in current if id(action) in wanted_ids]
+    for index, action in enumerate(wanted):
+        if index < len(current) and current[index] is action:
+            continue
+        if any(action is other for other in current):  # it moves: out first, in below
+            menu.removeAction(action)
+            current = [other for other in current if other is not action]
+        if index < len(current):
+            menu.insertAction(current[index], action)
+        else:
+            menu.addAction(action)
+        current.insert(index, action)
+
+
+@dataclass
+class _Row:
+    """The two menu entries of one listed notification: open it, or mark it read."""
+
+    open: QAction
+    mark: QAction
+
+
 class TrayController(QObject):
     """The tray icon with its painted badge, its tooltip and its menu.
 
     Left click asks for the history window; the context menu (right click) offers the
-    rest. The menu is rebuilt from each :class:`TrayState` and again just before it opens,
-    so ages stay fresh.
+    rest. The menu follows each :class:`TrayState` and is brought up to date again just
+    before it opens, so ages stay fresh. It is updated in place: a notification keeps its
+    entries while it stays listed, and what did not change is not touched, since on Linux
+    every change travels to the panel over D-Bus.
 
     Signals:
         history_requested(): Left click on the icon, or "History…".
@@ -250,20 +288,25 @@ class TrayController(QObject):
         self._state = TrayState(
             connection="Starting", look=TrayLook.OFFLINE, username=None, unread=0
         )
-        self._icon_key: tuple[str, TrayLook, bool] | None = None
+        self._icons = TrayIconCache()
+        self._icon_key: TrayIconKey | None = None
+        self._tooltip: str | None = None
+        self._header_look: TrayLook | None = None
+        self._status_dots: dict[TrayLook, QIcon] = {}
         self._menu = QMenu()
         self._menu.setToolTipsVisible(True)
         self._tray = QSystemTrayIcon(self)
         self._tray.setContextMenu(self._menu)
         self._tray.activated.connect(self._on_activated)
         self._build_fixed_actions()
-        # Rows made for one state; deleted later, not at once, since one of them may be
-        # the action whose triggered() led to this rebuild.
-        self._rows: list[QAction] = []
-        self._menu.aboutToShow.connect(self._rebuild_menu)
+        # The entries of the notifications listed now, by id. Entries of a notification
+        # that leaves the list are deleted later, not at once: one of them may be the
+        # action whose triggered() led to this update.
+        self._rows: dict[int, _Row] = {}
+        self._menu.aboutToShow.connect(self._refresh)
         hints = QGuiApplication.styleHints()
         hints.colorSchemeChanged.connect(self._on_color_scheme_changed)
-        self.set_state(self._state)
+        self._show(self._state)
 
     @property
     def tray_icon(self) -> QSystemTrayIcon:
@@ -291,13 +334,28 @@ class TrayController(QObject):
         self._tray.hide()
 
     def set_state(self, state: TrayState) -> None:
-        """Show ``state``: icon, tooltip and menu."""
-        self._state = state
-        self._update_icon()
-        self._tray.setToolTip(tooltip_text(state, self._now()))
-        self._rebuild_menu()
+        """Show ``state``: icon, tooltip and menu. Only what changed is redrawn or resent.
+
+        The same state again changes nothing: what depends on the clock (ages, the end of
+        do-not-disturb) is brought up to date as the menu opens.
+        """
+        if state != self._state:
+            self._show(state)
 
     # --- building ------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        self._show(self._state)
+
+    def _show(self, state: TrayState) -> None:
+        self._state = state
+        now = self._now()
+        self._update_icon()
+        tooltip = tooltip_text(state, now)
+        if tooltip != self._tooltip:
+            self._tooltip = tooltip
+            self._tray.setToolTip(tooltip)
+        self._update_menu(now)
 
     def _now(self) -> datetime:
         return _aware(self._clock())
@@ -311,13 +369,17 @@ class TrayController(QObject):
         self._update_icon()
 
     def _update_icon(self) -> None:
-        key = (badge_text(self._state.unread), self._state.look, self._dark_panel())
+        key = TrayIconKey.of(self._state.unread, self._state.look, self._dark_panel())
         if key == self._icon_key:
-            return  # twelve pixmaps per icon: skip when nothing visible changed
+            return  # twelve pixmaps per icon, and a D-Bus round for the panel: only on change
         self._icon_key = key
-        self._tray.setIcon(
-            tray_icon(unread=self._state.unread, look=self._state.look, dark_panel=key[2])
-        )
+        self._tray.setIcon(self._icons.icon(key))
+
+    def _dot_for(self, look: TrayLook) -> QIcon:
+        dot = self._status_dots.get(look)
+        if dot is None:
+            dot = self._status_dots[look] = _status_dot(look)
+        return dot
 
     def _action(self, text: str, on_trigger: Callable[[], None] | None = None) -> QAction:
         action = QAction(text, self)
@@ -337,11 +399,14 @@ class TrayController(QObject):
         self._more = self._action("", self.history_requested.emit)
         self._mark_one_menu = QMenu("Mark read", self._menu)
         self._mark_one_menu.setToolTipsVisible(True)
+        # Kept: the same Python object then comes back from menu.actions().
+        self._mark_one_entry = self._mark_one_menu.menuAction()
         self._mark_all = self._action("Mark all read", self.mark_all_read_requested.emit)
         self._history = self._action("History…", self.history_requested.emit)
         self._presence = self._action("Who's online…", self.presence_requested.emit)
 
         self._dnd_menu = QMenu("Do not disturb", self._menu)
+        self._dnd_entry = self._dnd_menu.menuAction()
         self._dnd_group = QActionGroup(self)
         self._dnd_group.setExclusive(True)
         self._dnd_actions: dict[str, QAction] = {}
@@ -360,84 +425,96 @@ class TrayController(QObject):
         self._settings = self._action("Settings…", self.settings_requested.emit)
         self._logout = self._action("Log out", self.logout_requested.emit)
         self._quit = self._action("Quit", self.quit_requested.emit)
-        self._separators = [self._action("") for _ in range(4)]
+        self._separators = [self._action("") for _ in range(3)]
         for separator in self._separators:
             separator.setSeparator(True)
 
-    def _drop_rows(self) -> None:
-        for action in self._rows:
-            action.deleteLater()
-        self._rows = []
-        self._mark_one_menu.clear()  # its actions are ours: removed here, deleted above
+    def _row(self, item: MenuNotification) -> _Row:
+        row = self._rows.get(item.id)
+        if row is None:
+            row = _Row(open=QAction(self), mark=QAction(self))
+            _connect_trigger(row.open, partial(self.notification_opened.emit, item.id))
+            _connect_trigger(row.mark, partial(self.notification_mark_read_requested.emit, item.id))
+            self._rows[item.id] = row
+        return row
 
-    def _notification_row(self, item: MenuNotification, now: datetime) -> QAction:
+    def _update_row(self, row: _Row, item: MenuNotification, now: datetime) -> None:
         title = elide(item.title, TITLE_LIMIT) or "(no title)"
         details = describe_age(item.created_at, now)
         if item.project:
             details = f"{elide(item.project, PROJECT_LIMIT)} · {details}"
         # Not a tab: D-Bus menus (Linux panels) draw it as a ragged gap and macOS may drop
         # what follows it; a plain separator reads the same everywhere.
-        label = f"{title}{ROW_SEPARATOR}{details}"
-        action = QAction(menu_text(label), self)
+        label = menu_text(f"{title}{ROW_SEPARATOR}{details}")
         # The full title, for what the ellipsis hid. Qt guesses whether a tooltip is rich
         # text, so the title goes in as escaped HTML and can never be read as markup.
-        action.setToolTip(Qt.convertFromPlainText(_WHITESPACE.sub(" ", item.title).strip()))
-        self._rows.append(action)
-        return action
+        tooltip = Qt.convertFromPlainText(_WHITESPACE.sub(" ", item.title).strip())
+        for action in (row.open, row.mark):
+            # Each change is a D-Bus signal to the panel: only what differs is set.
+            if action.text() != label:
+                action.setText(label)
+            if action.toolTip() != tooltip:
+                action.setToolTip(tooltip)
 
-    def _rebuild_menu(self) -> None:
+    def _update_menu(self, now: datetime) -> None:
         state = self._state
-        now = self._now()
-        menu = self._menu
-        for action in menu.actions():
-            menu.removeAction(action)
-        self._drop_rows()
+        wanted: list[QAction] = []
 
         header = state.connection
         if state.username:
             header = f"{elide(state.username, USERNAME_LIMIT)} · {state.connection}"
         self._header.setText(menu_text(header))
-        self._header.setIcon(_status_dot(state.look))
-        menu.addAction(self._header)
+        if state.look is not self._header_look:
+            self._header_look = state.look
+            self._header.setIcon(self._dot_for(state.look))
+        wanted.append(self._header)
         if state.look is TrayLook.LOGIN_REQUIRED:
-            menu.addAction(self._login)
-        menu.addAction(self._separators[0])
+            wanted.append(self._login)
+        wanted.append(self._separators[0])
 
         shown = state.recent[:MAX_RECENT]
-        if not shown:
-            menu.addAction(self._empty)
+        listed = {item.id for item in shown}
+        for gone in [ident for ident in self._rows if ident not in listed]:
+            row = self._rows.pop(gone)
+            self._mark_one_menu.removeAction(row.mark)
+            self._menu.removeAction(row.open)
+            row.open.deleteLater()
+            row.mark.deleteLater()
+        rows = []
         for item in shown:
-            row = self._notification_row(item, now)
-            _connect_trigger(row, partial(self.notification_opened.emit, item.id))
-            menu.addAction(row)
-            mark = self._notification_row(item, now)
-            _connect_trigger(mark, partial(self.notification_mark_read_requested.emit, item.id))
-            self._mark_one_menu.addAction(mark)
+            row = self._row(item)
+            self._update_row(row, item, now)
+            rows.append(row)
+        if not shown:
+            wanted.append(self._empty)
+        wanted.extend(row.open for row in rows)
         hidden = state.unread - len(shown)
         if shown and hidden > 0:
             self._more.setText(f"{hidden} more unread in History…")
-            menu.addAction(self._more)
+            wanted.append(self._more)
+        sync_menu_actions(self._mark_one_menu, [row.mark for row in rows])
         if shown:
-            menu.addAction(self._mark_one_menu.menuAction())
+            wanted.append(self._mark_one_entry)
         self._mark_all.setEnabled(state.unread > 0)
-        menu.addAction(self._mark_all)
-        menu.addAction(self._separators[1])
+        wanted.append(self._mark_all)
+        wanted.append(self._separators[1])
 
-        menu.addAction(self._history)
-        menu.addAction(self._presence)
+        wanted.append(self._history)
+        wanted.append(self._presence)
         choice = _dnd_choice(state.dnd_until, now)
         self._dnd_actions[choice].setChecked(True)
         title = "Do not disturb"
         if choice != DND_OFF and state.dnd_until is not None:
             title += f" ({_describe_until(state.dnd_until, now)})"
         self._dnd_menu.setTitle(title)
-        menu.addAction(self._dnd_menu.menuAction())
-        menu.addAction(self._separators[2])
+        wanted.append(self._dnd_entry)
+        wanted.append(self._separators[2])
 
-        menu.addAction(self._settings)
+        wanted.append(self._settings)
         if state.username:
-            menu.addAction(self._logout)
-        menu.addAction(self._quit)
+            wanted.append(self._logout)
+        wanted.append(self._quit)
+        sync_menu_actions(self._menu, wanted)
 
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

@@ -16,6 +16,8 @@ from tray_app.ui.badge import (
     APP_ICON_SIZES,
     TRAY_PIXEL_RATIOS,
     TRAY_SIZES,
+    TrayIconCache,
+    TrayIconKey,
     TrayLook,
     app_icon,
     badge_text,
@@ -275,3 +277,34 @@ def test_a_strip_of_every_state_renders(tmp_path: Path) -> None:
     assert strip.save(str(path))
     colours = {strip.pixel(x, y) for y in range(strip.height()) for x in range(strip.width())}
     assert len(colours) > 200
+
+
+def test_counts_with_the_same_badge_share_an_icon_key() -> None:
+    assert TrayIconKey.of(100, TrayLook.CONNECTED) == TrayIconKey.of(10**6, TrayLook.CONNECTED)
+    assert TrayIconKey.of(100, TrayLook.CONNECTED).unread == 100
+    assert TrayIconKey.of(7, TrayLook.CONNECTED).unread == 7
+    assert TrayIconKey.of(0, TrayLook.OFFLINE, dark_panel=True).unread == 0
+    assert TrayIconKey.of(7, TrayLook.CONNECTED) != TrayIconKey.of(7, TrayLook.OFFLINE)
+    with pytest.raises(ValueError, match="negative"):
+        TrayIconKey.of(-1, TrayLook.CONNECTED)
+
+
+def test_the_icon_cache_draws_each_icon_once_and_keeps_the_latest() -> None:
+    cache = TrayIconCache(size=2)
+    three = TrayIconKey.of(3, TrayLook.CONNECTED)
+    first = cache.icon(three)
+    # The same pixels as drawing it afresh.
+    drawn = tray_icon(unread=3, look=TrayLook.CONNECTED)
+    assert _image(first.pixmap(QSize(22, 22))) == _image(drawn.pixmap(QSize(22, 22)))
+    assert cache.icon(three).cacheKey() == first.cacheKey()  # not drawn again
+    four = cache.icon(TrayIconKey.of(4, TrayLook.CONNECTED))
+    cache.icon(three)  # used last: the one kept when a third comes
+    cache.icon(TrayIconKey.of(3, TrayLook.OFFLINE))
+    assert len(cache) == 2
+    assert cache.icon(three).cacheKey() == first.cacheKey()
+    assert cache.icon(TrayIconKey.of(4, TrayLook.CONNECTED)).cacheKey() != four.cacheKey()
+
+
+def test_an_empty_icon_cache_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        TrayIconCache(size=0)

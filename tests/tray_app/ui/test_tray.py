@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QSize
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QPoint, QSize
 from PySide6.QtGui import QAction, QColor, QImage, QTextDocument
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from tray_app.ui.badge import TrayLook
@@ -24,6 +24,7 @@ from tray_app.ui.tray import (
     describe_age,
     elide,
     menu_text,
+    sync_menu_actions,
     tooltip_text,
 )
 
@@ -459,3 +460,109 @@ def test_the_menu_renders(qtbot: QtBot, tray: TrayController, tmp_path: Path) ->
     assert len(colours) > 20  # text, separators, the status dot: not a blank rectangle
     green = QColor("#2eb67d").rgb()
     assert green in colours
+
+
+class MenuChanges(QObject):
+    """Counts what Qt tells a menu's platform side (over D-Bus on Linux): entries added,
+    removed or changed. Each is a signal to the panel, which then reads the menu again."""
+
+    def __init__(self, *menus: QMenu) -> None:
+        super().__init__()
+        self.count = 0
+        for menu in menus:
+            menu.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # Qt names it
+        if event.type() in (
+            QEvent.Type.ActionAdded,
+            QEvent.Type.ActionRemoved,
+            QEvent.Type.ActionChanged,
+        ):
+            self.count += 1
+        return False
+
+
+def test_the_same_state_again_changes_nothing(tray: TrayController) -> None:
+    recent = tuple(notification(i, f"Item {i}") for i in range(1, 11))
+    full = state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1))
+    tray.set_state(full)
+    icon = tray.tray_icon.icon().cacheKey()
+    changes = MenuChanges(tray.menu, submenu(tray.menu, "Mark read"))
+    tray.set_state(state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1)))
+    assert changes.count == 0
+    assert tray.tray_icon.icon().cacheKey() == icon
+
+
+def test_a_new_notification_moves_the_list_in_place(tray: TrayController) -> None:
+    """The rows still listed keep their entries; the new one goes in at the top and the
+    oldest drops out: a handful of changes for the panel, not the whole menu again."""
+    recent = tuple(notification(i, f"Item {i}", minutes=i) for i in range(1, 11))
+    tray.set_state(state(unread=10, recent=recent))
+    kept = {a.text().split(ROW_SEPARATOR)[0]: a for a in tray.menu.actions()}["Item 1"]
+    mark_menu = submenu(tray.menu, "Mark read")
+    changes = MenuChanges(tray.menu, mark_menu)
+    newest = notification(11, "Item 11", minutes=0)
+    tray.set_state(state(unread=11, recent=(newest, *recent[:9])))
+    rows = [t.split(ROW_SEPARATOR)[0] for t in texts(tray.menu) if t.startswith("Item ")]
+    assert rows == ["Item 11", *(f"Item {i}" for i in range(1, 10))]
+    assert [t.split(ROW_SEPARATOR)[0] for t in texts(mark_menu)] == rows
+    assert action(tray.menu, "Item 1 ") is kept
+    assert action(tray.menu, "1 more unread").text() == "1 more unread in History…"
+    # Per menu: the new row in, the oldest out, and the "more" entry in (it was not needed
+    # before); the whole menu again would be some forty.
+    assert changes.count <= 8, changes.count
+
+
+def test_an_age_that_moves_on_changes_only_its_row(tray: TrayController, clock: Clock) -> None:
+    recent = (notification(1, "Fresh", minutes=0.5), notification(2, "Older", minutes=200))
+    tray.set_state(state(unread=2, recent=recent))
+    assert action(tray.menu, "Fresh").text().endswith("now")
+    changes = MenuChanges(tray.menu, submenu(tray.menu, "Mark read"))
+    clock.now = NOW + timedelta(minutes=2)
+    tray.menu.aboutToShow.emit()
+    assert action(tray.menu, "Fresh").text().endswith("2 min")
+    assert action(tray.menu, "Older").text().endswith("3 h")  # unchanged: 3 h either way
+    assert changes.count == 2  # "Fresh" in the menu and in "Mark read"
+
+
+def test_a_notification_listed_again_gets_its_own_entries(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    tray.set_state(state(unread=2, recent=(notification(1, "One"), notification(2, "Two"))))
+    tray.set_state(state(unread=1, recent=(notification(2, "Two"),)))
+    tray.set_state(state(unread=2, recent=(notification(2, "Two"), notification(1, "One"))))
+    assert [t.split(ROW_SEPARATOR)[0] for t in texts(tray.menu)[1:3]] == ["Two", "One"]
+    with qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened:
+        action(tray.menu, "One").trigger()
+    assert opened.args == [1]
+    with qtbot.waitSignal(tray.notification_mark_read_requested, timeout=1000) as marked:
+        action(submenu(tray.menu, "Mark read"), "Two").trigger()
+    assert marked.args == [2]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("abcde", "abcde"),
+        ("abcde", "xabcd"),
+        ("abcde", "edcba"),
+        ("abc", ""),
+        ("", "abc"),
+        ("abcde", "acxe"),
+        ("abcd", "dabc"),
+    ],
+)
+def test_sync_menu_actions_reaches_the_wanted_order(
+    qapp: QApplication, before: str, after: str
+) -> None:
+    menu = QMenu()
+    actions = {name: QAction(name, menu) for name in "abcdex"}
+    for name in before:
+        menu.addAction(actions[name])
+    changes = MenuChanges(menu)
+    sync_menu_actions(menu, [actions[name] for name in after])
+    assert "".join(a.text() for a in menu.actions()) == after
+    if before == after:
+        assert changes.count == 0
+    # Never more than taking everything out and putting everything back in.
+    assert changes.count <= len(before) + len(after)
