@@ -74,7 +74,6 @@ import re
 import select
 import signal
 import socket
-import sqlite3
 import statistics
 import struct
 import subprocess
@@ -107,7 +106,7 @@ from bench.common import (
     start_server,
     stop_server,
 )
-from tests.e2e.desktop import TrayDesktop
+from tests.e2e.desktop import TrayDesktop, read_store_cursor
 from tests.tray_app.conftest import client_env
 from tests.tray_app.desktop_session import DesktopSessionError
 from tray_app.store.db import account_database_path
@@ -619,17 +618,8 @@ class Server:
 
 def store_cursor(program: Program, server_url: str) -> int:
     """The app's store cursor (0 until its store exists)."""
-    path = account_database_path(Path(program.env["TRAY_NOTIFIER_DATA_DIR"]), server_url, APP_USER)
-    if not path.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = connection.execute("SELECT cursor FROM sync_state").fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.OperationalError:
-        return 0  # the schema is being created right now
-    finally:
-        connection.close()
+    data_dir = Path(program.env["TRAY_NOTIFIER_DATA_DIR"])
+    return read_store_cursor(account_database_path(data_dir, server_url, APP_USER))
 
 
 def wait_for_segment(frames: LoopbackFrames, marker: bytes, program: Program) -> Segment:

@@ -66,6 +66,21 @@ _BADGE_PIXELS = 12
 _LIVE_PIXELS = 40
 
 
+def read_store_cursor(path: Path) -> int:
+    """A running app's store cursor, read without disturbing it (read-only); 0 before
+    the store or its schema exists."""
+    if not path.exists():
+        return 0
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = connection.execute("SELECT cursor FROM sync_state").fetchone()
+        return int(row[0]) if row else 0
+    except sqlite3.OperationalError:
+        return 0  # the schema is being created right now
+    finally:
+        connection.close()
+
+
 @dataclass(frozen=True)
 class IconColours:
     """A census of the tray icon's pixels in one screenshot.
@@ -473,16 +488,7 @@ class TrayAppProcess:
 
     def cursor(self) -> int:
         """The store's cursor (highest seq with no gap below); 0 before the store exists."""
-        if not self.database_path.exists():
-            return 0
-        connection = sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = connection.execute("SELECT cursor FROM sync_state").fetchone()
-            return int(row[0]) if row else 0
-        except sqlite3.OperationalError:
-            return 0  # the schema is being created right now
-        finally:
-            connection.close()
+        return read_store_cursor(self.database_path)
 
     def log(self) -> str:
         """The app's log file so far."""

@@ -15,7 +15,6 @@ import asyncio
 import gc
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
+from tests.e2e.desktop import read_store_cursor
 from tests.fixtures.services import RunningServer
 from tests.tray_app.conftest import client_env
 from tray_app.__main__ import IO_THREADS, SignalWakeup, io_executor, quit_on_signals
@@ -190,19 +190,6 @@ def _latest_seq(server: RunningServer, username: str) -> int:
         return int(response.json()["latest_seq"])
 
 
-def _store_cursor(path: Path) -> int:
-    if not path.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = connection.execute("SELECT cursor FROM sync_state").fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.OperationalError:
-        return 0  # the schema is being created right now
-    finally:
-        connection.close()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_the_idle_app_sleeps_until_a_signal_ends_it(
@@ -229,7 +216,7 @@ def test_the_idle_app_sleeps_until_a_signal_ends_it(
 
         def caught_up() -> bool:
             assert process.poll() is None, (tmp_path / "output.log").read_text()
-            return _store_cursor(store) >= latest
+            return read_store_cursor(store) >= latest
 
         wait_for(caught_up, what=f"the app's store to reach seq {latest}")
         # The keyring was opened off the GUI thread, on the app's own small executor.
