@@ -11,11 +11,14 @@ traceback; set ``TRAY_DEBUG=1`` to see the traceback of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import errno
 import os
 import signal
 import socket
+import ssl
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,8 +77,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=8000, help="port to listen on; 0 picks a free one [8000]"
     )
     serve.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on this unix socket (mode 0660) instead of --host/--port, "
+        "e.g. for nginx on the same machine (docs/deployment.md)",
+    )
+    serve.add_argument(
         "--demo", action="store_true", help="add demo users and projects (once) and list the logins"
     )
+    serve.add_argument(
+        "--certfile",
+        metavar="PATH",
+        help="serve https and wss with this PEM certificate (chain); needs --keyfile",
+    )
+    serve.add_argument("--keyfile", metavar="PATH", help="the private key of --certfile (PEM)")
 
     notify = commands.add_parser(
         "notify", help="send a notification (to the server's database, as the server would)"
@@ -119,7 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _manage(args[1:])
         options = _build_parser().parse_args(args)
         if options.command == "serve":
-            return _serve(host=options.host, port=options.port, demo=options.demo)
+            return _serve(
+                host=options.host,
+                port=options.port,
+                demo=options.demo,
+                unix=options.unix,
+                tls=_tls_files(options.certfile, options.keyfile),
+            )
         if options.command == "notify":
             return _notify(options)
         if options.command == "create-api-key":
@@ -267,6 +288,40 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_unix(path: str) -> socket.socket:
+    """Listen on a unix socket: the upstream of a reverse proxy on the same machine.
+
+    The socket file gets mode 0660, so only the server's user and group may connect
+    (the proxy's user joins that group): X-Forwarded-* headers are believed on it.
+    """
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise CliError(f"cannot listen on {path}: it exists and is not a socket")
+        if _unix_socket_answers(path):
+            raise CliError(f"{path} is already in use (another server running?)")
+        os.unlink(path)  # left behind by a server that was killed
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # bind() creates the file with the umask's mode; nothing else runs yet in this process.
+    previous_umask = os.umask(0o117)
+    try:
+        sock.bind(path)
+    except OSError as error:
+        sock.close()
+        raise CliError(f"cannot listen on {path}: {error.strerror or _first_line(error)}") from None
+    finally:
+        os.umask(previous_umask)
+    return sock
+
+
+def _unix_socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def _ws_implementation(compression: str = "off") -> tuple[str | type[asyncio.Protocol], bool]:
     """uvicorn's ``ws`` and ``ws_per_message_deflate`` for a TRAY_WS_COMPRESSION value."""
     import uvicorn.config
@@ -278,20 +333,52 @@ def _ws_implementation(compression: str = "off") -> tuple[str | type[asyncio.Pro
     return uvicorn_ws_options(compression, uvicorn.config.WS_PROTOCOLS)
 
 
-def _base_url(sock: socket.socket) -> str:
+def _base_url(sock: socket.socket, *, secure: bool = False) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if secure else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def _serve(*, host: str, port: int, demo: bool) -> int:
+def _tls_files(certfile: str | None, keyfile: str | None) -> tuple[str, str] | None:
+    """``(certfile, keyfile)`` checked before anything starts, or None for plain http."""
+    if certfile is None and keyfile is None:
+        return None
+    if not certfile or not keyfile:
+        raise CliError("--certfile and --keyfile go together: give both", EXIT_BAD_INPUT)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except OSError as error:  # ssl.SSLError is an OSError too
+        reason = getattr(error, "reason", None) or error.strerror or _first_line(error)
+        raise CliError(
+            f"cannot use the certificate {certfile} with the key {keyfile}: {reason}",
+            EXIT_BAD_INPUT,
+        ) from None
+    return certfile, keyfile
+
+
+def _serve(
+    *,
+    host: str,
+    port: int,
+    demo: bool,
+    unix: str | None = None,
+    tls: tuple[str, str] | None = None,
+) -> int:
     _setup_django()
-    sock = _bind(host, port)
+    sock = _bind_unix(unix) if unix else _bind(host, port)
     try:
         _migrate()
         summary = _seed_demo() if demo else None
-        return _run_uvicorn(sock, on_started=lambda: _announce(sock, summary))
+        return _run_uvicorn(
+            sock, on_started=lambda: _announce(sock, summary, secure=tls is not None), tls=tls
+        )
     finally:
         sock.close()
+        if unix:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unix)
 
 
 def _seed_demo() -> DemoSummary:
@@ -301,18 +388,27 @@ def _seed_demo() -> DemoSummary:
         return seed_demo()
 
 
-def _announce(sock: socket.socket, summary: DemoSummary | None) -> None:
-    url = _base_url(sock)
+def _announce(sock: socket.socket, summary: DemoSummary | None, *, secure: bool = False) -> None:
+    url = _base_url(sock, secure=secure)
     lines = [f"{LISTENING_PREFIX}{url}"]
-    ws_url = url.replace("http://", "ws://", 1) + WEBSOCKET_PATH
-    lines.append(f"{PROG}: websocket {ws_url}")
+    if url.startswith("unix:"):
+        lines.append(f"{PROG}: websocket path {WEBSOCKET_PATH} on {url}")
+    else:
+        # wss on the same port when serving https.
+        ws_url = "ws" + url.removeprefix("http") + WEBSOCKET_PATH
+        lines.append(f"{PROG}: websocket {ws_url}")
     if summary is not None:
         logins = ", ".join(f"{user} / {password}" for user, password in summary.logins)
         lines.append(f"{PROG}: demo logins: {logins} (admin is staff: {url}/admin/)")
     print("\n".join(lines), flush=True)
 
 
-def _run_uvicorn(sock: socket.socket, *, on_started: Callable[[], None]) -> int:
+def _run_uvicorn(
+    sock: socket.socket,
+    *,
+    on_started: Callable[[], None],
+    tls: tuple[str, str] | None = None,
+) -> int:
     import uvicorn
     from django.conf import settings
 
@@ -333,8 +429,16 @@ def _run_uvicorn(sock: socket.socket, *, on_started: Callable[[], None]) -> int:
         ws_ping_timeout=10,
         # TRAY_WS_COMPRESSION; "tuned" passes its extension through the protocol class.
         ws_per_message_deflate=per_message_deflate,
+        # The client's address and scheme from the reverse proxy's X-Forwarded-For/-Proto,
+        # believed only from TRAY_FORWARDED_ALLOW_IPS; on a unix socket the file's
+        # permissions (0660) say who may connect, and uvicorn sees no address to check.
+        proxy_headers=True,
+        forwarded_allow_ips="*" if sock.family == socket.AF_UNIX else settings.FORWARDED_ALLOW_IPS,
         # A copy: dictConfig consumes the "()" factory keys of the dict it is given.
         log_config=copy.deepcopy(settings.LOGGING),
+        # --certfile/--keyfile: https and wss on the same port.
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
         # Sockets get close code 1012 at shutdown; this bounds the wait for them.
         timeout_graceful_shutdown=5,
     )

@@ -10,6 +10,7 @@ import pytest
 
 from backend.users.models import User
 from tests.fixtures.services import *  # noqa: F403
+from tests.fixtures.tls import tls_ca  # noqa: F401 (a fixture for every test)
 
 
 @pytest.fixture

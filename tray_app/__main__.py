@@ -59,11 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
 
     from tray_app.headless import EXIT_USAGE, HeadlessOptions, run_headless
+    from tray_app.managed import load_managed_config
 
     settings = config.Settings.load()
-    server_url = (
-        args.server or os.environ.get("TRAY_NOTIFIER_SERVER") or settings.server_url
-    ).rstrip("/")
+    managed = load_managed_config()
+    chosen = args.server or os.environ.get("TRAY_NOTIFIER_SERVER") or settings.server_url
+    # As in the tray app: IT's locked address wins; its unlocked one beats only the built-in.
+    user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
+    server_url = (managed.effective_server_url(user_choice) or chosen).rstrip("/")
     username = args.username or (settings.username if server_url == settings.server_url else "")
     if not username:
         print("tray-notifier: which account? pass --username NAME", file=sys.stderr)
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=config.data_dir(),
         config_dir=config.config_dir(),
         session_only=args.session_only,
+        transport=managed.transport(os.environ),
     )
     try:
         return asyncio.run(run_headless(options))

@@ -34,10 +34,12 @@ __all__ = [
     "disable",
     "enable",
     "exec_line",
+    "hidden_entry",
     "is_enabled",
     "launch_agent",
     "launch_command",
     "location",
+    "system_entries",
 ]
 
 DESKTOP_FILE_NAME = "tray-notifier.desktop"
@@ -237,6 +239,50 @@ def location(*, platform: str = sys.platform, home: Path | None = None) -> PureP
     return _xdg_config_home(home) / "autostart" / DESKTOP_FILE_NAME
 
 
+def system_entries(*, system_dirs: Sequence[Path] | None = None) -> list[Path]:
+    """The system-wide autostart entries of this app (a package's), most important first.
+
+    Args:
+        system_dirs: the XDG system config directories; ``$XDG_CONFIG_DIRS``
+            (default ``/etc/xdg``) when ``None``.
+    """
+    if system_dirs is None:
+        configured = os.environ.get("XDG_CONFIG_DIRS", "") or "/etc/xdg"
+        system_dirs = [Path(d) for d in configured.split(":") if d and Path(d).is_absolute()]
+    return [
+        directory / "autostart" / DESKTOP_FILE_NAME
+        for directory in system_dirs
+        if (directory / "autostart" / DESKTOP_FILE_NAME).is_file()
+    ]
+
+
+def _entry_is_on(path: Path) -> bool | None:
+    """Whether the desktop entry at ``path`` starts the app; ``None`` when there is none.
+
+    An entry switched off (``Hidden=true`` or ``X-GNOME-Autostart-enabled=false``)
+    counts as off; an unreadable one too.
+    """
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        if not parser.read(path, encoding="utf-8"):
+            return None
+    except (configparser.Error, UnicodeDecodeError):
+        return False
+    if not parser.has_section("Desktop Entry"):
+        return False
+    entry = parser["Desktop Entry"]
+    return (
+        entry.get("Hidden", "false").strip() != "true"
+        and entry.get("X-GNOME-Autostart-enabled", "true").strip() != "false"
+    )
+
+
+def hidden_entry() -> str:
+    """A user entry that switches off a system-wide one of the same name (XDG Autostart spec)."""
+    return f"[Desktop Entry]\nType=Application\nName={APP_DISPLAY_NAME}\nHidden=true\n"
+
+
 def _registry(registry: RegistryRunKey | None) -> RegistryRunKey:
     if registry is not None:
         return registry
@@ -305,13 +351,20 @@ def disable(
     platform: str = sys.platform,
     home: Path | None = None,
     registry: RegistryRunKey | None = None,
+    system_dirs: Sequence[Path] | None = None,
 ) -> PurePath:
     """Stop starting the app at login. Doing it twice is harmless.
+
+    On XDG desktops where a package installed a system-wide entry (the .deb puts one
+    in ``/etc/xdg/autostart``), the user's entry becomes a ``Hidden=true`` one of the
+    same name, which the spec says switches the system one off for this user only;
+    otherwise the user's entry is removed.
 
     Args:
         platform: a ``sys.platform`` value.
         home: the user's home directory (see :func:`location`).
         registry: the ``Run`` key on Windows (see :func:`enable`).
+        system_dirs: the XDG system config directories (see :func:`system_entries`).
 
     Returns:
         Where the entry was (see :func:`location`).
@@ -321,8 +374,11 @@ def disable(
     """
     target = location(platform=platform, home=home)
     try:
-        if _kind(platform) == "windows":
+        kind = _kind(platform)
+        if kind == "windows":
             _registry(registry).delete(RUN_VALUE_NAME)
+        elif kind == "xdg" and system_entries(system_dirs=system_dirs):
+            _write_atomically(Path(target), hidden_entry().encode("utf-8"))
         else:
             Path(target).unlink(missing_ok=True)
     except OSError as error:
@@ -335,16 +391,19 @@ def is_enabled(
     platform: str = sys.platform,
     home: Path | None = None,
     registry: RegistryRunKey | None = None,
+    system_dirs: Sequence[Path] | None = None,
 ) -> bool:
     """Whether the app is set to start at login.
 
-    On XDG desktops an entry the user switched off (``Hidden=true`` or
-    ``X-GNOME-Autostart-enabled=false``) counts as off; an unreadable one too.
+    On XDG desktops the user's entry decides when there is one (an entry switched off
+    with ``Hidden=true`` or ``X-GNOME-Autostart-enabled=false`` counts as off; an
+    unreadable one too); otherwise a system-wide entry a package installed does.
 
     Args:
         platform: a ``sys.platform`` value.
         home: the user's home directory (see :func:`location`).
         registry: the ``Run`` key on Windows (see :func:`enable`).
+        system_dirs: the XDG system config directories (see :func:`system_entries`).
     """
     target = location(platform=platform, home=home)
     kind = _kind(platform)
@@ -352,17 +411,7 @@ def is_enabled(
         return bool(_registry(registry).get(RUN_VALUE_NAME))
     if kind == "macos":
         return Path(target).is_file()
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        if not parser.read(Path(target), encoding="utf-8"):
-            return False
-    except (configparser.Error, UnicodeDecodeError):
-        return False
-    if not parser.has_section("Desktop Entry"):
-        return False
-    entry = parser["Desktop Entry"]
-    return (
-        entry.get("Hidden", "false").strip() != "true"
-        and entry.get("X-GNOME-Autostart-enabled", "true").strip() != "false"
-    )
+    own = _entry_is_on(Path(target))
+    if own is not None:
+        return own
+    return any(_entry_is_on(path) for path in system_entries(system_dirs=system_dirs))

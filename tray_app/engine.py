@@ -37,7 +37,9 @@ from tray_app.net.live import (
     LiveSession,
     StateChange,
     TokenSource,
+    websocket_connector,
 )
+from tray_app.net.transport import Transport
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.inbox import Filters, Inbox, StoredNotification
 from tray_app.store.outbox import Outbox, OutboxAction
@@ -484,9 +486,11 @@ def open_account(
     username: str,
     retention: timedelta,
     retention_rows: int,
+    transport: Transport | None = None,
 ) -> OpenedAccount:
     """Open (or rebuild) the account's SQLite store, apply retention, build its engine.
 
+    ``transport`` (trust and proxy) is the socket's; give the REST client ``api`` the same.
     A damaged file was moved aside by the store (``database.rebuilt``); the caller says so
     in its own words. The engine is not running yet: the history is readable at once."""
     database = open_database(account_database_path(data_dir, server_url, username))
@@ -494,5 +498,10 @@ def open_account(
     pruned = inbox.prune(max_age=retention, max_rows=retention_rows)
     if pruned:
         logger.info("retention removed %d old notifications", pruned)
-    engine = Engine(api=api, inbox=inbox, outbox=Outbox(database.connection, inbox))
+    engine = Engine(
+        api=api,
+        inbox=inbox,
+        outbox=Outbox(database.connection, inbox),
+        connect=websocket_connector(transport),
+    )
     return OpenedAccount(engine=engine, database=database)

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -33,6 +33,7 @@ from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
 from tray_app.net.live import ConnectionState
+from tray_app.net.transport import Transport
 from tray_app.store.inbox import StoredNotification
 from tray_app.store.secrets import TokenVault
 
@@ -52,6 +53,8 @@ class HeadlessOptions:
     data_dir: Path
     config_dir: Path
     session_only: bool = False
+    # Trust and proxy, for the REST client and the socket alike.
+    transport: Transport = field(default_factory=Transport)
 
 
 class UsageError(Exception):
@@ -167,7 +170,9 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
         else:
             vault.save_refresh_token(options.server_url, options.username, tokens.refresh)
 
-    async with ApiClient(options.server_url, on_tokens_changed=remember) as api:
+    async with ApiClient(
+        options.server_url, transport=options.transport, on_tokens_changed=remember
+    ) as api:
         try:
             await _log_in(api, options, vault, err)
         except InvalidCredentials as error:
@@ -187,6 +192,7 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
             username=options.username,
             retention=dt.timedelta(days=settings.retention_days),
             retention_rows=settings.retention_rows,
+            transport=options.transport,
         )
         opened, engine = account.database, account.engine
         if opened.rebuilt:

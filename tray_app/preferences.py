@@ -1,12 +1,14 @@
-"""What the user chose about being disturbed, and what IT pre-set.
+"""What the user chose about being disturbed.
 
 :class:`Preferences` is persisted as ``preferences.json`` in the config
 directory (:func:`tray_app.config.config_dir`). A damaged file, or a field of
 the wrong type, is logged and replaced by the default: the app always starts.
 
-:func:`managed_settings` reads the read-only file IT ships with the package
-(``/etc/xdg/tray-notifier/managed.json`` on Linux); it can fix the server
-address, which the login dialog then shows locked.
+:class:`SavedPreferences` is the same file seen as the user's own layer: the
+values and which of them the user actually chose. IT's managed configuration
+(:mod:`tray_app.managed`) lays its values over it: a key the user never chose
+follows IT's default, a locked key follows IT always, and saving writes only
+the user's own choices, so nothing IT locked sticks in the user's file.
 
 No Qt here: the settings dialog edits a copy and the app saves it.
 """
@@ -17,29 +19,22 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import platformdirs
-
-from tray_app.config import APP_NAME
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "MANAGED_FILE_ENV",
     "PREFERENCES_FILE",
-    "ManagedSettings",
+    "PREFERENCE_NAMES",
     "Preferences",
-    "managed_settings",
-    "managed_settings_path",
+    "SavedPreferences",
+    "parse_quiet_hours",
 ]
 
 PREFERENCES_FILE = "preferences.json"
-MANAGED_FILE_ENV = "TRAY_NOTIFIER_MANAGED_FILE"
 _TIME_FORMAT = "%H:%M"
 
 
@@ -88,29 +83,10 @@ class Preferences:
         Returns:
             The loaded preferences; never raises for bad content.
         """
-        path = directory / PREFERENCES_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError) as error:
-            logger.warning("ignoring unreadable preferences in %s (%s)", path, type(error).__name__)
-            return cls()
-        if not isinstance(raw, dict):
-            logger.warning("ignoring preferences in %s: not a JSON object", path)
-            return cls()
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            if spec.name not in raw:
-                continue
-            try:
-                values[spec.name] = _DECODERS[spec.name](raw[spec.name])
-            except (TypeError, ValueError) as error:
-                logger.warning("ignoring preference %s in %s: %s", spec.name, path, error)
-        return cls(**values)
+        return SavedPreferences.load(directory).values
 
     def save(self, directory: Path) -> None:
-        """Write ``preferences.json`` into ``directory`` atomically.
+        """Write every field to ``preferences.json`` in ``directory`` atomically.
 
         A crash mid-write leaves either the old file or the new one, never half of
         one.
@@ -121,20 +97,7 @@ class Preferences:
         Raises:
             OSError: the directory or file could not be written.
         """
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        text = json.dumps(self.as_json(), indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=".preferences-", suffix=".tmp", text=True
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, directory / PREFERENCES_FILE)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        _write_atomically(directory, self.as_json())
 
     def as_json(self) -> dict[str, Any]:
         """The preferences as JSON-ready values (times as ``"HH:MM"``, instants as ISO 8601)."""
@@ -198,12 +161,29 @@ def _decode_bool(value: Any) -> bool:
     return value
 
 
-def _decode_quiet_hours(value: Any) -> tuple[time, time] | None:
+def parse_quiet_hours(value: Any) -> tuple[time, time] | None:
+    """Quiet hours as JSON holds them: ``["HH:MM", "HH:MM"]`` (start, end) or ``null``.
+
+    Args:
+        value: the decoded JSON value.
+
+    Returns:
+        ``(start, end)``, or ``None`` for ``null`` (no quiet hours).
+
+    Raises:
+        TypeError: not a pair of strings and not ``null``.
+        ValueError: a string is not a 24-hour ``HH:MM`` time.
+    """
     if value is None:
         return None
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-        raise TypeError('expected ["HH:MM", "HH:MM"] or null')
-    start, end = (datetime.strptime(v, _TIME_FORMAT).time() for v in value)
+        raise TypeError('expected ["HH:MM", "HH:MM"] (start, end) or null')
+    try:
+        start, end = (datetime.strptime(v, _TIME_FORMAT).time() for v in value)
+    except ValueError:
+        raise ValueError(
+            f'expected 24-hour times such as "22:00", got {value[0]!r} and {value[1]!r}'
+        ) from None
     return start, end
 
 
@@ -229,7 +209,7 @@ def _decode_instant(value: Any) -> datetime | None:
 _DECODERS: dict[str, Any] = {
     "toasts_enabled": _decode_bool,
     "sound": _decode_bool,
-    "quiet_hours": _decode_quiet_hours,
+    "quiet_hours": parse_quiet_hours,
     "muted_projects": _decode_projects,
     "dnd_until": _decode_instant,
     "start_at_login": _decode_bool,
@@ -237,100 +217,98 @@ _DECODERS: dict[str, Any] = {
 }
 
 
+PREFERENCE_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(Preferences))
+
+
 @dataclass(frozen=True)
-class ManagedSettings:
-    """What IT pre-set for every user of this computer. Empty when nothing is managed.
+class SavedPreferences:
+    """The user's own layer: what their ``preferences.json`` holds.
 
     Attributes:
-        server_url: the server address; when set the user cannot change it.
-        allow_remember_me: ``False`` forbids keeping the login in the keyring.
-        start_at_login: ``True``/``False`` forces the setting; ``None`` leaves it
-            to the user.
-        source: the file these came from, ``None`` when there was none.
+        values: the preferences; a field the user never chose has its built-in
+            default.
+        chosen: the names of the fields the user chose (those present in the
+            file). Only these are written back, so a default, or a value IT
+            locked, never becomes the user's own choice by being saved.
     """
 
-    server_url: str | None = None
-    allow_remember_me: bool = True
-    start_at_login: bool | None = None
-    source: Path | None = None
+    values: Preferences = field(default_factory=Preferences)
+    chosen: frozenset[str] = frozenset()
 
-    @property
-    def server_locked(self) -> bool:
-        """Whether the server address is fixed by IT."""
-        return self.server_url is not None
+    def __post_init__(self) -> None:
+        unknown = set(self.chosen) - set(PREFERENCE_NAMES)
+        if unknown:
+            raise ValueError(f"not preferences: {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "chosen", frozenset(self.chosen))
+
+    @classmethod
+    def load(cls, directory: Path) -> SavedPreferences:
+        """The user's own preferences saved in ``directory``.
+
+        Damage is handled as :meth:`Preferences.load` describes; a field that
+        is dropped for a wrong type does not count as chosen.
+
+        Args:
+            directory: the config directory holding ``preferences.json``.
+        """
+        path = directory / PREFERENCES_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable preferences in %s (%s)", path, type(error).__name__)
+            return cls()
+        if not isinstance(raw, dict):
+            logger.warning("ignoring preferences in %s: not a JSON object", path)
+            return cls()
+        values: dict[str, Any] = {}
+        for name in PREFERENCE_NAMES:
+            if name not in raw:
+                continue
+            try:
+                values[name] = _DECODERS[name](raw[name])
+            except (TypeError, ValueError) as error:
+                logger.warning("ignoring preference %s in %s: %s", name, path, error)
+        return cls(Preferences(**values), frozenset(values))
+
+    def save(self, directory: Path) -> None:
+        """Write the chosen fields to ``preferences.json`` in ``directory`` atomically.
+
+        Args:
+            directory: the config directory; created (mode 0700) if missing.
+
+        Raises:
+            OSError: the directory or file could not be written.
+        """
+        everything = self.values.as_json()
+        _write_atomically(directory, {name: everything[name] for name in sorted(self.chosen)})
+
+    def choose(self, **changes: Any) -> SavedPreferences:
+        """These preferences with ``changes`` applied and counted as the user's choices.
+
+        Args:
+            **changes: field names of :class:`Preferences` and their new values.
+
+        Raises:
+            TypeError: a name is not a field of :class:`Preferences`.
+        """
+        return SavedPreferences(replace(self.values, **changes), self.chosen | changes.keys())
 
 
-def managed_settings_path() -> Path:
-    """Where IT's file is looked for.
-
-    ``TRAY_NOTIFIER_MANAGED_FILE`` if set; otherwise ``managed.json`` in the
-    system-wide config directory (``/etc/xdg/tray-notifier`` on Linux,
-    ``/Library/Application Support/tray-notifier`` on macOS,
-    ``C:\\ProgramData\\tray-notifier`` on Windows).
-    """
-    override = os.environ.get(MANAGED_FILE_ENV)
-    if override:
-        return Path(override)
-    return platformdirs.site_config_path(APP_NAME) / "managed.json"
-
-
-def managed_settings(path: Path | None = None) -> ManagedSettings:
-    """Read what IT pre-set.
-
-    A missing file means nothing is managed. A damaged file, or a field with a
-    wrong value, is logged and ignored (that field or the whole file): a broken
-    policy file must not keep the app from starting.
-
-    Args:
-        path: the file to read; :func:`managed_settings_path` when ``None``.
-
-    Returns:
-        The managed settings (empty when there are none).
-    """
-    path = path or managed_settings_path()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return ManagedSettings()
-    except (OSError, ValueError) as error:
-        logger.warning(
-            "ignoring unreadable managed settings in %s (%s)", path, type(error).__name__
-        )
-        return ManagedSettings()
-    if not isinstance(raw, dict):
-        logger.warning("ignoring managed settings in %s: not a JSON object", path)
-        return ManagedSettings()
-
-    server_url: str | None = None
-    value = raw.get("server_url")
-    if value is not None:
-        if isinstance(value, str) and _is_server_url(value.strip()):
-            server_url = value.strip().rstrip("/")
-        else:
-            logger.warning("ignoring managed server_url in %s: not an http(s) address", path)
-    allow_remember_me = True
-    value = raw.get("allow_remember_me")
-    if isinstance(value, bool):
-        allow_remember_me = value
-    elif value is not None:
-        logger.warning("ignoring managed allow_remember_me in %s: not true or false", path)
-    start_at_login: bool | None = None
-    value = raw.get("start_at_login")
-    if isinstance(value, bool):
-        start_at_login = value
-    elif value is not None:
-        logger.warning("ignoring managed start_at_login in %s: not true or false", path)
-    return ManagedSettings(
-        server_url=server_url,
-        allow_remember_me=allow_remember_me,
-        start_at_login=start_at_login,
-        source=path,
+def _write_atomically(directory: Path, content: dict[str, Any]) -> None:
+    # A crash mid-write leaves either the old file or the new one, never half of one.
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = json.dumps(content, indent=2) + "\n"
+    handle, temporary = tempfile.mkstemp(
+        dir=directory, prefix=".preferences-", suffix=".tmp", text=True
     )
-
-
-def _is_server_url(text: str) -> bool:
     try:
-        parts = urlsplit(text)
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        return False
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, directory / PREFERENCES_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

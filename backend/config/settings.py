@@ -2,7 +2,9 @@
 
 Two deployments share this file (see README): the embedded default needs no
 variable at all (SQLite in the data directory, in-process delivery); the scale
-deployment sets ``DATABASE_URL`` and ``REDIS_URL``.
+deployment sets ``DATABASE_URL`` and ``REDIS_URL``. ``TRAY_ENV=production``
+(docs/deployment.md) adds what a server behind a reverse proxy needs and refuses
+to start without a signing key and host names (backend/config/production.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 import dj_database_url
 import django_stubs_ext
 import platformdirs
+from django.core.exceptions import ImproperlyConfigured
 
+from backend.config import production
 from backend.ws_compression import COMPRESSION_CHOICES, SHIPPED_COMPRESSION
 
 # Lets admin classes and querysets be subscripted (ModelAdmin[Project]) at run time.
@@ -87,6 +91,21 @@ def _secret_key() -> str:
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+TRAY_ENV = _env_choice(production.MODE_VARIABLE, production.MODES, production.DEVELOPMENT)
+PRODUCTION = TRAY_ENV == production.PRODUCTION
+_problems = [
+    problem
+    for problem in (
+        *(production.production_problems(os.environ) if PRODUCTION else ()),
+        production.forwarded_allow_ips_problem(os.environ.get("TRAY_FORWARDED_ALLOW_IPS")),
+    )
+    if problem
+]
+if _problems:
+    # Before _secret_key(): production must not leave a generated key file behind.
+    raise ImproperlyConfigured("; ".join(_problems))
+
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("TRAY_DEBUG")
 # Desktop clients reach the server by whatever name IT gave it; restrict with TRAY_ALLOWED_HOSTS.
@@ -94,6 +113,27 @@ ALLOWED_HOSTS = _env_list("TRAY_ALLOWED_HOSTS", "*")
 # Browser origins allowed to open the WebSocket (scheme://host[:port]); "*" allows any.
 TRAY_ALLOWED_ORIGINS = _env_list("TRAY_ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = [origin for origin in TRAY_ALLOWED_ORIGINS if origin != "*"]
+# Origins of the admin when the proxy's public address differs from the Host it forwards.
+CSRF_TRUSTED_ORIGINS += _env_list("TRAY_CSRF_TRUSTED_ORIGINS")
+
+# Behind a reverse proxy. uvicorn (backend/cli.py) takes the client's address and
+# scheme from X-Forwarded-For/-Proto, but only on connections from these addresses
+# (and on a unix socket, whose file permissions decide who may connect); Django sees
+# the result as request.is_secure(). SECURE_PROXY_SSL_HEADER stays unset on purpose:
+# Django would believe X-Forwarded-Proto from any client that reaches the port.
+FORWARDED_ALLOW_IPS = (
+    os.environ.get("TRAY_FORWARDED_ALLOW_IPS", "").strip() or production.DEFAULT_FORWARDED_ALLOW_IPS
+)
+# Production runs behind TLS: cookies (the admin's session and CSRF) never travel in clear.
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+# HSTS is opt-in: once a browser has seen it, the name cannot go back to plain HTTP.
+SECURE_HSTS_SECONDS = _env_int("TRAY_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("TRAY_HSTS_INCLUDE_SUBDOMAINS")
+if PRODUCTION:
+    # The reverse proxy redirects plain HTTP to HTTPS (resources/deploy/nginx); redirecting
+    # here too would also bounce the proxy's own health checks.
+    SILENCED_SYSTEM_CHECKS = ["security.W008"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from backend.logging_filters import RedactSecrets, redact
 from backend.projects.models import Membership, Milestone, Project, Task
 from backend.users.models import User
 from tests.fixtures.services import REPO_ROOT, RunningServer, ServerFactory, run_cli, server_env
+from tests.fixtures.tls import ThrowawayCA
 
 LISTENING = re.compile(r"^tray-notifier-server: listening on http://127\.0\.0\.1:(\d+)$")
 
@@ -483,3 +485,60 @@ def test_two_servers_start_together_on_a_fresh_postgres_and_both_deliver(
                 if frame["type"] == "notification_created":
                     break
             assert frame["payload"]["title"] == "scale hello"
+
+
+# --- serve --certfile/--keyfile (TLS) ---------------------------------------------------
+
+
+def test_serve_with_a_certificate_speaks_https_and_wss_on_one_port(
+    server_factory: ServerFactory, tls_ca: ThrowawayCA
+):
+    issued = tls_ca.issue()
+    server = server_factory(
+        "--certfile", str(issued.cert_path), "--keyfile", str(issued.key_path), demo=True
+    )
+    match = re.match(r"^https://127\.0\.0\.1:(\d+)$", server.url)
+    assert match, server.url
+    port = match.group(1)
+    wss_url = f"wss://127.0.0.1:{port}/ws/notifications/"
+    assert server.wait_for_output(f"tray-notifier-server: websocket {wss_url}"), server.output()
+    trust = ssl.create_default_context(cafile=tls_ca.cert_path)
+    login = httpx.post(
+        server.url + "/api/auth/token/",
+        json={"username": "alice", "password": "demo"},
+        verify=trust,
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['access']}"}
+    with connect(wss_url, additional_headers=headers, ssl=trust, open_timeout=10) as websocket:
+        assert json.loads(websocket.recv(timeout=10))["type"] == "hello"
+    # Plain http on that port is not served: the listening line told the truth.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("which", "expected"),
+    [
+        ("certfile-only", "--certfile and --keyfile go together"),
+        ("missing", "cannot use the certificate"),
+        ("wrong-key", "cannot use the certificate"),
+    ],
+)
+def test_bad_tls_files_are_one_plain_line(
+    tmp_path: Path, tls_ca: ThrowawayCA, which: str, expected: str
+):
+    issued = tls_ca.issue()
+    other = tls_ca.issue("other")
+    args = {
+        "certfile-only": ["--certfile", str(issued.cert_path)],
+        "missing": ["--certfile", str(tmp_path / "nope.pem"), "--keyfile", str(issued.key_path)],
+        "wrong-key": ["--certfile", str(issued.cert_path), "--keyfile", str(other.key_path)],
+    }[which]
+    result = run_cli("serve", "--port", "0", *args, env=server_env(data_dir=tmp_path))
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert expected in line
+    if which != "certfile-only":
+        assert str(args[1]) in line

@@ -34,6 +34,7 @@ from tray_app.engine import (
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
 from tray_app.net.live import ConnectionState, websocket_connector
+from tray_app.net.transport import Transport
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.inbox import Inbox
 from tray_app.store.outbox import Outbox
@@ -201,7 +202,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             api=api,
             inbox=inbox,
             outbox=Outbox(database.connection, inbox),
-            connect=websocket_connector(proxy=None),
+            connect=websocket_connector(Transport(proxy="none")),
             backoff=backoff or Backoff(base=0.2, cap=2.0),
         )
         result = Harness(engine=engine, database=database, api=api)

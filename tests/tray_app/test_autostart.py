@@ -67,6 +67,14 @@ def _read_desktop(path: Path) -> configparser.SectionProxy:
 # --- Linux ---------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def no_system_entries(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the machine's /etc/xdg (an installed .deb puts an entry there) out of these tests."""
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path_factory.mktemp("no-system-config")))
+
+
 def test_linux_entry_is_written_under_the_home_config(tmp_path: Path) -> None:
     home = tmp_path / "home"
     command = ["/opt/tray-notifier/tray-notifier", "--minimized"]
@@ -99,6 +107,53 @@ def test_linux_disable_is_idempotent(tmp_path: Path) -> None:
     autostart.disable(platform="linux", home=tmp_path)
     assert not autostart.is_enabled(platform="linux", home=tmp_path)
     assert not Path(autostart.location(platform="linux", home=tmp_path)).exists()
+
+
+def _system_entry(directory: Path, *extra: str) -> Path:
+    path = directory / "autostart" / autostart.DESKTOP_FILE_NAME
+    path.parent.mkdir(parents=True)
+    text = autostart.desktop_entry(["/usr/bin/tray-notifier"]) + "".join(f"{x}\n" for x in extra)
+    path.write_text(text)
+    return path
+
+
+def test_linux_a_packaged_system_entry_counts_until_the_user_switches_it_off(
+    tmp_path: Path,
+) -> None:
+    home, system = tmp_path / "home", tmp_path / "etc-xdg"
+    assert not autostart.is_enabled(platform="linux", home=home, system_dirs=[system])
+    _system_entry(system)
+    assert autostart.system_entries(system_dirs=[tmp_path / "elsewhere", system]) == [
+        system / "autostart" / autostart.DESKTOP_FILE_NAME
+    ]
+    assert autostart.is_enabled(platform="linux", home=home, system_dirs=[system])
+
+    # Switching off writes a Hidden=true entry of the same name: the system file stays
+    # (it is the package's), and for this user the app no longer starts.
+    target = Path(autostart.disable(platform="linux", home=home, system_dirs=[system]))
+    assert "Hidden=true" in target.read_text()
+    assert (system / "autostart" / autostart.DESKTOP_FILE_NAME).is_file()
+    assert not autostart.is_enabled(platform="linux", home=home, system_dirs=[system])
+
+    # Switching back on replaces the hidden entry with a real one.
+    autostart.enable(["/usr/bin/tray-notifier"], platform="linux", home=home)
+    assert autostart.is_enabled(platform="linux", home=home, system_dirs=[system])
+
+
+def test_linux_a_system_entry_switched_off_by_it_counts_as_off(tmp_path: Path) -> None:
+    _system_entry(tmp_path, "Hidden=true")
+    assert not autostart.is_enabled(platform="linux", home=tmp_path / "h", system_dirs=[tmp_path])
+
+
+def test_desktop_file_validate_accepts_the_hidden_entry(tmp_path: Path) -> None:
+    validator = shutil.which("desktop-file-validate")
+    assert validator, "desktop-file-validate is missing: apt-get install desktop-file-utils"
+    path = tmp_path / autostart.DESKTOP_FILE_NAME
+    path.write_text(autostart.hidden_entry())
+    done = subprocess.run(
+        [validator, str(path)], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

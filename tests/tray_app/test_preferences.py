@@ -1,22 +1,20 @@
-"""Preferences persist as JSON and survive damage; IT's managed file is read defensively."""
+"""Preferences persist as JSON and survive damage; the user's own layer keeps only their choices."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from tray_app.preferences import (
-    MANAGED_FILE_ENV,
+    PREFERENCE_NAMES,
     PREFERENCES_FILE,
-    ManagedSettings,
     Preferences,
-    managed_settings,
-    managed_settings_path,
+    SavedPreferences,
+    parse_quiet_hours,
 )
 
 
@@ -199,69 +197,62 @@ def test_is_muted() -> None:
     assert not preferences.is_muted(None)
 
 
-# --- managed settings ------------------------------------------------------------------
+# --- the user's own layer --------------------------------------------------------------
 
 
-def test_missing_managed_file_means_nothing_is_managed(tmp_path: Path) -> None:
-    managed = managed_settings(tmp_path / "absent.json")
-    assert managed == ManagedSettings()
-    assert not managed.server_locked
-
-
-def test_managed_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "managed.json"
-    path.write_text(
-        json.dumps(
-            {
-                "server_url": " https://notify.example.com/ ",
-                "allow_remember_me": False,
-                "start_at_login": True,
-            }
-        ),
+def test_saved_preferences_know_which_fields_the_user_chose(tmp_path: Path) -> None:
+    (tmp_path / PREFERENCES_FILE).write_text(
+        json.dumps({"sound": False, "quiet_hours": ["23:00", "06:00"], "toasts_enabled": "x"}),
         encoding="utf-8",
     )
-    monkeypatch.setenv(MANAGED_FILE_ENV, str(path))
-    assert managed_settings_path() == path
-    managed = managed_settings()
-    assert managed == ManagedSettings(
-        server_url="https://notify.example.com",
-        allow_remember_me=False,
-        start_at_login=True,
-        source=path,
-    )
-    assert managed.server_locked
+    saved = SavedPreferences.load(tmp_path)
+    # A field dropped for its wrong type is not a choice.
+    assert saved.chosen == {"sound", "quiet_hours"}
+    assert saved.values == Preferences(sound=False, quiet_hours=(time(23), time(6)))
+    assert Preferences.load(tmp_path) == saved.values
 
 
-def test_default_managed_path_is_the_system_config_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MANAGED_FILE_ENV, raising=False)
-    monkeypatch.delenv("XDG_CONFIG_DIRS", raising=False)
-    if sys.platform.startswith("linux"):
-        assert managed_settings_path() == Path("/etc/xdg/tray-notifier/managed.json")
+def test_saved_preferences_write_only_the_chosen_fields(tmp_path: Path) -> None:
+    saved = SavedPreferences().choose(sound=False).choose(dnd_until=None)
+    assert saved.chosen == {"sound", "dnd_until"}
+    saved.save(tmp_path)
+    raw = json.loads((tmp_path / PREFERENCES_FILE).read_text())
+    assert raw == {"dnd_until": None, "sound": False}
+    assert SavedPreferences.load(tmp_path) == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PREFERENCES_FILE]
+
+
+def test_a_full_file_counts_every_field_as_chosen(tmp_path: Path) -> None:
+    Preferences(sound=False).save(tmp_path)
+    saved = SavedPreferences.load(tmp_path)
+    assert saved.chosen == set(PREFERENCE_NAMES)
+    assert saved.values == Preferences(sound=False)
+
+
+def test_missing_or_damaged_file_means_nothing_chosen(tmp_path: Path) -> None:
+    assert SavedPreferences.load(tmp_path) == SavedPreferences()
+    (tmp_path / PREFERENCES_FILE).write_text("{oops", encoding="utf-8")
+    assert SavedPreferences.load(tmp_path).chosen == frozenset()
+
+
+def test_choose_refuses_what_is_not_a_preference() -> None:
+    with pytest.raises(TypeError):
+        SavedPreferences().choose(colour="blue")
+    with pytest.raises(ValueError, match="colour"):
+        SavedPreferences(chosen=frozenset({"colour"}))
 
 
 @pytest.mark.parametrize(
-    ("content", "expected"),
+    ("value", "message"),
     [
-        ("{broken", ManagedSettings()),
-        ("[]", ManagedSettings()),
-        (json.dumps({"server_url": "ftp://example.com"}), None),
-        (json.dumps({"server_url": "notify.example.com"}), None),
-        (json.dumps({"server_url": 42, "allow_remember_me": "no"}), None),
-        (json.dumps({"start_at_login": "always"}), None),
+        ("22:00", "expected"),
+        (["22:00"], "expected"),
+        (["25:00", "07:00"], "24-hour"),
+        (["22:00", "7pm"], "'7pm'"),
     ],
 )
-def test_bad_managed_values_are_ignored_with_a_warning(
-    tmp_path: Path,
-    content: str,
-    expected: ManagedSettings | None,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    path = tmp_path / "managed.json"
-    path.write_text(content, encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="tray_app.preferences"):
-        managed = managed_settings(path)
-    assert managed == (expected or ManagedSettings(source=path))
-    assert not managed.server_locked
-    assert managed.allow_remember_me is True
-    assert managed.start_at_login is None
-    assert caplog.records
+def test_parse_quiet_hours_says_what_is_wrong(value: object, message: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        parse_quiet_hours(value)
+    assert parse_quiet_hours(None) is None
+    assert parse_quiet_hours(["22:00", "07:30"]) == (time(22), time(7, 30))

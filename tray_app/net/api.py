@@ -26,7 +26,6 @@ import email.utils
 import json
 import logging
 import math
-import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +45,11 @@ from tray_app.net.errors import (
     RateLimited,
     RequestRejected,
     ServerFailure,
-    ServerUnreachable,
+    TlsFailure,
     describe_host,
     error_from_transport,
 )
+from tray_app.net.transport import Transport
 
 __all__ = [
     "ApiClient",
@@ -408,23 +408,16 @@ def error_from_response(
 # --- the client --------------------------------------------------------------------------
 
 
-def _ssl_setting(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext | bool:
-    # httpx deprecates verify=<path>; a CA bundle path becomes a context here instead.
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return verify
-
-
 class ApiClient:
     """The REST client of one server, holding the session's tokens.
 
     Args:
         base_url: the server's address, ``http://`` or ``https://`` (a path prefix is kept).
-        transport: an httpx transport to use instead of the network (tests).
-        verify: True to check certificates against the system's CAs, an
-            ``ssl.SSLContext``, or the path of a CA bundle; False turns checks off.
-        proxy: a proxy URL (``http://user:pass@proxy:3128``); None uses the
-            environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
+        transport: the trust and proxy settings (the system's trust store and proxy
+            when None). Read on the first request: a broken setting (a CA bundle that
+            cannot be read) fails that request with its
+            :class:`~tray_app.net.transport.TransportSettingError`, not the app's start.
+        http_transport: an httpx transport to use instead of the network (tests).
         timeout: seconds for each of connect, read, write and waiting for a
             pooled connection.
         on_tokens_changed: called with the new :class:`Tokens` after every login
@@ -439,27 +432,19 @@ class ApiClient:
         self,
         base_url: str,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        verify: ssl.SSLContext | str | bool = True,
-        proxy: str | None = None,
+        transport: Transport | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
         on_tokens_changed: Callable[[Tokens | None], None] | None = None,
     ) -> None:
         self._base_url = normalise_base_url(base_url)
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError("timeout must be a positive number of seconds")
-        self._proxied = proxy is not None
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            transport=transport,
-            verify=_ssl_setting(verify),
-            proxy=proxy,
-            timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=timeout),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            # A redirect is reported (NotOurServer names its target), never followed
-            # with a password or a token in the body.
-            follow_redirects=False,
-        )
+        self._transport = transport or Transport()
+        self._http_transport = http_transport
+        self._timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+        self._proxy: str | None = None
         self._on_tokens_changed = on_tokens_changed
         self._tokens: Tokens | None = None
         # When to refresh, on the monotonic clock: see _track_expiry.
@@ -494,7 +479,8 @@ class ApiClient:
         """Close the connection pool. The tokens are kept (nothing is revoked)."""
         if self._refreshing is not None:
             self._refreshing.cancel()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -668,6 +654,39 @@ class ApiClient:
     async def _change(self, path: str, body: dict[str, Any]) -> InboxChange:
         return parse_inbox_change(await self._authorized("POST", path, json=body))
 
+    def _client(self) -> httpx.AsyncClient:
+        """The connection pool, made on first use from the transport settings.
+
+        Raises:
+            TransportSettingError: the CA bundle or the proxy setting cannot be used.
+        """
+        if self._http is None:
+            self._proxy = self._transport.proxy_for(self._base_url)
+            secure = self._base_url.startswith("https:")
+            self._http = httpx.AsyncClient(
+                base_url=self._base_url,
+                transport=self._http_transport,
+                # Plain http never does TLS (redirects are not followed), so only an
+                # https server needs the trust settings, and a broken CA bundle is
+                # reported where it matters.
+                verify=self._transport.ssl_context() if secure else True,
+                proxy=self._proxy,
+                # The proxy is resolved above (configuration > environment > system);
+                # httpx must not apply its own reading of the environment on top.
+                trust_env=False,
+                timeout=httpx.Timeout(
+                    connect=self._timeout,
+                    read=self._timeout,
+                    write=self._timeout,
+                    pool=self._timeout,
+                ),
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                # A redirect is reported (NotOurServer names its target), never followed
+                # with a password or a token in the body.
+                follow_redirects=False,
+            )
+        return self._http
+
     async def _send(
         self,
         method: str,
@@ -680,25 +699,16 @@ class ApiClient:
         """One request; transport failures become NetErrors. Never logs headers or bodies."""
         headers = {"Authorization": f"Bearer {access}"} if access else None
         url = self._base_url + path
+        http = self._client()
         try:
-            response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
-            )
+            response = await http.request(method, path, json=json, params=params, headers=headers)
         except (httpx.HTTPError, OSError) as exc:
-            error = error_from_transport(exc, url=url)
-            if (
-                self._proxied
-                and isinstance(error, ServerUnreachable)
-                and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            ):
-                # Through a proxy every connection goes to the proxy: it is what failed.
-                error = ProxyFailure(
-                    f"cannot connect to the proxy: {error}",
-                    code="proxy_unreachable",
-                    user_message="Can't reach the proxy server. Check the proxy settings "
-                    "or your network connection.",
-                )
-            log.debug("%s %s failed: %s", method, path, error)
+            error = error_from_transport(exc, url=url, proxy=self._proxy)
+            if isinstance(error, TlsFailure):
+                error = await self._transport.explain(error, url)
+                log.warning("%s %s failed: %s", method, path, error)
+            else:
+                log.debug("%s %s failed: %s", method, path, error)
             raise error from exc
         log.debug("%s %s -> %d", method, path, response.status_code)
         return response

@@ -22,6 +22,8 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,7 +89,17 @@ class ServerUnreachable(NetError):
 
 
 class TlsFailure(NetError):
-    """The secure connection failed: certificate not trusted, wrong name, handshake error."""
+    """The secure connection failed: certificate not trusted, wrong name, handshake error.
+
+    Attributes:
+        verify_code: OpenSSL's ``X509_V_ERR_*`` number when certificate verification
+            failed (None for other TLS failures, and on platforms that give none).
+        verify_message: the TLS library's own words for the failure.
+        reason: plain words for why the certificate was refused ("unknown issuer",
+            "self-signed", "expired"...), or the handshake error.
+        certificate: what the server presented, when it could be read (see
+            :meth:`tray_app.net.transport.Transport.explain`).
+    """
 
     code = "tls_failure"
     user_message = (
@@ -95,6 +107,10 @@ class TlsFailure(NetError):
         "verified. Check the server address, or ask IT to install your organisation's "
         "certificate."
     )
+    verify_code: int | None = None
+    verify_message: str = ""
+    reason: str = ""
+    certificate: CertificateSummary | None = None
 
 
 class ProxyFailure(NetError):
@@ -247,29 +263,135 @@ def _find_tls(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# OpenSSL's X509_V_ERR_* codes (include/openssl/x509_vfy.h) for the reasons a user can
+# act on; anything else is reported with OpenSSL's own words.
+_UNKNOWN_ISSUER = {2, 20, 21}  # issuer not found / not found locally / leaf unverifiable
+_SELF_SIGNED = 18  # DEPTH_ZERO_SELF_SIGNED_CERT
+_UNTRUSTED_ROOT = 19  # SELF_SIGNED_CERT_IN_CHAIN
+_NOT_YET_VALID = 9
+_EXPIRED = 10
+_REVOKED = 23
+_NAME_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    """The parts of a server certificate a person needs to recognise it.
+
+    Attributes:
+        subject: the subject's common name (the whole subject when it has none).
+        names: the DNS names and IP addresses it is valid for (subjectAltName).
+        issuer: the issuer's common name (the whole issuer when it has none).
+        not_before, not_after: its validity period (UTC).
+        self_signed: issued by itself rather than by a certificate authority.
+    """
+
+    subject: str
+    names: tuple[str, ...]
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+
+    def __str__(self) -> str:
+        names = ", ".join(self.names) if self.names else "no names"
+        issuer = "itself (self-signed)" if self.self_signed else f"“{self.issuer}”"
+        return (
+            f"“{self.subject}” for {names}, issued by {issuer}, valid "
+            f"{self.not_before:%Y-%m-%d %H:%M} to {self.not_after:%Y-%m-%d %H:%M} UTC"
+        )
+
+
+def certificate_failure(
+    where: str,
+    *,
+    verify_code: int | None,
+    verify_message: str,
+    certificate: CertificateSummary | None = None,
+) -> TlsFailure:
+    """The :class:`TlsFailure` for a certificate that failed verification: which
+    certificate (when known) and why, in the log text and in the user's words.
+
+    Never suggests turning verification off: the way out is trusting the right CA.
+    """
+    code, why = _certificate_reason(verify_code, verify_message, certificate, where)
+    presented = f" It presented {certificate}." if certificate is not None else ""
+    if code == "tls_hostname_mismatch":
+        advice = "The connection could be intercepted. Check the server address or ask IT."
+    elif code in ("tls_certificate_expired", "tls_certificate_not_yet_valid"):
+        advice = "Check this computer's date and time; if they are right, tell IT."
+    else:
+        advice = (
+            "Ask IT to install your organisation's certificate authority on this computer "
+            "or to set its CA bundle in the app's configuration, and check the server address."
+        )
+    error = TlsFailure(
+        f"TLS to {where}: certificate refused: {why} ({verify_message or 'no details'})"
+        + (f"; certificate {certificate}" if certificate is not None else ""),
+        code=code,
+        user_message=f"The certificate of {where} was refused: {why}.{presented} {advice}",
+    )
+    error.verify_code = verify_code
+    error.verify_message = verify_message
+    error.reason = why
+    error.certificate = certificate
+    return error
+
+
+def _certificate_reason(
+    verify_code: int | None,
+    verify_message: str,
+    certificate: CertificateSummary | None,
+    where: str,
+) -> tuple[str, str]:
+    """``(code, plain words)`` for a verification failure."""
+    text = verify_message.lower()
+    if verify_code in _NAME_MISMATCH or "mismatch" in text or "hostname" in text:
+        names = f" ({', '.join(certificate.names)})" if certificate and certificate.names else ""
+        host = where.rsplit(":", 1)[0] if not where.endswith("]") else where
+        return (
+            "tls_hostname_mismatch",
+            f"hostname mismatch: it is issued for other names{names}, not for {host}",
+        )
+    if verify_code == _EXPIRED or "expired" in text:
+        when = f" on {certificate.not_after:%Y-%m-%d %H:%M} UTC" if certificate else ""
+        return "tls_certificate_expired", f"it expired{when}"
+    if verify_code == _NOT_YET_VALID or "not yet valid" in text:
+        when = f" until {certificate.not_before:%Y-%m-%d %H:%M} UTC" if certificate else " yet"
+        return "tls_certificate_not_yet_valid", f"it is not valid{when}"
+    if verify_code == _REVOKED or "revoked" in text:
+        return "tls_certificate_revoked", "it has been revoked by its issuer"
+    if verify_code == _SELF_SIGNED or (certificate is not None and certificate.self_signed):
+        return (
+            "tls_untrusted_certificate",
+            "it is self-signed, and this computer does not trust it",
+        )
+    if verify_code == _UNTRUSTED_ROOT:
+        return (
+            "tls_untrusted_certificate",
+            "its chain ends in a self-signed root certificate this computer does not trust",
+        )
+    if verify_code in _UNKNOWN_ISSUER or "issuer" in text:
+        issuer = f" “{certificate.issuer}”" if certificate else ""
+        return (
+            "tls_untrusted_certificate",
+            f"unknown issuer: its certificate authority{issuer} is not trusted on this computer",
+        )
+    return "tls_untrusted_certificate", f"it is not trusted ({verify_message or 'no reason given'})"
+
+
 def _tls_error(tls: BaseException, where: str) -> TlsFailure:
     reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
     text = str(tls)
     if isinstance(tls, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-        if "hostname" in text.lower() or "IP address mismatch" in text:
-            return TlsFailure(
-                f"TLS to {where}: certificate is for another name ({reason})",
-                code="tls_hostname_mismatch",
-                user_message=(
-                    f"The certificate of {where} is issued for a different name, so the "
-                    "connection could be intercepted. Check the server address or ask IT."
-                ),
-            )
-        return TlsFailure(
-            f"TLS to {where}: certificate not trusted ({reason})",
-            code="tls_untrusted_certificate",
-            user_message=(
-                f"The certificate of {where} is not trusted on this computer. Check the "
-                "server address, or ask IT to install your organisation's certificate."
-            ),
+        code = getattr(tls, "verify_code", None)
+        return certificate_failure(
+            where,
+            verify_code=code if isinstance(code, int) else None,
+            verify_message=str(getattr(tls, "verify_message", None) or text),
         )
     if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
-        return TlsFailure(
+        error = TlsFailure(
             f"TLS to {where}: the server does not speak TLS ({reason})",
             code="tls_not_supported",
             user_message=(
@@ -277,13 +399,16 @@ def _tls_error(tls: BaseException, where: str) -> TlsFailure:
                 "the address should start with http:// instead of https://."
             ),
         )
-    return TlsFailure(
-        f"TLS to {where}: handshake failed ({reason})",
-        user_message=(
-            f"Couldn't open a secure connection to {where}. Check the server address, "
-            "or ask IT whether a firewall or proxy blocks it."
-        ),
-    )
+    else:
+        error = TlsFailure(
+            f"TLS to {where}: handshake failed ({reason})",
+            user_message=(
+                f"Couldn't open a secure connection to {where}. Check the server address, "
+                "or ask IT whether a firewall or proxy blocks it."
+            ),
+        )
+    error.reason = str(reason)
+    return error
 
 
 def _unreachable(exc: BaseException, where: str) -> ServerUnreachable:
@@ -322,7 +447,35 @@ def _unreachable(exc: BaseException, where: str) -> ServerUnreachable:
     )
 
 
-def error_from_transport(exc: BaseException, *, url: str) -> NetError:
+def proxy_unreachable(proxy: str, cause: BaseException | str) -> ProxyFailure:
+    """The proxy itself could not be reached (every connection goes to it first)."""
+    where = describe_host(proxy)
+    return ProxyFailure(
+        f"cannot connect to the proxy {where}: {cause}",
+        code="proxy_unreachable",
+        user_message=(
+            f"Can't reach the proxy server {where}. Check the proxy settings or your "
+            "network connection."
+        ),
+    )
+
+
+def _proxy_refused(exc: BaseException, where: str, proxy: str | None) -> ProxyFailure:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    answer = f" (HTTP {status})" if isinstance(status, int) else ""
+    via = f"the proxy {describe_host(proxy)}" if proxy else "the proxy"
+    return ProxyFailure(
+        f"{via} refused the connection to {where}{answer}: {exc}",
+        user_message=(
+            f"{via.capitalize()} refused the connection to {where}{answer}. Check the proxy "
+            "settings "
+            "(address, user name and password) or ask IT."
+        ),
+    )
+
+
+def error_from_transport(exc: BaseException, *, url: str, proxy: str | None = None) -> NetError:
     """The :class:`NetError` for a failed connection or request to ``url``.
 
     Handles httpx's exceptions and the bare ones a socket connection raises
@@ -333,6 +486,8 @@ def error_from_transport(exc: BaseException, *, url: str) -> NetError:
     Args:
         exc: what the connection attempt raised.
         url: where it was going (any query string, such as ``?token=``, is dropped).
+        proxy: the proxy the connection went through, if any: a connection that
+            could not be opened then failed at the proxy, and the message names it.
 
     Returns:
         The classified error; ``exc`` itself if it already is a :class:`NetError`.
@@ -346,7 +501,7 @@ def error_from_transport(exc: BaseException, *, url: str) -> NetError:
         websockets.exceptions.InvalidProxy,
     )
     if isinstance(exc, proxy_errors):
-        return ProxyFailure(f"proxy refused the connection to {where}: {exc}")
+        return _proxy_refused(exc, where, proxy)
     tls = _find_tls(exc)
     if tls is not None:
         return _tls_error(tls, where)
@@ -357,5 +512,14 @@ def error_from_transport(exc: BaseException, *, url: str) -> NetError:
     if isinstance(exc, httpx.TooManyRedirects):
         return NotOurServer(f"{where} redirected too many times")
     if isinstance(exc, httpx.TransportError | OSError):
-        return _unreachable(exc, where)
+        error = _unreachable(exc, where)
+        # Through a proxy every connection is opened to the proxy: a connection that
+        # could not be opened at all failed there. (A proxy that cannot reach the
+        # server answers the tunnel request with an error status instead.)
+        opening_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
+            isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
+        )
+        if proxy is not None and opening_failed:
+            return proxy_unreachable(proxy, error)
+        return error
     return NetError(f"request to {where} failed ({type(exc).__name__}: {exc})")

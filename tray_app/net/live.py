@@ -22,10 +22,16 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidProxy,
+    InvalidStatus,
+    ProxyError,
+)
 
 from tray_app import __version__
 from tray_app.net import protocol
@@ -36,8 +42,10 @@ from tray_app.net.errors import (
     LoginRequired,
     NetError,
     ServerUnreachable,
+    TlsFailure,
     error_from_transport,
 )
+from tray_app.net.transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -135,27 +143,46 @@ class Closed(NetError):
         self.close_code = close_code
 
 
-def websocket_connector(
-    *, ssl_context: ssl.SSLContext | None = None, proxy: str | Literal[True] | None = True
-) -> Connector:
-    """The real transport: websockets' client with the product's settings."""
+def websocket_connector(transport: Transport | None = None) -> Connector:
+    """The real transport: websockets' client with the product's settings.
+
+    Args:
+        transport: the trust and proxy settings, the same the REST client uses (the
+            system's trust store and proxy when None). Read at every connection attempt.
+
+    A connection that cannot be opened raises its :class:`NetError` (a refused
+    certificate described, a proxy named); an HTTP refusal of the handshake stays
+    websockets' ``InvalidStatus`` for the session to judge.
+    """
+    settings = transport or Transport()
 
     @contextlib.asynccontextmanager
     async def connect(url: str, headers: dict[str, str]) -> AsyncIterator[Connection]:
-        async with websockets.connect(
-            url,
-            additional_headers=headers,
-            user_agent_header=f"tray-notifier/{__version__}",
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PONG_TIMEOUT,
-            close_timeout=5,
-            # Notifications are small; deflate costs the server ~40 KiB per socket.
-            compression=None,
-            max_size=2**20,
-            ssl=ssl_context if url.startswith("wss:") else None,
-            proxy=proxy,
-        ) as connection:
+        proxy = settings.proxy_for(url)
+        try:
+            connection = await websockets.connect(
+                url,
+                additional_headers=headers,
+                user_agent_header=f"tray-notifier/{__version__}",
+                open_timeout=OPEN_TIMEOUT,
+                ping_interval=PING_INTERVAL,
+                ping_timeout=PONG_TIMEOUT,
+                close_timeout=5,
+                # Notifications are small; deflate costs the server ~40 KiB per socket.
+                compression=None,
+                max_size=2**20,
+                ssl=settings.ssl_context() if url.startswith("wss:") else None,
+                # Resolved by the transport (configuration > environment > system);
+                # None means direct, never websockets' own reading of the environment.
+                proxy=proxy,
+            )
+        except (OSError, TimeoutError, ProxyError, InvalidProxy) as exc:
+            error = error_from_transport(exc, url=url, proxy=proxy)
+            if isinstance(error, TlsFailure):
+                error = await settings.explain(error, url)
+                logger.warning("WebSocket connection failed: %s", error)
+            raise error from exc
+        async with connection:
             yield connection
 
     return connect

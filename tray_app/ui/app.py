@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,16 +19,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from PySide6.QtCore import QObject, QTimer, QUrl
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
-from tray_app import config
+from tray_app import autostart, config
 from tray_app.engine import Engine, open_account
+from tray_app.managed import load_managed_config
 from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.errors import NetError
 from tray_app.net.live import ConnectionState, StateChange
 from tray_app.net.protocol import PresenceChanged, PresenceSnapshot, PresenceUnsubscribed
-from tray_app.preferences import Preferences, managed_settings
+from tray_app.net.transport import Transport
+from tray_app.preferences import Preferences, SavedPreferences
 from tray_app.store.db import OpenedDatabase
 from tray_app.store.inbox import StoredNotification
 from tray_app.store.secrets import TokenVault
@@ -84,8 +88,13 @@ class TrayApp(QObject):
             application.setQuitOnLastWindowClosed(False)
         self.options = options
         self.settings = config.Settings.load(options.config_dir)
-        self.preferences = Preferences.load(options.config_dir)
-        self.managed = managed_settings()
+        # What IT set, laid over the user's own preferences; only the user's own are saved.
+        self.managed = load_managed_config()
+        # Trust and proxy for the REST client and the socket, from IT's configuration.
+        self.transport: Transport = self.managed.transport(os.environ)
+        self.saved_preferences = SavedPreferences.load(options.config_dir)
+        self.preferences = self.managed.effective_preferences(self.saved_preferences)
+        self.managed_notice: QMessageBox | None = None
         # Opened in run(), off the GUI thread: a locked keyring may put up an unlock
         # prompt and wait for the user, and the tray must stay responsive meanwhile.
         self.vault = TokenVault(session_only=True)
@@ -117,6 +126,8 @@ class TrayApp(QObject):
     async def run(self) -> None:
         self.tray.show()
         self._refresh_tray()
+        self._announce_managed_problems()
+        self._apply_managed_start_at_login()
         if not self.options.session_only:
             self.vault = await asyncio.to_thread(TokenVault)
             if not self.vault.status.usable:
@@ -149,7 +160,7 @@ class TrayApp(QObject):
             self.show_history()
 
     async def _start(self) -> None:
-        server = self.managed.server_url or self.options.server_url
+        server = self._server_url()
         username = self.options.username
         saved = self.vault.load_refresh_token(server, username) if username else None
         if saved:
@@ -176,7 +187,7 @@ class TrayApp(QObject):
             elif self.preferences.remember_me:
                 self.vault.save_refresh_token(server, username, tokens.refresh)
 
-        return ApiClient(server, on_tokens_changed=remember)
+        return ApiClient(server, transport=self.transport, on_tokens_changed=remember)
 
     def _open_account(self, server: str, username: str, api: ApiClient) -> None:
         opened = open_account(
@@ -186,6 +197,7 @@ class TrayApp(QObject):
             username=username,
             retention=timedelta(days=self.settings.retention_days),
             retention_rows=self.settings.retention_rows,
+            transport=self.transport,
         )
         database, engine = opened.database, opened.engine
         if database.rebuilt:
@@ -462,8 +474,7 @@ class TrayApp(QObject):
             until = (local + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
         else:
             until = None
-        self.preferences = replace(self.preferences, dnd_until=until)
-        self.preferences.save(self.options.config_dir)
+        self._update_preferences(replace(self.preferences, dnd_until=until))
         if self.account is not None:
             self._spawn(self.account.engine.set_status("dnd" if until else "online"))
         self._refresh_tray()
@@ -510,26 +521,90 @@ class TrayApp(QObject):
 
     def show_settings(self) -> None:
         projects = list(self.account.projects) if self.account else []
-        dialog = SettingsDialog(self.preferences, projects)
+        dialog = SettingsDialog(self.preferences, projects, managed=self.managed)
         dialog.preferences_changed.connect(self._preferences_changed)
         dialog.open()
         self._settings_dialog = dialog  # keep it alive while open
 
     def _preferences_changed(self, preferences: Preferences) -> None:
-        from tray_app import autostart
-
-        if preferences.start_at_login != self.preferences.start_at_login:
-            try:
-                if preferences.start_at_login:
-                    autostart.enable(autostart.launch_command())
-                else:
-                    autostart.disable()
-            except autostart.AutostartError as error:
-                logger.warning("could not change start at login: %s", error)
-                self.tray.tray_icon.showMessage("Tray Notifier", error.user_message)
-        self.preferences = preferences
-        preferences.save(self.options.config_dir)
+        previous = self.preferences
+        self._update_preferences(preferences)
+        if self.preferences.start_at_login != previous.start_at_login:
+            self._set_start_at_login(self.preferences.start_at_login)
         self._refresh_tray()
+
+    def _update_preferences(self, edited: Preferences) -> None:
+        """Keep what the user changed as their own choice; IT's locked values stay in force
+        and never reach the user's file."""
+        self.saved_preferences = self.managed.record_choices(self.saved_preferences, edited)
+        self.saved_preferences.save(self.options.config_dir)
+        self.preferences = self.managed.effective_preferences(self.saved_preferences)
+
+    def _set_start_at_login(self, enabled: bool) -> None:
+        try:
+            if enabled:
+                autostart.enable(autostart.launch_command())
+            else:
+                autostart.disable()
+        except autostart.AutostartError as error:
+            logger.warning("could not change start at login: %s", error)
+            self.tray.tray_icon.showMessage("Tray Notifier", error.user_message)
+
+    def _apply_managed_start_at_login(self) -> None:
+        """Make the login entry match what IT set: a locked value, or IT's default while
+        the user has not chosen (the user's own choice was applied when they made it).
+
+        Unmanaged, the login entry is the truth and the preference follows it: the
+        package's system-wide entry, or the desktop's own session settings, may have
+        changed it since the user last chose.
+        """
+        if not self.managed.is_managed("start_at_login"):
+            actual = autostart.is_enabled()
+            if actual != self.preferences.start_at_login:
+                self.preferences = replace(self.preferences, start_at_login=actual)
+            return
+        wanted = self.preferences.start_at_login
+        if autostart.is_enabled() != wanted:
+            self._set_start_at_login(wanted)
+
+    def _server_url(self) -> str:
+        # The built-in default address is no one's choice: IT's unlocked default beats it.
+        chosen = self.options.server_url
+        user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
+        return self.managed.effective_server_url(user_choice) or chosen
+
+    def _announce_managed_problems(self) -> None:
+        """Tell the user, once per start, that IT's file is broken and defaults apply.
+
+        A tray message where a tray shows them; a window otherwise, since a message
+        sent to no tray would be lost. The settings window keeps the full list.
+        """
+        problems = self.managed.problems
+        if not problems:
+            return
+        title = "Your IT department's settings could not all be used"
+        summary = (
+            "Tray Notifier uses safe defaults instead. Please tell your IT department. "
+            "Settings shows the details."
+        )
+        tray_icon = self.tray.tray_icon
+        if QSystemTrayIcon.isSystemTrayAvailable() and tray_icon.supportsMessages():
+            tray_icon.showMessage(
+                title, f"{problems[0]}\n{summary}", QSystemTrayIcon.MessageIcon.Warning
+            )
+            return
+        notice = QMessageBox(
+            QMessageBox.Icon.Warning, "Tray Notifier", title, QMessageBox.StandardButton.Ok
+        )
+        notice.setTextFormat(Qt.TextFormat.PlainText)
+        notice.setInformativeText("\n\n".join([*problems, summary]))
+        notice.setWindowModality(Qt.WindowModality.NonModal)
+        notice.finished.connect(self._managed_notice_closed)
+        self.managed_notice = notice
+        _bring_forward(notice)
+
+    def _managed_notice_closed(self, _result: int) -> None:
+        self.managed_notice = None
 
     def show_login(self, message: str | None = None) -> None:
         if self.login is None:
@@ -541,9 +616,9 @@ class TrayApp(QObject):
             else:
                 keyring_reason = None
             login = LoginDialog(
-                server_url=managed.server_url or self.options.server_url,
+                server_url=self._server_url(),
                 username=self.options.username or self.settings.username,
-                server_locked=managed.server_locked,
+                server_locked=managed.is_locked("server_url"),
                 remember_me=self.preferences.remember_me and keyring_reason is None,
                 keyring_reason=keyring_reason,
             )
@@ -562,8 +637,9 @@ class TrayApp(QObject):
         if login is None:
             return
         login.set_busy(True)
-        self.preferences = replace(self.preferences, remember_me=remember)
-        self.preferences.save(self.options.config_dir)
+        if self.managed.is_locked("server_url"):
+            server = self._server_url()  # the dialog shows it locked; nothing else is allowed
+        self._update_preferences(replace(self.preferences, remember_me=remember))
         api = self._new_api(server.rstrip("/"), username)
         try:
             await api.login(username, password)

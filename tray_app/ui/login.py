@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_app.managed import MANAGED_NOTE
 from tray_app.ui.badge import app_icon
 
 __all__ = ["MANAGED_NOTE", "LoginDialog", "validate_server_url"]
 
-MANAGED_NOTE = "Set by your IT department"
 _ERROR_STYLE = "color: #b3261e;"
 
 
@@ -153,6 +153,7 @@ class LoginDialog(QDialog):
         self.server_edit.setPlaceholderText("https://notify.example.com")
         self.server_edit.setClearButtonEnabled(not server_locked)
         self._server_note = _small(_plain_label(MANAGED_NOTE, muted=True))
+        self._server_note.setToolTip(MANAGED_NOTE)
         self._server_note.setVisible(server_locked)
         if server_locked:
             self.server_edit.setReadOnly(True)

@@ -3,6 +3,10 @@
 It edits a copy of :class:`~tray_app.preferences.Preferences` and emits the new
 value on OK or Apply; the app saves it and switches start-at-login. It writes no
 file itself. Project names are shown as plain text.
+
+Settings IT locked (:mod:`tray_app.managed`) are shown disabled with a note, and
+the dialog never reports a change to them; a section lists everything IT set,
+the file it came from and any problem in that file.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time
+from typing import Any
 
 from PySide6.QtCore import Qt, QTime, Signal
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
+    QBoxLayout,
     QCheckBox,
     QDialog,
     QDialogButtonBox,
@@ -29,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_app.managed import MANAGED_NOTE, ManagedConfig, display_value
 from tray_app.preferences import Preferences
 from tray_app.ui.badge import app_icon
 
@@ -57,6 +64,13 @@ def describe_dnd(until: datetime | None, now: datetime) -> str:
 
 def _to_time(value: QTime) -> time:
     return time(value.hour(), value.minute())
+
+
+def _managed_note() -> QLabel:
+    note = _hint(MANAGED_NOTE)
+    note.setWordWrap(False)
+    note.setToolTip(MANAGED_NOTE)
+    return note
 
 
 def _hint(text: str) -> QLabel:
@@ -88,6 +102,10 @@ class SettingsDialog(QDialog):
         dnd_label: the do-not-disturb status line.
         projects_list: the projects; a checked one is muted.
         apply_button: the Apply button (enabled when something changed).
+        locked_notes: the "Set by your IT department" note of each locked
+            preference, by field name.
+        managed_box: the section listing what IT set (hidden when nothing is
+            managed); its ``managed_label`` and ``problems_label`` hold the text.
     """
 
     preferences_changed = Signal(object)
@@ -97,14 +115,18 @@ class SettingsDialog(QDialog):
         preferences: Preferences,
         projects: Sequence[tuple[int, str]],
         *,
+        managed: ManagedConfig | None = None,
         now: Callable[[], datetime] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         """Build the dialog around a copy of ``preferences``.
 
         Args:
-            preferences: the current preferences (not modified).
+            preferences: the preferences in force (IT's values already laid
+                over the user's); not modified.
             projects: ``(id, name)`` of the user's projects, in display order.
+            managed: what IT set; locked preferences are shown disabled and keep
+                their value. ``None``: nothing is managed.
             now: the clock for the do-not-disturb line (aware); the real one by default.
             parent: the Qt parent.
         """
@@ -115,13 +137,16 @@ class SettingsDialog(QDialog):
         self._base = dataclasses.replace(preferences)
         self._applied = dataclasses.replace(preferences)
         self._now = now or (lambda: datetime.now(UTC))
+        self._managed = managed or ManagedConfig()
+        self._locked = self._managed.locked_preferences()
+        self.locked_notes: dict[str, QLabel] = {}
 
         # --- general
         self.start_at_login_check = QCheckBox("Start Tray Notifier when I log in")
         self.start_at_login_check.setChecked(preferences.start_at_login)
         general = QGroupBox("General")
         general_layout = QVBoxLayout(general)
-        general_layout.addWidget(self.start_at_login_check)
+        general_layout.addLayout(self._row("start_at_login", self.start_at_login_check))
 
         # --- pop-ups
         self.toasts_check = QCheckBox("Show a pop-up for each new notification")
@@ -147,9 +172,18 @@ class SettingsDialog(QDialog):
         self.dnd_label.setWordWrap(True)
         popups = QGroupBox("Pop-ups")
         popups_layout = QVBoxLayout(popups)
-        popups_layout.addWidget(self.toasts_check)
-        popups_layout.addWidget(self.sound_check)
+        popups_layout.addLayout(self._row("toasts_enabled", self.toasts_check))
+        popups_layout.addLayout(self._row("sound", self.sound_check))
         popups_layout.addLayout(quiet_row)
+        if "quiet_hours" in self._locked:
+            # On a line of its own: the row is already as wide as the dialog.
+            self._lock(
+                "quiet_hours",
+                popups_layout,
+                self.quiet_hours_check,
+                self.quiet_from_edit,
+                self.quiet_to_edit,
+            )
         popups_layout.addWidget(
             _hint("Urgent notifications still pop up during quiet hours and do not disturb.")
         )
@@ -207,6 +241,8 @@ class SettingsDialog(QDialog):
         layout.addWidget(general)
         layout.addWidget(popups)
         layout.addWidget(muted_box)
+        self.managed_box = self._managed_section()
+        layout.addWidget(self.managed_box)
         layout.addStretch(1)
         layout.addWidget(buttons)
         # The size hint assumes the wrapped hints at their narrowest; at the real
@@ -225,6 +261,53 @@ class SettingsDialog(QDialog):
         self.projects_list.itemChanged.connect(self._changed)
         self._changed()
 
+    def _row(self, field: str, check: QCheckBox) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addWidget(check)
+        if field in self._locked:
+            self._lock(field, row, check)
+        row.addStretch(1)
+        return row
+
+    def _lock(self, field: str, layout: QBoxLayout, *widgets: QWidget) -> None:
+        for widget in widgets:
+            widget.setEnabled(False)
+            widget.setToolTip(MANAGED_NOTE)
+        note = _managed_note()
+        layout.addWidget(note)
+        self.locked_notes[field] = note
+
+    def _managed_section(self) -> QGroupBox:
+        managed = self._managed
+        box = QGroupBox("Managed by your IT department")
+        box_layout = QVBoxLayout(box)
+        lines = [
+            f"{setting.label}: {display_value(setting)}"
+            + ("" if setting.locked else " (a default you can change)")
+            for setting in managed.settings
+        ]
+        if not lines:
+            lines = ["Nothing is set by your IT department."]
+        self.managed_label = QLabel("\n".join(lines))
+        self.managed_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.managed_label.setWordWrap(True)
+        self.managed_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box_layout.addWidget(self.managed_label)
+        box_layout.addWidget(_hint(f"From {managed.source}"))
+        problems = "\n".join(
+            ["Some of it could not be used, so safe defaults apply instead:", *managed.problems]
+            if managed.problems
+            else []
+        )
+        self.problems_label = _hint(problems)
+        self.problems_label.setForegroundRole(QPalette.ColorRole.WindowText)
+        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems_label.setVisible(bool(problems))
+        box_layout.addWidget(self.problems_label)
+        box.setVisible(managed.source is not None)
+        return box
+
     @staticmethod
     def _time_edit(value: time, name: str) -> QTimeEdit:
         edit = QTimeEdit(QTime(value.hour, value.minute))
@@ -236,7 +319,8 @@ class SettingsDialog(QDialog):
         """The preferences as the dialog shows them now.
 
         Fields the dialog does not edit (do-not-disturb, remember me) keep their
-        values, and so do mutes of projects that are not in the list.
+        values, and so do mutes of projects that are not in the list. Fields IT
+        locked keep the value the dialog was opened with, whatever their widgets say.
         """
         listed: set[int] = set()
         muted: set[int] = set()
@@ -249,18 +333,21 @@ class SettingsDialog(QDialog):
         quiet: tuple[time, time] | None = None
         if self.quiet_hours_check.isChecked():
             quiet = (_to_time(self.quiet_from_edit.time()), _to_time(self.quiet_to_edit.time()))
+        shown: dict[str, Any] = {
+            "start_at_login": self.start_at_login_check.isChecked(),
+            "toasts_enabled": self.toasts_check.isChecked(),
+            "sound": self.sound_check.isChecked(),
+            "quiet_hours": quiet,
+        }
         return dataclasses.replace(
             self._base,
-            start_at_login=self.start_at_login_check.isChecked(),
-            toasts_enabled=self.toasts_check.isChecked(),
-            sound=self.sound_check.isChecked(),
-            quiet_hours=quiet,
+            **{name: value for name, value in shown.items() if name not in self._locked},
             muted_projects=frozenset((self._base.muted_projects - listed) | muted),
         )
 
     def _changed(self) -> None:
-        self.sound_check.setEnabled(self.toasts_check.isChecked())
-        quiet = self.quiet_hours_check.isChecked()
+        self.sound_check.setEnabled(self.toasts_check.isChecked() and "sound" not in self._locked)
+        quiet = self.quiet_hours_check.isChecked() and "quiet_hours" not in self._locked
         self.quiet_from_edit.setEnabled(quiet)
         self.quiet_to_edit.setEnabled(quiet)
         self.apply_button.setEnabled(self.preferences() != self._applied)

@@ -59,6 +59,7 @@ from tray_app.net.errors import (
     error_from_transport,
     redact,
 )
+from tray_app.net.transport import Transport
 
 PASSWORD = "demo"
 
@@ -256,7 +257,9 @@ async def test_concurrent_calls_after_a_cold_start_share_one_refresh(
     transport = CountingTransport()
     log = TokenLog()
     calls = 20
-    async with ApiClient(demo_server.url, transport=transport, on_tokens_changed=log) as client:
+    async with ApiClient(
+        demo_server.url, http_transport=transport, on_tokens_changed=log
+    ) as client:
         client.restore(seed.refresh)  # no access token yet: every call needs a refresh
         results = await asyncio.gather(*(client.unread_count() for _ in range(calls)))
     # Had two refreshes run, the second would have presented a rotated-away token
@@ -282,7 +285,9 @@ async def test_a_refused_access_token_costs_one_refresh_for_all_callers(
     transport = CountingTransport()
     log = TokenLog()
     calls = 20
-    async with ApiClient(demo_server.url, transport=transport, on_tokens_changed=log) as client:
+    async with ApiClient(
+        demo_server.url, http_transport=transport, on_tokens_changed=log
+    ) as client:
         # Unexpired by its claims, so the client sends it; the server refuses it (401).
         client.restore(seed.refresh, access_token=tampered(seed.access))
         results = await asyncio.gather(*(client.me() for _ in range(calls)))
@@ -449,20 +454,18 @@ async def test_certificate_checks(tmp_path: Path) -> None:
         assert_safe(untrusted.value, [PASSWORD])
         assert server.requests == []  # nothing was sent over the refused connection
 
-        # Trusting the certificate (a CA bundle path, or a context) lets the same call through.
-        async with ApiClient(server.url, verify=str(certificate.cert_path)) as client:
+        # Trusting the certificate (as a CA bundle) lets the same call through.
+        trusted = Transport(ca_bundle=certificate.cert_path)
+        async with ApiClient(server.url, transport=trusted) as client:
             tokens = await client.login("alice", PASSWORD)
         assert tokens.refresh == "r.s.t"
-        context = ssl.create_default_context(cafile=certificate.cert_path)
-        async with ApiClient(server.url, verify=context) as client:
-            await client.login("alice", PASSWORD)
-        assert len(server.requests) == 2
+        assert len(server.requests) == 1
         assert server.requests[0].headers["user-agent"] == f"tray-notifier/{tray_app.__version__}"
 
     other = self_signed_certificate(tmp_path, dns_names=["tray.example.com"])
     async with (
         ScriptedServer(_token_pair_answer, other.server_context()) as server,
-        ApiClient(server.url, verify=str(other.cert_path)) as client,
+        ApiClient(server.url, transport=Transport(ca_bundle=other.cert_path)) as client,
     ):
         with pytest.raises(TlsFailure) as mismatch:
             await client.login("alice", PASSWORD)
@@ -498,11 +501,15 @@ def _proxy_refusal(_request: ScriptedRequest) -> bytes:
 async def test_a_refusing_proxy_is_proxy_failure() -> None:
     async with ScriptedServer(_proxy_refusal) as proxy:
         # https: the client asks the proxy for a tunnel (CONNECT) and is refused.
-        async with ApiClient("https://tray.example.com", proxy=proxy.url) as client:
+        async with ApiClient(
+            "https://tray.example.com", transport=Transport(proxy=proxy.url)
+        ) as client:
             with pytest.raises(ProxyFailure) as tunnel:
                 await client.login("alice", PASSWORD)
         # http: the proxy forwards requests itself, and answers this one with 407.
-        async with ApiClient("http://tray.example.com", proxy=proxy.url) as client:
+        async with ApiClient(
+            "http://tray.example.com", transport=Transport(proxy=proxy.url)
+        ) as client:
             with pytest.raises(ProxyFailure) as forward:
                 await client.login("alice", PASSWORD)
         assert [request.method for request in proxy.requests] == ["CONNECT", "POST"]
@@ -511,7 +518,7 @@ async def test_a_refusing_proxy_is_proxy_failure() -> None:
         assert_safe(error, [PASSWORD])
 
     nowhere = f"http://127.0.0.1:{free_port()}"
-    async with ApiClient("https://tray.example.com", proxy=nowhere) as client:
+    async with ApiClient("https://tray.example.com", transport=Transport(proxy=nowhere)) as client:
         with pytest.raises(ProxyFailure) as unreachable:
             await client.login("alice", PASSWORD)
     assert unreachable.value.code == "proxy_unreachable"

@@ -35,6 +35,7 @@ from tray_app.net.live import (
     StateChange,
     websocket_connector,
 )
+from tray_app.net.transport import Transport
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,7 +107,7 @@ async def scripted_server(
 
     async with serve(handler, "127.0.0.1", 0, process_request=record) as server:
         port = server.sockets[0].getsockname()[1]
-        real = websocket_connector(proxy=None)
+        real = websocket_connector(Transport(proxy="none"))
 
         def connect(url: str, headers: dict[str, str]) -> Any:
             return real(f"ws://127.0.0.1:{port}/ws/notifications/", headers)
@@ -136,7 +137,7 @@ async def test_connects_with_a_bearer_header_and_resumes_after_the_cursor(
 ):
     # Demo data gave alice notifications already: a cold start with cursor 0 must replay them.
     recorder = Recorder(cursor=0)
-    session = LiveSession(alice, recorder, connect=websocket_connector(proxy=None))
+    session = LiveSession(alice, recorder, connect=websocket_connector(Transport(proxy="none")))
     task = await run_session(session)
     await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
     first_hello = recorder.of(protocol.Hello)[0]
@@ -172,7 +173,7 @@ async def test_a_server_restart_is_followed_by_a_reconnect_and_resume(server_fac
     async with ApiClient(server.url) as api:
         await api.login("alice", "demo")
         recorder = Recorder()
-        session = LiveSession(api, recorder, connect=websocket_connector(proxy=None))
+        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
         task = await run_session(session)
         await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
         before = recorder.position
@@ -367,7 +368,7 @@ async def test_a_frozen_server_is_noticed_by_the_heartbeat(
     session = LiveSession(
         alice,
         recorder,
-        connect=websocket_connector(proxy=None),
+        connect=websocket_connector(Transport(proxy="none")),
         ping_interval=0.5,
         pong_timeout=1.0,
     )
@@ -449,7 +450,7 @@ async def test_login_required_when_the_refresh_is_rejected_then_no_more_attempts
     async with ApiClient(server.url) as api:
         await api.login("alice", "demo")
         recorder = Recorder()
-        session = LiveSession(api, recorder, connect=websocket_connector(proxy=None))
+        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
         task = await run_session(session)
         await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
         # Revoke the session's refresh token behind its back (an admin ended the session).

@@ -9,21 +9,29 @@ The end-to-end tests on Xvfb with xfce4-panel and xfce4-notifyd cover the real d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import qasync
+from PySide6.QtWidgets import QSystemTrayIcon
 
-from tests.fixtures.services import RunningServer
+from tests.fixtures.services import RunningServer, free_port
+from tray_app import autostart
 from tray_app.net.live import ConnectionState
+from tray_app.preferences import PREFERENCES_FILE
 from tray_app.ui.app import AppOptions, TrayApp
 
 WAIT = 20.0
-# The offscreen platform has no tray host; Qt says so when the icon is shown.
+# The offscreen platform has no tray host; Qt says so when the icon is shown. It cannot pass
+# a window's size hints on either, and says so when a laid-out window (a notice) is shown.
 pytestmark = pytest.mark.qt_log_ignore(
-    "No such signal QPlatformNativeInterface::systemTrayWindowChanged"
+    "No such signal QPlatformNativeInterface::systemTrayWindowChanged",
+    r"This plugin does not support propagateSizeHints",
 )
 
 
@@ -34,6 +42,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRAY_NOTIFIER_MANAGED_FILE", str(tmp_path / "no-managed.json"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    # The system-wide autostart entry an installed package puts in /etc/xdg stays out too.
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "etc-xdg"))
     return tmp_path
 
 
@@ -139,6 +149,196 @@ def test_a_wrong_saved_password_opens_the_login_with_plain_words(
         login.login_submitted.emit(demo_server.url, "alice", "demo", False)
         await until(lambda: app.account is not None)
         await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+# --- IT's managed configuration ------------------------------------------------------------
+
+
+def test_a_broken_managed_file_is_shown_and_the_app_still_works(
+    qtbot, demo_server: RunningServer, isolated: Path, monkeypatch: pytest.MonkeyPatch
+):
+    managed = isolated / "managed.json"
+    managed.write_text('{\n  "server_url": "https://it.example.com"\n  "sound": false\n}\n')
+    monkeypatch.setenv("TRAY_NOTIFIER_MANAGED_FILE", str(managed))
+    options = options_for(demo_server, isolated, password="demo")
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        # Offscreen Qt has no tray to carry a message: the notice is a window.
+        await until(lambda: app.managed_notice is not None and app.managed_notice.isVisible())
+        notice = app.managed_notice
+        assert notice is not None
+        shown = notice.text() + "\n" + notice.informativeText()
+        assert f"{managed}, line 3, column 3: not valid JSON" in shown
+        assert "safe defaults" in shown
+        # Nothing of the broken file applies: the app logs in to the user's own server.
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        assert app.account is not None
+        assert app.account.server_url == demo_server.url
+        assert app.preferences.sound is True
+        # The settings window keeps the message for later.
+        app.tray.settings_requested.emit()
+        dialog = app._settings_dialog
+        assert dialog.problems_label.isVisible()
+        assert f"{managed}, line 3" in dialog.problems_label.text()
+        dialog.close()
+        notice.accept()
+        await until(lambda: app.managed_notice is None)
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+def test_the_managed_file_sets_server_and_locks_that_stay_locked(
+    qtbot, demo_server: RunningServer, isolated: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The app finds its server only through the managed file (its own address points at a
+    closed port), starts at login because IT locked it, and a settings result that tries to
+    change a locked key changes neither what is in force nor the user's file."""
+    managed = isolated / "managed.json"
+    managed.write_text(
+        json.dumps(
+            {
+                "server_url": demo_server.url,
+                "start_at_login": True,
+                "sound": False,
+                "quiet_hours": {"value": ["22:00", "07:00"], "locked": False},
+                "toasts_enabled": "sometimes",
+            },
+            indent=2,
+        )
+    )
+    monkeypatch.setenv("TRAY_NOTIFIER_MANAGED_FILE", str(managed))
+    options = dataclasses.replace(
+        options_for(demo_server, isolated, password="demo"),
+        server_url=f"http://127.0.0.1:{free_port()}",
+    )
+    entry = Path(autostart.location())
+    assert entry.is_relative_to(isolated)
+    assert not entry.exists()
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        assert app.account is not None
+        assert app.account.server_url == demo_server.url
+        assert autostart.is_enabled()  # IT's locked start-at-login, applied at start
+        notice = app.managed_notice
+        assert notice is not None
+        lines = managed.read_text().splitlines()
+        line = next(n for n, text in enumerate(lines, 1) if '"toasts_enabled"' in text)
+        assert f'{managed}, line {line}: "toasts_enabled": expected true or false' in (
+            notice.informativeText()
+        )
+        assert app.preferences.sound is False
+        assert app.preferences.quiet_hours is not None  # IT's default, the user chose none
+
+        app.tray.settings_requested.emit()
+        dialog = app._settings_dialog
+        assert not dialog.sound_check.isEnabled()
+        assert not dialog.start_at_login_check.isEnabled()
+        # A result that says otherwise for the locked keys, and turns quiet hours off.
+        forged = dataclasses.replace(
+            dialog.preferences(), sound=True, start_at_login=False, quiet_hours=None
+        )
+        dialog.preferences_changed.emit(forged)
+        assert app.preferences.sound is False
+        assert app.preferences.start_at_login is True
+        assert app.preferences.quiet_hours is None  # unlocked: the user's choice wins
+        assert autostart.is_enabled()
+        saved = json.loads((options.config_dir / PREFERENCES_FILE).read_text())
+        assert saved == {"quiet_hours": None}
+        dialog.close()
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+def test_a_packaged_autostart_entry_shows_as_on_and_the_user_can_switch_it_off(
+    qtbot, isolated: Path
+):
+    """The .deb installs a system-wide autostart entry: the settings show start-at-login
+    on (the entry is the truth, not a preference saved before the package came), and
+    switching it off hides the package's entry for this user only."""
+    system_entry = isolated / "etc-xdg" / "autostart" / autostart.DESKTOP_FILE_NAME
+    system_entry.parent.mkdir(parents=True)
+    system_entry.write_text(autostart.desktop_entry(["/usr/bin/tray-notifier"]))
+    options = AppOptions(
+        server_url=f"http://127.0.0.1:{free_port()}",
+        username="",
+        data_dir=isolated / "data",
+        config_dir=isolated / "config",
+        password=None,
+        session_only=True,
+    )
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.login is not None)
+        assert app.preferences.start_at_login is True
+        app.tray.settings_requested.emit()
+        dialog = app._settings_dialog
+        assert dialog.start_at_login_check.isEnabled()
+        assert dialog.start_at_login_check.isChecked()
+        dialog.start_at_login_check.setChecked(False)
+        dialog.preferences_changed.emit(dialog.preferences())
+        dialog.close()
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+    assert not autostart.is_enabled()
+    assert "Hidden=true" in Path(autostart.location()).read_text()
+    assert system_entry.is_file()  # the package's file is not the app's to remove
+
+
+def test_with_a_tray_the_problem_is_a_tray_message(
+    qtbot, isolated: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Offscreen Qt has no tray host, so one is declared available and the tray icon's
+    showMessage is recorded (the desktop end-to-end tests show real tray messages)."""
+    managed = isolated / "managed.json"
+    managed.mkdir()
+    monkeypatch.setenv("TRAY_NOTIFIER_MANAGED_FILE", str(managed))
+    messages: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
+    monkeypatch.setattr(QSystemTrayIcon, "supportsMessages", lambda _self: True)
+    monkeypatch.setattr(QSystemTrayIcon, "showMessage", lambda _self, *a: messages.append(a))
+    options = AppOptions(
+        server_url=f"http://127.0.0.1:{free_port()}",
+        username="",
+        data_dir=isolated / "data",
+        config_dir=isolated / "config",
+        session_only=True,
+    )
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.login is not None and app.login.isVisible())
+        assert app.managed_notice is None
+        assert len(messages) == 1
+        title, body, icon = messages[0]
+        assert "IT department" in title
+        assert body.startswith(f"{managed}: it is a directory, not a file")
+        assert icon == QSystemTrayIcon.MessageIcon.Warning
         app.quit()
         async with asyncio.timeout(WAIT):
             await running

@@ -121,6 +121,14 @@ def test_managed_server_is_read_only_with_a_note(qtbot: QtBot) -> None:
     assert dialog.focusWidget() is dialog.username_edit  # the locked field is skipped
     QTest.keyClicks(dialog.server_edit, "evil")
     assert dialog.server_edit.text() == "https://it.example.com"
+    assert dialog.server_edit.toolTip() == MANAGED_NOTE
+    assert not dialog.server_edit.isClearButtonEnabled()
+    # A login attempt that fails (busy, then an error) leaves the address locked.
+    dialog.set_busy(True)
+    dialog.show_error("Wrong password.")
+    assert dialog.server_edit.isReadOnly()
+    QTest.keyClicks(dialog.server_edit, "evil")
+    assert dialog.server_edit.text() == "https://it.example.com"
 
 
 def test_unusable_keyring_disables_remember_me_and_says_why(qtbot: QtBot) -> None:

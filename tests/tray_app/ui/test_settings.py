@@ -1,4 +1,5 @@
-"""The settings dialog edits a copy of the preferences and emits the new value on OK/Apply."""
+"""The settings dialog edits a copy of the preferences and emits the new value on OK/Apply;
+settings IT locked are disabled, say so, and never change; what IT set is listed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QCheckBox, QDialogButtonBox, QLabel, QListWidgetItem
 from pytestqt.qtbot import QtBot
 
-from tray_app.preferences import Preferences
+from tray_app.managed import MANAGED_NOTE, ManagedConfig, parse_managed_config
+from tray_app.preferences import Preferences, SavedPreferences
 from tray_app.ui.settings import SettingsDialog, describe_dnd
 
 # The offscreen platform plugin cannot pass a window's size hints on and says so
@@ -26,9 +28,12 @@ PROJECTS = [(1, "Mobile App"), (2, "Website"), (3, HOSTILE)]
 
 
 def _dialog(
-    qtbot: QtBot, preferences: Preferences, projects: list[tuple[int, str]] = PROJECTS
+    qtbot: QtBot,
+    preferences: Preferences,
+    projects: list[tuple[int, str]] = PROJECTS,
+    managed: ManagedConfig | None = None,
 ) -> SettingsDialog:
-    dialog = SettingsDialog(preferences, projects, now=lambda: NOW)
+    dialog = SettingsDialog(preferences, projects, managed=managed, now=lambda: NOW)
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
@@ -202,3 +207,137 @@ def test_screenshot_is_not_blank(qtbot: QtBot, tmp_path: Path) -> None:
         image.pixel(x, y) for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
     }
     assert len(colours) > 20
+
+
+# --- settings IT manages -----------------------------------------------------------------
+
+MANAGED_FILE = Path("/etc/xdg/tray-notifier/managed.json")
+LOCKING = parse_managed_config(
+    """{
+  "server_url": "https://notify.example.com",
+  "start_at_login": true,
+  "sound": false,
+  "quiet_hours": ["21:00", "06:00"],
+  "toasts_enabled": {"value": true, "locked": false},
+  "proxy": "http://bob:hunter2@proxy.example.com:3128"
+}""",
+    MANAGED_FILE,
+)
+
+
+def _locked_dialog(qtbot: QtBot) -> tuple[SettingsDialog, Preferences]:
+    # The app opens the dialog on the effective preferences: IT's values already applied.
+    effective = LOCKING.effective_preferences(SavedPreferences().choose(toasts_enabled=True))
+    return _dialog(qtbot, effective, managed=LOCKING), effective
+
+
+def test_locked_settings_are_disabled_with_a_visible_note(qtbot: QtBot) -> None:
+    dialog, _effective = _locked_dialog(qtbot)
+    assert dialog.start_at_login_check.isChecked()
+    assert not dialog.sound_check.isChecked()
+    assert dialog.quiet_from_edit.time() == QTime(21, 0)
+    for widget in (
+        dialog.start_at_login_check,
+        dialog.sound_check,
+        dialog.quiet_hours_check,
+        dialog.quiet_from_edit,
+        dialog.quiet_to_edit,
+    ):
+        assert not widget.isEnabled(), widget
+        assert widget.toolTip() == MANAGED_NOTE
+    assert set(dialog.locked_notes) == {"start_at_login", "sound", "quiet_hours"}
+    for note in dialog.locked_notes.values():
+        assert note.isVisible()
+        assert note.text() == note.toolTip() == MANAGED_NOTE
+    # An unlocked default stays the user's to change, without a note.
+    assert dialog.toasts_check.isEnabled()
+    assert "toasts_enabled" not in dialog.locked_notes
+    # Turning pop-ups off and on again must not re-enable the locked sound box.
+    _toggle(dialog.toasts_check)
+    _toggle(dialog.toasts_check)
+    assert not dialog.sound_check.isEnabled()
+
+
+def test_a_click_on_a_locked_setting_changes_nothing(qtbot: QtBot) -> None:
+    dialog, effective = _locked_dialog(qtbot)
+    _toggle(dialog.start_at_login_check)
+    assert dialog.start_at_login_check.isChecked()
+    assert dialog.preferences() == effective
+    assert not dialog.apply_button.isEnabled()
+
+
+def test_locked_values_survive_widgets_set_from_code(qtbot: QtBot) -> None:
+    dialog, effective = _locked_dialog(qtbot)
+    # Bypass the disabled widgets: set them the way code (or an accessibility tool) could.
+    dialog.start_at_login_check.setChecked(False)
+    dialog.sound_check.setChecked(True)
+    dialog.quiet_hours_check.setChecked(False)
+    dialog.quiet_from_edit.setTime(QTime(1, 0))
+    assert dialog.preferences() == effective
+    assert not dialog.apply_button.isEnabled()
+    # An unlocked change next to them goes out alone.
+    _toggle(dialog.toasts_check)
+    with qtbot.waitSignal(dialog.preferences_changed, timeout=1000) as blocker:
+        _click(dialog, QDialogButtonBox.StandardButton.Ok)
+    assert blocker.args[0] == dataclasses.replace(effective, toasts_enabled=False)
+
+
+def test_a_forged_result_does_not_change_the_effective_value() -> None:
+    """Whatever a dialog's result says about a locked key, the app's rule keeps IT's value
+    in force and out of the user's file (the app applies results through these two calls)."""
+    saved = SavedPreferences()
+    effective = LOCKING.effective_preferences(saved)
+    forged = dataclasses.replace(effective, start_at_login=False, sound=True, quiet_hours=None)
+    after = LOCKING.record_choices(saved, forged)
+    assert after == saved
+    assert LOCKING.effective_preferences(after) == effective
+
+
+def test_the_managed_section_lists_what_it_set_and_the_file(qtbot: QtBot) -> None:
+    dialog, _effective = _locked_dialog(qtbot)
+    assert dialog.managed_box.isVisible()
+    assert dialog.managed_label.text().splitlines() == [
+        "Server address: https://notify.example.com",
+        "Start when you log in: on",
+        "Sound with pop-ups: off",
+        "Quiet hours: 21:00 to 06:00",
+        "Pop-ups: on (a default you can change)",
+        "Proxy: http://bob:***@proxy.example.com:3128",
+    ]
+    texts = [label.text() for label in dialog.findChildren(QLabel)]
+    assert f"From {MANAGED_FILE}" in texts
+    assert not any("hunter2" in text for text in texts)
+    assert not dialog.problems_label.isVisible()
+
+
+def test_problems_in_the_managed_file_are_listed(qtbot: QtBot) -> None:
+    managed = parse_managed_config(
+        '{\n  "sound": "loud",\n  "start_at_login": true\n}', MANAGED_FILE
+    )
+    dialog = _dialog(qtbot, managed.effective_preferences(Preferences()), managed=managed)
+    assert dialog.problems_label.isVisible()
+    assert f"{MANAGED_FILE}, line 2:" in dialog.problems_label.text()
+    assert dialog.managed_label.text() == "Start when you log in: on"
+
+
+def test_nothing_managed_shows_no_managed_section(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, Preferences())
+    assert not dialog.managed_box.isVisible()
+    assert dialog.locked_notes == {}
+    assert all(
+        widget.isEnabled()
+        for widget in (dialog.start_at_login_check, dialog.sound_check, dialog.quiet_hours_check)
+    )
+
+
+def test_locked_screenshot_is_not_blank(qtbot: QtBot, tmp_path: Path) -> None:
+    dialog, _effective = _locked_dialog(qtbot)
+    image: QImage = dialog.grab().toImage()
+    assert image.save(str(tmp_path / "settings-managed.png"))
+    colours = {
+        image.pixel(x, y) for y in range(0, image.height(), 2) for x in range(0, image.width(), 2)
+    }
+    assert len(colours) > 20
+    # Every note is shown whole, not cut off at the dialog's edge.
+    for note in dialog.locked_notes.values():
+        assert note.width() >= note.sizeHint().width(), note.text()

@@ -1,0 +1,221 @@
+"""Settings from the environment: the embedded default as it always was, and what
+production mode (``TRAY_ENV=production``, backend/config/production.py) demands and sets.
+
+The checks are pure functions over an environment mapping; the settings module's
+reaction to them is seen in a subprocess, since it reads ``os.environ`` once at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.config import production
+from tests.fixtures.services import REPO_ROOT
+
+GOOD_KEY = secrets.token_urlsafe(50)
+GOOD = {"DJANGO_SECRET_KEY": GOOD_KEY, "TRAY_ALLOWED_HOSTS": "notify.example.com"}
+
+
+def test_a_good_production_environment_has_no_problems():
+    assert production.production_problems(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (None, "DJANGO_SECRET_KEY is not set"),
+        ("", "DJANGO_SECRET_KEY is not set"),
+        ("   ", "DJANGO_SECRET_KEY is not set"),
+        ("k" * 49, "too short or too plain (49 characters)"),
+        ("abcd" * 20, "too short or too plain (80 characters)"),  # 4 distinct characters
+    ],
+)
+def test_secret_key_problems_name_the_variable_and_how_to_make_one(
+    value: str | None, fragment: str
+):
+    problem = production.secret_key_problem(value)
+    assert problem is not None
+    assert fragment in problem
+    assert production.MAKE_SECRET_KEY in problem
+    assert "\n" not in problem
+
+
+def test_a_50_character_random_key_is_accepted():
+    assert production.secret_key_problem(secrets.token_urlsafe(38)[:50]) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (None, "TRAY_ALLOWED_HOSTS is not set"),
+        (" , ", "TRAY_ALLOWED_HOSTS is not set"),
+        ("*", "must not be '*'"),
+        ("notify.example.com,*", "must not be '*'"),
+    ],
+)
+def test_allowed_hosts_problems(value: str | None, fragment: str):
+    problem = production.allowed_hosts_problem(value)
+    assert problem is not None
+    assert fragment in problem
+
+
+@pytest.mark.parametrize("value", ["notify.example.com", ".example.com, 10.0.0.5"])
+def test_named_hosts_are_accepted(value: str):
+    assert production.allowed_hosts_problem(value) is None
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
+def test_debug_is_refused(value: str):
+    problem = production.debug_problem(value)
+    assert problem is not None
+    assert problem.startswith("TRAY_DEBUG must be off")
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "off", "false"])
+def test_debug_off_is_fine(value: str | None):
+    assert production.debug_problem(value) is None
+
+
+@pytest.mark.parametrize("value", [None, "", "127.0.0.1", "127.0.0.1, ::1", "10.0.0.0/8", "*"])
+def test_forwarded_allow_ips_accepts_addresses_and_networks(value: str | None):
+    assert production.forwarded_allow_ips_problem(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "bad"), [("proxy.internal", "proxy.internal"), ("127.0.0.1,10.0.0.0/33", "/33")]
+)
+def test_forwarded_allow_ips_refuses_names_and_bad_networks(value: str, bad: str):
+    problem = production.forwarded_allow_ips_problem(value)
+    assert problem is not None
+    assert problem.startswith("TRAY_FORWARDED_ALLOW_IPS must list IP addresses")
+    assert bad in problem
+
+
+def test_every_problem_is_reported_at_once_in_a_stable_order():
+    problems = production.production_problems({"TRAY_ALLOWED_HOSTS": "*", "TRAY_DEBUG": "1"})
+    assert [problem.split(" ", 1)[0] for problem in problems] == [
+        "DJANGO_SECRET_KEY",
+        "TRAY_ALLOWED_HOSTS",
+        "TRAY_DEBUG",
+    ]
+
+
+def _settings_in_subprocess(tmp_path: Path, env: dict[str, str]) -> dict[str, object]:
+    """Import the product's settings with exactly ``env`` and return some of them."""
+    script = (
+        "import json\n"
+        # Django's settings object: the module's values over Django's defaults.
+        "from django.conf import settings as s\n"
+        "print(json.dumps({name: getattr(s, name) for name in ("
+        "'PRODUCTION', 'DEBUG', 'ALLOWED_HOSTS', 'SECRET_KEY', 'SESSION_COOKIE_SECURE', "
+        "'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', "
+        "'CSRF_TRUSTED_ORIGINS', 'FORWARDED_ALLOW_IPS', 'REDIS_URL', "
+        "'SECURE_PROXY_SSL_HEADER')}"
+        " | {'DB': s.DATABASES['default']['ENGINE']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "TRAY_DATA_DIR": str(tmp_path / "data"),
+            "DJANGO_SETTINGS_MODULE": "backend.config.settings",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    values: dict[str, object] = json.loads(result.stdout)
+    return values
+
+
+def test_the_embedded_default_is_unchanged(tmp_path: Path):
+    """No variable at all: a generated key, any host, nothing of production."""
+    values = _settings_in_subprocess(tmp_path, {})
+    key_file = tmp_path / "data" / "secret_key"
+    assert values == {
+        "PRODUCTION": False,
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ["*"],
+        "SECRET_KEY": key_file.read_text().strip(),
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
+        "SECURE_HSTS_SECONDS": 0,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+        "CSRF_TRUSTED_ORIGINS": [],
+        # What uvicorn trusted by default before the setting existed.
+        "FORWARDED_ALLOW_IPS": "127.0.0.1,::1",
+        "REDIS_URL": "",
+        "SECURE_PROXY_SSL_HEADER": None,
+        "DB": "django.db.backends.sqlite3",
+    }
+
+
+def test_production_settings_for_a_reverse_proxy(tmp_path: Path):
+    values = _settings_in_subprocess(
+        tmp_path,
+        {
+            "TRAY_ENV": "production",
+            **GOOD,
+            "TRAY_ALLOWED_HOSTS": "notify.example.com, notify",
+            "DATABASE_URL": "postgres://tray:secret@db.internal:5432/tray",
+            "REDIS_URL": "redis://redis.internal:6379/0",
+            "TRAY_FORWARDED_ALLOW_IPS": "10.0.0.2",
+            "TRAY_CSRF_TRUSTED_ORIGINS": "https://notify.example.com",
+            "TRAY_HSTS_SECONDS": "31536000",
+        },
+    )
+    assert values == {
+        "PRODUCTION": True,
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ["notify.example.com", "notify"],
+        "SECRET_KEY": GOOD_KEY,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+        "CSRF_TRUSTED_ORIGINS": ["https://notify.example.com"],
+        "FORWARDED_ALLOW_IPS": "10.0.0.2",
+        "REDIS_URL": "redis://redis.internal:6379/0",
+        # Not Django's header check: it would believe X-Forwarded-Proto from anyone.
+        # uvicorn sets the scheme from trusted proxies only (tests/e2e/test_deploy.py).
+        "SECURE_PROXY_SSL_HEADER": None,
+        "DB": "django.db.backends.postgresql",
+    }
+    # No generated key file: production takes its key from the environment only.
+    assert not (tmp_path / "data" / "secret_key").exists()
+
+
+def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_path: Path):
+    """Loaded by something other than the CLI, the settings still refuse, with Django's
+    own exception and the same sentence."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import backend.config.settings"],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "TRAY_DATA_DIR": str(tmp_path / "data"),
+            "TRAY_ENV": "production",
+            "TRAY_ALLOWED_HOSTS": "notify.example.com",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY")
+    assert not (tmp_path / "data" / "secret_key").exists()
