@@ -37,6 +37,7 @@ WAIT = 20.0
 # Long enough to catch a ticker (250 ms: 12 wakeups), short beside the 15 s heartbeats.
 IDLE_WINDOW = 3.0
 IDLE_WAKEUPS_ALLOWED = 6
+SETTLE_WINDOW = 0.5
 
 
 def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
@@ -221,6 +222,15 @@ def test_the_idle_app_sleeps_until_a_signal_ends_it(
         wait_for(caught_up, what=f"the app's store to reach seq {latest}")
         # The keyring was opened off the GUI thread, on the app's own small executor.
         assert "_QThreadWorker" not in thread_names(process.pid)
+
+        def settled() -> bool:
+            # The cursor is stored before the tray, menu and toasts follow it; the app must
+            # then go quiet by itself (a loop that never settles fails this wait).
+            before = voluntary_switches(process.pid, process.pid)
+            time.sleep(SETTLE_WINDOW)  # a measurement window, not a wait for a condition
+            return voluntary_switches(process.pid, process.pid) - before <= 1
+
+        wait_for(settled, what="the app's main thread to go quiet after the catch-up")
         before = voluntary_switches(process.pid, process.pid)
         time.sleep(IDLE_WINDOW)  # a measurement window, not a wait for a condition
         wakeups = voluntary_switches(process.pid, process.pid) - before

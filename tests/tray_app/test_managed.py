@@ -3,7 +3,7 @@ line in the message), the precedence of locked and unlocked keys over the user's
 preferences, and where the file is looked for on each platform.
 
 Everything reads real files in a temporary directory; the permission test runs the loader
-as another user (``setpriv``) when the tests run as root, since root reads any file.
+without root's file-permission bypass (``setpriv``) when the tests run as root.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -306,37 +304,27 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     assert config.is_locked("sound")
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory every user may enter (pytest's own is private to its owner)."""
-    directory = Path(tempfile.mkdtemp(prefix="managed-"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
-
-
-def _problems_as_another_user(path: Path) -> list[str]:
-    """The problems another user's app would see: root reads every file, so as root the
-    loader runs in a child process as ``nobody``."""
+def _problems_without_root_privilege(path: Path) -> list[str]:
+    """The problems a user's app would see. Root reads every file, so as root the loader runs
+    in a child process that keeps uid 0 but loses the capabilities that bypass file
+    permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): a mode 000 file is then as closed
+    to it as to anyone, while this checkout stays readable wherever CI cloned it."""
     if os.geteuid() != 0:
         return list(load_managed_config(path).problems)
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.fail("setpriv (util-linux) is needed to read a file as another user")
+        pytest.fail("setpriv (util-linux) is needed to drop root's file-permission bypass")
     script = (
         "import json, sys; from pathlib import Path; "
         "from tray_app.managed import load_managed_config; "
         "print(json.dumps(list(load_managed_config(Path(sys.argv[1])).problems)))"
     )
-    as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    unprivileged = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
     result = subprocess.run(
-        [*as_nobody, sys.executable, "-c", script, str(path)],
+        [*unprivileged, sys.executable, "-c", script, str(path)],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=path.parent,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"},
         check=False,
     )
@@ -345,26 +333,30 @@ def _problems_as_another_user(path: Path) -> list[str]:
     return problems
 
 
-def test_a_file_the_user_cannot_read(shared_dir: Path) -> None:
-    path = write(shared_dir / "managed.json", '{"server_url": "https://a.example"}')
-    path.chmod(0o600)
-    assert _problems_as_another_user(path) == [
+def test_a_file_the_user_cannot_read(tmp_path: Path) -> None:
+    path = write(tmp_path / "managed.json", '{"server_url": "https://a.example"}')
+    path.chmod(0o000)
+    assert _problems_without_root_privilege(path) == [
         f"{path}: it cannot be read (permission denied; every user must be able to read it); "
         "nothing in the file applies."
     ]
     path.chmod(0o644)  # and readable, the same file applies
-    assert _problems_as_another_user(path) == []
+    assert _problems_without_root_privilege(path) == []
 
 
-def test_a_file_in_a_directory_the_user_cannot_enter(shared_dir: Path) -> None:
-    inner = shared_dir / "private"
-    inner.mkdir(mode=0o700)
+def test_a_file_in_a_directory_the_user_cannot_enter(tmp_path: Path) -> None:
+    inner = tmp_path / "private"
+    inner.mkdir()
     path = write(inner / "managed.json", "{}")
-    # Not "missing": IT meant something to apply, so the user is told.
-    assert _problems_as_another_user(path) == [
-        f"{path}: it cannot be read (permission denied; every user must be able to read it); "
-        "nothing in the file applies."
-    ]
+    inner.chmod(0o000)
+    try:
+        # Not "missing": IT meant something to apply, so the user is told.
+        assert _problems_without_root_privilege(path) == [
+            f"{path}: it cannot be read (permission denied; every user must be able to read "
+            "it); nothing in the file applies."
+        ]
+    finally:
+        inner.chmod(0o700)  # so pytest can clean up
 
 
 def test_a_ca_bundle_is_checked_for_certificates(tmp_path: Path) -> None:
