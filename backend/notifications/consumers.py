@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import deque
 from typing import Any
 
@@ -28,7 +27,6 @@ from django.conf import settings
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
-from backend.notifications.payloads import inbox_payload
 from backend.users.tokens import authenticate_access_token, read_access_token, token_user
 
 logger = logging.getLogger(__name__)
@@ -81,7 +79,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
-        self.socket_id = f"{self.hub.process_id}:{uuid.uuid4().hex[:12]}"
+        self.socket_id = self.hub.new_socket_id()
         self.token_expires_at = expires_at.timestamp()
         self._writer = asyncio.ensure_future(self._write_frames())
         # Registered before the state is read: a notification committed in between is
@@ -200,7 +198,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _catch_up(self) -> None:
         """Send every row above ``sent_seq`` from the database, in seq order, in batches."""
         batch: int = settings.TRAY["REPLAY_BATCH"]
-        read_rows = database_sync_to_async(selectors.inbox_after)
+        read_rows = database_sync_to_async(selectors.inbox_replay_after)
         replayed = 0
         # The replay covers (covered_from, sent_seq]: every row in that range goes out in this
         # run. caught_up says so, so that a client only lets through_seq move its cursor when
@@ -217,9 +215,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 if self._resume_to is not None:
                     continue
                 frames = [
-                    protocol.encode("notification_created", inbox_payload(row))
+                    protocol.encode("notification_created", row.payload)
                     for row in rows
-                    if row.deleted_at is None
+                    if row.payload is not None
                 ]
                 if rows:
                     self.sent_seq = rows[-1].seq

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import json
 import logging
 import time
@@ -82,6 +83,9 @@ class Hub:
 
     def __init__(self) -> None:
         self.process_id = uuid.uuid4().hex[:12]
+        # Socket ids: this process's random id and a counter (a uuid4 per socket cost a
+        # getrandom call on every connect of a reconnect storm).
+        self._socket_numbers = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sockets_by_user: dict[int, set[NotificationConsumer]] = {}
         self.watchers: dict[int, set[NotificationConsumer]] = {}
@@ -173,6 +177,10 @@ class Hub:
                 logger.exception("periodic hub job failed; retrying in %.1fs", interval)
 
     # -- sockets ------------------------------------------------------------
+
+    def new_socket_id(self) -> str:
+        """An id unique across every process and socket (presence keys it in Redis)."""
+        return f"{self.process_id}:{next(self._socket_numbers)}"
 
     def register(self, consumer: NotificationConsumer) -> None:
         self.sockets_by_user.setdefault(consumer.user_id, set()).add(consumer)

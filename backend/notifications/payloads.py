@@ -20,30 +20,98 @@ def _timestamp(value: datetime | None) -> str | None:
 def message_payload(message: Message) -> dict[str, Any]:
     """Everything about a notification that is the same for every recipient."""
     actor = message.actor
+    return _shared(
+        message.title,
+        message.message,
+        message.event_type,
+        message.priority,
+        message.url,
+        message.created_at,
+        None if actor is None else (actor.pk, actor.username, actor.first_name, actor.last_name),
+        message.project_id,
+        message.project_title,
+        message.data,
+    )
+
+
+def _shared(
+    title: str,
+    message: str,
+    event_type: str,
+    priority: str,
+    url: str,
+    created_at: datetime | None,
+    actor: tuple[int, str, str, str] | None,
+    project_id: int | None,
+    project_title: str,
+    data: Any,
+) -> dict[str, Any]:
     return {
-        "title": message.title,
-        "message": message.message,
-        "event_type": message.event_type,
-        "priority": message.priority,
-        "url": message.url,
-        "created_at": _timestamp(message.created_at),
+        "title": title,
+        "message": message,
+        "event_type": event_type,
+        "priority": priority,
+        "url": url,
+        "created_at": _timestamp(created_at),
         "actor": (
-            {
-                "id": actor.pk,
-                "username": actor.username,
-                "first_name": actor.first_name,
-                "last_name": actor.last_name,
+            None
+            if actor is None
+            else {
+                "id": actor[0],
+                "username": actor[1],
+                "first_name": actor[2],
+                "last_name": actor[3],
             }
-            if actor is not None
-            else None
         ),
-        "project": (
-            {"id": message.project_id, "title": message.project_title}
-            if message.project_id is not None
-            else None
-        ),
-        "data": message.data,
+        "project": ({"id": project_id, "title": project_title} if project_id is not None else None),
+        "data": data,
     }
+
+
+# The columns of one Inbox row with its message and actor, in the order
+# ``values_payload`` reads them: what a replay selects instead of model instances.
+PAYLOAD_COLUMNS = (
+    "id",
+    "seq",
+    "read_at",
+    "message__title",
+    "message__message",
+    "message__event_type",
+    "message__priority",
+    "message__url",
+    "message__created_at",
+    "message__actor_id",
+    "message__actor__username",
+    "message__actor__first_name",
+    "message__actor__last_name",
+    "message__project_id",
+    "message__project_title",
+    "message__data",
+)
+
+
+def values_payload(values: tuple[Any, ...]) -> dict[str, Any]:
+    """An Inbox row read as ``PAYLOAD_COLUMNS`` values, in ``inbox_payload``'s shape.
+
+    A replay of thousands of rows reads plain values: building a model instance per
+    row (and its init signals) cost more than the query itself.
+    """
+    (inbox_id, seq, read_at, title, message, event_type, priority, url, created_at) = values[:9]
+    actor_id, username, first_name, last_name, project_id, project_title, data = values[9:]
+    actor = None if actor_id is None else (actor_id, username, first_name, last_name)
+    shared = _shared(
+        title,
+        message,
+        event_type,
+        priority,
+        url,
+        created_at,
+        actor,
+        project_id,
+        project_title,
+        data,
+    )
+    return recipient_payload(shared, inbox_id=inbox_id, seq=seq, read_at=read_at)
 
 
 def recipient_payload(

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 
 from backend.errors import InvalidInput, NotFound
 from backend.notifications.models import Inbox, InboxSequence
+from backend.notifications.payloads import PAYLOAD_COLUMNS, values_payload
 from backend.projects.models import Membership
 from backend.users.models import User
 
@@ -204,14 +205,30 @@ def inbox_list(
     return list(rows.order_by("-seq")[:limit])
 
 
-def inbox_after(*, user_id: int, after_seq: int, limit: int) -> list[Inbox]:
-    """Rows above a cursor in seq order, deleted ones included (the caller skips them
-    but still moves its cursor past them). One query: this is what resume costs."""
-    return list(
+@dataclass(frozen=True, slots=True)
+class ReplayRow:
+    """One row of a replay: its seq, and its payload (None for a deleted row, which the
+    client never sees but whose seq the replay still moves past)."""
+
+    seq: int
+    payload: dict[str, Any] | None
+
+
+def inbox_replay_after(*, user_id: int, after_seq: int, limit: int) -> list[ReplayRow]:
+    """Rows above a cursor in seq order, deleted ones included (the caller skips them but
+    still moves its cursor past them), as payloads read from plain values: one query and
+    no model instances, since this is what every resume costs."""
+    rows = (
         Inbox.objects.filter(user_id=user_id, seq__gt=after_seq)
-        .select_related("message", "message__actor")
-        .order_by("seq")[:limit]
+        .order_by("seq")
+        .values_list("deleted_at", *PAYLOAD_COLUMNS)[:limit]
     )
+    return [
+        ReplayRow(
+            seq=values[2], payload=None if values[0] is not None else values_payload(values[1:])
+        )
+        for values in rows
+    ]
 
 
 def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:

@@ -7,16 +7,18 @@ from typing import Any
 import pytest
 
 from backend.errors import InvalidInput, NotFound
+from backend.notifications.payloads import inbox_payload
 from backend.notifications.selectors import (
     MAX_SEQ,
     Audience,
     audience_user_ids,
     inbox_get,
     inbox_list,
+    inbox_replay_after,
     inbox_state,
     validate_seq,
 )
-from backend.notifications.services import inbox_delete, notification_create
+from backend.notifications.services import inbox_delete, inbox_mark_read, notification_create
 from backend.projects.models import Membership, Project
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +65,43 @@ def test_inbox_list_pages_both_ways_and_skips_deleted(make_user: Any) -> None:
     assert [row.seq for row in inbox_list(user_id=alice.pk, before_seq=4)] == [2, 1]
     deleted_too = inbox_list(user_id=alice.pk, include_deleted=True)
     assert [row.seq for row in deleted_too] == [5, 4, 3, 2, 1]
+
+
+def test_a_replay_reads_the_same_payloads_as_the_inbox_and_skips_deleted_rows(
+    make_user: Any,
+) -> None:
+    """The replay builds payloads from plain values; they must be exactly what REST's
+    inbox_payload builds from model instances, for every field and its absence."""
+    alice = make_user("alice", first_name="Alice", last_name="Liddell")
+    bob = make_user("bob")
+    notification_create(audience=Audience(users=(bob.pk,)), title="plain")
+    notification_create(
+        audience=Audience(users=(bob.pk,)),
+        title="full",
+        message="body",
+        event_type="task_assigned",
+        priority="urgent",
+        url="https://example.com/t/1",
+        actor=alice,
+        project_id=7,
+        project_title="Apollo",
+        data={"task": {"id": 3, "tags": ["a", "ü"]}},
+    )
+    notification_create(audience=Audience(users=(bob.pk,)), title="gone")
+    rows = inbox_list(user_id=bob.pk, include_deleted=True)
+    inbox_mark_read(user_id=bob.pk, ids=[rows[1].pk])
+    inbox_delete(user_id=bob.pk, ids=[rows[0].pk])
+
+    replay = inbox_replay_after(user_id=bob.pk, after_seq=0, limit=10)
+    assert [row.seq for row in replay] == [1, 2, 3]
+    assert replay[2].payload is None  # deleted: skipped, but the replay moves past its seq
+    expected = {row.seq: inbox_payload(row) for row in inbox_list(user_id=bob.pk)}
+    assert [row.payload for row in replay[:2]] == [expected[1], expected[2]]
+    assert replay[1].payload is not None
+    assert replay[1].payload["is_read"] is True
+    assert replay[1].payload["actor"]["username"] == "alice"
+    assert inbox_replay_after(user_id=bob.pk, after_seq=1, limit=1)[0].seq == 2
+    assert inbox_replay_after(user_id=alice.pk, after_seq=0, limit=10) == []
 
 
 def test_inbox_get_is_own_rows_only(make_user: Any) -> None:
