@@ -16,7 +16,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
 django.setup()
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
 from backend.notifications.hub import Hub  # noqa: E402
 from backend.notifications.routing import websocket_urlpatterns  # noqa: E402
@@ -51,7 +54,24 @@ class SharedThreadASGIHandler(ASGIHandler):
     connection: a publish request cost 9.0 ms of server CPU before and 6.2 ms
     after (bench/publish_throughput.py), and writers never contend inside a
     process. Throughput scales out with processes, not threads.
+
+    The whole middleware chain and the view then run synchronously in that
+    thread, entered once per request. Django's async path would hop threads
+    for every sync-only middleware (WhiteNoise) and twice for each
+    ``MiddlewareMixin`` one (``process_request``/``process_response`` each go
+    through ``sync_to_async``): about a dozen hops per API request, all for
+    synchronous code.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        synchronous = BaseHandler()
+        synchronous.load_middleware(is_async=False)
+        self._respond = sync_to_async(synchronous.get_response, thread_sensitive=True)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        response: HttpResponseBase = await self._respond(request)
+        return response
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
