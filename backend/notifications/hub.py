@@ -329,11 +329,21 @@ class Hub:
 
     async def _listen_redis(self) -> None:
         """One subscription per process; reconnects if Redis goes away."""
+        missed = False
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(REDIS_CHANNEL)
                     async for message in pubsub.listen():
+                        if message.get("type") == "subscribe" and missed:
+                            # Only now are new doorbells heard again: whatever was rung
+                            # while away (up to this moment) is in the database, so every
+                            # socket catches up from there.
+                            missed = False
+                            for consumer in [
+                                c for group in self.sockets_by_user.values() for c in group
+                            ]:
+                                consumer.request_catch_up()
                         if message.get("type") != "message":
                             continue
                         try:
@@ -346,10 +356,10 @@ class Hub:
                 raise
             except Exception:
                 logger.exception("lost the Redis doorbell; resubscribing in 1s")
-                # Sockets may have missed doorbells: each catches up from the database.
+                # Sockets may miss doorbells until the subscription is back; they catch
+                # up once it is (above), not before, or a doorbell rung in between is lost.
+                missed = True
                 await asyncio.sleep(1)
-                for consumer in [c for group in self.sockets_by_user.values() for c in group]:
-                    consumer.request_catch_up()
 
     async def _watch_database(self, after_id: int) -> None:
         """Embedded mode: notice notifications written by another process on the same

@@ -6,10 +6,14 @@ opened and closed, so tests drive it with numbers.
 Full jitter (a uniform draw between zero and the exponential bound) spreads a
 crowd of clients that lost the same server over the whole window instead of
 bunching them at its edge. The bound grows with each failed attempt and only
-drops back once a connection has *stayed* up for ``stable_after`` seconds: a
-server that accepts and then closes at once must not turn every client into a
-tight reconnect loop (the trap of websockets' own ``connect`` iterator, which
-resets after every successful handshake; shared/DESIGN.md).
+drops back once a connection has *stayed* up for ``stable_after`` seconds or
+has *served* (carried the server's answers beyond its greeting: see
+:meth:`Backoff.served`): a server that accepts and then closes at once must not
+turn every client into a tight reconnect loop (the trap of websockets' own
+``connect`` iterator, which resets after every successful handshake;
+shared/DESIGN.md). A server that is crashing and restarting every few seconds
+does serve between crashes, so its clients keep coming back within seconds
+instead of drifting out to the cap (tests/e2e/test_server_crashes.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Backoff:
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0
     _opened_at: float | None = None
+    _served: bool = False
 
     def bound(self) -> float:
         """The largest delay the next call to :meth:`next_delay` may return."""
@@ -53,14 +58,26 @@ class Backoff:
     def opened(self, now: float) -> None:
         """A connection opened (handshake done, hello received) at ``now``."""
         self._opened_at = now
+        self._served = False
+
+    def served(self) -> None:
+        """The open connection carried the server's answers beyond its greeting (a
+        notification, the end of a replay, a pong): a working server, not one that
+        accepts and closes. Its close then counts as a first failure again."""
+        if self._opened_at is not None:
+            self._served = True
 
     def closed(self, now: float) -> None:
-        """The open connection closed at ``now``; it resets the backoff if it lasted."""
-        if self._opened_at is not None and now - self._opened_at >= self.stable_after:
+        """The open connection closed at ``now``; it resets the backoff if it lasted or served."""
+        if self._opened_at is not None and (
+            self._served or now - self._opened_at >= self.stable_after
+        ):
             self.failures = 0
         self._opened_at = None
+        self._served = False
 
     def reset(self) -> None:
         """Start over: the network came back or the machine woke up."""
         self.failures = 0
         self._opened_at = None
+        self._served = False

@@ -392,6 +392,8 @@ class LiveSession:
             if frame is None:
                 continue
             replaying = self._replaying
+            if isinstance(frame, protocol.NotificationCreated | protocol.CaughtUp | protocol.Pong):
+                self._backoff.served()  # the server works: its next close is a first failure
             self._observe(frame)
             await self._deliver(frame, replaying=replaying)
 

@@ -55,3 +55,16 @@ def test_reset_on_wake_and_huge_failure_counts_stay_at_the_cap():
     assert backoff.bound() == 60
     backoff.reset()
     assert backoff.bound() == 0.5
+
+
+def test_a_connection_that_served_resets_it_even_if_short():
+    """A server killed every few seconds never keeps a socket up for stable_after; a socket
+    that delivered something still proves the server works, so the next retry comes fast
+    (tests/e2e/test_server_crashes.py found clients drifting to the 60 s cap)."""
+    backoff = Backoff(rng=random.Random(4), stable_after=30)
+    for _ in range(6):
+        backoff.next_delay()
+    backoff.opened(0)
+    backoff.served()
+    backoff.closed(2)
+    assert backoff.bound() == 0.5
