@@ -57,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.headless:
         return run_gui(args)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # At DEBUG, websockets logs its handshake headers: "Authorization: Bearer <token>".
+    from tray_app.logs import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
     from tray_app.headless import EXIT_USAGE, HeadlessOptions, run_headless
     from tray_app.managed import load_managed_config

@@ -64,8 +64,10 @@ _URGENCY_BY_PRIORITY: dict[str, Urgency] = {
     "urgent": "critical",
 }
 _URGENCY_RANK: dict[Urgency, int] = {"low": 0, "normal": 1, "critical": 2}
-# C0/C1 controls except tab and newline; they mean nothing on a toast.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls except tab and newline; they mean nothing on a toast. Also the bidi
+# embedding, override and isolate controls: a stray U+202E in a title would reverse the
+# rest of the toast (and spoof what it says); the plain RLM/LRM marks stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 

@@ -197,7 +197,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _catch_up(self) -> None:
         """Send every row above ``sent_seq`` from the database, in seq order, in batches."""
-        batch: int = settings.TRAY["REPLAY_BATCH"]
+        # A batch goes into the queue whole once it is at most half full, so it must fit
+        # in a quarter of it: a bigger one (TRAY_WS_SEND_QUEUE set below TRAY_REPLAY_BATCH)
+        # would close every resuming socket with 1013 and the client could never catch up.
+        batch: int = min(settings.TRAY["REPLAY_BATCH"], max(1, self._queue_limit // 4))
         read_rows = database_sync_to_async(selectors.inbox_replay_after)
         replayed = 0
         # The replay covers (covered_from, sent_seq]: every row in that range goes out in this
@@ -227,6 +230,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 replayed += len(frames)
                 if len(rows) < batch and not self._dirty:
                     break
+            while len(self._out) > self._queue_limit // 2 and not self._closed:
+                await self._drained.wait()
             self._enqueue(
                 [
                     protocol.encode(

@@ -26,6 +26,7 @@ import email.utils
 import json
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -668,8 +669,12 @@ class ApiClient:
                 transport=self._http_transport,
                 # Plain http never does TLS (redirects are not followed), so only an
                 # https server needs the trust settings, and a broken CA bundle is
-                # reported where it matters.
-                verify=self._transport.ssl_context() if secure else True,
+                # reported where it matters. For http, an empty context (it trusts no
+                # one, so it could only fail closed) instead of httpx's default, which
+                # loads certifi's ~150 CAs (~3 MB) into memory for nothing.
+                verify=self._transport.ssl_context()
+                if secure
+                else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
                 proxy=self._proxy,
                 # The proxy is resolved above (configuration > environment > system);
                 # httpx must not apply its own reading of the environment on top.

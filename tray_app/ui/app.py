@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
@@ -38,19 +38,36 @@ from tray_app.store.secrets import TokenVault
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.bridge import EngineBridge
-from tray_app.ui.history import HistoryWindow
-from tray_app.ui.login import LoginDialog
-from tray_app.ui.presence import PresenceWindow, last_seen_from_epoch, member_from_protocol
-from tray_app.ui.settings import SettingsDialog
 from tray_app.ui.toasts import Toaster
 from tray_app.ui.tray import MenuNotification, TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
+
+if TYPE_CHECKING:
+    # The windows and dialogs are imported where they are first opened: an app that sits
+    # in the tray never opens most of them and should not carry their code (B8 idle RSS).
+    from tray_app.ui.history import HistoryWindow
+    from tray_app.ui.login import LoginDialog
+    from tray_app.ui.presence import PresenceWindow
 
 logger = logging.getLogger(__name__)
 
 # The tray and the history follow the store at most this often while rows keep coming (a
 # catch-up stores a batch every few milliseconds); after a quiet spell, at once.
 REFRESH_INTERVAL_S = 0.1
+
+
+def web_link(server_url: str, url: str) -> str | None:
+    """The address "Open" may hand to the desktop: ``url`` resolved against the server,
+    and only when it is a web page. A ``file:``, ``javascript:`` or other scheme from a
+    server (or anyone who publishes through it) would otherwise run or reveal local things.
+    """
+    if not url:
+        return None
+    target = urljoin(server_url.rstrip("/") + "/", url.strip())
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return target
 
 
 @dataclass(frozen=True)
@@ -376,12 +393,16 @@ class TrayApp(QObject):
 
     def _presence_snapshot(self, snapshot: PresenceSnapshot) -> None:
         if self.presence is not None:
+            from tray_app.ui.presence import member_from_protocol
+
             members = [member_from_protocol(member) for member in snapshot.members]
             self.presence.show_snapshot(snapshot.project_id, members)
 
     def _presence_changed(self, change: PresenceChanged | PresenceUnsubscribed) -> None:
         if self.presence is None:
             return
+        from tray_app.ui.presence import last_seen_from_epoch
+
         if isinstance(change, PresenceUnsubscribed):
             self.presence.remove_project(change.project_id)
             return
@@ -461,8 +482,9 @@ class TrayApp(QObject):
         if account is None:
             return
         row = account.engine.inbox.get(notification_id)
-        if row is not None and row.url:
-            QDesktopServices.openUrl(QUrl(urljoin(account.server_url + "/", row.url)))
+        target = web_link(account.server_url, row.url) if row is not None else None
+        if target is not None:
+            QDesktopServices.openUrl(QUrl(target))
         self.mark_read([notification_id])
 
     def set_do_not_disturb(self, choice: str) -> None:
@@ -495,6 +517,8 @@ class TrayApp(QObject):
             self.show_login()
             return
         if self.history is None:
+            from tray_app.ui.history import HistoryWindow
+
             history = HistoryWindow(account.engine.inbox)
             history.mark_read_requested.connect(account.engine.mark_read)
             history.mark_unread_requested.connect(account.engine.mark_unread)
@@ -510,6 +534,8 @@ class TrayApp(QObject):
             self.show_login()
             return
         if self.presence is None:
+            from tray_app.ui.presence import PresenceWindow
+
             presence = PresenceWindow()
             presence.project_selected.connect(
                 lambda pid: self._spawn(account.engine.watch_presence(pid))
@@ -520,6 +546,8 @@ class TrayApp(QObject):
         _bring_forward(self.presence)
 
     def show_settings(self) -> None:
+        from tray_app.ui.settings import SettingsDialog
+
         projects = list(self.account.projects) if self.account else []
         dialog = SettingsDialog(self.preferences, projects, managed=self.managed)
         dialog.preferences_changed.connect(self._preferences_changed)
@@ -615,6 +643,8 @@ class TrayApp(QObject):
                 keyring_reason = self.vault.status.reason
             else:
                 keyring_reason = None
+            from tray_app.ui.login import LoginDialog
+
             login = LoginDialog(
                 server_url=self._server_url(),
                 username=self.options.username or self.settings.username,

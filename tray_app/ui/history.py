@@ -86,11 +86,14 @@ NO_MATCH_HINT: Final = "Try other words, or clear the filters."
 LOAD_FAILED_TEXT: Final = "Saved notifications cannot be read"
 
 _LINE_BREAKS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Bidi embedding, override and isolate controls: one unmatched U+202E in a title would
+# reverse everything painted after it on the row. Dropped; the plain RLM/LRM marks stay.
+_BIDI_CONTROLS: Final = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
 def single_line(text: str) -> str:
     """``text`` with line breaks and control characters folded into single spaces."""
-    return _LINE_BREAKS.sub(" ", text).strip()
+    return _LINE_BREAKS.sub(" ", _BIDI_CONTROLS.sub("", text)).strip()
 
 
 def plain_tooltip(*paragraphs: str) -> str:

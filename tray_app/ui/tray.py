@@ -51,6 +51,9 @@ DND_TOMORROW: Final = "tomorrow"
 DND_OFF: Final = "off"
 
 _WHITESPACE: Final = re.compile(r"\s+")
+# Controls that mean nothing in a menu label, and the bidi embedding, override and isolate
+# controls: an unmatched U+202E in a title would reverse the rest of its entry.
+_INVISIBLE: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _STATUS_COLOURS: Final = {
     TrayLook.CONNECTED: QColor("#2eb67d"),
     TrayLook.OFFLINE: QColor("#9aa0a6"),
@@ -140,7 +143,7 @@ def describe_age(created_at: datetime, now: datetime) -> str:
 def elide(text: str, limit: int) -> str:
     """One line of at most ``limit`` characters: whitespace runs (newlines, tabs) become
     one space and a longer text ends in "…"."""
-    line = _WHITESPACE.sub(" ", text).strip()
+    line = _WHITESPACE.sub(" ", _INVISIBLE.sub("", text)).strip()
     if len(line) <= limit:
         return line
     return line[: limit - 1].rstrip() + "…"
