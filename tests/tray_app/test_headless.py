@@ -338,7 +338,7 @@ def test_readme_walk_through_catch_up_then_a_live_line_then_sigterm(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # the client's backoff grows with each restart (up to 60 s)
+@pytest.mark.timeout(240)  # the client's backoff grows with each restart (up to 10 s)
 def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted(
     server_factory: ServerFactory, launch: Launcher, tmp_path: Path
 ) -> None:

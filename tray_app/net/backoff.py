@@ -37,7 +37,11 @@ class Backoff:
     """
 
     base: float = 0.5
-    cap: float = 60.0
+    # 10 s, not the 60 s common elsewhere: a client cannot tell when a black-holed or
+    # restarted server is back, so its next try lands anywhere in the window, and users
+    # expect "within seconds" (tests/e2e/test_black_hole.py measured 52.9 s with 60).
+    # Full jitter still spreads a crowd of clients over the window.
+    cap: float = 10.0
     stable_after: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 # dead TCP path, application pings a server process that is up but not serving. Either
 # way a dead link is noticed within PING_INTERVAL + PONG_TIMEOUT (< 30 s).
 PING_INTERVAL = 15.0
+# How often to try again after an HTTP 403 at the handshake (a refused origin, a proxy's
+# policy): only a configuration change fixes it, so well past the backoff's cap.
+CONFIGURATION_RETRY_S = 60.0
 PONG_TIMEOUT = 10.0
 OPEN_TIMEOUT = 10.0
 # Renew the access token in band this long before it expires.
@@ -542,7 +545,7 @@ class LiveSession:
             state = ConnectionState.OFFLINE
         if isinstance(error, NetError) and error.code == "handshake_forbidden":
             # A refused origin or a proxy's 403: a configuration problem, so no hurry.
-            delay = max(delay, self._backoff.cap)
+            delay = max(delay, CONFIGURATION_RETRY_S)
         self._set_state(state, next_attempt_at=self._clock() + delay, error=error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
