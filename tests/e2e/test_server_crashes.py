@@ -14,8 +14,8 @@ store holds exactly seqs 1..latest with its cursor at latest and each of the use
 notifications exactly once; and how long after the last publish each client caught up.
 
 Counts scale with ``TRAY_TEST_SCALE``. This module's default is 0.2 (CI: 2,000
-notifications and 10 kills embedded; 1,000 and 10 faults in scale mode); the issue's full
-run is ``TRAY_TEST_SCALE=1`` (10,000 notifications and 50 kills; scale mode 5,000 and 50
+notifications and 10 kills embedded; 2,000 and 10 faults in scale mode); the issue's full
+run is ``TRAY_TEST_SCALE=1`` (10,000 notifications and 50 kills; scale mode 10,000 and 50
 faults, see docs/reliability.md):
 
     TRAY_TEST_SCALE=1 .venv/bin/python -m pytest tests/e2e/test_server_crashes.py -s
@@ -55,7 +55,7 @@ SCALE = float(os.environ.get("TRAY_TEST_SCALE", "0.2"))
 N_NOTIFICATIONS = max(100, round(10_000 * SCALE))
 KILLS = max(3, round(50 * SCALE))
 # Scale mode: two processes on PostgreSQL and Redis take longer per publish and per restart.
-N_SCALE_NOTIFICATIONS = max(100, round(5_000 * SCALE))
+N_SCALE_NOTIFICATIONS = max(100, round(10_000 * SCALE))
 SCALE_FAULTS = max(4, round(50 * SCALE))
 REDIS_RESTARTS = max(2, round(10 * SCALE))
 PUBLISHER_THREADS = 2
