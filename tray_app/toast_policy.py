@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Literal
+from typing import Final, Literal
 
 TITLE_LIMIT = 100
 BODY_LIMIT = 300
@@ -64,10 +64,13 @@ _URGENCY_BY_PRIORITY: dict[str, Urgency] = {
     "urgent": "critical",
 }
 _URGENCY_RANK: dict[Urgency, int] = {"low": 0, "normal": 1, "critical": 2}
-# C0/C1 controls except tab and newline; they mean nothing on a toast. Also the bidi
-# embedding, override and isolate controls: a stray U+202E in a title would reverse the
-# rest of the toast (and spoof what it says); the plain RLM/LRM marks stay.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# The bidi embedding, override and isolate controls, as a regex character range: one
+# unmatched U+202E in a title would reverse (and spoof) everything shown after it in a
+# toast, a menu entry or a history row, so every text path drops them; the plain RLM/LRM
+# marks stay.
+BIDI_CONTROLS: Final = "\u202a-\u202e\u2066-\u2069"
+# C0/C1 controls except tab and newline mean nothing on a toast; nor do the bidi controls.
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_CONTROLS}]")
 _WHITESPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 

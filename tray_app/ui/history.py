@@ -60,6 +60,7 @@ from PySide6.QtWidgets import (
 
 from tray_app.store.errors import StoreError
 from tray_app.store.inbox import NO_FILTERS, Filters, StoredNotification
+from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ NO_MATCH_HINT: Final = "Try other words, or clear the filters."
 LOAD_FAILED_TEXT: Final = "Saved notifications cannot be read"
 
 _LINE_BREAKS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-# Bidi embedding, override and isolate controls: one unmatched U+202E in a title would
-# reverse everything painted after it on the row. Dropped; the plain RLM/LRM marks stay.
-_BIDI_CONTROLS: Final = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+_BIDI_CONTROLS: Final = re.compile(f"[{BIDI_CONTROLS}]")
 
 
 def single_line(text: str) -> str:

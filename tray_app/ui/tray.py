@@ -33,6 +33,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,8 @@ DND_TOMORROW: Final = "tomorrow"
 DND_OFF: Final = "off"
 
 _WHITESPACE: Final = re.compile(r"\s+")
-# Controls that mean nothing in a menu label, and the bidi embedding, override and isolate
-# controls: an unmatched U+202E in a title would reverse the rest of its entry.
-_INVISIBLE: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Controls that mean nothing in a menu label, and the bidi controls (see BIDI_CONTROLS).
+_INVISIBLE: Final = re.compile(rf"[\x00-\x08\x0e-\x1f\x7f-\x9f{BIDI_CONTROLS}]")
 _STATUS_COLOURS: Final = {
     TrayLook.CONNECTED: QColor("#2eb67d"),
     TrayLook.OFFLINE: QColor("#9aa0a6"),
