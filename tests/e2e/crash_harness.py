@@ -13,7 +13,6 @@ import random
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from tests.fixtures.services import (
     ServerFactory,
     free_port,
 )
+from tests.tray_app.conftest import client_command
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 
@@ -148,12 +148,6 @@ class RestartableRedis:
 
 
 # --- the real client ---------------------------------------------------------------------
-
-
-def client_command() -> list[str]:
-    """The console script ``pip install`` put next to this interpreter, as users run it."""
-    script = Path(sys.executable).with_name("tray-notifier")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tray_app"]
 
 
 class SeqReader:

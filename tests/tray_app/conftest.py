@@ -9,6 +9,7 @@ import gc
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -238,6 +239,12 @@ def process_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def client_command() -> list[str]:
+    """The console script ``pip install`` put next to this interpreter, as users run it."""
+    script = Path(sys.executable).with_name("tray-notifier")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tray_app"]
 
 
 def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:

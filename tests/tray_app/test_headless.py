@@ -18,7 +18,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +30,14 @@ import pytest
 from keyring.backends import SecretService
 
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
-from tests.tray_app.conftest import KeyringDesktop, Publisher, RestartableServer, client_env, scaled
+from tests.tray_app.conftest import (
+    KeyringDesktop,
+    Publisher,
+    RestartableServer,
+    client_command,
+    client_env,
+    scaled,
+)
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
@@ -56,14 +62,6 @@ SETTINGS_FIELDS = {"server_url", "username", "retention_days", "retention_rows"}
 JWT_PREFIX = b"eyJ"  # base64url of '{"': every JWT's header starts with it
 # Every client start logs in with the password; the default (20/min) would refuse them.
 GENEROUS_LOGINS = {"TRAY_LOGIN_RATE": "10000/min"}
-
-
-def _command() -> list[str]:
-    """The console script ``pip install`` put next to this interpreter, as users run it."""
-    script = Path(sys.executable).with_name("tray-notifier")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "tray_app"]
 
 
 # --- reading the client's output -----------------------------------------------------
@@ -142,7 +140,7 @@ class HeadlessClient:
     def __init__(self, env: Mapping[str, str], *args: str) -> None:
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [*_command(), "--headless", *args],
+            [*client_command(), "--headless", *args],
             cwd=REPO_ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,
