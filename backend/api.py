@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from backend.errors import BackendError, NotAuthenticated
 from backend.users.models import User
-from backend.users.services import ACCOUNT_DISABLED, SESSION_ENDED
+from backend.users.tokens import ACCOUNT_DISABLED, SESSION_ENDED
 
 # Plain words for the 401s of simplejwt, whose own messages speak of token classes.
 _AUTH_MESSAGES = {

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "[redacted]"
 
@@ -22,6 +23,20 @@ _QUERY = re.compile(
     r"(token|access|refresh|access_token|refresh_token|api_key)"
     r"(=|%3D)([^&\s\"'<>]+)"
 )
+_SECRET_NAMES = frozenset(
+    {"token", "access", "refresh", "access_token", "refresh_token", "api_key", "password"}
+)
+# A parameter whose name is percent-encoded (``tok%65n=``), which the pattern above
+# cannot see but a query parser decodes into a credential's name.
+_ENCODED_NAME = re.compile(
+    r"(?<![A-Za-z0-9_%])((?:[A-Za-z0-9_.+~-]|%[0-9A-Fa-f]{2})*%[0-9A-Fa-f]{2}"
+    r"(?:[A-Za-z0-9_.+~-]|%[0-9A-Fa-f]{2})*)(=|%3D)([^&\s\"'<>]+)",
+    re.IGNORECASE,
+)
+# A JWT wherever it appears, under any name and any encoding (base64url survives
+# percent-encoding unchanged; a JWT's header and payload are JSON objects, '{"' being
+# "eyJ"). No word boundary before it: an encoded "=" ("%3D") runs straight into it.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 # An Authorization header value quoted in a message (JWTs, and publish API keys).
 _BEARER = re.compile(r"(?i)\b(Bearer|Api-Key)(\s+)[A-Za-z0-9._~+/=-]+")
 # A raw publish API key wherever it appears (backend.notifications.services makes them).
@@ -37,9 +52,20 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _QUERY.sub(rf"\1\2{REDACTED}", text)
+    text = _ENCODED_NAME.sub(_redact_encoded_name, text)
+    text = _JWT.sub(REDACTED, text)
     text = _BEARER.sub(rf"\1\2{REDACTED}", text)
     text = _API_KEY.sub(f"tnk_{REDACTED}", text)
     return _JSON.sub(rf"\1{REDACTED}\2", text)
+
+
+def _redact_encoded_name(match: re.Match[str]) -> str:
+    name = match.group(1)
+    for _ in range(3):  # double- and triple-encoded names decode to the same
+        name = unquote_plus(name)
+    if name.strip().lower() in _SECRET_NAMES:
+        return f"{match.group(1)}{match.group(2)}{REDACTED}"
+    return match.group(0)
 
 
 def _redact_value(value: object) -> object:

@@ -17,10 +17,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
 django.setup()
 
 from asgiref.sync import sync_to_async  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
+from backend.login_lane import LoginLane  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
 from backend.notifications.routing import websocket_urlpatterns  # noqa: E402
 
@@ -61,15 +63,25 @@ class SharedThreadASGIHandler(ASGIHandler):
     ``MiddlewareMixin`` one (``process_request``/``process_response`` each go
     through ``sync_to_async``): about a dozen hops per API request, all for
     synchronous code.
+
+    The exception: requests that check a password (backend/login_lane.py) run the
+    same chain on the login lane's own bounded threads, so hashing never holds
+    up the shared one.
     """
 
     def __init__(self) -> None:
         super().__init__()
         synchronous = BaseHandler()
         synchronous.load_middleware(is_async=False)
+        self._get_response = synchronous.get_response
         self._respond = sync_to_async(synchronous.get_response, thread_sensitive=True)
+        self._login_lane = LoginLane(
+            workers=settings.TRAY["LOGIN_WORKERS"], queue=settings.TRAY["LOGIN_QUEUE"]
+        )
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        if self._login_lane.takes(request):
+            return await self._login_lane.respond(self._get_response, request)
         response: HttpResponseBase = await self._respond(request)
         return response
 

@@ -144,7 +144,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "channels",
     "backend.users.apps.UsersConfig",
@@ -235,7 +234,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "backend.users.tokens.SessionJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -243,13 +242,16 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["backend.parsers.SafeJSONParser"],
     "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("TRAY_LOGIN_RATE", "20/min")},
+    # Throttles key on REMOTE_ADDR alone (backend/client_address.py): uvicorn has already
+    # replaced it with X-Forwarded-For's client where, and only where, the connection
+    # came from a trusted proxy. DRF's default would believe the header from anyone.
+    "NUM_PROXIES": 0,
 }
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=_env_float("TRAY_ACCESS_TOKEN_MINUTES", 10)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=_env_float("TRAY_REFRESH_TOKEN_DAYS", 14)),
-    "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+    # Rotation and reuse detection are LoginSession's (backend/users/services.py).
     "UPDATE_LAST_LOGIN": False,
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
@@ -287,6 +289,12 @@ TRAY: dict[str, Any] = {
     "DB_WATCH_INTERVAL": _env_float("TRAY_DB_WATCH_INTERVAL", 0.5),
     # How often sockets whose access token expired are closed with 4001.
     "TOKEN_SWEEP_INTERVAL": _env_float("TRAY_TOKEN_SWEEP_INTERVAL", 5.0),
+    # A login session's absolute lifetime: rotating its refresh token never extends it.
+    "SESSION_MAX_DAYS": _env_float("TRAY_SESSION_MAX_DAYS", 30),
+    # Password checks run in their own threads (backend/login_lane.py), this many at
+    # once, with at most LOGIN_QUEUE more waiting before logins are answered 503.
+    "LOGIN_WORKERS": _env_int("TRAY_LOGIN_WORKERS", 2),
+    "LOGIN_QUEUE": _env_int("TRAY_LOGIN_QUEUE", 16),
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()

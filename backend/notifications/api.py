@@ -16,7 +16,6 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from backend.api import ErrorSerializer, request_user
 from backend.errors import InvalidInput, NotFound
@@ -49,6 +48,7 @@ from backend.notifications.services import (
     inbox_mark_unread,
     notification_create,
 )
+from backend.users.tokens import SessionJWTAuthentication
 
 INBOX_PAGE_DEFAULT = 50
 # Longer than any int64 written plainly: refused before int() parses megabytes of digits.
@@ -287,8 +287,8 @@ class CanPublish(BasePermission):
 
 
 class PublishApi(APIView):
-    # JWTAuthentication first: its WWW-Authenticate header is the one a 401 carries.
-    authentication_classes = [JWTAuthentication, ApiKeyAuthentication]
+    # Bearer first: its WWW-Authenticate header is the one a 401 carries.
+    authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
     permission_classes = [CanPublish]
 
     @extend_schema(

@@ -36,6 +36,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """One client socket."""
 
     user_id: int
+    session_id: str
     socket_id: str
     token_expires_at: float
     watching: set[int]
@@ -75,12 +76,14 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         raw_token, _ = protocol.token_from_scope(self.scope)
         try:
-            self.user_id, expires_at = read_access_token(raw_token)
+            claims = read_access_token(raw_token)
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
+        self.user_id = claims.user_id
+        self.session_id = claims.session_id
         self.socket_id = self.hub.new_socket_id()
-        self.token_expires_at = expires_at.timestamp()
+        self.token_expires_at = claims.expires_at.timestamp()
         self._writer = asyncio.ensure_future(self._write_frames())
         # Registered before the state is read: a notification committed in between is
         # either counted in latest_seq or arrives as a doorbell after it. The user and
@@ -89,7 +92,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.hub.register(self)
         try:
             user = await database_sync_to_async(token_user)(
-                self.user_id, users=selectors.users_with_inbox_state()
+                self.user_id, session_id=self.session_id, users=selectors.users_with_inbox_state()
             )
         except Forbidden as error:
             await self._refuse(protocol.CLOSE_FORBIDDEN, error)
@@ -348,12 +351,14 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _on_authenticate(self, frame: protocol.ClientFrame) -> None:
         raw = frame.payload.get("token")
-        user, expires_at = await database_sync_to_async(authenticate_access_token)(
+        user, claims = await database_sync_to_async(authenticate_access_token)(
             raw if isinstance(raw, str) else None
         )
         if user.pk != self.user_id:
             raise Forbidden("That token belongs to another user.", code="wrong_user")
-        self.token_expires_at = expires_at.timestamp()
+        # The socket now lives as long as this token's session (another device's, even).
+        self.session_id = claims.session_id
+        self.token_expires_at = claims.expires_at.timestamp()
         self._ack(frame, {"token_expires_at": int(self.token_expires_at)})
 
     async def _on_mark_read(self, frame: protocol.ClientFrame) -> None:

@@ -12,6 +12,7 @@ Event kinds (built by services; JSON-safe dicts):
 - ``read_state``: ``user_id``, ``updates`` [[inbox_id, is_read]], ``deleted``,
   ``all_read_up_to``, ``unread_count``
 - ``user_disabled``: ``user_id``
+- ``sessions_ended``: ``user_id``, ``session_ids``, ``reason`` (LoginSession.END_*)
 - ``membership_removed``: ``user_id``, ``project_id``
 - ``presence``: ``user_id``, ``project_ids``, ``state`` (PresenceState payload)
 """
@@ -27,16 +28,19 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Container
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from backend.notifications import protocol, selectors
 from backend.notifications.delivery import REDIS_CHANNEL, Event
 from backend.notifications.models import Message
 from backend.notifications.payloads import message_payload
 from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
+from backend.users.models import LoginSession
 
 if TYPE_CHECKING:
     from backend.notifications.consumers import NotificationConsumer
@@ -69,6 +73,26 @@ def _watch_new_messages(
                 }
             )
     return (messages[-1].pk if messages else after_id), events
+
+
+def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[Event]]:
+    """Sessions that ended at or after ``since``
+    (a logout, password change or deactivation in another process, such as ``manage
+    shell``), as ``sessions_ended`` events; and the ``since`` of the next look.
+
+    The next look starts a little before this one, because a session's end is
+    stamped before its transaction commits: ending twice is harmless.
+    """
+    now = timezone.now()
+    ended = (
+        LoginSession.objects.filter(ended_at__gte=since)
+        .values_list("user_id", "id", "end_reason")
+        .order_by()
+    )
+    return now - timedelta(seconds=10), [
+        {"kind": "sessions_ended", "user_id": user_id, "session_ids": [sid], "reason": reason}
+        for user_id, sid, reason in ended
+    ]
 
 
 class Hub:
@@ -258,6 +282,8 @@ class Hub:
             elif kind == "user_disabled":
                 for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
                     consumer.close_with(protocol.CLOSE_FORBIDDEN)
+            elif kind == "sessions_ended":
+                self._dispatch_sessions_ended(event)
             elif kind == "membership_removed":
                 project_id = int(event["project_id"])
                 for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
@@ -291,6 +317,19 @@ class Hub:
             frame = protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq)
             for consumer in sockets:
                 consumer.deliver_notification(seq, frame)
+
+    def _dispatch_sessions_ended(self, event: Event) -> None:
+        ended = set(event["session_ids"])
+        # A deactivated account is told so (4003: ask an administrator); any other end
+        # is a 4001 whose refresh fails, so the client asks its user to log in again.
+        code = (
+            protocol.CLOSE_FORBIDDEN
+            if event.get("reason") == LoginSession.END_DEACTIVATED
+            else protocol.CLOSE_TOKEN_INVALID
+        )
+        for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
+            if consumer.session_id in ended:
+                consumer.close_with(code)
 
     def _dispatch_read_state(self, event: Event) -> None:
         sockets = self.sockets_by_user.get(int(event["user_id"]))
@@ -366,6 +405,8 @@ class Hub:
         database (``tray-notifier-server notify``), which cannot ring this hub."""
         interval = settings.TRAY["DB_WATCH_INTERVAL"]
         watch = database_sync_to_async(_watch_new_messages)
+        watch_sessions = database_sync_to_async(_watch_ended_sessions)
+        sessions_since = timezone.now() - timedelta(seconds=10)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -373,12 +414,15 @@ class Hub:
                 after_id, events = await watch(
                     after_id, list(self.sockets_by_user), self._recently_rung.keys()
                 )
+                sessions_since, ended = await watch_sessions(sessions_since)
             except Exception:
                 logger.exception("database watch failed; retrying")
                 continue
             for event in events:
                 if event["message_id"] not in self._recently_rung:
                     self.dispatch(event)
+            for event in ended:
+                self.dispatch(event)
 
     async def _refresh_presence(self) -> None:
         sockets = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 PROTOCOL_VERSION: Final = 1
 
@@ -131,10 +131,13 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip(), "header"
             return None, "header"
+    # Only the parameter spelled exactly "token": a parser would also decode "tok%65n"
+    # into it, a spelling the log redaction could miss (backend/logging_filters.py).
     query = scope.get("query_string", b"").decode("latin-1")
-    values = parse_qs(query).get("token")
-    if values and values[0]:
-        return values[0], "query"
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if name == "token" and equals and value:
+            return unquote(value), "query"
     return None, "none"
 
 

@@ -6,17 +6,19 @@ refresh tokens are blacklisted, and the save signal closes their sockets.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 
 from backend.users.models import Role, User
 from backend.users.services import user_deactivate
+from backend.users.throttling import login_attempt_allowed
 
 # Django's admin classes are generic only in the stubs, so the parametrised
 # bases exist for the type checker alone.
@@ -83,3 +85,22 @@ class RoleAdmin(_RoleAdminBase):
     ) -> HttpResponseRedirect:
         ids = ",".join(str(pk) for pk in queryset.order_by("pk").values_list("pk", flat=True))
         return HttpResponseRedirect(f"{reverse('admin:notifications_message_add')}?roles={ids}")
+
+
+def rate_limited_admin_login(
+    request: HttpRequest, extra_context: dict[str, Any] | None = None
+) -> HttpResponseBase:
+    """The admin's login form, spending the same per-address budget as the API's login
+    (``TRAY_LOGIN_RATE``) on every submitted password, before it is checked."""
+    if request.method == "POST":
+        wait = login_attempt_allowed(request)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            response = HttpResponse(
+                f"Too many login attempts from your address. Try again in {seconds} seconds.",
+                status=429,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(seconds)
+            return response
+    return admin.site.login(request, extra_context)

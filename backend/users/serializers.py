@@ -6,24 +6,16 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 WRONG_CREDENTIALS = _("Wrong username or password.")
 
 
-class LoginSerializer(TokenObtainPairSerializer):
-    """simplejwt's login with a message a person can act on.
-
-    An inactive account gets the same answer as a wrong password (Django's
-    ModelBackend refuses both), so the endpoint does not reveal which accounts exist.
-    """
-
-    default_error_messages = {"no_active_account": WRONG_CREDENTIALS}
-
-
 class LoginInputSerializer(serializers.Serializer[None]):
     username = serializers.CharField(max_length=150)
-    password = serializers.CharField(style={"input_type": "password"})
+    # Bounded: every character is hashed a million times over.
+    password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
 class TokenPairSerializer(serializers.Serializer[Any]):

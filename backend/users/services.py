@@ -1,30 +1,40 @@
 """Writes of users and of their sessions (refresh tokens). Keyword-only and atomic.
 
-A session is a refresh token: rotating it blacklists the old one, logging out
-blacklists it, and deactivating a user blacklists all of theirs, so the only
-way back in is the password of an active account.
+A session is a ``LoginSession``: one password check on one device, and the
+family of refresh tokens rotated from it. Logging out ends it; a password
+change or a deactivation ends all of the user's; a rotated refresh token used
+again ends it for whoever holds it; it cannot outlive ``SESSION_MAX_DAYS``.
+An ended session's access tokens are refused at once and its sockets close, so
+the only way back in is the password of an active account.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
-from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
-from rest_framework_simplejwt.utils import datetime_from_epoch
+from rest_framework_simplejwt.exceptions import ExpiredTokenError
 
 from backend.errors import Conflict, InvalidInput, NotAuthenticated
-from backend.users.models import Role, User
+from backend.notifications import delivery
+from backend.users.models import LoginSession, Role, User
+from backend.users.tokens import (
+    ACCOUNT_DISABLED,
+    SESSION_ENDED,
+    issue_pair,
+    read_refresh_token,
+)
 
-SESSION_ENDED = "Your session has ended. Log in again."
-ACCOUNT_DISABLED = "This account is disabled. Ask an administrator."
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,90 +123,139 @@ def user_create(
 def user_deactivate(*, user: User) -> None:
     """Lock the account out: no new login, no refresh, no open socket.
 
-    Access tokens already issued are refused too, because every request checks
-    ``is_active``; the users app's save signal closes the user's sockets.
+    Every session ends (its access tokens are refused at once, everywhere), and
+    the users app's save signal closes the user's sockets with 4003.
     Deactivating twice is not an error.
     """
     if user.is_active:
         user.is_active = False
         user.save(update_fields=["is_active"])
-    session_tokens_blacklist(user=user)
+    sessions_end(user_id=user.pk, reason=LoginSession.END_DEACTIVATED)
 
 
-def session_tokens_blacklist(*, user: User) -> int:
-    """Blacklist every unexpired refresh token of ``user``; returns how many were new."""
-    live = OutstandingToken.objects.filter(
-        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+def session_start(*, user: User) -> TokenPair:
+    """A new login session for ``user`` (whose password was just checked) and its first pair."""
+    now = timezone.now()
+    session = LoginSession.objects.create(
+        id=secrets.token_hex(16),
+        user=user,
+        created_at=now,
+        expires_at=now + timedelta(days=settings.TRAY["SESSION_MAX_DAYS"]),
     )
-    pending = [BlacklistedToken(token=token) for token in live]
-    BlacklistedToken.objects.bulk_create(pending, ignore_conflicts=True)
-    return len(pending)
+    access, refresh = issue_pair(session, now=now)
+    return TokenPair(access=access, refresh=refresh)
 
 
-def _session_ended(error: TokenError) -> NotAuthenticated:
-    return NotAuthenticated(SESSION_ENDED, code="token_not_valid", reason=str(error))
+def _end(sessions: QuerySet[LoginSession], *, reason: str) -> list[tuple[int, str]]:
+    """End the live sessions among ``sessions`` and close their sockets after commit;
+    returns (user id, session id) of each one ended now."""
+    ended = list(sessions.filter(ended_at__isnull=True).values_list("user_id", "id"))
+    if not ended:
+        return []
+    LoginSession.objects.filter(pk__in=[sid for _, sid in ended], ended_at__isnull=True).update(
+        ended_at=timezone.now(), end_reason=reason
+    )
+    by_user: dict[int, list[str]] = {}
+    for user_id, session_id in ended:
+        by_user.setdefault(user_id, []).append(session_id)
+    for user_id, session_ids in by_user.items():
+        delivery.ring_on_commit(
+            {
+                "kind": "sessions_ended",
+                "user_id": user_id,
+                "session_ids": session_ids,
+                "reason": reason,
+            }
+        )
+    return ended
 
 
-def _active_user(token: RefreshToken) -> User:
-    user_id = str(token.get(jwt_settings.USER_ID_CLAIM, ""))
-    user = User.objects.filter(pk=int(user_id)).first() if user_id.isdecimal() else None
-    if user is None or not user.is_active:
-        raise NotAuthenticated(ACCOUNT_DISABLED, code="user_inactive")
-    return user
+@transaction.atomic
+def sessions_end(*, user_id: int, reason: str) -> int:
+    """End every session of a user (password changed, deactivated); returns how many."""
+    return len(_end(LoginSession.objects.filter(user_id=user_id), reason=reason))
+
+
+def _session_ended(reason: str) -> NotAuthenticated:
+    return NotAuthenticated(SESSION_ENDED, code="token_not_valid", reason=reason)
 
 
 def session_refresh(*, refresh: str) -> TokenPair:
     """Trade a refresh token for a new access token and a new refresh token.
 
-    The old refresh token is blacklisted in the same transaction that checks it
-    is not blacklisted yet, so of two clients racing with one token only one
-    wins: a stolen copy cannot be used alongside the real one.
+    The session's generation moves on in the transaction that checks it, so of
+    two parties holding one token only the first wins, and the token it replaced
+    is dead. An older generation coming back means the family was copied: the
+    session ends for everyone holding it, thief and owner alike, and its sockets
+    close. Rotation never extends the session's absolute lifetime.
 
     Raises:
         NotAuthenticated: the token is malformed, forged, expired, not a refresh
-            token or already used (code ``token_not_valid``), or its user is
-            inactive or gone (code ``user_inactive``).
+            token, of an earlier generation, or its session has ended (code
+            ``token_not_valid``), or its user is inactive or gone (code
+            ``user_inactive``).
     """
     try:
-        token = RefreshToken(refresh)  # type: ignore[arg-type]  # the stubs want a Token
-    except TokenError as error:
-        raise _session_ended(error) from None
-    user = _active_user(token)
+        claims = read_refresh_token(refresh)
+    except ExpiredTokenError:
+        raise _session_ended("Token is expired") from None
+    reused = False
     with transaction.atomic():
-        outstanding, _ = OutstandingToken.objects.get_or_create(
-            jti=token[jwt_settings.JTI_CLAIM],
-            defaults={
-                "user": user,
-                "token": refresh,
-                "created_at": datetime_from_epoch(token["iat"]) if "iat" in token else None,
-                "expires_at": datetime_from_epoch(token["exp"]),
-            },
+        session = (
+            LoginSession.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=claims.session_id, user_id=claims.user_id)
+            .first()
         )
-        _, fresh = BlacklistedToken.objects.get_or_create(token=outstanding)
-        if not fresh:
-            raise _session_ended(TokenError("Token is blacklisted"))
-        rotated = RefreshToken.for_user(user)
-    return TokenPair(access=str(rotated.access_token), refresh=str(rotated))
-
-
-class _RefreshTokenToRevoke(RefreshToken):
-    def check_blacklist(self) -> None:
-        # Logging out with a token that is already blacklisted is a repeat, not an error.
-        return None
+        if session is None or session.ended_at is not None:
+            deactivated = (
+                session.end_reason == LoginSession.END_DEACTIVATED
+                if session is not None
+                else not User.objects.filter(pk=claims.user_id, is_active=True).exists()
+            )
+            if deactivated:
+                raise NotAuthenticated(ACCOUNT_DISABLED, code="user_inactive")
+            raise _session_ended("Session has ended")
+        if not session.user.is_active:
+            raise NotAuthenticated(ACCOUNT_DISABLED, code="user_inactive")
+        now = timezone.now()
+        if session.expires_at <= now:
+            _end(LoginSession.objects.filter(pk=session.pk), reason=LoginSession.END_EXPIRED)
+            outcome = "Session has reached its maximum lifetime"
+        elif claims.generation != session.generation:
+            _end(LoginSession.objects.filter(pk=session.pk), reason=LoginSession.END_REFRESH_REUSED)
+            reused, outcome = True, "Token was already used"
+        else:
+            session.generation += 1
+            session.refreshed_at = now
+            session.save(update_fields=["generation", "refreshed_at"])
+            access, rotated = issue_pair(session, now=now)
+            return TokenPair(access=access, refresh=rotated)
+    # Out of the transaction: the session's end is committed before the error goes out.
+    if reused:
+        logger.warning(
+            "a refresh token of session %s… (user %s) was used twice: the session is ended",
+            claims.session_id[:8],
+            claims.user_id,
+        )
+    raise _session_ended(outcome)
 
 
 def session_logout(*, refresh: str) -> None:
-    """End the session of ``refresh`` by blacklisting it. Idempotent.
+    """End the session of ``refresh``: its tokens stop working and its sockets close.
+    Idempotent.
 
-    An expired token is accepted silently: that session has ended already.
+    An expired token is accepted silently: it cannot be used any more.
 
     Raises:
         NotAuthenticated: the token is malformed, forged or not a refresh token.
     """
     try:
-        token = _RefreshTokenToRevoke(refresh)  # type: ignore[arg-type]
+        claims = read_refresh_token(refresh)
     except ExpiredTokenError:
         return
-    except TokenError as error:
-        raise _session_ended(error) from None
-    token.blacklist()
+    with transaction.atomic():
+        _end(
+            LoginSession.objects.filter(pk=claims.session_id, user_id=claims.user_id),
+            reason=LoginSession.END_LOGOUT,
+        )

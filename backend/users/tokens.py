@@ -1,27 +1,85 @@
-"""Access-token checks for the WebSocket (REST uses simplejwt's authentication class)."""
+"""Access and refresh tokens: what they carry, and the checks every way in shares.
+
+A token pair belongs to a login session (``LoginSession``): both carry its id
+(``sid``), the refresh token also the generation it was issued at (``gen``).
+Reading a token (signature, type, expiry) needs no database; accepting it also
+needs its session to be live, which REST (``SessionJWTAuthentication``), the
+socket's handshake and its in-band ``authenticate`` check in the same query
+that loads the user.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import QuerySet
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import (
+    AuthenticationFailed,
+    ExpiredTokenError,
+    InvalidToken,
+    TokenError,
+)
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
 from backend.errors import Forbidden, NotAuthenticated
-from backend.users.models import User
+from backend.users.models import LoginSession, User
+
+SESSION_CLAIM = "sid"
+GENERATION_CLAIM = "gen"
+MAX_TOKEN_LENGTH = 4096
+SESSION_ENDED = "Your session has ended. Log in again."
+ACCOUNT_DISABLED = "This account is disabled. Ask an administrator."
 
 
-def read_access_token(raw: str | None) -> tuple[int, datetime]:
-    """The user id an access token names and when it expires, without the database.
+@dataclass(frozen=True)
+class AccessClaims:
+    """What a verified access token says: whose it is, its session, when it expires."""
+
+    user_id: int
+    session_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: int
+    session_id: str
+    generation: int
+
+
+def _user_id(token: Token) -> int | None:
+    value = token.get(jwt_settings.USER_ID_CLAIM)
+    # simplejwt writes the id as a string in newer releases and as an int in older ones.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return None
+    return value
+
+
+def _session_id(token: Token) -> str | None:
+    value = token.get(SESSION_CLAIM)
+    if not isinstance(value, str) or not 0 < len(value) <= 32:
+        return None
+    return value
+
+
+def read_access_token(raw: str | None) -> AccessClaims:
+    """The claims of an access token, without the database.
 
     Raises NotAuthenticated for a missing, malformed, expired, wrongly signed or
     non-access token (a refresh token is rejected by its ``token_type``; ``alg:
-    none`` by the fixed algorithm list).
+    none`` by the fixed algorithm list), and for one issued before sessions
+    existed (no ``sid``).
     """
     if not raw:
         raise NotAuthenticated("No access token was sent.", code="token_missing")
-    if len(raw) > 4096:
+    if len(raw) > MAX_TOKEN_LENGTH:
         raise NotAuthenticated("The access token is malformed.", code="token_invalid")
     try:
         token = AccessToken(raw)  # type: ignore[arg-type]
@@ -29,35 +87,130 @@ def read_access_token(raw: str | None) -> tuple[int, datetime]:
         raise NotAuthenticated(
             f"The access token was rejected: {error}", code="token_invalid"
         ) from None
-    user_id = token.get("user_id")
-    # simplejwt writes the id as a string in newer releases and as an int in older ones.
-    if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit():
-        user_id = int(user_id)
-    if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
+    user_id = _user_id(token)
+    if user_id is None:
         raise NotAuthenticated("The access token names no user.", code="token_invalid")
-    return user_id, datetime.fromtimestamp(int(token["exp"]), tz=UTC)
+    session_id = _session_id(token)
+    if session_id is None:
+        raise NotAuthenticated(SESSION_ENDED, code="session_ended")
+    return AccessClaims(
+        user_id=user_id,
+        session_id=session_id,
+        expires_at=datetime.fromtimestamp(int(token["exp"]), tz=UTC),
+    )
 
 
-def token_user(user_id: int, *, users: QuerySet[User] | None = None) -> User:
-    """The active user a token named, from ``users`` (default every user) in one query.
+def read_refresh_token(raw: str) -> RefreshClaims:
+    """The claims of a refresh token, without the database.
 
-    Raises NotAuthenticated when there is no such user and Forbidden for a
-    deactivated one.
+    Raises:
+        ExpiredTokenError: the token has expired.
+        NotAuthenticated: (code ``token_not_valid``) a malformed, forged or
+            non-refresh token, or one issued before sessions existed.
+    """
+    if not raw or len(raw) > MAX_TOKEN_LENGTH:
+        raise NotAuthenticated(SESSION_ENDED, code="token_not_valid", reason="Token is invalid")
+    try:
+        token = RefreshToken(raw)  # type: ignore[arg-type]
+    except ExpiredTokenError:
+        raise
+    except TokenError as error:
+        raise NotAuthenticated(SESSION_ENDED, code="token_not_valid", reason=str(error)) from None
+    user_id, session_id = _user_id(token), _session_id(token)
+    generation = token.get(GENERATION_CLAIM)
+    if (
+        user_id is None
+        or session_id is None
+        or not isinstance(generation, int)
+        or isinstance(generation, bool)
+    ):
+        raise NotAuthenticated(SESSION_ENDED, code="token_not_valid", reason="Token has no session")
+    return RefreshClaims(user_id=user_id, session_id=session_id, generation=generation)
+
+
+def issue_pair(session: LoginSession, *, now: datetime | None = None) -> tuple[str, str]:
+    """A new (access, refresh) pair for ``session`` at its current generation.
+
+    Neither outlives the session's absolute end.
+    """
+    now = now or timezone.now()
+    left = session.expires_at - now
+    refresh = RefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = str(session.user_id)
+    refresh[SESSION_CLAIM] = session.pk
+    refresh[GENERATION_CLAIM] = session.generation
+    refresh.set_exp(from_time=now, lifetime=min(jwt_settings.REFRESH_TOKEN_LIFETIME, left))
+    access = refresh.access_token
+    del access[GENERATION_CLAIM]
+    access.set_exp(from_time=now, lifetime=min(jwt_settings.ACCESS_TOKEN_LIFETIME, left))
+    return str(access), str(refresh)
+
+
+def live_sessions(*, now: datetime | None = None) -> QuerySet[LoginSession]:
+    return LoginSession.objects.filter(ended_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+def with_session_state(users: QuerySet[User], session_id: str) -> QuerySet[User]:
+    """``users`` annotated with ``session_live``: whether ``session_id`` is a live session
+    of theirs (read in the same query as the user)."""
+    return users.annotate(
+        session_live=Exists(live_sessions().filter(pk=session_id, user_id=OuterRef("pk")))
+    )
+
+
+def token_user(user_id: int, *, session_id: str, users: QuerySet[User] | None = None) -> User:
+    """The active user a token named, from ``users`` (default every user), in one query
+    that also checks the token's session is live.
+
+    Raises NotAuthenticated when there is no such user or the session has ended
+    (logout, password change, reuse, absolute lifetime), and Forbidden for a
+    deactivated user.
     """
     queryset = User.objects.all() if users is None else users
-    user = queryset.filter(pk=user_id).select_related("role").first()
+    user = (
+        with_session_state(queryset, session_id).filter(pk=user_id).select_related("role").first()
+    )
     if user is None:
         raise NotAuthenticated("The access token names no user.", code="token_invalid")
     if not user.is_active:
         raise Forbidden("This account has been deactivated.", code="account_disabled")
+    if not user.session_live:  # type: ignore[attr-defined]
+        raise NotAuthenticated(SESSION_ENDED, code="session_ended")
     return user
 
 
-def authenticate_access_token(raw: str | None) -> tuple[User, datetime]:
-    """The user an access token belongs to and when it expires (one query).
+def authenticate_access_token(raw: str | None) -> tuple[User, AccessClaims]:
+    """The user an access token belongs to, and its claims (one query).
 
-    Raises NotAuthenticated for a token ``read_access_token`` rejects or that
-    names no user, and Forbidden for a deactivated user.
+    Raises NotAuthenticated for a token ``read_access_token`` rejects, that
+    names no user or whose session has ended, and Forbidden for a deactivated user.
     """
-    user_id, expires_at = read_access_token(raw)
-    return token_user(user_id), expires_at
+    claims = read_access_token(raw)
+    return token_user(claims.user_id, session_id=claims.session_id), claims
+
+
+class SessionJWTAuthentication(JWTAuthentication):
+    """simplejwt's Bearer authentication, also refusing tokens whose session has ended.
+
+    One query loads the user and checks the session, as before it loaded the user.
+    """
+
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
+        user_id, session_id = _user_id(validated_token), _session_id(validated_token)
+        if user_id is None:
+            raise InvalidToken("Token contained no recognizable user identification")
+        if session_id is None:
+            raise AuthenticationFailed(SESSION_ENDED, code="token_not_valid")
+        try:
+            return token_user(user_id, session_id=session_id)
+        except Forbidden:
+            raise AuthenticationFailed(ACCOUNT_DISABLED, code="user_inactive") from None
+        except NotAuthenticated as error:
+            code = "user_not_found" if error.code == "token_invalid" else "token_not_valid"
+            raise AuthenticationFailed(error.message, code=code) from None
+
+
+class SessionJWTScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]
+    """The OpenAPI security scheme of ``SessionJWTAuthentication``: simplejwt's Bearer."""
+
+    target_class = "backend.users.tokens.SessionJWTAuthentication"

@@ -19,9 +19,14 @@ WAIT = 5  # seconds a test waits for an expected frame before failing
 
 
 def access_token(user: User, *, lifetime: timedelta | None = None) -> str:
-    token = AccessToken.for_user(user)
-    if lifetime is not None:
-        token.set_exp(lifetime=lifetime)
+    """An access token of a new login session of ``user`` (as a login would give)."""
+    from backend.users.services import session_start
+
+    raw = session_start(user=user).access
+    if lifetime is None:
+        return raw
+    token = AccessToken(raw)  # type: ignore[arg-type]
+    token.set_exp(lifetime=lifetime)
     return str(token)
 
 

@@ -331,14 +331,25 @@ def test_tokens_never_reach_the_server_output(demo_server: RunningServer):
             origin=Origin("https://evil.example.com"),
             open_timeout=10,
         )
+    # Spellings a query parser decodes into "token": none of them authenticates (only the
+    # exact name does), and none of them puts the token in the log.
+    for variant in ("tok%65n", "%74oken", "tok%2565n", "TOKEN", "token%3D"):
+        with connect(f"{demo_server.ws_url}?{variant}={access}", open_timeout=10) as websocket:
+            error = json.loads(websocket.recv(timeout=10))
+            assert error["payload"]["code"] == "token_missing", variant
+            with pytest.raises(ConnectionClosed):
+                websocket.recv(timeout=10)
     httpx.get(f"{demo_server.url}/healthz?access={access}&refresh={refresh}", timeout=10)
+    httpx.get(f"{demo_server.url}/healthz?next=%2F%3Facc%65ss%3D{access}", timeout=10)
     httpx.get(
         f"{demo_server.url}/api/me", headers={"Authorization": f"Bearer {forged}"}, timeout=10
     )
 
     assert demo_server.wait_for_output("GET /healthz?access=[redacted]&refresh=[redacted]")
+    assert demo_server.wait_for_output("GET /healthz?next=%2F%3Facc")
     assert demo_server.stop() == 0
     output = demo_server.output()
+    assert '"WebSocket /ws/notifications/?tok%65n=[redacted]" [accepted]' in output
     assert '"WebSocket /ws/notifications/?token=[redacted]" [accepted]' in output
     assert '"WebSocket /ws/notifications/?token=[redacted]" 403' in output
     for secret in (access, refresh, forged):
@@ -357,6 +368,16 @@ def test_tokens_never_reach_the_server_output(demo_server: RunningServer):
         ("created tnk_abcdefgh123", "created tnk_[redacted]"),
         ('{"refresh": "R2", "n": 1}', '{"refresh": "[redacted]", "n": 1}'),
         ("mytoken=kept&tokens=kept", "mytoken=kept&tokens=kept"),
+        # Names a query parser decodes into a credential's name.
+        ("/ws/?tok%65n=SECRET&x=1", "/ws/?tok%65n=[redacted]&x=1"),
+        ("/ws/?%74oken=SECRET", "/ws/?%74oken=[redacted]"),
+        ("/ws/?tok%2565n=SECRET", "/ws/?tok%2565n=[redacted]"),
+        ("/x?acc%65ss%3DSECRET", "/x?acc%65ss%3D[redacted]"),
+        ("/x?p%61ssword=hunter2", "/x?p%61ssword=[redacted]"),
+        ("/x?na%6De=kept", "/x?na%6De=kept"),
+        # A JWT under any name at all.
+        ("/x?whatever=eyJhbGciOi.eyJzdWIiOjF9.c2ln", "/x?whatever=[redacted]"),
+        ("jwt eyJhbGciOi.eyJzdWIiOjF9.c2ln seen", "jwt [redacted] seen"),
     ],
 )
 def test_redact(text: str, expected: str):

@@ -13,12 +13,14 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.db import connection
+from rest_framework_simplejwt.tokens import AccessToken
 
 from backend.notifications import delivery
 from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
 from backend.users.models import User
+from backend.users.services import session_logout, session_start
 from tests.backend.conftest import access_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -347,7 +349,7 @@ async def test_bad_tokens_close_with_4001_after_an_error_frame(connect, kind):
 
     @database_sync_to_async
     def token_for() -> str | None:
-        from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+        from backend.users.services import session_start
 
         if kind == "missing":
             return None
@@ -356,13 +358,13 @@ async def test_bad_tokens_close_with_4001_after_an_error_frame(connect, kind):
         if kind == "expired":
             return access_token(alice, lifetime=timedelta(seconds=-10))
         if kind == "wrong_signature":
-            head, body, _ = str(AccessToken.for_user(alice)).split(".")
+            head, body, _ = access_token(alice).split(".")
             return f"{head}.{body}.c2lnbmF0dXJlLWZvcmdlZA"
         if kind == "alg_none":
-            good = AccessToken.for_user(alice)
+            good = AccessToken(access_token(alice))  # type: ignore[arg-type]
             return _forge(dict(good.payload))
         if kind == "refresh":
-            return str(RefreshToken.for_user(alice))
+            return session_start(user=alice).refresh
         return "a" * 100_000
 
     client = await connect(token=await token_for(), expect_hello=False)
@@ -384,6 +386,43 @@ async def test_a_deactivated_user_is_refused_and_disconnected(connect):
     error = await again.receive()
     assert error["payload"]["code"] == "account_disabled"
     assert await again.closed_with() == 4003
+
+
+async def test_logout_closes_that_sessions_sockets_and_refuses_its_access_token(connect):
+    alice = await make("alice")
+    pair = await database_sync_to_async(session_start)(user=alice)
+    other_device = await connect(alice)
+    logged_out = await connect(alice, token=pair.access)
+    await database_sync_to_async(session_logout)(refresh=pair.refresh)
+
+    assert await logged_out.closed_with() == 4001
+    # The same access token cannot open a new socket or renew another one in band.
+    again = await connect(token=pair.access, expect_hello=False)
+    assert (await again.receive())["payload"]["code"] == "session_ended"
+    assert await again.closed_with() == 4001
+    await other_device.send("authenticate", {"token": pair.access}, ref="auth")
+    refused = await other_device.receive()
+    assert refused["type"] == "error"
+    assert refused["payload"]["code"] == "session_ended"
+    # The user's other session is untouched.
+    await other_device.send("ping", ref="alive")
+    assert (await other_device.receive())["type"] == "pong"
+
+
+async def test_a_password_change_closes_every_socket_of_the_user(connect):
+    alice, bob = await make("alice"), await make("bob")
+    first, second, bystander = await connect(alice), await connect(alice), await connect(bob)
+
+    @database_sync_to_async
+    def change_password() -> None:
+        alice.set_password("a-new-password-42")
+        alice.save()
+
+    await change_password()
+    assert await first.closed_with() == 4001
+    assert await second.closed_with() == 4001
+    await bystander.send("ping", ref="alive")
+    assert (await bystander.receive())["type"] == "pong"
 
 
 async def test_an_expired_access_token_closes_4001_unless_renewed_in_band(connect, settings):

@@ -11,12 +11,12 @@ from django.urls import include, path
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
 
 from backend.notifications.models import Inbox
 from backend.projects.models import Membership, Milestone, Project, Task
 from backend.projects.services import milestone_create, task_create
 from backend.users.models import User
+from backend.users.services import session_start
 
 from .conftest import News, Team, snapshot
 
@@ -40,7 +40,7 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 def jwt_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}")
     return client
 
 

@@ -8,9 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
-from backend.users.models import Role, User
+from backend.users.models import LoginSession, Role, User
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ def test_unticking_active_in_the_change_form_ends_sessions(browser: Client, make
     alice.refresh_from_db()
     assert not alice.is_active
     assert alice.role == Role.objects.get(name="developer")
-    assert BlacklistedToken.objects.filter(token__user=alice).count() == 1
+    assert LoginSession.objects.get(user=alice).end_reason == LoginSession.END_DEACTIVATED
     assert not can_refresh(token)
 
 

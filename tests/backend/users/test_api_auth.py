@@ -9,12 +9,12 @@ import jwt
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
-from rest_framework.throttling import ScopedRateThrottle
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from backend.projects.models import Membership, Project
-from backend.users.services import user_deactivate
+from backend.users.models import LoginSession
+from backend.users.services import session_start, user_deactivate
+from backend.users.throttling import LoginRateThrottle
 
 LOGIN = "/api/auth/token/"
 REFRESH = "/api/auth/token/refresh/"
@@ -22,6 +22,14 @@ LOGOUT = "/api/auth/logout/"
 ME = "/api/me"
 # Long enough that PyJWT signs without a warning; just not the server's key.
 WRONG_KEY = "not-the-server-key-" * 3
+
+
+def new_refresh(user: Any) -> RefreshToken:
+    return RefreshToken(session_start(user=user).refresh)  # type: ignore[arg-type]
+
+
+def new_access(user: Any) -> AccessToken:
+    return AccessToken(session_start(user=user).access)  # type: ignore[arg-type]
 
 
 def login(client: APIClient, username: str, password: str = "pw") -> Any:
@@ -88,7 +96,7 @@ def test_login_without_a_password_is_400(client: APIClient, alice: Any) -> None:
 
 
 def test_login_is_throttled(client: APIClient, alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
+    monkeypatch.setattr(LoginRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
     cache.clear()
     try:
         statuses = [login(client, "alice", "wrong").status_code for _ in range(3)]
@@ -115,9 +123,11 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(
 
     reuse = client.post(REFRESH, {"refresh": first["refresh"]}, format="json")
     assert_error(reuse, 401, "token_not_valid")
-    # The new one still works (once).
+    # Two parties held the family: it ends for both, the rotated-to pair included.
     third = client.post(REFRESH, {"refresh": second["refresh"]}, format="json")
-    assert third.status_code == 200
+    assert_error(third, 401, "token_not_valid")
+    assert_error(bearer(second["access"]).get(ME), 401, "token_not_valid")
+    assert LoginSession.objects.get().end_reason == LoginSession.END_REFRESH_REUSED
 
 
 def test_refresh_with_an_access_token_is_401(client: APIClient, alice: Any) -> None:
@@ -149,11 +159,11 @@ def test_refresh_of_a_deleted_user_is_401_not_500(client: APIClient, alice: Any)
 # Log out
 
 
-def test_logout_blacklists_and_is_idempotent(client: APIClient, alice: Any) -> None:
+def test_logout_ends_the_session_and_is_idempotent(client: APIClient, alice: Any) -> None:
     pair = login(client, "alice", "s3cret-pass").json()
     assert client.post(LOGOUT, {"refresh": pair["refresh"]}, format="json").status_code == 204
     assert client.post(LOGOUT, {"refresh": pair["refresh"]}, format="json").status_code == 204
-    assert BlacklistedToken.objects.count() == 1
+    assert LoginSession.objects.get().end_reason == LoginSession.END_LOGOUT
     reuse = client.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
     assert_error(reuse, 401, "token_not_valid")
 
@@ -165,13 +175,13 @@ def test_logout_needs_no_access_token_and_ignores_a_bad_one(client: APIClient, a
 
 
 def test_logout_with_an_expired_refresh_token_is_204(client: APIClient, alice: Any) -> None:
-    token = RefreshToken.for_user(alice)
+    token = new_refresh(alice)
     token.set_exp(lifetime=timedelta(seconds=-5))
     assert client.post(LOGOUT, {"refresh": str(token)}, format="json").status_code == 204
 
 
 def test_logout_with_a_forged_token_is_401(client: APIClient, alice: Any) -> None:
-    forged = jwt.encode(dict(RefreshToken.for_user(alice).payload), WRONG_KEY, algorithm="HS256")
+    forged = jwt.encode(dict(new_refresh(alice).payload), WRONG_KEY, algorithm="HS256")
     assert_error(client.post(LOGOUT, {"refresh": forged}, format="json"), 401, "token_not_valid")
 
 
@@ -215,7 +225,7 @@ def test_me_without_a_role(client: APIClient, make_user: Any) -> None:
 
 
 def _payload(user: Any, **changes: Any) -> dict[str, Any]:
-    payload = dict(AccessToken.for_user(user).payload)
+    payload = dict(new_access(user).payload)
     payload.update(changes)
     return payload
 
@@ -241,7 +251,7 @@ def test_malformed_token_is_401(client: APIClient, db: None, header: str) -> Non
 
 
 def test_expired_token_is_401_with_a_reason(client: APIClient, alice: Any) -> None:
-    token = AccessToken.for_user(alice)
+    token = new_access(alice)
     token.set_exp(lifetime=timedelta(seconds=-1))
     error = assert_error(bearer(str(token)).get(ME), 401, "token_not_valid")
     assert error["message"] == "Your session has ended. Log in again."
