@@ -52,9 +52,9 @@ class BlockingHasher(BasePasswordHasher):
         type(self).checks += 1
         type(self).entered.set()
         assert type(self).release.wait(WAIT * 3), "the test never released the hash"
-        return password == self.decode(encoded)["hash"]
+        return bool(password == self.decode(encoded)["hash"])
 
-    def safe_summary(self, encoded: str) -> dict[str, Any]:
+    def safe_summary(self, encoded: str) -> dict[Any, Any]:
         return {"algorithm": self.algorithm}
 
     def harden_runtime(self, password: str, encoded: str) -> None:
