@@ -210,13 +210,13 @@ def seed_users(env: dict[str, str], count: int) -> list[str]:
     """
     code = (
         "import json\n"
-        "from rest_framework_simplejwt.tokens import AccessToken\n"
+        "from backend.users.services import session_start\n"
         "from backend.users.models import Role, User\n"
         "role = Role.objects.get(name='developer')\n"
         f"User.objects.bulk_create([User(username=f'bench{{i}}', role=role, password='!')"
         f" for i in range({count})], batch_size=500)\n"
         "users = User.objects.filter(username__startswith='bench').order_by('id')\n"
-        "print(json.dumps([str(AccessToken.for_user(u)) for u in users]))\n"
+        "print(json.dumps([session_start(user=u).access for u in users]))\n"
     )
     tokens: list[str] = json.loads(run_cli(env, "manage", "shell", "-c", code).splitlines()[-1])
     if len(tokens) != count:

@@ -282,7 +282,7 @@ def seed_ours(env: dict[str, str], layout: Layout) -> Seeded:
     prepare_database(env)
     code = (
         "import json\n"
-        "from rest_framework_simplejwt.tokens import AccessToken\n"
+        "from backend.users.services import session_start\n"
         "from backend.notifications.models import InboxSequence\n"
         "from backend.projects.models import Membership, Project\n"
         "from backend.users.models import Role, User\n"
@@ -299,8 +299,8 @@ def seed_ours(env: dict[str, str], layout: Layout) -> Seeded:
         "Membership.objects.bulk_create([Membership(project=made[min(i // size, projects - 1)], "
         "user=u, role='member') for i, u in enumerate(users)], batch_size=500)\n"
         "admin = User.objects.get(username='admin')\n"
-        "print(json.dumps({'tokens': [str(AccessToken.for_user(u)) for u in users], "
-        "'projects': [p.pk for p in made], 'admin': str(AccessToken.for_user(admin))}))\n"
+        "print(json.dumps({'tokens': [session_start(user=u).access for u in users], "
+        "'projects': [p.pk for p in made], 'admin': session_start(user=admin).access}))\n"
     )
     seeded = json.loads(run_cli(env, "manage", "shell", "-c", code).splitlines()[-1])
     if len(seeded["tokens"]) != layout.n:

@@ -20,7 +20,7 @@ import django_stubs_ext
 import platformdirs
 from django.core.exceptions import ImproperlyConfigured
 
-from backend.config import production
+from backend.config import data_dir, production
 from backend.ws_compression import COMPRESSION_CHOICES, SHIPPED_COMPRESSION
 
 # Lets admin classes and querysets be subscripted (ModelAdmin[Project]) at run time.
@@ -71,7 +71,6 @@ def _env_bool(name: str, default: bool = False) -> bool:
 DATA_DIR = Path(
     os.environ.get("TRAY_DATA_DIR") or platformdirs.user_data_dir("tray-notifier-server")
 ).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _secret_key() -> str:
@@ -106,6 +105,8 @@ if _problems:
     # Before _secret_key(): production must not leave a generated key file behind.
     raise ImproperlyConfigured("; ".join(_problems))
 
+# Owner-only: the directory (0700), its database and signing key (0600), fixed at every start.
+data_dir.make_private(DATA_DIR, database=not os.environ.get("DATABASE_URL"))
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("TRAY_DEBUG")
 # Desktop clients reach the server by whatever name IT gave it; restrict with TRAY_ALLOWED_HOSTS.

@@ -1,7 +1,7 @@
 """Admin of users and roles.
 
 Switching a user off here has the same effect as ``user_deactivate``: their
-refresh tokens are blacklisted, and the save signal closes their sockets.
+sessions end (their tokens stop working at once), and their sockets close.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One :class:`ApiClient` per server address. It holds the session's tokens and
 refreshes the access token when it is missing, about to expire or refused
 (401), with one refresh request in flight at a time however many calls need
-it: refresh tokens rotate (the server blacklists the old one on use), so two
+it: refresh tokens rotate (a rotated one used again ends the whole session), so two
 refreshes racing with the same token would log the user out.
 
 Every failure is a :class:`~tray_app.net.errors.NetError` with plain words for

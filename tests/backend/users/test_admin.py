@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from backend.users.models import LoginSession, Role, User
+from backend.users.throttling import LoginRateThrottle
 
 
 @pytest.fixture
@@ -109,3 +111,30 @@ def test_user_list_and_role_list_render(browser: Client, make_user: Any) -> None
     add = browser.get(reverse("admin:users_user_add"))
     assert add.status_code == 200
     assert "role" in add.context["adminform"].form.fields
+
+
+def test_the_admin_login_spends_the_same_per_address_budget_as_the_api(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LoginRateThrottle, "THROTTLE_RATES", {"login": "4/min"})
+    cache.clear()
+    make_user("root", password="right-one", is_staff=True, is_superuser=True)
+    browser = Client()
+    url = reverse("admin:login")
+    try:
+        # Looking at the form is free; every submitted password counts, the API's too.
+        assert browser.get(url).status_code == 200
+        for _ in range(3):
+            wrong = browser.post(url, {"username": "root", "password": "nope"})
+            assert wrong.status_code == 200  # the form again, with its error
+        api = APIClient().post(
+            "/api/auth/token/", {"username": "root", "password": "nope"}, format="json"
+        )
+        assert api.status_code == 401
+        refused = browser.post(url, {"username": "root", "password": "right-one"})
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) >= 1
+        assert "Too many login attempts" in refused.content.decode()
+        assert "_auth_user_id" not in browser.session
+    finally:
+        cache.clear()
