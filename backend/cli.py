@@ -499,7 +499,7 @@ def _notify(options: argparse.Namespace) -> int:
     _require_migrated()
     from backend.errors import BackendError
     from backend.notifications.selectors import audience_user_ids
-    from backend.notifications.services import notification_create
+    from backend.notifications.services import CLI_PUBLISHER, notification_create
 
     with _database_errors():
         audience, project_id, project_title = _audience(options)
@@ -515,6 +515,7 @@ def _notify(options: argparse.Namespace) -> int:
                 url=options.url,
                 project_id=project_id,
                 project_title=project_title,
+                publisher=CLI_PUBLISHER,
             )
         except BackendError as error:
             raise CliError(error.message, EXIT_BAD_INPUT) from None

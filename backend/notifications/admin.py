@@ -19,7 +19,12 @@ from django.http import HttpRequest, HttpResponse
 
 from backend.notifications.models import ApiKey, Message
 from backend.notifications.selectors import Audience
-from backend.notifications.services import api_key_create, api_key_revoke, notification_create
+from backend.notifications.services import (
+    api_key_create,
+    api_key_revoke,
+    notification_create,
+    user_publisher,
+)
 from backend.users.models import Role, User
 
 if TYPE_CHECKING:
@@ -158,6 +163,7 @@ class MessageAdmin(_MessageAdminBase):
             "project_title",
             "data",
             "audience",
+            "publisher",
             "idempotency_key",
             "created_at",
             "recipients",
@@ -192,13 +198,15 @@ class MessageAdmin(_MessageAdminBase):
         self, request: HttpRequest, obj: Message, form: forms.ModelForm[Message], change: bool
     ) -> None:
         assert isinstance(form, AnnouncementForm)  # only the add form can be saved
+        actor = request.user if isinstance(request.user, User) else None
         result = notification_create(
             audience=form.audience(),
             title=obj.title,
             message=obj.message,
             priority=obj.priority,
             url=obj.url,
-            actor=request.user if isinstance(request.user, User) else None,
+            actor=actor,
+            publisher=user_publisher(actor) if actor is not None else "",
         )
         _copy_into(obj, result.message)
         self.message_user(request, f"Sent to {result.recipient_count} user(s).", messages.SUCCESS)

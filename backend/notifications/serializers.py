@@ -185,7 +185,8 @@ class PublishInputSerializer(StrictSerializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Sending the same key again returns the first notification, not a new one.",
+        help_text="Sending the same key again (with the same integration key or as the "
+        "same staff user) returns the first notification, not a new one.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,18 @@ from backend.users.models import User
 # Statement size for seq assignment: well under SQLite's 32,766 bound variables.
 _SEQ_CHUNK = 5000
 MAX_IDS_PER_REQUEST = 1000
+# Message.publisher of the `notify` command; see api_key_publisher and user_publisher.
+CLI_PUBLISHER = "cli"
+
+
+def api_key_publisher(key: ApiKey) -> str:
+    """The publisher scope of notifications sent with an integration key."""
+    return f"api_key:{key.pk}"
+
+
+def user_publisher(user: User) -> str:
+    """The publisher scope of notifications a person sends (publish API, admin)."""
+    return f"user:{user.pk}"
 
 
 @dataclass(frozen=True)
@@ -131,10 +143,14 @@ def notification_create(
     project_title: str = "",
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    publisher: str = "",
 ) -> NotificationResult:
     """Store a notification for everyone ``audience`` names right now, then ring.
 
-    The same ``idempotency_key`` returns the first notification instead of a new one.
+    The same ``idempotency_key`` from the same ``publisher`` returns the first
+    notification instead of a new one. Keys are scoped to the publisher
+    (``api_key_publisher``, ``user_publisher``, ``CLI_PUBLISHER``): two systems that
+    happen to pick the same key each get their own notification.
     """
     _validate_content(
         title=title, message=message, priority=priority, url=url, event_type=event_type
@@ -142,7 +158,9 @@ def notification_create(
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
     if idempotency_key is not None:
-        existing = Message.objects.filter(idempotency_key=idempotency_key).first()
+        existing = Message.objects.filter(
+            publisher=publisher, idempotency_key=idempotency_key
+        ).first()
         if existing is not None:
             return NotificationResult(existing, False, existing.deliveries.count())
     try:
@@ -159,12 +177,13 @@ def notification_create(
                 project_title=project_title,
                 data=data or {},
                 idempotency_key=idempotency_key,
+                publisher=publisher,
             )
     except IntegrityError:
-        # Two publishers raced with one key: the other one's notification stands.
+        # Two requests of one publisher raced with one key: the other one's notification stands.
         if idempotency_key is None:
             raise
-        existing = Message.objects.get(idempotency_key=idempotency_key)
+        existing = Message.objects.get(publisher=publisher, idempotency_key=idempotency_key)
         return NotificationResult(existing, False, existing.deliveries.count())
 
 
@@ -181,6 +200,7 @@ def _notification_write(
     project_title: str,
     data: dict[str, Any],
     idempotency_key: str | None,
+    publisher: str,
 ) -> NotificationResult:
     stored = Message.objects.create(
         event_type=event_type,
@@ -194,6 +214,7 @@ def _notification_write(
         data=data,
         audience=audience.describe(),
         idempotency_key=idempotency_key,
+        publisher=publisher,
     )
     recipients = audience_user_ids(audience)
     if not recipients:

@@ -26,7 +26,7 @@ from backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from backend.notifications import delivery
 from backend.notifications.models import Priority
 from backend.notifications.selectors import Audience
-from backend.notifications.services import notification_create
+from backend.notifications.services import notification_create, user_publisher
 from backend.projects.models import (
     Membership,
     MembershipRole,
@@ -190,6 +190,7 @@ def _notify(
         project_id=project.pk,
         project_title=project.title,
         data=data,
+        publisher=user_publisher(actor),
     )
 
 

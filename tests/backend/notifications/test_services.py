@@ -110,6 +110,26 @@ def test_idempotency_key_returns_the_first_notification(make_user: Any) -> None:
     assert seqs_of(bob) == [1]
 
 
+def test_idempotency_keys_of_different_publishers_do_not_collide(make_user: Any) -> None:
+    alice = make_user("alice")
+    first = notification_create(
+        audience=to(alice), title="a", idempotency_key="k", publisher="api_key:1"
+    )
+    second = notification_create(
+        audience=to(alice), title="b", idempotency_key="k", publisher="api_key:2"
+    )
+    legacy = notification_create(audience=to(alice), title="c", idempotency_key="k")
+    again = notification_create(
+        audience=to(alice), title="a", idempotency_key="k", publisher="api_key:2"
+    )
+    assert first.created
+    assert second.created
+    assert legacy.created
+    assert not again.created
+    assert again.message.pk == second.message.pk
+    assert seqs_of(alice) == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     "fields",
     [
