@@ -9,7 +9,6 @@ with it and leave holes in users' seq, which clients read as a gap to replay.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -23,8 +22,10 @@ from backend.notifications.services import (
     api_key_create,
     api_key_revoke,
     notification_create,
+    url_problem,
     user_publisher,
 )
+from backend.text import single_line_text_problem
 from backend.users.models import Role, User
 
 if TYPE_CHECKING:
@@ -98,11 +99,19 @@ class AnnouncementForm(_AnnouncementFormBase):
         model = Message
         fields = ("title", "message", "priority", "url")
 
+    # The service's rules, shown as field errors instead of failing on save.
+    def clean_title(self) -> str:
+        title: str = self.cleaned_data["title"]
+        problem = single_line_text_problem(title)
+        if problem is not None:
+            raise ValidationError(f"The title {problem}.")
+        return title
+
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]
-        parts = urlsplit(url)
-        if url and (parts.scheme not in {"http", "https"} or not parts.netloc):
-            raise ValidationError("Enter an http:// or https:// address.")
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValidationError(problem[0].upper() + problem[1:] + ".")
         return url
 
     def clean(self) -> dict[str, Any]:

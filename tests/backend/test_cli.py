@@ -267,6 +267,33 @@ def test_notify_refuses_bad_content_with_exit_2(demo_server: RunningServer):
     assert "title must be at most 200 characters" in _one_line_error(result)
 
 
+def test_notify_refuses_links_and_titles_the_api_refuses(demo_server: RunningServer):
+    # Security review, findings 10 and 13a: `notify` stored javascript: links and
+    # invisible titles that REST and the admin refused.
+    with _db(demo_server) as db:
+        before = _count(db, "SELECT count(*) FROM notifications_message")
+    cases = [
+        (["--title", "x", "--url", "javascript:alert(1)"], "url must be an http:// or https://"),
+        (["--title", "x", "--url", "file:///etc/passwd"], "url must be an http:// or https://"),
+        (["--title", "x", "--url", "//evil.example/x"], "url must not start with //"),
+        (["--title", "x", "--url", "https://a.example/\tb"], "url must not contain spaces"),
+        (["--title", "\u200d"], "title must contain visible text"),
+        (["--title", "\u3164"], "title must contain visible text"),
+        (["--title", "Deploy\u2028at 5"], "title must be a single line of text"),
+    ]
+    for args, expected in cases:
+        result = demo_server.cli("notify", "--user", "alice", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in _one_line_error(result), args
+        assert result.stdout == ""
+    with _db(demo_server) as db:
+        assert _count(db, "SELECT count(*) FROM notifications_message") == before
+
+    # The server's own kind of link, a path on the server, is fine.
+    result = demo_server.cli("notify", "--user", "alice", "--title", "x", "--url", "/projects/1")
+    assert result.returncode == 0, result.stderr
+
+
 def test_notify_before_the_database_is_set_up(server_factory: ServerFactory):
     result = server_factory.cli("notify", "--everyone", "--title", "too early")
     assert result.returncode == 1

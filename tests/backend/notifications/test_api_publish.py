@@ -261,6 +261,44 @@ def test_bad_input_is_400_and_writes_nothing(as_staff: APIClient, payload: Any) 
     assert nothing_written()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "//evil.example/x",
+        "/\\evil.example",
+        "java\tscript:x",
+    ],
+)
+def test_links_that_are_not_web_pages_are_a_field_error(as_staff: APIClient, url: str) -> None:
+    response = as_staff.post(PUBLISH, body(url=url), format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["message"].startswith("url: url ")
+    assert list(error["detail"]) == ["url"]
+    assert nothing_written()
+
+
+def test_a_path_on_this_server_is_a_link(as_staff: APIClient) -> None:
+    response = as_staff.post(PUBLISH, body(url="/projects/1/tasks/2"), format="json")
+    assert response.status_code == 201, response.content
+    assert Message.objects.get().url == "/projects/1/tasks/2"
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["\u200d", "\u3164", "\u200b\u00a0\u200b", "\u2800", "Deploy\u2028at 5", "a\u2029b", "a\x85b"],
+)
+def test_invisible_or_multi_line_titles_are_invalid_title(as_staff: APIClient, title: str) -> None:
+    response = as_staff.post(PUBLISH, body(title=title), format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_title"
+    assert error["message"].startswith("title ")
+    assert nothing_written()
+
+
 def test_empty_audience_has_its_own_code(as_staff: APIClient) -> None:
     response = as_staff.post(PUBLISH, body(audience={"everyone": False}), format="json")
     assert response.json()["error"]["code"] == "empty_audience"
