@@ -367,6 +367,7 @@ def _serve(
     tls: tuple[str, str] | None = None,
 ) -> int:
     _setup_django()
+    _refuse_demo_in_production(demo)
     sock = _bind_unix(unix) if unix else _bind(host, port)
     try:
         _migrate()
@@ -379,6 +380,17 @@ def _serve(
         if unix:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unix)
+
+
+def _refuse_demo_in_production(demo: bool) -> None:
+    """Before the database is touched: production never gets the demo's admin/demo login."""
+    from django.conf import settings
+
+    from backend.config.production import demo_problem
+
+    problem = demo_problem(demo) if settings.PRODUCTION else None
+    if problem is not None:
+        raise CliError(problem, EXIT_BAD_INPUT)
 
 
 def _seed_demo() -> DemoSummary:

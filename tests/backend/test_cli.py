@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import secrets
 import socket
 import sqlite3
 import ssl
@@ -176,6 +177,35 @@ def test_a_bad_database_url_is_one_plain_line(tmp_path: Path, database_url: str,
     line = _one_line_error(result)
     assert expected in line
     assert "hunter2" not in line
+
+
+def test_production_refuses_demo_before_touching_the_database(tmp_path: Path):
+    # Security review, finding 11: TRAY_ENV=production --demo seeded admin / demo.
+    env = server_env(
+        data_dir=tmp_path,
+        extra={
+            "TRAY_ENV": "production",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "TRAY_ALLOWED_HOSTS": "notify.example.com",
+        },
+    )
+    run_cli("manage", "migrate", "--verbosity", "0", env=env, check=True)
+    with _db(tmp_path) as db:
+        tables_before = db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+    for args in (["--demo", "--port", "0"], ["serve", "--demo", "--port", "0"]):
+        # On the old code the server started (and ran until this timeout).
+        result = run_cli(*args, env=env, timeout=30)
+        assert result.returncode == 2, result.stderr
+        line = _one_line_error(result)
+        assert "--demo must not be used with TRAY_ENV=production" in line
+        assert result.stdout == ""
+
+    with _db(tmp_path) as db:
+        assert _count(db, "SELECT count(*) FROM users_user") == 0
+        assert db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == (
+            tables_before
+        )
 
 
 # --- notify -----------------------------------------------------------------------
