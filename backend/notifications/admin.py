@@ -111,7 +111,7 @@ class AnnouncementForm(_AnnouncementFormBase):
         url: str = self.cleaned_data["url"]
         problem = url_problem(url)
         if problem is not None:
-            raise ValidationError(problem[0].upper() + problem[1:] + ".")
+            raise ValidationError(f"The {problem}.")
         return url
 
     def clean(self) -> dict[str, Any]:

@@ -175,6 +175,7 @@ def test_announcement_form_shows_the_services_rule_on_the_field(
     assert response.status_code == 200  # the form again, with the error on the field
     errors = response.context["adminform"].form.errors
     assert list(errors) == [field], errors
+    assert errors[field][0].startswith(f"The {field} "), errors
     assert not Message.objects.exists()
 
 
