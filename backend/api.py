@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from backend.errors import BackendError, NotAuthenticated
+from backend.errors import BackendError, NotAuthenticated, RequestTooLarge
 from backend.users.models import User
 from backend.users.tokens import ACCOUNT_DISABLED, SESSION_ENDED
 
@@ -48,7 +50,18 @@ def _token_reason(detail: dict[str, Any]) -> str:
     return str(detail.get("detail", ""))
 
 
+def _too_large() -> RequestTooLarge:
+    limit: int = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return RequestTooLarge(
+        f"The request body is too large: send at most {limit} bytes.", limit=limit
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        # Raised by request.body when DRF parses the body. Left to Django, this
+        # SuspiciousOperation would become its HTML "Bad Request" page.
+        exc = _too_large()
     if isinstance(exc, BackendError):
         body: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.detail:

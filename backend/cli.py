@@ -367,6 +367,7 @@ def _serve(
     tls: tuple[str, str] | None = None,
 ) -> int:
     _setup_django()
+    _refuse_demo_in_production(demo)
     sock = _bind_unix(unix) if unix else _bind(host, port)
     try:
         _migrate()
@@ -379,6 +380,17 @@ def _serve(
         if unix:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unix)
+
+
+def _refuse_demo_in_production(demo: bool) -> None:
+    """Before the database is touched: production never gets the demo's admin/demo login."""
+    from django.conf import settings
+
+    from backend.config.production import demo_problem
+
+    problem = demo_problem(demo) if settings.PRODUCTION else None
+    if problem is not None:
+        raise CliError(problem, EXIT_BAD_INPUT)
 
 
 def _seed_demo() -> DemoSummary:
@@ -499,7 +511,7 @@ def _notify(options: argparse.Namespace) -> int:
     _require_migrated()
     from backend.errors import BackendError
     from backend.notifications.selectors import audience_user_ids
-    from backend.notifications.services import notification_create
+    from backend.notifications.services import CLI_PUBLISHER, notification_create
 
     with _database_errors():
         audience, project_id, project_title = _audience(options)
@@ -515,6 +527,7 @@ def _notify(options: argparse.Namespace) -> int:
                 url=options.url,
                 project_id=project_id,
                 project_title=project_title,
+                publisher=CLI_PUBLISHER,
             )
         except BackendError as error:
             raise CliError(error.message, EXIT_BAD_INPUT) from None

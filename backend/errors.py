@@ -51,3 +51,10 @@ class NotFound(BackendError):
 class Conflict(BackendError):
     code = "conflict"
     status = 409
+
+
+class RequestTooLarge(BackendError):
+    """The request body is over the server's limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``)."""
+
+    code = "request_too_large"
+    status = 413

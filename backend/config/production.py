@@ -96,6 +96,21 @@ def forwarded_allow_ips_problem(value: str | None) -> str | None:
     return None
 
 
+def demo_problem(demo: bool) -> str | None:
+    """Why ``serve --demo`` is refused in production, or None.
+
+    The demo seeds a staff user ``admin`` whose password is ``demo``, printed on start:
+    on a server others can reach, that is an open door to the admin.
+    """
+    if demo:
+        return (
+            f"--demo must not be used with {MODE_VARIABLE}={PRODUCTION}: it creates the staff "
+            "user admin with the password demo; create accounts with `tray-notifier-server "
+            f"manage createsuperuser`, or unset {MODE_VARIABLE} for a demo"
+        )
+    return None
+
+
 def production_problems(environ: Mapping[str, str]) -> list[str]:
     """Every reason the environment cannot run in production mode, in a stable order."""
     problems = [

@@ -9,7 +9,6 @@ with it and leave holes in users' seq, which clients read as a gap to replay.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,7 +18,14 @@ from django.http import HttpRequest, HttpResponse
 
 from backend.notifications.models import ApiKey, Message
 from backend.notifications.selectors import Audience
-from backend.notifications.services import api_key_create, api_key_revoke, notification_create
+from backend.notifications.services import (
+    api_key_create,
+    api_key_revoke,
+    notification_create,
+    url_problem,
+    user_publisher,
+)
+from backend.text import single_line_text_problem
 from backend.users.models import Role, User
 
 if TYPE_CHECKING:
@@ -93,11 +99,19 @@ class AnnouncementForm(_AnnouncementFormBase):
         model = Message
         fields = ("title", "message", "priority", "url")
 
+    # The service's rules, shown as field errors instead of failing on save.
+    def clean_title(self) -> str:
+        title: str = self.cleaned_data["title"]
+        problem = single_line_text_problem(title)
+        if problem is not None:
+            raise ValidationError(f"The title {problem}.")
+        return title
+
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]
-        parts = urlsplit(url)
-        if url and (parts.scheme not in {"http", "https"} or not parts.netloc):
-            raise ValidationError("Enter an http:// or https:// address.")
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValidationError(f"The {problem}.")
         return url
 
     def clean(self) -> dict[str, Any]:
@@ -158,6 +172,7 @@ class MessageAdmin(_MessageAdminBase):
             "project_title",
             "data",
             "audience",
+            "publisher",
             "idempotency_key",
             "created_at",
             "recipients",
@@ -192,13 +207,15 @@ class MessageAdmin(_MessageAdminBase):
         self, request: HttpRequest, obj: Message, form: forms.ModelForm[Message], change: bool
     ) -> None:
         assert isinstance(form, AnnouncementForm)  # only the add form can be saved
+        actor = request.user if isinstance(request.user, User) else None
         result = notification_create(
             audience=form.audience(),
             title=obj.title,
             message=obj.message,
             priority=obj.priority,
             url=obj.url,
-            actor=request.user if isinstance(request.user, User) else None,
+            actor=actor,
+            publisher=user_publisher(actor) if actor is not None else "",
         )
         _copy_into(obj, result.message)
         self.message_user(request, f"Sent to {result.recipient_count} user(s).", messages.SUCCESS)

@@ -42,11 +42,13 @@ from backend.notifications.serializers import (
 )
 from backend.notifications.services import (
     InboxChange,
+    api_key_publisher,
     inbox_delete,
     inbox_mark_all_read,
     inbox_mark_read,
     inbox_mark_unread,
     notification_create,
+    user_publisher,
 )
 from backend.users.tokens import SessionJWTAuthentication
 
@@ -303,14 +305,20 @@ class PublishApi(APIView):
         summary="Send a notification to users, projects, roles or everyone.",
         description="Authenticate as a staff user (Bearer) or with an integration key "
         "(`Authorization: Api-Key <key>`). 201 when created; 200 when the idempotency "
-        "key named an earlier notification, which is returned instead.",
+        "key named an earlier notification of the same publisher (the same integration "
+        "key, or the same staff user), which is returned instead.",
     )
     def post(self, request: Request) -> Response:
         serializer = PublishInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        # A key is not a person: its notifications have no actor.
-        actor = None if isinstance(request.auth, ApiKey) else request_user(request)
+        # A key is not a person: its notifications have no actor. Idempotency keys are
+        # scoped to the integration key or the staff user that sends them.
+        if isinstance(request.auth, ApiKey):
+            actor, publisher = None, api_key_publisher(request.auth)
+        else:
+            actor = request_user(request)
+            publisher = user_publisher(actor)
         result = notification_create(
             audience=data["audience"],
             title=data["title"],
@@ -319,6 +327,7 @@ class PublishApi(APIView):
             url=data["url"],
             event_type=data["event_type"],
             idempotency_key=data["idempotency_key"],
+            publisher=publisher,
             actor=actor,
         )
         body = PublishOutputSerializer(

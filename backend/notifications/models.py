@@ -34,11 +34,23 @@ class Message(models.Model):
     data = models.JSONField(default=dict, blank=True)
     # How the audience was named ({"project": 3}); the recipients are the Inbox rows.
     audience = models.JSONField(default=dict, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Who published it ("api_key:3", "user:7", "cli"; "" for rows older than the field):
+    # an idempotency key is unique per publisher, so one integration's "deploy-42"
+    # never swallows another's. The database default keeps raw inserts working.
+    publisher = models.CharField(max_length=50, blank=True, default="", db_default="")
+    # NULL, not "", for "no key": the unique constraint skips it, so keyless rows never collide.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["publisher", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="message_unique_publisher_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

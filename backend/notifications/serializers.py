@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.validators import RegexValidator
 from rest_framework import serializers
@@ -19,7 +18,7 @@ from backend.api import StrictBooleanField, StrictCharField, StrictIntegerField
 from backend.errors import InvalidInput
 from backend.notifications.models import Priority
 from backend.notifications.selectors import MAX_SEQ, Audience
-from backend.notifications.services import MAX_IDS_PER_REQUEST
+from backend.notifications.services import MAX_IDS_PER_REQUEST, url_problem
 from backend.projects.models import Project
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
 
@@ -129,12 +128,10 @@ class MarkAllReadInputSerializer(serializers.Serializer[Any]):
 
 
 def _web_url(value: str) -> None:
-    # The tray opens this URL on a click; only web pages, never file: or javascript:.
-    if not value:
-        return
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise serializers.ValidationError("Enter an http:// or https:// address.")
+    # The service's rule, as a field error: the tray opens this URL on a click.
+    problem = url_problem(value)
+    if problem is not None:
+        raise serializers.ValidationError(problem)
 
 
 class PublishAudienceSerializer(StrictSerializer):
@@ -185,7 +182,8 @@ class PublishInputSerializer(StrictSerializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Sending the same key again returns the first notification, not a new one.",
+        help_text="Sending the same key again (with the same integration key or as the "
+        "same staff user) returns the first notification, not a new one.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

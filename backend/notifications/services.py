@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -21,11 +23,24 @@ from backend.notifications import delivery
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
+from backend.text import single_line_text_problem
 from backend.users.models import User
 
 # Statement size for seq assignment: well under SQLite's 32,766 bound variables.
 _SEQ_CHUNK = 5000
 MAX_IDS_PER_REQUEST = 1000
+# Message.publisher of the `notify` command; see api_key_publisher and user_publisher.
+CLI_PUBLISHER = "cli"
+
+
+def api_key_publisher(key: ApiKey) -> str:
+    """The publisher scope of notifications sent with an integration key."""
+    return f"api_key:{key.pk}"
+
+
+def user_publisher(user: User) -> str:
+    """The publisher scope of notifications a person sends (publish API, admin)."""
+    return f"user:{user.pk}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,44 @@ class NotificationResult:
     message: Message
     created: bool
     recipient_count: int
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a notification's link, or None if it can.
+
+    The tray and the web companion open the link on a click, so it is one of: empty
+    (no link); an absolute ``http``/``https`` address with a host; or a path on this
+    server starting with one ``/`` (what the server itself writes, e.g.
+    ``/projects/3/tasks/7``), which clients resolve against the server's address.
+    Never ``javascript:``, ``file:`` or ``data:``; never ``//host`` or ``/\\host``,
+    which browsers read as another host; never spaces or control characters, which
+    browsers strip or rewrite, so the link checked would not be the link opened.
+    Every way in (publish API, admin, ``notify``, projects) asks this one function.
+
+    Returns:
+        A plain sentence naming the problem, or None.
+    """
+    if not url:
+        return None
+    if any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in url):
+        return "url must not contain spaces, line breaks or control characters"
+    if "\\" in url:
+        return "url must not contain backslashes; write them as %5C"
+    if url.startswith("//"):
+        return "url must not start with // (an address on another host needs https://)"
+    if url.startswith("/"):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check: it raises when out of range)
+    except ValueError:
+        return "url is not a valid address"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return (
+            "url must be an http:// or https:// address with a host, "
+            "or a path on this server starting with /"
+        )
+    return None
 
 
 def _validate_content(
@@ -44,6 +97,9 @@ def _validate_content(
         raise InvalidInput("title must be a non-empty string", code="invalid_title")
     if len(title) > 200:
         raise InvalidInput("title must be at most 200 characters", code="invalid_title")
+    title_problem = single_line_text_problem(title)
+    if title_problem is not None:
+        raise InvalidInput(f"title {title_problem}", code="invalid_title")
     if not isinstance(message, str) or len(message) > 5000:
         raise InvalidInput("message must be a string of at most 5000 characters")
     if priority not in Priority.values:
@@ -52,6 +108,9 @@ def _validate_content(
         )
     if not isinstance(url, str) or len(url) > 2000:
         raise InvalidInput("url must be a string of at most 2000 characters", code="invalid_url")
+    problem = url_problem(url)
+    if problem is not None:
+        raise InvalidInput(problem, code="invalid_url")
 
 
 def _lock_sequences(user_ids: list[int]) -> set[int]:
@@ -131,10 +190,14 @@ def notification_create(
     project_title: str = "",
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    publisher: str = "",
 ) -> NotificationResult:
     """Store a notification for everyone ``audience`` names right now, then ring.
 
-    The same ``idempotency_key`` returns the first notification instead of a new one.
+    The same ``idempotency_key`` from the same ``publisher`` returns the first
+    notification instead of a new one. Keys are scoped to the publisher
+    (``api_key_publisher``, ``user_publisher``, ``CLI_PUBLISHER``): two systems that
+    happen to pick the same key each get their own notification.
     """
     _validate_content(
         title=title, message=message, priority=priority, url=url, event_type=event_type
@@ -142,7 +205,9 @@ def notification_create(
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
     if idempotency_key is not None:
-        existing = Message.objects.filter(idempotency_key=idempotency_key).first()
+        existing = Message.objects.filter(
+            publisher=publisher, idempotency_key=idempotency_key
+        ).first()
         if existing is not None:
             return NotificationResult(existing, False, existing.deliveries.count())
     try:
@@ -159,12 +224,13 @@ def notification_create(
                 project_title=project_title,
                 data=data or {},
                 idempotency_key=idempotency_key,
+                publisher=publisher,
             )
     except IntegrityError:
-        # Two publishers raced with one key: the other one's notification stands.
+        # Two requests of one publisher raced with one key: the other one's notification stands.
         if idempotency_key is None:
             raise
-        existing = Message.objects.get(idempotency_key=idempotency_key)
+        existing = Message.objects.get(publisher=publisher, idempotency_key=idempotency_key)
         return NotificationResult(existing, False, existing.deliveries.count())
 
 
@@ -181,6 +247,7 @@ def _notification_write(
     project_title: str,
     data: dict[str, Any],
     idempotency_key: str | None,
+    publisher: str,
 ) -> NotificationResult:
     stored = Message.objects.create(
         event_type=event_type,
@@ -194,6 +261,7 @@ def _notification_write(
         data=data,
         audience=audience.describe(),
         idempotency_key=idempotency_key,
+        publisher=publisher,
     )
     recipients = audience_user_ids(audience)
     if not recipients:

@@ -26,7 +26,7 @@ from backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from backend.notifications import delivery
 from backend.notifications.models import Priority
 from backend.notifications.selectors import Audience
-from backend.notifications.services import notification_create
+from backend.notifications.services import notification_create, user_publisher
 from backend.projects.models import (
     Membership,
     MembershipRole,
@@ -36,6 +36,7 @@ from backend.projects.models import (
     TaskStatus,
 )
 from backend.projects.selectors import membership_role, project_member_ids
+from backend.text import single_line_text_problem
 from backend.users.models import User
 
 TITLE_MAX = 200
@@ -61,19 +62,16 @@ def project_url(project_id: int, *parts: object) -> str:
 # --- validation -------------------------------------------------------------------------
 
 
-def _has_control_chars(value: str) -> bool:
-    return any(ord(char) < 32 or ord(char) == 127 for char in value)
-
-
 def _clean_title(value: object) -> str:
-    # Titles end up in one-line OS toasts and menus, hence no control characters.
+    # Titles end up in one-line OS toasts and menus: one line, something visible in it.
     if not isinstance(value, str):
         raise InvalidInput("title must be text", code="invalid_title")
     title = value.strip()
     if not 0 < len(title) <= TITLE_MAX:
         raise InvalidInput(f"title must be 1 to {TITLE_MAX} characters", code="invalid_title")
-    if _has_control_chars(title):
-        raise InvalidInput("title must be a single line of text", code="invalid_title")
+    problem = single_line_text_problem(title)
+    if problem is not None:
+        raise InvalidInput(f"title {problem}", code="invalid_title")
     return title
 
 
@@ -190,6 +188,7 @@ def _notify(
         project_id=project.pk,
         project_title=project.title,
         data=data,
+        publisher=user_publisher(actor),
     )
 
 

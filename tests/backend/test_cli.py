@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import secrets
 import socket
 import sqlite3
 import ssl
@@ -178,6 +179,35 @@ def test_a_bad_database_url_is_one_plain_line(tmp_path: Path, database_url: str,
     assert "hunter2" not in line
 
 
+def test_production_refuses_demo_before_touching_the_database(tmp_path: Path):
+    # Security review, finding 11: TRAY_ENV=production --demo seeded admin / demo.
+    env = server_env(
+        data_dir=tmp_path,
+        extra={
+            "TRAY_ENV": "production",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "TRAY_ALLOWED_HOSTS": "notify.example.com",
+        },
+    )
+    run_cli("manage", "migrate", "--verbosity", "0", env=env, check=True)
+    with _db(tmp_path) as db:
+        tables_before = db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+    for args in (["--demo", "--port", "0"], ["serve", "--demo", "--port", "0"]):
+        # On the old code the server started (and ran until this timeout).
+        result = run_cli(*args, env=env, timeout=30)
+        assert result.returncode == 2, result.stderr
+        line = _one_line_error(result)
+        assert "--demo must not be used with TRAY_ENV=production" in line
+        assert result.stdout == ""
+
+    with _db(tmp_path) as db:
+        assert _count(db, "SELECT count(*) FROM users_user") == 0
+        assert db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == (
+            tables_before
+        )
+
+
 # --- notify -----------------------------------------------------------------------
 
 
@@ -265,6 +295,33 @@ def test_notify_refuses_bad_content_with_exit_2(demo_server: RunningServer):
     result = demo_server.cli("notify", "--user", "alice", "--title", "x" * 201)
     assert result.returncode == 2
     assert "title must be at most 200 characters" in _one_line_error(result)
+
+
+def test_notify_refuses_links_and_titles_the_api_refuses(demo_server: RunningServer):
+    # Security review, findings 10 and 13a: `notify` stored javascript: links and
+    # invisible titles that REST and the admin refused.
+    with _db(demo_server) as db:
+        before = _count(db, "SELECT count(*) FROM notifications_message")
+    cases = [
+        (["--title", "x", "--url", "javascript:alert(1)"], "url must be an http:// or https://"),
+        (["--title", "x", "--url", "file:///etc/passwd"], "url must be an http:// or https://"),
+        (["--title", "x", "--url", "//evil.example/x"], "url must not start with //"),
+        (["--title", "x", "--url", "https://a.example/\tb"], "url must not contain spaces"),
+        (["--title", "\u200d"], "title must contain visible text"),
+        (["--title", "\u3164"], "title must contain visible text"),
+        (["--title", "Deploy\u2028at 5"], "title must be a single line of text"),
+    ]
+    for args, expected in cases:
+        result = demo_server.cli("notify", "--user", "alice", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in _one_line_error(result), args
+        assert result.stdout == ""
+    with _db(demo_server) as db:
+        assert _count(db, "SELECT count(*) FROM notifications_message") == before
+
+    # The server's own kind of link, a path on the server, is fine.
+    result = demo_server.cli("notify", "--user", "alice", "--title", "x", "--url", "/projects/1")
+    assert result.returncode == 0, result.stderr
 
 
 def test_notify_before_the_database_is_set_up(server_factory: ServerFactory):

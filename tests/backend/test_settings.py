@@ -98,6 +98,14 @@ def test_forwarded_allow_ips_refuses_names_and_bad_networks(value: str, bad: str
     assert bad in problem
 
 
+def test_demo_is_a_problem_only_when_asked_for():
+    assert production.demo_problem(False) is None
+    problem = production.demo_problem(True)
+    assert problem is not None
+    assert problem.startswith("--demo must not be used with TRAY_ENV=production")
+    assert "manage createsuperuser" in problem
+
+
 def test_every_problem_is_reported_at_once_in_a_stable_order():
     problems = production.production_problems({"TRAY_ALLOWED_HOSTS": "*", "TRAY_DEBUG": "1"})
     assert [problem.split(" ", 1)[0] for problem in problems] == [

@@ -156,6 +156,35 @@ def test_announcement_form_refuses_bad_input(browser: Client, form: dict[str, st
     assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("url", "//evil.example/phish"),
+        ("url", "data:text/html,x"),
+        ("url", "java\tscript:alert(1)"),
+        ("title", "\u200d"),
+        ("title", "\u3164"),
+        ("title", "Deploy\u2028at 5"),
+    ],
+)
+def test_announcement_form_shows_the_services_rule_on_the_field(
+    browser: Client, field: str, value: str
+) -> None:
+    form = {"title": "Hello", "priority": "normal", "everyone": "on", field: value}
+    response = browser.post(ANNOUNCE, form)
+    assert response.status_code == 200  # the form again, with the error on the field
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field], errors
+    assert errors[field][0].startswith(f"The {field} "), errors
+    assert not Message.objects.exists()
+
+
+def test_announcement_links_may_be_paths_on_this_server(browser: Client) -> None:
+    form = {"title": "Hello", "priority": "normal", "everyone": "on", "url": "/projects/1"}
+    browser.post(ANNOUNCE, form)
+    assert Message.objects.get().url == "/projects/1"
+
+
 def test_role_action_prefills_the_announcement(browser: Client, make_user: Any) -> None:
     make_user("dev", role="developer")
     make_user("des", role="designer")

@@ -126,13 +126,34 @@ def test_idempotency_key_makes_one_message(as_staff: APIClient, team: dict[str, 
     assert len(per_user) == 3
 
 
-def test_idempotency_key_is_shared_between_api_keys_and_staff(
-    as_staff: APIClient, key: tuple[ApiKey, str]
+def test_idempotency_keys_are_scoped_to_their_publisher(
+    as_staff: APIClient, team: dict[str, Any], key: tuple[ApiKey, str]
 ) -> None:
-    first = with_key(key[1]).post(PUBLISH, body(idempotency_key="k1"), format="json")
-    second = as_staff.post(PUBLISH, body(idempotency_key="k1"), format="json")
-    assert second.json()["id"] == first.json()["id"]
-    assert Message.objects.count() == 1
+    # Security review, finding 9: a key's "deploy-42" to one user made a later staff
+    # announcement with the same idempotency key return it and never send.
+    ci = with_key(key[1])
+    other_key = with_key(api_key_create(name="Monitoring")[1])
+    to_dev = body(audience={"usernames": ["dev"]}, title="Deploy 42", idempotency_key="deploy-42")
+
+    first = ci.post(PUBLISH, to_dev, format="json")
+    announcement = as_staff.post(PUBLISH, body(idempotency_key="deploy-42"), format="json")
+    other = other_key.post(PUBLISH, to_dev, format="json")
+    repeated = ci.post(PUBLISH, to_dev, format="json")
+
+    assert [first.status_code, announcement.status_code, other.status_code] == [201, 201, 201]
+    assert announcement.json()["recipients"] == 3
+    assert len({first.json()["id"], announcement.json()["id"], other.json()["id"]}) == 3
+    assert repeated.status_code == 200
+    assert repeated.json() == {**first.json(), "created": False}
+    inboxes = {
+        name: sorted(Inbox.objects.filter(user__username=name).values_list("seq", flat=True))
+        for name in ("staff", "dev", "designer")
+    }
+    assert inboxes == {"staff": [1], "dev": [1, 2, 3], "designer": [1]}
+    assert Message.objects.get(pk=first.json()["id"]).publisher == f"api_key:{key[0].pk}"
+    assert Message.objects.get(pk=announcement.json()["id"]).publisher == (
+        f"user:{team['staff'].pk}"
+    )
 
 
 # Who may publish
@@ -237,6 +258,44 @@ def test_bad_input_is_400_and_writes_nothing(as_staff: APIClient, payload: Any) 
     assert response.status_code == 400, response.content
     error = response.json()["error"]
     assert error["message"]
+    assert nothing_written()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "//evil.example/x",
+        "/\\evil.example",
+        "java\tscript:x",
+    ],
+)
+def test_links_that_are_not_web_pages_are_a_field_error(as_staff: APIClient, url: str) -> None:
+    response = as_staff.post(PUBLISH, body(url=url), format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["message"].startswith("url: url ")
+    assert list(error["detail"]) == ["url"]
+    assert nothing_written()
+
+
+def test_a_path_on_this_server_is_a_link(as_staff: APIClient) -> None:
+    response = as_staff.post(PUBLISH, body(url="/projects/1/tasks/2"), format="json")
+    assert response.status_code == 201, response.content
+    assert Message.objects.get().url == "/projects/1/tasks/2"
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["\u200d", "\u3164", "\u200b\u00a0\u200b", "\u2800", "Deploy\u2028at 5", "a\u2029b", "a\x85b"],
+)
+def test_invisible_or_multi_line_titles_are_invalid_title(as_staff: APIClient, title: str) -> None:
+    response = as_staff.post(PUBLISH, body(title=title), format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_title"
+    assert error["message"].startswith("title ")
     assert nothing_written()
 
 

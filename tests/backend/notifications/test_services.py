@@ -19,6 +19,7 @@ from backend.notifications.services import (
     inbox_mark_read,
     inbox_mark_unread,
     notification_create,
+    url_problem,
 )
 from backend.projects.models import Membership, Project
 
@@ -110,6 +111,26 @@ def test_idempotency_key_returns_the_first_notification(make_user: Any) -> None:
     assert seqs_of(bob) == [1]
 
 
+def test_idempotency_keys_of_different_publishers_do_not_collide(make_user: Any) -> None:
+    alice = make_user("alice")
+    first = notification_create(
+        audience=to(alice), title="a", idempotency_key="k", publisher="api_key:1"
+    )
+    second = notification_create(
+        audience=to(alice), title="b", idempotency_key="k", publisher="api_key:2"
+    )
+    legacy = notification_create(audience=to(alice), title="c", idempotency_key="k")
+    again = notification_create(
+        audience=to(alice), title="a", idempotency_key="k", publisher="api_key:2"
+    )
+    assert first.created
+    assert second.created
+    assert legacy.created
+    assert not again.created
+    assert again.message.pk == second.message.pk
+    assert seqs_of(alice) == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -118,6 +139,10 @@ def test_idempotency_key_returns_the_first_notification(make_user: Any) -> None:
         {"message": "x" * 5001},
         {"priority": "whenever"},
         {"url": "x" * 2001},
+        {"url": "javascript:alert(1)"},
+        {"url": "//evil.example/phish"},
+        {"title": "\u200d"},
+        {"title": "Deploy\u2028at 5"},
         {"idempotency_key": ""},
         {"idempotency_key": "k" * 201},
     ],
@@ -129,6 +154,83 @@ def test_bad_content_raises_and_writes_nothing(make_user: Any, fields: dict[str,
         notification_create(**arguments)
     assert not Message.objects.exists()
     assert not Inbox.objects.exists()
+
+
+GOOD_URLS = [
+    "",
+    "https://status.example.com",
+    "http://intranet:8080/deploys?id=42#log",
+    "HTTPS://STATUS.EXAMPLE.COM/",
+    "https://[::1]:8443/x",
+    "https://例え.jp/パス",
+    "/projects/1/tasks/2",  # what project_url writes
+    "/",
+]
+BAD_URLS = [
+    "javascript:alert(1)",
+    "JavaScript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "file:///etc/passwd",
+    "ftp://files.example.com/x",
+    "mailto:someone@example.com",
+    "//evil.example/phish",  # protocol-relative: another host
+    "/\\evil.example/phish",  # browsers read /\ as //
+    "https:evil.example",
+    "https:///no-host",
+    "http://:80/",
+    "https://example.com:99999/",
+    "http://[::1/",
+    "projects/1",  # relative to whatever page is open
+    "https://example.com/a b",
+    " https://example.com",
+    "https://example.com/\n",
+    "https://example.com/\t",
+    "java\tscript:alert(1)",  # browsers drop the tab and run it
+    "\x00javascript:alert(1)",
+    "https://example.com/\u202e",
+    "https://example.com/\u2028",
+]
+
+
+@pytest.mark.parametrize("url", GOOD_URLS)
+def test_url_problem_accepts_web_addresses_and_server_paths(url: str) -> None:
+    assert url_problem(url) is None
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_url_problem_names_the_problem(url: str) -> None:
+    problem = url_problem(url)
+    assert problem is not None
+    assert problem.startswith("url ")
+
+
+@pytest.mark.parametrize("url", ["/projects/1/tasks/2", "https://status.example.com"])
+def test_links_the_server_writes_are_stored(make_user: Any, url: str) -> None:
+    alice = make_user("alice")
+    result = notification_create(audience=to(alice), title="ok", url=url)
+    assert result.message.url == url
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_bad_links_are_refused_by_the_service(make_user: Any, url: str) -> None:
+    # Finding 10: the service is what the CLI, REST, admin and projects all reach.
+    alice = make_user("alice")
+    with pytest.raises(InvalidInput) as raised:
+        notification_create(audience=to(alice), title="ok", url=url)
+    assert raised.value.code == "invalid_url"
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "title", ["\u200d", "\u3164", "\u00a0", "\u2800", "a\u2028b", "a\u2029b", "a\u0085b", "a\nb"]
+)
+def test_invisible_or_multi_line_titles_are_refused(make_user: Any, title: str) -> None:
+    alice = make_user("alice")
+    with pytest.raises(InvalidInput) as raised:
+        notification_create(audience=to(alice), title=title)
+    assert raised.value.code == "invalid_title"
+    assert raised.value.message.startswith("title ")
+    assert not Message.objects.exists()
 
 
 def test_the_doorbell_rings_only_after_commit(

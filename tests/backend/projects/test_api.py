@@ -460,6 +460,29 @@ def test_bad_bodies_are_400_and_write_nothing(team: Team, client_for: Client) ->
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("title", ["\u200d", "\u3164", "\u2800", "Fix\u2028login", "a\x85b"])
+def test_invisible_or_multi_line_titles_are_invalid_title(
+    team: Team, client_for: Client, title: str
+) -> None:
+    owner = client_for(team.alice)
+    task = task_create(actor=team.alice, project=team.project, title="Fix login")
+    milestone = milestone_create(actor=team.alice, project=team.project, title="Beta")
+    project = f"/api/projects/{team.project.pk}/"
+    before = snapshot()
+    for method, url in (
+        ("post", "/api/projects/"),
+        ("patch", project),
+        ("post", f"{project}milestones/"),
+        ("patch", f"{project}milestones/{milestone.pk}/"),
+        ("post", f"{project}tasks/"),
+        ("patch", f"{project}tasks/{task.pk}/"),
+    ):
+        response = _call(owner, method, url, {"title": title})
+        error = assert_error(response, 400, "invalid_title")
+        assert error["message"].startswith("title "), (method, url, error)
+    assert snapshot() == before
+
+
 def test_a_body_that_is_not_json_is_400(team: Team, client_for: Client) -> None:
     owner = client_for(team.alice)
     before = snapshot()
