@@ -13,8 +13,10 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from backend.errors import BackendError, NotAuthenticated, RequestTooLarge
@@ -106,6 +108,21 @@ def request_user(request: Request) -> User:
     if not isinstance(user, User):
         raise NotAuthenticated("Log in first.")
     return user
+
+
+class WriteRateThrottle(ScopedRateThrottle):
+    """DRF's per-scope throttle (per user once logged in), counting writes only.
+
+    A view that lists and creates (``/api/projects/``) limits how fast things are
+    created without slowing down the reads the clients poll. The view names its
+    scope in ``throttle_scope``; the rates are REST_FRAMEWORK's
+    ``DEFAULT_THROTTLE_RATES``. Past the rate the answer is 429 with Retry-After.
+    """
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)
 
 
 class ErrorBodySerializer(serializers.Serializer[None]):

@@ -1,7 +1,9 @@
 """Demo data for ``tray-notifier-server --demo``: a small team with two projects.
 
 Everything is created through the project services, as the REST API would, so
-the demo inboxes start with the notifications those events produce.
+the demo inboxes start with the notifications those events produce. Creating a
+project is a right IT grants: alice and carol are in the "Project managers"
+group, which holds it; bob is a plain member and admin is staff.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,14 +28,17 @@ class _DemoUser:
     last_name: str
     role: str | None
     staff: bool = False
+    project_manager: bool = False
 
 
 _USERS = (
-    _DemoUser("alice", "Alice", "Anders", "developer"),
+    _DemoUser("alice", "Alice", "Anders", "developer", project_manager=True),
     _DemoUser("bob", "Bob", "Brandt", "developer"),
-    _DemoUser("carol", "Carol", "Castillo", "designer"),
+    _DemoUser("carol", "Carol", "Castillo", "designer", project_manager=True),
     _DemoUser("admin", "Ada", "Admin", None, staff=True),
 )
+# The group an administrator would make in the admin to let people create projects.
+PROJECT_MANAGERS = "Project managers"
 _ROLES = {
     "developer": "Writes and reviews code",
     "designer": "Owns the look and the user experience",
@@ -73,6 +79,7 @@ def _create_users() -> dict[str, User]:
     # One hash for all four: the password hasher is deliberately slow, and the
     # demo accounts share their password anyway.
     password_hash = make_password(DEMO_PASSWORD)
+    managers = _project_managers_group()
     users: dict[str, User] = {}
     for spec in _USERS:
         user = User(
@@ -86,8 +93,19 @@ def _create_users() -> dict[str, User]:
             password=password_hash,
         )
         user.save()
+        if spec.project_manager:
+            user.groups.add(managers)
         users[spec.username] = user
     return users
+
+
+def _project_managers_group() -> Group:
+    # Django's own "add project" permission, which can_create_project looks for
+    # (backend/projects/selectors.py); migrate created it.
+    add_project = Permission.objects.get(content_type__app_label="projects", codename="add_project")
+    group, _ = Group.objects.get_or_create(name=PROJECT_MANAGERS)
+    group.permissions.add(add_project)
+    return group
 
 
 def _create_projects(users: dict[str, User]) -> None:

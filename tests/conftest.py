@@ -13,16 +13,37 @@ from tests.fixtures.services import *  # noqa: F403
 from tests.fixtures.tls import tls_ca  # noqa: F401 (a fixture for every test)
 
 
+def grant(user: User, *permissions: str) -> None:
+    """Give ``user`` Django permissions named "app_label.codename", as IT would in the
+    admin, e.g. ``grant(bob, "projects.add_project")`` to let bob create projects."""
+    from django.contrib.auth.models import Permission
+
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    # has_perm caches what it found on the instance; forget it so the grant shows.
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache, None)
+
+
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
-    """Create a user: ``make_user("alice", role="developer", is_staff=True)``."""
+    """Create a user: ``make_user("alice", role="developer", is_staff=True)``;
+    ``can_create_projects=True`` grants ``projects.add_project``."""
 
-    def make(username: str, password: str = "pw", **fields: Any) -> User:
+    def make(
+        username: str, password: str = "pw", *, can_create_projects: bool = False, **fields: Any
+    ) -> User:
         from backend.users.models import Role
 
         role_name = fields.pop("role", None)
         if role_name is not None:
             fields["role"], _ = Role.objects.get_or_create(name=role_name)
-        return User.objects.create_user(username=username, password=password, **fields)
+        user = User.objects.create_user(username=username, password=password, **fields)
+        if can_create_projects:
+            grant(user, "projects.add_project")
+        return user
 
     return make

@@ -15,7 +15,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from backend.config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users in tests
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min"}  # noqa: F405
+# Throttles stay on (tests that check them set a small rate) but out of the way of
+# the many requests the other tests make as the same few users.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # noqa: F405
+    "login": "1000/min",
+    "project_create": "100000/min",
+    "member_add": "100000/min",
+}
 # A file, like production: an in-memory shared-cache database locks whole tables
 # and ignores busy_timeout, which the async (threaded) tests would trip over.
 DATABASES["default"].setdefault("TEST", {})  # noqa: F405

@@ -61,6 +61,27 @@ def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
+# What DRF's throttles understand: a count per second, minute, hour or day.
+_RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def _env_rate(name: str, default: str) -> str:
+    """A throttle rate such as ``20/hour``; a bad one stops the server at start,
+    not with a 500 on the first request it would apply to."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    count, _, period = raw.strip().partition("/")
+    if not (count.strip().isascii() and count.strip().isdigit() and int(count) > 0) or (
+        period.strip().lower() not in _RATE_PERIODS
+    ):
+        raise SystemExit(
+            f"{name} must be a number of requests per second, min, hour or day "
+            f"(like 20/hour), got {raw!r}"
+        )
+    return f"{int(count)}/{period.strip().lower()}"
+
+
 def _env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -242,7 +263,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "backend.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["backend.parsers.SafeJSONParser"],
-    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("TRAY_LOGIN_RATE", "20/min")},
+    # Per client address for logins; per user for creating projects and adding
+    # people, which is how bob once pulled every account into a project of his.
+    "DEFAULT_THROTTLE_RATES": {
+        "login": _env_rate("TRAY_LOGIN_RATE", "20/min"),
+        "project_create": _env_rate("TRAY_PROJECT_CREATE_RATE", "20/hour"),
+        "member_add": _env_rate("TRAY_MEMBER_ADD_RATE", "120/hour"),
+    },
     # Throttles key on REMOTE_ADDR alone (backend/client_address.py): uvicorn has already
     # replaced it with X-Forwarded-For's client where, and only where, the connection
     # came from a trusted proxy. DRF's default would believe the header from anyone.

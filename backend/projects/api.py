@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.api import ErrorSerializer, WriteRateThrottle
 from backend.errors import NotAuthenticated
 from backend.projects import selectors, services
 from backend.projects.models import Milestone
@@ -65,12 +66,28 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
 
 
 class ProjectListApi(APIView):
+    # Creating is throttled per user (REST_FRAMEWORK's "project_create" rate).
+    throttle_classes = [WriteRateThrottle]
+    throttle_scope = "project_create"
+
     @extend_schema(tags=TAGS, responses={200: ProjectOutput(many=True)})
     def get(self, request: Request) -> Response:
         projects = selectors.project_list(user=_actor(request))
         return Response(ProjectOutput(projects, many=True).data)
 
-    @extend_schema(tags=TAGS, request=ProjectCreateInput, responses={201: ProjectOutput})
+    @extend_schema(
+        tags=TAGS,
+        request=ProjectCreateInput,
+        responses={
+            201: ProjectOutput,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        description="Staff and users granted the right (`projects.add_project`, in the "
+        "admin) create projects; anyone else gets 403 (`GET /api/me` says "
+        "`can_create_projects`). Throttled per user.",
+    )
     def post(self, request: Request) -> Response:
         actor = _actor(request)
         data = _valid(ProjectCreateInput, request)
@@ -113,6 +130,10 @@ MEMBER_IDS = [*PROJECT_ID, _path_id("membership_id")]
 
 
 class MemberListApi(APIView):
+    # Adding people is throttled per user (REST_FRAMEWORK's "member_add" rate).
+    throttle_classes = [WriteRateThrottle]
+    throttle_scope = "member_add"
+
     @extend_schema(tags=TAGS, parameters=PROJECT_ID, responses={200: MembershipOutput(many=True)})
     def get(self, request: Request, project_id: str) -> Response:
         members = selectors.member_list(user=_actor(request), project_id=project_id)
@@ -122,14 +143,26 @@ class MemberListApi(APIView):
         tags=TAGS,
         parameters=PROJECT_ID,
         request=MembershipCreateInput,
-        responses={201: MembershipOutput},
+        responses={
+            201: MembershipOutput,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        description="Owners and managers add active users. Anyone else gets the same "
+        "403 whatever the user, and an unknown and an inactive user get the same 400, "
+        "so the answers do not tell who has an account. Throttled per user.",
     )
     def post(self, request: Request, project_id: str) -> Response:
         actor = _actor(request)
         project = selectors.project_get(user=actor, project_id=project_id)
         data = _valid(MembershipCreateInput, request)
         user = selectors.user_to_add_get(
-            user_id=data.pop("user_id", None), username=data.pop("username", None)
+            actor=actor,
+            project_id=project.pk,
+            user_id=data.pop("user_id", None),
+            username=data.pop("username", None),
         )
         membership = services.membership_add(actor=actor, project=project, user=user, **data)
         return Response(MembershipOutput(membership).data, status=status.HTTP_201_CREATED)

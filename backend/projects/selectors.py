@@ -3,19 +3,34 @@
 Every read is scoped to a user: only members see a project or anything in it,
 and anything else is NotFound, exactly like an id that does not exist, so ids
 of other teams' projects don't leak.
+
+The two rules of who may bring people together live here, so the services, the
+REST views and ``GET /api/me`` share them: creating a project is a right IT
+grants (``can_create_project``), and only a project's owners and managers add
+people to it (``manager_role_required``). Since owners appoint managers, every
+team traces back to someone staff trusted.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from backend.errors import InvalidInput, NotFound
-from backend.projects.models import Membership, Milestone, Project, Task
+from backend.errors import Forbidden, InvalidInput, NotFound
+from backend.projects.models import Membership, MembershipRole, Milestone, Project, Task
 from backend.users.models import User
 
 # Primary keys are int64; a bigger or non-positive id cannot exist, and passing
 # it to the database would be an overflow error instead of a 404.
 MAX_ID = 2**63 - 1
+
+MANAGING_ROLES: Final = frozenset({MembershipRole.OWNER.value, MembershipRole.MANAGER.value})
+# Django's own "add project" permission: IT grants it in the admin to a user or to
+# a group (say "Project managers"), with no new permission model to learn.
+CREATE_PROJECT_PERMISSION: Final = "projects.add_project"
+NO_RIGHT_TO_CREATE: Final = "Ask an administrator for the right to create projects."
+ADDING_MEMBERS: Final = "add people to the team"
 
 
 def valid_id(value: object) -> int | None:
@@ -61,6 +76,36 @@ def membership_role(*, user_id: int, project_id: int) -> str | None:
         .values_list("role", flat=True)
         .first()
     )
+
+
+def can_create_project(*, user: User) -> bool:
+    """Whether ``user`` may create projects: staff, or granted ``projects.add_project``.
+
+    Whoever creates a project owns it and may add any active user to it, and
+    members see each other's presence and get each other's notifications, so
+    this right is not everyone's (anyone could otherwise pull anyone into a
+    project of their own and watch them or send them tasks).
+    """
+    # has_perm is False for an inactive account and True for a superuser.
+    return user.is_active and (user.is_staff or user.has_perm(CREATE_PROJECT_PERMISSION))
+
+
+def manager_role_required(*, user: User, project_id: int, doing: str) -> str:
+    """The role of ``user`` in the project if it is owner or manager.
+
+    Args:
+        doing: What was attempted, for the message, e.g. "add tasks".
+
+    Raises:
+        NotFound: ``user`` is not a member (the project stays invisible).
+        Forbidden: ``user`` is a plain member.
+    """
+    role = membership_role(user_id=user.pk, project_id=project_id)
+    if role is None:
+        raise NotFound("No such project.")
+    if role not in MANAGING_ROLES:
+        raise Forbidden(f"Only the project's owners and managers can {doing}.")
+    return role
 
 
 def project_member_ids(*, project_id: int) -> list[int]:
@@ -156,8 +201,25 @@ def project_milestone_get(*, project_id: int, milestone_id: int) -> Milestone:
     return milestone
 
 
-def user_to_add_get(*, user_id: int | None = None, username: str | None = None) -> User:
-    """The active user named by id or username, to add to a team; InvalidInput otherwise."""
+def user_to_add_get(
+    *,
+    actor: User,
+    project_id: int,
+    user_id: int | None = None,
+    username: str | None = None,
+) -> User:
+    """The active user named by id or username, for ``actor`` to add to the project.
+
+    The actor's right comes first: someone who may not add people gets the same
+    Forbidden whatever the id, and only then is the user looked up, with one
+    answer for an unknown and an inactive user. Neither says who exists.
+
+    Raises:
+        NotFound: ``actor`` is not a member of the project.
+        Forbidden: ``actor`` may not add people to the project.
+        InvalidInput: no active user has that id or username.
+    """
+    manager_role_required(user=actor, project_id=project_id, doing=ADDING_MEMBERS)
     users = User.objects.filter(is_active=True)
     if user_id is not None:
         user = users.filter(pk=user_id).first()

@@ -3,11 +3,12 @@ keyword-only and atomic, checks the actor's rights itself, and tells the team
 through ``notification_create`` inside the same transaction, so a change and
 its notifications are committed together or not at all.
 
-Rights: only members see a project (anyone else gets NotFound, so ids don't
-leak); owners and managers change the project, its team, milestones and tasks;
-only an owner deletes a project, makes someone an owner or changes an owner's
-membership; a project always keeps at least one owner; a plain member may move
-a task assigned to them to another status, and may leave a project.
+Rights: only staff and users granted ``projects.add_project`` create projects
+(``selectors.can_create_project``); only members see a project (anyone else gets
+NotFound, so ids don't leak); owners and managers change the project, its team,
+milestones and tasks; only an owner deletes a project, makes someone an owner or
+changes an owner's membership; a project always keeps at least one owner; a plain
+member may move a task assigned to them to another status, and may leave a project.
 
 Recipients: the project's members at the moment of writing, never the actor.
 A member who is removed is no longer a member when the notification is written,
@@ -35,13 +36,20 @@ from backend.projects.models import (
     Task,
     TaskStatus,
 )
-from backend.projects.selectors import membership_role, project_member_ids
+from backend.projects.selectors import (
+    ADDING_MEMBERS,
+    MANAGING_ROLES,
+    NO_RIGHT_TO_CREATE,
+    can_create_project,
+    manager_role_required,
+    membership_role,
+    project_member_ids,
+)
 from backend.text import single_line_text_problem
 from backend.users.models import User
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
-MANAGING_ROLES: Final = frozenset({MembershipRole.OWNER.value, MembershipRole.MANAGER.value})
 
 
 class _Unset(Enum):
@@ -131,10 +139,7 @@ def _role_of(*, actor: User, project_id: int) -> str:
 
 
 def _require_manager(*, actor: User, project_id: int, doing: str) -> str:
-    role = _role_of(actor=actor, project_id=project_id)
-    if role not in MANAGING_ROLES:
-        raise Forbidden(f"Only the project's owners and managers can {doing}.")
-    return role
+    return manager_role_required(user=actor, project_id=project_id, doing=doing)
 
 
 def _lock_project(project_id: int) -> Project:
@@ -203,11 +208,14 @@ def _ring_membership_removed(*, user_id: int, project_id: int) -> None:
 
 
 def project_create(*, actor: User, title: str, description: str = "") -> Project:
-    """Create a project with ``actor`` as its owner.
+    """Create a project with ``actor`` as its owner (staff, or granted the right).
 
     Raises:
+        Forbidden: ``actor`` may not create projects (``can_create_project``).
         InvalidInput: the title or description is not acceptable.
     """
+    if not can_create_project(user=actor):
+        raise Forbidden(NO_RIGHT_TO_CREATE)
     title = _clean_title(title)
     description = _clean_description(description)
     with transaction.atomic():
@@ -339,9 +347,7 @@ def membership_add(
         raise InvalidInput("Only an active user can join a project.", code="invalid_user")
     with transaction.atomic():
         current = _lock_project(project.pk)
-        actor_role = _require_manager(
-            actor=actor, project_id=current.pk, doing="add people to the team"
-        )
+        actor_role = _require_manager(actor=actor, project_id=current.pk, doing=ADDING_MEMBERS)
         if role == MembershipRole.OWNER and actor_role != MembershipRole.OWNER:
             raise Forbidden("Only an owner can make someone an owner.")
         if Membership.objects.filter(project_id=current.pk, user_id=user.pk).exists():

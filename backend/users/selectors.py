@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from backend.projects.models import Membership
+from backend.projects.selectors import can_create_project
 from backend.users.models import Role, User
 
 
@@ -28,6 +29,7 @@ class UserProfile:
     is_staff: bool
     role: str | None
     projects: list[ProjectRole]
+    can_create_projects: bool
 
 
 def user_projects(*, user_id: int) -> list[ProjectRole]:
@@ -48,6 +50,8 @@ def user_profile(*, user: User) -> UserProfile:
         is_staff=user.is_staff,
         role=user.role.name if user.role is not None else None,
         projects=user_projects(user_id=user.pk),
+        # So clients offer "New project" only to those the server will let.
+        can_create_projects=can_create_project(user=user),
     )
 
 

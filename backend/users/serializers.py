@@ -44,3 +44,7 @@ class MeOutputSerializer(serializers.Serializer[Any]):
     is_staff = serializers.BooleanField()
     role = serializers.CharField(allow_null=True, help_text="Name of the global role, if any.")
     projects = ProjectRoleSerializer(many=True)
+    can_create_projects = serializers.BooleanField(
+        help_text="Whether POST /api/projects/ is allowed: staff, or granted "
+        "projects.add_project by an administrator."
+    )

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from backend.projects.services import membership_add, membership_remove, project_create, task_create
 from backend.users.models import User
+from tests.conftest import grant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -21,6 +22,7 @@ def setup() -> dict[str, Any]:
         name: User.objects.create_user(username=name, password="pw")
         for name in ("olga", "bob", "mallory")
     }
+    grant(users["olga"], "projects.add_project")
     project = project_create(actor=users["olga"], title="Secret plans")
     membership = membership_add(actor=users["olga"], project=project, user=users["bob"])
     return {**users, "project": project, "membership": membership}

@@ -30,6 +30,7 @@ from websockets.typing import Origin
 from backend.demo import seed_demo
 from backend.logging_filters import RedactSecrets, redact
 from backend.projects.models import Membership, Milestone, Project, Task
+from backend.projects.selectors import can_create_project
 from backend.users.models import User
 from tests.fixtures.services import REPO_ROOT, RunningServer, ServerFactory, run_cli, server_env
 from tests.fixtures.tls import ThrowawayCA
@@ -508,6 +509,13 @@ def test_seed_demo_creates_the_team_and_projects_once():
     }
     assert Milestone.objects.exists()
     assert Task.objects.filter(status="done").exists()
+    # alice and carol created the projects through the "Project managers" group; bob
+    # is a plain member and may not (finding 2: he could pull anyone into his own).
+    may_create = {
+        user.username: can_create_project(user=user)
+        for user in User.objects.filter(username__in=["alice", "bob", "carol", "admin"])
+    }
+    assert may_create == {"alice": True, "bob": False, "carol": True, "admin": True}
     counts = (User.objects.count(), Membership.objects.count(), Task.objects.count())
     # Project events notified the teams, as they would through the REST API.
     assert alice.inbox.exists()

@@ -6,9 +6,10 @@ identities: anonymous, alice, bob, the staff admin and an integration API key. W
 hold for every single request:
 
 - no 5xx: bad input gets a 4xx with the error shape, never a crash;
-- no leak: before fuzzing, alice and bob each get a notification and own a project whose
-  titles carry a marker unique to them; no response to anyone but the owner contains that
-  marker (admin and the key own neither).
+- no leak: before fuzzing, alice and carol each get a notification and own a project
+  whose titles carry a marker unique to them; no response to anyone but the owner
+  contains that marker (bob, admin and the key own neither; in the demo bob may not
+  create projects at all, so his requests also walk the refusals).
 
 ``TRAY_TEST_SCALE`` scales the examples per operation and mode (default 3, so the CI run
 stays well under two minutes; 5 gives 15).
@@ -37,7 +38,7 @@ EXAMPLES = max(1, round(3 * SCALE))
 TIMEOUT = 20.0
 IDENTITIES = ("anonymous", "alice", "bob", "admin", "api_key")
 # Who may see whose marker: the owner only.
-OWNERS = ("alice", "bob")
+OWNERS = ("alice", "carol")
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _login(server: RunningServer, username: str) -> str:
 
 
 def _seed_markers(server: RunningServer, tokens: dict[str, str]) -> dict[str, str]:
-    """Give alice and bob one notification and one project each, titled with a marker."""
+    """Give alice and carol one notification and one project each, titled with a marker."""
     markers = {owner: f"{owner.upper()}-SECRET-{uuid.uuid4().hex}" for owner in OWNERS}
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     for owner, marker in markers.items():
@@ -97,8 +98,13 @@ def _headers(identity: str, tokens: dict[str, str], api_key: str) -> dict[str, s
 
 @pytest.fixture
 def fuzz_server(server_factory: ServerFactory) -> RunningServer:
-    # A login rate high enough that generated logins reach the login code, not the throttle.
-    return server_factory(demo=True, env={"TRAY_LOGIN_RATE": "100000/min"})
+    # Rates high enough that generated requests reach the code behind the throttles.
+    rates = {
+        "TRAY_LOGIN_RATE": "100000/min",
+        "TRAY_PROJECT_CREATE_RATE": "100000/min",
+        "TRAY_MEMBER_ADD_RATE": "100000/min",
+    }
+    return server_factory(demo=True, env=rates)
 
 
 # ~30 s at scale 1; the full run's time grows with the examples.
@@ -107,7 +113,7 @@ def test_no_operation_errors_or_leaks_for_any_identity(fuzz_server: RunningServe
     server = fuzz_server
     created = server.cli("create-api-key", "fuzz", check=True)
     api_key = created.stdout.strip().split()[-1]
-    tokens = {name: _login(server, name) for name in ("alice", "bob", "admin")}
+    tokens = {name: _login(server, name) for name in ("alice", "bob", "carol", "admin")}
     markers = _seed_markers(server, tokens)
 
     schema = schemathesis.openapi.from_url(f"{server.url}/api/schema/?format=json")

@@ -126,7 +126,8 @@ def _settings_in_subprocess(tmp_path: Path, env: dict[str, str]) -> dict[str, ob
         "'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', "
         "'CSRF_TRUSTED_ORIGINS', 'FORWARDED_ALLOW_IPS', 'REDIS_URL', "
         "'SECURE_PROXY_SSL_HEADER')}"
-        " | {'DB': s.DATABASES['default']['ENGINE']}))\n"
+        " | {'DB': s.DATABASES['default']['ENGINE']}"
+        " | {'RATES': s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -167,6 +168,7 @@ def test_the_embedded_default_is_unchanged(tmp_path: Path):
         "REDIS_URL": "",
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.sqlite3",
+        "RATES": {"login": "20/min", "project_create": "20/hour", "member_add": "120/hour"},
     }
 
 
@@ -200,6 +202,7 @@ def test_production_settings_for_a_reverse_proxy(tmp_path: Path):
         # uvicorn sets the scheme from trusted proxies only (tests/e2e/test_deploy.py).
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.postgresql",
+        "RATES": {"login": "20/min", "project_create": "20/hour", "member_add": "120/hour"},
     }
     # No generated key file: production takes its key from the environment only.
     assert not (tmp_path / "data" / "secret_key").exists()
@@ -227,3 +230,38 @@ def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_pat
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY")
     assert not (tmp_path / "data" / "secret_key").exists()
+
+
+def test_throttle_rates_come_from_the_environment(tmp_path: Path):
+    values = _settings_in_subprocess(
+        tmp_path,
+        {
+            "TRAY_LOGIN_RATE": "5/min",
+            "TRAY_PROJECT_CREATE_RATE": " 3/day ",
+            "TRAY_MEMBER_ADD_RATE": "30/Hour",
+        },
+    )
+    assert values["RATES"] == {"login": "5/min", "project_create": "3/day", "member_add": "30/hour"}
+
+
+@pytest.mark.parametrize("value", ["lots", "20", "0/hour", "-1/hour", "20/week", "2.5/min"])
+def test_a_bad_throttle_rate_stops_the_server_at_start(tmp_path: Path, value: str):
+    """Not a 500 on the first project someone creates, which is where DRF would notice."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import backend.config.settings"],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "TRAY_DATA_DIR": str(tmp_path / "data"),
+            "TRAY_PROJECT_CREATE_RATE": value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("TRAY_PROJECT_CREATE_RATE must be a number of requests per"), last
+    assert repr(value) in last

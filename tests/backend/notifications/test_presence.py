@@ -100,7 +100,7 @@ async def test_removing_a_member_ends_their_presence_subscription(connect):
 
     @database_sync_to_async
     def setup() -> tuple[Project, User, User, Membership]:
-        owner = User.objects.create_user(username="olga", password="pw")
+        owner = User.objects.create_user(username="olga", password="pw", is_staff=True)
         member = User.objects.create_user(username="max", password="pw")
         project = project_create(actor=owner, title="Website")
         membership = membership_add(actor=owner, project=project, user=member)
@@ -118,3 +118,45 @@ async def test_removing_a_member_ends_their_presence_subscription(connect):
     while not await watcher.nothing_pending():
         frame = await watcher.receive()
         assert frame["type"] != "presence_changed", frame
+
+
+async def test_a_plain_user_cannot_make_someone_a_co_member_to_watch_them(connect):
+    """The review's bob created a project, added the admin to it and so watched her
+    presence. Watching needs a shared project, and a plain user can make none."""
+
+    @database_sync_to_async
+    def attack() -> tuple[User, User, list[int], list[int]]:
+        from rest_framework.test import APIClient
+
+        from backend.projects.services import project_create
+
+        admin = User.objects.create_user(username="admin", password="pw", is_staff=True)
+        it = project_create(actor=admin, title="IT")
+        bob = User.objects.create_user(username="bob", password="pw")
+        client = APIClient()
+        client.force_authenticate(bob)
+        statuses = [client.post("/api/projects/", {"title": "Bob's"}, format="json").status_code]
+        for project_id in list(Project.objects.filter(created_by=bob).values_list("pk", flat=True)):
+            added = client.post(
+                f"/api/projects/{project_id}/members/", {"user_id": admin.pk}, format="json"
+            )
+            statuses.append(added.status_code)
+        theirs = list(Project.objects.filter(memberships__user=bob).values_list("pk", flat=True))
+        return admin, bob, statuses, [it.pk, *theirs]
+
+    admin, bob, statuses, project_ids = await attack()
+    await connect(admin)
+    spy = await connect(bob)
+    for project_id in project_ids:
+        await spy.send("subscribe_presence", {"project_id": project_id}, ref=str(project_id))
+        answer = await spy.receive()
+        if answer["type"] == "presence_snapshot":
+            assert "admin" not in by_name(answer), answer
+        else:
+            assert answer["payload"]["code"] == "not_found", answer
+    assert statuses == [403]
+    # Her status changes reach no one who shares no project with her.
+    laptop = await connect(admin)
+    await laptop.send("set_status", {"status": "dnd"}, ref="s")
+    await laptop.receive_until("ack")
+    assert await spy.nothing_pending()

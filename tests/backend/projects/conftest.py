@@ -21,7 +21,8 @@ from backend.users.models import User
 @dataclass
 class Team:
     """ "Mobile App": alice owns it, mia manages it, bob and carol are members;
-    otto is in no project of theirs (he owns "Secret" with his own task)."""
+    otto is in no project of theirs (he owns "Secret" with his own task). Alice
+    and otto may create projects; the others may not."""
 
     project: Project
     alice: User
@@ -38,7 +39,8 @@ class Team:
 @pytest.fixture
 def team(make_user: Callable[..., User]) -> Team:
     alice, mia, bob, carol, otto = (
-        make_user(name) for name in ("alice", "mia", "bob", "carol", "otto")
+        make_user(name, can_create_projects=name in ("alice", "otto"))
+        for name in ("alice", "mia", "bob", "carol", "otto")
     )
     project = project_create(actor=alice, title="Mobile App", description="Field app")
     membership_add(actor=alice, project=project, user=mia, role="manager")

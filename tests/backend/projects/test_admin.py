@@ -1,5 +1,5 @@
-"""The admin of projects: its pages work, and removing people there still ends
-their live presence subscriptions."""
+"""The admin of projects: its pages work, only staff reach them, and removing
+people there still ends their live presence subscriptions."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.test import Client
 from backend.projects.admin import MembershipInline, MilestoneInline, ProjectAdmin
 from backend.projects.models import Membership, Project, Task
 from backend.users.models import User
+from tests.conftest import grant
 
-from .conftest import Team
+from .conftest import Team, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +120,36 @@ def test_removing_a_member_in_the_inline_drops_their_presence(
     assert rings == [
         {"kind": "membership_removed", "user_id": team.bob.pk, "project_id": project.pk}
     ]
+
+
+def test_the_admin_stays_staff_only_whatever_a_user_was_granted(
+    team: Team, make_user: Callable[..., User]
+) -> None:
+    """The admin edits teams without the services' rules, so it is staff's alone: a
+    user granted the right to create projects (and more) gets the login page."""
+    granted = make_user("pm", can_create_projects=True)
+    grant(granted, "projects.change_project", "projects.add_membership")
+    client = Client()
+    client.force_login(granted)
+    project = team.project
+    before = snapshot()
+    for url in ["/admin/projects/project/add/", f"/admin/projects/project/{project.pk}/change/"]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+    form = {
+        "title": project.title,
+        "description": project.description,
+        "memberships-TOTAL_FORMS": 1,
+        "memberships-INITIAL_FORMS": 0,
+        "memberships-0-project": project.pk,
+        "memberships-0-user": granted.pk,
+        "memberships-0-role": "owner",
+        "memberships-0-capacity": 100,
+        "milestones-TOTAL_FORMS": 0,
+        "milestones-INITIAL_FORMS": 0,
+    }
+    response = client.post(f"/admin/projects/project/{project.pk}/change/", form)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert snapshot() == before

@@ -17,6 +17,7 @@ from backend.projects.models import Membership, Milestone, Project, Task
 from backend.projects.services import milestone_create, task_create
 from backend.users.models import User
 from backend.users.services import session_start
+from tests.conftest import grant
 
 from .conftest import News, Team, snapshot
 
@@ -48,6 +49,7 @@ def jwt_client(user: User) -> APIClient:
 
 
 def test_create_and_list_projects_with_a_real_token(team: Team) -> None:
+    grant(team.bob, "projects.add_project")
     client = jwt_client(team.bob)
     created = client.post("/api/projects/", {"title": "Side project"}, format="json")
     assert created.status_code == 201, created.content

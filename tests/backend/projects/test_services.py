@@ -44,7 +44,7 @@ def test_project_url_builds_deep_links() -> None:
 
 
 def test_project_create_makes_the_actor_owner(make_user: Callable[..., User]) -> None:
-    dana = make_user("dana")
+    dana = make_user("dana", can_create_projects=True)
     before = Message.objects.count()
     project = project_create(actor=dana, title="  Website  ", description="New look")
     assert project.title == "Website"

@@ -209,6 +209,7 @@ def test_me_shows_account_role_and_projects(client: APIClient, alice: Any, make_
             {"id": apollo.pk, "title": "Apollo", "role": "member"},
             {"id": gemini.pk, "title": "Gemini", "role": "owner"},
         ],
+        "can_create_projects": False,
     }
 
 
@@ -219,6 +220,27 @@ def test_me_without_a_role(client: APIClient, make_user: Any) -> None:
     assert body["role"] is None
     assert body["is_staff"] is True
     assert body["projects"] == []
+    # Staff may create projects without being granted anything.
+    assert body["can_create_projects"] is True
+
+
+def test_me_says_whether_projects_may_be_created(client: APIClient, make_user: Any) -> None:
+    """A client shows "New project" only to those the server would let create one."""
+    from django.contrib.auth.models import Group, Permission
+
+    plain = make_user("plain", password="s3cret-pass")
+    direct = make_user("direct", password="s3cret-pass", can_create_projects=True)
+    grouped = make_user("grouped", password="s3cret-pass")
+    managers = Group.objects.create(name="Project managers")
+    managers.permissions.add(
+        Permission.objects.get(content_type__app_label="projects", codename="add_project")
+    )
+    grouped.groups.add(managers)
+    seen = {}
+    for user in (plain, direct, grouped):
+        access = login(client, user.username, "s3cret-pass").json()["access"]
+        seen[user.username] = bearer(access).get(ME).json()["can_create_projects"]
+    assert seen == {"plain": False, "direct": True, "grouped": True}
 
 
 # Bad tokens over REST: all 401 with the error shape
