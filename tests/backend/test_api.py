@@ -13,9 +13,9 @@ import httpx
 import pytest
 from django.conf import LazySettings
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
 
 from backend.notifications.models import Message
+from backend.users.services import session_start
 from tests.fixtures.services import RunningServer
 
 LIMIT = 10_000
@@ -42,7 +42,7 @@ def test_an_oversized_body_is_a_json_413(make_user: Any, settings: LazySettings,
     staff = make_user("staff", is_staff=True)
     client = APIClient()
     if path != "/api/auth/token/":
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(staff)}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=staff).access}")
 
     response = client.post(path, _oversized(LIMIT), content_type="application/json")
 
