@@ -63,10 +63,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._tokens = self._burst
         self._tokens_at = time.monotonic()
 
+        host = protocol.host_from_scope(self.scope)
+        if not protocol.host_allowed(host, allowed=settings.ALLOWED_HOSTS):
+            # As Django refuses such an HTTP request: a page whose name was rebound to this
+            # server (DNS rebinding) sends a matching Origin, so the origin check cannot.
+            logger.info("refused a WebSocket for host %s", host[:100] if host else None)
+            await self.close()  # before accept: HTTP 403
+            return
         origin = protocol.origin_from_scope(self.scope)
-        if not protocol.origin_allowed(
-            origin, host=protocol.host_from_scope(self.scope), allowed=settings.TRAY_ALLOWED_ORIGINS
-        ):
+        if not protocol.origin_allowed(origin, host=host, allowed=settings.TRAY_ALLOWED_ORIGINS):
             logger.info("refused a WebSocket from origin %s", origin[:100] if origin else None)
             await self.close()  # before accept: the browser sees HTTP 403
             return

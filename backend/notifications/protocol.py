@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote
 
+from django.http.request import split_domain_port, validate_host
+
 PROTOCOL_VERSION: Final = 1
 
 # Close codes (docs/protocol.md, "Close codes").
@@ -155,6 +157,16 @@ def host_from_scope(scope: dict[str, Any]) -> str | None:
             decoded: str = value.decode("latin-1")
             return decoded
     return None
+
+
+def host_allowed(host: str | None, *, allowed: list[str]) -> bool:
+    """Whether a handshake's Host names this server, by Django's ALLOWED_HOSTS rules.
+    A handshake without a Host header (HTTP/1.0 clients, ASGI test tools) passes when
+    any host is allowed."""
+    if host is None:
+        return "*" in allowed
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
 
 
 def origin_allowed(origin: str | None, *, host: str | None, allowed: list[str]) -> bool:

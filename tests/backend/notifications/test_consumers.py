@@ -460,6 +460,18 @@ async def test_a_foreign_browser_origin_is_refused_at_the_handshake(connect, set
     assert allowed.hello["user"]["username"] == "alice"
 
 
+async def test_a_host_not_in_allowed_hosts_is_refused_at_the_handshake(connect, settings):
+    # DNS rebinding: a page on evil.example whose name now points at this server sends
+    # its own Host and a matching Origin; the origin check alone would let it in.
+    settings.ALLOWED_HOSTS = ["notify.example.com"]
+    alice = await make("alice")
+    rebound = [(b"host", b"evil.example"), (b"origin", b"http://evil.example")]
+    refused = await connect(alice, via="query", headers=rebound, expect_hello=False)
+    assert not refused.connected
+    desktop = await connect(alice, headers=[(b"host", b"notify.example.com:8443")])
+    assert desktop.hello["user"]["username"] == "alice"
+
+
 @pytest.mark.parametrize(
     ("cursor", "answer"),
     [
