@@ -219,3 +219,37 @@ def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_pat
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY")
     assert not (tmp_path / "data" / "secret_key").exists()
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(" acme-prod ", True), ("acme prod", False)])
+def test_the_redis_namespace_override_is_read_and_checked(
+    tmp_path: Path, value: str, accepted: bool
+):
+    """A name that is unsafe in a Redis key stops the server at start, like every other
+    bad setting, rather than at the first doorbell."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(repr(settings.TRAY_REDIS_NAMESPACE))",
+        ],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "TRAY_DATA_DIR": str(tmp_path / "data"),
+            "DJANGO_SETTINGS_MODULE": "backend.config.settings",
+            "TRAY_REDIS_NAMESPACE": value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if accepted:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "'acme-prod'"
+    else:
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("django.core.exceptions.ImproperlyConfigured: TRAY_REDIS_NAMESPACE")
