@@ -2,7 +2,10 @@
 
 Two deployments share this file (see README): the embedded default needs no
 variable at all (SQLite in the data directory, in-process delivery); the scale
-deployment sets ``DATABASE_URL`` and ``REDIS_URL``. ``TRAY_ENV=production``
+deployment sets ``DATABASE_URL`` and ``REDIS_URL``. Everything a deployment puts in
+Redis is namespaced by a hash of its database's identity and its signing key, so two
+deployments may share one redis-server; ``TRAY_REDIS_NAMESPACE`` names the namespace
+instead (backend/notifications/namespace.py). ``TRAY_ENV=production``
 (docs/deployment.md) adds what a server behind a reverse proxy needs and refuses
 to start without a signing key and host names (backend/config/production.py).
 """
@@ -21,6 +24,7 @@ import platformdirs
 from django.core.exceptions import ImproperlyConfigured
 
 from backend.config import data_dir, production
+from backend.notifications import namespace
 from backend.ws_compression import COMPRESSION_CHOICES, SHIPPED_COMPRESSION
 
 # Lets admin classes and querysets be subscripted (ModelAdmin[Project]) at run time.
@@ -256,6 +260,15 @@ AUTH_USER_MODEL = "users.User"
 
 # Scale mode: Redis carries the doorbell between processes and holds presence.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# The namespace of this deployment's channel and keys in Redis. Empty (the default):
+# derived from the database's identity and SECRET_KEY, which every process of one
+# deployment shares and another deployment does not (pub/sub ignores Redis database
+# numbers, and user ids of two databases collide). Set it, identically on every
+# process, when processes spell one database differently (a host name here, an
+# address there).
+TRAY_REDIS_NAMESPACE = os.environ.get(namespace.OVERRIDE_SETTING, "").strip()
+if _namespace_problem := namespace.override_problem(TRAY_REDIS_NAMESPACE):
+    raise ImproperlyConfigured(_namespace_problem)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -35,8 +34,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from backend.notifications import protocol, selectors
-from backend.notifications.delivery import REDIS_CHANNEL, Event
+from backend.notifications import namespace, protocol, selectors
+from backend.notifications.delivery import (
+    Event,
+    ForeignDoorbell,
+    current_namespace,
+    decode_doorbell,
+    encode_doorbell,
+)
 from backend.notifications.models import Message
 from backend.notifications.payloads import message_payload
 from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
@@ -118,6 +123,10 @@ class Hub:
         self._redis: Any = None
         self._started = False
         self._recently_rung: dict[int, None] = {}
+        # This deployment's Redis namespace (set by start() in scale mode), and the
+        # foreign ones already logged, so a neighbour's traffic logs once, not per event.
+        self.namespace = ""
+        self._foreign_logged: set[str] = set()
 
     @classmethod
     def current(cls) -> Hub:
@@ -153,9 +162,15 @@ class Hub:
         if settings.REDIS_URL:
             import redis.asyncio
 
+            self.namespace = current_namespace()
             self._redis = redis.asyncio.Redis.from_url(settings.REDIS_URL)
             await self._redis.ping()
-            self.presence = RedisPresence(self._redis, ttl=tray["PRESENCE_TTL"])
+            self.presence = RedisPresence(
+                self._redis,
+                ttl=tray["PRESENCE_TTL"],
+                prefix=namespace.presence_prefix(self.namespace),
+            )
+            logger.info("doorbell on Redis channel %s", namespace.doorbell_channel(self.namespace))
             self._spawn(self._listen_redis(), "doorbell")
             self._spawn(self._every(tray["PRESENCE_TTL"] / 3, self._refresh_presence), "presence")
         else:
@@ -263,7 +278,10 @@ class Hub:
     async def publish(self, event: Event) -> None:
         """Ring from async code (presence): one Redis message, or straight to dispatch."""
         if self._redis is not None:
-            await self._redis.publish(REDIS_CHANNEL, json.dumps(event, separators=(",", ":")))
+            await self._redis.publish(
+                namespace.doorbell_channel(self.namespace),
+                encode_doorbell(event, self.namespace),
+            )
         else:
             self.dispatch(event)
 
@@ -372,7 +390,7 @@ class Hub:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(REDIS_CHANNEL)
+                    await pubsub.subscribe(namespace.doorbell_channel(self.namespace))
                     async for message in pubsub.listen():
                         if message.get("type") == "subscribe" and missed:
                             # Only now are new doorbells heard again: whatever was rung
@@ -385,12 +403,9 @@ class Hub:
                                 consumer.request_catch_up()
                         if message.get("type") != "message":
                             continue
-                        try:
-                            event = json.loads(message["data"])
-                        except ValueError:
-                            logger.warning("ignored a doorbell message that is not JSON")
-                            continue
-                        self.dispatch(event)
+                        event = self._decode(message["data"])
+                        if event is not None:
+                            self.dispatch(event)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -399,6 +414,25 @@ class Hub:
                 # up once it is (above), not before, or a doorbell rung in between is lost.
                 missed = True
                 await asyncio.sleep(1)
+
+    def _decode(self, raw: bytes) -> Event | None:
+        """The event in a doorbell message, or None (logged) when it is not ours."""
+        try:
+            return decode_doorbell(raw, self.namespace)
+        except ForeignDoorbell as foreign:
+            # Only reachable if the channels meet (a shared TRAY_REDIS_NAMESPACE, a hand
+            # typed PUBLISH): whatever it names, it is not this database's rows.
+            sender = str(foreign.deployment)[:80]
+            if sender not in self._foreign_logged and len(self._foreign_logged) < 100:
+                self._foreign_logged.add(sender)
+                logger.warning(
+                    "dropped a doorbell message from another deployment (%r); this is %r",
+                    sender,
+                    self.namespace,
+                )
+        except ValueError:
+            logger.warning("ignored a doorbell message that is not a JSON object")
+        return None
 
     async def _watch_database(self, after_id: int) -> None:
         """Embedded mode: notice notifications written by another process on the same

@@ -108,10 +108,12 @@ class RedisPresence:
 
     Keys: ``conns`` is a sorted set of "uid|socket" scored by expiry (for
     reaping); ``user:<uid>`` holds that user's socket ids scored by expiry (for
-    counting live ones); ``status`` and ``seen`` are hashes by user id.
+    counting live ones); ``status`` and ``seen`` are hashes by user id. Every key
+    starts with ``prefix``, the deployment's (``namespace.presence_prefix``): user
+    ids of two deployments sharing a redis-server collide, so there is no default.
     """
 
-    def __init__(self, redis: Any, *, ttl: float, prefix: str = "tray-notifier:presence:") -> None:
+    def __init__(self, redis: Any, *, ttl: float, prefix: str) -> None:
         self._redis = redis
         self._ttl = ttl
         self._prefix = prefix

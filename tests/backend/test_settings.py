@@ -265,3 +265,37 @@ def test_a_bad_throttle_rate_stops_the_server_at_start(tmp_path: Path, value: st
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("TRAY_PROJECT_CREATE_RATE must be a number of requests per"), last
     assert repr(value) in last
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(" acme-prod ", True), ("acme prod", False)])
+def test_the_redis_namespace_override_is_read_and_checked(
+    tmp_path: Path, value: str, accepted: bool
+):
+    """A name that is unsafe in a Redis key stops the server at start, like every other
+    bad setting, rather than at the first doorbell."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(repr(settings.TRAY_REDIS_NAMESPACE))",
+        ],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "TRAY_DATA_DIR": str(tmp_path / "data"),
+            "DJANGO_SETTINGS_MODULE": "backend.config.settings",
+            "TRAY_REDIS_NAMESPACE": value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if accepted:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "'acme-prod'"
+    else:
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("django.core.exceptions.ImproperlyConfigured: TRAY_REDIS_NAMESPACE")

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx
+import redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -74,3 +75,19 @@ class Socket:
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+def doorbell_channel(redis_url: str, timeout: float = WAIT) -> str:
+    """The one doorbell channel servers subscribe to on ``redis_url`` (its name holds the
+    deployment's namespace, backend/notifications/namespace.py); waits for a subscriber."""
+    deadline = time.monotonic() + timeout
+    with redis.Redis.from_url(redis_url) as admin:
+        while True:
+            channels: list[str] = [
+                name.decode() for name in admin.pubsub_channels("tray-notifier:*doorbell")
+            ]
+            if channels:
+                assert len(channels) == 1, channels
+                return channels[0]
+            assert time.monotonic() < deadline, "no server subscribed to a doorbell channel"
+            time.sleep(0.05)

@@ -28,6 +28,7 @@ import httpx
 import pytest
 import redis
 
+from tests.e2e.conftest import doorbell_channel
 from tests.fixtures.services import RunningServer, ServerFactory
 from tests.tray_app.conftest import SCALE, client_env
 from tests.tray_app.test_headless import HeadlessClient, database_path, log_in, stored_state
@@ -336,7 +337,7 @@ def test_doorbells_missed_while_the_server_is_cut_off_from_redis_are_back_filled
     client, env = start_client(launch, server, tmp_path)
     stream = StreamPublisher(server.url, interval=0.02)
     lone = StreamPublisher(server.url)
-    doorbell = "tray-notifier:doorbell"
+    doorbell = doorbell_channel(redis_url)
     blips = max(2, round(5 * SCALE))
     with redis.Redis.from_url(redis_url) as admin:
 
