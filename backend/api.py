@@ -20,6 +20,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from backend.errors import BackendError, NotAuthenticated, RequestTooLarge
+from backend.throttling import SharedCounterThrottle
 from backend.users.models import User
 from backend.users.tokens import ACCOUNT_DISABLED, SESSION_ENDED
 
@@ -110,7 +111,7 @@ def request_user(request: Request) -> User:
     return user
 
 
-class WriteRateThrottle(ScopedRateThrottle):
+class WriteRateThrottle(SharedCounterThrottle, ScopedRateThrottle):
     """DRF's per-scope throttle (per user once logged in), counting writes only.
 
     A view that lists and creates (``/api/projects/``) limits how fast things are

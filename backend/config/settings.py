@@ -269,6 +269,23 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 TRAY_REDIS_NAMESPACE = os.environ.get(namespace.OVERRIDE_SETTING, "").strip()
 if _namespace_problem := namespace.override_problem(TRAY_REDIS_NAMESPACE):
     raise ImproperlyConfigured(_namespace_problem)
+if REDIS_URL:
+    # Rate limits (logins, creating projects, adding people) count once per deployment,
+    # not once per process; backend/throttling.py falls back to memory if Redis fails.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": namespace.cache_prefix(
+                namespace.deployment_namespace(
+                    database=DATABASES["default"],
+                    secret_key=SECRET_KEY,
+                    override=TRAY_REDIS_NAMESPACE,
+                )
+            ),
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -96,3 +96,8 @@ def doorbell_channel(namespace: str) -> str:
 def presence_prefix(namespace: str) -> str:
     """The prefix of every presence key of the deployment (``presence.RedisPresence``)."""
     return f"{PREFIX}{namespace}:presence:"
+
+
+def cache_prefix(namespace: str) -> str:
+    """The key prefix of the deployment's Django cache (rate-limit counters)."""
+    return f"{PREFIX}{namespace}:cache"

@@ -11,12 +11,12 @@ from typing import Any
 
 from django.http import HttpRequest
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
 
 from backend.client_address import client_address
+from backend.throttling import SharedCounterThrottle
 
 
-class LoginRateThrottle(SimpleRateThrottle):
+class LoginRateThrottle(SharedCounterThrottle):
     scope = "login"
 
     def get_cache_key(self, request: Request | HttpRequest, view: Any) -> str:
