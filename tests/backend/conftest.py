@@ -7,15 +7,25 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.test import Client as DjangoClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from backend.notifications.hub import Hub
 from backend.users.models import User
 
 WAIT = 5  # seconds a test waits for an expected frame before failing
+
+
+@pytest.fixture
+def superuser_browser(make_user: Callable[..., User]) -> DjangoClient:
+    """A browser session of a logged-in superuser, for the admin's pages."""
+    browser = DjangoClient()
+    browser.force_login(make_user("root", is_staff=True, is_superuser=True))
+    return browser
 
 
 def access_token(user: User, *, lifetime: timedelta | None = None) -> str:

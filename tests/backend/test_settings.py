@@ -208,23 +208,31 @@ def test_production_settings_for_a_reverse_proxy(tmp_path: Path):
     assert not (tmp_path / "data" / "secret_key").exists()
 
 
-def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_path: Path):
-    """Loaded by something other than the CLI, the settings still refuse, with Django's
-    own exception and the same sentence."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import backend.config.settings"],
+def _import_settings(
+    tmp_path: Path, env: dict[str, str], code: str = "import backend.config.settings"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` against the product's settings in a fresh interpreter with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
         cwd=REPO_ROOT,
         env={
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
             "TRAY_DATA_DIR": str(tmp_path / "data"),
-            "TRAY_ENV": "production",
-            "TRAY_ALLOWED_HOSTS": "notify.example.com",
+            **env,
         },
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_path: Path):
+    """Loaded by something other than the CLI, the settings still refuse, with Django's
+    own exception and the same sentence."""
+    result = _import_settings(
+        tmp_path, {"TRAY_ENV": "production", "TRAY_ALLOWED_HOSTS": "notify.example.com"}
     )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -247,20 +255,7 @@ def test_throttle_rates_come_from_the_environment(tmp_path: Path):
 @pytest.mark.parametrize("value", ["lots", "20", "0/hour", "-1/hour", "20/week", "2.5/min"])
 def test_a_bad_throttle_rate_stops_the_server_at_start(tmp_path: Path, value: str):
     """Not a 500 on the first project someone creates, which is where DRF would notice."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import backend.config.settings"],
-        cwd=REPO_ROOT,
-        env={
-            "PATH": os.environ["PATH"],
-            "HOME": str(tmp_path),
-            "TRAY_DATA_DIR": str(tmp_path / "data"),
-            "TRAY_PROJECT_CREATE_RATE": value,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _import_settings(tmp_path, {"TRAY_PROJECT_CREATE_RATE": value})
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("TRAY_PROJECT_CREATE_RATE must be a number of requests per"), last
@@ -273,24 +268,10 @@ def test_the_redis_namespace_override_is_read_and_checked(
 ):
     """A name that is unsafe in a Redis key stops the server at start, like every other
     bad setting, rather than at the first doorbell."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from django.conf import settings; print(repr(settings.TRAY_REDIS_NAMESPACE))",
-        ],
-        cwd=REPO_ROOT,
-        env={
-            "PATH": os.environ["PATH"],
-            "HOME": str(tmp_path),
-            "TRAY_DATA_DIR": str(tmp_path / "data"),
-            "DJANGO_SETTINGS_MODULE": "backend.config.settings",
-            "TRAY_REDIS_NAMESPACE": value,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _import_settings(
+        tmp_path,
+        {"DJANGO_SETTINGS_MODULE": "backend.config.settings", "TRAY_REDIS_NAMESPACE": value},
+        code="from django.conf import settings; print(repr(settings.TRAY_REDIS_NAMESPACE))",
     )
     if accepted:
         assert result.returncode == 0, result.stderr

@@ -21,10 +21,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(make_user: Callable[..., User]) -> Client:
-    client = Client()
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
+def staff(superuser_browser: Client) -> Client:
+    return superuser_browser
 
 
 def test_project_and_task_are_registered_with_team_and_milestone_inlines() -> None:

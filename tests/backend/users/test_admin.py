@@ -15,10 +15,8 @@ from backend.users.throttling import LoginRateThrottle
 
 
 @pytest.fixture
-def browser(make_user: Any) -> Client:
-    client = Client()
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
+def browser(superuser_browser: Client) -> Client:
+    return superuser_browser
 
 
 def refresh_token_of(username: str) -> str:
