@@ -33,6 +33,9 @@ SESSION_CLAIM = "sid"
 GENERATION_CLAIM = "gen"
 MAX_TOKEN_LENGTH = 4096
 SESSION_ENDED = "Your session has ended. Log in again."
+# An ended session's token is an invalid token to every client: the code clients of
+# protocol version 1 already answer by refreshing (which then asks for a login).
+SESSION_ENDED_CODE = "token_invalid"
 ACCOUNT_DISABLED = "This account is disabled. Ask an administrator."
 
 
@@ -92,7 +95,7 @@ def read_access_token(raw: str | None) -> AccessClaims:
         raise NotAuthenticated("The access token names no user.", code="token_invalid")
     session_id = _session_id(token)
     if session_id is None:
-        raise NotAuthenticated(SESSION_ENDED, code="session_ended")
+        raise NotAuthenticated(SESSION_ENDED, code=SESSION_ENDED_CODE)
     return AccessClaims(
         user_id=user_id,
         session_id=session_id,
@@ -175,7 +178,7 @@ def token_user(user_id: int, *, session_id: str, users: QuerySet[User] | None = 
     if not user.is_active:
         raise Forbidden("This account has been deactivated.", code="account_disabled")
     if not user.session_live:  # type: ignore[attr-defined]
-        raise NotAuthenticated(SESSION_ENDED, code="session_ended")
+        raise NotAuthenticated(SESSION_ENDED, code=SESSION_ENDED_CODE)
     return user
 
 

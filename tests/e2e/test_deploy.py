@@ -312,13 +312,22 @@ class UnixServer:
         return code
 
 
+def seed_demo_accounts(env: dict[str, str]) -> None:
+    """The demo's accounts in a production database, as an operator's shell would add
+    accounts (``serve --demo`` is refused in production)."""
+    run_cli("manage", "migrate", "--verbosity", "0", env=env, check=True)
+    code = "from backend.demo import seed_demo; seed_demo()"
+    run_cli("manage", "shell", "-c", code, env=env, check=True)
+
+
 @contextlib.contextmanager
 def unix_server(env: dict[str, str], socket_path: Path) -> Iterator[UnixServer]:
+    seed_demo_accounts(env)
     _program, *args = shlex.split(unit_values("ExecStart")[0])
     unit_socket = args[args.index("--unix") + 1]
     command = [str(SERVER_PROGRAM), *(str(socket_path) if a == unit_socket else a for a in args)]
     process = subprocess.Popen(
-        [*command, "--demo"],
+        command,
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -619,7 +628,8 @@ def test_forwarded_headers_are_believed_only_from_the_configured_proxy(
     env.pop("TRAY_FORWARDED_ALLOW_IPS", None)
     if allow is not None:
         env["TRAY_FORWARDED_ALLOW_IPS"] = allow
-    server = server_factory(demo=True, env=env)
+    seed_demo_accounts(server_factory.env(env=env))
+    server = server_factory(env=env)
     forged = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
     transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS)
     with httpx.Client(base_url=server.url, transport=transport, timeout=30) as client:

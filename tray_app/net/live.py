@@ -268,6 +268,8 @@ class LiveSession:
                 self._set_state(ConnectionState.LOGIN_REQUIRED, error=error)
                 return
             await self._wait_before_retry(error)
+            if self._state.state is ConnectionState.LOGIN_REQUIRED:
+                return  # the refresh after a 4001 was refused: not "stopped", "log in"
         self._set_state(ConnectionState.STOPPED)
 
     async def stop(self) -> None:

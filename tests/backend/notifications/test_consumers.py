@@ -21,6 +21,7 @@ from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
 from backend.users.models import User
 from backend.users.services import session_logout, session_start
+from backend.users.tokens import SESSION_ENDED
 from tests.backend.conftest import access_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -398,12 +399,16 @@ async def test_logout_closes_that_sessions_sockets_and_refuses_its_access_token(
     assert await logged_out.closed_with() == 4001
     # The same access token cannot open a new socket or renew another one in band.
     again = await connect(token=pair.access, expect_hello=False)
-    assert (await again.receive())["payload"]["code"] == "session_ended"
+    ended = (await again.receive())["payload"]
+    assert (ended["code"], ended["message"]) == ("token_invalid", SESSION_ENDED)
     assert await again.closed_with() == 4001
     await other_device.send("authenticate", {"token": pair.access}, ref="auth")
     refused = await other_device.receive()
     assert refused["type"] == "error"
-    assert refused["payload"]["code"] == "session_ended"
+    assert (refused["payload"]["code"], refused["payload"]["message"]) == (
+        "token_invalid",
+        SESSION_ENDED,
+    )
     # The user's other session is untouched.
     await other_device.send("ping", ref="alive")
     assert (await other_device.receive())["type"] == "pong"
