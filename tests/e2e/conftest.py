@@ -1,19 +1,24 @@
 """Helpers for end-to-end tests: real server subprocesses (tests/fixtures/services.py)
-driven by real clients: httpx for REST and the ``websockets`` client for the socket."""
+driven by real clients: httpx for REST, the ``websockets`` client for the socket, and a
+headless chromium for web pages (the ``browser`` fixture, tests/e2e/browser.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.fixtures.services import RunningServer
+from tests.e2e.browser import Page, chromium_binary, launch
+from tests.fixtures.services import RunningServer, _missing
 
 WAIT = 10.0  # seconds to wait for an expected frame before failing
 
@@ -91,3 +96,14 @@ def doorbell_channel(redis_url: str, timeout: float = WAIT) -> str:
                 return channels[0]
             assert time.monotonic() < deadline, "no server subscribed to a doorbell channel"
             time.sleep(0.05)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Page]:
+    """A blank page in a private headless chromium (tests/e2e/browser.py); skipped when
+    Debian's ``chromium`` is missing, except under CI, where that fails."""
+    binary = chromium_binary()
+    if binary is None:
+        _missing("chromium")
+    with launch(tmp_path / "browser", binary=binary) as page:
+        yield page
