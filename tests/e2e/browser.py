@@ -198,7 +198,8 @@ class Page:
         ]
 
     def csp_console(self) -> list[str]:
-        """Console messages about the policy since the browser started (all documents)."""
+        """Console messages about the policy, from every document since the browser
+        started or :meth:`clear_csp_console` was last called."""
         # Drain what has arrived so far without waiting for more.
         with contextlib.suppress(BrowserError):
             while True:
