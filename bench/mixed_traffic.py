@@ -26,21 +26,39 @@ is started to the moment the recipient's reader has the frame; every
 (notification, recipient) pair that should arrive is counted, and one that did
 not arrive by the end of the drain is a missing delivery, reported as an error.
 
+The load generator (``bench/load_generator.py``) is several processes: this
+one publishes on the schedule and does the accounting, and the sockets are
+spread over ``generator_processes`` reader processes (client ``i`` in reader
+``i % K``), each timing the frames it reads with ``perf_counter`` (one
+monotonic clock for every process) and reporting them in batches. They all
+run on CPU 1 by default (the server has CPU 0 of this 2-core machine);
+``spread_generator`` lets the readers use every CPU but the server's on a
+bigger machine. Every window records the publisher's and each reader's share
+of a core, so a step where the generator, not the server, was the floor shows.
+
+Every target is a ratio to P0 in the same run (issue 14):
+
 - B3: the issue's rate (10k/min) for a window; p50 and p99 over every
-  delivery; server CPU (utime + stime over the window) per delivery. For ours
-  the same schedule also runs first with no socket connected, which is the
-  cost of publishing (HTTP, auth, database writes); ours' delivery CPU is
-  (CPU with sockets - CPU without) / deliveries, set against P0's.
+  delivery, ours' p99 at most 3x P0's and nothing missing after the drain;
+  server CPU (utime + stime over the window) per delivery, at most 1.5x P0's.
+  For ours the same schedule also runs first with no socket connected, which
+  is the cost of publishing (HTTP, auth, database writes); ours' delivery CPU
+  is (CPU with sockets - CPU without) / deliveries, set against P0's.
 - B6: right after B3 on the same server and sockets, 1% of the clients stop
   reading (no ``recv``, a 1-frame client queue and a small receive buffer, so
-  TCP backs up into the server); the others' p99 against B3's p99 over the
-  same clients, the server's RSS over the run, the server-side send queue of
-  the stopped sockets (``/proc/net/tcp``) and the close codes they get once
-  they read again.
-- B4: a fresh server and sockets; the same mix at rising rates (steps of the
-  issue's rate), stopping at the first step whose p99 reaches 250 ms or that
-  leaves a delivery missing; the figure is the delivered deliveries/s of the
-  highest step that passed.
+  TCP backs up into the server); the others' p99, at most 3x P0's in the same
+  window with nothing missing (ours' B3 p99 over the same clients beside it),
+  the server's RSS over the run, the server-side send queue of the stopped
+  sockets (``/proc/net/tcp``) and the close codes they get once they read
+  again.
+- B4: a fresh server and sockets; the same mix at multiples of the issue's
+  rate, 10 s steps: doubling from x1 while steps pass, quartering while they
+  fail, then bisecting (the geometric middle of the highest pass and the
+  lowest failure) until those are within ``ceiling_precision`` (10%), for
+  at most ``ceiling_steps`` steps. A step passes when its p99 stays under
+  250 ms with nothing missing and no publish error; the figure is the
+  delivered deliveries/s of the highest step that passed, ours at least 50%
+  of P0's.
 """
 
 from __future__ import annotations
@@ -51,7 +69,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,10 +82,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httptools
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from bench.common import (
+    CLIENT_CPU,
     SERVER_CPU,
     BenchError,
     Outcome,
@@ -88,6 +104,7 @@ from bench.common import (
     start_server,
     stop_server,
 )
+from bench.load_generator import ReaderPool
 
 Returned = TypeVar("Returned")
 SERVERS = ("ours", "P0", "P1")
@@ -98,9 +115,11 @@ ROLE_COUNT = 4
 ISSUE_RATE = 10_000 / 60
 # The issue's mix, by audience kind.
 MIX = (("user", 0.70), ("project", 0.20), ("role", 0.08), ("everyone", 0.02))
-P99_TARGET_MS = 50.0
-CEILING_P99_MS = 250.0
+# Issue 14's targets, every one a ratio to P0 measured in the same run.
+P99_RATIO_TARGET = 3.0
+CEILING_SHARE_TARGET = 0.5
 CPU_RATIO_TARGET = 1.5
+CEILING_P99_MS = 250.0
 SLOW_SHARE = 0.01
 CDF_POINTS = 5000
 PLAN_SEED = 5
@@ -111,8 +130,6 @@ DAPHNE_FLAGS = (
     *("--ping-interval", "10", "--ping-timeout", "10"),
     *("--websocket-max-message-size", "65536", "--websocket_timeout", "-1", "-v", "0"),
 )
-# The slow clients' receive buffer: small, so the server's side fills within the window.
-SLOW_RCVBUF = 4096
 # uvicorn's default transport high-water mark (64 KiB) as the per-socket buffer
 # above the consumer's queue, for the stated bound.
 TRANSPORT_HIGH_WATER = 64 * 1024
@@ -130,13 +147,23 @@ class Profile:
     rate: float
     window: float
     # B4 searches the rate (as multiples of ``rate``): doubling from 1x while steps
-    # pass, quartering while they fail, then bisecting, for at most this many steps.
+    # pass, quartering while they fail, then bisecting (geometric middle) until the
+    # highest pass and the lowest failure are within ``ceiling_precision`` of each
+    # other, for at most this many steps per server.
     ceiling_steps: int
     ceiling_window: float
     # After the last publish of a window, how long deliveries may still take to arrive.
     drain: float
     publishers: int
     connectors: int
+    # Ceiling found when lowest failure / highest pass is below this (1.10: within 10%).
+    ceiling_precision: float = 1.10
+    # The load generator's reader processes (bench/load_generator.py), the sockets
+    # spread over them; the publisher and the accounting stay in this process.
+    generator_processes: int = 2
+    # False: the readers share CPU 1 with this process (a 2-core machine: CPU 0 is the
+    # server's); True: they may use every CPU but the server's (a bigger machine).
+    spread_generator: bool = False
 
 
 PROFILES = {
@@ -144,7 +171,7 @@ PROFILES = {
         connections=400,
         rate=ISSUE_RATE,
         window=20.0,
-        ceiling_steps=3,
+        ceiling_steps=8,
         ceiling_window=10.0,
         drain=10.0,
         publishers=16,
@@ -154,7 +181,9 @@ PROFILES = {
         connections=2000,
         rate=ISSUE_RATE,
         window=60.0,
-        ceiling_steps=5,
+        # Enough for ours (x1 down to ~x0.005 in quarters) and P0 (x1 up to ~x2) to
+        # be bracketed and then bisected to within 10%.
+        ceiling_steps=12,
         ceiling_window=10.0,
         drain=10.0,
         publishers=16,
@@ -229,26 +258,6 @@ def make_plan(layout: Layout, count: int, seed: int) -> list[str]:
         else:
             plan.append("everyone")
     return plan
-
-
-def title_index(frame: bytes) -> int | None:
-    """The notification number in a ``notification_created`` frame titled ``n<k>``.
-
-    A byte search, not a JSON parse: the load generator reads tens of thousands
-    of frames a second on one core, and the product and the peers put the
-    title in the payload with and without spaces after the colon.
-    """
-    if frame.find(b"notification_created", 0, 48) < 0:
-        return None
-    key = frame.find(b'"title"')
-    if key < 0:
-        return None
-    start = frame.find(b'"', key + 7)
-    end = frame.find(b'"', start + 1)
-    if start < 0 or end < 0 or frame[start + 1 : start + 2] != b"n":
-        return None
-    digits = frame[start + 2 : end]
-    return int(digits) if digits.isdigit() else None
 
 
 def downsample(values: Sequence[float], points: int = CDF_POINTS) -> list[float]:
@@ -455,23 +464,30 @@ class Phase:
 
 
 class Clients:
-    """N client sockets with readers that time every notification frame they get.
+    """N client sockets, spread over the load generator's reader processes, and the
+    accounting of every notification frame they read.
 
     Notifications are numbered globally (title ``n<k>``); ``sent_at[k]`` is
     when its publish request started, ``expected[k]``/``received[k]`` count its
     recipients, and ``phase_of[k]`` names the window it belongs to. A frame of
-    a window that is already closed counts as late, not as delivered.
+    a window that is already closed counts as late, not as delivered. The
+    readers (``bench/load_generator.py``) time each frame when they read it
+    and report in batches; the accounting happens here, as the batches come.
     """
 
-    def __init__(self, layout: Layout, slow: set[int]) -> None:
+    def __init__(self, layout: Layout, slow: set[int], profile: Profile, log_dir: Path) -> None:
         self.layout = layout
         self.slow = slow
-        self.sockets: dict[int, ClientConnection] = {}
-        self.readers: list[asyncio.Task[None]] = []
+        self.connected: set[int] = set()
         self.close_codes: dict[int, int | None] = {}
-        # Cleared to stop the slow clients reading (B6).
-        self.gate = asyncio.Event()
-        self.gate.set()
+        self.pool = ReaderPool(
+            profile.generator_processes,
+            generator_cpus(profile),
+            self._on_frames,
+            self._on_closed,
+            log_dir,
+        )
+        self.started = False
         self.sent_at = array("d")
         self.expected = array("l")
         self.received = array("l")
@@ -483,66 +499,37 @@ class Clients:
     # -- sockets
 
     async def open(self, target: Target, count: int, connectors: int) -> float:
-        """Connect ``count`` clients, ``connectors`` at a time; returns the seconds it took."""
-        pending = iter(range(count))
+        """Connect ``count`` clients, ``connectors`` at a time over all readers; returns
+        the seconds it took."""
+        if not self.started:
+            await self.pool.start()
+            self.started = True
+        clients = [
+            (client, *target.credentials(self.layout, client), client in self.slow)
+            for client in range(count)
+        ]
+        seconds = await self.pool.open(target.server.ws_url, clients, connectors)
+        self.connected.update(range(count))
+        return seconds
 
-        async def connector() -> None:
-            for client in pending:
-                await self.open_one(target, client)
+    async def flush(self) -> None:
+        """Until every frame the readers read so far has been counted here."""
+        self.frame_bytes = (await self.pool.flush())[:100]
 
-        started = time.perf_counter()
-        await asyncio.gather(*(connector() for _ in range(connectors)))
-        return time.perf_counter() - started
+    async def set_gate(self, open_: bool) -> None:
+        """Whether the slow clients read (B6 stops them)."""
+        await self.pool.set_gate(open_)
 
-    async def open_one(self, target: Target, client: int) -> None:
-        token, query = target.credentials(self.layout, client)
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
-        url = target.server.ws_url + query
-        slow = client in self.slow
-        sock: socket.socket | None = None
-        if slow:
-            # A small receive window: once this client stops reading, the server's
-            # side of the connection fills within seconds, not minutes.
-            parts = urlsplit(url)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
-        ws = await connect(
-            url,
-            additional_headers=headers,
-            # Only the server pings: a stopped client must not answer them either.
-            ping_interval=None,
-            compression=None,
-            open_timeout=120,
-            close_timeout=5,
-            max_queue=1 if slow else 16,
-            sock=sock,
-        )
-        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
-        if first.get("type") != "hello":
-            await ws.close()
-            raise BenchError(f"{target.name}: expected hello, got {first!r}")
-        self.sockets[client] = ws
-        self.readers.append(asyncio.ensure_future(self._read(client, ws)))
+    def _on_closed(self, client: int, code: int | None) -> None:
+        self.close_codes[client] = code
 
-    async def _read(self, client: int, ws: ClientConnection) -> None:
-        slow = client in self.slow
-        try:
-            while True:
-                if slow and not self.gate.is_set():
-                    await self.gate.wait()
-                frame = await ws.recv(decode=False)
-                now = time.perf_counter()
-                if isinstance(frame, bytes):
-                    self._on_frame(client, slow, frame, now)
-        except ConnectionClosed:
-            pass
-        self.close_codes[client] = ws.close_code
+    def _on_frames(self, clients: array[int], indexes: array[int], times: array[float]) -> None:
+        slow = self.slow
+        for client, index, now in zip(clients, indexes, times, strict=True):
+            self._on_frame(client, client in slow, index, now)
 
-    def _on_frame(self, client: int, slow: bool, frame: bytes, now: float) -> None:
-        index = title_index(frame)
-        if index is None or index >= len(self.phase_of):
+    def _on_frame(self, client: int, slow: bool, index: int, now: float) -> None:
+        if index >= len(self.phase_of):
             return
         phase = self.phase_of[index]
         if slow and phase is not None:
@@ -554,8 +541,6 @@ class Clients:
         if slow and not phase.count_slow:
             phase.slow_latencies.append(latency)
             return
-        if len(self.frame_bytes) < 100:
-            self.frame_bytes.append(len(frame))
         self.received[index] += 1
         if self.received[index] > self.expected[index]:
             phase.duplicates += 1
@@ -566,9 +551,15 @@ class Clients:
         phase.check_settled()
 
     async def close(self) -> None:
-        self.gate.set()
-        await asyncio.gather(*(ws.close() for ws in self.sockets.values()), return_exceptions=True)
-        await asyncio.gather(*self.readers, return_exceptions=True)
+        if not self.started:
+            return
+        codes = await self.pool.close()
+        for client, code in codes.items():
+            self.close_codes.setdefault(client, code)
+
+    def generator_cpu(self) -> list[float]:
+        """CPU seconds so far: this process (the publisher), then each reader."""
+        return [time.process_time(), *self.pool.cpu_seconds()]
 
     # -- notifications
 
@@ -588,10 +579,23 @@ class Clients:
         return sum(
             1
             for client in members
-            if client in self.sockets
+            if client in self.connected
             and client not in self.close_codes
             and (phase.count_slow or client not in self.slow)
         )
+
+
+def generator_cpus(profile: Profile) -> set[int]:
+    """The CPUs of the load generator's readers: CPU 1 (CLIENT_CPU) alone, as the
+    suite pins itself, or with ``spread_generator`` every CPU but the server's."""
+    if profile.spread_generator:
+        spread = set(range(os.cpu_count() or 2)) - {SERVER_CPU}
+        return spread or {CLIENT_CPU}
+    return {CLIENT_CPU}
+
+
+def describe_cpus(cpus: set[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
 
 
 @dataclass
@@ -615,7 +619,10 @@ class WindowResult:
     # this machine is shared, and a busy neighbour shows up here.
     others_on_server_cpu: float
     cpu_seconds: float
+    # The publisher's (this process's) share of a core over the window, then each
+    # reader process's; a generator near a full core is the floor, not the server.
     client_cpu_share: float
+    reader_cpu_shares: list[float]
     generator_lag_max_ms: float
     publish_p99_ms: float | None
     p50_ms: float | None
@@ -634,6 +641,12 @@ class WindowResult:
     @property
     def cpu_per_delivery_us(self) -> float | None:
         return self.cpu_seconds / self.received * 1e6 if self.received else None
+
+    def generator_saturated(self, cpus: int) -> bool:
+        """Whether the load generator used 90% of its CPUs (or one process 90% of a
+        core) over the window: then it, not the server, may have set the pace."""
+        shares = [self.client_cpu_share, *self.reader_cpu_shares]
+        return sum(shares) >= 0.9 * cpus or max(shares) >= 0.9
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -761,7 +774,7 @@ async def run_window(
     peak_before = len(rss_series)
     cpu_before = target.cpu_seconds()
     busy_before = server_cpu_busy()
-    client_cpu_before = time.process_time()
+    generator_before = clients.generator_cpu() if clients is not None else [time.process_time()]
     started = time.perf_counter()
     for position, group in enumerate(plan):
         at = started + position / rate
@@ -795,10 +808,18 @@ async def run_window(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.1, deadline - time.perf_counter())):
                 await phase.settled.wait()
+        if not phase.settled.is_set():
+            # Frames the readers read by now but have not reported yet still count.
+            await clients.flush()
         clients.open_phases.discard(id(phase))
     settled_at = time.perf_counter()
     cpu = target.cpu_seconds() - cpu_before
-    client_cpu = time.process_time() - client_cpu_before
+    generator_after = clients.generator_cpu() if clients is not None else [time.process_time()]
+    elapsed = settled_at - started
+    generator_shares = [
+        max(0.0, after - before) / elapsed
+        for before, after in zip(generator_before, generator_after, strict=False)
+    ]
     rss_end = target.rss_kib()
     peak = max([rss for _, rss in rss_series[peak_before:]] + [rss_start, rss_end])
     latencies = list(phase.latencies)
@@ -820,7 +841,8 @@ async def run_window(
             0.0, (server_cpu_busy() - busy_before - cpu) / (settled_at - started)
         ),
         cpu_seconds=cpu,
-        client_cpu_share=client_cpu / (settled_at - started),
+        client_cpu_share=generator_shares[0],
+        reader_cpu_shares=[round(share, 3) for share in generator_shares[1:]],
         generator_lag_max_ms=lag * 1000,
         publish_p99_ms=_ms(publish_seconds, 99),
         p50_ms=_ms(latencies, 50),
@@ -895,6 +917,8 @@ class CeilingSession:
     passed: list[bool] = field(default_factory=list)
     # False when the server was still busy 30 s after a failed step (search stopped).
     recovered: bool = True
+    # The lowest multiple at which the load generator used (nearly) all its CPU.
+    generator_bound: float | None = None
 
 
 def step_passes(window: WindowResult) -> bool:
@@ -908,10 +932,13 @@ def step_passes(window: WindowResult) -> bool:
     )
 
 
-def next_multiple(multiples: Sequence[float], passed: Sequence[bool]) -> float | None:
+def next_multiple(
+    multiples: Sequence[float], passed: Sequence[bool], precision: float = 1.10
+) -> float | None:
     """The next B4 rate multiple: x2 above every pass while nothing failed, /4 below
     every failure while nothing passed, then the geometric middle of the highest pass
-    and the lowest failure above it; None once those are within 15% of each other."""
+    and the lowest failure above it; None once lowest failure / highest pass is under
+    ``precision`` (the ceiling is known to that factor)."""
     held = [m for m, ok in zip(multiples, passed, strict=True) if ok]
     failed = [m for m, ok in zip(multiples, passed, strict=True) if not ok]
     if not failed:
@@ -923,7 +950,7 @@ def next_multiple(multiples: Sequence[float], passed: Sequence[bool]) -> float |
     if not above:
         return low * 2
     high = min(above)
-    if high / low < 1.15:
+    if high / low < precision:
         return None
     return float((low * high) ** 0.5)
 
@@ -968,7 +995,7 @@ async def warm_up(
 
 
 async def traffic_session(
-    target: Target, layout: Layout, profile: Profile, plans: dict[str, list[str]]
+    target: Target, layout: Layout, profile: Profile, plans: dict[str, list[str]], log_dir: Path
 ) -> TrafficSession:
     """B3, then B6 with the slow clients stopped, on one server (ours: the no-socket
     baseline first)."""
@@ -976,7 +1003,7 @@ async def traffic_session(
     session = TrafficSession(server=target.name, connections=layout.n, slow_clients=len(slow))
     members = layout.members()
     sampler = asyncio.ensure_future(sample_rss(target, session.rss_series, 0.25))
-    clients = Clients(layout, slow)
+    clients = Clients(layout, slow, profile, log_dir)
     connections = _connections(target, profile)
     try:
         if target.is_ours:
@@ -996,6 +1023,7 @@ async def traffic_session(
             )
         session.connect_seconds = await clients.open(target, layout.n, profile.connectors)
         await warm_up(target, clients, connections, layout)
+        await clients.flush()
         session.frame_bytes = max(clients.frame_bytes, default=0)
         session.b3 = await run_window(
             target,
@@ -1008,7 +1036,7 @@ async def traffic_session(
             members,
             session.rss_series,
         )
-        clients.gate.clear()
+        await clients.set_gate(False)
         b6_phase = Phase(name="B6", count_slow=False)
         probe = asyncio.ensure_future(
             _probe_queues(target, clients, slow, profile.window * 0.9, session)
@@ -1028,7 +1056,7 @@ async def traffic_session(
         # Let the stopped clients read again: each drains its backlog and then
         # either its close frame or, still open, this marker sent to everyone.
         resumed = time.perf_counter()
-        clients.gate.set()
+        await clients.set_gate(True)
         marker = Phase(name="B6 marker", count_slow=False)
         await run_window(target, clients, connections, marker, ["everyone"], 1.0, 60.0, members, [])
         await _wait_slow_settled(clients, slow, marker, deadline=60.0)
@@ -1055,11 +1083,7 @@ async def _probe_queues(
     """Late in the B6 window: how much the server's side of each stopped socket holds."""
     await asyncio.sleep(after)
     port = urlsplit(target.server.base_url).port or 0
-    ports = {
-        ws.local_address[1]
-        for client, ws in clients.sockets.items()
-        if client in slow and client not in clients.close_codes
-    }
+    ports = await clients.pool.slow_ports()
     session.slow_queues = tcp_queues(port, ports)
     session.slow_queues["open_slow_sockets"] = [len(ports)]
 
@@ -1077,12 +1101,13 @@ async def _wait_slow_settled(
 
 
 async def ceiling_session(
-    target: Target, layout: Layout, profile: Profile, plans: dict[str, list[str]]
+    target: Target, layout: Layout, profile: Profile, plans: dict[str, list[str]], log_dir: Path
 ) -> CeilingSession:
-    """B4: rising rates until a step fails."""
+    """B4: the search for the highest rate whose step holds (see ``next_multiple``)."""
     session = CeilingSession(server=target.name, connections=layout.n)
     members = layout.members()
-    clients = Clients(layout, set())
+    clients = Clients(layout, set(), profile, log_dir)
+    cpus = len(generator_cpus(profile) | {CLIENT_CPU})
     connections = _connections(target, profile)
     try:
         await clients.open(target, layout.n, profile.connectors)
@@ -1109,10 +1134,13 @@ async def ceiling_session(
             session.multiples.append(multiple)
             session.steps.append(window)
             session.passed.append(step_passes(window))
+            if window.generator_saturated(cpus) and session.generator_bound is None:
+                session.generator_bound = multiple
             print(
                 f"  {target.name} B4 x{multiple:.3g}: {window.deliveries_per_second:.0f}/s "
                 f"p99 {window.p99_ms} ms missing {window.missing} "
-                f"errors {window.publish_errors} client CPU {window.client_cpu_share:.0%}, "
+                f"errors {window.publish_errors} publisher CPU {window.client_cpu_share:.0%}, "
+                f"readers {', '.join(f'{x:.0%}' for x in window.reader_cpu_shares)}, "
                 f"others on the server CPU {window.others_on_server_cpu:.0%}",
                 flush=True,
             )
@@ -1121,7 +1149,7 @@ async def ceiling_session(
             if not session.passed[-1] and not await wait_until_idle(target, deadline=30.0):
                 session.recovered = False
                 break
-            multiple = next_multiple(session.multiples, session.passed)
+            multiple = next_multiple(session.multiples, session.passed, profile.ceiling_precision)
     finally:
         await clients.close()
     return session
@@ -1138,8 +1166,30 @@ def in_loop(work: Coroutine[Any, Any, Returned]) -> Returned:
 # --- results ---------------------------------------------------------------------------
 
 
-def _ratio_met(ours: float | None, limit: float | None) -> bool:
-    return ours is not None and limit is not None and ours <= limit
+def ratio_met(ours: float | None, baseline: float | None, factor: float) -> bool:
+    """Whether ``ours`` is at most ``factor`` times ``baseline`` (both measured)."""
+    return ours is not None and baseline is not None and ours <= factor * baseline
+
+
+def ceiling_of(session: CeilingSession | None) -> float | None:
+    """B4's figure: the delivered deliveries/s of the highest step that held."""
+    if session is None:
+        return None
+    pairs = zip(session.steps, session.passed, strict=True)
+    held = [window.deliveries_per_second for window, ok in pairs if ok]
+    return max(held) if held else 0.0
+
+
+def ceiling_bracket(session: CeilingSession) -> tuple[float | None, float | None]:
+    """The highest multiple that held and the lowest failed one above it."""
+    held = [m for m, ok in zip(session.multiples, session.passed, strict=True) if ok]
+    low = max(held) if held else None
+    above = [
+        m
+        for m, ok in zip(session.multiples, session.passed, strict=True)
+        if not ok and (low is None or m > low)
+    ]
+    return low, (min(above) if above else None)
 
 
 def summarize(
@@ -1148,12 +1198,16 @@ def summarize(
     peers: Sequence[str],
     profile: Profile,
 ) -> list[dict[str, Any]]:
-    """One result row per figure, in the issue's format."""
+    """One result row per figure, in the issue's format; every target a ratio to P0."""
     n = profile.connections
     mix = (
         f"{n} connections, {profile.rate * 60:.0f} notifications/min open-loop "
         f"(70% one user, 20% projects of {PROJECT_SIZE}, 8% roles of {n // ROLE_COUNT}, "
         f"2% everyone)"
+    )
+    generator = (
+        f"; load generator: {profile.generator_processes} reader processes + the "
+        f"publisher on CPU(s) {describe_cpus(generator_cpus(profile))}"
     )
 
     def b3(server: str, figure: Callable[[WindowResult], float | None]) -> float | None:
@@ -1161,31 +1215,31 @@ def summarize(
         return None if session is None or session.b3 is None else figure(session.b3)
 
     rows: list[dict[str, Any]] = []
+    ours_missing = b3("ours", _missing)
     for q in (99, 50):
-        ours = b3("ours", latency_at(q))
+        ours, p0 = b3("ours", latency_at(q)), b3("P0", latency_at(q))
         rows.append(
             result(
                 id="B3",
                 metric=f"delivery latency p{q}, publish request started to each recipient's "
-                f"frame, {mix}, {profile.window:.0f} s window",
+                f"frame, {mix}, {profile.window:.0f} s window{generator}",
                 unit="ms",
                 ours=ours,
                 peers={p: b3(p, latency_at(q)) for p in peers},
-                target="p99 under 50 ms on this machine"
-                + ("" if q == 99 else " (this row: p50, for context)"),
-                met=ours is not None and ours < P99_TARGET_MS and b3("ours", _missing) == 0,
+                target=f"at most {P99_RATIO_TARGET:g}x P0's p{q} in the same run, and nothing "
+                "missing after the drain" + ("" if q == 99 else " (this row: p50, for context)"),
+                met=ratio_met(ours, p0, P99_RATIO_TARGET) and ours_missing == 0,
             )
         )
-    missing = b3("ours", _missing)
     rows.append(
         result(
             id="B3",
             metric=f"deliveries missing or duplicated after a {profile.drain:.0f} s drain, {mix}",
             unit="deliveries",
-            ours=missing,
+            ours=ours_missing,
             peers={p: b3(p, _missing) for p in peers},
-            target="every delivery arrives, once",
-            met=missing == 0,
+            target="every delivery arrives, once (P0 beside it: the generator loses none)",
+            met=ours_missing == 0,
         )
     )
     ours_session = traffic.get("ours")
@@ -1203,35 +1257,38 @@ def summarize(
             unit="us",
             ours=delivery_cpu,
             peers={p: b3(p, lambda w: w.cpu_per_delivery_us) for p in peers},
-            target="at most 1.5x P0's CPU per delivery plus the database writes",
-            met=_ratio_met(delivery_cpu, None if p0_cpu is None else CPU_RATIO_TARGET * p0_cpu),
+            target=f"at most {CPU_RATIO_TARGET:g}x P0's CPU per delivery in the same run",
+            met=ratio_met(delivery_cpu, p0_cpu, CPU_RATIO_TARGET),
         )
     )
 
-    def ceiling(server: str) -> float | None:
-        session = ceilings.get(server)
-        if session is None:
-            return None
-        pairs = zip(session.steps, session.passed, strict=True)
-        held = [window.deliveries_per_second for window, ok in pairs if ok]
-        return max(held) if held else 0.0
-
-    ours_ceiling, p0_ceiling = ceiling("ours"), ceiling("P0")
+    ours_ceiling, p0_ceiling = ceiling_of(ceilings.get("ours")), ceiling_of(ceilings.get("P0"))
+    brackets = "; ".join(
+        f"{name} held x{_g(low)}, "
+        + ("no step failed" if high is None else f"failed x{_g(high)}")
+        + f", {len(session.steps)} steps"
+        + ("" if session.recovered else ", stopped: still busy 30 s after a failed step")
+        + (f", generator saturated at x{_g(sat)}" if (sat := session.generator_bound) else "")
+        for name, session in ceilings.items()
+        for low, high in [ceiling_bracket(session)]
+    )
     rows.append(
         result(
             id="B4",
             metric=f"highest sustained deliveries/s with p99 under 250 ms and none missing, "
-            f"{n} connections, the B3 mix at multiples of the issue's rate searched in up "
-            f"to {profile.ceiling_steps} steps of {profile.ceiling_window:.0f} s (x2 from x1 "
-            f"while passing, /4 while failing, then bisecting)",
+            f"{n} connections, the B3 mix at multiples of the issue's rate (x1 = "
+            f"{profile.rate * 60:.0f}/min), steps of {profile.ceiling_window:.0f} s: x2 from "
+            f"x1 while passing, /4 while failing, then bisecting until the highest pass and "
+            f"the lowest failure are within {(profile.ceiling_precision - 1) * 100:.0f}% "
+            f"(at most {profile.ceiling_steps} steps per server){generator}; {brackets}",
             unit="deliveries/s",
             ours=ours_ceiling,
-            peers={p: ceiling(p) for p in peers},
-            target="at least 50% of P0",
+            peers={p: ceiling_of(ceilings.get(p)) for p in peers},
+            target=f"at least {CEILING_SHARE_TARGET:.0%} of P0's ceiling in the same run",
             met=ours_ceiling is not None
             and p0_ceiling is not None
             and p0_ceiling > 0
-            and ours_ceiling >= 0.5 * p0_ceiling,
+            and ours_ceiling >= CEILING_SHARE_TARGET * p0_ceiling,
         )
     )
 
@@ -1239,25 +1296,27 @@ def summarize(
         session = traffic.get(server)
         return None if session is None or session.b6 is None else session.b6.p99_ms
 
-    ours_b6 = b6_others("ours")
+    ours_b6, p0_b6 = b6_others("ours"), b6_others("P0")
     ours_b3_same = b3("ours", lambda w: _ms(w.latencies, 99))
     slow_count = ours_session.slow_clients if ours_session else max(1, round(n * SLOW_SHARE))
+    ours_b6_missing = (
+        None
+        if ours_session is None or ours_session.b6 is None
+        else ours_session.b6.missing + ours_session.b6.duplicates
+    )
     rows.append(
         result(
             id="B6",
             metric=f"p99 delivery of the other clients while {slow_count} of {n} (1%) stop "
-            f"reading, {mix}; ours' B3 p99 over the same clients in this run: "
-            f"{'-' if ours_b3_same is None else f'{ours_b3_same:.1f}'} ms",
+            f"reading, {mix}{generator}; ours' B3 p99 over the same clients in this run: "
+            f"{'-' if ours_b3_same is None else f'{ours_b3_same:.1f}'} ms; ours' deliveries "
+            f"missing or duplicated: {'-' if ours_b6_missing is None else ours_b6_missing}",
             unit="ms",
             ours=ours_b6,
             peers={p: b6_others(p) for p in peers},
-            target="within 10% of B3's p99",
-            met=ours_b6 is not None
-            and ours_b3_same is not None
-            and ours_b6 <= 1.1 * ours_b3_same
-            and ours_session is not None
-            and ours_session.b6 is not None
-            and ours_session.b6.missing == 0,
+            target=f"at most {P99_RATIO_TARGET:g}x P0's p99 in the same B6 window, and nothing "
+            "missing",
+            met=ratio_met(ours_b6, p0_b6, P99_RATIO_TARGET) and ours_b6_missing == 0,
         )
     )
 
@@ -1289,6 +1348,10 @@ def summarize(
         )
     )
     return rows
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def delivery_cpu_us(with_sockets: WindowResult, without: WindowResult) -> float | None:
@@ -1367,13 +1430,15 @@ def run(
                 target.body = "x" * max(0, frame_bytes - 75)
             try:
                 if kind == "traffic":
-                    session = in_loop(traffic_session(target, layout, settings, plans))
+                    session = in_loop(traffic_session(target, layout, settings, plans, scratch))
                     traffic[name] = session
                     if name == "ours" and session.frame_bytes:
                         frame_bytes = session.frame_bytes
                     _print_traffic(session)
                 else:
-                    ceilings[name] = in_loop(ceiling_session(target, layout, settings, plans))
+                    ceilings[name] = in_loop(
+                        ceiling_session(target, layout, settings, plans, scratch)
+                    )
             except BaseException:
                 print(f"{name} log:\n{target.server.log_tail()}", file=sys.stderr)
                 raise
@@ -1417,6 +1482,7 @@ def run(
                 "multiples": session.multiples,
                 "passed": session.passed,
                 "recovered": session.recovered,
+                "generator_bound": session.generator_bound,
                 "steps": [window.summary() for window in session.steps],
             }
             for name, session in ceilings.items()
@@ -1433,7 +1499,9 @@ def _print_traffic(session: TrafficSession) -> None:
             f"  {session.server} {window.phase}: {window.notifications} notifications, "
             f"{window.received}/{window.expected} deliveries, p50 {window.p50_ms} p99 "
             f"{window.p99_ms} ms, CPU {window.cpu_seconds:.1f} s, client CPU "
-            f"{window.client_cpu_share:.0%}, errors {window.publish_errors}, "
+            f"{window.client_cpu_share:.0%}, readers "
+            f"{', '.join(f'{x:.0%}' for x in window.reader_cpu_shares)}, "
+            f"errors {window.publish_errors}, "
             f"RSS peak {window.rss_peak_kib / 1024:.0f} MiB, others on the server CPU "
             f"{window.others_on_server_cpu:.0%}",
             flush=True,
