@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from backend.cli import LISTENING_PREFIX, WEBSOCKET_PATH
 
@@ -36,6 +38,10 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SERVER_CPU = 0
 CLIENT_CPU = 1
 DEMO_PASSWORD = "demo"
+# Every server the benchmarks run pings each socket this often: the product's uvicorn
+# (backend/cli.py, ws_ping_interval), P0 (--ping-interval) and Daphne (--ping-interval).
+# B1 counts the pings the clients see, so a server that pings at another rate shows.
+PING_INTERVAL_SECONDS = 10
 
 
 class BenchError(Exception):
@@ -350,6 +356,20 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 # --- load generator ------------------------------------------------------------------
 
 
+class PingCountingConnection(ClientConnection):
+    """A client connection that counts the pings its server sends (B1 compares
+    idle CPU only between servers pinging at the same interval)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pings_seen = 0
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode is Opcode.PING:
+            self.pings_seen += 1
+        super().process_event(event)
+
+
 class Fleet:
     """N client sockets, each with a reader that counts the benchmark's notifications.
 
@@ -390,12 +410,17 @@ class Fleet:
             compression=self.compression,
             open_timeout=60,
             close_timeout=5,
+            create_connection=PingCountingConnection,
         )
         first = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
         if first.get("type") != "hello":
             await ws.close()
             raise BenchError(f"expected hello, got {first!r}")
         return ws
+
+    def pings(self) -> int:
+        """Pings the fleet's sockets have received from their servers so far."""
+        return sum(ws.pings_seen for ws in self.sockets if isinstance(ws, PingCountingConnection))
 
     def adopt(self, ws: ClientConnection) -> None:
         """Keep ``ws`` open and count the notifications it receives."""

@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 
 from bench.common import (
+    PING_INTERVAL_SECONDS,
     BenchError,
     Fleet,
     Outcome,
@@ -73,10 +74,12 @@ PROJECT_GROUP = "project.bench"
 DAPHNE_FLAGS = (
     # The counterparts of the product's uvicorn settings (backend/cli.py _run_uvicorn),
     # as bench/asgi_servers.py runs daphne.
-    *("--ping-interval", "10", "--ping-timeout", "10"),
+    *("--ping-interval", str(PING_INTERVAL_SECONDS), "--ping-timeout", str(PING_INTERVAL_SECONDS)),
     *("--websocket-max-message-size", "65536", "--websocket_timeout", "-1", "-v", "0"),
 )
 WARM_UP_SOCKETS = 3
+# Issue 14: idle CPU per 1k connections at most 1.5x P0's at the same ping interval.
+IDLE_CPU_RATIO_TARGET = 1.5
 MIN_ROUNDS = 3
 RSS_CURVE_POINTS = 10
 
@@ -126,6 +129,8 @@ class Session:
     rss_idle_kib: int = 0
     # [sockets open, server RSS in KiB] while the sockets were opening.
     rss_curve: list[list[int]] = field(default_factory=list)
+    # Pings the sockets received over the idle window (see ping_interval_seen).
+    idle_pings: int = 0
     empty_window: float = 0.0
     cpu_empty_seconds: float = 0.0
     idle_window: float = 0.0
@@ -285,6 +290,7 @@ def start_peer(name: str, env: dict[str, str], scratch: Path, label: str) -> Tar
     port = free_port()
     if name == "P0":
         command = [python, "-m", "bench.peers.p0_websockets", "--port", str(port)]
+        command += ["--ping-interval", str(PING_INTERVAL_SECONDS)]
         server = start_server(name, command, env, log_path, port=port, ws_path="/ws/")
         return Target(name=name, servers=[server], pids=[server.process.pid])
     # The peer configures its own Django settings; the product's must not leak in.
@@ -372,9 +378,10 @@ async def measure(target: Target, n: int, profile: Profile) -> Session:
         session.connect_seconds = time.perf_counter() - started
 
         # A measurement window: idle cost accrues over time.
-        before = target.cpu_seconds()
+        before, pings = target.cpu_seconds(), fleet.pings()
         await asyncio.sleep(profile.idle_window)
         session.cpu_idle_seconds = target.cpu_seconds() - before
+        session.idle_pings = fleet.pings() - pings
         session.idle_window = profile.idle_window
         session.rss_idle_kib = target.rss_kib()
 
@@ -415,6 +422,19 @@ def idle_cpu_per_1k(session: Session) -> float:
     return (busy - empty) * 100 / (session.connections / 1000)
 
 
+def ping_interval_seen(session: Session) -> float | None:
+    """The seconds between pings each socket saw over the idle window (window x
+    sockets / pings); None when no ping came (a window shorter than the interval)."""
+    if not session.idle_pings:
+        return None
+    return session.idle_window * session.connections / session.idle_pings
+
+
+def same_ping_interval(ours: float | None, p0: float | None) -> bool:
+    """Whether both servers pinged, within 20% of each other's interval."""
+    return ours is not None and p0 is not None and 1 / 1.2 <= ours / p0 <= 1.2
+
+
 def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]:
     """One result per figure, in the issue's format; scale mode gets rows of its own."""
     by_key = {(s.server, s.connections): s for s in sessions}
@@ -447,19 +467,27 @@ def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]
                     met=ours is not None and others["P0"] is not None and ours <= 2 * others["P0"],
                 )
             )
-            ours = value(ours_name, n, idle_cpu_per_1k)
+            ours, others = value(ours_name, n, idle_cpu_per_1k), peers(n, idle_cpu_per_1k)
+            ours_ping = ping_interval_seen(by_key[(ours_name, n)])
+            p0_session = by_key.get(("P0", n))
+            p0_ping = ping_interval_seen(p0_session) if p0_session else None
             rows.append(
                 result(
                     id="B1",
                     metric=(
                         f"idle CPU per 1k connections at {n} connections{mode} "
-                        "(minus the server's CPU with none open)"
+                        "(minus the server's CPU with none open); pings each socket saw: "
+                        f"every {_seconds(ours_ping)} (ours), {_seconds(p0_ping)} (P0), "
+                        f"all set to {PING_INTERVAL_SECONDS} s"
                     ),
                     unit="% of a core",
                     ours=ours,
-                    peers=peers(n, idle_cpu_per_1k),
-                    target="under 1% of a core per 1k idle connections",
-                    met=ours is not None and ours < 1.0,
+                    peers=others,
+                    target=f"at most {IDLE_CPU_RATIO_TARGET:g}x P0's at the same ping interval",
+                    met=ours is not None
+                    and others["P0"] is not None
+                    and ours <= IDLE_CPU_RATIO_TARGET * others["P0"]
+                    and same_ping_interval(ours_ping, p0_ping),
                 )
             )
             for kind in ("everyone", "project"):
@@ -496,6 +524,10 @@ def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]
                         )
                     )
     return rows
+
+
+def _seconds(value: float | None) -> str:
+    return "- (no ping in the window)" if value is None else f"{value:.1f} s"
 
 
 def cdfs(sessions: list[Session]) -> dict[str, dict[str, list[float]]]:

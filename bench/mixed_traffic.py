@@ -85,6 +85,7 @@ import httptools
 
 from bench.common import (
     CLIENT_CPU,
+    PING_INTERVAL_SECONDS,
     SERVER_CPU,
     BenchError,
     Outcome,
@@ -127,7 +128,7 @@ PUBLISHER = "admin"
 DAPHNE_FLAGS = (
     # The counterparts of the product's uvicorn settings (backend/cli.py _run_uvicorn),
     # as bench/connections.py runs daphne.
-    *("--ping-interval", "10", "--ping-timeout", "10"),
+    *("--ping-interval", str(PING_INTERVAL_SECONDS), "--ping-timeout", str(PING_INTERVAL_SECONDS)),
     *("--websocket-max-message-size", "65536", "--websocket_timeout", "-1", "-v", "0"),
 )
 # uvicorn's default transport high-water mark (64 KiB) as the per-socket buffer
@@ -399,6 +400,7 @@ def start_target(name: str, seeded: Seeded, scratch: Path, label: str) -> Target
     port = free_port()
     if name == "P0":
         command = [python, "-m", "bench.peers.p0_websockets", "--port", str(port)]
+        command += ["--ping-interval", str(PING_INTERVAL_SECONDS)]
         server = start_server(name, command, seeded.env, log_path, port=port, ws_path="/ws/")
         return Target(name=name, server=server, pids=[server.process.pid])
     # The peer configures its own Django settings; the product's must not leak in.

@@ -17,8 +17,10 @@ number of its sockets, so the load generator publishes with one HTTP request
 here as it does against the product. ``body`` becomes the payload's
 ``message`` (default empty), so frames can be as large as the product's.
 
-Run: ``python -m bench.peers.p0_websockets --port PORT``. Like the product it
-pings every 10 s with a 10 s timeout and runs uncompressed.
+Run: ``python -m bench.peers.p0_websockets --port PORT [--ping-interval S]``.
+Like the product it pings every 10 s (``--ping-interval``, the benchmarks pass
+``bench.common.PING_INTERVAL_SECONDS``) with a timeout of the same length and
+runs uncompressed.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class Peer:
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
 
-async def serve_until_signal(port: int) -> None:
+async def serve_until_signal(port: int, ping_interval: float = 10) -> None:
     peer = Peer()
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -105,8 +107,8 @@ async def serve_until_signal(port: int) -> None:
         port,
         process_request=peer.process_request,
         compression=None,
-        ping_interval=10,
-        ping_timeout=10,
+        ping_interval=ping_interval,
+        ping_timeout=ping_interval,
         max_size=64 * 1024,
         # uvicorn's (and so the product's) listen backlog; asyncio's default of 100
         # drops SYNs in a reconnect storm (B5) and adds seconds of retransmits.
@@ -118,11 +120,12 @@ async def serve_until_signal(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers.p0_websockets")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ping-interval", type=float, default=10.0)
     options = parser.parse_args()
     import uvloop
 
     # The product runs on uvloop too (uvicorn loop="auto").
-    uvloop.run(serve_until_signal(options.port))
+    uvloop.run(serve_until_signal(options.port, options.ping_interval))
 
 
 if __name__ == "__main__":
