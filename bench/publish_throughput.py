@@ -89,6 +89,19 @@ USERNAME_PREFIX = "pub"
 TITLE_PREFIX = "pub "
 TARGET = "report; no target in the issue (met = every notification committed and counted)"
 UNIT = "notifications/s"
+HTTP_SINGLE = "ours (HTTP)"
+SERVICE_SINGLE = "ours (service in-process)"
+HTTP_BATCH = "ours (HTTP batch)"
+SERVICE_BATCH = "ours (service batch in-process)"
+# Issue 14: a batch over HTTP commits at least 70% of the in-process (one at a time)
+# rate, and a single publish over HTTP costs the server at most 1.5x the CPU the
+# in-process service spends on it.
+BATCH_SHARE_TARGET = 0.7
+HTTP_CPU_RATIO_TARGET = 1.5
+# Said in a row's metric when the batch code (interfaces.md items 2 and 3) is not in
+# the tree under test: nothing to measure, as opposed to a measured failure.
+NOT_IN_TREE = "not in this tree"
+
 # A full run takes minutes; the default 10-minute access token must not expire mid-run.
 _TOKEN_MINUTES = "240"
 _SQLITE_TIMEOUT_SECONDS = 20  # the product's "timeout" option
@@ -109,6 +122,10 @@ class Settings:
     warmup: int
     users: int
     concurrency: int
+    # Notifications per batch (POST /api/notifications/batch/, notification_create_batch)
+    # and the HTTP clients sending batches at once.
+    batch_size: int = 100
+    batch_concurrency: int = 4
 
 
 PROFILES = {
@@ -117,7 +134,7 @@ PROFILES = {
     # module must finish in about ten minutes on this 2-core machine.
     "full": Settings(count=5_000, warmup=200, users=200, concurrency=16),
 }
-SMOKE = Settings(count=20, warmup=4, users=5, concurrency=4)
+SMOKE = Settings(count=20, warmup=4, users=5, concurrency=4, batch_size=5, batch_concurrency=2)
 
 
 @dataclass
@@ -292,7 +309,7 @@ def verify(database: Database, *, published: int, users: int, series: str) -> di
 
 
 async def _publish_all(
-    base_url: str, *, settings: Settings, usernames: list[str]
+    base_url: str, *, settings: Settings, usernames: list[str], timed: Callable[[], None]
 ) -> tuple[float, list[float], list[str]]:
     """Warm up, then publish ``settings.count`` notifications from CONCURRENCY clients.
 
@@ -331,8 +348,75 @@ async def _publish_all(
             return samples
 
         await batch(0, settings.warmup)
+        timed()
         started = time.perf_counter()
         samples = await batch(settings.warmup, settings.count)
+        elapsed = time.perf_counter() - started
+    return elapsed, samples, failures
+
+
+async def _publish_batches(
+    base_url: str, *, settings: Settings, usernames: list[str], timed: Callable[[], None]
+) -> tuple[float, list[float], list[str]]:
+    """Warm up, then publish ``settings.count`` notifications in batches of
+    ``batch_size`` through ``POST /api/notifications/batch/`` (interfaces.md item 3)
+    from ``batch_concurrency`` clients.
+
+    Returns the measured window in seconds, each measured request's time in ms,
+    and the failures (an item not answered "created" with one recipient).
+    """
+    size = settings.batch_size
+    limits = httpx.Limits(
+        max_connections=settings.batch_concurrency,
+        max_keepalive_connections=settings.batch_concurrency,
+    )
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=300) as client:
+        token = await login(client, "admin")
+        client.headers["Authorization"] = f"Bearer {token}"
+        failures: list[str] = []
+
+        async def publish(first: int, end: int) -> float:
+            body = {
+                "notifications": [
+                    {
+                        "audience": {"usernames": [usernames[index % len(usernames)]]},
+                        "title": f"{TITLE_PREFIX}{index}",
+                    }
+                    for index in range(first, end)
+                ]
+            }
+            started = time.perf_counter()
+            response = await client.post("/api/notifications/batch/", json=body)
+            took = time.perf_counter() - started
+            if response.status_code != 200:
+                failures.extend(
+                    f"#{index}: HTTP {response.status_code} {response.text[:200]}"
+                    for index in range(first, end)
+                )
+                return took * 1000
+            results = response.json().get("results", [])
+            answered = {int(item.get("index", -1)): item for item in results}
+            for offset in range(end - first):
+                item = answered.get(offset)
+                if item is None or item.get("status") != "created" or item.get("recipients") != 1:
+                    failures.append(f"#{first + offset}: {json.dumps(item)[:200]}")
+            return took * 1000
+
+        async def batches(first: int, total: int) -> list[float]:
+            starts = iter(range(first, first + total, size))
+            samples: list[float] = []
+
+            async def worker() -> None:
+                for start in starts:
+                    samples.append(await publish(start, min(start + size, first + total)))
+
+            await asyncio.gather(*(worker() for _ in range(settings.batch_concurrency)))
+            return samples
+
+        await batches(0, settings.warmup)
+        timed()
+        started = time.perf_counter()
+        samples = await batches(settings.warmup, settings.count)
         elapsed = time.perf_counter() - started
     return elapsed, samples, failures
 
@@ -348,9 +432,11 @@ def measure_http(
     settings: Settings,
     log_path: Path,
     cluster: PostgresCluster | None,
-    name: str = "ours (HTTP)",
+    name: str = HTTP_SINGLE,
+    batch: bool = False,
 ) -> Series:
-    """Ours: the real server publishing through ``POST /api/notifications/``.
+    """Ours: the real server publishing through ``POST /api/notifications/``
+    (``batch``: ``POST /api/notifications/batch/``, ``batch_size`` a request).
 
     Requests the server refuses do not stop the run: the series then carries
     ``error`` (how many failed, and the server's last error line) and the
@@ -374,9 +460,18 @@ def measure_http(
         pg_cpu = cluster.cpu_seconds() if cluster is not None else 0.0
         client_cpu = _client_cpu()
         wall = time.perf_counter()
+        publish = _publish_batches if batch else _publish_all
+        # The server's CPU when the timed requests start (after login and warm-up).
+        marks: list[float] = []
         elapsed, samples, failures = asyncio.run(
-            _publish_all(server.base_url, settings=settings, usernames=usernames)
+            publish(
+                server.base_url,
+                settings=settings,
+                usernames=usernames,
+                timed=lambda: marks.append(cpu_seconds(server.process.pid)),
+            )
         )
+        server_timed_s = cpu_seconds(server.process.pid) - marks[0]
         wall = time.perf_counter() - wall
         cpu = {
             "window_s": wall,
@@ -389,8 +484,12 @@ def measure_http(
     finally:
         stop_server(server)
     attempts = settings.warmup + settings.count
-    # CPU per request over the whole window (warm-up and login included).
+    # CPU per notification over the whole window (warm-up and login included).
     extra["server_cpu_ms_per_request"] = round(cpu["server_s"] / attempts * 1000, 3)
+    # CPU per notification over the timed requests only (no login, no warm-up).
+    extra["server_cpu_ms_per_notification"] = round(server_timed_s / settings.count * 1000, 3)
+    if batch:
+        extra["batch_size"] = settings.batch_size
     if cluster is not None:
         extra["postgres_cpu_ms_per_request"] = round(cpu["postgres_s"] / attempts * 1000, 3)
     published = attempts - len(failures)
@@ -401,14 +500,14 @@ def measure_http(
     error = None
     if failures:
         error = (
-            f"{len(failures)} of {settings.warmup + settings.count} publish requests failed "
+            f"{len(failures)} of {settings.warmup + settings.count} notifications failed "
             f"(first: {failures[0]}); server's last error: {_last_error(server.log_path)}"
         )
     return Series(
         name=name,
         count=settings.count,
         warmup=settings.warmup,
-        concurrency=settings.concurrency,
+        concurrency=settings.batch_concurrency if batch else settings.concurrency,
         elapsed_s=elapsed,
         latencies_ms=samples,
         cpu=cpu,
@@ -694,11 +793,102 @@ def _service(spec: dict[str, Any]) -> dict[str, Any]:
     return _run_threads(spec["count"], spec["warmup"], 1, make_writer)
 
 
+def _service_batch(spec: dict[str, Any]) -> dict[str, Any]:
+    """``notification_create_batch`` (interfaces.md item 2) in this process, one caller,
+    ``batch_size`` one-user notifications a call; times each call."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
+    django.setup()
+    import importlib
+
+    from backend.notifications.selectors import Audience
+    from backend.users.models import User
+
+    # By name: the batch code (h-batch's) may not be in the tree this module is
+    # type-checked against; batch_code_missing() decided it is there.
+    publish_item: Any = importlib.import_module("backend.notifications.publish_input").PublishItem
+    create_batch: Any = importlib.import_module(
+        "backend.notifications.services"
+    ).notification_create_batch
+
+    users = list(
+        User.objects.filter(username__startswith=USERNAME_PREFIX)
+        .order_by("username")
+        .values_list("id", flat=True)
+    )
+    actor = User.objects.get(username="admin")
+    size = int(spec["batch_size"])
+
+    def call(first: int, end: int) -> None:
+        items = [
+            publish_item(
+                audience=Audience(users=(users[index % len(users)],)),
+                title=f"{TITLE_PREFIX}{index}",
+                message="",
+                priority="normal",
+                url="",
+                event_type="announcement",
+                idempotency_key=None,
+            )
+            for index in range(first, end)
+        ]
+        outcomes = create_batch(items=items, actor=actor)
+        for offset, outcome in enumerate(outcomes):
+            if outcome.status != "created" or outcome.recipients != 1:
+                raise BenchError(f"#{first + offset}: {outcome!r}")
+
+    def run_range(first: int, end: int, samples: list[float] | None) -> None:
+        for start in range(first, end, size):
+            began = time.perf_counter()
+            call(start, min(start + size, end))
+            if samples is not None:
+                samples.append((time.perf_counter() - began) * 1000)
+
+    warmup, count = int(spec["warmup"]), int(spec["count"])
+    run_range(0, warmup, None)
+    samples: list[float] = []
+    cpu_before = _client_cpu()
+    started = time.perf_counter()
+    run_range(warmup, warmup + count, samples)
+    elapsed = time.perf_counter() - started
+    return {"elapsed_s": elapsed, "latencies_ms": samples, "cpu_s": _client_cpu() - cpu_before}
+
+
 _WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "bare-sqlite": _bare_sqlite,
     "bare-psycopg": _bare_psycopg,
     "service": _service,
+    "service-batch": _service_batch,
 }
+
+
+def batch_code_missing(env: dict[str, str]) -> dict[str, str | None]:
+    """What of the batch code (interfaces.md items 2 and 3) the tree lacks: for the
+    ``service`` and the ``endpoint``, None when present, else why not. Decided by the
+    code (import, URL resolution), never by a response, so a present endpoint that
+    fails is a failure, not a skip."""
+    code = (
+        "import json\n"
+        "from django.urls import Resolver404, resolve\n"
+        "found = {}\n"
+        "try:\n"
+        "    from backend.notifications.services import notification_create_batch\n"
+        "    from backend.notifications.publish_input import PublishItem\n"
+        "    found['service'] = None\n"
+        "except ImportError as error:\n"
+        "    found['service'] = str(error)\n"
+        "try:\n"
+        "    match = resolve('/api/notifications/batch/')\n"
+        "    found['endpoint'] = None if 'batch' in match.route else 'no batch route'\n"
+        "except Resolver404:\n"
+        "    found['endpoint'] = 'no URL /api/notifications/batch/'\n"
+        "print(json.dumps(found))\n"
+    )
+    found: dict[str, str | None] = json.loads(
+        run_cli(env, "manage", "shell", "-c", code).splitlines()[-1]
+    )
+    return found
 
 
 def worker_main(spec_json: str) -> int:
@@ -807,10 +997,54 @@ def _measure_what_ifs(
     return measured
 
 
+def _measure_ours(
+    copy: Callable[[str], Database],
+    *,
+    settings: Settings,
+    workdir: Path,
+    cluster: PostgresCluster | None,
+    missing: dict[str, str | None],
+) -> list[Series]:
+    """Ours four ways, each on its own copy of the database: one at a time over HTTP
+    and in-process, then in batches over HTTP and in-process (where the tree has them)."""
+    measured = [
+        measure_http(
+            copy("http"), settings=settings, log_path=workdir / "server.log", cluster=cluster
+        ),
+        measure_worker(
+            copy("service"), kind="service", name=SERVICE_SINGLE, settings=settings, concurrency=1
+        ),
+    ]
+    if missing.get("endpoint") is None:
+        measured.append(
+            measure_http(
+                copy("http_batch"),
+                settings=settings,
+                log_path=workdir / "server-batch.log",
+                cluster=cluster,
+                name=HTTP_BATCH,
+                batch=True,
+            )
+        )
+    if missing.get("service") is None:
+        measured.append(
+            measure_worker(
+                copy("service_batch"),
+                kind="service-batch",
+                name=SERVICE_BATCH,
+                settings=settings,
+                concurrency=1,
+                batch_size=settings.batch_size,
+            )
+        )
+    return measured
+
+
 def _measure_sqlite(
     settings: Settings, workdir: Path, *, what_ifs: bool
-) -> tuple[list[Series], list[dict[str, Any]]]:
+) -> tuple[list[Series], list[dict[str, Any]], dict[str, str | None]]:
     template = _sqlite_template(workdir, settings.users)
+    missing = batch_code_missing(_environment(workdir / "template", None))
     measured: list[Series] = []
     for synchronous in ("NORMAL", "FULL"):
         label = "bare sqlite3" if synchronous == "NORMAL" else "bare sqlite3, synchronous=FULL"
@@ -825,18 +1059,13 @@ def _measure_sqlite(
                 synchronous=synchronous,
             )
         )
-    database = _sqlite_copy(template, workdir / "http")
-    measured.append(
-        measure_http(database, settings=settings, log_path=workdir / "server.log", cluster=None)
-    )
-    database = _sqlite_copy(template, workdir / "service")
-    measured.append(
-        measure_worker(
-            database,
-            kind="service",
-            name="ours (service in-process)",
+    measured.extend(
+        _measure_ours(
+            lambda label: _sqlite_copy(template, workdir / label),
             settings=settings,
-            concurrency=1,
+            workdir=workdir,
+            cluster=None,
+            missing=missing,
         )
     )
     extra = (
@@ -850,11 +1079,11 @@ def _measure_sqlite(
         if what_ifs
         else []
     )
-    return measured, extra
+    return measured, extra, missing
 
 
 def _measure_postgres(
-    settings: Settings, workdir: Path, *, what_ifs: bool
+    settings: Settings, workdir: Path, *, what_ifs: bool, missing: dict[str, str | None]
 ) -> tuple[list[Series], list[dict[str, Any]], dict[str, str]]:
     measured: list[Series] = []
     with postgres_cluster(workdir) as cluster:
@@ -873,20 +1102,13 @@ def _measure_postgres(
                     concurrency=connections,
                 )
             )
-        database = _postgres_copy(cluster, template, "pub_http", workdir / "http")
-        measured.append(
-            measure_http(
-                database, settings=settings, log_path=workdir / "server.log", cluster=cluster
-            )
-        )
-        database = _postgres_copy(cluster, template, "pub_service", workdir / "service")
-        measured.append(
-            measure_worker(
-                database,
-                kind="service",
-                name="ours (service in-process)",
+        measured.extend(
+            _measure_ours(
+                lambda label: _postgres_copy(cluster, template, f"pub_{label}", workdir / label),
                 settings=settings,
-                concurrency=1,
+                workdir=workdir,
+                cluster=cluster,
+                missing=missing,
             )
         )
         extra = (
@@ -903,26 +1125,43 @@ def _measure_postgres(
         return measured, extra, dict(cluster.settings)
 
 
-def _rows(database: str, measured: list[Series], settings: Settings) -> list[dict[str, Any]]:
+def _rows(
+    database: str, measured: list[Series], settings: Settings, missing: dict[str, str | None]
+) -> list[dict[str, Any]]:
+    """PUB's rows for one database: ours one at a time and in batches, over HTTP and
+    in-process, each beside the bare drivers; then HTTP's CPU beside the service's."""
     by_name = {series.name: series for series in measured}
-    peers: dict[str, float | None] = {
+    bare: dict[str, float | None] = {
         name: s.rate for name, s in by_name.items() if name.startswith("bare")
     }
-    http = by_name["ours (HTTP)"]
-    service = by_name["ours (service in-process)"]
-    failed = f"; FAILED: {http.error}" if http.error else ""
-    return [
+    http = by_name[HTTP_SINGLE]
+    service = by_name[SERVICE_SINGLE]
+    http_batch = by_name.get(HTTP_BATCH)
+    service_batch = by_name.get(SERVICE_BATCH)
+
+    def failed(series: Series | None) -> str:
+        return f"; FAILED: {series.error}" if series is not None and series.error else ""
+
+    def rate(series: Series | None) -> float | None:
+        # A run with refused requests has no throughput to claim.
+        return None if series is None or series.error else series.rate
+
+    def absent(part: str) -> str:
+        why = missing.get(part)
+        return f" ({NOT_IN_TREE}: {why})" if why else ""
+
+    size = settings.batch_size
+    rows = [
         result(
             id="PUB",
             metric=(
                 f"publish throughput on {database}, POST /api/notifications/ to one user each, "
                 f"{settings.count} notifications, {settings.concurrency} HTTP clients, "
-                f"every one committed and counted{failed}"
+                f"every one committed and counted{failed(http)}"
             ),
             unit=UNIT,
-            # A run with refused requests has no throughput to claim.
-            ours=None if http.error else http.rate,
-            peers=peers,
+            ours=rate(http),
+            peers=bare,
             target=TARGET,
             met=http.error is None,
         ),
@@ -934,11 +1173,68 @@ def _rows(database: str, measured: list[Series], settings: Settings) -> list[dic
             ),
             unit=UNIT,
             ours=service.rate,
-            peers=peers,
+            peers=bare,
             target=TARGET,
             met=True,
         ),
+        result(
+            id="PUB",
+            metric=(
+                f"publish throughput on {database}, POST /api/notifications/batch/ with "
+                f"{size} one-user notifications a request, {settings.count} notifications, "
+                f"{settings.batch_concurrency} HTTP clients, every one committed and counted"
+                f"{absent('endpoint')}{failed(http_batch)}"
+            ),
+            unit=UNIT,
+            ours=rate(http_batch),
+            peers={
+                "ours in-process, one at a time": service.rate,
+                "ours in-process batch": rate(service_batch),
+                **bare,
+            },
+            target=f"at least {BATCH_SHARE_TARGET:.0%} of the in-process (notification_create, "
+            "one at a time) rate in the same run",
+            met=http_batch is not None
+            and http_batch.error is None
+            and http_batch.rate >= BATCH_SHARE_TARGET * service.rate,
+        ),
+        result(
+            id="PUB",
+            metric=(
+                f"publish throughput on {database}, notification_create_batch called "
+                f"in-process, {size} one-user notifications a call, one caller, "
+                f"{settings.count} notifications, committed and counted{absent('service')}"
+            ),
+            unit=UNIT,
+            ours=rate(service_batch),
+            peers={"ours in-process, one at a time": service.rate, **bare},
+            target=TARGET,
+            met=service_batch is not None and service_batch.error is None,
+        ),
     ]
+    http_cpu = http.extra.get("server_cpu_ms_per_notification")
+    service_cpu = service.extra.get("worker_cpu_ms_per_notification")
+    rows.append(
+        result(
+            id="PUB",
+            metric=(
+                f"CPU per notification on {database}: the server's over POST "
+                "/api/notifications/ (utime + stime of the server process over the timed "
+                "requests, after login and warm-up) beside the in-process service's (the "
+                "calling process's over the timed calls); the database server's own CPU in "
+                f"neither{failed(http)}"
+            ),
+            unit="CPU ms",
+            ours=None if http.error else http_cpu,
+            peers={"ours in-process service": service_cpu},
+            target=f"at most {HTTP_CPU_RATIO_TARGET:g}x the in-process service's CPU",
+            met=http.error is None
+            and http_cpu is not None
+            and service_cpu is not None
+            and http_cpu <= HTTP_CPU_RATIO_TARGET * service_cpu,
+        )
+    )
+    return rows
 
 
 def run(profile: str, *, smoke: bool, scratch: Path) -> Outcome:
@@ -951,18 +1247,19 @@ def run(profile: str, *, smoke: bool, scratch: Path) -> Outcome:
     what-ifs (proposed settings changes, not run with ``smoke``) go to ``raw``.
     """
     settings = SMOKE if smoke else PROFILES[profile]
-    sqlite_series, sqlite_what_ifs = _measure_sqlite(
+    sqlite_series, sqlite_what_ifs, missing = _measure_sqlite(
         settings, scratch / "sqlite", what_ifs=not smoke
     )
     postgres_series, postgres_what_ifs, postgres_settings = _measure_postgres(
-        settings, scratch / "postgres", what_ifs=not smoke
+        settings, scratch / "postgres", what_ifs=not smoke, missing=missing
     )
     results = [
-        *_rows("SQLite", sqlite_series, settings),
-        *_rows("PostgreSQL", postgres_series, settings),
+        *_rows("SQLite", sqlite_series, settings, missing),
+        *_rows("PostgreSQL", postgres_series, settings, missing),
     ]
     raw = {
         "settings": asdict(settings),
+        "batch_code_missing": missing,
         "sqlite_pragmas": "journal_mode=WAL, synchronous=NORMAL, foreign_keys=ON, BEGIN IMMEDIATE",
         "postgres_settings": postgres_settings,
         "sqlite": [series.summary() for series in sqlite_series],
@@ -979,8 +1276,10 @@ def run(profile: str, *, smoke: bool, scratch: Path) -> Outcome:
 
 
 def _cdf_label(series: Series) -> str:
-    if series.name == "ours (HTTP)":
+    if series.name == HTTP_SINGLE:
         return f"ours (HTTP, {series.concurrency} clients)"
+    if series.name in (HTTP_BATCH, SERVICE_BATCH):
+        return f"{series.name}, per call of {series.extra.get('batch_size', '?')}"
     return series.name
 
 

@@ -16,7 +16,8 @@ B1, B2                 ``bench.connections``       P0, P1, P1-redis; scale mode 
 B3, B4, B6             ``bench.mixed_traffic``     P0, P1
 B5                     ``bench.reconnect_storm``   P0 (reconnect only)
 B7                     ``bench.compression``       the other deflate settings
-PUB                    ``bench.publish_throughput``  bare sqlite3, bare psycopg
+PUB                    ``bench.publish_throughput``  bare sqlite3, bare psycopg; ours in-process
+XP                     ``bench.cross_process``     the in-process publish (HTTP POST)
 B8                     ``bench.client_desktop``    a minimal PySide6 tray app
 B9                     ``bench.client_store``      bare sqlite3, the idle event loop
 =====================  ==========================  ====================================
@@ -63,6 +64,7 @@ MODULES = {
     "B5": "bench.reconnect_storm",
     "B7": "bench.compression",
     "PUB": "bench.publish_throughput",
+    "XP": "bench.cross_process",
     "B8": "bench.client_desktop",
     "B9": "bench.client_store",
 }
@@ -87,7 +89,7 @@ OPEN_FILES = 5000 * 2 + 1024
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Issue 5's benchmarks: ours beside its peers, in one invocation.",
+        description="Issues 5 and 14's benchmarks: ours beside its peers, in one invocation.",
     )
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="full")
     parser.add_argument(
