@@ -19,6 +19,19 @@ private PostgreSQL cluster with fsync and synchronous_commit on, bench/postgres.
   called in a loop by one thread of a child process on CPU 0 (Django set up as
   the server sets it up, no HTTP, no ASGI), to separate the cost of HTTP, DRF
   and ASGI from the cost of the service and its database work.
+- **ours, in batches** (issue 14): the same server taking ``POST
+  /api/notifications/batch/`` (``{"notifications": [...]}``, ``batch_size``
+  one-user bodies a request, from ``batch_concurrency`` clients), and
+  ``notification_create_batch`` called in-process by one thread with
+  ``batch_size`` items a call. Where the tree has no batch code (decided by
+  importing it and resolving the URL, never by a response), the rows say
+  "not in this tree" and carry no figure.
+- **ratios** (issue 14, all from the same run): the HTTP batch rate at least
+  70% of the in-process one-at-a-time rate; the server's CPU per
+  notification over ``POST /api/notifications/`` (its process's utime +
+  stime over the timed requests) at most 1.5x the in-process service's
+  (the calling process's over the timed calls); the database server's CPU
+  (PostgreSQL) in neither.
 - **peers, the database's floor**: a bare driver (``sqlite3`` / ``psycopg``) in
   a child process on CPU 0 writing what the service writes for a one-user
   notification, one transaction each: the Message row, the user's seq bump
