@@ -8,8 +8,9 @@ client ``i`` in reader ``i % K``, while the coordinating process
 (``bench.mixed_traffic``) publishes and does the accounting.
 
 Each reader owns its sockets end to end (connect, ``hello``, read, stop
-reading on request, close) and reports, every FLUSH_SECONDS, the frames it
-read as three arrays: the client, the notification number (parsed from the
+reading on request, close); frames are taken where websockets parses them
+(``CountingConnection``), not through ``recv()``, and reported every
+FLUSH_SECONDS as three arrays: the client, the notification number (parsed from the
 title ``n<k>`` with a byte search) and ``time.perf_counter()`` when the
 frame was read. On Linux ``perf_counter`` is ``CLOCK_MONOTONIC``, one clock
 for every process of the machine, so the coordinator subtracts the instant
@@ -27,9 +28,10 @@ Commands (``{"command": ..., "id": N, ...}``, each answered with
 
 - ``open``: ``url``, ``connectors`` and ``clients``, a list of
   ``[client, token or null, query, slow]``; connects them (a slow client gets
-  a 1-frame queue and a 4 KiB receive buffer) and waits for each ``hello``.
+  a 4 KiB receive buffer) and waits for each ``hello``.
   Reply: ``seconds``.
-- ``gate``: ``open`` true or false: whether the slow clients read.
+- ``gate``: ``open`` true or false: whether the slow clients read their
+  sockets (``transport.pause_reading()``/``resume_reading()``).
 - ``ports``: reply ``ports``, the local ports of the open slow sockets.
 - ``flush``: reply ``frame_bytes`` (sizes of the first frames counted); like
   every reply, it comes after every frame read so far has been reported.
@@ -55,7 +57,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from bench.common import REPO_ROOT, BenchError, cpu_seconds
 
@@ -126,16 +129,62 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | No
 # --- the reader process ----------------------------------------------------------------
 
 
+FrameSink = Callable[[int, bytes, float], None]
+
+
+class CountingConnection(ClientConnection):
+    """A client connection that hands each data frame to the reader as it is parsed.
+
+    No ``recv()``: websockets' connection parses frames in ``data_received`` and
+    would queue each message for a ``recv()`` to pick up, a task wake-up per
+    frame; here the frame is timed and counted right where it is parsed, which
+    costs the reader a fraction of the CPU. The first data frame is ``hello``
+    (kept for ``open_one``); frames that come before the reader has adopted the
+    connection wait in ``early``. Control frames (ping, close) go the usual way,
+    so pongs and the closing handshake are websockets' own. Stopping a client
+    is ``transport.pause_reading()``: nothing more is read from its socket, and
+    TCP backs up into the server.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hello_frame: bytes | None = None
+        self.hello_seen = asyncio.Event()
+        self.early: list[tuple[bytes, float]] = []
+        self.sink: FrameSink | None = None
+        self.client = -1
+
+    def process_event(self, event: Event) -> None:
+        if not isinstance(event, Frame) or event.opcode not in (Opcode.TEXT, Opcode.BINARY):
+            super().process_event(event)
+            return
+        now = time.perf_counter()
+        data = event.data if isinstance(event.data, bytes) else bytes(event.data)
+        if self.hello_frame is None:
+            self.hello_frame = data
+            self.hello_seen.set()
+        elif self.sink is None:
+            self.early.append((data, now))
+        else:
+            self.sink(self.client, data, now)
+
+    def adopt(self, client: int, sink: FrameSink) -> None:
+        self.client = client
+        self.sink = sink
+        for data, at in self.early:
+            sink(client, data, at)
+        self.early.clear()
+
+
 class Reader:
     """One reader process's sockets and the frames they read since the last report."""
 
     def __init__(self, send: Callable[[bytes], None]) -> None:
         self.send = send
-        self.sockets: dict[int, ClientConnection] = {}
+        self.sockets: dict[int, CountingConnection] = {}
         self.slow: set[int] = set()
         self.tasks: list[asyncio.Task[None]] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
+        self.reading = True
         self.codes: dict[int, int | None] = {}
         self.closing = False
         self.frame_bytes: list[int] = []
@@ -150,6 +199,16 @@ class Reader:
         if self.clients:
             self.send(encode_frames(self.clients, self.indexes, self.times))
             self._reset()
+
+    def on_frame(self, client: int, frame: bytes, now: float) -> None:
+        index = title_index(frame)
+        if index is None:
+            return
+        if len(self.frame_bytes) < FRAME_SIZE_SAMPLES:
+            self.frame_bytes.append(len(frame))
+        self.clients.append(client)
+        self.indexes.append(index)
+        self.times.append(now)
 
     async def open_all(self, url: str, clients: list[list[Any]], connectors: int) -> float:
         pending = iter(clients)
@@ -183,45 +242,48 @@ class Reader:
             compression=None,
             open_timeout=120,
             close_timeout=5,
-            max_queue=1 if slow else 16,
             sock=sock,
+            create_connection=CountingConnection,
         )
-        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+        assert isinstance(ws, CountingConnection)
+        try:
+            await asyncio.wait_for(ws.hello_seen.wait(), timeout=60)
+        except TimeoutError:
+            await ws.close()
+            raise BenchError(f"no hello within 60 s (closed: {ws.close_code})") from None
+        first = json.loads(ws.hello_frame or b"{}")
         if first.get("type") != "hello":
             await ws.close()
             raise BenchError(f"expected hello, got {first!r}")
         self.sockets[client] = ws
         if slow:
             self.slow.add(client)
-        self.tasks.append(asyncio.ensure_future(self._read(client, ws, slow)))
+            if not self.reading:
+                ws.transport.pause_reading()
+        ws.adopt(client, self.on_frame)
+        self.tasks.append(asyncio.ensure_future(self._watch(client, ws)))
 
-    async def _read(self, client: int, ws: ClientConnection, slow: bool) -> None:
-        clients, indexes, times = self.clients, self.indexes, self.times
-        try:
-            while True:
-                if slow and not self.gate.is_set():
-                    await self.gate.wait()
-                frame = await ws.recv(decode=False)
-                now = time.perf_counter()
-                if not isinstance(frame, bytes):
-                    continue
-                index = title_index(frame)
-                if index is None:
-                    continue
-                if len(self.frame_bytes) < FRAME_SIZE_SAMPLES:
-                    self.frame_bytes.append(len(frame))
-                if clients is not self.clients:
-                    clients, indexes, times = self.clients, self.indexes, self.times
-                clients.append(client)
-                indexes.append(index)
-                times.append(now)
-        except ConnectionClosed:
-            pass
+    async def _watch(self, client: int, ws: CountingConnection) -> None:
+        """Report the socket's close, once it happens, after the frames it read."""
+        await ws.wait_closed()
         self.codes[client] = ws.close_code
         if not self.closing:
-            # The frames it read before closing go first.
             self.flush()
             self.send(encode_json({"closed": client, "code": ws.close_code}))
+
+    def set_reading(self, reading: bool) -> None:
+        """Stop (False) or restart the slow clients' reading of their sockets."""
+        if reading == self.reading:
+            return
+        self.reading = reading
+        for client in self.slow:
+            ws = self.sockets[client]
+            if client in self.codes or ws.transport.is_closing():
+                continue
+            if reading:
+                ws.transport.resume_reading()
+            else:
+                ws.transport.pause_reading()
 
     def slow_ports(self) -> list[int]:
         return [
@@ -232,7 +294,7 @@ class Reader:
 
     async def close(self) -> dict[str, int | None]:
         self.closing = True
-        self.gate.set()
+        self.set_reading(True)
         await asyncio.gather(*(ws.close() for ws in self.sockets.values()), return_exceptions=True)
         await asyncio.gather(*self.tasks, return_exceptions=True)
         return {str(client): code for client, code in self.codes.items()}
@@ -267,10 +329,7 @@ async def reader_main() -> None:
                         command["url"], command["clients"], int(command["connectors"])
                     )
                 elif name == "gate":
-                    if command["open"]:
-                        reader.gate.set()
-                    else:
-                        reader.gate.clear()
+                    reader.set_reading(bool(command["open"]))
                 elif name == "ports":
                     reply["ports"] = reader.slow_ports()
                 elif name == "close":
