@@ -45,8 +45,8 @@ Every target is a ratio to P0 in the same run (issue 14):
   is the cost of publishing (HTTP, auth, database writes); ours' delivery CPU
   is (CPU with sockets - CPU without) / deliveries, set against P0's.
 - B6: right after B3 on the same server and sockets, 1% of the clients stop
-  reading (no ``recv``, a 1-frame client queue and a small receive buffer, so
-  TCP backs up into the server); the others' p99, at most 3x P0's in the same
+  reading (the reader pauses their transports, and their receive buffers
+  are small, so TCP backs up into the server); the others' p99, at most 3x P0's in the same
   window with nothing missing (ours' B3 p99 over the same clients beside it),
   the server's RSS over the run, the server-side send queue of the stopped
   sockets (``/proc/net/tcp``) and the close codes they get once they read

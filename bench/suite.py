@@ -22,11 +22,12 @@ B8                     ``bench.client_desktop``    a minimal PySide6 tray app
 B9                     ``bench.client_store``      bare sqlite3, the idle event loop
 =====================  ==========================  ====================================
 
-This process is the load generator, pinned to CPU 1; everything under test
-runs on CPU 0. It writes ``bench/results/latest.json`` (``--output``) in the
-format issue 5 names, ``<name>-raw.json`` beside it with every module's
-settings and samples, the table as Markdown in ``<name>.md``, and the plots
-into ``<name>-plots/``.
+This process is the load generator, pinned to CPU 1 (B3, B4 and B6 spread
+their sockets over reader processes, ``bench/load_generator.py``, on CPU 1
+too); everything under test runs on CPU 0. It writes
+``bench/results/latest.json`` (``--output``) in the format issue 5 names,
+``<name>-raw.json`` beside it with every module's settings and samples, the
+table as Markdown in ``<name>.md``, and the plots into ``<name>-plots/``.
 """
 
 from __future__ import annotations
