@@ -1401,9 +1401,11 @@ def run(
     smoke: bool,
     scratch: Path,
     servers: Sequence[str] = SERVERS,
+    generator: dict[str, Any] | None = None,
 ) -> Outcome:
-    """B3, B4 and B6 for ``servers`` (ours first: the peers' frames are padded to its size)."""
-    settings = profile_for(profile, smoke=smoke)
+    """B3, B4 and B6 for ``servers`` (ours first: the peers' frames are padded to its size);
+    ``generator`` overrides the profile's ``generator_processes``/``spread_generator``."""
+    settings = replace(profile_for(profile, smoke=smoke), **(generator or {}))
     layout = Layout(settings.connections)
     raise_fd_limit(settings.connections * 2 + 1024)
     started = time.monotonic()
@@ -1528,7 +1530,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"some of {','.join(SERVERS + OPTIONAL_SERVERS)} (ours first)",
     )
     parser.add_argument("--output", type=Path, help="write the Outcome as JSON here")
+    parser.add_argument(
+        "--generator-processes", type=int, help="reader processes (default: the profile's)"
+    )
+    parser.add_argument(
+        "--spread-generator",
+        action="store_true",
+        help="let the readers use every CPU but the server's (default: CPU 1 only)",
+    )
     options = parser.parse_args(argv)
+    generator: dict[str, Any] = {}
+    if options.generator_processes is not None:
+        generator["generator_processes"] = max(1, options.generator_processes)
+    if options.spread_generator:
+        generator["spread_generator"] = True
     servers = [s.strip() for s in options.servers.split(",") if s.strip()]
     unknown = set(servers) - set(SERVERS + OPTIONAL_SERVERS)
     if unknown or not servers:
@@ -1538,7 +1553,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     pin_to_client_cpu()
     with tempfile.TemporaryDirectory(prefix="bench-mixed-") as scratch:
-        outcome = run(options.profile, smoke=options.smoke, scratch=Path(scratch), servers=servers)
+        outcome = run(
+            options.profile,
+            smoke=options.smoke,
+            scratch=Path(scratch),
+            servers=servers,
+            generator=generator,
+        )
     for row in outcome.results:
         print(json.dumps(row))
     if options.output is not None:
