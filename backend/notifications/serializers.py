@@ -17,14 +17,11 @@ from rest_framework import serializers
 from backend.api import StrictBooleanField, StrictCharField, StrictIntegerField
 from backend.errors import InvalidInput
 from backend.notifications.models import Priority
+from backend.notifications.publish_input import MAX_AUDIENCE_ENTRIES
 from backend.notifications.selectors import MAX_SEQ, Audience
 from backend.notifications.services import MAX_IDS_PER_REQUEST, url_problem
 from backend.projects.models import Project
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
-
-# More names than this in one list is a mistake, and would overflow SQLite's
-# bound-variable limit; a large audience is a role, a project or everyone.
-MAX_AUDIENCE_ENTRIES = 1000
 
 
 class StrictSerializer(serializers.Serializer[Any]):
@@ -155,6 +152,13 @@ class PublishAudienceSerializer(StrictSerializer):
 
 
 class PublishInputSerializer(StrictSerializer):
+    """The publish body, for the OpenAPI schema and as the reference of its checks.
+
+    The endpoints check bodies with ``publish_input.parse_publish`` (no DRF at run
+    time); ``tests/backend/notifications/test_publish_input.py`` holds the two to the
+    same answers, so a change here must be made there too, and the other way round.
+    """
+
     audience = PublishAudienceSerializer(
         help_text="Who receives it: the union of the parts given. Resolved when sent."
     )
