@@ -10,21 +10,28 @@ from __future__ import annotations
 import hashlib
 import secrets
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from backend.errors import InvalidInput
+from backend.errors import BackendError, InvalidInput
 from backend.notifications import delivery
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
+from backend.projects.models import Membership
 from backend.text import single_line_text_problem
 from backend.users.models import User
+
+if TYPE_CHECKING:
+    # publish_input imports this module (url_problem); the batch only reads attributes.
+    from backend.notifications.publish_input import PublishItem
 
 # Statement size for seq assignment: well under SQLite's 32,766 bound variables.
 _SEQ_CHUNK = 5000
@@ -111,6 +118,11 @@ def _validate_content(
     problem = url_problem(url)
     if problem is not None:
         raise InvalidInput(problem, code="invalid_url")
+
+
+def _validate_key(idempotency_key: str | None) -> None:
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
 
 
 def _lock_sequences(user_ids: list[int]) -> set[int]:
@@ -202,8 +214,7 @@ def notification_create(
     _validate_content(
         title=title, message=message, priority=priority, url=url, event_type=event_type
     )
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
-        raise InvalidInput("idempotency_key must be 1 to 200 characters", code="invalid_key")
+    _validate_key(idempotency_key)
     if idempotency_key is not None:
         existing = Message.objects.filter(
             publisher=publisher, idempotency_key=idempotency_key
@@ -248,7 +259,13 @@ def _notification_write(
     data: dict[str, Any],
     idempotency_key: str | None,
     publisher: str,
+    recipients: list[int] | None = None,
 ) -> NotificationResult:
+    """Write the message and its inbox rows, ring on commit (inside the caller's atomic).
+
+    ``recipients`` is the audience already resolved (sorted, as ``audience_user_ids``
+    answers), when the caller resolved many audiences at once.
+    """
     stored = Message.objects.create(
         event_type=event_type,
         title=title,
@@ -263,7 +280,8 @@ def _notification_write(
         idempotency_key=idempotency_key,
         publisher=publisher,
     )
-    recipients = audience_user_ids(audience)
+    if recipients is None:
+        recipients = audience_user_ids(audience)
     if not recipients:
         return NotificationResult(stored, True, 0)
     rows = _append_to_inboxes(stored.pk, recipients)
@@ -276,6 +294,193 @@ def _notification_write(
         }
     )
     return NotificationResult(stored, True, len(rows))
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one item of a batch.
+
+    ``created``: a new notification (``message_id``, delivered to ``recipients``).
+    ``duplicate``: its idempotency key named an earlier notification of the same
+    publisher, or an earlier item of the same batch; ``message_id`` is that one's.
+    ``error``: nothing written for this item; ``error`` says why.
+    """
+
+    status: Literal["created", "duplicate", "error"]
+    message_id: int | None
+    recipients: int
+    error: BackendError | None
+
+
+# Keys and names looked up per statement: well under SQLite's bound-variable limit.
+_LOOKUP_CHUNK = 5000
+
+
+def notification_create_batch(
+    *,
+    items: Sequence[PublishItem | BackendError],
+    actor: User | None = None,
+    publisher: str = "",
+) -> list[BatchOutcome]:
+    """Create many notifications in one transaction; one outcome per item, in order.
+
+    An item given as an error (it failed parsing) and an item whose content is
+    invalid are answered ``error`` and the others are still created. Idempotency
+    is that of ``notification_create``, per ``publisher``; a key used twice in one
+    batch makes the second item a duplicate of the first. Every recipient's seqs
+    stay gap-free and in item order; the doorbells ring after the commit, one per
+    notification, as ``notification_create`` rings.
+
+    Cheap per item: the idempotency keys and the audiences of the whole batch are
+    looked up with a few statements, and there is one commit for all of it.
+    """
+    outcomes: list[BatchOutcome | None] = [None] * len(items)
+    valid: list[tuple[int, PublishItem]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, BackendError):
+            outcomes[index] = BatchOutcome("error", None, 0, item)
+            continue
+        try:
+            _validate_content(
+                title=item.title,
+                message=item.message,
+                priority=item.priority,
+                url=item.url,
+                event_type=item.event_type,
+            )
+            _validate_key(item.idempotency_key)
+        except InvalidInput as error:
+            outcomes[index] = BatchOutcome("error", None, 0, error)
+            continue
+        valid.append((index, item))
+    if valid:
+        try:
+            written = _batch_write(valid, actor=actor, publisher=publisher)
+        except IntegrityError:
+            # Another writer of this publisher committed one of the keys first (only
+            # PostgreSQL can interleave; SQLite's BEGIN IMMEDIATE queues writers).
+            # Nothing of this batch was kept: run it again, and those keys are found.
+            written = _batch_write(valid, actor=actor, publisher=publisher)
+        for index, outcome in written.items():
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _batch_write(
+    valid: list[tuple[int, PublishItem]], *, actor: User | None, publisher: str
+) -> dict[int, BatchOutcome]:
+    written: dict[int, BatchOutcome] = {}
+    with transaction.atomic():
+        keys = {item.idempotency_key for _, item in valid if item.idempotency_key is not None}
+        earlier = _messages_by_key(publisher, keys)
+        counts = _delivery_counts(set(earlier.values()))
+        fresh = [(index, item) for index, item in valid if item.idempotency_key not in earlier]
+        recipients = _recipients_many([item.audience for _, item in fresh])
+        first_in_batch: dict[str, BatchOutcome] = {}
+        for (index, item), users in zip(fresh, recipients, strict=True):
+            key = item.idempotency_key
+            if key is not None and key in first_in_batch:
+                first = first_in_batch[key]
+                written[index] = BatchOutcome("duplicate", first.message_id, first.recipients, None)
+                continue
+            result = _notification_write(
+                audience=item.audience,
+                title=item.title,
+                message=item.message,
+                event_type=item.event_type,
+                priority=item.priority,
+                url=item.url,
+                actor=actor,
+                project_id=None,
+                project_title="",
+                data={},
+                idempotency_key=key,
+                publisher=publisher,
+                recipients=users,
+            )
+            outcome = BatchOutcome("created", result.message.pk, result.recipient_count, None)
+            written[index] = outcome
+            if key is not None:
+                first_in_batch[key] = outcome
+        for index, item in valid:
+            if item.idempotency_key in earlier:
+                message_id = earlier[item.idempotency_key]
+                written[index] = BatchOutcome(
+                    "duplicate", message_id, counts.get(message_id, 0), None
+                )
+    return written
+
+
+def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    ordered = list(values)
+    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+        yield ordered[start : start + _LOOKUP_CHUNK]
+
+
+def _messages_by_key(publisher: str, keys: set[str]) -> dict[str | None, int]:
+    found: dict[str | None, int] = {}
+    for chunk in _chunks(keys):
+        found.update(
+            Message.objects.filter(publisher=publisher, idempotency_key__in=chunk).values_list(
+                "idempotency_key", "id"
+            )
+        )
+    return found
+
+
+def _delivery_counts(message_ids: set[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for chunk in _chunks(message_ids):
+        rows = (
+            Inbox.objects.filter(message_id__in=chunk)
+            .values("message_id")
+            .annotate(rows=Count("id"))
+            .values_list("message_id", "rows")
+        )
+        counts.update((int(m), int(n)) for m, n in rows)
+    return counts
+
+
+def _recipients_many(audiences: list[Audience]) -> list[list[int]]:
+    """``audience_user_ids`` of each audience, with at most four statements in all.
+
+    Who is active, who is in which project and who has which role is read once for
+    the whole batch; each audience is then a union of those sets.
+    """
+    active = User.objects.filter(is_active=True)
+    everyone: list[int] = []
+    if any(audience.everyone for audience in audiences):
+        everyone = sorted(active.values_list("id", flat=True))
+    active_users: set[int] = set()
+    for chunk in _chunks({u for a in audiences if not a.everyone for u in a.users}):
+        active_users.update(active.filter(id__in=chunk).values_list("id", flat=True))
+    by_project: defaultdict[int, set[int]] = defaultdict(set)
+    for chunk in _chunks({p for a in audiences if not a.everyone for p in a.projects}):
+        rows = Membership.objects.filter(project_id__in=chunk, user__is_active=True).values_list(
+            "project_id", "user_id"
+        )
+        for project_id, user_id in rows:
+            by_project[project_id].add(user_id)
+    by_role: defaultdict[str, set[int]] = defaultdict(set)
+    for chunk in _chunks({r for a in audiences if not a.everyone for r in a.roles}):
+        for name, user_id in active.filter(role__name__in=chunk).values_list("role__name", "id"):
+            by_role[name].add(user_id)
+    resolved: list[list[int]] = []
+    for audience in audiences:
+        if audience.everyone:
+            ids = everyone
+            if audience.exclude:
+                ids = [u for u in ids if u not in set(audience.exclude)]
+            resolved.append(ids)
+            continue
+        chosen = {u for u in audience.users if u in active_users}
+        for project_id in audience.projects:
+            chosen |= by_project.get(project_id, set())
+        for role in audience.roles:
+            chosen |= by_role.get(role, set())
+        chosen.difference_update(audience.exclude)
+        resolved.append(sorted(chosen))
+    return resolved
 
 
 def _validate_ids(ids: Iterable[object]) -> list[int]:
