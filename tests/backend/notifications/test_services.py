@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backend.errors import InvalidInput
 from backend.notifications import delivery
@@ -222,6 +225,13 @@ def test_bad_links_are_refused_by_the_service(make_user: Any, url: str) -> None:
         notification_create(audience=to(alice), title="ok", url=url)
     assert raised.value.code == "invalid_url"
     assert not Message.objects.exists()
+
+
+@given(st.text(max_size=6))
+def test_url_problem_refuses_exactly_separators_and_other_characters(text: str) -> None:
+    url = "https://a.example/" + text
+    refused = url_problem(url) == "url must not contain spaces, line breaks or control characters"
+    assert refused == any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in url)
 
 
 @pytest.mark.parametrize(
