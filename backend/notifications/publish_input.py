@@ -39,6 +39,9 @@ from backend.users.selectors import role_names_missing, user_ids_by_username, us
 # More names than this in one list is a mistake, and would overflow SQLite's
 # bound-variable limit; a large audience is a role, a project or everyone.
 MAX_AUDIENCE_ENTRIES = 1000
+# Bodies in one batch request: a minute of one integration's events, and one
+# transaction the other writers wait for (about half a second here).
+MAX_BATCH_ITEMS = 1000
 # Names looked up per statement when a batch resolves its audiences together.
 _LOOKUP_CHUNK = 5000
 
@@ -163,6 +166,37 @@ def parse_publish_many(documents: Sequence[object]) -> list[PublishItem | Invali
         except InvalidInput as error:
             results.append(error)
     return results
+
+
+def parse_batch(document: object) -> list[object]:
+    """The publish bodies of a batch request, ``{"notifications": [body, ...]}``.
+
+    Each body is left to ``parse_publish_many``: one bad body is that item's error,
+    not the request's.
+
+    Raises:
+        InvalidInput: ``invalid_batch`` when the request is not such an object with 1
+            to ``MAX_BATCH_ITEMS`` bodies (the count and the limit in detail).
+    """
+    shape = f'Send {{"notifications": [...]}} with 1 to {MAX_BATCH_ITEMS} publish bodies.'
+    if not isinstance(document, Mapping) or "notifications" not in document:
+        raise InvalidInput(shape, code="invalid_batch")
+    unknown = sorted(_shown(str(key)) for key in document if key != "notifications")
+    if unknown:
+        raise InvalidInput(
+            f"Unknown field: {', '.join(unknown)}. {shape}", code="invalid_batch", unknown=unknown
+        )
+    bodies = document["notifications"]
+    if not isinstance(bodies, list):
+        raise InvalidInput(f"notifications is not a list. {shape}", code="invalid_batch")
+    if not 0 < len(bodies) <= MAX_BATCH_ITEMS:
+        raise InvalidInput(
+            f"notifications has {len(bodies)} items. {shape}",
+            code="invalid_batch",
+            items=len(bodies),
+            max_items=MAX_BATCH_ITEMS,
+        )
+    return bodies
 
 
 # --- Field checks: DRF's semantics, in the serializer's field order -------------------
