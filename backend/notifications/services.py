@@ -261,13 +261,7 @@ def _notification_write(
     data: dict[str, Any],
     idempotency_key: str | None,
     publisher: str,
-    recipients: list[int] | None = None,
 ) -> NotificationResult:
-    """Write the message and its inbox rows, ring on commit (inside the caller's atomic).
-
-    ``recipients`` is the audience already resolved (sorted, as ``audience_user_ids``
-    answers), when the caller resolved many audiences at once.
-    """
     stored = Message.objects.create(
         event_type=event_type,
         title=title,
@@ -282,8 +276,14 @@ def _notification_write(
         idempotency_key=idempotency_key,
         publisher=publisher,
     )
-    if recipients is None:
-        recipients = audience_user_ids(audience)
+    return _deliver(stored, audience_user_ids(audience))
+
+
+def _deliver(stored: Message, recipients: Sequence[int]) -> NotificationResult:
+    """Inbox rows of a stored message for ``recipients`` (sorted), and its doorbell.
+
+    Inside the caller's transaction: the doorbell rings once it commits.
+    """
     if not recipients:
         return NotificationResult(stored, True, 0)
     rows = _append_to_inboxes(stored.pk, recipients)
@@ -376,40 +376,52 @@ def _batch_write(
         keys = {item.idempotency_key for _, item in valid if item.idempotency_key is not None}
         earlier = _messages_by_key(publisher, keys)
         counts = _delivery_counts(set(earlier.values()))
-        fresh = [(index, item) for index, item in valid if item.idempotency_key not in earlier]
-        recipients = _recipients_many([item.audience for _, item in fresh])
-        first_in_batch: dict[str, BatchOutcome] = {}
-        for (index, item), users in zip(fresh, recipients, strict=True):
-            key = item.idempotency_key
-            if key is not None and key in first_in_batch:
-                first = first_in_batch[key]
-                written[index] = BatchOutcome("duplicate", first.message_id, first.recipients, None)
-                continue
-            result = _notification_write(
-                audience=item.audience,
-                title=item.title,
-                message=item.message,
-                event_type=item.event_type,
-                priority=item.priority,
-                url=item.url,
-                actor=actor,
-                project_id=None,
-                project_title="",
-                data={},
-                idempotency_key=key,
-                publisher=publisher,
-                recipients=users,
-            )
-            outcome = BatchOutcome("created", result.message.pk, result.recipient_count, None)
-            written[index] = outcome
-            if key is not None:
-                first_in_batch[key] = outcome
         for index, item in valid:
             if item.idempotency_key in earlier:
                 message_id = earlier[item.idempotency_key]
                 written[index] = BatchOutcome(
                     "duplicate", message_id, counts.get(message_id, 0), None
                 )
+        # The first item with a key is written; later ones with that key copy its outcome.
+        first_with_key: dict[str, int] = {}
+        fresh: list[tuple[int, PublishItem]] = []
+        repeats: list[tuple[int, int]] = []
+        for index, item in valid:
+            key = item.idempotency_key
+            if index in written:
+                continue
+            if key is not None and key in first_with_key:
+                repeats.append((index, first_with_key[key]))
+                continue
+            if key is not None:
+                first_with_key[key] = index
+            fresh.append((index, item))
+        # One INSERT for the messages: compiling one ORM insert per item was half the time.
+        stored = Message.objects.bulk_create(
+            [
+                Message(
+                    event_type=item.event_type,
+                    title=item.title,
+                    message=item.message,
+                    priority=item.priority,
+                    url=item.url,
+                    actor=actor,
+                    data={},
+                    audience=item.audience.describe(),
+                    idempotency_key=item.idempotency_key,
+                    publisher=publisher,
+                )
+                for _, item in fresh
+            ]
+        )
+        recipients = _recipients_many([item.audience for _, item in fresh])
+        # In item order, so every recipient's seqs follow the order of the items.
+        for (index, _), message, users in zip(fresh, stored, recipients, strict=True):
+            result = _deliver(message, users)
+            written[index] = BatchOutcome("created", message.pk, result.recipient_count, None)
+        for index, first in repeats:
+            outcome = written[first]
+            written[index] = BatchOutcome("duplicate", outcome.message_id, outcome.recipients, None)
     return written
 
 
