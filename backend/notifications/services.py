@@ -191,6 +191,76 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
     return appended
 
 
+def _append_many(
+    deliveries: Sequence[tuple[int, Sequence[int]]],
+) -> list[list[tuple[int, int, int]]]:
+    """``_append_to_inboxes`` for many messages at once, in the order given.
+
+    For a batch: the same locks in the same order (every recipient's sequence row,
+    in user-id order, held to commit), then each user's seqs counted on from their
+    ``last_seq`` in message order, the rows inserted a few thousand per statement
+    and the new ``last_seq`` written back. A few statements per 5,000 users and per
+    5,000 rows instead of three per message.
+
+    Args:
+        deliveries: (message id, its recipients) in the order the seqs must follow.
+
+    Returns:
+        Per message, its (user, row id, seq).
+    """
+    users = sorted({user for _, recipients in deliveries for user in recipients})
+    if not users:
+        return [[] for _ in deliveries]
+    seq_table = connection.ops.quote_name(InboxSequence._meta.db_table)
+    inbox_table = connection.ops.quote_name(Inbox._meta.db_table)
+    last: dict[int, int] = {}
+    for start in range(0, len(users), _SEQ_CHUNK):
+        chunk = users[start : start + _SEQ_CHUNK]
+        locked = _lock_sequences(chunk)
+        missing = [uid for uid in chunk if uid not in locked]
+        if missing:
+            InboxSequence.objects.bulk_create(
+                [InboxSequence(user_id=uid) for uid in missing], ignore_conflicts=True
+            )
+            _lock_sequences(missing)
+        placeholders = ",".join(["%s"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT user_id, last_seq FROM {seq_table} "  # noqa: S608 (our names)
+                f"WHERE user_id IN ({placeholders})",
+                chunk,
+            )
+            last.update((int(u), int(q)) for u, q in cursor.fetchall())
+    planned: list[tuple[int, int, int]] = []  # (user, message, seq)
+    position: dict[tuple[int, int], int] = {}  # (user, seq) -> index in deliveries
+    for index, (message_id, recipients) in enumerate(deliveries):
+        for user in recipients:
+            seq = last[user] + 1
+            last[user] = seq
+            planned.append((user, message_id, seq))
+            position[user, seq] = index
+    appended: list[list[tuple[int, int, int]]] = [[] for _ in deliveries]
+    with connection.cursor() as cursor:
+        for start in range(0, len(planned), _SEQ_CHUNK):
+            rows = planned[start : start + _SEQ_CHUNK]
+            cursor.execute(
+                f"INSERT INTO {inbox_table} (user_id, message_id, seq) VALUES "  # noqa: S608
+                + ",".join(["(%s, %s, %s)"] * len(rows))
+                + " RETURNING user_id, id, seq",
+                [value for row in rows for value in row],
+            )
+            # RETURNING comes in no promised order: (user, seq) says whose row it is.
+            for u, i, q in cursor.fetchall():
+                appended[position[int(u), int(q)]].append((int(u), int(i), int(q)))
+        cursor.executemany(
+            f"UPDATE {seq_table} SET last_seq = %s WHERE user_id = %s",  # noqa: S608
+            [(last[user], user) for user in users],
+        )
+    for rows in appended:
+        rows.sort()  # by user, as _append_to_inboxes answers
+    return appended
+
+
 def notification_create(
     *,
     audience: Audience,
@@ -286,7 +356,13 @@ def _deliver(stored: Message, recipients: Sequence[int]) -> NotificationResult:
     """
     if not recipients:
         return NotificationResult(stored, True, 0)
-    rows = _append_to_inboxes(stored.pk, recipients)
+    return _ring(stored, _append_to_inboxes(stored.pk, recipients))
+
+
+def _ring(stored: Message, rows: list[tuple[int, int, int]]) -> NotificationResult:
+    """Ring for a message's new inbox rows once the transaction commits."""
+    if not rows:
+        return NotificationResult(stored, True, 0)
     delivery.ring_on_commit(
         {
             "kind": "notification",
@@ -416,8 +492,11 @@ def _batch_write(
         )
         recipients = _recipients_many([item.audience for _, item in fresh])
         # In item order, so every recipient's seqs follow the order of the items.
-        for (index, _), message, users in zip(fresh, stored, recipients, strict=True):
-            result = _deliver(message, users)
+        appended = _append_many(
+            [(message.pk, users) for message, users in zip(stored, recipients, strict=True)]
+        )
+        for (index, _), message, rows in zip(fresh, stored, appended, strict=True):
+            result = _ring(message, rows)
             written[index] = BatchOutcome("created", message.pk, result.recipient_count, None)
         for index, first in repeats:
             outcome = written[first]
