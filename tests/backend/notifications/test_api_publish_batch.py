@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
+from websockets.sync.client import connect
 
 from backend.notifications.models import ApiKey, Inbox, Message
 from backend.notifications.services import api_key_create
 from tests.backend.notifications.test_api_publish import body, login, nothing_written, with_key
+from tests.fixtures.services import RunningServer
 
 BATCH = "/api/notifications/batch/"
 PUBLISH = "/api/notifications/"
@@ -214,3 +217,42 @@ def test_a_thousand_typical_items_fit_in_one_request(
     assert response.status_code == 200, response.content[:500]
     assert response.json()["created"] == 1000
     assert [seq for seq, _ in seqs("dev")] == list(range(1, 1001))
+
+
+def test_a_batch_reaches_the_socket_in_seq_order(demo_server: RunningServer) -> None:
+    """On the real server: committed first, then every frame, in item order, no gap."""
+
+    def token(username: str) -> str:
+        response = httpx.post(
+            f"{demo_server.url}/api/auth/token/",
+            json={"username": username, "password": "demo"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        access: str = response.json()["access"]
+        return access
+
+    titles = [f"Batch item {i}" for i in range(200)]
+    with connect(
+        demo_server.ws_url,
+        additional_headers={"Authorization": f"Bearer {token('alice')}"},
+        open_timeout=10,
+    ) as websocket:
+        hello = json.loads(websocket.recv(timeout=10))
+        assert hello["type"] == "hello"
+        latest = hello["payload"]["latest_seq"]
+        sent = httpx.post(
+            f"{demo_server.url}{BATCH}",
+            json={"notifications": [to("alice", title=title) for title in titles]},
+            headers={"Authorization": f"Bearer {token('admin')}"},
+            timeout=30,
+        )
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["created"] == 200
+        frames: list[dict[str, Any]] = []
+        while len(frames) < len(titles):
+            frame = json.loads(websocket.recv(timeout=10))
+            if frame["type"] == "notification_created":
+                frames.append(frame["payload"])
+    assert [frame["seq"] for frame in frames] == list(range(latest + 1, latest + 201))
+    assert [frame["title"] for frame in frames] == titles
