@@ -60,15 +60,24 @@ def _too_large() -> RequestTooLarge:
     )
 
 
+def error_body(exc: BackendError) -> dict[str, Any]:
+    """``{"code", "message", "detail"?}``: what goes under "error" for ``exc``.
+
+    Also one item's error in a batch answer, in the same words as a single request.
+    """
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.detail:
+        body["detail"] = exc.detail
+    return body
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         # Raised by request.body when DRF parses the body. Left to Django, this
         # SuspiciousOperation would become its HTML "Bad Request" page.
         exc = _too_large()
     if isinstance(exc, BackendError):
-        body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-        if exc.detail:
-            body["detail"] = exc.detail
+        body = error_body(exc)
         rendered = Response({"error": body}, status=exc.status)
         if exc.status == status.HTTP_401_UNAUTHORIZED:
             rendered["WWW-Authenticate"] = WWW_AUTHENTICATE

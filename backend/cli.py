@@ -106,10 +106,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "--role", action="append", metavar="NAME", help="everyone with a global role"
     )
     audience.add_argument("--everyone", action="store_true", help="every active user")
-    notify.add_argument("--title", required=True)
-    notify.add_argument("--message", default="")
-    notify.add_argument("--priority", default="normal", choices=["low", "normal", "high", "urgent"])
-    notify.add_argument("--url", default="", help="link the notification opens")
+    audience.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="send many: one JSON publish body per line of FILE (- reads stdin), as "
+        "POST /api/notifications/ takes it; prints one JSON result per line",
+    )
+    # Required unless --batch (checked in _notify): the batch's lines carry their own.
+    notify.add_argument("--title", help="required unless --batch")
+    notify.add_argument("--message")
+    notify.add_argument("--priority", choices=["low", "normal", "high", "urgent"])
+    notify.add_argument("--url", help="link the notification opens")
 
     commands.add_parser(
         "manage",
@@ -507,6 +514,20 @@ def _audience(options: argparse.Namespace) -> tuple[Audience, int | None, str]:
 
 
 def _notify(options: argparse.Namespace) -> int:
+    content = (options.title, options.message, options.priority, options.url)
+    if options.batch is not None:
+        if any(value is not None for value in content):
+            raise CliError(
+                "--batch takes each notification from its line: "
+                "leave out --title, --message, --priority and --url",
+                EXIT_BAD_INPUT,
+            )
+        return _notify_batch(options.batch)
+    if options.title is None:
+        raise CliError("the following arguments are required: --title", EXIT_BAD_INPUT)
+    options.message = options.message or ""
+    options.priority = options.priority or "normal"
+    options.url = options.url or ""
     _setup_django()
     _require_migrated()
     from backend.errors import BackendError
@@ -534,6 +555,73 @@ def _notify(options: argparse.Namespace) -> int:
     count = result.recipient_count
     print(f"sent to {count} recipient{'' if count == 1 else 's'} (message {result.message.pk})")
     return 0
+
+
+def _read_lines(source: str) -> list[str]:
+    try:
+        if source == "-":
+            return sys.stdin.read().splitlines()
+        with open(source, encoding="utf-8") as file:
+            return file.read().splitlines()
+    except OSError as error:
+        raise CliError(f"cannot read {source}: {error.strerror or error}", EXIT_BAD_INPUT) from None
+    except UnicodeDecodeError as error:
+        raise CliError(f"{source} is not UTF-8 text: {error.reason}", EXIT_BAD_INPUT) from None
+
+
+def _notify_batch(source: str) -> int:
+    """``notify --batch``: each non-blank line a publish body, sent as POST .../batch/ does.
+
+    Up to 1,000 lines go in one transaction; a longer file is sent 1,000 lines at a
+    time. A line that is not JSON, or not a valid body, is that line's error and the
+    others are still sent; the exit code is then 2. Idempotency keys are scoped to the
+    command (``CLI_PUBLISHER``), so sending a file again sends what was not sent.
+    """
+    import json
+
+    lines = [(number, text) for number, text in enumerate(_read_lines(source), 1) if text.strip()]
+    if not lines:
+        raise CliError(f"{source} has no notifications: one JSON body per line", EXIT_BAD_INPUT)
+    _setup_django()
+    _require_migrated()
+    from backend.api import error_body
+    from backend.errors import BackendError, InvalidInput
+    from backend.notifications.publish_input import MAX_BATCH_ITEMS, parse_publish_many
+    from backend.notifications.services import CLI_PUBLISHER, notification_create_batch
+
+    counts = {"created": 0, "duplicate": 0, "error": 0}
+    for start in range(0, len(lines), MAX_BATCH_ITEMS):
+        chunk = lines[start : start + MAX_BATCH_ITEMS]
+        documents: list[object] = []
+        broken: dict[int, InvalidInput] = {}
+        for position, (number, text) in enumerate(chunk):
+            try:
+                documents.append(json.loads(text))
+            except ValueError as error:
+                broken[position] = InvalidInput(
+                    f"line {number} is not JSON: {error}", code="invalid_json"
+                )
+                documents.append(None)
+        with _database_errors():
+            parsed = parse_publish_many(documents)
+            items = [broken.get(i, item) for i, item in enumerate(parsed)]
+            outcomes = notification_create_batch(items=items, publisher=CLI_PUBLISHER)
+        for (number, _), outcome in zip(chunk, outcomes, strict=True):
+            counts[outcome.status] += 1
+            result: dict[str, object] = {"line": number, "status": outcome.status}
+            if isinstance(outcome.error, BackendError):
+                result["error"] = error_body(outcome.error)
+            else:
+                result["id"] = outcome.message_id
+                result["recipients"] = outcome.recipients
+            print(json.dumps(result))
+    print(
+        f"{PROG}: {counts['created']} sent, {counts['duplicate']} duplicate"
+        f"{'' if counts['duplicate'] == 1 else 's'}, {counts['error']} "
+        f"error{'' if counts['error'] == 1 else 's'}",
+        file=sys.stderr,
+    )
+    return EXIT_BAD_INPUT if counts["error"] else 0
 
 
 def _create_api_key(name: str) -> int:

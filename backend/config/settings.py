@@ -340,6 +340,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST API of the tray notifier server. The WebSocket is in docs/protocol.md.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two "status" fields (a task's, a batch item's) need an enum name each.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "backend.projects.models.TaskStatus",
+        "PublishBatchStatusEnum": "backend.notifications.serializers.BATCH_STATUSES",
+    },
 }
 
 # Real-time settings, all overridable for tests and benchmarks.

@@ -17,11 +17,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.api import ErrorSerializer, request_user
+from backend.api import ErrorSerializer, error_body, request_user
 from backend.errors import InvalidInput, NotFound
 from backend.notifications.authentication import ApiKeyAuthentication
 from backend.notifications.models import ApiKey
 from backend.notifications.payloads import inbox_payload
+from backend.notifications.publish_input import parse_batch, parse_publish, parse_publish_many
 from backend.notifications.selectors import (
     INBOX_PAGE_MAX,
     MAX_SEQ,
@@ -37,10 +38,13 @@ from backend.notifications.serializers import (
     InboxPageSerializer,
     InboxStateSerializer,
     MarkAllReadInputSerializer,
+    PublishBatchInputSerializer,
+    PublishBatchOutputSerializer,
     PublishInputSerializer,
     PublishOutputSerializer,
 )
 from backend.notifications.services import (
+    BatchOutcome,
     InboxChange,
     api_key_publisher,
     inbox_delete,
@@ -48,8 +52,10 @@ from backend.notifications.services import (
     inbox_mark_read,
     inbox_mark_unread,
     notification_create,
+    notification_create_batch,
     user_publisher,
 )
+from backend.users.models import User
 from backend.users.tokens import SessionJWTAuthentication
 
 INBOX_PAGE_DEFAULT = 50
@@ -288,6 +294,18 @@ class CanPublish(BasePermission):
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
+def _publisher(request: Request) -> tuple[User | None, str]:
+    """Who publishes: (actor, publisher scope) of a staff user or an integration key.
+
+    A key is not a person: its notifications have no actor. Idempotency keys are
+    scoped to the integration key or the staff user that sends them.
+    """
+    if isinstance(request.auth, ApiKey):
+        return None, api_key_publisher(request.auth)
+    actor = request_user(request)
+    return actor, user_publisher(actor)
+
+
 class PublishApi(APIView):
     # Bearer first: its WWW-Authenticate header is the one a 401 carries.
     authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
@@ -309,24 +327,18 @@ class PublishApi(APIView):
         "key, or the same staff user), which is returned instead.",
     )
     def post(self, request: Request) -> Response:
-        serializer = PublishInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        # A key is not a person: its notifications have no actor. Idempotency keys are
-        # scoped to the integration key or the staff user that sends them.
-        if isinstance(request.auth, ApiKey):
-            actor, publisher = None, api_key_publisher(request.auth)
-        else:
-            actor = request_user(request)
-            publisher = user_publisher(actor)
+        # Not the serializer (it documents the body): the same checks by hand, a
+        # quarter of a publish's CPU cheaper, with the same error bodies.
+        item = parse_publish(request.data)
+        actor, publisher = _publisher(request)
         result = notification_create(
-            audience=data["audience"],
-            title=data["title"],
-            message=data["message"],
-            priority=data["priority"],
-            url=data["url"],
-            event_type=data["event_type"],
-            idempotency_key=data["idempotency_key"],
+            audience=item.audience,
+            title=item.title,
+            message=item.message,
+            priority=item.priority,
+            url=item.url,
+            event_type=item.event_type,
+            idempotency_key=item.idempotency_key,
             publisher=publisher,
             actor=actor,
         )
@@ -339,4 +351,47 @@ class PublishApi(APIView):
         ).data
         return Response(
             body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        )
+
+
+def _batch_result(index: int, outcome: BatchOutcome) -> dict[str, Any]:
+    if outcome.error is not None:
+        return {"index": index, "status": "error", "error": error_body(outcome.error)}
+    return {
+        "index": index,
+        "status": outcome.status,
+        "id": outcome.message_id,
+        "recipients": outcome.recipients,
+    }
+
+
+class PublishBatchApi(APIView):
+    authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
+    permission_classes = [CanPublish]
+
+    @extend_schema(
+        operation_id="notification_publish_batch",
+        request=PublishBatchInputSerializer,
+        responses={200: PublishBatchOutputSerializer, 403: ErrorSerializer, **_ERRORS},
+        summary="Send many notifications in one request and one transaction.",
+        description="Who may, and each item's body, as for POST /api/notifications/. "
+        "200 with one result per item, in order: created, duplicate (the idempotency "
+        "key named an earlier notification of the same publisher, or an earlier item "
+        "of this batch) or error (that item's error body; the other items are still "
+        'created). 400 when the body is not `{"notifications": [...]}` with 1 to 1000 '
+        "items.",
+    )
+    def post(self, request: Request) -> Response:
+        items = parse_publish_many(parse_batch(request.data))
+        actor, publisher = _publisher(request)
+        outcomes = notification_create_batch(items=items, actor=actor, publisher=publisher)
+        results = [_batch_result(index, outcome) for index, outcome in enumerate(outcomes)]
+        statuses = [outcome.status for outcome in outcomes]
+        return Response(
+            {
+                "results": results,
+                "created": statuses.count("created"),
+                "duplicates": statuses.count("duplicate"),
+                "errors": statuses.count("error"),
+            }
         )

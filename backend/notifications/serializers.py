@@ -14,17 +14,14 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from backend.api import StrictBooleanField, StrictCharField, StrictIntegerField
+from backend.api import ErrorBodySerializer, StrictBooleanField, StrictCharField, StrictIntegerField
 from backend.errors import InvalidInput
 from backend.notifications.models import Priority
+from backend.notifications.publish_input import MAX_AUDIENCE_ENTRIES, MAX_BATCH_ITEMS
 from backend.notifications.selectors import MAX_SEQ, Audience
 from backend.notifications.services import MAX_IDS_PER_REQUEST, url_problem
 from backend.projects.models import Project
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
-
-# More names than this in one list is a mistake, and would overflow SQLite's
-# bound-variable limit; a large audience is a role, a project or everyone.
-MAX_AUDIENCE_ENTRIES = 1000
 
 
 class StrictSerializer(serializers.Serializer[Any]):
@@ -155,6 +152,13 @@ class PublishAudienceSerializer(StrictSerializer):
 
 
 class PublishInputSerializer(StrictSerializer):
+    """The publish body, for the OpenAPI schema and as the reference of its checks.
+
+    The endpoints check bodies with ``publish_input.parse_publish`` (no DRF at run
+    time); ``tests/backend/notifications/test_publish_input.py`` holds the two to the
+    same answers, so a change here must be made there too, and the other way round.
+    """
+
     audience = PublishAudienceSerializer(
         help_text="Who receives it: the union of the parts given. Resolved when sent."
     )
@@ -244,3 +248,50 @@ class PublishOutputSerializer(serializers.Serializer[Any]):
     created = serializers.BooleanField(
         help_text="False when the idempotency key named an earlier notification."
     )
+
+
+# Batch publish (documented here; checked by publish_input.parse_batch and parse_publish_many).
+
+
+BATCH_STATUSES = ["created", "duplicate", "error"]
+
+
+class PublishBatchInputSerializer(serializers.Serializer[Any]):
+    notifications = serializers.ListField(
+        child=PublishInputSerializer(),
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        help_text="Publish bodies, each as POST /api/notifications/ takes it. A bad one is "
+        "that item's error; the others are still created.",
+    )
+
+
+class PublishBatchResultSerializer(serializers.Serializer[Any]):
+    index = serializers.IntegerField(help_text="The item's position in notifications.")
+    status = serializers.ChoiceField(
+        choices=BATCH_STATUSES,
+        help_text="duplicate: the idempotency key named an earlier notification of the "
+        "same publisher, or an earlier item of this batch.",
+    )
+    id = serializers.IntegerField(
+        required=False, help_text="The notification (Message) id; absent for an error."
+    )
+    recipients = serializers.IntegerField(
+        required=False, help_text="How many inboxes it was delivered to; absent for an error."
+    )
+    error = ErrorBodySerializer(
+        required=False,
+        help_text="Why this item was not sent: what POST /api/notifications/ answers for it.",
+    )
+
+
+class PublishBatchOutputSerializer(serializers.Serializer[Any]):
+    results = PublishBatchResultSerializer(many=True, help_text="One per item, in order.")
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        # Declared here: as a class attribute, "errors" would hide Serializer.errors.
+        fields["errors"] = serializers.IntegerField(help_text="Items answered with an error.")
+        return fields

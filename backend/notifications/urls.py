@@ -9,6 +9,7 @@ from backend.notifications.api import (
     InboxMarkUnreadApi,
     InboxUnreadCountApi,
     PublishApi,
+    PublishBatchApi,
 )
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -20,4 +21,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("inbox/delete/", InboxDeleteApi.as_view(), name="inbox-delete"),
     path("inbox/<int:inbox_id>/", InboxDetailApi.as_view(), name="inbox-detail"),
     path("notifications/", PublishApi.as_view(), name="notification-publish"),
+    path("notifications/batch/", PublishBatchApi.as_view(), name="notification-publish-batch"),
 ]

@@ -325,6 +325,125 @@ def test_notify_refuses_links_and_titles_the_api_refuses(demo_server: RunningSer
     assert result.returncode == 0, result.stderr
 
 
+def _batch_results(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_notify_batch_from_a_file_sends_every_good_line(
+    demo_server: RunningServer, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps({"audience": {"usernames": ["alice"]}, "title": "Batch one"}),
+        "",  # blank lines are skipped, and line numbers still count them
+        "{not json",
+        json.dumps({"audience": {"usernames": ["mallory"]}, "title": "To nobody"}),
+        json.dumps({"audience": {"usernames": ["alice", "bob"]}, "title": "Batch two",
+                    "priority": "high", "idempotency_key": "batch-2"}),
+        json.dumps({"audience": {"usernames": ["alice"]}, "title": "Batch two again",
+                    "idempotency_key": "batch-2"}),
+        json.dumps({"audience": {"everyone": True}, "title": ""}),
+    ]  # fmt: skip
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with _db(demo_server) as db:
+        alice_before = _count(
+            db,
+            "SELECT s.last_seq FROM notifications_inboxsequence s"
+            " JOIN users_user u ON u.id = s.user_id WHERE u.username = 'alice'",
+        )
+
+    result = demo_server.cli("notify", "--batch", str(batch))
+
+    assert result.returncode == 2, result.stderr  # some lines failed; the rest were sent
+    results = _batch_results(result)
+    assert [(r["line"], r["status"]) for r in results] == [
+        (1, "created"),
+        (3, "error"),
+        (4, "error"),
+        (5, "created"),
+        (6, "duplicate"),
+        (7, "error"),
+    ]
+    assert results[1]["error"]["code"] == "invalid_json"
+    assert results[2]["error"]["code"] == "unknown_audience"
+    assert results[2]["error"]["detail"] == {"unknown": {"usernames": ["mallory"]}}
+    assert results[5]["error"]["detail"] == {"title": ["This field may not be blank."]}
+    assert (results[0]["recipients"], results[3]["recipients"]) == (1, 2)
+    assert results[4]["id"] == results[3]["id"]
+    assert result.stderr.strip() == "tray-notifier-server: 2 sent, 1 duplicate, 3 errors"
+    with _db(demo_server) as db:
+        rows = db.execute(
+            "SELECT m.title, m.priority, m.publisher, i.seq FROM notifications_inbox i"
+            " JOIN notifications_message m ON m.id = i.message_id"
+            " JOIN users_user u ON u.id = i.user_id"
+            " WHERE u.username = 'alice' AND i.seq > ? ORDER BY i.seq",
+            (alice_before,),
+        ).fetchall()
+    assert rows == [
+        ("Batch one", "normal", "cli", alice_before + 1),
+        ("Batch two", "high", "cli", alice_before + 2),
+    ]
+
+
+def test_notify_batch_reads_stdin_and_is_idempotent_by_key(demo_server: RunningServer) -> None:
+    stdin = "\n".join(
+        [
+            json.dumps({"audience": {"usernames": ["bob"]}, "title": "From stdin",
+                        "idempotency_key": "stdin-1"}),
+            '{"audience": {"usernames": ["bob"]}, "title": 5}',
+            json.dumps({"audience": {"roles": ["developer"]}, "title": "To developers",
+                        "idempotency_key": "stdin-2"}),
+        ]
+    )  # fmt: skip
+    first = demo_server.cli("notify", "--batch", "-", stdin=stdin)
+    assert first.returncode == 2, first.stderr
+    sent = _batch_results(first)
+    assert [r["status"] for r in sent] == ["created", "error", "created"]
+    assert sent[1]["error"] == {
+        "code": "invalid",
+        "message": "title: Not a valid string.",
+        "detail": {"title": ["Not a valid string."]},
+    }
+
+    again = demo_server.cli("notify", "--batch", "-", stdin=stdin)
+    assert [(r["status"], r.get("id")) for r in _batch_results(again)] == [
+        ("duplicate", sent[0]["id"]),
+        ("error", None),
+        ("duplicate", sent[2]["id"]),
+    ]
+    with _db(demo_server) as db:
+        assert (
+            _count(db, "SELECT count(*) FROM notifications_message WHERE title = 'From stdin'") == 1
+        )
+
+    only_good = demo_server.cli("notify", "--batch", "-", stdin=stdin.splitlines()[0])
+    assert only_good.returncode == 0, only_good.stderr
+    assert only_good.stderr.strip() == "tray-notifier-server: 0 sent, 1 duplicate, 0 errors"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--batch", "-", "--title", "x"], "leave out --title"),
+        (["--batch", "/nonexistent/batch.jsonl"], "cannot read /nonexistent/batch.jsonl"),
+        (["--batch", "-", "--user", "alice"], "not allowed with"),
+        (["--user", "alice"], "required: --title"),
+    ],
+)
+def test_notify_batch_usage_errors_exit_2(
+    demo_server: RunningServer, args: list[str], expected: str
+) -> None:
+    result = demo_server.cli("notify", *args, stdin="")
+    assert result.returncode == 2
+    assert expected in _one_line_error(result)
+
+
+def test_notify_batch_of_nothing_exits_2(demo_server: RunningServer) -> None:
+    result = demo_server.cli("notify", "--batch", "-", stdin="\n  \n")
+    assert result.returncode == 2
+    assert "has no notifications" in _one_line_error(result)
+
+
 def test_notify_before_the_database_is_set_up(server_factory: ServerFactory):
     result = server_factory.cli("notify", "--everyone", "--title", "too early")
     assert result.returncode == 1

@@ -20,6 +20,7 @@ MY_PATHS = {
     "/api/inbox/mark-all-read/": {"post"},
     "/api/inbox/delete/": {"post"},
     "/api/notifications/": {"post"},
+    "/api/notifications/batch/": {"post"},
 }
 MY_MODULES = ("backend/users/", "backend/notifications/api.py", "backend/notifications/seria")
 
@@ -57,3 +58,19 @@ def test_schema_documents_both_ways_to_publish_and_the_error_shape(db: None) -> 
     assert error["properties"]["error"]["$ref"].endswith("/ErrorBody")
     item = schema["components"]["schemas"]["InboxItem"]["properties"]
     assert {"id", "seq", "is_read", "title", "data", "actor", "project"} <= set(item)
+
+
+def test_schema_documents_the_batch_publish(db: None) -> None:
+    schema = fetch_schema()
+    batch = schema["paths"]["/api/notifications/batch/"]["post"]
+    assert {"jwtAuth": []} in batch["security"]
+    assert {"apiKeyAuth": []} in batch["security"]
+    assert set(batch["responses"]) >= {"200", "400", "401", "403"}
+    components = schema["components"]["schemas"]
+    request = components["PublishBatchInput"]["properties"]["notifications"]
+    assert (request["minItems"], request["maxItems"]) == (1, 1000)
+    assert request["items"]["$ref"].endswith("/PublishInput")
+    output = components["PublishBatchOutput"]["properties"]
+    assert {"results", "created", "duplicates", "errors"} <= set(output)
+    result = components["PublishBatchResult"]["properties"]
+    assert {"index", "status", "id", "recipients", "error"} <= set(result)

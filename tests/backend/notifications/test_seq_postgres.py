@@ -4,7 +4,8 @@ Eight writer threads in a separate process (tests/fixtures/seq_stress.py, the
 product's settings with DATABASE_URL on a fresh database) send 2,000
 notifications to users, projects, roles and everyone at once. Afterwards every
 user's Inbox seqs must be exactly 1..n, n the number of notifications that named
-them, and InboxSequence.last_seq == n.
+them, and InboxSequence.last_seq == n. Once with single writes only, once with half
+of the writers sending batches of 25 (notification_create_batch) among them.
 
 ``TRAY_TEST_SCALE`` scales the count (0.1 = 200 notifications); default 1.
 """
@@ -25,7 +26,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 NOTIFICATIONS = max(16, round(2000 * float(os.environ.get("TRAY_TEST_SCALE", "1"))))
 
 
-def test_concurrent_writers_leave_gap_free_sequences(postgres_url: str, tmp_path):
+@pytest.mark.parametrize("batch", [0, 25], ids=["single", "half_in_batches"])
+def test_concurrent_writers_leave_gap_free_sequences(postgres_url: str, tmp_path, batch: int):
     env = server_env(
         data_dir=tmp_path, database_url=postgres_url, extra={"TRAY_LOG_LEVEL": "WARNING"}
     )
@@ -33,6 +35,7 @@ def test_concurrent_writers_leave_gap_free_sequences(postgres_url: str, tmp_path
         [
             *(sys.executable, "-m", "tests.fixtures.seq_stress"),
             *("--notifications", str(NOTIFICATIONS), "--writers", "8", "--users", "40"),
+            *("--batch", str(batch)),
         ],
         cwd=REPO_ROOT,
         env=env,

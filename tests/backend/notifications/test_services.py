@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backend.errors import InvalidInput
 from backend.notifications import delivery
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message
-from backend.notifications.selectors import Audience
+from backend.notifications.publish_input import PublishItem
+from backend.notifications.selectors import Audience, audience_user_ids
 from backend.notifications.services import (
+    BatchOutcome,
     api_key_authenticate,
     api_key_create,
     api_key_revoke,
@@ -19,6 +24,7 @@ from backend.notifications.services import (
     inbox_mark_read,
     inbox_mark_unread,
     notification_create,
+    notification_create_batch,
     url_problem,
 )
 from backend.projects.models import Membership, Project
@@ -221,6 +227,13 @@ def test_bad_links_are_refused_by_the_service(make_user: Any, url: str) -> None:
     assert not Message.objects.exists()
 
 
+@given(st.text(max_size=6))
+def test_url_problem_refuses_exactly_separators_and_other_characters(text: str) -> None:
+    url = "https://a.example/" + text
+    refused = url_problem(url) == "url must not contain spaces, line breaks or control characters"
+    assert refused == any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in url)
+
+
 @pytest.mark.parametrize(
     "title", ["\u200d", "\u3164", "\u00a0", "\u2800", "a\u2028b", "a\u2029b", "a\u0085b", "a\nb"]
 )
@@ -261,6 +274,199 @@ def test_a_failed_write_rings_nothing(
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(InvalidInput):
         notification_create(audience=to(alice), title="")
     assert rung == []
+
+
+# notification_create_batch
+
+
+def item(audience: Audience, title: str = "hi", **fields: Any) -> PublishItem:
+    defaults: dict[str, Any] = {
+        "message": "",
+        "priority": "normal",
+        "url": "",
+        "event_type": "announcement",
+        "idempotency_key": None,
+    }
+    return PublishItem(audience=audience, title=title, **{**defaults, **fields})
+
+
+def test_batch_creates_each_item_and_reports_each_outcome(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    refused = InvalidInput("Unknown users: 9.", code="unknown_audience")
+    outcomes = notification_create_batch(
+        items=[
+            item(to(alice), "one"),
+            refused,
+            item(to(alice), "\u200d"),  # the service's own check: an invisible title
+            item(to(alice, bob), "two", url="javascript:x"),
+            item(to(alice, bob), "three", priority="high"),
+        ],
+        publisher="cli",
+    )
+    assert [o.status for o in outcomes] == ["created", "error", "error", "error", "created"]
+    assert outcomes[1] == BatchOutcome("error", None, 0, refused)
+    assert [o.error.code if o.error else None for o in outcomes] == [
+        None,
+        "unknown_audience",
+        "invalid_title",
+        "invalid_url",
+        None,
+    ]
+    stored = list(Message.objects.order_by("id"))
+    assert [m.title for m in stored] == ["one", "three"]
+    assert [(o.message_id, o.recipients) for o in outcomes if o.status == "created"] == [
+        (stored[0].pk, 1),
+        (stored[1].pk, 2),
+    ]
+    assert stored[1].priority == "high"
+    assert stored[1].publisher == "cli"
+    assert seqs_of(alice) == [1, 2]
+    assert seqs_of(bob) == [1]
+
+
+def test_batch_seqs_are_gap_free_and_in_item_order(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    notification_create(audience=to(alice), title="before")
+    titles = [f"n{i}" for i in range(30)]
+    outcomes = notification_create_batch(
+        items=[item(to(alice) if i % 3 else to(alice, bob), t) for i, t in enumerate(titles)]
+    )
+    assert all(o.status == "created" for o in outcomes)
+    assert seqs_of(alice) == list(range(1, 32))
+    assert seqs_of(bob) == list(range(1, 11))
+    in_seq_order = Inbox.objects.filter(user=alice).order_by("seq")
+    assert [row.message.title for row in in_seq_order] == ["before", *titles]
+    assert InboxSequence.objects.get(user=alice).last_seq == 31
+
+
+def test_batch_duplicates_earlier_keys_and_keys_repeated_in_the_batch(make_user: Any) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    earlier = notification_create(
+        audience=to(alice, bob), title="earlier", idempotency_key="k1", publisher="cli"
+    )
+    other_publisher = notification_create(
+        audience=to(alice), title="theirs", idempotency_key="k2", publisher="user:1"
+    )
+    outcomes = notification_create_batch(
+        items=[
+            item(to(alice), "again", idempotency_key="k1"),
+            item(to(alice), "mine", idempotency_key="k2"),
+            item(to(alice), "mine, twice", idempotency_key="k2"),
+            item(to(alice), "no key"),
+            item(to(alice), "no key"),
+            item(to(alice), "bad, with a key", idempotency_key="k3", url="file:///x"),
+            item(to(alice), "k3 after the bad one", idempotency_key="k3"),
+        ],
+        publisher="cli",
+    )
+    mine = Message.objects.get(publisher="cli", idempotency_key="k2")
+    k3 = Message.objects.get(publisher="cli", idempotency_key="k3")
+    assert mine.pk != other_publisher.message.pk
+    assert [(o.status, o.message_id, o.recipients) for o in outcomes] == [
+        ("duplicate", earlier.message.pk, 2),
+        ("created", mine.pk, 1),
+        ("duplicate", mine.pk, 1),
+        ("created", outcomes[3].message_id, 1),
+        ("created", outcomes[4].message_id, 1),
+        ("error", None, 0),
+        ("created", k3.pk, 1),
+    ]
+    assert outcomes[3].message_id != outcomes[4].message_id
+    assert Message.objects.filter(publisher="cli").count() == 5
+    assert seqs_of(alice) == list(range(1, 7))  # earlier, theirs, mine, two keyless, k3
+
+
+def test_batch_resolves_audiences_as_notification_create_does(make_user: Any) -> None:
+    alice = make_user("alice", role="developer")
+    bob = make_user("bob", role="designer")
+    make_user("gone", role="developer", is_active=False)
+    carol = make_user("carol")
+    project = Project.objects.create(title="Apollo")
+    empty = Project.objects.create(title="Empty")
+    Membership.objects.create(project=project, user=bob)
+    Membership.objects.create(project=project, user=carol)
+    audiences = [
+        Audience(everyone=True),
+        Audience(everyone=True, exclude=(alice.pk,)),
+        Audience(users=(alice.pk, bob.pk)),
+        Audience(roles=("developer",)),
+        Audience(projects=(project.pk,), exclude=(carol.pk,)),
+        Audience(projects=(empty.pk,)),
+        Audience(users=(carol.pk,), roles=("designer", "developer"), projects=(project.pk,)),
+    ]
+    expected = [audience_user_ids(audience) for audience in audiences]
+    outcomes = notification_create_batch(items=[item(a) for a in audiences])
+    got = [
+        sorted(Inbox.objects.filter(message__in=[o.message_id]).values_list("user_id", flat=True))
+        for o in outcomes
+    ]
+    assert got == expected
+    assert [o.recipients for o in outcomes] == [len(ids) for ids in expected]
+
+
+def test_batch_statements_do_not_grow_with_the_items(
+    make_user: Any, django_assert_max_num_queries: Any
+) -> None:
+    users = [make_user(f"u{i}") for i in range(20)]
+    items = [item(to(users[i % 20]), f"n{i}", idempotency_key=f"k{i}") for i in range(200)]
+    # A few statements for the whole batch, however many items: no statement per item.
+    with django_assert_max_num_queries(12):
+        outcomes = notification_create_batch(items=items)
+    assert {o.status for o in outcomes} == {"created"}
+
+
+def test_batch_gives_seqs_to_users_without_a_sequence_row(make_user: Any) -> None:
+    # bulk_create skips the post_save signal that makes a user's sequence row.
+    from backend.users.models import User
+
+    alice = make_user("alice")
+    User.objects.bulk_create([User(username="bulk1"), User(username="bulk2")])
+    bulk = list(User.objects.filter(username__startswith="bulk"))
+    assert not InboxSequence.objects.filter(user__in=bulk).exists()
+    outcomes = notification_create_batch(
+        items=[item(to(*bulk), "one"), item(to(alice, bulk[0]), "two"), item(to(bulk[1]), "3")]
+    )
+    assert [o.recipients for o in outcomes] == [2, 2, 1]
+    assert seqs_of(bulk[0]) == [1, 2]
+    assert seqs_of(bulk[1]) == [1, 2]
+    assert seqs_of(alice) == [1]
+    assert InboxSequence.objects.get(user=bulk[1]).last_seq == 2
+
+
+def test_batch_rings_once_per_notification_after_commit(
+    make_user: Any, rung: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = make_user("alice")
+    bob = make_user("bob")
+    with django_capture_on_commit_callbacks() as callbacks:
+        outcomes = notification_create_batch(
+            items=[item(to(alice), "one"), InvalidInput("no"), item(to(alice, bob), "two")]
+        )
+        assert rung == []  # durable first, push second
+    for callback in callbacks:
+        callback()
+    assert [event["message_id"] for event in rung] == [
+        outcomes[0].message_id,
+        outcomes[2].message_id,
+    ]
+    assert [event["shared"]["title"] for event in rung] == ["one", "two"]
+    assert sorted(rung[1]["recipients"]) == sorted(
+        [user_id, inbox_id, seq]
+        for user_id, inbox_id, seq in Inbox.objects.filter(
+            message__in=[outcomes[2].message_id]
+        ).values_list("user_id", "id", "seq")
+    )
+
+
+def test_batch_of_nothing_but_errors_writes_nothing(make_user: Any) -> None:
+    alice = make_user("alice")
+    outcomes = notification_create_batch(items=[InvalidInput("no"), item(to(alice), "")])
+    assert [o.status for o in outcomes] == ["error", "error"]
+    assert not Message.objects.exists()
+    assert notification_create_batch(items=[]) == []
 
 
 # Inbox services
