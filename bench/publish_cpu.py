@@ -27,7 +27,9 @@ same publishes from N concurrent keep-alive clients (integration key), and the
 rate and server CPU per publish are reported (the publish lane's group commit,
 backend/notifications/publish_lane.py, decides there). ``--postgres`` runs the
 whole comparison on a private PostgreSQL cluster (bench/postgres.py) instead of
-the SQLite file.
+the SQLite file; ``--set TRAY_NAME=VALUE`` gives the server (and the service's
+process) a setting, e.g. ``--set TRAY_PUBLISH_GROUP_COMMIT=on`` or
+``--set TRAY_PUBLISH_FAST_PATH=0`` (the full stack, as before issue 14).
 
 Results go to ``bench/results/publish_cpu.json`` (``--output`` elsewhere) and a
 table on stdout.
@@ -212,7 +214,9 @@ def worker(count: int, warmup: int) -> dict[str, Any]:
     return report
 
 
-def measure(*, count: int, warmup: int, concurrent: int, postgres: bool) -> dict[str, Any]:
+def measure(
+    *, count: int, warmup: int, concurrent: int, postgres: bool, settings: dict[str, str]
+) -> dict[str, Any]:
     pin_to_client_cpu()
     with tempfile.TemporaryDirectory(prefix="bench-publish-cpu-") as scratch_name:
         scratch = Path(scratch_name)
@@ -228,9 +232,16 @@ def measure(*, count: int, warmup: int, concurrent: int, postgres: bool) -> dict
                     warmup=warmup,
                     concurrent=concurrent,
                     database="postgresql",
+                    settings=settings,
                 )
         return _measure_on(
-            scratch, None, count=count, warmup=warmup, concurrent=concurrent, database="sqlite"
+            scratch,
+            None,
+            count=count,
+            warmup=warmup,
+            concurrent=concurrent,
+            database="sqlite",
+            settings=settings,
         )
 
 
@@ -242,6 +253,7 @@ def _measure_on(
     warmup: int,
     concurrent: int,
     database: str,
+    settings: dict[str, str],
 ) -> dict[str, Any]:
     envs: dict[str, dict[str, str]] = {}
     keys: dict[str, str] = {}
@@ -250,6 +262,7 @@ def _measure_on(
         data.mkdir()
         env = bench_env(data)
         env["TRAY_ACCESS_TOKEN_MINUTES"] = "240"
+        env.update(settings)
         if new_database is not None:
             env["DATABASE_URL"] = new_database(f"publish_cpu_{role}")
         prepare_database(env)
@@ -296,6 +309,7 @@ def _measure_on(
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(["django", "uvicorn", "djangorestframework"]),
         "database": database,
+        "settings": settings,
         "requests_per_identity": count,
         "server_idle_cpu_ms_per_s": round(idle * 1000, 3),
         "http": http,
@@ -316,18 +330,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 publishes per identity")
     parser.add_argument("--concurrent", type=int, default=16, help="clients at once (0: skip)")
     parser.add_argument("--postgres", action="store_true", help="on a private PostgreSQL")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TRAY_NAME=VALUE",
+        help="a server setting for the run, e.g. TRAY_PUBLISH_GROUP_COMMIT=on (repeatable)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     options = parser.parse_args(arguments)
+    settings = dict(item.split("=", 1) for item in options.set)
+    if not all(name.startswith("TRAY_") for name in settings):
+        parser.error("--set takes TRAY_* settings only")
     count = 200 if options.quick else 1000
     outcome = measure(
         count=count,
         warmup=max(20, count // 10),
         concurrent=options.concurrent,
         postgres=options.postgres,
+        settings=settings,
     )
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(outcome, indent=1) + "\n")
-    print(f"database: {outcome['database']}")
+    print(f"database: {outcome['database']} {settings or ''}")
     print("| identity | server CPU ms/request | service CPU ms/call | ratio | p50 ms |")
     print("|---|---|---|---|---|")
     for name, row in outcome["http"].items():
