@@ -20,7 +20,11 @@ copy of the same database (migrated, demo data, one key) calls
 passes for each identity (``Audience(users=(alice,))``, the key's publisher and
 no actor; admin as actor and publisher), and reports its CPU per call
 (``time.process_time``). The ratio HTTP / service is the figure of issue 14
-(target: at most 1.5).
+(target: at most 1.5). The same child then runs the publish lane's writer
+(``publish_route.publish_batch``) on batches of 16 publishes, what the writer
+gets with 16 publishers waiting, with group commit on and off in turns, and
+reports wall and CPU time per publish: whether one transaction per batch pays
+on this database, measured without HTTP's noise.
 
 With ``--concurrent N`` (default 16; 0 skips it) the server also takes the
 same publishes from N concurrent keep-alive clients (integration key), and the
@@ -155,9 +159,9 @@ def _idle_rate(pid: int) -> float:
     return (cpu_seconds(pid) - started_cpu) / (time.monotonic() - started)
 
 
-def _service(env: dict[str, str], count: int, warmup: int) -> dict[str, Any]:
+def _service(env: dict[str, str], count: int, warmup: int, key: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.publish_cpu", "--worker", str(count), str(warmup)],
+        [sys.executable, "-m", "bench.publish_cpu", "--worker", str(count), str(warmup), key],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -172,8 +176,10 @@ def _service(env: dict[str, str], count: int, warmup: int) -> dict[str, Any]:
     return result
 
 
-def worker(count: int, warmup: int) -> dict[str, Any]:
-    """The child: ``notification_create`` as the view calls it, CPU per call."""
+def worker(count: int, warmup: int, raw_key: str) -> dict[str, Any]:
+    """The child: ``notification_create`` as the view calls it, CPU per call; then
+    the publish lane's writer (``publish_batch``) on batches of GROUP_BATCH, with
+    and without group commit, taking turns."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
@@ -211,7 +217,50 @@ def worker(count: int, warmup: int) -> dict[str, Any]:
                 raise BenchError(f"#{index} reached {result.recipient_count} users")
         spent = time.process_time() - started
         report[name] = {"calls": count, "cpu_ms_per_call": round(spent / count * 1000, 3)}
+    report["group_commit"] = _group_commit(raw_key, alice.pk, count)
     return report
+
+
+GROUP_BATCH = 16
+GROUP_ROUNDS = 4
+
+
+def _group_commit(raw_key: str, alice: int, count: int) -> dict[str, Any]:
+    """Wall and CPU time per publish of ``publish_batch`` over batches of GROUP_BATCH
+    (what the lane's writer gets with 16 publishers waiting), on and off in turns."""
+    from backend.notifications.publish_route import Request, publish_batch
+
+    authorization = f"Api-Key {raw_key}".encode()
+    batches = max(1, count // GROUP_BATCH // GROUP_ROUNDS)
+    totals = {mode: {"wall": 0.0, "cpu": 0.0, "publishes": 0} for mode in ("on", "off")}
+    for round_index in range(GROUP_ROUNDS):
+        for mode in ("off", "on") if round_index % 2 == 0 else ("on", "off"):
+            requests = [
+                [
+                    Request(authorization, json.dumps(_body(alice, b * GROUP_BATCH + i)).encode())
+                    for i in range(GROUP_BATCH)
+                ]
+                for b in range(batches)
+            ]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            for batch in requests:
+                answers = publish_batch(batch, group_commit=mode == "on")
+                if any(answer is None or answer.status != 201 for answer in answers):
+                    raise BenchError(f"group commit {mode}: a publish was not created")
+            totals[mode]["wall"] += time.perf_counter() - started
+            totals[mode]["cpu"] += time.process_time() - started_cpu
+            totals[mode]["publishes"] += batches * GROUP_BATCH
+    return {
+        "batch": GROUP_BATCH,
+        **{
+            mode: {
+                "publishes": int(row["publishes"]),
+                "wall_ms_per_publish": round(row["wall"] / row["publishes"] * 1000, 3),
+                "cpu_ms_per_publish": round(row["cpu"] / row["publishes"] * 1000, 3),
+            }
+            for mode, row in totals.items()
+        },
+    }
 
 
 def measure(
@@ -269,7 +318,7 @@ def _measure_on(
         keys[role] = _create_key(env)
         envs[role] = env
     alice = _alice_id(envs["server"])
-    service = _service(envs["service"], count, warmup)
+    service = _service(envs["service"], count, warmup, keys["service"])
     server = start_server(
         "ours",
         [sys.executable, "-m", "backend.cli", "serve", "--demo", "--port", "0"],
@@ -305,6 +354,7 @@ def _measure_on(
         name: round(http[name]["server_cpu_ms_per_request"] / service[name]["cpu_ms_per_call"], 2)
         for name in http
     }
+    service_calls = {name: service[name] for name in http}
     return {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(["django", "uvicorn", "djangorestframework"]),
@@ -313,7 +363,8 @@ def _measure_on(
         "requests_per_identity": count,
         "server_idle_cpu_ms_per_s": round(idle * 1000, 3),
         "http": http,
-        "service": service,
+        "service": service_calls,
+        "lane_writer_group_commit": service["group_commit"],
         "ratio_http_to_service": ratios,
         "target_ratio": TARGET_RATIO,
         "met": all(ratio <= TARGET_RATIO for ratio in ratios.values()),
@@ -324,7 +375,7 @@ def _measure_on(
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["--worker"]:
-        print(json.dumps(worker(int(arguments[1]), int(arguments[2]))))
+        print(json.dumps(worker(int(arguments[1]), int(arguments[2]), arguments[3])))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.publish_cpu", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="200 publishes per identity")
@@ -367,6 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['clients']} clients: {row['created_per_s']} created/s, "
             f"{row['server_cpu_ms_per_created']} ms server CPU each, statuses {row['statuses']}"
         )
+    group = outcome["lane_writer_group_commit"]
+    print(
+        f"lane writer, batches of {group['batch']}: group commit on "
+        f"{group['on']['wall_ms_per_publish']} ms wall / {group['on']['cpu_ms_per_publish']} ms "
+        f"CPU per publish, off {group['off']['wall_ms_per_publish']} / "
+        f"{group['off']['cpu_ms_per_publish']}"
+    )
     print(f"target <= {TARGET_RATIO}x: {'met' if outcome['met'] else 'not met'}")
     return 0
 

@@ -295,3 +295,22 @@ def test_a_batch_whose_commit_fails_is_handed_on_whole(make_user: Any) -> None:
     answers = publish_batch([_request(key, title="Innocent"), as_staff], group_commit=True)
     assert answers == [None, None]
     assert list(Message.objects.values_list("title", flat=True)) == ["As staff"]
+
+
+def test_an_expired_access_token_is_refused_whatever_the_cache(
+    server_factory: ServerFactory,
+) -> None:
+    # Tokens live 3 s, cached checks 60 s: only the token's own expiry can refuse it.
+    server = server_factory(
+        demo=True, env={"TRAY_ACCESS_TOKEN_MINUTES": "0.05", "TRAY_AUTH_CACHE_SECONDS": "60"}
+    )
+    issued = time.monotonic()
+    access = _login(server, "admin")["access"]
+    body = {"audience": {"usernames": ["alice"]}, "title": "Soon expired"}
+    with httpx.Client(
+        base_url=server.url, timeout=TIMEOUT, headers={"Authorization": f"Bearer {access}"}
+    ) as client:
+        while (answer := client.post(PUBLISH, json=body)).status_code == 201:
+            assert time.monotonic() - issued < 30, "an expired token is still accepted"
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "token_not_valid"
