@@ -8,6 +8,7 @@ shutdown, so other processes see this one's users leave at once.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import django
@@ -20,13 +21,57 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
 from backend.login_lane import LoginLane  # noqa: E402
+from backend.notifications import publish_route  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
+from backend.notifications.publish_lane import (  # noqa: E402
+    BUSY_BODY,
+    RETRY_AFTER_SECONDS,
+    PublishLane,
+)
 from backend.notifications.routing import websocket_urlpatterns  # noqa: E402
 
 Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Headers = list[tuple[bytes, bytes]]
+# Hosts whose middleware headers are remembered; more distinct Host headers than this
+# (a client making them up) go the full way.
+_MAX_LEARNED_HOSTS = 64
+# The most a fast publish reads into memory when no upload limit is configured.
+_DEFAULT_BODY_LIMIT = 2_621_440
+# Set by the fast path itself; whatever the middleware says for these is not reused.
+_OWN_HEADERS = frozenset({b"content-type", b"content-length"})
+
+
+def publish_lane_from_settings() -> PublishLane | None:
+    """The process's publish lane, or None when TRAY_PUBLISH_FAST_PATH is off."""
+    tray = settings.TRAY
+    if not tray["PUBLISH_FAST_PATH"]:
+        return None
+    group_commit = tray["PUBLISH_GROUP_COMMIT"]
+    if group_commit == "auto":
+        # Measured (docs/performance.md): one commit for many publishes pays on
+        # PostgreSQL, whose commit waits for the disk; SQLite's WAL commit is cheap.
+        group_commit = "on" if connection.vendor == "postgresql" else "off"
+    return PublishLane(
+        queue=tray["PUBLISH_QUEUE"], batch=tray["PUBLISH_BATCH"], group_commit=group_commit == "on"
+    )
+
+
+def _replay(chunks: list[bytes], receive: Receive, *, more: bool) -> Receive:
+    """``receive`` with the body already read from it handed out again first."""
+    pending = [b"".join(chunks)]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": more}
+        return await receive()
+
+    return replayed
 
 
 async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
@@ -64,9 +109,10 @@ class SharedThreadASGIHandler(ASGIHandler):
     through ``sync_to_async``): about a dozen hops per API request, all for
     synchronous code.
 
-    The exception: requests that check a password (backend/login_lane.py) run the
+    The exceptions: requests that check a password (backend/login_lane.py) run the
     same chain on the login lane's own bounded threads, so hashing never holds
-    up the shared one.
+    up the shared one; and a single publish (``POST /api/notifications/``) that is
+    well-formed and allowed skips the chain altogether (``_fast_publish``).
     """
 
     def __init__(self) -> None:
@@ -78,6 +124,9 @@ class SharedThreadASGIHandler(ASGIHandler):
         self._login_lane = LoginLane(
             workers=settings.TRAY["LOGIN_WORKERS"], queue=settings.TRAY["LOGIN_QUEUE"]
         )
+        self._publish_lane = publish_lane_from_settings()
+        # (scheme, Host) -> the headers the full stack puts on a publish's answer there.
+        self._learned: dict[tuple[str, bytes], Headers] = {}
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         if self._login_lane.takes(request):
@@ -88,7 +137,86 @@ class SharedThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}")
+        if (
+            self._publish_lane is not None
+            and scope["method"] == "POST"
+            and scope["path"].removeprefix(scope.get("root_path", "")) == publish_route.PUBLISH_PATH
+        ):
+            await self._fast_publish(self._publish_lane, scope, receive, send)
+            return
         await self.handle(scope, receive, send)
+
+    async def _fast_publish(
+        self, lane: PublishLane, scope: Scope, receive: Receive, send: Any
+    ) -> None:
+        """A single publish without the middleware chain, DRF or a thread of its own.
+
+        Its authentication and body are checked by backend/notifications/publish_route.py
+        and it is written by the publish lane. Any request the fast path does not
+        answer itself (an error of any kind) goes through the full stack, which
+        answers it exactly as before; the headers the middleware adds (security
+        headers, the CSP) are learned from the full stack's first successful publish
+        per host (a Host the full stack refuses never gets that far).
+        """
+        authorizations = [value for name, value in scope["headers"] if name == b"authorization"]
+        content_type = next((v for n, v in scope["headers"] if n == b"content-type"), None)
+        authorization = authorizations[0] if len(authorizations) == 1 else None
+        if authorization is None or not publish_route.takes(content_type, authorization):
+            await self.handle(scope, receive, send)
+            return
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        key = (str(scope.get("scheme", "http")), host)
+        headers = self._learned.get(key)
+        if headers is None:
+            await self.handle(scope, receive, self._learning(key, send))
+            return
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or _DEFAULT_BODY_LIMIT
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                # The full stack answers a body over the limit (413), reading the rest.
+                await self.handle(scope, _replay(chunks, receive, more=True), send)
+                return
+            if not message.get("more_body", False):
+                break
+        if lane.full():
+            retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+            await self._send(send, 503, BUSY_BODY, headers + retry)
+            return
+        answer = await lane.submit(publish_route.Request(authorization, b"".join(chunks)))
+        if answer is None:
+            await self.handle(scope, _replay(chunks, receive, more=False), send)
+            return
+        await self._send(send, answer.status, answer.body, headers)
+
+    @staticmethod
+    async def _send(send: Any, status: int, body: bytes, headers: Headers) -> None:
+        own = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers + own})
+        await send({"type": "http.response.body", "body": body})
+
+    def _learning(self, key: tuple[str, bytes], send: Any) -> Any:
+        """``send``, keeping the headers of a successful answer of the full stack for
+        ``key`` (scheme, Host): the ones the middleware chain and DRF add, less those
+        that belong to that one answer. Learned once per host, not built per response
+        (django-csp alone rebuilt its policy for every response)."""
+
+        async def learning_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (200, 201):
+                headers = [(name.lower(), value) for name, value in message["headers"]]
+                if not any(name == b"set-cookie" for name, _ in headers) and (
+                    len(self._learned) < _MAX_LEARNED_HOSTS
+                ):
+                    self._learned[key] = [h for h in headers if h[0] not in _OWN_HEADERS]
+            await send(message)
+
+        return learning_send
 
 
 application = ProtocolTypeRouter(

@@ -377,6 +377,23 @@ TRAY: dict[str, Any] = {
     # once, with at most LOGIN_QUEUE more waiting before logins are answered 503.
     "LOGIN_WORKERS": _env_int("TRAY_LOGIN_WORKERS", 2),
     "LOGIN_QUEUE": _env_int("TRAY_LOGIN_QUEUE", 16),
+    # How long a process reuses a positive answer of the session check of a Bearer
+    # token and of an integration key's lookup: a logout, password change,
+    # deactivation or revoked key is refused by every process within this many
+    # seconds (at once by the process that made the change). 0 checks every request.
+    "AUTH_CACHE_SECONDS": _env_float("TRAY_AUTH_CACHE_SECONDS", 2.0),
+    # Single publishes (POST /api/notifications/) skip the middleware chain and DRF
+    # when well-formed and allowed (backend/notifications/publish_route.py); off sends
+    # every one through the full stack.
+    "PUBLISH_FAST_PATH": _env_bool("TRAY_PUBLISH_FAST_PATH", True),
+    # Fast publishes queued or being written at once per process; past it, 503 with
+    # Retry-After (backend/notifications/publish_lane.py, docs/performance.md).
+    "PUBLISH_QUEUE": _env_int("TRAY_PUBLISH_QUEUE", 256),
+    # The most publishes written in one batch (one trip to the database thread).
+    "PUBLISH_BATCH": _env_int("TRAY_PUBLISH_BATCH", 64),
+    # One transaction per batch (each publish in a savepoint): on, off, or auto
+    # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
+    "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()

@@ -14,6 +14,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -30,6 +31,7 @@ from backend.users.models import LoginSession, Role, User
 from backend.users.tokens import (
     ACCOUNT_DISABLED,
     SESSION_ENDED,
+    forget_sessions,
     issue_pair,
     read_refresh_token,
 )
@@ -159,6 +161,10 @@ def _end(sessions: QuerySet[LoginSession], *, reason: str) -> list[tuple[int, st
     for user_id, session_id in ended:
         by_user.setdefault(user_id, []).append(session_id)
     for user_id, session_ids in by_user.items():
+        # This process stops trusting its cached session checks at once, and again
+        # after commit, in case another thread asked the database in between.
+        forget_sessions(user_id, session_ids)
+        transaction.on_commit(partial(forget_sessions, user_id, session_ids), robust=True)
         delivery.ring_on_commit(
             {
                 "kind": "sessions_ended",

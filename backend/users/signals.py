@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from backend.notifications import delivery
 from backend.notifications.models import InboxSequence
 from backend.users.models import LoginSession, User
+from backend.users.tokens import forget_sessions
 
 
 @receiver(post_save, sender=User)
 def _user_saved(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     from backend.users.services import sessions_end
 
+    # Staff rights, activity: the next request of this user asks the database again.
+    forget_sessions(instance.pk)
     if created:
         # Created up front so that seq assignment only ever locks existing rows.
         InboxSequence.objects.get_or_create(user_id=instance.pk)
@@ -48,3 +51,8 @@ def _is_rehash(instance: User, update_fields: Any) -> bool:
     saves only the password, with the raw password already forgotten), not a change."""
     fields = frozenset(update_fields or ())
     return fields == {"password"} and getattr(instance, "_password", None) is None
+
+
+@receiver(post_delete, sender=User)
+def _user_deleted(sender: type[User], instance: User, **kwargs: Any) -> None:
+    forget_sessions(instance.pk)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from backend.notifications.models import ApiKey, Inbox, Message
-from backend.notifications.services import api_key_create, api_key_revoke
+from backend.notifications.services import api_key_authenticate, api_key_create, api_key_revoke
 from backend.projects.models import Membership, Project
 
 PUBLISH = "/api/notifications/"
@@ -345,3 +348,41 @@ def test_an_audience_that_resolves_to_nobody_is_fine(as_staff: APIClient) -> Non
     response = as_staff.post(PUBLISH, body(audience={"projects": [project.pk]}), format="json")
     assert response.status_code == 201
     assert response.json()["recipients"] == 0
+
+
+def test_a_key_is_looked_up_once_per_bound_and_its_use_recorded_to_the_minute(
+    team: dict[str, Any], key: tuple[ApiKey, str]
+) -> None:
+    stored, raw = key
+    client = with_key(raw)
+    with CaptureQueriesContext(connection) as first:
+        assert client.post(PUBLISH, body(), format="json").status_code == 201
+    with CaptureQueriesContext(connection) as second:
+        assert client.post(PUBLISH, body(), format="json").status_code == 201
+    key_queries = [
+        [q["sql"] for q in run.captured_queries if "apikey" in q["sql"].lower()]
+        for run in (first, second)
+    ]
+    assert len(key_queries[0]) == 2  # the lookup and last_used_at
+    assert key_queries[1] == []  # cached
+    stored.refresh_from_db()
+    used = stored.last_used_at
+    assert used is not None
+    # Asked again within the minute: the use is not written again.
+    assert api_key_authenticate(raw=raw) == stored
+    stored.refresh_from_db()
+    assert stored.last_used_at == used
+    ApiKey.objects.filter(pk=stored.pk).update(last_used_at=used - timedelta(minutes=2))
+    api_key_authenticate(raw=raw)
+    stored.refresh_from_db()
+    assert stored.last_used_at is not None
+    assert stored.last_used_at > used
+
+
+def test_a_key_revoked_in_this_process_is_refused_at_once(
+    team: dict[str, Any], key: tuple[ApiKey, str]
+) -> None:
+    client = with_key(key[1])
+    assert client.post(PUBLISH, body(), format="json").status_code == 201
+    api_key_revoke(key=key[0])
+    assert client.post(PUBLISH, body(), format="json").status_code == 401
