@@ -37,6 +37,7 @@ import secrets
 import socket
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -260,6 +261,7 @@ class LocalDoorbell:
                 if self._sender is None:
                     created = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                     created.setblocking(False)  # a swamped server never blocks a commit
+                    weakref.finalize(self, created.close)
                     self._sender = created
                 sender = self._sender
         return sender
@@ -277,6 +279,7 @@ class LocalDoorbell:
         with self._lock:
             if self._directory_fd is None:
                 self._directory_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+                weakref.finalize(self, os.close, self._directory_fd)
             return f"/proc/self/fd/{self._directory_fd}/{name}"
 
 
