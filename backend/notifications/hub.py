@@ -97,6 +97,15 @@ def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[SessionsEnded
     ]
 
 
+def _look(
+    after_id: int, user_ids: list[int], rung: Container[int], sessions_since: datetime
+) -> tuple[int, list[NotificationEvent], datetime, list[SessionsEndedEvent]]:
+    """Both looks of the database watch, in one trip to the database thread."""
+    after_id, notifications = _watch_new_messages(after_id, user_ids, rung)
+    sessions_since, ended = _watch_ended_sessions(sessions_since)
+    return after_id, notifications, sessions_since, ended
+
+
 class Hub:
     """This process's sockets and what reaches them. Use ``Hub.current()``.
 
@@ -378,8 +387,7 @@ class Hub:
         shell``, another server), which cannot ring this hub directly: at once when
         its "look" datagram arrives (``look``), else every ``DB_WATCH_INTERVAL``."""
         interval = settings.TRAY["DB_WATCH_INTERVAL"]
-        watch = database_sync_to_async(_watch_new_messages)
-        watch_sessions = database_sync_to_async(_watch_ended_sessions)
+        look = database_sync_to_async(_look)
         sessions_since = timezone.now() - timedelta(seconds=10)
         while True:
             with contextlib.suppress(TimeoutError):
@@ -389,10 +397,9 @@ class Hub:
             self._look_now.clear()
             try:
                 # The thread only tests membership, which is safe while the loop adds keys.
-                after_id, events = await watch(
-                    after_id, list(self.sockets_by_user), self._recently_rung.keys()
+                after_id, events, sessions_since, ended = await look(
+                    after_id, list(self.sockets_by_user), self._recently_rung.keys(), sessions_since
                 )
-                sessions_since, ended = await watch_sessions(sessions_since)
             except Exception:
                 logger.exception("database watch failed; retrying")
                 continue
