@@ -138,6 +138,9 @@ def test_a_second_server_on_the_same_data_directory_is_rung(
         )
         assert response.status_code == 201, response.text
         assert _notification(alice, DOORBELL_WAIT)["title"] == "from the first"
+    # A server that stops (SIGTERM) takes its socket with it.
+    assert second.stop() == 0
+    assert len(_doorbell_sockets(first)) == 1
 
 
 def test_a_killed_servers_socket_is_removed_by_the_next_ring(
