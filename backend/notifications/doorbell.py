@@ -325,8 +325,14 @@ class RedisDoorbell:
     async def open(self, listener: Listener) -> None:
         import redis.asyncio
 
-        if self._listener is not None:
-            await self.close(self._listener)
+        previous = self._listener
+        if previous is not None:
+            if previous.loop is asyncio.get_running_loop():
+                await self.close(previous)
+            else:
+                # A hub of a loop that is gone (tests run a loop each): nothing of its
+                # state can be awaited from this loop, so it is dropped.
+                self._listener, self._task, self.client = None, None, None
         self._namespace = current_namespace()
         client = redis.asyncio.Redis.from_url(self.url)
         try:
