@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from backend.notifications import doorbell
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -15,16 +16,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["database"] = "ok"
     except Exception as error:
         checks["database"] = f"error: {type(error).__name__}"
-    if settings.REDIS_URL:
-        try:
-            from backend.notifications.delivery import _redis
-
-            _redis().ping()
-            checks["channel_layer"] = "ok (redis)"
-        except Exception as error:
-            checks["channel_layer"] = f"error: {type(error).__name__}"
-    else:
-        checks["channel_layer"] = "ok (in-process)"
+    try:
+        checks["channel_layer"] = doorbell.current().health()
+    except Exception as error:
+        checks["channel_layer"] = f"error: {type(error).__name__}"
     healthy = all(value.startswith("ok") for value in checks.values())
     return JsonResponse(
         {"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503

@@ -366,8 +366,10 @@ TRAY: dict[str, Any] = {
     # Presence: a process refreshes its sockets every TTL/3; entries of a dead
     # process expire after TTL seconds.
     "PRESENCE_TTL": _env_float("TRAY_PRESENCE_TTL", 30.0),
-    # How often the embedded server looks for notifications written by another
-    # process (tray-notifier-server notify) on the same database.
+    # How often the embedded server looks for notifications and session ends written
+    # by another process (tray-notifier-server notify) on the same database: a safety
+    # net, since such a process rings the server's doorbell socket after its commit
+    # (backend/notifications/doorbell.py) and the server looks at once.
     "DB_WATCH_INTERVAL": _env_float("TRAY_DB_WATCH_INTERVAL", 0.5),
     # How often sockets whose access token expired are closed with 4001.
     "TOKEN_SWEEP_INTERVAL": _env_float("TRAY_TOKEN_SWEEP_INTERVAL", 5.0),

@@ -1,61 +1,58 @@
 """The per-process hub: this process's sockets, and the doorbell fanned out to them.
 
-Every server process has one hub (bound to its event loop). It receives each
-doorbell event exactly once (in-process, or one Redis message per process)
-and hands it to the local sockets it concerns, so the cost of a broadcast is
-one event per process plus one frame per local recipient.
+Every server process has one hub (bound to its event loop). It is the listener of
+the process's doorbell (backend/notifications/doorbell.py): it receives each
+doorbell event exactly once (in-process, or one Redis message per process) and
+hands it to the local sockets it concerns, so the cost of a broadcast is one event
+per process plus one frame per local recipient.
 
-Event kinds (built by services; JSON-safe dicts):
+In the embedded default another process's commit (``tray-notifier-server notify``,
+``manage shell``, a second server) reaches this hub as a "look" datagram: the
+database watch then looks for new notifications and ended sessions at once; it
+also looks every ``TRAY_DB_WATCH_INTERVAL`` as a safety net.
 
-- ``notification``: ``message_id``, ``shared`` (payloads.message_payload) and
-  ``recipients`` [[user_id, inbox_id, seq], ...]
-- ``read_state``: ``user_id``, ``updates`` [[inbox_id, is_read]], ``deleted``,
-  ``all_read_up_to``, ``unread_count``
-- ``user_disabled``: ``user_id``
-- ``sessions_ended``: ``user_id``, ``session_ids``, ``reason`` (LoginSession.END_*)
-- ``membership_removed``: ``user_id``, ``project_id``
-- ``presence``: ``user_id``, ``project_ids``, ``state`` (PresenceState payload)
+The event kinds are typed in backend/notifications/events.py, and so is what the
+hub needs of a socket (``events.ClientSocket``); the hub imports no consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import itertools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Container
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from backend.notifications import namespace, protocol, selectors
-from backend.notifications.delivery import (
+from backend.notifications.doorbell import Doorbell, RedisDoorbell, current_namespace
+from backend.notifications.doorbell import current as current_doorbell
+from backend.notifications.events import (
+    ClientSocket,
     Event,
-    ForeignDoorbell,
-    current_namespace,
-    decode_doorbell,
-    encode_doorbell,
+    NotificationEvent,
+    PresenceEvent,
+    ReadStateEvent,
+    SessionsEndedEvent,
 )
 from backend.notifications.models import Message
 from backend.notifications.payloads import message_payload
 from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
 from backend.users.models import LoginSession
 
-if TYPE_CHECKING:
-    from backend.notifications.consumers import NotificationConsumer
-
 logger = logging.getLogger(__name__)
 
 
 def _watch_new_messages(
     after_id: int, user_ids: list[int], rung: Container[int]
-) -> tuple[int, list[Event]]:
+) -> tuple[int, list[NotificationEvent]]:
     """Notifications committed by another process (the ``notify`` command) since
     ``after_id``, as doorbell events for the given (locally connected) users.
     Messages in ``rung`` already rang this process's doorbell and are skipped
@@ -63,7 +60,7 @@ def _watch_new_messages(
     messages = list(
         Message.objects.filter(id__gt=after_id).select_related("actor").order_by("id")[:500]
     )
-    events: list[Event] = []
+    events: list[NotificationEvent] = []
     for message in messages:
         if message.pk in rung:
             continue
@@ -80,7 +77,7 @@ def _watch_new_messages(
     return (messages[-1].pk if messages else after_id), events
 
 
-def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[Event]]:
+def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[SessionsEndedEvent]]:
     """Sessions that ended at or after ``since``
     (a logout, password change or deactivation in another process, such as ``manage
     shell``), as ``sessions_ended`` events; and the ``since`` of the next look.
@@ -100,12 +97,22 @@ def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[Event]]:
     ]
 
 
+def _look(
+    after_id: int, user_ids: list[int], rung: Container[int], sessions_since: datetime
+) -> tuple[int, list[NotificationEvent], datetime, list[SessionsEndedEvent]]:
+    """Both looks of the database watch, in one trip to the database thread."""
+    after_id, notifications = _watch_new_messages(after_id, user_ids, rung)
+    sessions_since, ended = _watch_ended_sessions(sessions_since)
+    return after_id, notifications, sessions_since, ended
+
+
 class Hub:
     """This process's sockets and what reaches them. Use ``Hub.current()``.
 
-    Signals are plain method calls on the consumers (``deliver_notification``,
-    ``deliver_frames``, ``close_with``, ``drop_presence``); the hub never awaits
-    a socket, so one slow client cannot stall a broadcast.
+    Signals are plain method calls on the sockets (``events.ClientSocket``:
+    ``deliver_notification``, ``deliver_frames``, ``close_with``,
+    ``request_catch_up``); the hub never awaits a socket, so one slow client cannot
+    stall a broadcast.
     """
 
     _current: ClassVar[Hub | None] = None
@@ -116,17 +123,17 @@ class Hub:
         # getrandom call on every connect of a reconnect storm).
         self._socket_numbers = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.sockets_by_user: dict[int, set[NotificationConsumer]] = {}
-        self.watchers: dict[int, set[NotificationConsumer]] = {}
+        self.sockets_by_user: dict[int, set[ClientSocket]] = {}
+        self.watchers: dict[int, set[ClientSocket]] = {}
         self.presence: PresenceStore = MemoryPresence()
+        self.doorbell: Doorbell = current_doorbell()
         self._tasks: list[asyncio.Task[None]] = []
-        self._redis: Any = None
+        # Presence lives in Redis (several processes), not in this process's memory.
+        self._shared_presence = False
         self._started = False
         self._recently_rung: dict[int, None] = {}
-        # This deployment's Redis namespace (set by start() in scale mode), and the
-        # foreign ones already logged, so a neighbour's traffic logs once, not per event.
-        self.namespace = ""
-        self._foreign_logged: set[str] = set()
+        # Set by look() (another process's doorbell): the database watch looks at once.
+        self._look_now = asyncio.Event()
 
     @classmethod
     def current(cls) -> Hub:
@@ -141,16 +148,6 @@ class Hub:
             cls._current = hub
         return hub
 
-    @classmethod
-    def ring_local(cls, event: Event) -> None:
-        """Hand an event to this process's hub from any thread (embedded delivery)."""
-        hub = cls._current
-        if hub is None or hub.loop is None or hub.loop.is_closed():
-            return  # no server in this process: the server's database watch will see it
-        # A fresh context: the caller's carries asgiref's "inside sync_to_async" marker,
-        # which would make catch-up tasks started by this dispatch refuse database calls.
-        hub.loop.call_soon_threadsafe(hub.dispatch, event, context=contextvars.Context())
-
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -159,19 +156,16 @@ class Hub:
         self._started = True
         self.loop = asyncio.get_running_loop()
         tray = settings.TRAY
-        if settings.REDIS_URL:
-            import redis.asyncio
-
-            self.namespace = current_namespace()
-            self._redis = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-            await self._redis.ping()
+        # Heard from now on, before the database watch reads where to start: nothing
+        # committed in between is missed.
+        await self.doorbell.open(self)
+        if isinstance(self.doorbell, RedisDoorbell):
+            self._shared_presence = True
             self.presence = RedisPresence(
-                self._redis,
+                self.doorbell.client,
                 ttl=tray["PRESENCE_TTL"],
-                prefix=namespace.presence_prefix(self.namespace),
+                prefix=namespace.presence_prefix(current_namespace()),
             )
-            logger.info("doorbell on Redis channel %s", namespace.doorbell_channel(self.namespace))
-            self._spawn(self._listen_redis(), "doorbell")
             self._spawn(self._every(tray["PRESENCE_TTL"] / 3, self._refresh_presence), "presence")
         else:
             latest = await database_sync_to_async(selectors.latest_message_id)()
@@ -189,9 +183,7 @@ class Hub:
         for consumer in [c for group in self.sockets_by_user.values() for c in group]:
             consumer.close_with(protocol.CLOSE_RESTART)
             await self.socket_closed(consumer)
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        await self.doorbell.close(self)
         self._started = False
         if Hub._current is self:
             Hub._current = None
@@ -221,14 +213,14 @@ class Hub:
         """An id unique across every process and socket (presence keys it in Redis)."""
         return f"{self.process_id}:{next(self._socket_numbers)}"
 
-    def register(self, consumer: NotificationConsumer) -> None:
+    def register(self, consumer: ClientSocket) -> None:
         self.sockets_by_user.setdefault(consumer.user_id, set()).add(consumer)
 
-    async def socket_opened(self, consumer: NotificationConsumer) -> None:
+    async def socket_opened(self, consumer: ClientSocket) -> None:
         if await self.presence.socket_opened((consumer.user_id, consumer.socket_id)):
             await self.publish_presence(consumer.user_id)
 
-    async def socket_closed(self, consumer: NotificationConsumer) -> None:
+    async def socket_closed(self, consumer: ClientSocket) -> None:
         sockets = self.sockets_by_user.get(consumer.user_id)
         if sockets is None or consumer not in sockets:
             return
@@ -240,11 +232,11 @@ class Hub:
         if await self.presence.socket_closed((consumer.user_id, consumer.socket_id)):
             await self.publish_presence(consumer.user_id)
 
-    def watch(self, consumer: NotificationConsumer, project_id: int) -> None:
+    def watch(self, consumer: ClientSocket, project_id: int) -> None:
         self.watchers.setdefault(project_id, set()).add(consumer)
         consumer.watching.add(project_id)
 
-    def unwatch(self, consumer: NotificationConsumer, project_id: int) -> None:
+    def unwatch(self, consumer: ClientSocket, project_id: int) -> None:
         watchers = self.watchers.get(project_id)
         if watchers is not None:
             watchers.discard(consumer)
@@ -255,7 +247,7 @@ class Hub:
     async def publish_presence(self, user_id: int) -> None:
         """Tell the watchers of every project the user is in (looked up now, so a
         project joined or left since the socket opened is accounted for)."""
-        if self._redis is None and not self.watchers:
+        if not self._shared_presence and not self.watchers:
             # One process and nobody here watches a project: no one to tell, so no
             # queries (a reconnect storm would pay two per socket for nothing). Whoever
             # subscribes later gets the presence store's snapshot.
@@ -277,32 +269,36 @@ class Hub:
 
     async def publish(self, event: Event) -> None:
         """Ring from async code (presence): one Redis message, or straight to dispatch."""
-        if self._redis is not None:
-            await self._redis.publish(
-                namespace.doorbell_channel(self.namespace),
-                encode_doorbell(event, self.namespace),
-            )
-        else:
-            self.dispatch(event)
+        await self.doorbell.publish(event)
+
+    # -- the doorbell's listener (doorbell.Listener) ---------------------------
+
+    def look(self) -> None:
+        """Another process committed something: the database watch looks now."""
+        self._look_now.set()
+
+    def catch_up_all(self) -> None:
+        """Doorbells may have been missed: every socket catches up from the database."""
+        for consumer in [c for group in self.sockets_by_user.values() for c in group]:
+            consumer.request_catch_up()
 
     # -- fan-out ------------------------------------------------------------
 
     def dispatch(self, event: Event) -> None:
         """Hand one doorbell event to the local sockets it concerns. Never raises."""
         try:
-            kind = event.get("kind")
-            if kind == "notification":
+            if event["kind"] == "notification":
                 self._dispatch_notification(event)
-            elif kind == "read_state":
+            elif event["kind"] == "read_state":
                 self._dispatch_read_state(event)
-            elif kind == "presence":
+            elif event["kind"] == "presence":
                 self._dispatch_presence(event)
-            elif kind == "user_disabled":
+            elif event["kind"] == "user_disabled":
                 for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
                     consumer.close_with(protocol.CLOSE_FORBIDDEN)
-            elif kind == "sessions_ended":
+            elif event["kind"] == "sessions_ended":
                 self._dispatch_sessions_ended(event)
-            elif kind == "membership_removed":
+            elif event["kind"] == "membership_removed":
                 project_id = int(event["project_id"])
                 for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
                     if project_id in consumer.watching:
@@ -316,11 +312,12 @@ class Hub:
                             ]
                         )
             else:
-                logger.warning("ignored a doorbell event of unknown kind %r", kind)
+                # A kind this server does not know (a newer server's, during an upgrade).
+                logger.warning("ignored a doorbell event of unknown kind %r", event.get("kind"))
         except Exception:
             logger.exception("doorbell event could not be dispatched")
 
-    def _dispatch_notification(self, event: Event) -> None:
+    def _dispatch_notification(self, event: NotificationEvent) -> None:
         message_id = int(event["message_id"])
         self._recently_rung[message_id] = None
         if len(self._recently_rung) > 10_000:
@@ -336,7 +333,7 @@ class Hub:
             for consumer in sockets:
                 consumer.deliver_notification(seq, frame)
 
-    def _dispatch_sessions_ended(self, event: Event) -> None:
+    def _dispatch_sessions_ended(self, event: SessionsEndedEvent) -> None:
         ended = set(event["session_ids"])
         # A deactivated account is told so (4003: ask an administrator); any other end
         # is a 4001 whose refresh fails, so the client asks its user to log in again.
@@ -349,7 +346,7 @@ class Hub:
             if consumer.session_id in ended:
                 consumer.close_with(code)
 
-    def _dispatch_read_state(self, event: Event) -> None:
+    def _dispatch_read_state(self, event: ReadStateEvent) -> None:
         sockets = self.sockets_by_user.get(int(event["user_id"]))
         if not sockets:
             return
@@ -364,7 +361,7 @@ class Hub:
         for consumer in sockets:
             consumer.deliver_frames(frames)
 
-    def _dispatch_presence(self, event: Event) -> None:
+    def _dispatch_presence(self, event: PresenceEvent) -> None:
         user_id = int(event["user_id"])
         for project_id in event["project_ids"]:
             watchers = self.watchers.get(project_id)
@@ -384,79 +381,33 @@ class Hub:
 
     # -- background jobs ----------------------------------------------------
 
-    async def _listen_redis(self) -> None:
-        """One subscription per process; reconnects if Redis goes away."""
-        missed = False
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(namespace.doorbell_channel(self.namespace))
-                    async for message in pubsub.listen():
-                        if message.get("type") == "subscribe" and missed:
-                            # Only now are new doorbells heard again: whatever was rung
-                            # while away (up to this moment) is in the database, so every
-                            # socket catches up from there.
-                            missed = False
-                            for consumer in [
-                                c for group in self.sockets_by_user.values() for c in group
-                            ]:
-                                consumer.request_catch_up()
-                        if message.get("type") != "message":
-                            continue
-                        event = self._decode(message["data"])
-                        if event is not None:
-                            self.dispatch(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("lost the Redis doorbell; resubscribing in 1s")
-                # Sockets may miss doorbells until the subscription is back; they catch
-                # up once it is (above), not before, or a doorbell rung in between is lost.
-                missed = True
-                await asyncio.sleep(1)
-
-    def _decode(self, raw: bytes) -> Event | None:
-        """The event in a doorbell message, or None (logged) when it is not ours."""
-        try:
-            return decode_doorbell(raw, self.namespace)
-        except ForeignDoorbell as foreign:
-            # Only reachable if the channels meet (a shared TRAY_REDIS_NAMESPACE, a hand
-            # typed PUBLISH): whatever it names, it is not this database's rows.
-            sender = str(foreign.deployment)[:80]
-            if sender not in self._foreign_logged and len(self._foreign_logged) < 100:
-                self._foreign_logged.add(sender)
-                logger.warning(
-                    "dropped a doorbell message from another deployment (%r); this is %r",
-                    sender,
-                    self.namespace,
-                )
-        except ValueError:
-            logger.warning("ignored a doorbell message that is not a JSON object")
-        return None
-
     async def _watch_database(self, after_id: int) -> None:
-        """Embedded mode: notice notifications written by another process on the same
-        database (``tray-notifier-server notify``), which cannot ring this hub."""
+        """Embedded mode: notice notifications and session ends written by another
+        process on the same database (``tray-notifier-server notify``, ``manage
+        shell``, another server), which cannot ring this hub directly: at once when
+        its "look" datagram arrives (``look``), else every ``DB_WATCH_INTERVAL``."""
         interval = settings.TRAY["DB_WATCH_INTERVAL"]
-        watch = database_sync_to_async(_watch_new_messages)
-        watch_sessions = database_sync_to_async(_watch_ended_sessions)
+        look = database_sync_to_async(_look)
         sessions_since = timezone.now() - timedelta(seconds=10)
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._look_now.wait()
+            # Cleared before the look: a ring during it calls for another look after.
+            self._look_now.clear()
             try:
                 # The thread only tests membership, which is safe while the loop adds keys.
-                after_id, events = await watch(
-                    after_id, list(self.sockets_by_user), self._recently_rung.keys()
+                after_id, events, sessions_since, ended = await look(
+                    after_id, list(self.sockets_by_user), self._recently_rung.keys(), sessions_since
                 )
-                sessions_since, ended = await watch_sessions(sessions_since)
             except Exception:
                 logger.exception("database watch failed; retrying")
                 continue
             for event in events:
                 if event["message_id"] not in self._recently_rung:
                     self.dispatch(event)
-            for event in ended:
-                self.dispatch(event)
+            for ended_event in ended:
+                self.dispatch(ended_event)
 
     async def _refresh_presence(self) -> None:
         sockets = [

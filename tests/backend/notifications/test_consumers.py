@@ -16,6 +16,7 @@ from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from backend.notifications import delivery
+from backend.notifications.events import Event
 from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
@@ -208,9 +209,9 @@ async def test_a_missed_doorbell_is_recovered_from_the_database(connect, monkeyp
     alice = await make("alice")
     client = await connect(alice)
     real_ring = delivery.ring
-    dropped: list[dict[str, Any]] = []
+    dropped: list[Event] = []
 
-    def lossy_ring(event: dict[str, Any]) -> None:
+    def lossy_ring(event: Event) -> None:
         # Fault injection: the first doorbell is lost on its way (a Redis blip).
         if not dropped:
             dropped.append(event)

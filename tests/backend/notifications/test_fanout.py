@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from backend.notifications.consumers import NotificationConsumer
 from backend.notifications.hub import Hub
 from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
@@ -80,7 +81,9 @@ async def test_a_stalled_socket_is_closed_with_1013_and_others_keep_receiving(co
     bob = await database_sync_to_async(User.objects.create_user)(username="bob", password="pw")
     stalled = await connect(alice)
     healthy = await connect(bob)
-    (consumer,) = Hub.current().sockets_by_user[alice.pk]
+    (socket,) = Hub.current().sockets_by_user[alice.pk]
+    assert isinstance(socket, NotificationConsumer)
+    consumer = socket
     never = asyncio.Event()
 
     async def stuck_send(**frame: Any) -> None:

@@ -1,18 +1,40 @@
-"""The hub's database watch (embedded default): what another process does on the same
-database reaches this process's sockets, against the real server."""
+"""The hub's database watch and the local doorbell (embedded default): what another
+process does on the same database reaches this process's sockets at once, against the
+real server, the real ``notify`` command and ``manage shell`` in other processes.
+
+Most servers here look in the database only every 30 s on their own
+(``DOORBELL_ONLY``), far past every wait: what arrives, arrives because the other
+process rang the server's doorbell socket.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.fixtures.services import RunningServer
+from tests.fixtures.services import REPO_ROOT, RunningServer, ServerFactory
 
 WAIT = 15
+# The safety-net poll of these servers: no frame in these tests may wait for it.
+DOORBELL_ONLY = {"TRAY_DB_WATCH_INTERVAL": "30"}
+# How long a doorbell-delivered frame may take here (a loaded CI machine included);
+# the poll would take up to 30 s.
+DOORBELL_WAIT = 5
+NOTIFY = (sys.executable, "-m", "backend.cli", "notify")
+# A command's start (Python and Django) on a loaded machine.
+STARTUP_WAIT = 10
 
 
 def _socket(
@@ -40,9 +62,112 @@ def _close_code(websocket: ClientConnection) -> int | None:
     """Read until the server closes; the close code."""
     while True:
         try:
-            websocket.recv(timeout=WAIT)
+            websocket.recv(timeout=DOORBELL_WAIT)
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
+
+
+def _notification(websocket: ClientConnection, timeout: float) -> dict[str, Any]:
+    """The payload of the next ``notification_created`` frame (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(websocket.recv(timeout=max(0.0, deadline - time.monotonic())))
+        if frame["type"] == "notification_created":
+            payload: dict[str, Any] = frame["payload"]
+            return payload
+
+
+def _notify(server: RunningServer, title: str, to: str = "alice") -> None:
+    result = server.cli("notify", "--user", to, "--title", title)
+    assert result.returncode == 0, result.stderr
+
+
+def _doorbell_sockets(server: RunningServer) -> list[Path]:
+    return sorted(
+        path for directory in server.data_dir.glob("doorbell-*") for path in directory.iterdir()
+    )
+
+
+def _since_created(payload: dict[str, Any]) -> float:
+    """Seconds from the notification's creation (in its transaction) until now."""
+    created = datetime.fromisoformat(payload["created_at"].replace("Z", "+00:00"))
+    return time.time() - created.timestamp()
+
+
+def test_the_notify_command_rings_the_server_at_once(server_factory: ServerFactory) -> None:
+    server = server_factory(demo=True, env=DOORBELL_ONLY)
+    assert len(_doorbell_sockets(server)) == 1
+    latencies = []
+    with contextlib.ExitStack() as stack:
+        alice, _ = _socket(server, "alice", stack)
+        for n in range(20):
+            # Started, not waited for: the frame is read (and timed) as it arrives, while
+            # the command is still exiting.
+            notify = subprocess.Popen(
+                [*NOTIFY, "--user", "alice", "--title", f"round {n}"],
+                cwd=REPO_ROOT,
+                env=server.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            with notify:
+                # The command's own start (Django, ~1 s here) comes first.
+                payload = _notification(alice, STARTUP_WAIT + DOORBELL_WAIT)
+                latencies.append(_since_created(payload))
+                assert payload["title"] == f"round {n}"
+                _, errors = notify.communicate(timeout=WAIT)
+                assert notify.returncode == 0, errors
+    # With only the poll, half the default interval (0.5 s) would be the median wait.
+    assert statistics.median(latencies) < 0.25, latencies
+
+
+def test_a_second_server_on_the_same_data_directory_is_rung(
+    server_factory: ServerFactory,
+) -> None:
+    first = server_factory(demo=True, env=DOORBELL_ONLY)
+    second = server_factory(env=DOORBELL_ONLY)
+    assert len(_doorbell_sockets(first)) == 2
+    with contextlib.ExitStack() as stack:
+        alice, _ = _socket(second, "alice", stack)
+        _, admin_access = _socket(first, "admin", stack)
+        response = httpx.post(
+            first.url + "/api/notifications/",
+            json={"audience": {"usernames": ["alice"]}, "title": "from the first"},
+            headers={"Authorization": f"Bearer {admin_access}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        assert _notification(alice, DOORBELL_WAIT)["title"] == "from the first"
+    # A server that stops (SIGTERM) takes its socket with it.
+    assert second.stop() == 0
+    assert len(_doorbell_sockets(first)) == 1
+
+
+def test_a_killed_servers_socket_is_removed_by_the_next_ring(
+    server_factory: ServerFactory,
+) -> None:
+    killed = server_factory(demo=True, env=DOORBELL_ONLY)
+    (left_behind,) = _doorbell_sockets(killed)
+    killed.kill()
+    server = server_factory(env=DOORBELL_ONLY)
+    assert left_behind in _doorbell_sockets(server)
+    with contextlib.ExitStack() as stack:
+        alice, _ = _socket(server, "alice", stack)
+        _notify(server, "after a crash")
+        assert _notification(alice, DOORBELL_WAIT)["title"] == "after a crash"
+    assert left_behind not in _doorbell_sockets(server)
+    assert len(_doorbell_sockets(server)) == 1
+
+
+def test_the_poll_still_finds_what_no_doorbell_announced(demo_server: RunningServer) -> None:
+    # Safety net: the server's socket is gone (as if the ringing process died between
+    # its commit and its ring), so only the database watch's poll (0.5 s) can see it.
+    (socket_file,) = _doorbell_sockets(demo_server)
+    socket_file.unlink()
+    with contextlib.ExitStack() as stack:
+        alice, _ = _socket(demo_server, "alice", stack)
+        _notify(demo_server, "unannounced")
+        assert _notification(alice, WAIT)["title"] == "unannounced"
 
 
 def _shell(server: RunningServer, code: str) -> None:
@@ -59,11 +184,12 @@ def _shell(server: RunningServer, code: str) -> None:
     ids=["deactivated", "password_changed"],
 )
 def test_a_change_made_in_another_process_closes_the_users_sockets(
-    demo_server: RunningServer, change: str, close_code: int
+    server_factory: ServerFactory, change: str, close_code: int
 ) -> None:
+    server = server_factory(demo=True, env=DOORBELL_ONLY)
     stack = contextlib.ExitStack()
     with stack:
-        _check(demo_server, stack, change, close_code)
+        _check(server, stack, change, close_code)
 
 
 def _check(

@@ -20,6 +20,7 @@ from backend.notifications.delivery import (
     decode_doorbell,
     encode_doorbell,
 )
+from backend.notifications.events import UserDisabledEvent
 
 KEY = "production-signing-key-" + "k" * 40
 SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/tray/db.sqlite3"}
@@ -101,7 +102,7 @@ def test_current_namespace_reads_the_settings():
 
 # --- the doorbell's deployment stamp ------------------------------------------------------
 
-EVENT = {"kind": "user_disabled", "user_id": 7}
+EVENT: UserDisabledEvent = {"kind": "user_disabled", "user_id": 7}
 
 
 def test_a_doorbell_of_this_deployment_round_trips():

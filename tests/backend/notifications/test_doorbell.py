@@ -1,0 +1,164 @@
+"""The local doorbell's datagram sockets, with real Unix sockets in real directories.
+
+Two ``LocalDoorbell`` objects stand for two processes (each has its own socket and
+sender). The listener here records what the doorbell hands it, standing in for the
+hub; the real hub behind a real server, rung by the real ``notify`` command, is in
+test_hub.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.notifications.doorbell import LocalDoorbell
+from backend.notifications.events import Event, NotificationEvent
+
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="no Unix datagram sockets on Windows"
+)
+
+NOTIFICATION: NotificationEvent = {
+    "kind": "notification",
+    "message_id": 1,
+    "shared": {"title": "t"},
+    "recipients": [[1, 1, 1]],
+}
+
+
+class Recorder:
+    """A doorbell listener that remembers what it was handed."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        self.events: list[Event] = []
+        self.looked = asyncio.Event()
+        self.looks = 0
+
+    def dispatch(self, event: Event) -> None:
+        self.events.append(event)
+
+    def look(self) -> None:
+        self.looks += 1
+        self.looked.set()
+
+    def catch_up_all(self) -> None:
+        raise AssertionError("a local doorbell never loses events")
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def _entries(path: Path) -> list[Path]:
+    return list(path.iterdir())
+
+
+@pytest.fixture(params=["short", "long"])
+def directory(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A doorbell directory whose socket paths fit a socket address, or do not (the
+    longest data directories, as under pytest's tmp_path)."""
+    with tempfile.TemporaryDirectory(prefix="bell-") as base:
+        path = Path(base) / ("d" * 120 if request.param == "long" else "d") / "doorbell-ns"
+        path.parent.mkdir()
+        yield path
+
+
+@pytest.mark.asyncio
+async def test_a_ring_makes_the_other_process_look(directory: Path) -> None:
+    server, ringer = LocalDoorbell(directory), LocalDoorbell(directory)
+    heard = Recorder()
+    await server.open(heard)
+    try:
+        assert _mode(directory) == 0o700
+        ringer.ring(NOTIFICATION)
+        await asyncio.wait_for(heard.looked.wait(), 5)
+        # The record is the database: another process's event itself is not handed over.
+        assert heard.events == []
+    finally:
+        await server.close(heard)
+    assert _entries(directory) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "rings"),
+    [
+        (NOTIFICATION, True),
+        ({"kind": "sessions_ended", "user_id": 1, "session_ids": ["s"], "reason": "logout"}, True),
+        ({"kind": "user_disabled", "user_id": 1}, False),
+        ({"kind": "membership_removed", "user_id": 1, "project_id": 1}, False),
+    ],
+)
+def test_only_what_the_database_watch_can_find_rings_other_processes(
+    directory: Path, event: Event, rings: bool
+) -> None:
+    directory.mkdir(mode=0o700)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    other.setblocking(False)
+    ringer = LocalDoorbell(directory)
+    with other:
+        other.bind(ringer._address("1-0000abcd"))
+        ringer.ring(event)
+        # A Unix datagram is queued at the receiver when sendto returns.
+        if rings:
+            assert other.recv(64) == b"look"
+        else:
+            with pytest.raises(BlockingIOError):
+                other.recv(64)
+
+
+@pytest.mark.asyncio
+async def test_a_ring_in_the_server_process_goes_to_its_hub_not_to_its_socket(
+    directory: Path,
+) -> None:
+    bell = LocalDoorbell(directory)
+    heard = Recorder()
+    await bell.open(heard)
+    try:
+        bell.ring(NOTIFICATION)
+        assert bell.ring_others() == 0  # its own socket is skipped
+        for _ in range(100):
+            if heard.events:
+                break
+            await asyncio.sleep(0.01)
+        assert heard.events == [NOTIFICATION]
+        assert heard.looks == 0
+    finally:
+        await bell.close(heard)
+
+
+def test_a_socket_left_by_a_killed_server_is_removed(directory: Path) -> None:
+    directory.mkdir(mode=0o700)
+    stale = directory / "4242-0123abcd"
+    ringer = LocalDoorbell(directory)
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.bind(ringer._address(stale.name))
+    left.close()  # the file stays, as after SIGKILL
+    unrelated = directory / "notes.txt"
+    unrelated.write_text("not a socket of ours")
+    assert ringer.ring_others() == 0
+    assert not stale.exists()
+    assert unrelated.exists()
+
+
+@pytest.mark.asyncio
+async def test_without_a_directory_only_the_local_hub_is_rung() -> None:
+    bell = LocalDoorbell(None)
+    heard = Recorder()
+    await bell.open(heard)
+    bell.ring(NOTIFICATION)
+    assert bell.ring_others() == 0
+    await bell.publish(NOTIFICATION)
+    assert heard.events[-1] == NOTIFICATION
+    await bell.close(heard)
+
+
+@pytest.mark.asyncio
+async def test_no_directory_yet_rings_nobody(tmp_path: Path) -> None:
+    assert LocalDoorbell(tmp_path / "never-made").ring_others() == 0
