@@ -22,10 +22,9 @@ from backend.notifications.services import (
     api_key_create,
     api_key_revoke,
     notification_create,
-    url_problem,
     user_publisher,
 )
-from backend.text import single_line_text_problem
+from backend.text import single_line_text_problem, url_problem
 from backend.users.models import Role, User
 
 if TYPE_CHECKING:

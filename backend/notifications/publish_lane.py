@@ -14,10 +14,11 @@ written, so a retry with the same idempotency key creates exactly one notificati
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Sequence
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync
 
 from backend.notifications.publish_route import Answer, Request, publish_batch
 
@@ -43,7 +44,7 @@ class PublishLane:
         self.limit = max(1, queue)
         self.batch = max(1, batch)
         self.group_commit = group_commit
-        self._write = sync_to_async(write, thread_sensitive=True)
+        self._write = write
         self._waiting: list[tuple[Request, asyncio.Future[Answer | None]]] = []
         self._admitted = 0
         self._writer: asyncio.Task[None] | None = None
@@ -72,8 +73,12 @@ class PublishLane:
             while self._waiting:
                 taken, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
                 try:
-                    answers: Sequence[Answer | None] = await self._write(
-                        [request for request, _ in taken], group_commit=self.group_commit
+                    answers: Sequence[Answer | None] = await _on_database_thread(
+                        functools.partial(
+                            self._write,
+                            [request for request, _ in taken],
+                            group_commit=self.group_commit,
+                        )
                     )
                 except Exception:  # the full stack answers, and reports it
                     answers = [None] * len(taken)
@@ -87,3 +92,18 @@ class PublishLane:
                 future.cancel()
             self._waiting = []
             self._writer = None
+
+
+def _on_database_thread(
+    work: Callable[[], list[Answer | None]],
+) -> asyncio.Future[list[Answer | None]]:
+    """Run ``work`` on the thread that holds this process's database connection.
+
+    That is the thread ``sync_to_async(thread_sensitive=True)`` uses outside a
+    ``ThreadSensitiveContext`` (the server's requests and consumers run there:
+    backend/config/asgi.py), reached here straight through its executor: asgiref's
+    own hop (context copies, thread-local bookkeeping) cost about as much CPU as the
+    rest of a fast publish's event-loop side. tests/backend/notifications/
+    test_publish_lane.py pins that both land on the same thread.
+    """
+    return asyncio.get_running_loop().run_in_executor(SyncToAsync.single_thread_executor, work)

@@ -142,7 +142,7 @@ def prepare(request: Request) -> Publish | None:
     if caller is None:
         return None
     try:
-        item = parse_publish(_parse(request.body))
+        item = parse_publish(_parse(request.body), check_users=False)
     except Exception:  # parse errors, field errors, unknown names alike
         return None
     return Publish(item=item, actor=caller[0], publisher=caller[1])
@@ -160,6 +160,7 @@ def _create(publish: Publish) -> NotificationResult:
         idempotency_key=item.idempotency_key,
         publisher=publish.publisher,
         actor=publish.actor,
+        users_unchecked=True,
     )
 
 

@@ -19,8 +19,9 @@ from backend.errors import InvalidInput
 from backend.notifications.models import Priority
 from backend.notifications.publish_input import MAX_AUDIENCE_ENTRIES, MAX_BATCH_ITEMS
 from backend.notifications.selectors import MAX_SEQ, Audience
-from backend.notifications.services import MAX_IDS_PER_REQUEST, url_problem
+from backend.notifications.services import MAX_IDS_PER_REQUEST
 from backend.projects.models import Project
+from backend.text import url_problem
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
@@ -26,11 +25,12 @@ from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, 
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
 from backend.projects.models import Membership
-from backend.text import single_line_text_problem
+from backend.text import single_line_text_problem, url_problem
 from backend.users.models import User
+from backend.users.selectors import user_ids_missing
 
 if TYPE_CHECKING:
-    # publish_input imports this module (url_problem); the batch only reads attributes.
+    # The batch only reads a PublishItem's attributes.
     from backend.notifications.publish_input import PublishItem
 
 # Statement size for seq assignment: well under SQLite's 32,766 bound variables.
@@ -55,47 +55,6 @@ class NotificationResult:
     message: Message
     created: bool
     recipient_count: int
-
-
-def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a notification's link, or None if it can.
-
-    The tray and the web companion open the link on a click, so it is one of: empty
-    (no link); an absolute ``http``/``https`` address with a host; or a path on this
-    server starting with one ``/`` (what the server itself writes, e.g.
-    ``/projects/3/tasks/7``), which clients resolve against the server's address.
-    Never ``javascript:``, ``file:`` or ``data:``; never ``//host`` or ``/\\host``,
-    which browsers read as another host; never spaces or control characters, which
-    browsers strip or rewrite, so the link checked would not be the link opened.
-    Every way in (publish API, admin, ``notify``, projects) asks this one function.
-
-    Returns:
-        A plain sentence naming the problem, or None.
-    """
-    if not url:
-        return None
-    # isprintable() is False exactly for Unicode's "Other" and "Separator" characters
-    # (every whitespace character is one) except the ASCII space: the same test as
-    # asking unicodedata per character, in C.
-    if not url.isprintable() or " " in url:
-        return "url must not contain spaces, line breaks or control characters"
-    if "\\" in url:
-        return "url must not contain backslashes; write them as %5C"
-    if url.startswith("//"):
-        return "url must not start with // (an address on another host needs https://)"
-    if url.startswith("/"):
-        return None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsing the port is the check: it raises when out of range)
-    except ValueError:
-        return "url is not a valid address"
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return (
-            "url must be an http:// or https:// address with a host, "
-            "or a path on this server starting with /"
-        )
-    return None
 
 
 def _validate_content(
@@ -276,6 +235,7 @@ def notification_create(
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     publisher: str = "",
+    users_unchecked: bool = False,
 ) -> NotificationResult:
     """Store a notification for everyone ``audience`` names right now, then ring.
 
@@ -283,6 +243,11 @@ def notification_create(
     notification instead of a new one. Keys are scoped to the publisher
     (``api_key_publisher``, ``user_publisher``, ``CLI_PUBLISHER``): two systems that
     happen to pick the same key each get their own notification.
+
+    Raises:
+        InvalidInput: bad content; with ``users_unchecked`` (the caller did not look
+            up ``audience.users``), ``unknown_audience`` when one of them names no
+            user, and nothing is written.
     """
     _validate_content(
         title=title, message=message, priority=priority, url=url, event_type=event_type
@@ -293,6 +258,9 @@ def notification_create(
             publisher=publisher, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
+            if users_unchecked:
+                # An audience naming no one is refused whether or not the key was seen.
+                _check_listed_users(audience, ())
             return NotificationResult(existing, False, existing.deliveries.count())
     try:
         with transaction.atomic():
@@ -309,6 +277,7 @@ def notification_create(
                 data=data or {},
                 idempotency_key=idempotency_key,
                 publisher=publisher,
+                users_unchecked=users_unchecked,
             )
     except IntegrityError:
         # Two requests of one publisher raced with one key: the other one's notification stands.
@@ -332,7 +301,11 @@ def _notification_write(
     data: dict[str, Any],
     idempotency_key: str | None,
     publisher: str,
+    users_unchecked: bool = False,
 ) -> NotificationResult:
+    recipients = audience_user_ids(audience)
+    if users_unchecked:
+        _check_listed_users(audience, recipients)
     stored = Message.objects.create(
         event_type=event_type,
         title=title,
@@ -347,7 +320,23 @@ def _notification_write(
         idempotency_key=idempotency_key,
         publisher=publisher,
     )
-    return _deliver(stored, audience_user_ids(audience))
+    return _deliver(stored, recipients)
+
+
+def _check_listed_users(audience: Audience, recipients: Sequence[int]) -> None:
+    """Refuse an audience whose user ids name no one, as ``parse_publish`` would.
+
+    Costs a query only when a listed id is not among the recipients (inactive,
+    excluded or unknown): the common publish to active users costs none.
+    """
+    resolved = set(recipients)
+    absent = [user_id for user_id in audience.users if user_id not in resolved]
+    unknown = user_ids_missing(ids=absent) if absent else []
+    if unknown:
+        listed = ", ".join(str(user_id) for user_id in unknown)
+        raise InvalidInput(
+            f"Unknown users: {listed}.", code="unknown_audience", unknown={"users": unknown}
+        )
 
 
 def _deliver(stored: Message, recipients: Sequence[int]) -> NotificationResult:

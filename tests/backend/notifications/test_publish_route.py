@@ -95,6 +95,12 @@ def _requests(alice: int, key: str, bearer: str, dev_bearer: str) -> list[dict[s
         {"headers": as_key, "json": {**ok, "title": ""}},
         {"headers": as_key, "json": {**ok, "title": "\u200d"}},  # the service's refusal
         {"headers": as_key, "json": {**ok, "audience": {"usernames": ["nobody"]}}},
+        # User ids are checked by the service's recipient query on the fast path.
+        {"headers": as_key, "json": {**ok, "audience": {"users": [alice, 2**40]}}},
+        {
+            "headers": as_admin,
+            "json": {**ok, "idempotency_key": "k1", "audience": {"users": [2**40]}},
+        },
         {"headers": as_key, "json": {**ok, "mesage": "typo"}},
         {"headers": as_key, "json": ["not", "an", "object"]},
         {"headers": {**as_key, "Content-Type": "application/json"}, "content": b"{nope"},
@@ -268,10 +274,11 @@ def test_one_bad_publish_does_not_sink_its_batch(
         _request(key, title="Other"),
         _request(key, audience={"usernames": ["nobody"]}),
         _request("tnk_unknown"),
+        _request(key, audience={"users": [2**40]}),  # found unknown by the service
     ]
     answers = publish_batch(batch, group_commit=group_commit)
     statuses = [None if answer is None else answer.status for answer in answers]
-    assert statuses == [201, None, 200, 201, None, None]
+    assert statuses == [201, None, 200, 201, None, None, None]
     first, again, other = (json.loads(a.body) for a in (answers[0], answers[2], answers[3]) if a)
     assert again == {**first, "created": False}
     assert set(Message.objects.values_list("id", flat=True)) == {first["id"], other["id"]}

@@ -25,9 +25,9 @@ from backend.notifications.services import (
     inbox_mark_unread,
     notification_create,
     notification_create_batch,
-    url_problem,
 )
 from backend.projects.models import Membership, Project
+from backend.text import url_problem
 
 pytestmark = pytest.mark.django_db
 
