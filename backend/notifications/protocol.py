@@ -143,6 +143,21 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
     return None, "none"
 
 
+def after_seq_from_scope(scope: dict[str, Any]) -> str | None:
+    """The raw ``after_seq`` query parameter of a WebSocket handshake (resume at connect),
+    or None when absent. Only that exact spelling counts, as for ``token``; given twice
+    it is ambiguous and answered as an invalid cursor (an empty string here)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    found: str | None = None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "after_seq":
+            if found is not None:
+                return ""
+            found = unquote(value)
+    return found
+
+
 def origin_from_scope(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers", []):
         if name.lower() == b"origin":
