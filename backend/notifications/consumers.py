@@ -2,33 +2,25 @@
 
 Thin by design: decisions live in services, selectors, protocol.py and the
 socket's delivery state (socket_state.py: what to send, what to read, when to
-close). What is here is the I/O: the handshake, database reads, and writing
-the state's queued frames to the transport. A frame is written at once when
-no earlier one is waiting (uvicorn's send does not block while the transport
-takes data, so that costs no task switch); only a stalled transport gets a
-task, so a slow client delays only itself.
+close), which socket_io.py runs against the transport and the database. What
+is here is the handshake's authentication and the client's requests.
 
 docs/protocol.md is the reference for every frame and close code.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
-from backend.notifications.socket_state import ReadRows, SocketState
+from backend.notifications.socket_io import StateSocket
 from backend.users.tokens import authenticate_access_token, read_access_token
 
 logger = logging.getLogger(__name__)
@@ -40,27 +32,8 @@ _CHANGES = {
 }
 
 
-@types.coroutine
-def _finish(step: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    """Await the rest of a coroutine that was stepped by hand and suspended on ``waiting``
-    (Python 3.12's eager tasks do this; 3.11 has none)."""
-    while True:
-        try:
-            value = yield waiting
-        except BaseException as error:  # a cancellation goes into the send, as with await
-            try:
-                waiting = step.throw(error)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = step.send(value)
-            except StopIteration:
-                return
-
-
-class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    """One client socket."""
+class NotificationConsumer(StateSocket):
+    """One client socket; the hub calls the methods it inherits from ``StateSocket``."""
 
     user_id: int
     session_id: str
@@ -69,90 +42,65 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     watching: set[int]
 
     async def connect(self) -> None:
-        self.user_id = 0
-        self.watching = set()
-        tray = settings.TRAY
-        self.state = SocketState(
-            queue_limit=tray["WS_SEND_QUEUE"],
-            replay_batch=tray["REPLAY_BATCH"],
-            replay_max=tray["REPLAY_MAX"],
-            rate=tray["WS_RATE_PER_SECOND"],
-            burst=float(tray["WS_RATE_BURST"]),
-            now=time.monotonic(),
+        self.user_id, self.watching, tray = 0, set(), settings.TRAY
+        self.start_state()
+        refusal = protocol.handshake_refusal(
+            self.scope,
+            allowed_hosts=settings.ALLOWED_HOSTS,
+            allowed_origins=settings.TRAY_ALLOWED_ORIGINS,
         )
-        self._out = self.state.pending
-        self._max_frame: int = tray["WS_MAX_FRAME_BYTES"]
-        self._writer: asyncio.Task[None] | None = None  # a send the transport made wait
-        self._reader: asyncio.Task[None] | None = None  # a catch-up read
-        self._closing = False
-
-        host = protocol.host_from_scope(self.scope)
-        if not protocol.host_allowed(host, allowed=settings.ALLOWED_HOSTS):
-            # As Django refuses such an HTTP request: a page whose name was rebound to this
-            # server (DNS rebinding) sends a matching Origin, so the origin check cannot.
-            logger.info("refused a WebSocket for host %s", host[:100] if host else None)
+        if refusal is not None:
+            logger.info("%s", refusal)
             await self.close()  # before accept: HTTP 403
             return
-        origin = protocol.origin_from_scope(self.scope)
-        if not protocol.origin_allowed(origin, host=host, allowed=settings.TRAY_ALLOWED_ORIGINS):
-            logger.info("refused a WebSocket from origin %s", origin[:100] if origin else None)
-            await self.close()  # before accept: the browser sees HTTP 403
-            return
-
         self.hub = Hub.current()
         await self.hub.start()
         await self.accept()
-        raw_token, _ = protocol.token_from_scope(self.scope)
         try:
-            claims = read_access_token(raw_token)
+            claims = read_access_token(protocol.token_from_scope(self.scope)[0])
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
         after, bad_cursor = None, None
-        raw_after = protocol.after_seq_from_scope(self.scope)
-        if raw_after is not None:
+        if (raw_after := protocol.after_seq_from_scope(self.scope)) is not None:
             try:
                 after = selectors.validate_seq(raw_after, name="after_seq")
-            except InvalidInput as error:  # answered after hello, as a bad resume frame
-                bad_cursor = error
-        self.user_id = claims.user_id
-        self.session_id = claims.session_id
+            except InvalidInput as error:  # answered after hello, as a bad resume frame is
+                bad_cursor = protocol.encode_error(error.code, error.message)
+        self.user_id, self.session_id = claims.user_id, claims.session_id
         self.socket_id = self.hub.new_socket_id()
         self.token_expires_at = claims.expires_at.timestamp()
         # Registered before the state is read: a notification committed in between is
-        # either counted in latest_seq (and in the replay) or arrives as a doorbell after
-        # it. One statement reads the user, the session, the state and the first replay
-        # batch (B5: a reconnect storm); a refused socket is unregistered by disconnect().
+        # either in latest_seq (and the replay) or rings this socket after it. One
+        # statement reads the user, the session, the state and the first replay batch
+        # (B5: a reconnect storm); a refused socket is unregistered by disconnect().
         self.hub.register(self)
         try:
             opening = await database_sync_to_async(selectors.socket_opening)(
-                user_id=self.user_id,
-                session_id=self.session_id,
-                after_seq=after,
+                user_id=self.user_id, session_id=self.session_id, after_seq=after,
                 limit=self.state.batch,
-            )
+            )  # fmt: skip
         except Forbidden as error:
             await self._refuse(protocol.CLOSE_FORBIDDEN, error)
             return
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
-        hello = {
-            "protocol": protocol.PROTOCOL_VERSION,
-            "user": opening.user,
-            "unread_count": opening.state.unread_count,
-            "latest_seq": opening.state.latest_seq,
-            "token_expires_at": int(self.token_expires_at),
-            "max_frame_bytes": self._max_frame,
-        }
+        hello = protocol.hello_frame(
+            user=opening.user,
+            unread_count=opening.state.unread_count,
+            latest_seq=opening.state.latest_seq,
+            token_expires_at=self.token_expires_at,
+            max_frame_bytes=tray["WS_MAX_FRAME_BYTES"],
+        )
         self.state.open(
             latest_seq=opening.state.latest_seq,
-            hello=protocol.encode("hello", hello),
+            hello=hello,
             resume_after=after,
             first_rows=opening.replay,
         )
         if bad_cursor is not None:
-            self.state.push_one(protocol.encode_error(bad_cursor.code, bad_cursor.message))
+            self.state.push_one(bad_cursor)
         self._pump()
         await self.hub.socket_opened(self)
 
@@ -161,100 +109,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.close(code=code, reason=error.code)
 
     async def disconnect(self, code: int) -> None:
-        self._closing = True
-        self.state.close(code)
-        for task in (self._reader, self._writer):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+        self.stop_state(code)
         if self.user_id:
             await self.hub.socket_closed(self)
-
-    # -- the interface the hub calls ------------------------------------------
-
-    def deliver_notification(self, seq: int, frame: str) -> None:
-        self.state.notification(seq, frame)
-        self._pump()
-
-    def deliver_frames(self, frames: list[str]) -> None:
-        self.state.push(frames)
-        self._pump()
-
-    def close_with(self, code: int) -> None:
-        """Close now. Pending frames are dropped (the database has them) and a stalled
-        send is abandoned, so a stalled client cannot hold the close back."""
-        self.state.close(code)
-        self._pump()
-
-    def request_catch_up(self) -> None:
-        self.state.request_catch_up()
-        self._pump()
-
-    # -- I/O for the state ----------------------------------------------------
-
-    def _pump(self) -> None:
-        """Do what the state asks: read rows, write frames, or close."""
-        state = self.state
-        while state.close_code is None:
-            if state.catching_up and self._reader is None:
-                read = state.next_read()
-                if read is not None:
-                    self._reader = asyncio.ensure_future(self._read(read))
-            if not state.pending or self._writer is not None or not state.ready:
-                return
-            self._write()
-        if not self._closing:
-            self._closing = True
-            logger.info("closing a socket of user %s with %s", self.user_id, state.close_code)
-            for task in (self._reader, self._writer):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-            self._closer = asyncio.ensure_future(self._close_quietly(state.close_code))
-
-    def _write(self) -> None:
-        """Send queued frames while the transport takes them without waiting."""
-        pending = self.state.pending
-        while pending:
-            step = self.send(text_data=pending.popleft())
-            try:
-                waiting = step.send(None)
-            except StopIteration:
-                continue
-            except Exception:
-                logger.info("a socket of user %s went away mid-send", self.user_id)
-                self.state.close(protocol.CLOSE_SERVER_ERROR)
-                return
-            self._writer = asyncio.ensure_future(self._write_later(step, waiting))
-            return
-
-    async def _write_later(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
-        try:
-            await _finish(step, waiting)
-        except Exception:
-            logger.info("a socket of user %s went away mid-send", self.user_id)
-            self.state.close(protocol.CLOSE_SERVER_ERROR)
-        self._writer = None
-        self._pump()
-
-    async def _read(self, read: ReadRows) -> None:
-        try:
-            rows = await database_sync_to_async(selectors.inbox_replay_after)(
-                user_id=self.user_id, after_seq=read.after_seq, limit=read.limit
-            )
-        except Exception:
-            logger.exception("catch-up failed for user %s", self.user_id)
-            self.state.read_failed()
-        else:
-            self.state.rows_read(read, rows)
-        self._reader = None
-        self._pump()
-
-    async def _close_quietly(self, code: int) -> None:
-        with contextlib.suppress(Exception):
-            await self.close(code=code)
-
-    def _answer(self, frame: str) -> None:
-        self.state.push_one(frame)
-        self._pump()
 
     # -- incoming -----------------------------------------------------------
 
@@ -266,10 +123,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._pump()
             return
         if text_data is None:
-            error = protocol.encode_error("binary_not_supported", "Send JSON text frames only.")
-            self._answer(error)
+            self._answer(
+                protocol.encode_error("binary_not_supported", "Send JSON text frames only.")
+            )
             return
-        if len(text_data) > self._max_frame or len(text_data.encode()) > self._max_frame:
+        limit = settings.TRAY["WS_MAX_FRAME_BYTES"]
+        if len(text_data) > limit or len(text_data.encode()) > limit:
             self.close_with(protocol.CLOSE_TOO_BIG)
             return
         try:
@@ -321,8 +180,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         change = await database_sync_to_async(_CHANGES[frame.type])(
             user_id=self.user_id, ids=frame.payload.get("ids")
         )
-        state = {"changed": change.changed, "not_found": change.not_found}
-        self._ack(frame, {**state, "unread_count": change.unread_count})
+        result = {"changed": change.changed, "not_found": change.not_found}
+        self._ack(frame, {**result, "unread_count": change.unread_count})
 
     async def _on_mark_all_read(self, frame: protocol.ClientFrame) -> None:
         raw = frame.payload.get("up_to_seq")
@@ -332,14 +191,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
         self._ack(frame, {"changed": change.changed, "unread_count": change.unread_count})
 
-    def _project_id(self, frame: protocol.ClientFrame) -> int:
-        value = frame.payload.get("project_id")
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-            raise InvalidInput("project_id must be a positive whole number", code="invalid_project")
-        return value
-
     async def _on_subscribe_presence(self, frame: protocol.ClientFrame) -> None:
-        project_id = self._project_id(frame)
+        project_id = selectors.validate_project_id(frame.payload.get("project_id"))
         is_member = await database_sync_to_async(selectors.is_project_member)(
             user_id=self.user_id, project_id=project_id
         )
@@ -353,16 +206,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._answer(protocol.encode("presence_snapshot", payload, ref=frame.ref))
 
     async def _on_unsubscribe_presence(self, frame: protocol.ClientFrame) -> None:
-        project_id = self._project_id(frame)
+        project_id = selectors.validate_project_id(frame.payload.get("project_id"))
         self.hub.unwatch(self, project_id)
         self._ack(frame, {"project_id": project_id})
 
     async def _on_set_status(self, frame: protocol.ClientFrame) -> None:
         status = frame.payload.get("status")
         if status not in protocol.STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(protocol.STATUSES)}", code="invalid_status"
-            )
+            message = f"status must be one of {', '.join(protocol.STATUSES)}"
+            raise InvalidInput(message, code="invalid_status")
         await self.hub.presence.set_status(self.user_id, status)
         await self.hub.publish_presence(self.user_id)
         self._ack(frame, {"status": status})

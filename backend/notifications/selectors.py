@@ -132,6 +132,13 @@ def validate_seq(value: object, *, name: str) -> int:
     return value
 
 
+def validate_project_id(value: object) -> int:
+    """A project id from a client: a positive whole number below 2**63, or InvalidInput."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidInput("project_id must be a positive whole number", code="invalid_project")
+    return value
+
+
 @dataclass(frozen=True)
 class InboxState:
     unread_count: int
