@@ -180,3 +180,23 @@ async def test_a_huge_backlog_at_connect_is_paged_over_rest(
     assert hello["type"] == "hello"
     assert resync["type"] == "resync_required"
     assert resync["payload"]["latest_seq"] == 8
+
+
+async def test_after_seq_goes_alongside_a_query_token() -> None:
+    """Browsers put the token in the query too: both parameters are read."""
+    from backend.config.asgi import application
+
+    alice = await alice_with(4)
+    token = await database_sync_to_async(access_token)(alice)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/notifications/?after_seq=2&token={token}"
+    )
+    connected, _ = await communicator.connect(timeout=WAIT)
+    assert connected
+    try:
+        frames = await Socket(communicator).until("caught_up")
+        assert frames[0]["type"] == "hello"
+        assert [f["payload"]["seq"] for f in frames[1:-1]] == [3, 4]
+    finally:
+        await communicator.disconnect()
+        await Hub.current().stop()
