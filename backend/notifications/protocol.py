@@ -106,6 +106,28 @@ def encode_error(code: str, message: str, *, ref: str | int | None = None) -> st
     return encode("error", {"code": code, "message": message}, ref=ref)
 
 
+def hello_frame(
+    *,
+    user: dict[str, Any],
+    unread_count: int,
+    latest_seq: int,
+    token_expires_at: float,
+    max_frame_bytes: int,
+) -> str:
+    """The first frame on every socket."""
+    return encode(
+        "hello",
+        {
+            "protocol": PROTOCOL_VERSION,
+            "user": user,
+            "unread_count": unread_count,
+            "latest_seq": latest_seq,
+            "token_expires_at": int(token_expires_at),
+            "max_frame_bytes": max_frame_bytes,
+        },
+    )
+
+
 def notification_frame_prefix(shared: dict[str, Any]) -> str:
     """The shared part of a ``notification_created`` frame, serialised once per broadcast.
 
@@ -141,6 +163,21 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
         if name == "token" and equals and value:
             return unquote(value), "query"
     return None, "none"
+
+
+def after_seq_from_scope(scope: dict[str, Any]) -> str | None:
+    """The raw ``after_seq`` query parameter of a WebSocket handshake (resume at connect),
+    or None when absent. Only that exact spelling counts, as for ``token``; given twice
+    it is ambiguous and answered as an invalid cursor (an empty string here)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    found: str | None = None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "after_seq":
+            if found is not None:
+                return ""
+            found = unquote(value)
+    return found
 
 
 def origin_from_scope(scope: dict[str, Any]) -> str | None:
@@ -179,3 +216,19 @@ def origin_allowed(origin: str | None, *, host: str | None, allowed: list[str]) 
     if host is None:
         return False
     return origin in {f"http://{host}", f"https://{host}"}
+
+
+def handshake_refusal(
+    scope: dict[str, Any], *, allowed_hosts: list[str], allowed_origins: list[str]
+) -> str | None:
+    """Why a WebSocket handshake is refused (before accept: HTTP 403), for the log; None
+    when it may go on. The Host is checked first, as Django refuses such an HTTP request:
+    a page whose name was rebound to this server (DNS rebinding) sends a matching Origin,
+    so the origin check alone cannot."""
+    host = host_from_scope(scope)
+    if not host_allowed(host, allowed=allowed_hosts):
+        return f"refused a WebSocket for host {host[:100] if host else None}"
+    origin = origin_from_scope(scope)
+    if not origin_allowed(origin, host=host, allowed=allowed_origins):
+        return f"refused a WebSocket from origin {origin[:100] if origin else None}"
+    return None

@@ -6,7 +6,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import BigIntegerField, Count, Max, OuterRef, QuerySet, Subquery, Value
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    FilteredRelation,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from backend.errors import InvalidInput, NotFound
@@ -122,6 +132,13 @@ def validate_seq(value: object, *, name: str) -> int:
     return value
 
 
+def validate_project_id(value: object) -> int:
+    """A project id from a client: a positive whole number below 2**63, or InvalidInput."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidInput("project_id must be a positive whole number", code="invalid_project")
+    return value
+
+
 @dataclass(frozen=True)
 class InboxState:
     unread_count: int
@@ -150,6 +167,79 @@ def annotated_inbox_state(user: User) -> InboxState:
     return InboxState(
         unread_count=int(user.inbox_unread_count),  # type: ignore[attr-defined]
         latest_seq=int(user.inbox_latest_seq),  # type: ignore[attr-defined]
+    )
+
+
+@dataclass(frozen=True)
+class SocketOpening:
+    """What a socket needs once its token is read: who (``hello``'s user), the inbox
+    state, and with a cursor the first replay batch above it."""
+
+    user: dict[str, Any]
+    state: InboxState
+    replay: list[ReplayRow] | None
+
+
+_OPENING_USER = ("id", "username", "first_name", "last_name", "is_active", "session_live")
+
+
+def socket_opening(
+    *, user_id: int, session_id: str, after_seq: int | None = None, limit: int = 0
+) -> SocketOpening:
+    """A socket's user (its session checked), inbox state and, given ``after_seq``, up to
+    ``limit`` rows above it (deleted ones included, as ``inbox_replay_after``): in ONE
+    statement, what a reconnecting client costs the database (B5, a reconnect storm).
+
+    The rows come through a LEFT JOIN of the user's Inbox rows above the cursor (one
+    result row each, or one of NULLs when there are none); the counts are subqueries
+    on a constant user id, so they are evaluated once, not per joined row.
+
+    Raises:
+        NotAuthenticated: no such user, or the session has ended.
+        Forbidden: the user is deactivated.
+    """
+    from backend.users.tokens import refuse_unless_live, with_session_state
+
+    unread = (
+        Inbox.objects.filter(user_id=user_id, read_at__isnull=True, deleted_at__isnull=True)
+        .order_by()
+        .values("user_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    latest = InboxSequence.objects.filter(user_id=user_id).values("last_seq")[:1]
+    users = with_session_state(User.objects.filter(pk=user_id), session_id).annotate(
+        inbox_unread_count=Coalesce(Subquery(unread), 0),
+        inbox_latest_seq=Coalesce(Subquery(latest), Value(0, output_field=BigIntegerField())),
+    )
+    head = (*_OPENING_USER, "inbox_unread_count", "inbox_latest_seq")
+    if after_seq is None:
+        results = list(users.values_list(*head)[:1])
+    else:
+        replay = ("replay__deleted_at", *(f"replay__{name}" for name in PAYLOAD_COLUMNS))
+        results = list(
+            users.annotate(replay=FilteredRelation("inbox", condition=Q(inbox__seq__gt=after_seq)))
+            .order_by("replay__seq")
+            .values_list(*head, *replay)[: max(1, limit)]
+        )
+    if not results:
+        refuse_unless_live(found=False, is_active=False, session_live=False)
+    first = results[0]
+    refuse_unless_live(found=True, is_active=first[4], session_live=bool(first[5]))
+    rows = None
+    if after_seq is not None:
+        rows = [
+            ReplayRow(
+                seq=values[2],
+                payload=None if values[0] is not None else values_payload(values[1:]),
+            )
+            for values in (result[len(head) :] for result in results)
+            if values[1] is not None  # the NULL row of a user with nothing to replay
+        ]
+    return SocketOpening(
+        user={"id": first[0], "username": first[1], "first_name": first[2], "last_name": first[3]},
+        state=InboxState(unread_count=int(first[6]), latest_seq=int(first[7])),
+        replay=rows,
     )
 
 

@@ -185,13 +185,27 @@ def token_user(user_id: int, *, session_id: str, users: QuerySet[User] | None = 
     user = (
         with_session_state(queryset, session_id).filter(pk=user_id).select_related("role").first()
     )
-    if user is None:
+    refuse_unless_live(
+        found=user is not None,
+        is_active=user is not None and user.is_active,
+        session_live=user is not None and user.session_live,  # type: ignore[attr-defined]
+    )
+    return user  # type: ignore[return-value]  # refused above when None
+
+
+def refuse_unless_live(*, found: bool, is_active: bool, session_live: bool) -> None:
+    """``token_user``'s verdict on a user row read with ``with_session_state`` (for
+    selectors that read it within a larger statement, such as a socket's opening).
+
+    Raises NotAuthenticated when there is no such user or the session has ended, and
+    Forbidden for a deactivated user.
+    """
+    if not found:
         raise NotAuthenticated("The access token names no user.", code="token_invalid")
-    if not user.is_active:
+    if not is_active:
         raise Forbidden("This account has been deactivated.", code="account_disabled")
-    if not user.session_live:  # type: ignore[attr-defined]
+    if not session_live:
         raise NotAuthenticated(SESSION_ENDED, code=SESSION_ENDED_CODE)
-    return user
 
 
 # (user id, session id) -> (monotonic deadline, the user as token_user loaded it).

@@ -77,10 +77,7 @@ class ScriptedConnection:
         request = json.loads(message)
         kind, body = request["type"], request["payload"]
         if kind == "resume":
-            if self.server.holding:
-                self.server.held.append((self, body["after_seq"]))
-            else:
-                self.server.replay(self, body["after_seq"])
+            self.server.resume(self, body["after_seq"])
         elif kind == "ping":
             self.push(json.dumps({"type": "pong", "payload": {}, "ref": request.get("ref")}))
 
@@ -120,6 +117,12 @@ class ScriptedServer:
             if not connection.closed:
                 self.replay(connection, after)
 
+    def resume(self, connection: ScriptedConnection, after: int) -> None:
+        if self.holding:
+            self.held.append((connection, after))
+        else:
+            self.replay(connection, after)
+
     @contextlib.asynccontextmanager
     async def connect(self, url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
         connection = ScriptedConnection(self)
@@ -137,6 +140,10 @@ class ScriptedServer:
                 }
             )
         )
+        # Resume at connect: ``?after_seq=`` is answered after hello like a resume frame.
+        _, _, query = url.partition("?after_seq=")
+        if query:
+            self.resume(connection, int(query))
         try:
             yield connection
         finally:

@@ -2,7 +2,8 @@
 
 The session owns the connection's life: it connects with the access token in an
 ``Authorization`` header, asks for a replay after the stored cursor on every
-connect (the first after a cold start too), watches the link with heartbeats,
+connect (the first after a cold start too; ``?after_seq=`` on the address, so the
+replay follows ``hello`` without a round trip), watches the link with heartbeats,
 renews the token in band before it expires, and reconnects with
 :class:`~tray_app.net.backoff.Backoff` when anything goes wrong. It does not
 store anything: each frame goes to a :class:`SessionHandler` (the engine), which
@@ -66,6 +67,9 @@ RENEW_MARGIN = 30.0
 # loop, would freeze for all of it. The engine stores a replay in batches of 100, so one
 # turn holds at most one batch.
 FRAMES_PER_TURN = 20
+# Error codes that answer the resume asked for at connect (``?after_seq``): without a
+# ref, right after hello. The replay is then not coming; the engine decides what next.
+RESUME_ERRORS = frozenset({"invalid_cursor", "cursor_ahead"})
 
 
 class ConnectionState(enum.Enum):
@@ -334,9 +338,11 @@ class LiveSession:
         except NetError as error:
             return error
         headers = {"Authorization": f"Bearer {token}"}
+        cursor = self._handler.cursor()
+        url = f"{self._api.ws_url}?after_seq={cursor}"
         try:
-            async with self._connect(self._api.ws_url, headers) as connection:
-                return await self._serve(connection)
+            async with self._connect(url, headers) as connection:
+                return await self._serve(connection, resumed_from=cursor)
         except InvalidStatus as refused:
             status = refused.response.status_code
             logger.warning("the server refused the WebSocket handshake with HTTP %s", status)
@@ -357,7 +363,7 @@ class LiveSession:
             self._resume_pending = False
             self._fail_pong_waiters()
 
-    async def _serve(self, connection: Connection) -> NetError | None:
+    async def _serve(self, connection: Connection, *, resumed_from: int) -> NetError | None:
         first = await self._receive(connection, within=OPEN_TIMEOUT)
         if not isinstance(first, protocol.Hello):
             if isinstance(first, protocol.ServerErrorFrame):
@@ -370,8 +376,10 @@ class LiveSession:
         try:
             self._set_state(ConnectionState.CONNECTED)
             await self._deliver(first, replaying=False)
-            if first.latest_seq != self._handler.cursor():
-                self._send_resume()
+            # The server replays above the cursor sent at connect, then says caught_up:
+            # that is this connection's resume, in flight from here.
+            self._replaying = True
+            self._resume_after = resumed_from
             for project_id in sorted(self._presence):
                 await connection.send(protocol.encode_presence("subscribe_presence", project_id))
             if self._status is not None:
@@ -439,9 +447,10 @@ class LiveSession:
                 if self._resume_pending:
                     self._resume_pending = False
                     self._send_resume()
-            case protocol.ServerErrorFrame(ref=ref) if isinstance(ref, str) and ref.startswith(
-                "resume-"
-            ):
+            case protocol.ServerErrorFrame(ref=ref, code=code) if (
+                isinstance(ref, str) and ref.startswith("resume-")
+            ) or (ref is None and code in RESUME_ERRORS and self._resume_after is not None):
+                # A refused resume: a frame's (by its ref), or the connect's (no ref).
                 self._replaying = False
                 self._resume_after = None
                 self._resume_pending = False

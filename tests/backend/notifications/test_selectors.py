@@ -121,3 +121,68 @@ def test_inbox_state(make_user: Any) -> None:
         notification_create(audience=Audience(users=(alice.pk,)), title="hi")
     state = inbox_state(user_id=alice.pk)
     assert (state.unread_count, state.latest_seq) == (3, 3)
+
+
+def _opening_case(make_user: Any) -> tuple[Any, str]:
+    from backend.users.services import session_start
+    from backend.users.tokens import read_access_token
+
+    alice = make_user("alice", first_name="Alice")
+    for n in range(5):
+        notification_create(audience=Audience(users=(alice.pk,)), title=f"n{n + 1}")
+    inbox_delete(user_id=alice.pk, ids=[inbox_list(user_id=alice.pk, after_seq=2, limit=1)[0].pk])
+    inbox_mark_read(
+        user_id=alice.pk, ids=[inbox_list(user_id=alice.pk, after_seq=0, limit=1)[0].pk]
+    )
+    return alice, read_access_token(session_start(user=alice).access).session_id
+
+
+def test_socket_opening_reads_user_state_and_replay_in_one_statement(make_user: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from backend.notifications.selectors import socket_opening
+
+    alice, session_id = _opening_case(make_user)
+    with CaptureQueriesContext(connection) as queries:
+        opening = socket_opening(user_id=alice.pk, session_id=session_id, after_seq=1, limit=3)
+    assert len(queries) == 1
+    assert opening.user == {
+        "id": alice.pk,
+        "username": "alice",
+        "first_name": "Alice",
+        "last_name": "",
+    }
+    assert (opening.state.unread_count, opening.state.latest_seq) == (3, 5)
+    # The same rows, payloads and deleted markers as the replay selector reads.
+    assert opening.replay == inbox_replay_after(user_id=alice.pk, after_seq=1, limit=3)
+    assert [row.seq for row in opening.replay or []] == [2, 3, 4]
+    assert opening.replay is not None
+    assert opening.replay[1].payload is None
+
+    nothing = socket_opening(user_id=alice.pk, session_id=session_id, after_seq=5, limit=3)
+    assert nothing.replay == []
+    assert nothing.state.latest_seq == 5
+    plain = socket_opening(user_id=alice.pk, session_id=session_id)
+    assert plain.replay is None
+    assert plain.state == opening.state
+
+
+def test_socket_opening_refuses_like_the_token_check(make_user: Any) -> None:
+    from backend.errors import Forbidden, NotAuthenticated
+    from backend.notifications.selectors import socket_opening
+    from backend.users.tokens import SESSION_ENDED
+
+    alice, session_id = _opening_case(make_user)
+    for after in (None, 0):
+        with pytest.raises(NotAuthenticated) as ended:
+            socket_opening(user_id=alice.pk, session_id="not-a-session", after_seq=after, limit=5)
+        assert ended.value.message == SESSION_ENDED
+        with pytest.raises(NotAuthenticated) as nobody:
+            socket_opening(user_id=alice.pk + 100, session_id=session_id, after_seq=after, limit=5)
+        assert nobody.value.code == "token_invalid"
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(Forbidden) as disabled:
+        socket_opening(user_id=alice.pk, session_id=session_id, after_seq=0, limit=5)
+    assert disabled.value.code == "account_disabled"

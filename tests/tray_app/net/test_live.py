@@ -110,7 +110,8 @@ async def scripted_server(
         real = websocket_connector(Transport(proxy="none"))
 
         def connect(url: str, headers: dict[str, str]) -> Any:
-            return real(f"ws://127.0.0.1:{port}/ws/notifications/", headers)
+            _, query = url.split("?", 1) if "?" in url else (url, "")
+            return real(f"ws://127.0.0.1:{port}/ws/notifications/?{query}", headers)
 
         yield connect, attempts
 
@@ -306,9 +307,9 @@ async def test_a_buffered_replay_is_handled_a_few_frames_per_loop_turn(alice: Ap
     sent = asyncio.Event()
 
     async def replay_in_one_go(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        assert connection.request.path.endswith("?after_seq=0")  # the resume, at connect
         await connection.send(hello(latest_seq=count))
-        request = json.loads(await connection.recv())
-        assert request["type"] == "resume"
         for seq in range(1, count + 1):
             frame = {"type": "notification_created", "payload": {"seq": seq, "id": seq}}
             await connection.send(json.dumps(frame))
@@ -485,3 +486,71 @@ class _MaxRandom(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return b
+
+
+async def test_the_cursor_goes_with_the_handshake_and_the_replay_follows_hello(
+    alice: ApiClient,
+):
+    """Resume at connect: ``?after_seq=<cursor>``, no resume frame; the frames up to
+    caught_up are the replay, the ones after it live."""
+    paths: list[str] = []
+    received: list[dict[str, Any]] = []
+
+    async def server(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        paths.append(connection.request.path)
+        await connection.send(hello(latest_seq=9))
+        for seq in (8, 9):
+            await connection.send(
+                json.dumps({"type": "notification_created", "payload": {"seq": seq, "id": seq}})
+            )
+        done = {"after_seq": 7, "through_seq": 9, "replayed": 2}
+        await connection.send(json.dumps({"type": "caught_up", "payload": done}))
+        live = {"type": "notification_created", "payload": {"seq": 10, "id": 10}}
+        await connection.send(json.dumps(live))
+        with contextlib.suppress(Exception):
+            async for message in connection:
+                received.append(json.loads(message))
+
+    async with scripted_server(server) as (connect, _):
+        recorder = Recorder(cursor=7)
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.position == 10)
+        await stop(session, task)
+    assert paths == ["/ws/notifications/?after_seq=7"]
+    notes = [(f.seq, replaying) for f, replaying in recorder.frames if hasattr(f, "seq")]
+    assert notes == [(8, True), (9, True), (10, False)]
+    assert not [frame for frame in received if frame["type"] == "resume"]
+
+
+async def test_a_refused_resume_at_connect_ends_the_replay_so_a_resume_frame_can_follow(
+    alice: ApiClient,
+):
+    """``cursor_ahead`` (the server's data was reset) comes without a ref right after
+    hello; the engine then resets and resumes from 0 with a resume frame."""
+    resumes: list[dict[str, Any]] = []
+    got_resume = asyncio.Event()
+
+    async def server(connection: ServerConnection) -> None:
+        await connection.send(hello(latest_seq=2))
+        error = {"code": "cursor_ahead", "message": "after_seq 5 is beyond the latest seq 2"}
+        await connection.send(json.dumps({"type": "error", "payload": error}))
+        async for message in connection:
+            frame = json.loads(message)
+            if frame["type"] == "resume":
+                resumes.append(frame)
+                got_resume.set()
+
+    async with scripted_server(server) as (connect, _):
+        recorder = Recorder(cursor=5)
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: bool(recorder.of(protocol.ServerErrorFrame)))
+        assert not session.replaying
+        recorder.position = 0  # what the engine does on cursor_ahead
+        session.request_resume()
+        async with asyncio.timeout(WAIT):
+            await got_resume.wait()
+        await stop(session, task)
+    assert resumes[0]["payload"] == {"after_seq": 0}
