@@ -119,8 +119,7 @@ class NotificationConsumer(StateSocket):
         if not self.state.ready or self.state.closed:
             return
         if not self.state.client_frame(time.monotonic()):
-            logger.info("closing a socket of user %s that sent too many frames", self.user_id)
-            self._pump()
+            self._pump()  # closes with 1008, and logs why
             return
         if text_data is None:
             self._answer(

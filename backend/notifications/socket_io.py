@@ -26,6 +26,12 @@ from backend.notifications.eager import step_eagerly
 from backend.notifications.socket_state import ReadRows, SocketState
 
 logger = logging.getLogger(__name__)
+# What an operator reads in the log for the closes the state decides on.
+_CLOSE_REASONS = {
+    protocol.CLOSE_TRY_AGAIN: " that fell behind",
+    protocol.CLOSE_POLICY: " that sent too many frames",
+    protocol.CLOSE_SERVER_ERROR: " after a server error",
+}
 
 
 class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -98,7 +104,12 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._write()
         if not self._closing:
             self._closing = True
-            logger.info("closing a socket of user %s with %s", self.user_id, state.close_code)
+            logger.info(
+                "closing a socket of user %s%s (%s)",
+                self.user_id,
+                _CLOSE_REASONS.get(state.close_code, ""),
+                state.close_code,
+            )
             self._cancel_tasks()
             self._closer = asyncio.ensure_future(self._close_quietly(state.close_code))
 
