@@ -51,8 +51,8 @@ from backend.notifications.services import (
     inbox_mark_all_read,
     inbox_mark_read,
     inbox_mark_unread,
-    notification_create,
     notification_create_batch,
+    notification_publish,
     user_publisher,
 )
 from backend.users.models import User
@@ -331,17 +331,7 @@ class PublishApi(APIView):
         # quarter of a publish's CPU cheaper, with the same error bodies.
         item = parse_publish(request.data)
         actor, publisher = _publisher(request)
-        result = notification_create(
-            audience=item.audience,
-            title=item.title,
-            message=item.message,
-            priority=item.priority,
-            url=item.url,
-            event_type=item.event_type,
-            idempotency_key=item.idempotency_key,
-            publisher=publisher,
-            actor=actor,
-        )
+        result = notification_publish(item=item, actor=actor, publisher=publisher)
         body = PublishOutputSerializer(
             {
                 "id": result.message.pk,

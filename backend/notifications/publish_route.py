@@ -35,7 +35,7 @@ from backend.notifications.publish_input import PublishItem, parse_publish
 from backend.notifications.services import (
     NotificationResult,
     api_key_publisher,
-    notification_create,
+    notification_publish,
     user_publisher,
 )
 from backend.users.models import User
@@ -149,17 +149,10 @@ def prepare(request: Request) -> Publish | None:
 
 
 def _create(publish: Publish) -> NotificationResult:
-    item = publish.item
-    return notification_create(
-        audience=item.audience,
-        title=item.title,
-        message=item.message,
-        priority=item.priority,
-        url=item.url,
-        event_type=item.event_type,
-        idempotency_key=item.idempotency_key,
-        publisher=publish.publisher,
+    return notification_publish(
+        item=publish.item,
         actor=publish.actor,
+        publisher=publish.publisher,
         users_unchecked=True,
     )
 

@@ -30,7 +30,7 @@ from backend.users.models import User
 from backend.users.selectors import user_ids_missing
 
 if TYPE_CHECKING:
-    # The batch only reads a PublishItem's attributes.
+    # The batch and notification_publish only read a PublishItem's attributes.
     from backend.notifications.publish_input import PublishItem
 
 # Statement size for seq assignment: well under SQLite's 32,766 bound variables.
@@ -111,6 +111,19 @@ def _lock_sequences(user_ids: list[int]) -> set[int]:
         return {int(row[0]) for row in cursor.fetchall()}
 
 
+def _lock_or_create_sequences(user_ids: list[int]) -> None:
+    """Lock the users' sequence rows (``_lock_sequences``), creating those missing."""
+    locked = _lock_sequences(user_ids)
+    missing = [uid for uid in user_ids if uid not in locked]
+    if missing:
+        # Users saved without their post_save signal (bulk_create). ON CONFLICT DO
+        # NOTHING waits for a concurrent creator to commit; then the lock holds.
+        InboxSequence.objects.bulk_create(
+            [InboxSequence(user_id=uid) for uid in missing], ignore_conflicts=True
+        )
+        _lock_sequences(missing)
+
+
 def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, int]]:
     """Give each user the next seq and an Inbox row for the message: (user, row id, seq).
 
@@ -125,15 +138,7 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
     appended: list[tuple[int, int, int]] = []
     for start in range(0, len(user_ids), _SEQ_CHUNK):
         chunk = list(user_ids[start : start + _SEQ_CHUNK])
-        locked = _lock_sequences(chunk)
-        missing = [uid for uid in chunk if uid not in locked]
-        if missing:
-            # Users saved without their post_save signal (bulk_create). ON CONFLICT DO
-            # NOTHING waits for a concurrent creator to commit; then the lock holds.
-            InboxSequence.objects.bulk_create(
-                [InboxSequence(user_id=uid) for uid in missing], ignore_conflicts=True
-            )
-            _lock_sequences(missing)
+        _lock_or_create_sequences(chunk)
         placeholders = ",".join(["%s"] * len(chunk))
         with connection.cursor() as cursor:
             cursor.execute(
@@ -176,13 +181,7 @@ def _append_many(
     last: dict[int, int] = {}
     for start in range(0, len(users), _SEQ_CHUNK):
         chunk = users[start : start + _SEQ_CHUNK]
-        locked = _lock_sequences(chunk)
-        missing = [uid for uid in chunk if uid not in locked]
-        if missing:
-            InboxSequence.objects.bulk_create(
-                [InboxSequence(user_id=uid) for uid in missing], ignore_conflicts=True
-            )
-            _lock_sequences(missing)
+        _lock_or_create_sequences(chunk)
         placeholders = ",".join(["%s"] * len(chunk))
         with connection.cursor() as cursor:
             cursor.execute(
@@ -285,6 +284,25 @@ def notification_create(
             raise
         existing = Message.objects.get(publisher=publisher, idempotency_key=idempotency_key)
         return NotificationResult(existing, False, existing.deliveries.count())
+
+
+def notification_publish(
+    *, item: PublishItem, actor: User | None, publisher: str, users_unchecked: bool = False
+) -> NotificationResult:
+    """``notification_create`` for a checked publish body (``publish_input.parse_publish``):
+    what the publish API's view and its fast route both call."""
+    return notification_create(
+        audience=item.audience,
+        title=item.title,
+        message=item.message,
+        priority=item.priority,
+        url=item.url,
+        event_type=item.event_type,
+        idempotency_key=item.idempotency_key,
+        publisher=publisher,
+        actor=actor,
+        users_unchecked=users_unchecked,
+    )
 
 
 def _notification_write(
