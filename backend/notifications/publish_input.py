@@ -33,6 +33,7 @@ from backend.errors import InvalidInput
 from backend.notifications.models import Priority
 from backend.notifications.selectors import MAX_SEQ, Audience
 from backend.projects.models import Project
+from backend.sql import rows_where_in
 from backend.text import url_problem
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
 
@@ -520,7 +521,7 @@ def _project_ids_missing(ids: Iterable[int]) -> list[int]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []
-    found = set(Project.objects.filter(id__in=wanted).values_list("id", flat=True))
+    found = {int(row[0]) for row in rows_where_in(Project, ("id",), "id", wanted)}
     return [project_id for project_id in wanted if project_id not in found]
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     BigIntegerField,
     Count,
@@ -23,7 +24,8 @@ from backend.errors import InvalidInput, NotFound
 from backend.notifications.models import Inbox, InboxSequence
 from backend.notifications.payloads import PAYLOAD_COLUMNS, values_payload
 from backend.projects.models import Membership
-from backend.users.models import User
+from backend.sql import marks, table
+from backend.users.models import Role, User
 
 # Cursors are int64 in the database; anything outside is a client error, not a crash.
 MAX_SEQ = 2**63 - 1
@@ -61,22 +63,37 @@ class Audience:
 
 
 def audience_user_ids(audience: Audience) -> list[int]:
-    """The active users an audience names right now, sorted (the lock order)."""
-    active = User.objects.filter(is_active=True)
-    ids: set[int] = set()
-    if audience.everyone:
-        ids.update(active.values_list("id", flat=True))
-    else:
+    """The active users an audience names right now, sorted (the lock order).
+
+    One raw statement: the ORM's three querysets cost ~0.35 ms of Python per
+    publish, a sixth of the whole write of the B3 mix (docs/performance.md, issue 14).
+    """
+    users = table(User)
+    active = f"SELECT id FROM {users} WHERE is_active = %s"  # noqa: S608 (our names)
+    params: list[Any] = [True]
+    if not audience.everyone:
+        named: list[str] = []
         if audience.users:
-            ids.update(active.filter(id__in=audience.users).values_list("id", flat=True))
+            named.append(f"id IN ({marks(audience.users)})")
+            params.extend(audience.users)
         if audience.projects:
-            ids.update(
-                active.filter(memberships__project_id__in=audience.projects).values_list(
-                    "id", flat=True
-                )
+            named.append(
+                f"id IN (SELECT user_id FROM {table(Membership)} "  # noqa: S608
+                f"WHERE project_id IN ({marks(audience.projects)}))"
             )
+            params.extend(audience.projects)
         if audience.roles:
-            ids.update(active.filter(role__name__in=audience.roles).values_list("id", flat=True))
+            named.append(
+                f"role_id IN (SELECT id FROM {table(Role)} "  # noqa: S608
+                f"WHERE name IN ({marks(audience.roles)}))"
+            )
+            params.extend(audience.roles)
+        if not named:
+            return []
+        active += " AND (" + " OR ".join(named) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(active, params)
+        ids = {int(row[0]) for row in cursor.fetchall()}
     ids.difference_update(audience.exclude)
     return sorted(ids)
 

@@ -324,7 +324,7 @@ def _notification_write(
     recipients = audience_user_ids(audience)
     if users_unchecked:
         _check_listed_users(audience, recipients)
-    stored = Message.objects.create(
+    stored = _insert_message(
         event_type=event_type,
         title=title,
         message=message,
@@ -339,6 +339,48 @@ def _notification_write(
         publisher=publisher,
     )
     return _deliver(stored, recipients)
+
+
+def _insert_message(**values: Any) -> Message:
+    """``Message.objects.create(**values)`` in one prepared statement.
+
+    The ORM compiles the same INSERT anew on every call (~0.3 ms of Python, a sixth
+    of a publish's write in the B3 mix); here the statement is built once and the
+    values go through each field's own conversion (JSON, datetimes), so what is
+    stored is what ``create`` would store. No model signals are sent for Message.
+    """
+    stored = Message(**values)
+    stored.created_at = timezone.now()
+    fields, statement = _message_insert()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statement,
+            [f.get_db_prep_save(getattr(stored, f.attname), connection) for f in fields],
+        )
+        stored.pk = cursor.fetchone()[0]
+    stored._state.adding = False
+    stored._state.db = connection.alias
+    return stored
+
+
+_message_insert_cache: dict[str, tuple[list[Any], str]] = {}
+
+
+def _message_insert() -> tuple[list[Any], str]:
+    """Message's concrete fields but the id, and the INSERT for them (per database vendor)."""
+    cached = _message_insert_cache.get(connection.vendor)
+    if cached is None:
+        fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        cached = (
+            fields,
+            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES ({marks}) RETURNING {quote(Message._meta.pk.column)}",
+        )
+        _message_insert_cache[connection.vendor] = cached
+    return cached
 
 
 def _check_listed_users(audience: Audience, recipients: Sequence[int]) -> None:

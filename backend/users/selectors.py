@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from backend.projects.models import Membership
 from backend.projects.selectors import can_create_project
+from backend.sql import rows_where_in
 from backend.users.models import Role, User
 
 
@@ -60,7 +61,10 @@ def user_ids_by_username(*, usernames: Iterable[str]) -> dict[str, int]:
     wanted = set(usernames)
     if not wanted:
         return {}
-    return dict(User.objects.filter(username__in=wanted).values_list("username", "id"))
+    return {
+        str(name): int(user_id)
+        for name, user_id in rows_where_in(User, ("username", "id"), "username", list(wanted))
+    }
 
 
 def user_ids_missing(*, ids: Iterable[int]) -> list[int]:
@@ -68,7 +72,7 @@ def user_ids_missing(*, ids: Iterable[int]) -> list[int]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []
-    found = set(User.objects.filter(id__in=wanted).values_list("id", flat=True))
+    found = {int(row[0]) for row in rows_where_in(User, ("id",), "id", wanted)}
     return [user_id for user_id in wanted if user_id not in found]
 
 
@@ -77,5 +81,5 @@ def role_names_missing(*, names: Iterable[str]) -> list[str]:
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    found = set(Role.objects.filter(name__in=wanted).values_list("name", flat=True))
+    found = {str(row[0]) for row in rows_where_in(Role, ("name",), "name", wanted)}
     return [name for name in wanted if name not in found]

@@ -55,6 +55,44 @@ def rung(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 # notification_create
 
 
+def test_the_stored_message_is_the_row_the_database_holds(make_user: Any) -> None:
+    """The message is inserted by a prepared statement, not Model.save(): what the
+    service answers, what the database holds and what the ORM reads back agree."""
+    alice = make_user("alice")
+    admin = make_user("boss")
+    result = notification_create(
+        audience=to(alice),
+        title="Deploy",
+        message="Line 1\nLine 2 \u00e9\u2603",
+        event_type="deploy",
+        priority="high",
+        url="https://example.test/d/1",
+        actor=admin,
+        project_id=None,
+        project_title="",
+        data={"nested": {"list": [1, 2.5, None, True]}, "text": "\u00fc"},
+        idempotency_key="k-1",
+        publisher="api_key:9",
+    )
+    stored = result.message
+    again = Message.objects.get(pk=stored.pk)
+    for name in ("title", "message", "event_type", "priority", "url", "actor_id", "data"):
+        assert getattr(again, name) == getattr(stored, name), name
+    assert again.audience == {"users": [alice.pk]}
+    assert (again.publisher, again.idempotency_key) == ("api_key:9", "k-1")
+    assert again.created_at == stored.created_at
+    assert stored.pk > 0
+    assert not stored._state.adding
+    assert list(stored.deliveries.values_list("user_id", flat=True)) == [alice.pk]
+    # The same key from the same publisher is the same notification.
+    assert (
+        notification_create(
+            audience=to(alice), title="Deploy", idempotency_key="k-1", publisher="api_key:9"
+        ).message.pk
+        == stored.pk
+    )
+
+
 def test_recipients_are_resolved_at_send_time(make_user: Any) -> None:
     alice = make_user("alice")
     bob = make_user("bob")
