@@ -365,6 +365,19 @@ def _tls_files(certfile: str | None, keyfile: str | None) -> tuple[str, str] | N
     return certfile, keyfile
 
 
+def _set_switch_interval() -> None:
+    """The GIL hand-over interval of TRAY_SWITCH_INTERVAL_MS (settings.py says why)."""
+    from django.conf import settings
+
+    milliseconds = settings.TRAY["SWITCH_INTERVAL_MS"]
+    if not 0 < milliseconds <= 1000:  # also refuses nan
+        raise CliError(
+            f"TRAY_SWITCH_INTERVAL_MS must be more than 0 and at most 1000, got {milliseconds}",
+            EXIT_BAD_INPUT,
+        )
+    sys.setswitchinterval(milliseconds / 1000)
+
+
 def _serve(
     *,
     host: str,
@@ -374,6 +387,7 @@ def _serve(
     tls: tuple[str, str] | None = None,
 ) -> int:
     _setup_django()
+    _set_switch_interval()
     _refuse_demo_in_production(demo)
     sock = _bind_unix(unix) if unix else _bind(host, port)
     try:

@@ -396,6 +396,11 @@ TRAY: dict[str, Any] = {
     # One transaction per batch (each publish in a savepoint): on, off, or auto
     # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
+    # How long (ms) the server's threads may hold the GIL while another waits for it
+    # (sys.setswitchinterval; Python's default is 5). The event loop and the database
+    # thread hand it back and forth on every SQLite call: at 5 ms each hand-back could
+    # stall a publish behind a burst of deliveries (docs/performance.md, issue 14).
+    "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 0.5),
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()

@@ -180,6 +180,36 @@ def test_a_bad_database_url_is_one_plain_line(tmp_path: Path, database_url: str,
     assert "hunter2" not in line
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "5000"])
+def test_a_bad_switch_interval_is_one_plain_line(tmp_path: Path, value: str):
+    env = server_env(data_dir=tmp_path, extra={"TRAY_SWITCH_INTERVAL_MS": value})
+    result = run_cli("serve", "--port", "0", env=env, timeout=30)
+    assert result.returncode == 2
+    assert "TRAY_SWITCH_INTERVAL_MS must be more than 0" in _one_line_error(result)
+
+
+def test_serve_sets_the_switch_interval(tmp_path: Path):
+    """The server's GIL hand-over interval is the setting's (Python's default is 5 ms)."""
+    env = server_env(data_dir=tmp_path, extra={"TRAY_SWITCH_INTERVAL_MS": "0.25"})
+    code = (
+        "import sys\n"
+        "from backend import cli\n"
+        "cli._setup_django()\n"
+        "cli._set_switch_interval()\n"
+        "print(sys.getswitchinterval())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert float(done.stdout.strip()) == pytest.approx(0.00025)
+
+
 def test_production_refuses_demo_before_touching_the_database(tmp_path: Path):
     # Security review, finding 11: TRAY_ENV=production --demo seeded admin / demo.
     env = server_env(
