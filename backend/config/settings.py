@@ -396,6 +396,11 @@ TRAY: dict[str, Any] = {
     # One transaction per batch (each publish in a savepoint): on, off, or auto
     # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
+    # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
+    # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
+    # turn SQLite's automatic checkpoint, which stalled the writer, off. 0: SQLite's
+    # automatic checkpoint, as before. CLI commands always keep the automatic one.
+    "SQLITE_CHECKPOINT": _env_float("TRAY_SQLITE_CHECKPOINT", 1.0),
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()
