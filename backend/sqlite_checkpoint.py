@@ -20,11 +20,13 @@ writer. Under a steady stream of writes that is not enough: a passive checkpoint
 copies the WAL up to where it was when it began, commits land meanwhile, so the
 WAL is never found fully copied when a writer begins, and SQLite only starts the
 WAL over from its beginning then. So once the WAL has grown past
-``WAL_RESET_BYTES``, the round follows with a TRUNCATE checkpoint: it takes the
-write lock (waiting at most ``RESET_BUSY_MS`` for the writer's current
-transaction, else it gives up until the next round), copies the few pages written
-since the passive one, and empties the WAL file. Writers wait for that short
-stretch only (measured in docs/performance.md).
+``WAL_RESET_BYTES``, the round repeats the passive pass until little is new, then
+resets the WAL with a RESTART checkpoint (TRUNCATE when the file has grown to
+``TRUNCATE_FACTOR`` times the bound): it takes the write lock (waiting at most
+``RESET_BUSY_MS`` for the writer's current transaction, else it tries again
+``RETRY_SECONDS`` later), copies the pages written since the last pass, and
+makes the next writer start the WAL over. Writers wait for that stretch only (measured in
+docs/performance.md). ``stop()`` ends with a TRUNCATE checkpoint.
 
 CLI commands (``notify``, ``manage``) run no checkpointer and keep SQLite's
 automatic checkpoint. Nothing here raises into the server: failures are logged
@@ -33,6 +35,7 @@ and the next round tries again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -45,24 +48,38 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# Past this much WAL a round resets it (TRUNCATE). The WAL is only read through
-# its index for pages it holds, so size costs little speed; what the bound buys is
-# disk space and how often the writer waits for a reset: at the fastest write rate
-# measured here (~6 MB of WAL per second, publishes in batches of 1,000) that is one
-# short wait every ~10 s (docs/performance.md, issue 14).
+# Past this much WAL a round resets it (starts it over). B3's publish mix at 2,000
+# users writes ~400 KB of WAL per publish (a broadcast touches thousands of pages),
+# ~60 MB a second at the writer's full speed: SQLite's 1,000-page mark was ~15
+# checkpoints a second in the writer. With this bound a reset comes every ~2 s
+# under that load (the passes before it take time, so the WAL then holds ~150-230
+# MB) and holds the writer ~30-80 ms; a 16 MiB bound reset every round, with waits
+# of ~200 ms (bench/wal_checkpoint.py, docs/performance.md). The WAL is read
+# through its index, so its size costs readers little; the bound caps its disk.
 WAL_RESET_BYTES = 64 * 1024 * 1024
+# Before a reset, passive passes repeat (at most this many more) until one finds
+# less than this much WAL that the one before had not seen.
+MAX_EXTRA_PASSES = 4
+SMALL_TAIL_BYTES = 1024 * 1024
+# A reset truncates the WAL file (instead of starting it over in place) once the
+# file is this many times the bound.
+TRUNCATE_FACTOR = 4
 # The server's own connections keep SQLite's automatic checkpoint as a safety net at
-# this many pages of WAL (4x the reset bound; 65,536 pages of 4 KiB): a checkpointer
-# that keeps losing the race for the write lock to a writer that never pauses, or
-# that died, cannot let the WAL grow without bound. While the checkpointer keeps
-# up the WAL never gets there, so the writer never checkpoints.
-FALLBACK_AUTOCHECKPOINT_PAGES = 4 * WAL_RESET_BYTES // 4096
+# this many pages of WAL (8x the reset bound: 131,072 pages, 512 MiB of 4 KiB pages):
+# a checkpointer that keeps losing the race for the write lock to a writer that
+# never pauses, or that died, cannot let the WAL grow without bound. While the
+# checkpointer keeps up the WAL never gets there, so the writer never checkpoints.
+FALLBACK_AUTOCHECKPOINT_PAGES = 8 * WAL_RESET_BYTES // 4096
 # The longest a reset waits, for the write lock (the writer's current transaction)
 # and then, holding it, for readers of older snapshots, before giving up until the
-# next round. SQLite's busy handler polls (after 1, 3, 8, 18 ms, ...), so a short
-# wait still catches the pauses between the publish lane's transactions, and a
-# writer that comes meanwhile waits only for this plus the reset's own fsyncs.
-RESET_BUSY_MS = 5
+# next try (RETRY_SECONDS later). SQLite's busy handler polls (after 1, 3, 8, 18
+# ms), so a short wait still catches the pauses between the publish lane's
+# transactions; waiting for the lock holds nothing up, and a writer that comes
+# while the reset holds it waits for this (readers) plus the reset's own copy
+# and fsyncs.
+RESET_BUSY_MS = 20
+# How soon a reset that found the write lock taken is tried again.
+RETRY_SECONDS = 0.05
 # At shutdown the server's writers are done: the last checkpoint may wait longer.
 FINAL_BUSY_MS = 2000
 # A failing checkpoint is logged at most this often (seconds).
@@ -94,7 +111,7 @@ class WalCheckpointer:
     Args:
         path: the database file (its WAL is ``path + "-wal"``).
         interval: seconds between rounds.
-        reset_bytes: WAL size past which a round resets the WAL (TRUNCATE).
+        reset_bytes: WAL size past which a round resets the WAL.
         reset_busy_ms: how long a reset waits for the write lock.
     """
 
@@ -114,7 +131,10 @@ class WalCheckpointer:
         self.rounds = 0
         self.resets = 0
         self.failures = 0
+        self.longest_reset = 0.0  # seconds: the most a reset held the write lock, about
         self.last: Checkpoint | None = None
+        # The latest resets and the passes before them, for a look at how long they take.
+        self.recent: collections.deque[Checkpoint] = collections.deque(maxlen=64)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
@@ -144,17 +164,38 @@ class WalCheckpointer:
         return self._thread is not None and self._thread.is_alive()
 
     def checkpoint_round(self) -> list[Checkpoint]:
-        """One round: PASSIVE, then TRUNCATE if the WAL is past ``reset_bytes``.
+        """One round: PASSIVE, then a reset (RESTART, or TRUNCATE for a file grown to
+        ``TRUNCATE_FACTOR`` times the bound) if the WAL is past ``reset_bytes``.
 
         Called by the thread; a test may call it directly on a checkpointer it has
         not started. Raises sqlite3.Error.
         """
         done = [self._checkpoint("PASSIVE", busy_ms=0)]
-        if self._wal_bytes(done[0]) >= self.reset_bytes:
-            reset = self._checkpoint("TRUNCATE", busy_ms=self.reset_busy_ms)
+        live = done[0].wal_frames * self._page_size
+        if live >= self.reset_bytes:
+            # A reset copies, holding the write lock, what was committed since the
+            # last passive pass: at B3's write rate a pass over tens of MB lets as
+            # much again pile up. Passes repeat while they find much that is new, so
+            # the reset's own share stays small.
+            for _ in range(MAX_EXTRA_PASSES):
+                new = done[-1].wal_frames - (done[-2].wal_frames if len(done) > 1 else 0)
+                if len(done) > 1 and new * self._page_size < SMALL_TAIL_BYTES:
+                    break
+                done.append(self._checkpoint("PASSIVE", busy_ms=0))
+                if done[-1].wal_frames < done[-2].wal_frames:
+                    break  # the writer started the WAL over meanwhile
+            live = done[-1].wal_frames * self._page_size
+        on_disk = self._wal_file_bytes()
+        if live >= self.reset_bytes or on_disk >= TRUNCATE_FACTOR * self.reset_bytes:
+            # RESTART leaves the file as large as it is, to be written over: freeing
+            # and growing it again on every reset costs the writer; a file grown far
+            # past the bound (a burst) is given back to the disk.
+            mode = "TRUNCATE" if on_disk >= TRUNCATE_FACTOR * self.reset_bytes else "RESTART"
+            reset = self._checkpoint(mode, busy_ms=self.reset_busy_ms)
             done.append(reset)
             if not reset.busy:
                 self.resets += 1
+                self.longest_reset = max(self.longest_reset, reset.seconds)
         self.rounds += 1
         return done
 
@@ -169,8 +210,13 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         try:
-            while not self._stopping.wait(self.interval):
+            wait = self.interval
+            while not self._stopping.wait(wait):
                 self._guarded(self.checkpoint_round)
+                # A reset that found the writer busy is tried again soon, not a whole
+                # interval later: each try costs the writer nothing until it succeeds.
+                pending = self.last is not None and self.last.mode != "PASSIVE" and self.last.busy
+                wait = min(self.interval, RETRY_SECONDS) if pending else self.interval
             self._guarded(self._final)
         finally:
             self.close()
@@ -221,16 +267,14 @@ class WalCheckpointer:
             seconds=time.perf_counter() - started,
         )
         self.last = result
+        self.recent.append(result)
         return result
 
-    def _wal_bytes(self, passive: Checkpoint) -> int:
-        """The WAL's size: its live pages, or the file if larger (a past burst's
-        file stays that large when the WAL starts over, until a TRUNCATE)."""
+    def _wal_file_bytes(self) -> int:
         try:
-            on_disk = os.stat(self.wal_path).st_size
+            return os.stat(self.wal_path).st_size
         except FileNotFoundError:
-            on_disk = 0
-        return max(passive.wal_frames * self._page_size, on_disk)
+            return 0
 
 
 # --- the server's checkpointer --------------------------------------------------------
@@ -277,7 +321,7 @@ def start_server_checkpointer() -> WalCheckpointer | None:
     path = database_path(interval=interval, database=settings.DATABASES["default"])
     if path is None:
         return None
-    checkpointer = WalCheckpointer(path, interval=interval)
+    checkpointer = WalCheckpointer(path, interval=interval, reset_bytes=WAL_RESET_BYTES)
     connection_created.connect(_autocheckpoint_off, dispatch_uid=__name__)
     checkpointer.start()
     _server_checkpointer = checkpointer

@@ -181,14 +181,14 @@ def test_a_reset_gives_up_at_once_when_a_reader_holds_an_old_snapshot(
     _write(writer, 100)
     checkpointer = WalCheckpointer(path, interval=3600, reset_bytes=1)
     try:
-        passive, reset = checkpointer.checkpoint_round()
-        assert passive.mode == "PASSIVE"
+        *passes, reset = checkpointer.checkpoint_round()
+        assert {p.mode for p in passes} == {"PASSIVE"}
         assert (reset.mode, reset.busy) == ("TRUNCATE", True)
         assert reset.seconds < 1.0
         assert checkpointer.resets == 0
         _write(writer, 1)  # the writer is not blocked
         reader.execute("COMMIT")
-        _passive, reset = checkpointer.checkpoint_round()
+        *_passes, reset = checkpointer.checkpoint_round()
         assert not reset.busy
         assert checkpointer.resets == 1
         assert _wal_size(path) == 0
