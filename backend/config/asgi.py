@@ -7,6 +7,7 @@ shutdown, so other processes see this one's users leave at once.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +25,7 @@ from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
+from backend import sqlite_checkpoint  # noqa: E402
 from backend.login_lane import LoginLane  # noqa: E402
 from backend.notifications import publish_route  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
@@ -79,6 +81,8 @@ async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
+                # Before the hub opens the first connection this process serves with.
+                sqlite_checkpoint.start_server_checkpointer()
                 await Hub.current().start()
             except Exception as error:
                 await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -86,6 +90,8 @@ async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await Hub.current().stop()
+            # Its last checkpoint waits for the disk: not on the event loop.
+            await asyncio.to_thread(sqlite_checkpoint.stop_server_checkpointer)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -401,6 +401,11 @@ TRAY: dict[str, Any] = {
     # thread hand it back and forth on every SQLite call: at 5 ms each hand-back could
     # stall a publish behind a burst of deliveries (docs/performance.md, issue 14).
     "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 0.5),
+    # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
+    # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
+    # turn SQLite's automatic checkpoint, which stalled the writer, off. 0: SQLite's
+    # automatic checkpoint, as before. CLI commands always keep the automatic one.
+    "SQLITE_CHECKPOINT": _env_float("TRAY_SQLITE_CHECKPOINT", 1.0),
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()
