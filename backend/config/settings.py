@@ -403,7 +403,8 @@ TRAY: dict[str, Any] = {
     "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 0.5),
     # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
     # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
-    # turn SQLite's automatic checkpoint, which stalled the writer, off. 0: SQLite's
+    # keep SQLite's automatic checkpoint, which stalled the writer, only as a 512 MiB
+    # safety net. 0: SQLite's
     # automatic checkpoint, as before. CLI commands always keep the automatic one.
     "SQLITE_CHECKPOINT": _env_float("TRAY_SQLITE_CHECKPOINT", 1.0),
 }
