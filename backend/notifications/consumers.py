@@ -21,7 +21,7 @@ from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticat
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
-from backend.users.tokens import authenticate_access_token, read_access_token
+from backend.users.tokens import authenticate_access_token, read_access_token_cached
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class NotificationConsumer(StateSocket):
         await self.hub.start()
         await self.accept()
         try:
-            claims = read_access_token(protocol.token_from_scope(self.scope)[0])
+            claims = read_access_token_cached(protocol.token_from_scope(self.scope)[0])
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
