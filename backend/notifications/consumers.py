@@ -25,6 +25,10 @@ from backend.users.tokens import authenticate_access_token, read_access_token_ca
 
 logger = logging.getLogger(__name__)
 
+# Made once: wrapping a function per call cost more than a tenth of a connect's
+# event-loop time (B5: a reconnect storm).
+_socket_opening = database_sync_to_async(selectors.socket_opening)
+
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
     "mark_unread": services.inbox_mark_unread,
@@ -76,7 +80,7 @@ class NotificationConsumer(StateSocket):
         # (B5: a reconnect storm); a refused socket is unregistered by disconnect().
         self.hub.register(self)
         try:
-            opening = await database_sync_to_async(selectors.socket_opening)(
+            opening = await _socket_opening(
                 user_id=self.user_id, session_id=self.session_id, after_seq=after,
                 limit=self.state.batch,
             )  # fmt: skip

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Made once, not per read (each wrapping inspects the function).
+_inbox_replay_after = database_sync_to_async(selectors.inbox_replay_after)
 # What an operator reads in the log for the closes the state decides on.
 _CLOSE_REASONS = {
     protocol.CLOSE_TRY_AGAIN: " that fell behind",
@@ -173,7 +175,7 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _read(self, read: ReadRows) -> None:
         try:
-            rows = await database_sync_to_async(selectors.inbox_replay_after)(
+            rows = await _inbox_replay_after(
                 user_id=self.user_id, after_seq=read.after_seq, limit=read.limit
             )
         except Exception:
