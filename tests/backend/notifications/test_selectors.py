@@ -240,3 +240,45 @@ def test_socket_opening_compiles_once_and_reads_as_the_orm_does(make_user: Any) 
     for after in (None, 0):
         with pytest.raises(NotAuthenticated):
             selectors.socket_opening(user_id=alice.pk, session_id=session_id, after_seq=after)
+
+
+def test_socket_opening_builds_a_message_once_and_never_serves_it_stale(make_user: Any) -> None:
+    """Recipients of the same message share its built payload (a storm replays the same
+    messages to everyone), each with their own id, seq and read state; a message or
+    actor that changed is built again, not served from memory."""
+    from backend.notifications import selectors
+    from backend.notifications.models import Message
+    from backend.users.models import User
+    from backend.users.services import session_start
+    from backend.users.tokens import read_access_token
+
+    admin = make_user("admin", first_name="Ada")
+    users = [make_user(f"user{n}") for n in range(3)]
+    sessions = [read_access_token(session_start(user=u).access).session_id for u in users]
+    for n in range(4):
+        notification_create(
+            audience=Audience(users=tuple(u.pk for u in users)),
+            title=f"m{n}",
+            actor=admin,
+            data={"n": n},
+        )
+    inbox_mark_read(user_id=users[1].pk, ids=[inbox_list(user_id=users[1].pk, limit=1)[0].pk])
+    selectors._shared_payloads.clear()
+
+    def replays() -> list[Any]:
+        openings = [
+            selectors.socket_opening(user_id=u.pk, session_id=s, after_seq=0, limit=10)
+            for u, s in zip(users, sessions, strict=True)
+        ]
+        for user, opening in zip(users, openings, strict=True):
+            assert opening.replay == inbox_replay_after(user_id=user.pk, after_seq=0, limit=10)
+        return [opening.replay for opening in openings]
+
+    replays()
+    assert len(selectors._shared_payloads) == 4  # one per message, not per recipient
+    Message.objects.filter(title="m2").update(title="m2, edited")
+    User.objects.filter(pk=admin.pk).update(first_name="Adele")
+    again = replays()
+    payloads = [row.payload for row in again[0] if row.payload is not None]
+    assert payloads[2]["title"] == "m2, edited"
+    assert {p["actor"]["first_name"] for p in payloads} == {"Adele"}
