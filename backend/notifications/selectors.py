@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -246,6 +246,30 @@ _STAND_INS: dict[_Slot, Any] = {
     _Slot.NOW: datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=UTC),
     _Slot.AFTER: -7_301_946_285_114,
 }
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A parameter of a prepared statement that takes a socket's value, wrapped as the
+    compiler wrapped the stand-in (psycopg's ``Int8`` for a bigint, on PostgreSQL)."""
+
+    slot: _Slot
+    wrap: Callable[[Any], Any] | None
+
+    def value(self, values: dict[_Slot, Any]) -> Any:
+        value = values[self.slot]
+        return value if self.wrap is None else self.wrap(value)
+
+
+def _bound(param: Any, stand_ins: dict[_Slot, Any]) -> Any:
+    """``param`` of a compiled statement: a ``_Bound`` if it is one of the stand-ins
+    (as such, or in a subclass of its type that the compiler wrapped it in)."""
+    for slot, value in stand_ins.items():
+        if isinstance(param, type(value)) and param == value:
+            return _Bound(slot, None if type(param) is type(value) else type(param))
+    return param
+
+
 # Connections times shapes is small; past this many the cache starts over.
 _PREPARED_MAX = 32
 
@@ -253,7 +277,7 @@ _PREPARED_MAX = 32
 @dataclass(frozen=True)
 class _PreparedOpening:
     sql: str
-    params: tuple[Any, ...]  # constants, and a _Slot where this socket's value goes
+    params: tuple[Any, ...]  # constants, and a _Bound where this socket's value goes
     compiler: SQLCompiler  # converts the raw rows as the queryset would ...
     converters: dict[int, Any]  # ... with these (column -> the field's converters)
     # With a cursor: where the replayed message's own columns start in a row.
@@ -264,7 +288,7 @@ class _PreparedOpening:
     ) -> list[Any]:
         """The statement's rows for this socket, converted as the queryset's would be;
         with ``raw_shared``, the message's columns are left as read (``shared``)."""
-        params = [values[p] if isinstance(p, _Slot) else p for p in self.params]
+        params = [p.value(values) if isinstance(p, _Bound) else p for p in self.params]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             raw: list[Any] = cursor.fetchall()
@@ -338,11 +362,8 @@ def _prepared_opening(
         slot: connection.ops.adapt_datetimefield_value(value) if slot is _Slot.NOW else value
         for slot, value in stand_ins.items()
     }
-    template = tuple(
-        next((slot for slot, value in adapted.items() if type(p) is type(value) and p == value), p)
-        for p in params
-    )
-    if set(stand_ins) - set(template):
+    template = tuple(_bound(p, adapted) for p in params)
+    if set(stand_ins) - {p.slot for p in template if isinstance(p, _Bound)}:
         raise RuntimeError(f"socket_opening: a value is missing from {sql!r} {params!r}")
     if len(_prepared) >= _PREPARED_MAX:
         _prepared.clear()
