@@ -21,9 +21,13 @@ from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticat
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
-from backend.users.tokens import authenticate_access_token, read_access_token
+from backend.users.tokens import authenticate_access_token, read_access_token_cached
 
 logger = logging.getLogger(__name__)
+
+# Made once: wrapping a function per call cost more than a tenth of a connect's
+# event-loop time (B5: a reconnect storm).
+_socket_opening = database_sync_to_async(selectors.socket_opening)
 
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
@@ -57,7 +61,7 @@ class NotificationConsumer(StateSocket):
         await self.hub.start()
         await self.accept()
         try:
-            claims = read_access_token(protocol.token_from_scope(self.scope)[0])
+            claims = read_access_token_cached(protocol.token_from_scope(self.scope)[0])
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return
@@ -76,7 +80,7 @@ class NotificationConsumer(StateSocket):
         # (B5: a reconnect storm); a refused socket is unregistered by disconnect().
         self.hub.register(self)
         try:
-            opening = await database_sync_to_async(selectors.socket_opening)(
+            opening = await _socket_opening(
                 user_id=self.user_id, session_id=self.session_id, after_seq=after,
                 limit=self.state.batch,
             )  # fmt: skip

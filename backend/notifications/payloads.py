@@ -7,6 +7,7 @@ thousands of sockets does not rebuild the shared part per socket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -90,16 +91,29 @@ PAYLOAD_COLUMNS = (
 )
 
 
-def values_payload(values: tuple[Any, ...]) -> dict[str, Any]:
+# The first PAYLOAD_COLUMNS are the recipient's own (id, seq, read_at); the rest are
+# the message's, the same for every recipient.
+RECIPIENT_COLUMNS = 3
+
+
+def values_payload(values: Sequence[Any]) -> dict[str, Any]:
     """An Inbox row read as ``PAYLOAD_COLUMNS`` values, in ``inbox_payload``'s shape.
 
     A replay of thousands of rows reads plain values: building a model instance per
     row (and its init signals) cost more than the query itself.
     """
-    (inbox_id, seq, read_at, title, message, event_type, priority, url, created_at) = values[:9]
-    actor_id, username, first_name, last_name, project_id, project_title, data = values[9:]
+    inbox_id, seq, read_at = values[:RECIPIENT_COLUMNS]
+    shared = shared_values_payload(values[RECIPIENT_COLUMNS:])
+    return recipient_payload(shared, inbox_id=inbox_id, seq=seq, read_at=read_at)
+
+
+def shared_values_payload(values: Sequence[Any]) -> dict[str, Any]:
+    """``message_payload`` from the message's ``PAYLOAD_COLUMNS`` values (those after
+    the first ``RECIPIENT_COLUMNS``)."""
+    title, message, event_type, priority, url, created_at = values[:6]
+    actor_id, username, first_name, last_name, project_id, project_title, data = values[6:]
     actor = None if actor_id is None else (actor_id, username, first_name, last_name)
-    shared = _shared(
+    return _shared(
         title,
         message,
         event_type,
@@ -111,7 +125,6 @@ def values_payload(values: tuple[Any, ...]) -> dict[str, Any]:
         project_title,
         data,
     )
-    return recipient_payload(shared, inbox_id=inbox_id, seq=seq, read_at=read_at)
 
 
 def recipient_payload(

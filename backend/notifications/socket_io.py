@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -26,6 +29,11 @@ from backend.notifications.eager import step_eagerly
 from backend.notifications.socket_state import ReadRows, SocketState
 
 logger = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Made once, not per read (each wrapping inspects the function).
+_inbox_replay_after = database_sync_to_async(selectors.inbox_replay_after)
 # What an operator reads in the log for the closes the state decides on.
 _CLOSE_REASONS = {
     protocol.CLOSE_TRY_AGAIN: " that fell behind",
@@ -43,6 +51,33 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
     """
 
     user_id: int
+
+    # -- Channels' consumer, less a thread hop per message --------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Channels' ``AsyncConsumer.__call__`` for a socket with no channel layer.
+
+        Channels' own runs ``close_old_connections`` through ``sync_to_async`` before
+        every message it dispatches and again after a disconnect: a hop to the
+        database thread and back for each of connect, every client frame and the
+        disconnect, plus a task per message to wait on its receive. Every database
+        call here goes through ``database_sync_to_async``, which closes old connections
+        itself before and after, so those hops did nothing (B5: a reconnect storm).
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                message = await receive()
+                handler = getattr(self, get_handler_name(message), None)
+                if handler is None:
+                    raise ValueError(f"No handler for message type {message['type']}")
+                await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     def start_state(self) -> None:
         tray = settings.TRAY
@@ -140,7 +175,7 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _read(self, read: ReadRows) -> None:
         try:
-            rows = await database_sync_to_async(selectors.inbox_replay_after)(
+            rows = await _inbox_replay_after(
                 user_id=self.user_id, after_seq=read.after_seq, limit=read.limit
             )
         except Exception:

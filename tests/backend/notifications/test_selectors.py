@@ -186,3 +186,99 @@ def test_socket_opening_refuses_like_the_token_check(make_user: Any) -> None:
     with pytest.raises(Forbidden) as disabled:
         socket_opening(user_id=alice.pk, session_id=session_id, after_seq=0, limit=5)
     assert disabled.value.code == "account_disabled"
+
+
+def test_socket_opening_compiles_once_and_reads_as_the_orm_does(make_user: Any) -> None:
+    """The opening statement is compiled once per shape and run with each socket's
+    values: the same rows and converted values as the queryset it was compiled from."""
+    from datetime import timedelta
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from backend.errors import NotAuthenticated
+    from backend.notifications import selectors
+    from backend.users.models import LoginSession
+    from backend.users.services import session_start
+    from backend.users.tokens import read_access_token
+
+    alice, session_id = _opening_case(make_user)
+    bob = make_user("bob", first_name="Bob")
+    bob_session = read_access_token(session_start(user=bob).access).session_id
+    connection = connections["default"]
+    selectors._prepared.clear()
+    cases = [(alice.pk, session_id, after) for after in (None, 0, 1, 3, 5)]
+    cases += [(bob.pk, bob_session, None), (bob.pk, bob_session, 0)]
+    for user_id, session, after in cases:
+        opening = selectors.socket_opening(
+            user_id=user_id, session_id=session, after_seq=after, limit=3
+        )
+        orm = list(
+            selectors._opening_rows(
+                user_id=user_id, session_id=session, after_seq=after, limit=3, now=timezone.now()
+            )
+        )
+        compiled = selectors._prepared_opening(connection, replay=after is not None, limit=3)
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        slots = {
+            selectors._Slot.USER: user_id,
+            selectors._Slot.SESSION: session,
+            selectors._Slot.NOW: now,
+            selectors._Slot.AFTER: after,
+        }
+        assert compiled.rows(connection, slots) == orm
+        assert (opening.state.unread_count, opening.state.latest_seq) == orm[0][6:8]
+        if after is not None:
+            assert opening.replay == inbox_replay_after(user_id=user_id, after_seq=after, limit=3)
+    # One statement per shape (with a cursor or without), whoever and wherever from.
+    assert len(selectors._prepared) == 2
+
+    # The session's expiry is checked against the time of each call, not of compiling.
+    LoginSession.objects.filter(pk=session_id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    for after in (None, 0):
+        with pytest.raises(NotAuthenticated):
+            selectors.socket_opening(user_id=alice.pk, session_id=session_id, after_seq=after)
+
+
+def test_socket_opening_builds_a_message_once_and_never_serves_it_stale(make_user: Any) -> None:
+    """Recipients of the same message share its built payload (a storm replays the same
+    messages to everyone), each with their own id, seq and read state; a message or
+    actor that changed is built again, not served from memory."""
+    from backend.notifications import selectors
+    from backend.notifications.models import Message
+    from backend.users.models import User
+    from backend.users.services import session_start
+    from backend.users.tokens import read_access_token
+
+    admin = make_user("admin", first_name="Ada")
+    users = [make_user(f"user{n}") for n in range(3)]
+    sessions = [read_access_token(session_start(user=u).access).session_id for u in users]
+    for n in range(4):
+        notification_create(
+            audience=Audience(users=tuple(u.pk for u in users)),
+            title=f"m{n}",
+            actor=admin,
+            data={"n": n},
+        )
+    inbox_mark_read(user_id=users[1].pk, ids=[inbox_list(user_id=users[1].pk, limit=1)[0].pk])
+    selectors._shared_payloads.clear()
+
+    def replays() -> list[Any]:
+        openings = [
+            selectors.socket_opening(user_id=u.pk, session_id=s, after_seq=0, limit=10)
+            for u, s in zip(users, sessions, strict=True)
+        ]
+        for user, opening in zip(users, openings, strict=True):
+            assert opening.replay == inbox_replay_after(user_id=user.pk, after_seq=0, limit=10)
+        return [opening.replay for opening in openings]
+
+    replays()
+    assert len(selectors._shared_payloads) == 4  # one per message, not per recipient
+    Message.objects.filter(title="m2").update(title="m2, edited")
+    User.objects.filter(pk=admin.pk).update(first_name="Adele")
+    again = replays()
+    payloads = [row.payload for row in again[0] if row.payload is not None]
+    assert payloads[2]["title"] == "m2, edited"
+    assert {p["actor"]["first_name"] for p in payloads} == {"Adele"}

@@ -78,3 +78,46 @@ def test_logout_refuses_the_cached_session_over_rest(make_user: Callable[..., Us
     refused = client.post("/api/notifications/", body, format="json")
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "token_not_valid"
+
+
+def test_a_verified_access_token_is_remembered_until_it_expires(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket's token is verified once, not on every reconnect; a forged, expired or
+    different token is still refused, and the memory holds a bounded number."""
+    import time
+    from datetime import timedelta
+
+    from backend.users import tokens
+    from tests.backend.conftest import access_token
+
+    alice = make_user("alice")
+    tokens._verified.clear()
+    raw = session_start(user=alice).access
+    claims = tokens.read_access_token_cached(raw)
+    assert claims == read_access_token(raw)
+    assert tokens._verified == {raw: claims}
+    assert tokens.read_access_token_cached(raw) is claims
+
+    head, _, signature = raw.rpartition(".")
+    forged = f"{head}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    for bad in (forged, "", None, "not.a.token"):
+        with pytest.raises(NotAuthenticated):
+            tokens.read_access_token_cached(bad)
+    assert list(tokens._verified) == [raw]  # refusals are not kept
+
+    short = access_token(alice, lifetime=timedelta(seconds=1))
+    expires = tokens.read_access_token_cached(short).expires_at.timestamp()
+    assert short in tokens._verified
+    while time.time() <= expires:  # the condition is the clock itself
+        time.sleep(0.05)
+    with pytest.raises(NotAuthenticated) as expired:
+        tokens.read_access_token_cached(short)
+    assert expired.value.code == "token_invalid"
+
+    monkeypatch.setattr(tokens, "_VERIFIED_MAX", 2)
+    tokens._verified.clear()
+    three = [session_start(user=alice).access for _ in range(3)]
+    for one in three:
+        tokens.read_access_token_cached(one)
+    assert list(tokens._verified) == three[1:]  # the oldest went first
