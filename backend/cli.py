@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import copy
 import errno
-import logging
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     import asyncio
@@ -458,9 +457,6 @@ def _run_uvicorn(
         forwarded_allow_ips="*" if sock.family == socket.AF_UNIX else settings.FORWARDED_ALLOW_IPS,
         # A copy: dictConfig consumes the "()" factory keys of the dict it is given.
         log_config=copy.deepcopy(settings.LOGGING),
-        # Off where its level would drop every line anyway (TRAY_LOG_LEVEL=WARNING and
-        # up): uvicorn then skips formatting each request's line arguments.
-        access_log=_access_log_wanted(settings.LOGGING),
         # --certfile/--keyfile: https and wss on the same port.
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
@@ -477,13 +473,6 @@ def _run_uvicorn(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-def _access_log_wanted(logging_config: dict[str, Any]) -> bool:
-    """Whether uvicorn's access logger would emit a line at its configured level."""
-    level = logging_config.get("loggers", {}).get("uvicorn.access", {}).get("level", "INFO")
-    number = logging.getLevelName(str(level).upper())
-    return not isinstance(number, int) or number <= logging.INFO
 
 
 def _http_protocol() -> type[asyncio.Protocol] | str:
