@@ -26,13 +26,47 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 if TYPE_CHECKING:
-    from backend.config.asgi import FastHeaders, Message
+    from backend.config.asgi import FastHeaders, Headers, Message
     from backend.notifications.publish_route import Answer
 
 logger = logging.getLogger(__name__)
+# Header names whose values change how uvicorn frames an answer: learned headers with
+# any of them are sent through RequestResponseCycle.send, which acts on them.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# id(learned headers) -> (those headers, their lines as uvicorn writes them, or None
+# when they must go through RequestResponseCycle.send).
+_blocks: dict[int, tuple[Headers, bytes | None]] = {}
+_MAX_BLOCKS = 256
+
+
+def _header_block(headers: Headers) -> bytes | None:
+    """The learned headers' lines, checked once as uvicorn checks them per answer."""
+    cached = _blocks.get(id(headers))
+    if cached is not None and cached[0] is headers:
+        return cached[1]
+    lines: list[bytes] = []
+    block: bytes | None = None
+    for name, value in headers:
+        name = name.lower()
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value) or name in _FRAMING:
+            break
+        lines.extend([name, b": ", value, b"\r\n"])
+    else:
+        block = b"".join(lines)
+    if len(_blocks) >= _MAX_BLOCKS:
+        _blocks.clear()
+    _blocks[id(headers)] = (headers, block)
+    return block
 
 
 class PublishHttpProtocol(HttpToolsProtocol):
@@ -105,9 +139,7 @@ class PublishHttpProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)  # the full stack's 413
             return
         if lane.full():
-            self._send(
-                cycle, asgi.answer_messages(503, asgi.BUSY_BODY, asgi.busy_headers(fast.headers))
-            )
+            self._answer(cycle, 503, asgi.BUSY_BODY, asgi.busy_headers(fast.headers))
             return
         headers = fast.headers
 
@@ -117,9 +149,46 @@ class PublishHttpProtocol(HttpToolsProtocol):
                 # is still in the cycle for its receive().
                 super(PublishHttpProtocol, self)._start_asgi_task(cycle, handler.handle)
                 return
-            self._send(cycle, asgi.answer_messages(answer.status, answer.body, headers))
+            self._answer(cycle, answer.status, answer.body, headers)
 
         lane.post(self._route.Request(fast.authorization, bytes(cycle.body)), answered)
+
+    def _answer(
+        self, cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers
+    ) -> None:
+        """Write a fast publish's answer as ``RequestResponseCycle.send`` writes the two
+        messages of ``asgi.answer_messages`` (the same bytes, in one write), with the
+        learned headers' lines checked once rather than per answer."""
+        block = _header_block(headers)
+        if block is None or cycle.flow.write_paused or cycle.disconnected:
+            self._send(cycle, self._asgi.answer_messages(status, body, headers))
+            return
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        scope: Any = cycle.scope
+        if cycle.access_log:
+            cycle.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
+        content = [STATUS_LINE[status]]
+        for name, value in cycle.default_headers:
+            content.extend([name.lower(), b": ", value, b"\r\n"])
+        content.append(block)
+        content.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.extend([b"\r\n", body])
+        self.transport.write(b"".join(content))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
 
     def _send(self, cycle: RequestResponseCycle, messages: Sequence[Message]) -> None:
         """``messages`` through the cycle's own ``send``, now: it only waits while the
