@@ -11,9 +11,10 @@ Here, a request that the fast path will take (``POST /api/notifications/``, its
 headers accepted by ``SharedThreadASGIHandler.fast_headers``, a body within
 uvicorn's read buffer, no ``Expect: 100-continue``, no ``X-Forwarded-*`` header for
 the proxy middleware to read) starts no ASGI task: its body is collected by the
-protocol, handed to the publish lane with a callback, and the answer is written
-through the request's own ``RequestResponseCycle.send`` (so status line, default
-headers, access log, keep-alive and pipelining are uvicorn's own). Every request
+protocol, handed to the publish lane with a callback, and the answer is written as
+the request's own ``RequestResponseCycle.send`` writes it (status line, default
+headers, access log, keep-alive and pipelining as uvicorn's own), in one write,
+the learned headers' lines checked and joined once rather than per answer. Every request
 the lane does not answer (an error of any kind) is then started as the ASGI task it
 would have been, straight into the full stack, with its body still in the cycle:
 it is answered exactly as before. Every other request is uvicorn's as before.
