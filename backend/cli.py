@@ -455,6 +455,8 @@ def _run_uvicorn(
     config = uvicorn.Config(
         "backend.config.asgi:application",
         lifespan="on",
+        # httptools, with a single publish answered below ASGI (issue 14).
+        http=_http_protocol(),
         ws=ws,
         ws_max_size=settings.TRAY["WS_MAX_FRAME_BYTES"],
         # Protocol pings notice a dead peer even when the client sends nothing.
@@ -485,6 +487,19 @@ def _run_uvicorn(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's ``http``: its httptools protocol, with the fast single publish served
+    without an ASGI task (backend/config/publish_protocol.py), where that protocol
+    has the hook it builds on; uvicorn's own choice otherwise."""
+    try:
+        from backend.config.publish_protocol import PublishHttpProtocol
+    except ImportError:  # no httptools
+        return "auto"
+    if not hasattr(PublishHttpProtocol, "_start_asgi_task"):  # another uvicorn
+        return "auto"
+    return PublishHttpProtocol
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import django
 from channels.routing import ProtocolTypeRouter, URLRouter
@@ -62,6 +62,37 @@ def publish_lane_from_settings() -> PublishLane | None:
     return PublishLane(
         queue=tray["PUBLISH_QUEUE"], batch=tray["PUBLISH_BATCH"], group_commit=group_commit == "on"
     )
+
+
+class FastHeaders(NamedTuple):
+    """What a fast publish needs from its request's headers."""
+
+    authorization: bytes
+    # The headers its answer gets (learned from the full stack); None until learned,
+    # when the full stack answers it and its answer's headers are learned.
+    headers: Headers | None
+    # (scheme, Host): where the headers are learned for.
+    key: tuple[str, bytes]
+
+
+def body_limit() -> int:
+    """The most a fast publish reads into memory (a larger body gets the full stack's 413)."""
+    limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return limit or _DEFAULT_BODY_LIMIT
+
+
+def answer_messages(status: int, body: bytes, headers: Headers) -> tuple[Message, Message]:
+    """The ASGI messages of a fast publish's answer (``headers``: the learned ones)."""
+    own = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers + own},
+        {"type": "http.response.body", "body": body},
+    )
+
+
+def busy_headers(headers: Headers) -> Headers:
+    """A 503 answer's headers: the learned ones and Retry-After."""
+    return [*headers, (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
 
 
 def _replay(chunks: list[bytes], receive: Receive, *, more: bool) -> Receive:
@@ -164,19 +195,15 @@ class SharedThreadASGIHandler(ASGIHandler):
         headers, the CSP) are learned from the full stack's first successful publish
         per host (a Host the full stack refuses never gets that far).
         """
-        authorizations = [value for name, value in scope["headers"] if name == b"authorization"]
-        content_type = next((v for n, v in scope["headers"] if n == b"content-type"), None)
-        authorization = authorizations[0] if len(authorizations) == 1 else None
-        if authorization is None or not publish_route.takes(content_type, authorization):
+        fast = self.fast_headers(scope)
+        if fast is None:
             await self.handle(scope, receive, send)
             return
-        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
-        key = (str(scope.get("scheme", "http")), host)
-        headers = self._learned.get(key)
-        if headers is None:
-            await self.handle(scope, receive, self._learning(key, send))
+        if fast.headers is None:
+            await self.handle(scope, receive, self._learning(fast.key, send))
             return
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or _DEFAULT_BODY_LIMIT
+        authorization, headers = fast.authorization, fast.headers
+        limit = body_limit()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -192,8 +219,7 @@ class SharedThreadASGIHandler(ASGIHandler):
             if not message.get("more_body", False):
                 break
         if lane.full():
-            retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
-            await self._send(send, 503, BUSY_BODY, headers + retry)
+            await self._send(send, 503, BUSY_BODY, busy_headers(headers))
             return
         answer = await lane.submit(publish_route.Request(authorization, b"".join(chunks)))
         if answer is None:
@@ -203,9 +229,40 @@ class SharedThreadASGIHandler(ASGIHandler):
 
     @staticmethod
     async def _send(send: Any, status: int, body: bytes, headers: Headers) -> None:
-        own = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers + own})
-        await send({"type": "http.response.body", "body": body})
+        start, answer = answer_messages(status, body, headers)
+        await send(start)
+        await send(answer)
+
+    @property
+    def publish_lane(self) -> PublishLane | None:
+        return self._publish_lane
+
+    def fast_headers(self, scope: Scope, *, forwarded: bool = True) -> FastHeaders | None:
+        """Whether a publish request may go the fast way, decided from its headers
+        (one header scan); None when the full stack must answer it, or when
+        ``forwarded`` is false and it has an ``X-Forwarded-*`` header."""
+        authorization: bytes | None = None
+        authorizations = 0
+        content_type: bytes | None = None
+        host: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                authorizations += 1
+            elif name == b"content-type" and content_type is None:
+                content_type = value
+            elif name == b"host" and host is None:
+                host = value
+            elif not forwarded and name.startswith(b"x-forwarded-"):
+                return None
+        if (
+            authorization is None
+            or authorizations != 1
+            or not publish_route.takes(content_type, authorization)
+        ):
+            return None
+        key = (str(scope.get("scheme", "http")), host or b"")
+        return FastHeaders(authorization, self._learned.get(key), key)
 
     def _learning(self, key: tuple[str, bytes], send: Any) -> Any:
         """``send``, keeping the headers of a successful answer of the full stack for
@@ -225,9 +282,12 @@ class SharedThreadASGIHandler(ASGIHandler):
         return learning_send
 
 
+# The HTTP protocol (backend/config/publish_protocol.py) reaches the handler here.
+http_handler = SharedThreadASGIHandler()
+
 application = ProtocolTypeRouter(
     {
-        "http": SharedThreadASGIHandler(),
+        "http": http_handler,
         "websocket": URLRouter(websocket_urlpatterns),
         "lifespan": lifespan,
     }

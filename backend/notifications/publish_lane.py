@@ -14,13 +14,16 @@ written, so a retry with the same idempotency key creates exactly one notificati
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 
 from asgiref.sync import SyncToAsync
 
 from backend.notifications.publish_route import Answer, Request, publish_batch
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
 BUSY_CODE = "publish_busy"
@@ -28,6 +31,10 @@ BUSY_MESSAGE = "The server is writing many notifications right now. Try again in
 BUSY_BODY = json.dumps(
     {"error": {"code": BUSY_CODE, "message": BUSY_MESSAGE}}, separators=(",", ":")
 ).encode()
+
+
+# Called on the event loop with a publish's answer (None: the full stack answers it).
+Done = Callable[[Answer | None], None]
 
 
 class PublishLane:
@@ -45,9 +52,9 @@ class PublishLane:
         self.batch = max(1, batch)
         self.group_commit = group_commit
         self._write = write
-        self._waiting: list[tuple[Request, asyncio.Future[Answer | None]]] = []
+        self._waiting: list[tuple[Request, Done]] = []
         self._admitted = 0
-        self._writer: asyncio.Task[None] | None = None
+        self._writing = False
 
     def full(self) -> bool:
         return self._admitted >= self.limit
@@ -58,52 +65,67 @@ class PublishLane:
         Call on the event loop only (the counts need no lock), after ``full()`` said no.
         """
         future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+
+        def done(answer: Answer | None) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        self.post(request, done)
+        return await future
+
+    def post(self, request: Request, done: Done) -> None:
+        """Queue ``request``; ``done`` gets its answer (None: the full stack's to answer)
+        on this event loop once it is written.
+
+        Call on the event loop only, after ``full()`` said no. The callback form spares
+        the HTTP protocol (backend/config/publish_protocol.py) a task and a future per
+        publish.
+        """
         self._admitted += 1
-        self._waiting.append((request, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+        self._waiting.append((request, done))
+        if not self._writing:
+            self._next(asyncio.get_running_loop())
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the next batch to the database thread: one hop there and one back."""
+        taken, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
+        self._writing = True
+        requests = [request for request, _ in taken]
+
+        def write() -> None:  # on the database thread
+            try:
+                answers: Sequence[Answer | None] = self._write(
+                    requests, group_commit=self.group_commit
+                )
+            except Exception:  # the full stack answers, and reports it
+                answers = [None] * len(taken)
+            # RuntimeError: the loop closed meanwhile, and nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._written, loop, taken, answers)
+
+        # The thread sync_to_async(thread_sensitive=True) uses outside a
+        # ThreadSensitiveContext (the server's requests and consumers run there:
+        # backend/config/asgi.py), reached straight through its executor: asgiref's own
+        # hop (context copies, thread-local bookkeeping), and asyncio's wrapped future,
+        # cost about as much CPU as the rest of a publish's event-loop side.
+        # tests/backend/notifications/test_publish_lane.py pins that it is one thread.
         try:
-            return await future
-        finally:
-            self._admitted -= 1
+            SyncToAsync.single_thread_executor.submit(write)
+        except RuntimeError:  # the executor is shut down (the process is exiting)
+            self._written(loop, taken, [None] * len(taken))
 
-    async def _drain(self) -> None:
-        taken: list[tuple[Request, asyncio.Future[Answer | None]]] = []
-        try:
-            while self._waiting:
-                taken, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
-                try:
-                    answers: Sequence[Answer | None] = await _on_database_thread(
-                        functools.partial(
-                            self._write,
-                            [request for request, _ in taken],
-                            group_commit=self.group_commit,
-                        )
-                    )
-                except Exception:  # the full stack answers, and reports it
-                    answers = [None] * len(taken)
-                for (_, future), answered in zip(taken, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answered)
-        finally:
-            # Only when cancelled (the loop is closing): a batch may be half written,
-            # so its requests are not handed on (that could publish twice); they fail.
-            for _, future in [*taken, *self._waiting]:
-                future.cancel()
-            self._waiting = []
-            self._writer = None
-
-
-def _on_database_thread(
-    work: Callable[[], list[Answer | None]],
-) -> asyncio.Future[list[Answer | None]]:
-    """Run ``work`` on the thread that holds this process's database connection.
-
-    That is the thread ``sync_to_async(thread_sensitive=True)`` uses outside a
-    ``ThreadSensitiveContext`` (the server's requests and consumers run there:
-    backend/config/asgi.py), reached here straight through its executor: asgiref's
-    own hop (context copies, thread-local bookkeeping) cost about as much CPU as the
-    rest of a fast publish's event-loop side. tests/backend/notifications/
-    test_publish_lane.py pins that both land on the same thread.
-    """
-    return asyncio.get_running_loop().run_in_executor(SyncToAsync.single_thread_executor, work)
+    def _written(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        taken: list[tuple[Request, Done]],
+        answers: Sequence[Answer | None],
+    ) -> None:
+        self._writing = False
+        self._admitted -= len(taken)
+        if self._waiting:
+            self._next(loop)
+        for (_, done), answered in zip(taken, answers, strict=True):
+            try:
+                done(answered)
+            except Exception:  # one caller's failure is not the others'
+                logger.exception("a publish's answer could not be delivered")
