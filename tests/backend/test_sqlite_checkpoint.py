@@ -125,12 +125,14 @@ def test_the_checkpointer_copies_and_resets_the_wal_and_stops_cleanly(
 def test_under_a_steady_stream_of_writes_the_wal_stays_bounded(
     database: tuple[Path, sqlite3.Connection],
 ) -> None:
-    """A passive checkpoint alone never finds the WAL fully copied while commits keep
-    landing, so SQLite never starts it over; the reset past the bound does. The
-    writer pauses half a millisecond between transactions, as the publish lane
-    does its Python work between them (a writer that never lets go of the lock
-    starves the reset; the server's connections keep SQLite's own checkpoint as a
-    safety net for that, FALLBACK_AUTOCHECKPOINT_PAGES)."""
+    """While commits keep landing, SQLite starts the WAL over only when a writer finds
+    it wholly copied (the catch-up passes make that the rule when the writer pauses)
+    or when a reset past the bound forces it. The writer pauses half a millisecond
+    between transactions, as the publish lane does its Python work between them (a
+    writer that never lets go of the lock starves both; the server's connections
+    keep SQLite's own checkpoint as a safety net for that,
+    FALLBACK_AUTOCHECKPOINT_PAGES). Without either the WAL grows by ~20 MB a
+    second here."""
     path, writer = database
     bound = 512 * 1024
     checkpointer = WalCheckpointer(path, interval=0.005, reset_bytes=bound)
@@ -139,8 +141,9 @@ def test_under_a_steady_stream_of_writes_the_wal_stays_bounded(
     checkpointer.start()
     try:
         deadline = time.monotonic() + 60
-        while checkpointer.resets < 3:
-            assert time.monotonic() < deadline, "no three resets under writes"
+        # ~60 bounds' worth of WAL written, over many rounds.
+        while written < 20 * 60 * bound // 2000 or checkpointer.rounds < 20:
+            assert time.monotonic() < deadline, "the writes took over a minute"
             _write(writer, 20)
             written += 20
             largest = max(largest, _wal_size(path))
@@ -152,6 +155,31 @@ def test_under_a_steady_stream_of_writes_the_wal_stays_bounded(
     assert largest < 32 * bound
     assert _in_file(path, "item") == written
     assert checkpointer.failures == 0
+
+
+def test_a_wal_caught_up_wholly_is_started_over_by_the_writer_with_no_reset(
+    database: tuple[Path, sqlite3.Connection],
+) -> None:
+    """The cheap way back to a short WAL: once a round has copied every page, the next
+    commit writes at the WAL's beginning again, and no reset (which holds the
+    writer) was needed."""
+    path, writer = database
+    checkpointer = WalCheckpointer(path, interval=3600, reset_bytes=1024 * 1024 * 1024)
+    try:
+        for _ in range(4):
+            _write(writer, 500)  # ~4 MB of WAL
+        assert _wal_size(path) > AUTOCHECKPOINT_PAGES * PAGE
+        rounds = checkpointer.checkpoint_round()
+        assert rounds[-1].copied == rounds[-1].wal_frames > AUTOCHECKPOINT_PAGES
+        size = _wal_size(path)
+        _write(writer, 1)
+        # Started over: the commit went to the WAL's beginning; appended, it would have
+        # grown the file.
+        assert _wal_size(path) == size
+        assert checkpointer.resets == 0
+        assert _in_file(path, "item") == 2000  # the last commit is still in the WAL only
+    finally:
+        checkpointer.close()
 
 
 def test_stop_runs_a_last_checkpoint(database: tuple[Path, sqlite3.Connection]) -> None:
