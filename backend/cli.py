@@ -494,10 +494,16 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
     without an ASGI task (backend/config/publish_protocol.py), where that protocol
     has the hook it builds on; uvicorn's own choice otherwise."""
     try:
-        from backend.config.publish_protocol import PublishHttpProtocol
+        from backend.config.publish_protocol import TESTED_UVICORN, PublishHttpProtocol
     except ImportError:  # no httptools
         return "auto"
-    if not hasattr(PublishHttpProtocol, "_start_asgi_task"):  # another uvicorn
+    import uvicorn
+
+    # The protocol builds on uvicorn's internals (RequestResponseCycle, the task hook),
+    # which a minor release may change: only on the releases its tests ran against.
+    if uvicorn.__version__.rsplit(".", 1)[0] not in TESTED_UVICORN:
+        return "auto"
+    if not hasattr(PublishHttpProtocol, "_start_asgi_task"):
         return "auto"
     return PublishHttpProtocol
 

@@ -777,3 +777,18 @@ def test_bad_tls_files_are_one_plain_line(
     assert expected in line
     if which != "certfile-only":
         assert str(args[1]) in line
+
+
+def test_the_publish_protocol_is_used_only_on_the_uvicorn_releases_it_was_tested_on(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import uvicorn
+
+    from backend import cli
+    from backend.config.publish_protocol import TESTED_UVICORN, PublishHttpProtocol
+
+    # The installed uvicorn is one the suite tests it on (else CI would not exercise it).
+    assert uvicorn.__version__.rsplit(".", 1)[0] in TESTED_UVICORN
+    assert cli._http_protocol() is PublishHttpProtocol
+    monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
+    assert cli._http_protocol() == "auto"
