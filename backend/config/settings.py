@@ -359,6 +359,9 @@ TRAY: dict[str, Any] = {
     "WS_RATE_BURST": _env_int("TRAY_WS_RATE_BURST", 60),
     # Frames waiting for one slow socket before it is closed with 1013 (it resumes later).
     "WS_SEND_QUEUE": _env_int("TRAY_WS_SEND_QUEUE", 1000),
+    # Text frames written straight to uvicorn's websockets-sansio protocol, skipping the
+    # ASGI send's layers (backend/notifications/wire.py); off sends every frame via ASGI.
+    "WS_DIRECT_WRITE": _env_bool("TRAY_WS_DIRECT_WRITE", True),
     # Rows replayed per batch, and the most replayed over the socket before the
     # client is told to page over REST.
     "REPLAY_BATCH": _env_int("TRAY_REPLAY_BATCH", 200),

@@ -4,9 +4,10 @@ The state decides; this class does the I/O it asks for: it writes the queued
 frames, runs the catch-up reads and closes. A frame goes out at once when no
 earlier one waits: uvicorn's send does not suspend while the transport takes
 data, so ``step_eagerly`` finishes it without a task, an event or a queue
-hand-off per delivery. Only a send the transport makes wait gets a task, and
-frames queue behind it (bounded by the state), so a slow client delays only
-itself.
+hand-off per delivery; under uvicorn's websockets-sansio protocol a text frame
+skips the ASGI send's layers altogether (wire.py). Only a send the transport
+makes wait gets a task, and frames queue behind it (bounded by the state), so a
+slow client delays only itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.conf import settings
 from backend.notifications import protocol, selectors
 from backend.notifications.eager import step_eagerly
 from backend.notifications.socket_state import ReadRows, SocketState
+from backend.notifications.wire import TextWriter, text_writer
 
 logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -51,6 +53,8 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
     """
 
     user_id: int
+    # Set per connection in __call__; None (the class default) sends through self.send.
+    _write_text: TextWriter | None = None
 
     # -- Channels' consumer, less a thread hop per message --------------------
 
@@ -67,6 +71,7 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self._write_text = self._direct_writer(send)
         with contextlib.suppress(StopConsumer):
             while True:
                 message = await receive()
@@ -74,6 +79,23 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
                 if handler is None:
                     raise ValueError(f"No handler for message type {message['type']}")
                 await handler(message)
+
+    def _direct_writer(self, send: Send) -> TextWriter | None:
+        """The writer that puts a text frame on the wire without the ASGI layers
+        (wire.py), or None: the frames go through ``self.send``.
+
+        Only when ``send`` is exactly uvicorn's websockets-sansio ``send`` and this
+        class's ``send`` is Channels' own (an override would be skipped otherwise);
+        ``TRAY_WS_DIRECT_WRITE=0`` turns it off.
+        """
+        writer = None
+        if settings.TRAY["WS_DIRECT_WRITE"] and type(self).send is AsyncWebsocketConsumer.send:
+            writer = text_writer(send)
+        logger.debug(
+            "a socket's frames go %s",
+            "through the ASGI send" if writer is None else "straight to the protocol",
+        )
+        return writer
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self.disconnect(message["code"])
@@ -149,11 +171,20 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._closer = asyncio.ensure_future(self._close_quietly(state.close_code))
 
     def _write(self) -> None:
-        """Send queued frames while the transport takes them without waiting."""
+        """Send queued frames while the transport takes them without waiting.
+
+        A frame goes straight to the protocol when the direct writer takes it, else
+        through the ASGI send (which waits for a paused transport: the frames behind
+        it stay queued, in order, and count toward the queue's limit).
+        """
         pending = self.state.pending
+        write_text = self._write_text
         while pending:
+            frame = pending.popleft()
             try:
-                rest = step_eagerly(self.send(text_data=pending.popleft()))
+                if write_text is not None and write_text(frame):
+                    continue
+                rest = step_eagerly(self.send(text_data=frame))
             except Exception:
                 self._gone()
                 return

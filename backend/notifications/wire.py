@@ -1,0 +1,85 @@
+"""A server-to-client text frame written to uvicorn's websockets-sansio protocol directly.
+
+A frame sent through the ASGI layers costs a coroutine per layer: Channels'
+``AsyncWebsocketConsumer.send`` and ``AsyncConsumer.send``, uvicorn's
+``WebSocketsSansIOProtocol.send`` and its ``writable.wait()``, stepped by
+``eager.step_eagerly``. A broadcast pays them once per recipient on the event loop,
+and its last recipient waits for all of them (B3's tail, B4's ceiling).
+
+``text_writer`` recognises the ASGI ``send`` uvicorn hands the application when it
+is exactly ``WebSocketsSansIOProtocol.send`` bound to its protocol (nothing wrapped
+around it, not overridden by a subclass), and returns a function doing what that
+``send`` does for ``{"type": "websocket.send", "text": ...}`` once the handshake is
+done: ``conn.send_text``, then one ``transport.write`` of ``conn.data_to_send()``
+(permessage-deflate is applied by the websockets connection object, so it stays).
+Any other state (the transport paused, the client gone, before the handshake,
+after a close, an HTTP rejection answer) is left to the ASGI send: the function
+returns False and the caller sends that frame the ordinary way, which waits,
+raises or refuses exactly as uvicorn does. Anything else (another server, another
+uvicorn implementation, a wrapped send) gets no writer at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.utils import ClientDisconnected
+from websockets.exceptions import InvalidState
+
+logger = logging.getLogger(__name__)
+
+# Writes one text frame; False: not written, send it through the ASGI send.
+TextWriter = Callable[[str], bool]
+
+try:  # uvicorn releases before 0.35 have no sans-I/O implementation
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol as _SansIO,
+    )
+except ImportError:  # pragma: no cover - the pinned uvicorn has it
+    _SANSIO_SEND: Any = None
+else:
+    _SANSIO_SEND = _SansIO.send
+
+
+def text_writer(send: Any) -> TextWriter | None:
+    """A direct writer of text frames for ``send``, or None to use ``send`` itself.
+
+    Args:
+        send: The ASGI send callable the application was given.
+
+    Returns:
+        A function that writes a text frame as ``send`` would and returns True, or
+        returns False (writing nothing) when ``send`` must handle that frame; None
+        when ``send`` is not uvicorn's websockets-sansio ``send``, unwrapped.
+    """
+    if _SANSIO_SEND is None or getattr(send, "__func__", None) is not _SANSIO_SEND:
+        return None
+    protocol = send.__self__
+    conn = getattr(protocol, "conn", None)
+    writable = getattr(protocol, "writable", None)
+    if conn is None or writable is None or not hasattr(protocol, "transport"):
+        return None
+
+    def write_text(text: str) -> bool:
+        # uvicorn's send: ``await self.writable.wait()`` (which suspends while the
+        # transport is paused), ``disconnected`` raises, then the branch for a
+        # handshake done with no HTTP answer and no close sent. Anything else: False.
+        if (
+            not writable.is_set()
+            or protocol.disconnected
+            or not protocol.handshake_complete
+            or protocol.initial_response is not None
+            or protocol.close_sent
+        ):
+            return False
+        try:
+            conn.send_text(text.encode())
+            output = conn.data_to_send()
+            protocol.transport.write(b"".join(output))
+        except InvalidState:
+            raise ClientDisconnected() from None
+        return True
+
+    return write_text
