@@ -494,14 +494,14 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
     without an ASGI task (backend/config/publish_protocol.py), where that protocol
     has the hook it builds on; uvicorn's own choice otherwise."""
     try:
-        from backend.config.publish_protocol import TESTED_UVICORN, PublishHttpProtocol
+        from backend.config.publish_protocol import PublishHttpProtocol
     except ImportError:  # no httptools
         return "auto"
-    import uvicorn
+    from backend.uvicorn_release import internals_tested
 
     # The protocol builds on uvicorn's internals (RequestResponseCycle, the task hook),
     # which a minor release may change: only on the releases its tests ran against.
-    if uvicorn.__version__.rsplit(".", 1)[0] not in TESTED_UVICORN:
+    if not internals_tested():
         return "auto"
     if not hasattr(PublishHttpProtocol, "_start_asgi_task"):
         return "auto"

@@ -41,12 +41,6 @@ if TYPE_CHECKING:
     from backend.notifications.publish_route import Answer
 
 logger = logging.getLogger(__name__)
-# The uvicorn releases (major.minor) whose internals this protocol was written and
-# tested against (tests/backend/notifications/test_publish_route.py compares its
-# answers byte for byte with the ASGI path's); on any other the server uses
-# uvicorn's own protocol (backend/cli.py), so an upgrade can only make publishes
-# slower, never wrong. Add a release here after the tests pass on it.
-TESTED_UVICORN = frozenset({"0.55"})
 # Header names whose values change how uvicorn frames an answer: learned headers with
 # any of them are sent through RequestResponseCycle.send, which acts on them.
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})

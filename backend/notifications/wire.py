@@ -28,6 +28,8 @@ from typing import Any
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
 
+from backend.uvicorn_release import internals_tested
+
 logger = logging.getLogger(__name__)
 
 # Writes one text frame; False: not written, send it through the ASGI send.
@@ -55,6 +57,8 @@ def text_writer(send: Any) -> TextWriter | None:
         when ``send`` is not uvicorn's websockets-sansio ``send``, unwrapped.
     """
     if _SANSIO_SEND is None or getattr(send, "__func__", None) is not _SANSIO_SEND:
+        return None
+    if not internals_tested():  # another uvicorn release: its own send
         return None
     protocol = send.__self__
     conn = getattr(protocol, "conn", None)

@@ -785,7 +785,8 @@ def test_the_publish_protocol_is_used_only_on_the_uvicorn_releases_it_was_tested
     import uvicorn
 
     from backend import cli
-    from backend.config.publish_protocol import TESTED_UVICORN, PublishHttpProtocol
+    from backend.config.publish_protocol import PublishHttpProtocol
+    from backend.uvicorn_release import TESTED_UVICORN
 
     # The installed uvicorn is one the suite tests it on (else CI would not exercise it).
     assert uvicorn.__version__.rsplit(".", 1)[0] in TESTED_UVICORN

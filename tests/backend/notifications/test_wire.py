@@ -176,3 +176,19 @@ async def _asgi_send(message: dict[str, Any]) -> None:
 def test_no_direct_writer_for_a_send_that_is_not_uvicorns_own() -> None:
     assert text_writer(_asgi_send) is None
     assert text_writer(object()) is None
+
+
+def test_no_direct_writer_on_a_uvicorn_release_it_was_not_tested_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    import uvicorn
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    # Only the attributes text_writer looks at: no server is needed to pick a writer.
+    protocol = types.SimpleNamespace(conn=object(), writable=object(), transport=object())
+    send = types.MethodType(WebSocketsSansIOProtocol.send, protocol)
+    assert text_writer(send) is not None
+    monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
+    assert text_writer(send) is None
