@@ -400,10 +400,11 @@ TRAY: dict[str, Any] = {
     # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
     # How long (ms) the server's threads may hold the GIL while another waits for it
-    # (sys.setswitchinterval; Python's default is 5). The event loop and the database
-    # thread hand it back and forth on every SQLite call: at 5 ms each hand-back could
-    # stall a publish behind a burst of deliveries (docs/performance.md, issue 14).
-    "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 0.5),
+    # (sys.setswitchinterval). The event loop and the database thread hand it back and
+    # forth on every SQLite call; shorter could get a publish past a burst of
+    # deliveries sooner, at the price of more switches. Python's default (5), as B3
+    # could not tell 0.5, 1 and 5 apart (docs/performance.md, issue 14).
+    "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 5.0),
     # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
     # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
     # keep SQLite's automatic checkpoint, which stalled the writer, only as a 512 MiB
