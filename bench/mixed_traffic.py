@@ -283,16 +283,11 @@ class Seeded:
     admin_token: str
 
 
-def seed_ours(env: dict[str, str], layout: Layout) -> Seeded:
-    """Migrate, seed the demo data, then the layout's users, roles and projects.
-
-    Tokens are minted in a ``manage shell``: the password hasher is
-    deliberately slow, and thousands of logins would measure it.
-    """
-    prepare_database(env)
-    code = (
-        "import json\n"
-        "from backend.users.services import session_start\n"
+def layout_seed_code(layout: Layout) -> str:
+    """Python for ``manage shell`` that creates the layout's users (``bu0``...), their
+    roles (``bench-r0``...), sequence rows and projects (``made``, in order) and leaves
+    ``users`` (in client order) and ``made`` defined."""
+    return (
         "from backend.notifications.models import InboxSequence\n"
         "from backend.projects.models import Membership, Project\n"
         "from backend.users.models import Role, User\n"
@@ -308,7 +303,21 @@ def seed_ours(env: dict[str, str], layout: Layout) -> Seeded:
         "made = [Project.objects.create(title=f'Bench project {k}') for k in range(projects)]\n"
         "Membership.objects.bulk_create([Membership(project=made[min(i // size, projects - 1)], "
         "user=u, role='member') for i, u in enumerate(users)], batch_size=500)\n"
-        "admin = User.objects.get(username='admin')\n"
+    )
+
+
+def seed_ours(env: dict[str, str], layout: Layout) -> Seeded:
+    """Migrate, seed the demo data, then the layout's users, roles and projects.
+
+    Tokens are minted in a ``manage shell``: the password hasher is
+    deliberately slow, and thousands of logins would measure it.
+    """
+    prepare_database(env)
+    code = (
+        "import json\n"
+        "from backend.users.services import session_start\n"
+        + layout_seed_code(layout)
+        + "admin = User.objects.get(username='admin')\n"
         "print(json.dumps({'tokens': [session_start(user=u).access for u in users], "
         "'projects': [p.pk for p in made], 'admin': session_start(user=admin).access}))\n"
     )

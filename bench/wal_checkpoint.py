@@ -43,7 +43,7 @@ from typing import Any
 
 from bench.common import REPO_ROOT, BenchError, bench_env, percentile, prepare_database, run_cli
 from bench.common import machine as describe_machine
-from bench.mixed_traffic import PLAN_SEED, PROJECT_SIZE, ROLE_COUNT, Layout, make_plan
+from bench.mixed_traffic import PLAN_SEED, Layout, layout_seed_code, make_plan
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "wal_checkpoint.json"
 USERS = 2000
@@ -68,22 +68,8 @@ def _seed(env: dict[str, str]) -> list[int]:
     prepare_database(env)
     code = (
         "import json\n"
-        "from backend.notifications.models import InboxSequence\n"
-        "from backend.projects.models import Membership, Project\n"
-        "from backend.users.models import Role, User\n"
-        f"n, size, role_count = {USERS}, {PROJECT_SIZE}, {ROLE_COUNT}\n"
-        f"projects = {Layout(USERS).projects}\n"
-        "roles = [Role.objects.create(name=f'bench-r{j}') for j in range(role_count)]\n"
-        "User.objects.bulk_create([User(username=f'bu{i}', role=roles[i % role_count], "
-        "password='!') for i in range(n)], batch_size=500)\n"
-        "users = list(User.objects.filter(username__startswith='bu').order_by('id'))\n"
-        "users.sort(key=lambda u: int(u.username[2:]))\n"
-        "InboxSequence.objects.bulk_create([InboxSequence(user=u) for u in users], "
-        "batch_size=500, ignore_conflicts=True)\n"
-        "made = [Project.objects.create(title=f'Bench project {k}') for k in range(projects)]\n"
-        "Membership.objects.bulk_create([Membership(project=made[min(i // size, projects - 1)], "
-        "user=u, role='member') for i, u in enumerate(users)], batch_size=500)\n"
-        "print(json.dumps([p.pk for p in made]))\n"
+        + layout_seed_code(Layout(USERS))
+        + "print(json.dumps([p.pk for p in made]))\n"
     )
     projects: list[int] = json.loads(run_cli(env, "manage", "shell", "-c", code).splitlines()[-1])
     return projects

@@ -46,22 +46,12 @@ MESSAGE = (
 )
 
 
-def _token(server: RunningServer, username: str) -> str:
-    response = httpx.post(
-        server.url + "/api/auth/token/",
-        json={"username": username, "password": "demo"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access"])
-
-
 @contextlib.contextmanager
 def _open(server: RunningServer) -> Iterator[ClientConnection]:
     """alice's socket, once it got ``hello``."""
     with connect(
         server.ws_url,
-        additional_headers={"Authorization": f"Bearer {_token(server, 'alice')}"},
+        additional_headers={"Authorization": f"Bearer {server.access_token('alice')}"},
         compression="deflate",
         open_timeout=10,
     ) as websocket:
@@ -73,7 +63,7 @@ def _publish_and_receive(server: RunningServer, websocket: ClientConnection) -> 
     response = httpx.post(
         server.url + "/api/notifications/",
         json={"audience": {"usernames": ["alice"]}, "title": TITLE, "message": MESSAGE},
-        headers={"Authorization": f"Bearer {_token(server, 'admin')}"},
+        headers={"Authorization": f"Bearer {server.access_token('admin')}"},
         timeout=10,
     )
     assert response.status_code == 201, response.text

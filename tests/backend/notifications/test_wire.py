@@ -31,16 +31,6 @@ MESSAGE = " ".join(
 )
 
 
-def _token(server: RunningServer, username: str) -> str:
-    response = httpx.post(
-        server.url + "/api/auth/token/",
-        json={"username": username, "password": "demo"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access"])
-
-
 def _publish(server: RunningServer, admin: str, titles: list[str], message: str) -> None:
     response = httpx.post(
         server.url + "/api/notifications/batch/",
@@ -62,7 +52,7 @@ def _alice(server: RunningServer, **options: Any) -> Iterator[tuple[ClientConnec
     """alice's socket (offering permessage-deflate, as browsers do) and her latest seq."""
     with connect(
         server.ws_url,
-        additional_headers={"Authorization": f"Bearer {_token(server, 'alice')}"},
+        additional_headers={"Authorization": f"Bearer {server.access_token('alice')}"},
         compression="deflate",
         open_timeout=10,
         **options,
@@ -90,7 +80,7 @@ def _delivered(
         assert server.wait_for_output(WAYS[direct]), server.output()
         assert websocket.response is not None
         extensions = websocket.response.headers.get_all("Sec-WebSocket-Extensions")
-        _publish(server, _token(server, "admin"), titles, MESSAGE)
+        _publish(server, server.access_token("admin"), titles, MESSAGE)
         frames: list[str] = []
         while len(frames) < len(titles):
             text = websocket.recv(timeout=10)
@@ -141,7 +131,7 @@ def test_a_reader_that_stops_is_closed_with_1013_written_directly_or_not(
     server = server_factory(
         demo=True, env={"TRAY_WS_DIRECT_WRITE": direct, "TRAY_WS_SEND_QUEUE": "20"}
     )
-    admin = _token(server, "admin")
+    admin = server.access_token("admin")
     # A small receive buffer, and the client stops reading from the socket once it
     # holds a few messages nobody took (max_queue).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
