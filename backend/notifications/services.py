@@ -25,6 +25,7 @@ from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, 
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
 from backend.projects.models import Membership
+from backend.sql import marks, rows_where_in, table
 from backend.text import single_line_text_problem, url_problem
 from backend.users.models import User
 from backend.users.selectors import user_ids_missing
@@ -94,20 +95,15 @@ def _lock_sequences(user_ids: list[int]) -> set[int]:
     a broadcast's CPU (bench/mixed_traffic.py). SQLite has no row locks (BEGIN
     IMMEDIATE already serialises writers); PostgreSQL takes them with FOR UPDATE.
     """
-    seq_table = connection.ops.quote_name(InboxSequence._meta.db_table)
+    if connection.vendor != "postgresql":
+        found = rows_where_in(InboxSequence, ("user_id",), "user_id", user_ids)
+        return {int(row[0]) for row in found}
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"SELECT user_id FROM {seq_table} WHERE user_id = ANY(%s) "  # noqa: S608
-                "ORDER BY user_id FOR UPDATE",
-                [list(user_ids)],
-            )
-        else:
-            placeholders = ",".join(["%s"] * len(user_ids))
-            cursor.execute(
-                f"SELECT user_id FROM {seq_table} WHERE user_id IN ({placeholders})",  # noqa: S608
-                list(user_ids),
-            )
+        cursor.execute(
+            f"SELECT user_id FROM {table(InboxSequence)} WHERE user_id = ANY(%s) "  # noqa: S608
+            "ORDER BY user_id FOR UPDATE",
+            [list(user_ids)],
+        )
         return {int(row[0]) for row in cursor.fetchall()}
 
 
@@ -133,13 +129,13 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
     serialises writers.) Three statements per 5,000 recipients, whatever the
     database: the seqs are bumped and copied into the inbox inside the database.
     """
-    seq_table = connection.ops.quote_name(InboxSequence._meta.db_table)
-    inbox_table = connection.ops.quote_name(Inbox._meta.db_table)
+    seq_table = table(InboxSequence)
+    inbox_table = table(Inbox)
     appended: list[tuple[int, int, int]] = []
     for start in range(0, len(user_ids), _SEQ_CHUNK):
         chunk = list(user_ids[start : start + _SEQ_CHUNK])
         _lock_or_create_sequences(chunk)
-        placeholders = ",".join(["%s"] * len(chunk))
+        placeholders = marks(chunk)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {seq_table} SET last_seq = last_seq + 1 "  # noqa: S608 (our names)
@@ -176,20 +172,14 @@ def _append_many(
     users = sorted({user for _, recipients in deliveries for user in recipients})
     if not users:
         return [[] for _ in deliveries]
-    seq_table = connection.ops.quote_name(InboxSequence._meta.db_table)
-    inbox_table = connection.ops.quote_name(Inbox._meta.db_table)
+    seq_table = table(InboxSequence)
+    inbox_table = table(Inbox)
     last: dict[int, int] = {}
     for start in range(0, len(users), _SEQ_CHUNK):
         chunk = users[start : start + _SEQ_CHUNK]
         _lock_or_create_sequences(chunk)
-        placeholders = ",".join(["%s"] * len(chunk))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT user_id, last_seq FROM {seq_table} "  # noqa: S608 (our names)
-                f"WHERE user_id IN ({placeholders})",
-                chunk,
-            )
-            last.update((int(u), int(q)) for u, q in cursor.fetchall())
+        rows = rows_where_in(InboxSequence, ("user_id", "last_seq"), "user_id", chunk)
+        last.update((int(u), int(q)) for u, q in rows)
     planned: list[tuple[int, int, int]] = []  # (user, message, seq)
     position: dict[tuple[int, int], int] = {}  # (user, seq) -> index in deliveries
     for index, (message_id, recipients) in enumerate(deliveries):
@@ -373,11 +363,10 @@ def _message_insert() -> tuple[list[Any], str]:
         fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(f.column) for f in fields)
-        marks = ", ".join(["%s"] * len(fields))
         cached = (
             fields,
-            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608
-            f"VALUES ({marks}) RETURNING {quote(Message._meta.pk.column)}",
+            f"INSERT INTO {table(Message)} ({columns}) "  # noqa: S608
+            f"VALUES ({marks(fields)}) RETURNING {quote(Message._meta.pk.column)}",
         )
         _message_insert_cache[connection.vendor] = cached
     return cached
