@@ -57,12 +57,22 @@ class Message(models.Model):
 
 
 class InboxSequence(models.Model):
-    """The last seq handed out to a user: the row locked while their Inbox rows are written."""
+    """The last seq handed out to a user: the row locked while their Inbox rows are written.
+
+    ``unread`` is the number of the user's Inbox rows with ``read_at`` and
+    ``deleted_at`` both NULL, kept exact by every service that adds rows or changes
+    those two fields, in the same transaction. It replaced a partial index of the
+    unread rows: one B-tree less per recipient of every publish (docs/performance.md,
+    issue 14).
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
     )
     last_seq = models.BigIntegerField(default=0)
+    # The database default keeps raw inserts (benchmarks, bulk loads) and rows made
+    # before the field working.
+    unread = models.BigIntegerField(default=0, db_default=0)
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.last_seq}"
@@ -70,8 +80,8 @@ class InboxSequence(models.Model):
 
 class Inbox(models.Model):
     # No index of its own: inbox_unique_user_seq leads with user_id and serves every
-    # lookup by user; a third index on a table every broadcast writes one row per
-    # recipient into cost ~10% of a publish (docs/performance.md, issue 14).
+    # lookup by user; each further index on a table every broadcast writes one row per
+    # recipient into costs a B-tree insert per recipient (docs/performance.md, issue 14).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox", db_index=False
     )
@@ -82,15 +92,11 @@ class Inbox(models.Model):
 
     class Meta:
         ordering = ["user", "seq"]
+        # The only index by user: a user's unread rows are counted by
+        # InboxSequence.unread, and listed (mark all read, ?unread=true) through this
+        # one, whose user_id leads (migration 0005 dropped the partial inbox_unread).
         constraints = [
             models.UniqueConstraint(fields=["user", "seq"], name="inbox_unique_user_seq"),
-        ]
-        indexes = [
-            models.Index(
-                fields=["user", "seq"],
-                name="inbox_unread",
-                condition=models.Q(read_at__isnull=True, deleted_at__isnull=True),
-            ),
         ]
         verbose_name_plural = "inbox rows"
 

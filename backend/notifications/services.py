@@ -12,7 +12,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.db import IntegrityError, connection, transaction
@@ -23,7 +23,7 @@ from backend.errors import BackendError, InvalidInput
 from backend.notifications import delivery
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
 from backend.notifications.payloads import message_payload
-from backend.notifications.selectors import Audience, audience_user_ids, inbox_unread_count
+from backend.notifications.selectors import Audience, audience_user_ids
 from backend.projects.models import Membership
 from backend.sql import marks, rows_where_in, table
 from backend.text import single_line_text_problem, url_problem
@@ -127,7 +127,8 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
     overlapping audiences queue instead of deadlocking; the locks are held to
     commit, so seq order is commit order. (On SQLite, BEGIN IMMEDIATE already
     serialises writers.) Three statements per 5,000 recipients, whatever the
-    database: the seqs are bumped and copied into the inbox inside the database.
+    database: the seqs (and the unread counts) are bumped and copied into the inbox
+    inside the database.
     """
     seq_table = table(InboxSequence)
     inbox_table = table(Inbox)
@@ -138,7 +139,7 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
         placeholders = marks(chunk)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {seq_table} SET last_seq = last_seq + 1 "  # noqa: S608 (our names)
+                f"UPDATE {seq_table} SET last_seq = last_seq + 1, unread = unread + 1 "  # noqa: S608
                 f"WHERE user_id IN ({placeholders})",
                 chunk,
             )
@@ -160,8 +161,9 @@ def _append_many(
     For a batch: the same locks in the same order (every recipient's sequence row,
     in user-id order, held to commit), then each user's seqs counted on from their
     ``last_seq`` in message order, the rows inserted a few thousand per statement
-    and the new ``last_seq`` written back. A few statements per 5,000 users and per
-    5,000 rows instead of three per message.
+    and the new ``last_seq`` written back (``unread`` up by the rows added, in the
+    same statement). A few statements per 5,000 users and per 5,000 rows instead
+    of three per message.
 
     Args:
         deliveries: (message id, its recipients) in the order the seqs must follow.
@@ -180,6 +182,7 @@ def _append_many(
         _lock_or_create_sequences(chunk)
         rows = rows_where_in(InboxSequence, ("user_id", "last_seq"), "user_id", chunk)
         last.update((int(u), int(q)) for u, q in rows)
+    first = dict(last)  # each user's new rows, all unread, are last - first
     planned: list[tuple[int, int, int]] = []  # (user, message, seq)
     position: dict[tuple[int, int], int] = {}  # (user, seq) -> index in deliveries
     for index, (message_id, recipients) in enumerate(deliveries):
@@ -202,8 +205,9 @@ def _append_many(
             for u, i, q in cursor.fetchall():
                 appended[position[int(u), int(q)]].append((int(u), int(i), int(q)))
         cursor.executemany(
-            f"UPDATE {seq_table} SET last_seq = %s WHERE user_id = %s",  # noqa: S608
-            [(last[user], user) for user in users],
+            f"UPDATE {seq_table} SET last_seq = %s, unread = unread + %s "  # noqa: S608
+            "WHERE user_id = %s",
+            [(last[user], last[user] - first[user], user) for user in users],
         )
     for rows in appended:
         rows.sort()  # by user, as _append_to_inboxes answers
@@ -640,11 +644,11 @@ class InboxChange:
 def _announce_read_state(
     *,
     user_id: int,
+    unread: int,
     updates: list[tuple[int, bool]] | None = None,
     deleted: list[int] | None = None,
     all_read_up_to: int | None = None,
-) -> int:
-    unread = inbox_unread_count(user_id=user_id)
+) -> None:
     delivery.ring_on_commit(
         {
             "kind": "read_state",
@@ -655,19 +659,87 @@ def _announce_read_state(
             "unread_count": unread,
         }
     )
-    return unread
+
+
+def _update_inbox(
+    *,
+    user_id: int,
+    column: Literal["read_at", "deleted_at"],
+    value: datetime | None,
+    where: str,
+    params: Sequence[Any] = (),
+) -> list[tuple[int, bool]]:
+    """Set ``column`` of the user's Inbox rows matching ``where``: (id, whether its
+    ``read_at`` is NULL) of each row this statement changed, sorted by id.
+
+    Raw SQL for RETURNING: the unread count moves by exactly the rows this statement
+    changed, read as it changed them. On PostgreSQL a row another transaction is
+    changing is checked against ``where`` again once that one commits (READ
+    COMMITTED), so of two requests marking a row read at once only the one that
+    changed it counts it, and a row marked unread meanwhile is deleted as unread.
+
+    Args:
+        where: SQL of our own (column names and ``%s``), ANDed after ``user_id = %s``.
+        params: the values of ``where``'s placeholders.
+    """
+    stored = connection.ops.adapt_datetimefield_value(value)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table(Inbox)} SET {column} = %s "  # noqa: S608 (our names and SQL)
+            f"WHERE user_id = %s AND {where} RETURNING id, read_at",
+            [stored, user_id, *params],
+        )
+        return sorted((int(row_id), read_at is None) for row_id, read_at in cursor.fetchall())
+
+
+def _move_unread(*, user_id: int, by: int) -> tuple[int, int]:
+    """Add ``by`` to the user's ``InboxSequence.unread``: (unread, last_seq) after, (0, 0)
+    for a user without a sequence row (who has no rows either).
+
+    One statement either way; the UPDATE's RETURNING is the count the change announces.
+    """
+    seq_table = table(InboxSequence)
+    with connection.cursor() as cursor:
+        if by:
+            cursor.execute(
+                f"UPDATE {seq_table} SET unread = unread + %s "  # noqa: S608 (our names)
+                "WHERE user_id = %s RETURNING unread, last_seq",
+                [by, user_id],
+            )
+        else:
+            cursor.execute(
+                f"SELECT unread, last_seq FROM {seq_table} WHERE user_id = %s",  # noqa: S608
+                [user_id],
+            )
+        row = cursor.fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def _set_read(*, user_id: int, ids: Iterable[object], read: bool) -> InboxChange:
     wanted = _validate_ids(ids)
     with transaction.atomic():
-        own = Inbox.objects.filter(user_id=user_id, id__in=wanted, deleted_at__isnull=True)
-        found = set(own.values_list("id", flat=True))
-        pending = own.filter(read_at__isnull=read)
-        changed = sorted(pending.values_list("id", flat=True))
-        pending.update(read_at=timezone.now() if read else None)
-        unread = _announce_read_state(
-            user_id=user_id, updates=[(inbox_id, read) for inbox_id in changed]
+        found = set(
+            Inbox.objects.filter(user_id=user_id, id__in=wanted, deleted_at__isnull=True)
+            .order_by()
+            .values_list("id", flat=True)
+        )
+        changed: list[int] = []
+        mine = sorted(found)
+        if mine:
+            # Deleted rows are neither counted nor changed; the rows changed were
+            # counted (mark unread) or not (mark read) before and the other way after.
+            rows = _update_inbox(
+                user_id=user_id,
+                column="read_at",
+                value=timezone.now() if read else None,
+                where=f"id IN ({marks(mine)}) AND deleted_at IS NULL "
+                + ("AND read_at IS NULL" if read else "AND read_at IS NOT NULL"),
+                params=mine,
+            )
+            changed = [row_id for row_id, _ in rows]
+        unread, _ = _move_unread(user_id=user_id, by=-len(changed) if read else len(changed))
+        _announce_read_state(
+            user_id=user_id, unread=unread, updates=[(inbox_id, read) for inbox_id in changed]
         )
     return InboxChange(changed, [i for i in wanted if i not in found], unread)
 
@@ -687,23 +759,24 @@ def inbox_mark_all_read(*, user_id: int, up_to_seq: int | None = None) -> InboxC
     The bound makes a replayed "mark all read" from an offline client leave
     notifications that arrived after the click unread.
     """
+    # No index of unread rows (InboxSequence.unread counts them): the UPDATE walks the
+    # user's rows through inbox_unique_user_seq, whose user_id leads, and checks each
+    # one's read state. SQLite's plan: SEARCH notifications_inbox USING INDEX
+    # sqlite_autoindex_notifications_inbox_1 (user_id=? AND seq<?), that constraint's
+    # index: the user's rows, never the table.
+    where = "read_at IS NULL AND deleted_at IS NULL"
+    params: list[object] = []
+    if up_to_seq is not None:
+        where += " AND seq <= %s"
+        params.append(up_to_seq)
     with transaction.atomic():
-        pending = Inbox.objects.filter(
-            user_id=user_id, read_at__isnull=True, deleted_at__isnull=True
+        rows = _update_inbox(
+            user_id=user_id, column="read_at", value=timezone.now(), where=where, params=params
         )
-        if up_to_seq is not None:
-            pending = pending.filter(seq__lte=up_to_seq)
-        changed = sorted(pending.values_list("id", flat=True))
-        pending.update(read_at=timezone.now())
-        bound = up_to_seq
-        if bound is None:
-            bound = (
-                InboxSequence.objects.filter(user_id=user_id)
-                .values_list("last_seq", flat=True)
-                .first()
-                or 0
-            )
-        unread = _announce_read_state(user_id=user_id, all_read_up_to=bound)
+        changed = [row_id for row_id, _ in rows]
+        unread, last_seq = _move_unread(user_id=user_id, by=-len(changed))
+        bound = last_seq if up_to_seq is None else up_to_seq
+        _announce_read_state(user_id=user_id, unread=unread, all_read_up_to=bound)
     return InboxChange(changed, [], unread)
 
 
@@ -711,12 +784,26 @@ def inbox_delete(*, user_id: int, ids: Iterable[object]) -> InboxChange:
     """Delete the caller's rows (for them only). Deleting twice is not an error."""
     wanted = _validate_ids(ids)
     with transaction.atomic():
-        own = Inbox.objects.filter(user_id=user_id, id__in=wanted)
-        found = set(own.values_list("id", flat=True))
-        pending = own.filter(deleted_at__isnull=True)
-        changed = sorted(pending.values_list("id", flat=True))
-        pending.update(deleted_at=timezone.now())
-        unread = _announce_read_state(user_id=user_id, deleted=changed)
+        found = set(
+            Inbox.objects.filter(user_id=user_id, id__in=wanted)
+            .order_by()
+            .values_list("id", flat=True)
+        )
+        rows: list[tuple[int, bool]] = []
+        mine = sorted(found)
+        if mine:
+            rows = _update_inbox(
+                user_id=user_id,
+                column="deleted_at",
+                value=timezone.now(),
+                where=f"id IN ({marks(mine)}) AND deleted_at IS NULL",
+                params=mine,
+            )
+        # Only the rows unread when they were deleted were counted.
+        were_unread = sum(1 for _, unread_row in rows if unread_row)
+        unread, _ = _move_unread(user_id=user_id, by=-were_unread)
+        changed = [row_id for row_id, _ in rows]
+        _announce_read_state(user_id=user_id, unread=unread, deleted=changed)
     return InboxChange(changed, [i for i in wanted if i not in found], unread)
 
 

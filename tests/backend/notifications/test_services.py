@@ -6,7 +6,7 @@ import unicodedata
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.errors import InvalidInput
@@ -582,6 +582,138 @@ def test_read_state_changes_ring_with_the_new_count(
     assert rung[-1]["user_id"] == alice.pk
     assert rung[-1]["updates"] == [[chosen[0], True]]
     assert rung[-1]["unread_count"] == 3
+
+
+# The unread count kept in the sequence row (InboxSequence.unread)
+
+
+def unread_rows(user: Any) -> int:
+    """The user's unread rows counted from the rows themselves."""
+    return Inbox.objects.filter(user=user, read_at__isnull=True, deleted_at__isnull=True).count()
+
+
+def counter(user: Any) -> int:
+    return int(InboxSequence.objects.get(user=user).unread)
+
+
+def assert_counted(*users: Any) -> None:
+    for user in users:
+        assert counter(user) == unread_rows(user), user.username
+
+
+def test_the_counter_follows_single_and_batch_publishes(make_user: Any) -> None:
+    from backend.users.models import User
+
+    alice, bob = make_user("alice"), make_user("bob")
+    # bulk_create skips the signal: no sequence row until the first notification.
+    User.objects.bulk_create([User(username="bulk")])
+    bulk = User.objects.get(username="bulk")
+    notification_create(audience=to(alice, bob), title="one")
+    notification_create(audience=to(alice, bulk), title="two")
+    assert (counter(alice), counter(bob), counter(bulk)) == (2, 1, 1)
+    # A batch adds each user's rows, however many items name them.
+    notification_create_batch(
+        items=[item(to(alice, bob), "a"), item(to(alice), "b"), item(to(bulk, bob), "c")]
+    )
+    assert (counter(alice), counter(bob), counter(bulk)) == (4, 3, 2)
+    # A repeated idempotency key adds nothing, alone or in a batch.
+    notification_create(audience=to(alice), title="k", idempotency_key="k1")
+    notification_create(audience=to(alice), title="k", idempotency_key="k1")
+    notification_create_batch(items=[item(to(alice), "k", idempotency_key="k1")] * 2)
+    assert counter(alice) == 5
+    assert_counted(alice, bob, bulk)
+
+
+def test_the_counter_follows_every_read_state_change(rows: dict[str, Any]) -> None:
+    alice, bob = rows["alice"], rows["bob"]
+    mine, theirs = ids_of(alice), ids_of(bob)
+    assert counter(alice) == 4
+
+    assert inbox_mark_read(user_id=alice.pk, ids=mine[:2]).unread_count == 2
+    assert inbox_mark_read(user_id=alice.pk, ids=mine[:3]).unread_count == 1  # one more
+    assert counter(alice) == 1
+    assert inbox_mark_unread(user_id=alice.pk, ids=[mine[0]]).unread_count == 2
+    assert inbox_mark_unread(user_id=alice.pk, ids=[mine[0], mine[3]]).unread_count == 2
+    # Deleting a read row (mine[1]) changes nothing; an unread one (mine[0]) counts.
+    assert inbox_delete(user_id=alice.pk, ids=[mine[1]]).unread_count == 2
+    assert inbox_delete(user_id=alice.pk, ids=[mine[0]]).unread_count == 1
+    assert inbox_delete(user_id=alice.pk, ids=[mine[0], mine[1]]).unread_count == 1
+    # A deleted row can be marked neither way.
+    assert inbox_mark_unread(user_id=alice.pk, ids=[mine[1]]).unread_count == 1
+    assert inbox_mark_read(user_id=alice.pk, ids=[mine[0]]).unread_count == 1
+    assert_counted(alice)
+    # Ids of another user change neither user's count.
+    assert inbox_mark_read(user_id=alice.pk, ids=theirs).unread_count == 1
+    assert inbox_delete(user_id=alice.pk, ids=theirs).unread_count == 1
+    assert (counter(alice), counter(bob)) == (1, 4)
+
+    notification_create(audience=to(alice), title="later")  # seq 5
+    assert inbox_mark_all_read(user_id=alice.pk, up_to_seq=4).unread_count == 1
+    assert inbox_mark_all_read(user_id=alice.pk, up_to_seq=4).unread_count == 1
+    assert inbox_mark_all_read(user_id=alice.pk).unread_count == 0
+    assert inbox_mark_all_read(user_id=alice.pk).unread_count == 0
+    assert (counter(alice), counter(bob)) == (0, 4)
+    assert_counted(alice, bob)
+
+
+def test_read_state_of_a_user_without_a_sequence_row_is_zero(make_user: Any) -> None:
+    from backend.users.models import User
+
+    User.objects.bulk_create([User(username="bulk")])
+    bulk = User.objects.get(username="bulk")
+    assert inbox_mark_all_read(user_id=bulk.pk).unread_count == 0
+    assert inbox_mark_read(user_id=bulk.pk, ids=[1]).unread_count == 0
+    assert not InboxSequence.objects.filter(user=bulk).exists()
+
+
+# One operation on the inbox: (kind, user index, a list of choices).
+_operations = st.tuples(
+    st.sampled_from(["publish", "batch", "read", "unread", "delete", "all_read", "all_up_to"]),
+    st.integers(0, 2),
+    st.lists(st.integers(0, 40), max_size=4),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(_operations, min_size=1, max_size=12))
+def test_the_counter_equals_the_unread_rows_after_any_sequence_of_changes(
+    operations: list[tuple[str, int, list[int]]],
+) -> None:
+    """Every service that adds rows or changes their read state, in any order, on
+    anyone's ids: after each step every user's counter is their unread rows, and
+    what the service answers is that counter. (The examples share the database: the
+    users and rows of earlier ones stay, which the counters must survive too.)"""
+    from backend.users.models import User
+
+    users = [User.objects.get_or_create(username=f"h{index}")[0] for index in range(3)]
+    for kind, who, choices in operations:
+        user = users[who]
+        everyone_ids = list(Inbox.objects.order_by("id").values_list("id", flat=True))
+        chosen = [everyone_ids[c % len(everyone_ids)] for c in choices] if everyone_ids else []
+        chosen += [c + 10**9 for c in choices[:1]]  # an id nobody has
+        named = [users[c % 3] for c in choices] or [user]
+        answered: int | None = None
+        if kind == "publish":
+            notification_create(audience=to(*named), title="h")
+        elif kind == "batch":
+            notification_create_batch(items=[item(to(u), "h") for u in named] + [item(to(user))])
+        elif kind == "read":
+            answered = inbox_mark_read(user_id=user.pk, ids=chosen).unread_count
+        elif kind == "unread":
+            answered = inbox_mark_unread(user_id=user.pk, ids=chosen).unread_count
+        elif kind == "delete":
+            answered = inbox_delete(user_id=user.pk, ids=chosen).unread_count
+        elif kind == "all_read":
+            answered = inbox_mark_all_read(user_id=user.pk).unread_count
+        else:
+            answered = inbox_mark_all_read(user_id=user.pk, up_to_seq=sum(choices)).unread_count
+        if answered is not None:
+            assert answered == unread_rows(user)
+        assert_counted(*users)
 
 
 @pytest.mark.parametrize("ids", [None, "1", [True], [0], [2**63], ["1"], list(range(1, 1002))])
