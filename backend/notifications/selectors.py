@@ -12,7 +12,6 @@ from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     BigIntegerField,
-    Count,
     FilteredRelation,
     Max,
     OuterRef,
@@ -167,6 +166,10 @@ def validate_project_id(value: object) -> int:
     return value
 
 
+# The inbox state of a user without a sequence row (saved without the signal).
+_ZERO = Value(0, output_field=BigIntegerField())
+
+
 @dataclass(frozen=True)
 class InboxState:
     unread_count: int
@@ -175,18 +178,13 @@ class InboxState:
 
 def users_with_inbox_state() -> QuerySet[User]:
     """Users annotated with their inbox state, so that a socket's authentication and
-    its ``hello`` cost one query together (read it back with ``annotated_inbox_state``)."""
-    unread = (
-        Inbox.objects.filter(user_id=OuterRef("pk"), read_at__isnull=True, deleted_at__isnull=True)
-        .order_by()
-        .values("user_id")
-        .annotate(count=Count("id"))
-        .values("count")
-    )
-    latest = InboxSequence.objects.filter(user_id=OuterRef("pk")).values("last_seq")[:1]
+    its ``hello`` cost one query together (read it back with ``annotated_inbox_state``).
+
+    Both come from the user's sequence row (0 without one)."""
+    sequence = InboxSequence.objects.filter(user_id=OuterRef("pk"))
     return User.objects.annotate(
-        inbox_unread_count=Coalesce(Subquery(unread), 0),
-        inbox_latest_seq=Coalesce(Subquery(latest), Value(0, output_field=BigIntegerField())),
+        inbox_unread_count=Coalesce(Subquery(sequence.values("unread")[:1]), _ZERO),
+        inbox_latest_seq=Coalesce(Subquery(sequence.values("last_seq")[:1]), _ZERO),
     )
 
 
@@ -220,22 +218,16 @@ def _opening_rows(
     ``after_seq``, ``_OPENING_REPLAY`` per replayed row).
 
     The rows come through a LEFT JOIN of the user's Inbox rows above the cursor (one
-    result row each, or one of NULLs when there are none); the counts are subqueries
-    on a constant user id, so they are evaluated once, not per joined row.
+    result row each, or one of NULLs when there are none); the unread count and the
+    latest seq are subqueries reading the user's sequence row by its key, on a
+    constant user id, so they are evaluated once, not per joined row.
     """
     from backend.users.tokens import with_session_state
 
-    unread = (
-        Inbox.objects.filter(user_id=user_id, read_at__isnull=True, deleted_at__isnull=True)
-        .order_by()
-        .values("user_id")
-        .annotate(count=Count("id"))
-        .values("count")
-    )
-    latest = InboxSequence.objects.filter(user_id=user_id).values("last_seq")[:1]
+    sequence = InboxSequence.objects.filter(user_id=user_id)
     users = with_session_state(User.objects.filter(pk=user_id), session_id, now=now).annotate(
-        inbox_unread_count=Coalesce(Subquery(unread), 0),
-        inbox_latest_seq=Coalesce(Subquery(latest), Value(0, output_field=BigIntegerField())),
+        inbox_unread_count=Coalesce(Subquery(sequence.values("unread")[:1]), _ZERO),
+        inbox_latest_seq=Coalesce(Subquery(sequence.values("last_seq")[:1]), _ZERO),
     )
     if after_seq is None:
         return users.values_list(*_OPENING_HEAD)[:1]
@@ -444,10 +436,10 @@ def socket_opening(
 
 
 def inbox_state(*, user_id: int) -> InboxState:
-    return InboxState(
-        unread_count=inbox_unread_count(user_id=user_id),
-        latest_seq=inbox_latest_seq(user_id=user_id),
-    )
+    """The user's unread count and latest seq, both from their sequence row (one query)."""
+    found = InboxSequence.objects.filter(user_id=user_id).values_list("unread", "last_seq")
+    unread, latest = next(iter(found), (0, 0))
+    return InboxState(unread_count=unread, latest_seq=latest)
 
 
 def inbox_latest_seq(*, user_id: int) -> int:
@@ -456,9 +448,10 @@ def inbox_latest_seq(*, user_id: int) -> int:
 
 
 def inbox_unread_count(*, user_id: int) -> int:
-    return Inbox.objects.filter(
-        user_id=user_id, read_at__isnull=True, deleted_at__isnull=True
-    ).count()
+    """The user's unread rows (not read, not deleted): ``InboxSequence.unread``, which the
+    services keep exact; 0 for a user without a sequence row."""
+    unread = InboxSequence.objects.filter(user_id=user_id).values_list("unread", flat=True)
+    return next(iter(unread), 0)
 
 
 def inbox_list(
@@ -482,6 +475,10 @@ def inbox_list(
     )
     if not include_deleted:
         rows = rows.filter(deleted_at__isnull=True)
+    # No index of unread rows (InboxSequence.unread counts them): ``unread`` filters
+    # the user's rows as inbox_unique_user_seq (user_id, seq) yields them in page
+    # order; SQLite's plan: SEARCH notifications_inbox USING INDEX
+    # sqlite_autoindex_notifications_inbox_1 (user_id=? [AND seq>?]).
     if unread is True:
         rows = rows.filter(read_at__isnull=True)
     elif unread is False:

@@ -11,6 +11,7 @@ from backend.notifications.payloads import inbox_payload
 from backend.notifications.selectors import (
     MAX_SEQ,
     Audience,
+    InboxState,
     audience_user_ids,
     inbox_get,
     inbox_list,
@@ -121,6 +122,40 @@ def test_inbox_state(make_user: Any) -> None:
         notification_create(audience=Audience(users=(alice.pk,)), title="hi")
     state = inbox_state(user_id=alice.pk)
     assert (state.unread_count, state.latest_seq) == (3, 3)
+
+
+def test_every_reader_of_the_unread_count_reads_the_sequence_row(make_user: Any) -> None:
+    """The count is InboxSequence.unread (the services keep it exact, test_services.py),
+    not a count of the rows: a value put there is what each reader answers, and a user
+    without a sequence row has 0."""
+    from backend.notifications.models import InboxSequence
+    from backend.notifications.selectors import (
+        annotated_inbox_state,
+        inbox_unread_count,
+        socket_opening,
+        users_with_inbox_state,
+    )
+    from backend.users.models import User
+    from backend.users.services import session_start
+    from backend.users.tokens import read_access_token
+
+    alice = make_user("alice")
+    for _ in range(2):
+        notification_create(audience=Audience(users=(alice.pk,)), title="hi")
+    InboxSequence.objects.filter(user=alice).update(unread=7)
+    User.objects.bulk_create([User(username="bulk")])  # no signal: no sequence row
+    bulk = User.objects.get(username="bulk")
+    assert not InboxSequence.objects.filter(user=bulk).exists()
+
+    for user, unread, latest in ((alice, 7, 2), (bulk, 0, 0)):
+        assert inbox_unread_count(user_id=user.pk) == unread
+        assert inbox_state(user_id=user.pk) == InboxState(unread, latest)
+        annotated = users_with_inbox_state().get(pk=user.pk)
+        assert annotated_inbox_state(annotated) == InboxState(unread, latest)
+        session = read_access_token(session_start(user=user).access).session_id
+        for after in (None, 0):
+            opening = socket_opening(user_id=user.pk, session_id=session, after_seq=after, limit=5)
+            assert opening.state == InboxState(unread, latest)
 
 
 def _opening_case(make_user: Any) -> tuple[Any, str]:
