@@ -5,7 +5,9 @@ product's settings with DATABASE_URL on a fresh database) send 2,000
 notifications to users, projects, roles and everyone at once. Afterwards every
 user's Inbox seqs must be exactly 1..n, n the number of notifications that named
 them, and InboxSequence.last_seq == n. Once with single writes only, once with half
-of the writers sending batches of 25 (notification_create_batch) among them.
+of the writers sending batches of 25 (notification_create_batch) among them. Two
+more threads mark read, mark unread, delete and mark all read meanwhile: every
+user's InboxSequence.unread must equal their unread rows at the end.
 
 ``TRAY_TEST_SCALE`` scales the count (0.1 = 200 notifications); default 1.
 """
@@ -35,7 +37,7 @@ def test_concurrent_writers_leave_gap_free_sequences(postgres_url: str, tmp_path
         [
             *(sys.executable, "-m", "tests.fixtures.seq_stress"),
             *("--notifications", str(NOTIFICATIONS), "--writers", "8", "--users", "40"),
-            *("--batch", str(batch)),
+            *("--batch", str(batch), "--readers", "2"),
         ],
         cwd=REPO_ROOT,
         env=env,
@@ -53,4 +55,7 @@ def test_concurrent_writers_leave_gap_free_sequences(postgres_url: str, tmp_path
     assert result["notifications"] == NOTIFICATIONS
     assert result["users"] == 40
     assert result["rows"] == result["expected_rows"] > NOTIFICATIONS
+    # The readers ran among the writers, and some rows were left unread to count.
+    assert sum(result["read_actions"].values()) > 10
+    assert 0 < result["unread_rows"] < result["rows"]
     print(json.dumps(result))  # elapsed time and row count, shown with -s
