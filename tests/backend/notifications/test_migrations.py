@@ -1,4 +1,4 @@
-"""backend/notifications/migrations: run on the test database, both ways.
+"""backend/notifications/migrations: run both ways, on SQLite and on PostgreSQL.
 
 0005 fills InboxSequence.unread from the rows made before it and drops the partial
 ``inbox_unread`` index; its reverse brings the index back and drops the column.
@@ -7,17 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from backend.notifications.models import Inbox
-from backend.notifications.selectors import Audience
-from backend.notifications.services import inbox_delete, inbox_mark_read, notification_create
-
-pytestmark = pytest.mark.django_db(transaction=True)
+from tests.fixtures.services import run_cli, server_env
 
 BEFORE = ("notifications", "0004_inbox_user_unindexed")
 AFTER = ("notifications", "0005_inboxsequence_unread")
@@ -27,14 +24,6 @@ def migrate(target: tuple[str, str]) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate([target])
-
-
-@pytest.fixture
-def migrations_restored() -> Iterator[None]:
-    """Whatever a test does, the database ends at the latest migrations again."""
-    yield
-    executor = MigrationExecutor(connection)
-    migrate(executor.loader.graph.leaf_nodes("notifications")[0])
 
 
 def indexes() -> set[str]:
@@ -67,10 +56,19 @@ def unread_rows_by_user() -> dict[int, int]:
         return {int(user): int(count) for user, count in cursor.fetchall()}
 
 
-def test_0005_counts_the_rows_made_before_it_and_reverses(
-    make_user: Any, migrations_restored: None
-) -> None:
-    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+def check_0005_both_ways() -> None:
+    """Rows of every read state made, 0005 undone and done again: the counts, the index
+    and the column each time. On a migrated database with no users yet; run in this
+    process on SQLite, and by ``manage shell`` on PostgreSQL."""
+    from backend.notifications.selectors import Audience
+    from backend.notifications.services import (
+        inbox_delete,
+        inbox_mark_read,
+        notification_create,
+    )
+    from backend.users.models import User
+
+    alice, bob, carol = (User.objects.create_user(name) for name in ("alice", "bob", "carol"))
     for number in range(5):
         notification_create(audience=Audience(users=(alice.pk, bob.pk)), title=f"n{number}")
     alices = list(Inbox.objects.filter(user=alice).order_by("seq").values_list("id", flat=True))
@@ -78,6 +76,7 @@ def test_0005_counts_the_rows_made_before_it_and_reverses(
     inbox_delete(user_id=alice.pk, ids=alices[1:3])  # one read, one unread
     bobs = list(Inbox.objects.filter(user=bob).order_by("seq").values_list("id", flat=True))
     inbox_delete(user_id=bob.pk, ids=bobs[:1])
+    expected = {alice.pk: 3, bob.pk: 4, carol.pk: 0}
 
     migrate(BEFORE)
     assert "unread" not in sequence_columns()
@@ -88,11 +87,44 @@ def test_0005_counts_the_rows_made_before_it_and_reverses(
 
     migrate(AFTER)
     assert "inbox_unread" not in indexes()
-    assert unread_by_user() == unread_rows_by_user() == {alice.pk: 3, bob.pk: 4, carol.pk: 0}
+    assert unread_by_user() == unread_rows_by_user() == expected
 
     # Back again (the index returns, the column goes) and forward once more.
     migrate(BEFORE)
     assert "unread" not in sequence_columns()
     assert "inbox_unread" in indexes()
     migrate(AFTER)
-    assert unread_by_user() == {alice.pk: 3, bob.pk: 4, carol.pk: 0}
+    assert unread_by_user() == expected
+
+
+@pytest.fixture
+def migrations_restored() -> Iterator[None]:
+    """Whatever a test does, the test database ends at the latest migrations again."""
+    yield
+    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0005_counts_the_rows_made_before_it_and_reverses(migrations_restored: None) -> None:
+    check_0005_both_ways()
+
+
+@pytest.mark.postgres
+def test_0005_counts_the_rows_made_before_it_and_reverses_on_postgres(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    env = server_env(
+        data_dir=tmp_path, database_url=postgres_url, extra={"TRAY_LOG_LEVEL": "WARNING"}
+    )
+    run_cli("manage", "migrate", "--verbosity", "0", env=env, check=True)
+    check = run_cli(
+        "manage",
+        "shell",
+        "-c",
+        "from django.db import connection; assert connection.vendor == 'postgresql'; "
+        "from tests.backend.notifications.test_migrations import check_0005_both_ways; "
+        "check_0005_both_ways(); print('checked')",
+        env=env,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip().endswith("checked")
