@@ -34,8 +34,8 @@ private PostgreSQL cluster with fsync and synchronous_commit on, bench/postgres.
   (PostgreSQL) in neither.
 - **peers, the database's floor**: a bare driver (``sqlite3`` / ``psycopg``) in
   a child process on CPU 0 writing what the service writes for a one-user
-  notification, one transaction each: the Message row, the user's seq bump
-  and the Inbox row, into the product's own migrated schema (same tables,
+  notification, one transaction each: the Message row, the user's seq (and unread
+  count) bump and the Inbox row, into the product's own migrated schema (same tables,
   indexes and constraints), with the product's connection settings (SQLite:
   ``BEGIN IMMEDIATE``, journal_mode=WAL, synchronous=NORMAL, foreign_keys=ON).
   SQLite also runs with synchronous=FULL, the price of a commit that survives
@@ -714,7 +714,8 @@ def _bare_sqlite(spec: dict[str, Any]) -> dict[str, Any]:
                     [f"{TITLE_PREFIX}{index}", json.dumps({"users": [user]}), now, actor],
                 ).fetchone()[0]
                 seq = connection.execute(
-                    "UPDATE notifications_inboxsequence SET last_seq = last_seq + 1 "
+                    "UPDATE notifications_inboxsequence "
+                    "SET last_seq = last_seq + 1, unread = unread + 1 "
                     "WHERE user_id = ? RETURNING last_seq",
                     [user],
                 ).fetchone()[0]
@@ -756,7 +757,8 @@ def _bare_psycopg(spec: dict[str, Any]) -> dict[str, Any]:
                 ).fetchone()
                 assert row is not None
                 seq = connection.execute(
-                    "UPDATE notifications_inboxsequence SET last_seq = last_seq + 1 "
+                    "UPDATE notifications_inboxsequence "
+                    "SET last_seq = last_seq + 1, unread = unread + 1 "
                     "WHERE user_id = %s RETURNING last_seq",
                     [user],
                 ).fetchone()
