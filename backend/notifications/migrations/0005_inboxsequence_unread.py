@@ -8,7 +8,8 @@ index only served counting and listing a user's unread rows; the count is now
 
 The count is filled from the rows before the index goes (the count uses it). In
 reverse the index comes back and the column is dropped. Plain SQL that SQLite and
-PostgreSQL both run.
+PostgreSQL both run. SQLite rebuilds the sequence table to add a NOT NULL column:
+one row per user, never the inbox.
 """
 
 from django.db import migrations, models
