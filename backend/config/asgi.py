@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import django
+from channels.db import database_sync_to_async
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
@@ -27,7 +28,7 @@ from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
 from backend import sqlite_checkpoint  # noqa: E402
 from backend.login_lane import LoginLane  # noqa: E402
-from backend.notifications import publish_route  # noqa: E402
+from backend.notifications import inbox_log, publish_route  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
 from backend.notifications.publish_lane import (  # noqa: E402
     BUSY_BODY,
@@ -60,7 +61,10 @@ def publish_lane_from_settings() -> PublishLane | None:
         # PostgreSQL, whose commit waits for the disk; SQLite's WAL commit is cheap.
         group_commit = "on" if connection.vendor == "postgresql" else "off"
     return PublishLane(
-        queue=tray["PUBLISH_QUEUE"], batch=tray["PUBLISH_BATCH"], group_commit=group_commit == "on"
+        queue=tray["PUBLISH_QUEUE"],
+        batch=tray["PUBLISH_BATCH"],
+        group_commit=group_commit == "on",
+        settle_delay=inbox_log.settle_delay(),
     )
 
 
@@ -114,6 +118,10 @@ async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
             try:
                 # Before the hub opens the first connection this process serves with.
                 sqlite_checkpoint.start_server_checkpointer()
+                # This process's lane is what leaves Inbox rows pending; rows a crash
+                # left pending are written before the first socket is served.
+                inbox_log.trust_own_records()
+                await database_sync_to_async(inbox_log.settle)()
                 await Hub.current().start()
             except Exception as error:
                 await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -121,6 +129,7 @@ async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await Hub.current().stop()
+            await database_sync_to_async(inbox_log.settle)()
             # Its last checkpoint waits for the disk: not on the event loop.
             await asyncio.to_thread(sqlite_checkpoint.stop_server_checkpointer)
             await send({"type": "lifespan.shutdown.complete"})

@@ -399,6 +399,12 @@ TRAY: dict[str, Any] = {
     # One transaction per batch (each publish in a savepoint): on, off, or auto
     # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
+    # SQLite only: a fast publish's Inbox rows are written up to this many ms after
+    # its push, many publishes' at once; the publish itself stores one record of
+    # them (backend/notifications/inbox_log.py, docs/performance.md). Every reader
+    # of Inbox rows writes what is pending first. 0 writes them in the publish's
+    # own transaction, as before.
+    "INBOX_SETTLE_MS": _env_float("TRAY_INBOX_SETTLE_MS", 100.0),
     # How long (ms) the server's threads may hold the GIL while another waits for it
     # (sys.setswitchinterval). The event loop and the database thread hand it back and
     # forth on every SQLite call; shorter could get a publish past a burst of

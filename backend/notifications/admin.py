@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from backend.notifications import inbox_log
 from backend.notifications.models import ApiKey, Message
 from backend.notifications.selectors import Audience
 from backend.notifications.services import (
@@ -144,6 +145,7 @@ class MessageAdmin(_MessageAdminBase):
     readonly_fields = ("recipients",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        inbox_log.read_barrier()  # the recipients column counts Inbox rows
         return super().get_queryset(request).annotate(_recipients=Count("deliveries"))
 
     @admin.display(description="recipients", ordering="_recipients")

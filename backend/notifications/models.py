@@ -104,6 +104,25 @@ class Inbox(models.Model):
         return f"{self.user_id}#{self.seq}"
 
 
+class InboxPending(models.Model):
+    """One publish's Inbox rows not written yet (backend/notifications/inbox_log.py).
+
+    The publish reserved the rows' ids (``first_id``, ``first_id + 1``, ...) and
+    their users' seqs in its own transaction; ``rows`` is ``[[user_id, seq], ...]``
+    in id order. ``inbox_log.settle`` turns it into the Inbox rows it stands for.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    first_id = models.BigIntegerField()
+    rows = models.TextField()
+
+    class Meta:
+        verbose_name_plural = "pending inbox rows"
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} from {self.first_id}"
+
+
 class ApiKey(models.Model):
     """A key another system publishes with. Only its SHA-256 is stored."""
 

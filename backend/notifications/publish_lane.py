@@ -9,6 +9,12 @@ commit the cost of the commit, is shared. At most ``PUBLISH_QUEUE`` publishes ar
 queued or being written; past that a publish is answered 503 with Retry-After at
 once (``busy_answer``) instead of waiting without bound. Nothing answered 503 was
 written, so a retry with the same idempotency key creates exactly one notification.
+
+With ``settle_delay`` the writer leaves the publishes' Inbox rows for later
+(backend/notifications/inbox_log.py) and the lane runs ``settle`` that long after the
+first publish it has not settled, in the writer's turn: the push waits only for the
+publish's own short transaction, and the rows of everything published meanwhile are
+written together.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from asgiref.sync import SyncToAsync
 
+from backend.notifications import inbox_log
 from backend.notifications.publish_route import Answer, Request, publish_batch
 
 logger = logging.getLogger(__name__)
@@ -47,14 +54,20 @@ class PublishLane:
         batch: int,
         group_commit: bool,
         write: Callable[..., list[Answer | None]] = publish_batch,
+        settle_delay: float | None = None,
+        settle: Callable[[], object] = inbox_log.settle,
     ) -> None:
         self.limit = max(1, queue)
         self.batch = max(1, batch)
         self.group_commit = group_commit
+        self.settle_delay = settle_delay
         self._write = write
+        self._settle = settle
         self._waiting: list[tuple[Request, Done]] = []
         self._admitted = 0
         self._writing = False
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_due = False
 
     def full(self) -> bool:
         return self._admitted >= self.limit
@@ -87,15 +100,20 @@ class PublishLane:
             self._next(asyncio.get_running_loop())
 
     def _next(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand the next batch to the database thread: one hop there and one back."""
+        """Hand the next batch (or the due settle) to the database thread: one hop
+        there and one back."""
+        if self._settle_due:
+            self._next_settle(loop)
+            return
         taken, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
         self._writing = True
         requests = [request for request, _ in taken]
+        later = self.settle_delay is not None
 
         def write() -> None:  # on the database thread
             try:
                 answers: Sequence[Answer | None] = self._write(
-                    requests, group_commit=self.group_commit
+                    requests, group_commit=self.group_commit, rows_later=later
                 )
             except Exception:  # the full stack answers, and reports it
                 answers = [None] * len(taken)
@@ -114,6 +132,44 @@ class PublishLane:
         except RuntimeError:  # the executor is shut down (the process is exiting)
             self._written(loop, taken, [None] * len(taken))
 
+    def _next_settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._settle_due = False
+        self._writing = True
+
+        def settle() -> None:  # on the database thread
+            failed = False
+            try:
+                self._settle()
+            except Exception:  # left pending: the next reader or settle writes it
+                logger.exception("could not write the pending inbox rows")
+                failed = True
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._settled, loop, failed)
+
+        try:
+            SyncToAsync.single_thread_executor.submit(settle)
+        except RuntimeError:
+            self._writing = False
+
+    def _settled(self, loop: asyncio.AbstractEventLoop, failed: bool) -> None:
+        self._writing = False
+        if failed:
+            self._arm_settle(loop)
+        if self._waiting or self._settle_due:
+            self._next(loop)
+
+    def _arm_settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Settle ``settle_delay`` from now, unless a settle is armed or due already."""
+        if self.settle_delay is None or self._settle_timer is not None or self._settle_due:
+            return
+        self._settle_timer = loop.call_later(self.settle_delay, self._settle_time, loop)
+
+    def _settle_time(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._settle_timer = None
+        self._settle_due = True
+        if not self._writing:
+            self._next(loop)
+
     def _written(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -122,7 +178,9 @@ class PublishLane:
     ) -> None:
         self._writing = False
         self._admitted -= len(taken)
-        if self._waiting:
+        if any(answered is not None for answered in answers):
+            self._arm_settle(loop)
+        if self._waiting or self._settle_due:
             self._next(loop)
         for (_, done), answered in zip(taken, answers, strict=True):
             try:

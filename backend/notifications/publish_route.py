@@ -148,12 +148,13 @@ def prepare(request: Request) -> Publish | None:
     return Publish(item=item, actor=caller[0], publisher=caller[1])
 
 
-def _create(publish: Publish) -> NotificationResult:
+def _create(publish: Publish, *, rows_later: bool) -> NotificationResult:
     return notification_publish(
         item=publish.item,
         actor=publish.actor,
         publisher=publish.publisher,
         users_unchecked=True,
+        rows_later=rows_later,
     )
 
 
@@ -166,8 +167,14 @@ def answer(result: NotificationResult) -> Answer:
     return Answer(201 if result.created else 200, body)
 
 
-def publish_batch(requests: Sequence[Request], *, group_commit: bool) -> list[Answer | None]:
+def publish_batch(
+    requests: Sequence[Request], *, group_commit: bool, rows_later: bool = False
+) -> list[Answer | None]:
     """Answer each request, or None where the full stack must (nothing of it written).
+
+    With ``rows_later`` the notifications' Inbox rows are written after their push
+    (backend/notifications/inbox_log.py); whoever calls it then calls
+    ``inbox_log.settle`` soon after.
 
     With ``group_commit`` the notifications are written in one transaction, each in a
     savepoint of its own (one that fails is rolled back alone and left to the full
@@ -180,13 +187,13 @@ def publish_batch(requests: Sequence[Request], *, group_commit: bool) -> list[An
     if not group_commit or sum(p is not None for p in prepared) < 2:
         for index, publish in enumerate(prepared):
             if publish is not None:
-                answers[index] = _attempt(publish)
+                answers[index] = _attempt(publish, rows_later=rows_later)
         return answers
     try:
         with transaction.atomic():
             for index, publish in enumerate(prepared):
                 if publish is not None:
-                    answers[index] = _attempt(publish, savepoint=True)
+                    answers[index] = _attempt(publish, savepoint=True, rows_later=rows_later)
             if transaction.get_rollback():
                 raise _RolledBack
     except Exception:  # the commit failed: nothing was written
@@ -198,13 +205,13 @@ class _RolledBack(Exception):
     """The batch's transaction cannot commit; its publishes go the full way."""
 
 
-def _attempt(publish: Publish, *, savepoint: bool = False) -> Answer | None:
+def _attempt(publish: Publish, *, savepoint: bool = False, rows_later: bool) -> Answer | None:
     try:
         if savepoint:
             # Whatever fails in here (even a query outside the service's own atomic
             # block) is rolled back alone, and the batch's transaction stays usable.
             with transaction.atomic():
-                return answer(_create(publish))
-        return answer(_create(publish))
+                return answer(_create(publish, rows_later=rows_later))
+        return answer(_create(publish, rows_later=rows_later))
     except Exception:  # BackendError or worse: the full stack tries again and reports it
         return None

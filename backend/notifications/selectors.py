@@ -25,6 +25,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from backend.errors import InvalidInput, NotFound
+from backend.notifications import inbox_log
 from backend.notifications.models import Inbox, InboxSequence
 from backend.notifications.payloads import (
     PAYLOAD_COLUMNS,
@@ -400,6 +401,8 @@ def socket_opening(
     """
     from backend.users.tokens import refuse_unless_live
 
+    if after_seq is not None:  # the counts come from the sequence row, the rows do not
+        inbox_log.read_barrier()
     connection = connections[User.objects.db]
     replay = after_seq is not None
     prepared = _prepared_opening(connection, replay=replay, limit=limit)
@@ -470,6 +473,7 @@ def inbox_list(
     it runs downward from ``before_seq`` (or the newest), newest first (browsing).
     """
     limit = max(1, min(limit, INBOX_PAGE_MAX))
+    inbox_log.read_barrier()
     rows: QuerySet[Inbox] = Inbox.objects.filter(user_id=user_id).select_related(
         "message", "message__actor"
     )
@@ -505,6 +509,7 @@ def inbox_replay_after(*, user_id: int, after_seq: int, limit: int) -> list[Repl
     """Rows above a cursor in seq order, deleted ones included (the caller skips them but
     still moves its cursor past them), as payloads read from plain values: one query and
     no model instances, since this is what every resume costs."""
+    inbox_log.read_barrier()
     rows = (
         Inbox.objects.filter(user_id=user_id, seq__gt=after_seq)
         .order_by("seq")
@@ -520,6 +525,7 @@ def inbox_replay_after(*, user_id: int, after_seq: int, limit: int) -> list[Repl
 
 def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:
     """The caller's own row; someone else's id is NotFound, exactly like a missing one."""
+    inbox_log.read_barrier()
     row = (
         Inbox.objects.filter(user_id=user_id, id=inbox_id, deleted_at__isnull=True)
         .select_related("message", "message__actor")
@@ -531,7 +537,12 @@ def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:
 
 
 def inbox_rows_for_users(*, message_id: int, user_ids: Iterable[int]) -> list[tuple[int, int, int]]:
-    """(user_id, inbox_id, seq) of one message for the given users."""
+    """(user_id, inbox_id, seq) of one message for the given users.
+
+    For a message another process wrote (the database watch): whatever any process
+    left pending is settled first, whether or not this one trusts its own count.
+    """
+    inbox_log.settle()
     return list(
         Inbox.objects.filter(message_id=message_id, user_id__in=list(user_ids)).values_list(
             "user_id", "id", "seq"

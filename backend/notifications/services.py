@@ -20,7 +20,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from backend.errors import BackendError, InvalidInput
-from backend.notifications import delivery
+from backend.notifications import delivery, inbox_log
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids
@@ -120,8 +120,13 @@ def _lock_or_create_sequences(user_ids: list[int]) -> None:
         _lock_sequences(missing)
 
 
-def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+def _append_to_inboxes(
+    message_id: int, user_ids: Sequence[int], *, rows_later: bool = False
+) -> list[tuple[int, int, int]]:
     """Give each user the next seq and an Inbox row for the message: (user, row id, seq).
+
+    With ``rows_later`` the rows are reserved and written after the push
+    (``inbox_log.append_later``).
 
     Sequence rows are locked in user-id order, so concurrent writers to
     overlapping audiences queue instead of deadlocking; the locks are held to
@@ -136,6 +141,9 @@ def _append_to_inboxes(message_id: int, user_ids: Sequence[int]) -> list[tuple[i
     for start in range(0, len(user_ids), _SEQ_CHUNK):
         chunk = list(user_ids[start : start + _SEQ_CHUNK])
         _lock_or_create_sequences(chunk)
+        if rows_later:
+            appended.extend(inbox_log.append_later(message_id, chunk))
+            continue
         placeholders = marks(chunk)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -229,6 +237,7 @@ def notification_create(
     idempotency_key: str | None = None,
     publisher: str = "",
     users_unchecked: bool = False,
+    rows_later: bool = False,
 ) -> NotificationResult:
     """Store a notification for everyone ``audience`` names right now, then ring.
 
@@ -241,6 +250,9 @@ def notification_create(
         InvalidInput: bad content; with ``users_unchecked`` (the caller did not look
             up ``audience.users``), ``unknown_audience`` when one of them names no
             user, and nothing is written.
+
+    With ``rows_later`` (the publish lane, where ``inbox_log.enabled()``), the Inbox
+    rows are written after the push (backend/notifications/inbox_log.py).
     """
     _validate_content(
         title=title, message=message, priority=priority, url=url, event_type=event_type
@@ -254,7 +266,7 @@ def notification_create(
             if users_unchecked:
                 # An audience naming no one is refused whether or not the key was seen.
                 _check_listed_users(audience, ())
-            return NotificationResult(existing, False, existing.deliveries.count())
+            return NotificationResult(existing, False, _delivery_count(existing))
     try:
         with transaction.atomic():
             return _notification_write(
@@ -271,17 +283,28 @@ def notification_create(
                 idempotency_key=idempotency_key,
                 publisher=publisher,
                 users_unchecked=users_unchecked,
+                rows_later=rows_later,
             )
     except IntegrityError:
         # Two requests of one publisher raced with one key: the other one's notification stands.
         if idempotency_key is None:
             raise
         existing = Message.objects.get(publisher=publisher, idempotency_key=idempotency_key)
-        return NotificationResult(existing, False, existing.deliveries.count())
+        return NotificationResult(existing, False, _delivery_count(existing))
+
+
+def _delivery_count(message: Message) -> int:
+    inbox_log.read_barrier()
+    return message.deliveries.count()
 
 
 def notification_publish(
-    *, item: PublishItem, actor: User | None, publisher: str, users_unchecked: bool = False
+    *,
+    item: PublishItem,
+    actor: User | None,
+    publisher: str,
+    users_unchecked: bool = False,
+    rows_later: bool = False,
 ) -> NotificationResult:
     """``notification_create`` for a checked publish body (``publish_input.parse_publish``):
     what the publish API's view and its fast route both call."""
@@ -296,6 +319,7 @@ def notification_publish(
         publisher=publisher,
         actor=actor,
         users_unchecked=users_unchecked,
+        rows_later=rows_later,
     )
 
 
@@ -314,6 +338,7 @@ def _notification_write(
     idempotency_key: str | None,
     publisher: str,
     users_unchecked: bool = False,
+    rows_later: bool = False,
 ) -> NotificationResult:
     recipients = audience_user_ids(audience)
     if users_unchecked:
@@ -332,7 +357,7 @@ def _notification_write(
         idempotency_key=idempotency_key,
         publisher=publisher,
     )
-    return _deliver(stored, recipients)
+    return _deliver(stored, recipients, rows_later=rows_later)
 
 
 def _insert_message(**values: Any) -> Message:
@@ -392,14 +417,16 @@ def _check_listed_users(audience: Audience, recipients: Sequence[int]) -> None:
         )
 
 
-def _deliver(stored: Message, recipients: Sequence[int]) -> NotificationResult:
+def _deliver(
+    stored: Message, recipients: Sequence[int], *, rows_later: bool = False
+) -> NotificationResult:
     """Inbox rows of a stored message for ``recipients`` (sorted), and its doorbell.
 
     Inside the caller's transaction: the doorbell rings once it commits.
     """
     if not recipients:
         return NotificationResult(stored, True, 0)
-    return _ring(stored, _append_to_inboxes(stored.pk, recipients))
+    return _ring(stored, _append_to_inboxes(stored.pk, recipients, rows_later=rows_later))
 
 
 def _ring(stored: Message, rows: list[tuple[int, int, int]]) -> NotificationResult:
@@ -565,6 +592,7 @@ def _messages_by_key(publisher: str, keys: set[str]) -> dict[str | None, int]:
 
 
 def _delivery_counts(message_ids: set[int]) -> dict[int, int]:
+    inbox_log.read_barrier()
     counts: dict[int, int] = {}
     for chunk in _chunks(message_ids):
         rows = (
@@ -718,6 +746,7 @@ def _move_unread(*, user_id: int, by: int) -> tuple[int, int]:
 def _set_read(*, user_id: int, ids: Iterable[object], read: bool) -> InboxChange:
     wanted = _validate_ids(ids)
     with transaction.atomic():
+        inbox_log.read_barrier()
         found = set(
             Inbox.objects.filter(user_id=user_id, id__in=wanted, deleted_at__isnull=True)
             .order_by()
@@ -770,6 +799,7 @@ def inbox_mark_all_read(*, user_id: int, up_to_seq: int | None = None) -> InboxC
         where += " AND seq <= %s"
         params.append(up_to_seq)
     with transaction.atomic():
+        inbox_log.read_barrier()
         rows = _update_inbox(
             user_id=user_id, column="read_at", value=timezone.now(), where=where, params=params
         )
@@ -784,6 +814,7 @@ def inbox_delete(*, user_id: int, ids: Iterable[object]) -> InboxChange:
     """Delete the caller's rows (for them only). Deleting twice is not an error."""
     wanted = _validate_ids(ids)
     with transaction.atomic():
+        inbox_log.read_barrier()
         found = set(
             Inbox.objects.filter(user_id=user_id, id__in=wanted)
             .order_by()

@@ -286,6 +286,14 @@ def read_client_store(path: Path) -> ClientStore:
 # --- the server's database ----------------------------------------------------------------
 
 
+_POSTGRES_INBOX = "SELECT id, user_id, message_id, seq FROM notifications_inbox"
+_SQLITE_INBOX = (
+    f"{_POSTGRES_INBOX} UNION ALL "
+    "SELECT p.first_id + j.key, j.value ->> 0, p.message_id, j.value ->> 1 "
+    "FROM notifications_inboxpending p, json_each(p.rows) j"
+)
+
+
 class ServerDatabase:
     """Reads the server's own tables (SQLite file or PostgreSQL DSN) with plain SQL."""
 
@@ -296,7 +304,11 @@ class ServerDatabase:
         self._postgres_dsn = postgres_dsn
 
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """``sql``'s rows, where ``inbox`` names the Inbox rows: on SQLite those written
+        and those a publish left pending for later (backend/notifications/inbox_log.py),
+        which are as durable, and which a killed server had no time to write."""
         if self._sqlite_path is not None:
+            sql = f"WITH inbox AS ({_SQLITE_INBOX}) {sql}"
             connection = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True)
             try:
                 return connection.execute(sql).fetchall()
@@ -305,12 +317,12 @@ class ServerDatabase:
         import psycopg
 
         with psycopg.connect(str(self._postgres_dsn)) as postgres:
-            return postgres.execute(sql).fetchall()
+            return postgres.execute(f"WITH inbox AS ({_POSTGRES_INBOX}) {sql}").fetchall()
 
     def latest_seqs(self) -> dict[str, int]:
         """Each user's highest Inbox seq."""
         rows = self._rows(
-            "SELECT u.username, MAX(i.seq) FROM notifications_inbox i "
+            "SELECT u.username, MAX(i.seq) FROM inbox i "
             "JOIN users_user u ON u.id = i.user_id GROUP BY u.username"
         )
         return dict.fromkeys(USERS, 0) | {str(name): int(seq) for name, seq in rows}
@@ -318,7 +330,7 @@ class ServerDatabase:
     def seqs_are_gap_free(self) -> dict[str, tuple[int, int, int]]:
         """Per user ``(count, min seq, max seq)`` of their Inbox rows."""
         rows = self._rows(
-            "SELECT u.username, COUNT(*), MIN(i.seq), MAX(i.seq) FROM notifications_inbox i "
+            "SELECT u.username, COUNT(*), MIN(i.seq), MAX(i.seq) FROM inbox i "
             "JOIN users_user u ON u.id = i.user_id GROUP BY u.username"
         )
         return {str(name): (int(n), int(low), int(high)) for name, n, low, high in rows}
@@ -328,7 +340,7 @@ class ServerDatabase:
         rows = self._rows(
             "SELECT m.idempotency_key, COUNT(DISTINCT m.id), COUNT(i.id) "
             "FROM notifications_message m "
-            "LEFT JOIN notifications_inbox i ON i.message_id = m.id "
+            "LEFT JOIN inbox i ON i.message_id = m.id "
             f"WHERE m.idempotency_key LIKE '{KEY_PREFIX}%' GROUP BY m.idempotency_key"
         )
         return {str(key): (int(messages), int(inbox)) for key, messages, inbox in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -19,7 +20,9 @@ async def test_the_writer_runs_on_the_thread_that_holds_the_database_connection(
     # and queue on the write lock. This pins that they are one thread.
     seen: list[int] = []
 
-    def write(requests: list[Request], *, group_commit: bool) -> list[Answer | None]:
+    def write(
+        requests: list[Request], *, group_commit: bool, rows_later: bool
+    ) -> list[Answer | None]:
         seen.append(threading.get_ident())
         return [Answer(201, b"{}") for _ in requests]
 
@@ -29,3 +32,74 @@ async def test_the_writer_runs_on_the_thread_that_holds_the_database_connection(
     assert answer == Answer(201, b"{}")
     assert seen == [shared]
     assert shared != threading.get_ident()
+
+
+class _Writer:
+    """A writer and a settle that record, in order, what the database thread did."""
+
+    def __init__(self, *, settle_fails: int = 0) -> None:
+        self.log: list[str] = []
+        self.later: list[bool] = []
+        self.settle_fails = settle_fails
+        self.settled = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def write(
+        self, requests: list[Request], *, group_commit: bool, rows_later: bool
+    ) -> list[Answer | None]:
+        self.log.extend(f"write {request.body.decode()}" for request in requests)
+        self.later.append(rows_later)
+        return [Answer(201, b"{}") for _ in requests]
+
+    def settle(self) -> None:
+        self.log.append("settle")
+        if self.settle_fails:
+            self.settle_fails -= 1
+            raise RuntimeError("database is locked")
+        self.loop.call_soon_threadsafe(self.settled.set)
+
+
+async def test_rows_are_settled_once_after_the_publishes_of_a_moment() -> None:
+    writer = _Writer()
+    lane = PublishLane(
+        queue=8,
+        batch=1,
+        group_commit=False,
+        write=writer.write,
+        settle_delay=0.05,
+        settle=writer.settle,
+    )
+    answers = await asyncio.gather(*(lane.submit(Request(b"k", b"%d" % n)) for n in range(3)))
+    assert answers == [Answer(201, b"{}")] * 3
+    assert "settle" not in writer.log  # not before its delay
+    await asyncio.wait_for(writer.settled.wait(), 5)
+    assert writer.log == ["write 0", "write 1", "write 2", "settle"]
+    assert writer.later == [True, True, True]
+
+    writer.settled.clear()
+    await lane.submit(Request(b"k", b"3"))
+    await asyncio.wait_for(writer.settled.wait(), 5)
+    assert writer.log[-2:] == ["write 3", "settle"]
+
+
+async def test_a_failed_settle_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    writer = _Writer(settle_fails=1)
+    lane = PublishLane(
+        queue=8,
+        batch=4,
+        group_commit=False,
+        write=writer.write,
+        settle_delay=0.01,
+        settle=writer.settle,
+    )
+    await lane.submit(Request(b"k", b"0"))
+    await asyncio.wait_for(writer.settled.wait(), 5)
+    assert writer.log == ["write 0", "settle", "settle"]
+    assert "could not write the pending inbox rows" in caplog.text
+
+
+async def test_without_a_delay_rows_are_written_with_their_publish() -> None:
+    writer = _Writer()
+    lane = PublishLane(queue=8, batch=4, group_commit=False, write=writer.write)
+    await lane.submit(Request(b"k", b"0"))
+    assert writer.later == [False]

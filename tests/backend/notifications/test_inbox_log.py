@@ -1,0 +1,292 @@
+"""Inbox rows written behind the push (backend/notifications/inbox_log.py): the record a
+publish leaves, what every reader sees before it is settled, and a killed server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from django.db import connection
+from websockets.sync.client import connect
+
+from backend.notifications import inbox_log, selectors, services
+from backend.notifications.models import Inbox, InboxPending, Message
+from backend.notifications.selectors import Audience
+from backend.users.models import User
+from backend.users.services import session_start
+from backend.users.tokens import read_access_token
+from tests.fixtures.services import ServerFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 20
+
+
+def _publish_later(*users: User, title: str = "later") -> services.NotificationResult:
+    return services.notification_create(
+        audience=Audience(users=tuple(u.pk for u in users)), title=title, rows_later=True
+    )
+
+
+def _rows() -> list[tuple[int, int, int, int]]:
+    """Every written Inbox row: (id, user, message, seq)."""
+    return list(Inbox.objects.order_by("id").values_list("id", "user_id", "message_id", "seq"))
+
+
+def test_a_publish_leaves_one_record_and_settling_writes_exactly_the_pushed_rows(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.notifications import delivery
+
+    alice, bob = make_user("alice"), make_user("bob")
+    rung: list[dict[str, Any]] = []
+    monkeypatch.setattr(delivery, "ring", rung.append)
+    result = _publish_later(alice, bob)
+    assert result.recipient_count == 2
+    assert _rows() == []
+    (record,) = InboxPending.objects.all()
+    assert record.message_id == result.message.pk
+    assert json.loads(record.rows) == [[alice.pk, 1], [bob.pk, 1]]
+    # The doorbell carries each recipient's (user, row id, seq): what the push sends.
+    (event,) = rung
+    pushed = [tuple(row) for row in event["recipients"]]
+    assert [(user, seq) for user, _, seq in pushed] == [(alice.pk, 1), (bob.pk, 1)]
+
+    assert inbox_log.settle() == 2
+    assert _rows() == [(row_id, user, result.message.pk, seq) for user, row_id, seq in pushed]
+    assert not InboxPending.objects.exists()
+    assert inbox_log.settle() == 0
+
+
+def test_every_reader_sees_pending_rows_without_waiting_for_the_settle(
+    make_user: Callable[..., User],
+) -> None:
+    alice = make_user("alice")
+    first = _publish_later(alice, title="one")
+    second = _publish_later(alice, title="two")
+    assert InboxPending.objects.count() == 2
+
+    listed = selectors.inbox_list(user_id=alice.pk)
+    assert [(row.seq, row.message.title) for row in listed] == [(2, "two"), (1, "one")]
+    assert not InboxPending.objects.exists()  # the reader wrote them first
+
+    third = _publish_later(alice, title="three")
+    replay = selectors.inbox_replay_after(user_id=alice.pk, after_seq=1, limit=10)
+    assert [row.seq for row in replay] == [2, 3]
+    assert selectors.inbox_unread_count(user_id=alice.pk) == 3
+
+    fourth = _publish_later(alice, title="four")
+    (row_id,) = [
+        i for i, u, m, _ in _settled_rows_of(fourth.message.pk, peek=True) if u == alice.pk
+    ]
+    change = services.inbox_mark_read(user_id=alice.pk, ids=[row_id])
+    assert change.changed == [row_id]
+    assert change.not_found == []
+    assert change.unread_count == 3
+    assert {first.message.pk, second.message.pk, third.message.pk} <= set(
+        Inbox.objects.values_list("message_id", flat=True)
+    )
+
+
+def _settled_rows_of(message_id: int, *, peek: bool) -> list[tuple[int, int, int, int]]:
+    """The rows a pending record stands for, read from the record itself (``peek``)."""
+    assert peek
+    record = InboxPending.objects.get(message_id=message_id)
+    return [
+        (record.first_id + index, user, message_id, seq)
+        for index, (user, seq) in enumerate(json.loads(record.rows))
+    ]
+
+
+def test_the_socket_opening_replays_pending_rows(make_user: Callable[..., User]) -> None:
+    alice = make_user("alice")
+    session_id = read_access_token(session_start(user=alice).access).session_id
+    _publish_later(alice, title="one")
+    _publish_later(alice, title="two")
+    opening = selectors.socket_opening(
+        user_id=alice.pk, session_id=session_id, after_seq=0, limit=10
+    )
+    assert opening.replay is not None
+    assert [row.seq for row in opening.replay] == [1, 2]
+    assert opening.state.unread_count == 2
+
+
+def test_rows_written_at_once_between_pending_ones_leave_no_gap(
+    make_user: Callable[..., User],
+) -> None:
+    alice = make_user("alice")
+    later = _publish_later(alice, title="later")
+    now = services.notification_create(audience=Audience(users=(alice.pk,)), title="now")
+    assert list(Inbox.objects.values_list("seq", flat=True)) == [2]  # only the one written
+    replay = selectors.inbox_replay_after(user_id=alice.pk, after_seq=0, limit=10)
+    assert [row.seq for row in replay] == [1, 2]
+    ids = dict(Inbox.objects.values_list("message_id", "id"))
+    # The ids reserved for the pending row stay below the one written after it.
+    assert ids[later.message.pk] < ids[now.message.pk]
+
+
+def test_rows_of_a_user_deleted_before_the_settle_are_left_out(
+    make_user: Callable[..., User],
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    result = _publish_later(alice, bob)
+    bob.delete()
+    assert inbox_log.settle() == 1
+    assert [(u, m) for _, u, m, _ in _rows()] == [(alice.pk, result.message.pk)]
+
+
+def test_a_message_deleted_before_the_settle_takes_its_record_with_it(
+    make_user: Callable[..., User],
+) -> None:
+    alice = make_user("alice")
+    result = _publish_later(alice)
+    Message.objects.filter(pk=result.message.pk).delete()
+    assert not InboxPending.objects.exists()
+    assert inbox_log.settle() == 0
+
+
+def test_a_large_backlog_is_written_in_steps(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = [make_user(f"user{i}") for i in range(5)]
+    for number in range(6):
+        _publish_later(*users, title=f"n{number}")
+    monkeypatch.setattr(inbox_log, "SETTLE_CHUNK_ROWS", 12)
+    steps: list[int] = []
+    original = inbox_log._settle_up_to
+
+    def step(bound: int) -> int:
+        steps.append(bound)
+        return original(bound)
+
+    monkeypatch.setattr(inbox_log, "_settle_up_to", step)
+    assert inbox_log.settle() == 30
+    assert len(steps) == 3  # 10 rows a step: two records fit, a third would not
+    for user in users:
+        seqs = list(Inbox.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+        assert seqs == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_process_that_does_not_trust_its_count_looks_at_the_table(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user("alice")
+    _publish_later(alice)
+    inbox_log.settle()
+    # Another process (a server) leaves a record; this one's flag knows nothing of it.
+    message = Message.objects.create(title="elsewhere")
+    InboxPending.objects.create(message=message, first_id=10_000, rows=f"[[{alice.pk}, 2]]")
+    assert selectors.inbox_replay_after(user_id=alice.pk, after_seq=1, limit=5) == []
+    monkeypatch.setattr(inbox_log, "_trusted", False)
+    replay = selectors.inbox_replay_after(user_id=alice.pk, after_seq=1, limit=5)
+    assert [row.seq for row in replay] == [2]
+    assert Inbox.objects.filter(id=10_000, user=alice, seq=2).exists()
+
+
+def test_it_is_off_at_zero_and_on_postgresql(settings: Any) -> None:
+    settings.TRAY = {**settings.TRAY, "INBOX_SETTLE_MS": 0}
+    assert inbox_log.settle_delay() is None
+    settings.TRAY = {**settings.TRAY, "INBOX_SETTLE_MS": 250}
+    assert inbox_log.settle_delay() == pytest.approx(0.25)
+    assert (
+        connection.vendor == "sqlite"
+    )  # PostgreSQL: tests/backend/notifications/test_seq_postgres.py
+
+
+# --- the real server ------------------------------------------------------------------------
+
+
+def _server_db(data_dir: Any) -> sqlite3.Connection:
+    return sqlite3.connect(data_dir / "db.sqlite3", timeout=TIMEOUT)
+
+
+def _counts(data_dir: Any) -> tuple[int, int]:
+    """(written Inbox rows, pending records) in the server's file."""
+    with _server_db(data_dir) as db:
+        (rows,) = db.execute("SELECT count(*) FROM notifications_inbox").fetchone()
+        (records,) = db.execute("SELECT count(*) FROM notifications_inboxpending").fetchone()
+    db.close()
+    return int(rows), int(records)
+
+
+def _publish(url: str, token: str, user_id: int, title: str) -> None:
+    answer = httpx.post(
+        f"{url}/api/notifications/",
+        json={"audience": {"users": [user_id]}, "title": title},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _replayed(ws_url: str, token: str) -> list[dict[str, Any]]:
+    """The notifications a socket that connects with cursor 0 is replayed."""
+    replayed: list[dict[str, Any]] = []
+    with connect(f"{ws_url}?token={token}&after_seq=0", open_timeout=TIMEOUT) as ws:
+        while (frame := json.loads(ws.recv(timeout=TIMEOUT)))["type"] != "caught_up":
+            if frame["type"] == "notification_created":
+                replayed.append(frame["payload"])
+    return replayed
+
+
+def test_a_killed_server_loses_no_pending_row_and_writes_them_at_start(
+    server_factory: ServerFactory,
+) -> None:
+    # Settling an hour later: the rows are still pending when the server is killed.
+    server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
+    admin = server.access_token("admin")
+    with _server_db(server.data_dir) as db:
+        (alice,) = db.execute("SELECT id FROM users_user WHERE username = 'alice'").fetchone()
+    db.close()
+    # The first publish to a host goes the full way (its answer's headers are learned
+    # from it), and is written at once: the next ones take the fast path.
+    _publish(server.url, admin, alice, "first")
+    before = _counts(server.data_dir)
+    for number in range(3):
+        _publish(server.url, admin, alice, f"kept {number}")
+    assert _counts(server.data_dir) == (before[0], before[1] + 3)
+    server.kill()
+
+    again = server_factory(demo=True, data_dir=server.data_dir)
+    assert _counts(again.data_dir) == (before[0] + 3, 0)
+    replayed = _replayed(again.ws_url, again.access_token("alice"))
+    assert [n["title"] for n in replayed][-4:] == ["first", "kept 0", "kept 1", "kept 2"]
+    assert [n["seq"] for n in replayed] == list(range(1, len(replayed) + 1))
+
+
+def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
+    server_factory: ServerFactory,
+) -> None:
+    # No settle for an hour: only the mark_read's own barrier can write the row.
+    server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
+    admin = server.access_token("admin")
+    with _server_db(server.data_dir) as db:
+        (alice,) = db.execute("SELECT id FROM users_user WHERE username = 'alice'").fetchone()
+    db.close()
+    _publish(server.url, admin, alice, "first")  # the full way: see the test above
+    token = server.access_token("alice")
+    with connect(f"{server.ws_url}?token={token}", open_timeout=TIMEOUT) as ws:
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+        _publish(server.url, admin, alice, "pushed")
+        assert _counts(server.data_dir)[1] == 1  # its row is pending
+        while (frame := json.loads(ws.recv(timeout=TIMEOUT)))["type"] != "notification_created":
+            pass
+        assert frame["payload"]["title"] == "pushed"
+        row_id = frame["payload"]["id"]
+        # Marked read the moment it arrives: the server writes the pending row first.
+        ws.send(json.dumps({"type": "mark_read", "ref": "r1", "payload": {"ids": [row_id]}}))
+        while (ack := json.loads(ws.recv(timeout=TIMEOUT)))["type"] != "ack":
+            pass
+        assert ack["payload"]["changed"] == [row_id], ack
+    with _server_db(server.data_dir) as db:
+        found = db.execute(
+            "SELECT read_at IS NOT NULL FROM notifications_inbox WHERE id = ?", [row_id]
+        ).fetchone()
+        (records,) = db.execute("SELECT count(*) FROM notifications_inboxpending").fetchone()
+    db.close()
+    assert found == (1,)
+    assert records == 0
