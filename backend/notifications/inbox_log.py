@@ -44,6 +44,11 @@ from backend.notifications.models import Inbox, InboxPending, InboxSequence, Mes
 from backend.sql import marks, table
 from backend.users.models import User
 
+# The smallest audience whose rows are left for later. A few rows cost no more to
+# write at once than the record and its settle (a publish to one user: ~0.1 ms more
+# CPU left for later, docs/performance.md), and they share no index page with the
+# rows of other publishes to gain from being written together.
+LATER_FROM = 8
 # The most rows one settling transaction writes: a backlog is written in steps, so
 # the database thread is never held for long.
 SETTLE_CHUNK_ROWS = 20_000

@@ -125,8 +125,8 @@ def _append_to_inboxes(
 ) -> list[tuple[int, int, int]]:
     """Give each user the next seq and an Inbox row for the message: (user, row id, seq).
 
-    With ``rows_later`` the rows are reserved and written after the push
-    (``inbox_log.append_later``).
+    With ``rows_later`` the rows of an audience of ``inbox_log.LATER_FROM`` or more
+    are reserved and written after the push (``inbox_log.append_later``).
 
     Sequence rows are locked in user-id order, so concurrent writers to
     overlapping audiences queue instead of deadlocking; the locks are held to
@@ -141,7 +141,7 @@ def _append_to_inboxes(
     for start in range(0, len(user_ids), _SEQ_CHUNK):
         chunk = list(user_ids[start : start + _SEQ_CHUNK])
         _lock_or_create_sequences(chunk)
-        if rows_later:
+        if rows_later and len(chunk) >= inbox_log.LATER_FROM:
             appended.extend(inbox_log.append_later(message_id, chunk))
             continue
         placeholders = marks(chunk)

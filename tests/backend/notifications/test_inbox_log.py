@@ -26,6 +26,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 20
 
 
+@pytest.fixture(autouse=True)
+def _every_audience_later(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """In-process, a publish to one or two users is left for later too (the rule on
+    size has its own test); the servers below keep the default."""
+    if "server_factory" not in request.fixturenames:
+        monkeypatch.setattr(inbox_log, "LATER_FROM", 1)
+
+
 def _publish_later(*users: User, title: str = "later") -> services.NotificationResult:
     return services.notification_create(
         audience=Audience(users=tuple(u.pk for u in users)), title=title, rows_later=True
@@ -187,6 +195,19 @@ def test_a_process_that_does_not_trust_its_count_looks_at_the_table(
     assert Inbox.objects.filter(id=10_000, user=alice, seq=2).exists()
 
 
+def test_a_publish_to_a_few_users_is_written_at_once(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_log, "LATER_FROM", 3)
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    _publish_later(alice, bob)
+    assert len(_rows()) == 2
+    assert not InboxPending.objects.exists()
+    _publish_later(alice, bob, carol)
+    assert len(_rows()) == 2
+    assert InboxPending.objects.count() == 1
+
+
 def test_it_is_off_at_zero_and_on_postgresql(settings: Any) -> None:
     settings.TRAY = {**settings.TRAY, "INBOX_SETTLE_MS": 0}
     assert inbox_log.settle_delay() is None
@@ -213,10 +234,25 @@ def _counts(data_dir: Any) -> tuple[int, int]:
     return int(rows), int(records)
 
 
-def _publish(url: str, token: str, user_id: int, title: str) -> None:
+def _team(server: Any) -> list[int]:
+    """alice and enough new users for a publish's rows to be left for later."""
+    script = (
+        "from backend.users.models import User\n"
+        f"names = [f'team{{n}}' for n in range({inbox_log.LATER_FROM})]\n"
+        "for name in names: User.objects.create_user(name, password='x')\n"
+        "users = User.objects.filter(username__in=['alice', *names]).order_by('username')\n"
+        "print(list(users.values_list('id', flat=True)))"
+    )
+    made = server.cli("manage", "shell", "-c", script, check=True)
+    ids = json.loads(made.stdout.strip().splitlines()[-1])
+    assert len(ids) == inbox_log.LATER_FROM + 1
+    return [int(i) for i in ids]
+
+
+def _publish(url: str, token: str, users: list[int], title: str) -> None:
     answer = httpx.post(
         f"{url}/api/notifications/",
-        json={"audience": {"users": [user_id]}, "title": title},
+        json={"audience": {"users": users}, "title": title},
         headers={"Authorization": f"Bearer {token}"},
         timeout=TIMEOUT,
     )
@@ -239,20 +275,18 @@ def test_a_killed_server_loses_no_pending_row_and_writes_them_at_start(
     # Settling an hour later: the rows are still pending when the server is killed.
     server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
     admin = server.access_token("admin")
-    with _server_db(server.data_dir) as db:
-        (alice,) = db.execute("SELECT id FROM users_user WHERE username = 'alice'").fetchone()
-    db.close()
+    team = _team(server)
     # The first publish to a host goes the full way (its answer's headers are learned
     # from it), and is written at once: the next ones take the fast path.
-    _publish(server.url, admin, alice, "first")
+    _publish(server.url, admin, team, "first")
     before = _counts(server.data_dir)
     for number in range(3):
-        _publish(server.url, admin, alice, f"kept {number}")
+        _publish(server.url, admin, team, f"kept {number}")
     assert _counts(server.data_dir) == (before[0], before[1] + 3)
     server.kill()
 
     again = server_factory(demo=True, data_dir=server.data_dir)
-    assert _counts(again.data_dir) == (before[0] + 3, 0)
+    assert _counts(again.data_dir) == (before[0] + 3 * len(team), 0)
     replayed = _replayed(again.ws_url, again.access_token("alice"))
     assert [n["title"] for n in replayed][-4:] == ["first", "kept 0", "kept 1", "kept 2"]
     assert [n["seq"] for n in replayed] == list(range(1, len(replayed) + 1))
@@ -264,14 +298,12 @@ def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
     # No settle for an hour: only the mark_read's own barrier can write the row.
     server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
     admin = server.access_token("admin")
-    with _server_db(server.data_dir) as db:
-        (alice,) = db.execute("SELECT id FROM users_user WHERE username = 'alice'").fetchone()
-    db.close()
-    _publish(server.url, admin, alice, "first")  # the full way: see the test above
+    team = _team(server)
+    _publish(server.url, admin, team, "first")  # the full way: see the test above
     token = server.access_token("alice")
     with connect(f"{server.ws_url}?token={token}", open_timeout=TIMEOUT) as ws:
         assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
-        _publish(server.url, admin, alice, "pushed")
+        _publish(server.url, admin, team, "pushed")
         assert _counts(server.data_dir)[1] == 1  # its row is pending
         while (frame := json.loads(ws.recv(timeout=TIMEOUT)))["type"] != "notification_created":
             pass
