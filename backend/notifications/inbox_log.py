@@ -10,9 +10,9 @@ once for all of them.
 
 How:
 
-- ``append_later`` (inside the publish's transaction) gives each user the next
-  seq as ``_append_to_inboxes`` does, reserves the rows' ids from the inbox
-  table's own AUTOINCREMENT counter, and stores one ``InboxPending`` record. What
+- ``append_later`` (inside the publish's transaction, once each user has been given
+  the next seq) reserves the rows' ids from the inbox table's own AUTOINCREMENT
+  counter and stores one ``InboxPending`` record. What
   it returns, (user, row id, seq), is all the push needs; the record is as durable
   as the rows would have been, so "durable first, push second" holds.
 - ``settle`` turns every pending record into its Inbox rows (one INSERT ... SELECT
@@ -40,8 +40,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from backend.notifications.models import Inbox, InboxPending, InboxSequence, Message
-from backend.sql import marks, table
+from backend.notifications.models import Inbox, InboxPending, Message
+from backend.sql import table
 from backend.users.models import User
 
 # The smallest audience whose rows are left for later. A few rows cost no more to
@@ -80,25 +80,19 @@ def trust_own_records() -> None:
     _trusted = True
 
 
-def append_later(message_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Give each user the next seq and reserve their Inbox row: (user, row id, seq).
+def append_later(message_id: int, seqs: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Reserve the Inbox rows of users given their seqs: (user, row id, seq).
 
-    Inside the publish's transaction, with the users' sequence rows locked (created
-    where missing) by the caller, as ``_append_to_inboxes``. Sorted by user.
+    Inside the publish's transaction, ``seqs`` (user, seq) just given out with the
+    users' sequence rows locked (``services._bump_sequences``).
     """
     global _maybe_pending, _generation
     with _lock:
         _maybe_pending = True
         _generation += 1
+    if not seqs:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table(InboxSequence)} SET last_seq = last_seq + 1, unread = unread + 1 "  # noqa: S608
-            f"WHERE user_id IN ({marks(user_ids)}) RETURNING user_id, last_seq",
-            list(user_ids),
-        )
-        seqs = sorted((int(u), int(q)) for u, q in cursor.fetchall())
-        if not seqs:
-            return []
         first = _reserve_ids(cursor, len(seqs))
         cursor.execute(
             f"INSERT INTO {table(InboxPending)} (message_id, first_id, rows) "  # noqa: S608
