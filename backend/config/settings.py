@@ -405,6 +405,9 @@ TRAY: dict[str, Any] = {
     # of Inbox rows writes what is pending first. 0 writes them in the publish's
     # own transaction, as before.
     "INBOX_SETTLE_MS": _env_float("TRAY_INBOX_SETTLE_MS", 100.0),
+    # The smallest audience whose rows are left for later; smaller ones are written at
+    # once (a record and its settle cost more than a few rows).
+    "INBOX_LATER_FROM": _env_int("TRAY_INBOX_LATER_FROM", 8),
     # How long (ms) the server's threads may hold the GIL while another waits for it
     # (sys.setswitchinterval). The event loop and the database thread hand it back and
     # forth on every SQLite call; shorter could get a publish past a burst of

@@ -44,11 +44,6 @@ from backend.notifications.models import Inbox, InboxPending, Message
 from backend.sql import table
 from backend.users.models import User
 
-# The smallest audience whose rows are left for later. A few rows cost no more to
-# write at once than the record and its settle (a publish to one user: ~0.1 ms more
-# CPU left for later, docs/performance.md), and they share no index page with the
-# rows of other publishes to gain from being written together.
-LATER_FROM = 8
 # The most rows one settling transaction writes: a backlog is written in steps, so
 # the database thread is never held for long.
 SETTLE_CHUNK_ROWS = 20_000
@@ -65,6 +60,16 @@ _trusted = False
 def enabled() -> bool:
     """Whether a fast publish's rows are written later here (SQLite, setting above 0)."""
     return connection.vendor == "sqlite" and settings.TRAY["INBOX_SETTLE_MS"] > 0
+
+
+def later_from() -> int:
+    """The smallest audience whose rows are left for later (``TRAY_INBOX_LATER_FROM``).
+
+    A few rows cost no more to write at once than a record and its settle (a publish
+    to one user: ~0.1-0.2 ms more CPU left for later, docs/performance.md), and they
+    share no index page with other publishes' rows to gain from being written together.
+    """
+    return max(1, int(settings.TRAY["INBOX_LATER_FROM"]))
 
 
 def settle_delay() -> float | None:

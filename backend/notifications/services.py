@@ -153,7 +153,7 @@ def _append_to_inboxes(
 ) -> list[tuple[int, int, int]]:
     """Give each user the next seq and an Inbox row for the message: (user, row id, seq).
 
-    With ``rows_later`` the rows of an audience of ``inbox_log.LATER_FROM`` or more
+    With ``rows_later`` the rows of an audience of ``inbox_log.later_from()`` or more
     are reserved and written after the push (``inbox_log.append_later``).
 
     The locks ``_bump_sequences`` takes are held to commit, so seq order is commit
@@ -163,7 +163,7 @@ def _append_to_inboxes(
     appended: list[tuple[int, int, int]] = []
     for start in range(0, len(user_ids), _SEQ_CHUNK):
         seqs = _bump_sequences(list(user_ids[start : start + _SEQ_CHUNK]))
-        if rows_later and len(seqs) >= inbox_log.LATER_FROM:
+        if rows_later and inbox_log.enabled() and len(seqs) >= inbox_log.later_from():
             appended.extend(inbox_log.append_later(message_id, seqs))
             continue
         with connection.cursor() as cursor:

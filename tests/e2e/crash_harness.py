@@ -36,6 +36,10 @@ from tray_app.store.inbox import Inbox
 # Every client start logs in with the password, and so does every publisher after a restart;
 # the default login rate (20/min) would refuse them.
 GENEROUS_LOGINS = {"TRAY_LOGIN_RATE": "100000/min"}
+# The servers the crash suites kill: generous logins, and the rows of publishes to three
+# or four users written behind their push (backend/notifications/inbox_log.py), those to
+# one or two at once, so kills land between a publish and its settle, on both kinds.
+CRASH_SERVER_ENV = {**GENEROUS_LOGINS, "TRAY_INBOX_LATER_FROM": "3"}
 USERS = ("alice", "bob", "carol", "admin")
 KEY_PREFIX = "crash-"
 PUBLISH_DEADLINE = 120.0  # seconds one publish may keep retrying through restarts

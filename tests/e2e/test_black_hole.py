@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 from tests.e2e.crash_harness import (
-    GENEROUS_LOGINS,
+    CRASH_SERVER_ENV,
     HeadlessClient,
     ServerDatabase,
     read_client_store,
@@ -141,7 +141,7 @@ class NamespacedServer:
     """``tray-notifier-server serve --demo`` inside ``namespace``, on its veth address."""
 
     def __init__(self, factory: ServerFactory, space: Namespace) -> None:
-        self.env = factory.env(env=GENEROUS_LOGINS)
+        self.env = factory.env(env=CRASH_SERVER_ENV)
         self.space = space
         self.database = ServerDatabase(sqlite_path=factory.data_dir / "db.sqlite3")
         port = free_port()

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.crash_harness import (
-    GENEROUS_LOGINS,
+    CRASH_SERVER_ENV,
     USERS,
     FixedPortServer,
     HeadlessClient,
@@ -189,7 +189,7 @@ def test_embedded_server_sigkilled_and_restarted_while_publishing_loses_nothing(
     SIGKILLs of the one server process, each restarted on the same port and data dir."""
     print(f"\nTRAY_CRASH_SEED={SEED} TRAY_TEST_SCALE={SCALE}")
     rng = random.Random(SEED)
-    server = FixedPortServer(server_factory, demo=True, env=GENEROUS_LOGINS)
+    server = FixedPortServer(server_factory, demo=True, env=CRASH_SERVER_ENV)
     clients = _start_clients(tmp_path, dict.fromkeys(USERS, server.url))
     try:
         _crash_run(
@@ -228,14 +228,14 @@ def test_scale_mode_processes_and_redis_killed_while_publishing_loses_nothing(
         demo=True,
         database_url=postgres_url,
         redis_url=redis.url,
-        env=GENEROUS_LOGINS,
+        env=CRASH_SERVER_ENV,
     )
     second = FixedPortServer(
         server_factory,
         demo=False,
         database_url=postgres_url,
         redis_url=redis.url,
-        env=GENEROUS_LOGINS,
+        env=CRASH_SERVER_ENV,
     )
     placement = {"alice": first.url, "bob": second.url, "carol": first.url, "admin": second.url}
     clients = _start_clients(tmp_path, placement)

@@ -24,14 +24,14 @@ from tests.fixtures.services import ServerFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 20
+LATER_FROM_DEFAULT = 8  # TRAY_INBOX_LATER_FROM's default, which the servers below keep
 
 
 @pytest.fixture(autouse=True)
-def _every_audience_later(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """In-process, a publish to one or two users is left for later too (the rule on
-    size has its own test); the servers below keep the default."""
-    if "server_factory" not in request.fixturenames:
-        monkeypatch.setattr(inbox_log, "LATER_FROM", 1)
+def _every_audience_later(settings: Any) -> None:
+    """A publish to one or two users is left for later too (the rule on size has its
+    own test); the servers below keep the default."""
+    settings.TRAY = {**settings.TRAY, "INBOX_LATER_FROM": 1}
 
 
 def _publish_later(*users: User, title: str = "later") -> services.NotificationResult:
@@ -196,9 +196,9 @@ def test_a_process_that_does_not_trust_its_count_looks_at_the_table(
 
 
 def test_a_publish_to_a_few_users_is_written_at_once(
-    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+    make_user: Callable[..., User], settings: Any
 ) -> None:
-    monkeypatch.setattr(inbox_log, "LATER_FROM", 3)
+    settings.TRAY = {**settings.TRAY, "INBOX_LATER_FROM": 3}
     alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
     _publish_later(alice, bob)
     assert len(_rows()) == 2
@@ -238,14 +238,14 @@ def _team(server: Any) -> list[int]:
     """alice and enough new users for a publish's rows to be left for later."""
     script = (
         "from backend.users.models import User\n"
-        f"names = [f'team{{n}}' for n in range({inbox_log.LATER_FROM})]\n"
+        f"names = [f'team{{n}}' for n in range({LATER_FROM_DEFAULT})]\n"
         "for name in names: User.objects.create_user(name, password='x')\n"
         "users = User.objects.filter(username__in=['alice', *names]).order_by('username')\n"
         "print(list(users.values_list('id', flat=True)))"
     )
     made = server.cli("manage", "shell", "-c", script, check=True)
     ids = json.loads(made.stdout.strip().splitlines()[-1])
-    assert len(ids) == inbox_log.LATER_FROM + 1
+    assert len(ids) == LATER_FROM_DEFAULT + 1
     return [int(i) for i in ids]
 
 
