@@ -62,7 +62,7 @@ def _watch_new_messages(
     )
     events: list[NotificationEvent] = []
     for message in messages:
-        if message.pk in rung:
+        if message.pk in rung or not user_ids:
             continue
         rows = selectors.inbox_rows_for_users(message_id=message.pk, user_ids=user_ids)
         if rows:

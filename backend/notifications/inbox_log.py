@@ -135,6 +135,20 @@ def read_barrier() -> None:
     settle()
 
 
+def settle_if_pending(*, message_id: int) -> None:
+    """``settle`` if the message's rows are pending: one indexed look when they are not."""
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table(InboxPending)} WHERE message_id = %s LIMIT 1",  # noqa: S608
+            [message_id],
+        )
+        pending = cursor.fetchone() is not None
+    if pending:
+        settle()
+
+
 def settle() -> int:
     """Write the Inbox rows of every pending record and delete it; how many rows.
 

@@ -539,10 +539,11 @@ def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:
 def inbox_rows_for_users(*, message_id: int, user_ids: Iterable[int]) -> list[tuple[int, int, int]]:
     """(user_id, inbox_id, seq) of one message for the given users.
 
-    For a message another process wrote (the database watch): whatever any process
-    left pending is settled first, whether or not this one trusts its own count.
+    For a message another process wrote (the database watch): if its rows are pending
+    (another server's lane), they are written first, whether or not this process
+    trusts its own count.
     """
-    inbox_log.settle()
+    inbox_log.settle_if_pending(message_id=message_id)
     return list(
         Inbox.objects.filter(message_id=message_id, user_id__in=list(user_ids)).values_list(
             "user_id", "id", "seq"

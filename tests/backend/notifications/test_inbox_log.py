@@ -195,6 +195,24 @@ def test_a_process_that_does_not_trust_its_count_looks_at_the_table(
     assert Inbox.objects.filter(id=10_000, user=alice, seq=2).exists()
 
 
+def test_the_database_watch_writes_another_servers_pending_rows_it_needs(
+    make_user: Callable[..., User],
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    alice = make_user("alice")
+    written = services.notification_create(audience=Audience(users=(alice.pk,)), title="at once")
+    with CaptureQueriesContext(connection) as queries:
+        rows = selectors.inbox_rows_for_users(message_id=written.message.pk, user_ids=[alice.pk])
+    assert [(u, q) for u, _, q in rows] == [(alice.pk, 1)]
+    assert len(queries) == 2  # nothing pending for it: one look, no settle
+    # Another server's lane left this one pending; this process's flag knows nothing.
+    message = Message.objects.create(title="elsewhere")
+    InboxPending.objects.create(message=message, first_id=20_000, rows=f"[[{alice.pk}, 2]]")
+    rows = selectors.inbox_rows_for_users(message_id=message.pk, user_ids=[alice.pk])
+    assert rows == [(alice.pk, 20_000, 2)]
+
+
 def test_a_publish_to_a_few_users_is_written_at_once(
     make_user: Callable[..., User], settings: Any
 ) -> None:
