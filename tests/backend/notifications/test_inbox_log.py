@@ -19,7 +19,7 @@ from backend.notifications.selectors import Audience
 from backend.users.models import User
 from backend.users.services import session_start
 from backend.users.tokens import read_access_token
-from tests.fixtures.services import ServerFactory
+from tests.fixtures.services import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -287,16 +287,24 @@ def _replayed(ws_url: str, token: str) -> list[dict[str, Any]]:
     return replayed
 
 
-def test_a_killed_server_loses_no_pending_row_and_writes_them_at_start(
-    server_factory: ServerFactory,
-) -> None:
-    # Settling an hour later: the rows are still pending when the server is killed.
+def _never_settling(server_factory: ServerFactory) -> tuple[RunningServer, str, list[int]]:
+    """A server that settles an hour after a publish (so rows stay pending), its admin's
+    token, and a team to publish to, with its first publish made.
+
+    The first publish to a host goes the full way (its answer's headers are learned
+    from it) and is written at once: the next ones take the fast path.
+    """
     server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
     admin = server.access_token("admin")
     team = _team(server)
-    # The first publish to a host goes the full way (its answer's headers are learned
-    # from it), and is written at once: the next ones take the fast path.
     _publish(server.url, admin, team, "first")
+    return server, admin, team
+
+
+def test_a_killed_server_loses_no_pending_row_and_writes_them_at_start(
+    server_factory: ServerFactory,
+) -> None:
+    server, admin, team = _never_settling(server_factory)
     before = _counts(server.data_dir)
     for number in range(3):
         _publish(server.url, admin, team, f"kept {number}")
@@ -314,10 +322,7 @@ def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
     server_factory: ServerFactory,
 ) -> None:
     # No settle for an hour: only the mark_read's own barrier can write the row.
-    server = server_factory(demo=True, env={"TRAY_INBOX_SETTLE_MS": "3600000"})
-    admin = server.access_token("admin")
-    team = _team(server)
-    _publish(server.url, admin, team, "first")  # the full way: see the test above
+    server, admin, team = _never_settling(server_factory)
     token = server.access_token("alice")
     with connect(f"{server.ws_url}?token={token}", open_timeout=TIMEOUT) as ws:
         assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
