@@ -161,8 +161,9 @@ def settle() -> int:
     with _lock:
         generation = _generation
     written = 0
-    while True:
-        bound = _next_bound()
+    more = True
+    while more:
+        bound, more = _next_bound()
         if bound is None:
             break
         written += _settle_up_to(bound)
@@ -172,9 +173,9 @@ def settle() -> int:
     return written
 
 
-def _next_bound() -> int | None:
+def _next_bound() -> tuple[int | None, bool]:
     """The last record id of the next step (at most SETTLE_CHUNK_ROWS rows, at least
-    one record); None when nothing is pending."""
+    one record; None when nothing is pending), and whether records beyond it wait."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, json_array_length(rows) FROM {table(InboxPending)} "  # noqa: S608
@@ -184,10 +185,10 @@ def _next_bound() -> int | None:
         total = 0
         for record_id, size in cursor.fetchall():
             if bound is not None and total + int(size) > SETTLE_CHUNK_ROWS:
-                break
+                return bound, True
             bound = int(record_id)
             total += int(size)
-    return bound
+    return bound, False
 
 
 def _settle_up_to(bound: int) -> int:
