@@ -148,8 +148,8 @@ class PublishLane:
 
         try:
             SyncToAsync.single_thread_executor.submit(settle)
-        except RuntimeError:
-            self._writing = False
+        except RuntimeError:  # shut down (the process is exiting): publishes waiting
+            self._settled(loop, False)  # go on, to be refused to the full stack
 
     def _settled(self, loop: asyncio.AbstractEventLoop, failed: bool) -> None:
         self._writing = False

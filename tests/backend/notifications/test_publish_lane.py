@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 
 from backend.notifications.publish_lane import PublishLane
 from backend.notifications.publish_route import Answer, Request
@@ -103,3 +103,29 @@ async def test_without_a_delay_rows_are_written_with_their_publish() -> None:
     lane = PublishLane(queue=8, batch=4, group_commit=False, write=writer.write)
     await lane.submit(Request(b"k", b"0"))
     assert writer.later == [False]
+
+
+async def test_publishes_waiting_behind_a_settle_are_answered_when_the_thread_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The database thread's executor refuses work only while the process exits, which a
+    # test cannot do to the shared executor: its submit is made to refuse, as it then
+    # does. The settle is made due as its timer would make it.
+    writer = _Writer()
+    lane = PublishLane(
+        queue=8,
+        batch=4,
+        group_commit=False,
+        write=writer.write,
+        settle_delay=60,
+        settle=writer.settle,
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(SyncToAsync.single_thread_executor, "submit", refuse)
+    lane._settle_due = True
+    answer = await asyncio.wait_for(lane.submit(Request(b"k", b"0")), 5)
+    assert answer is None  # the full stack's to answer, not left waiting
+    assert writer.log == []
