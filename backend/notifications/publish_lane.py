@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 
@@ -39,6 +40,8 @@ BUSY_BODY = json.dumps(
     {"error": {"code": BUSY_CODE, "message": BUSY_MESSAGE}}, separators=(",", ":")
 ).encode()
 
+
+_T = TypeVar("_T")
 
 # Called on the event loop with a publish's answer (None: the full stack answers it).
 Done = Callable[[Answer | None], None]
@@ -100,26 +103,47 @@ class PublishLane:
             self._next(asyncio.get_running_loop())
 
     def _next(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand the next batch (or the due settle) to the database thread: one hop
-        there and one back."""
+        """Hand the next batch (or the due settle) to the database thread."""
         if self._settle_due:
-            self._next_settle(loop)
+            self._settle_due = False
+            self._hop(loop, self._settle_once, self._settled, refused=False)
             return
         taken, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
-        self._writing = True
         requests = [request for request, _ in taken]
         later = self.settle_delay is not None
 
-        def write() -> None:  # on the database thread
+        def write() -> Sequence[Answer | None]:  # on the database thread
             try:
-                answers: Sequence[Answer | None] = self._write(
-                    requests, group_commit=self.group_commit, rows_later=later
-                )
+                return self._write(requests, group_commit=self.group_commit, rows_later=later)
             except Exception:  # the full stack answers, and reports it
-                answers = [None] * len(taken)
+                return [None] * len(taken)
+
+        refused: Sequence[Answer | None] = [None] * len(taken)
+        self._hop(
+            loop,
+            write,
+            lambda answers: self._written(loop, taken, answers),
+            refused=refused,
+        )
+
+    def _hop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: Callable[[], _T],
+        back: Callable[[_T], None],
+        *,
+        refused: _T,
+    ) -> None:
+        """Run ``work`` on the database thread, then ``back`` with its result on the
+        loop: one hop there and one back. ``back(refused)`` at once when the thread is
+        gone (the process is exiting)."""
+        self._writing = True
+
+        def run() -> None:  # on the database thread
+            result = work()
             # RuntimeError: the loop closed meanwhile, and nobody waits any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._written, loop, taken, answers)
+                loop.call_soon_threadsafe(back, result)
 
         # The thread sync_to_async(thread_sensitive=True) uses outside a
         # ThreadSensitiveContext (the server's requests and consumers run there:
@@ -128,30 +152,21 @@ class PublishLane:
         # cost about as much CPU as the rest of a publish's event-loop side.
         # tests/backend/notifications/test_publish_lane.py pins that it is one thread.
         try:
-            SyncToAsync.single_thread_executor.submit(write)
+            SyncToAsync.single_thread_executor.submit(run)
         except RuntimeError:  # the executor is shut down (the process is exiting)
-            self._written(loop, taken, [None] * len(taken))
+            back(refused)
 
-    def _next_settle(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._settle_due = False
-        self._writing = True
-
-        def settle() -> None:  # on the database thread
-            failed = False
-            try:
-                self._settle()
-            except Exception:  # left pending: the next reader or settle writes it
-                logger.exception("could not write the pending inbox rows")
-                failed = True
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._settled, loop, failed)
-
+    def _settle_once(self) -> bool:
+        """The settle, on the database thread; whether it failed."""
         try:
-            SyncToAsync.single_thread_executor.submit(settle)
-        except RuntimeError:  # shut down (the process is exiting): publishes waiting
-            self._settled(loop, False)  # go on, to be refused to the full stack
+            self._settle()
+        except Exception:  # left pending: the next reader or settle writes it
+            logger.exception("could not write the pending inbox rows")
+            return True
+        return False
 
-    def _settled(self, loop: asyncio.AbstractEventLoop, failed: bool) -> None:
+    def _settled(self, failed: bool) -> None:
+        loop = asyncio.get_running_loop()
         self._writing = False
         if failed:
             self._arm_settle(loop)

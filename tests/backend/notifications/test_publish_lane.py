@@ -51,6 +51,17 @@ class _Writer:
         self.later.append(rows_later)
         return [Answer(201, b"{}") for _ in requests]
 
+    def lane(self, *, batch: int, settle_delay: float | None) -> PublishLane:
+        """A lane of 8 that writes and settles here."""
+        return PublishLane(
+            queue=8,
+            batch=batch,
+            group_commit=False,
+            write=self.write,
+            settle_delay=settle_delay,
+            settle=self.settle,
+        )
+
     def settle(self) -> None:
         self.log.append("settle")
         if self.settle_fails:
@@ -61,14 +72,7 @@ class _Writer:
 
 async def test_rows_are_settled_once_after_the_publishes_of_a_moment() -> None:
     writer = _Writer()
-    lane = PublishLane(
-        queue=8,
-        batch=1,
-        group_commit=False,
-        write=writer.write,
-        settle_delay=0.05,
-        settle=writer.settle,
-    )
+    lane = writer.lane(batch=1, settle_delay=0.05)
     answers = await asyncio.gather(*(lane.submit(Request(b"k", b"%d" % n)) for n in range(3)))
     assert answers == [Answer(201, b"{}")] * 3
     assert "settle" not in writer.log  # not before its delay
@@ -84,14 +88,7 @@ async def test_rows_are_settled_once_after_the_publishes_of_a_moment() -> None:
 
 async def test_a_failed_settle_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
     writer = _Writer(settle_fails=1)
-    lane = PublishLane(
-        queue=8,
-        batch=4,
-        group_commit=False,
-        write=writer.write,
-        settle_delay=0.01,
-        settle=writer.settle,
-    )
+    lane = writer.lane(batch=4, settle_delay=0.01)
     await lane.submit(Request(b"k", b"0"))
     await asyncio.wait_for(writer.settled.wait(), 5)
     assert writer.log == ["write 0", "settle", "settle"]
@@ -100,7 +97,7 @@ async def test_a_failed_settle_is_tried_again(caplog: pytest.LogCaptureFixture) 
 
 async def test_without_a_delay_rows_are_written_with_their_publish() -> None:
     writer = _Writer()
-    lane = PublishLane(queue=8, batch=4, group_commit=False, write=writer.write)
+    lane = writer.lane(batch=4, settle_delay=None)
     await lane.submit(Request(b"k", b"0"))
     assert writer.later == [False]
 
@@ -112,14 +109,7 @@ async def test_publishes_waiting_behind_a_settle_are_answered_when_the_thread_is
     # test cannot do to the shared executor: its submit is made to refuse, as it then
     # does. The settle is made due as its timer would make it.
     writer = _Writer()
-    lane = PublishLane(
-        queue=8,
-        batch=4,
-        group_commit=False,
-        write=writer.write,
-        settle_delay=60,
-        settle=writer.settle,
-    )
+    lane = writer.lane(batch=4, settle_delay=60)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cannot schedule new futures after shutdown")
