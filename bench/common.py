@@ -150,7 +150,12 @@ def process_trees(pids: Sequence[int]) -> list[int]:
 
 def bench_env(data_dir: Path) -> dict[str, str]:
     """The environment of every server and CLI process: the embedded default in
-    ``data_dir``, and nothing of this process's own TRAY_* configuration."""
+    ``data_dir``, and nothing of this process's own TRAY_* configuration.
+
+    A setting to measure goes in as ``BENCH_TRAY_<NAME>=value`` (``TRAY_<NAME>`` for
+    every server and CLI process of the run, ours and the peers alike), so that a
+    TRAY_* variable left in a shell never changes a benchmark unseen.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
@@ -164,6 +169,11 @@ def bench_env(data_dir: Path) -> dict[str, str]:
         # Every run logs four users in; the default 20/min would throttle quick runs.
         TRAY_LOGIN_RATE="1000/min",
         PYTHONUNBUFFERED="1",
+    )
+    env.update(
+        (key.removeprefix("BENCH_"), value)
+        for key, value in os.environ.items()
+        if key.startswith("BENCH_TRAY_")
     )
     return env
 

@@ -1511,7 +1511,8 @@ def _print_traffic(session: TrafficSession) -> None:
         print(
             f"  {session.server} {window.phase}: {window.notifications} notifications, "
             f"{window.received}/{window.expected} deliveries, p50 {window.p50_ms} p99 "
-            f"{window.p99_ms} ms, CPU {window.cpu_seconds:.1f} s, client CPU "
+            f"{window.p99_ms} ms, publish answered p99 {window.publish_p99_ms} ms, "
+            f"CPU {window.cpu_seconds:.1f} s, client CPU "
             f"{window.client_cpu_share:.0%}, readers "
             f"{', '.join(f'{x:.0%}' for x in window.reader_cpu_shares)}, "
             f"errors {window.publish_errors}, "
