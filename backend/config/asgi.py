@@ -65,6 +65,7 @@ def publish_lane_from_settings() -> PublishLane | None:
         batch=tray["PUBLISH_BATCH"],
         group_commit=group_commit == "on",
         settle_delay=inbox_log.settle_delay(),
+        settle_rows=tray["INBOX_SETTLE_ROWS"] or None,
     )
 
 

@@ -399,21 +399,29 @@ TRAY: dict[str, Any] = {
     # One transaction per batch (each publish in a savepoint): on, off, or auto
     # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
-    # SQLite only: a fast publish's Inbox rows are written up to this many ms after
-    # its push, many publishes' at once; the publish itself stores one record of
-    # them (backend/notifications/inbox_log.py, docs/performance.md). Every reader
-    # of Inbox rows writes what is pending first. 0 writes them in the publish's
-    # own transaction, as before.
-    "INBOX_SETTLE_MS": _env_float("TRAY_INBOX_SETTLE_MS", 100.0),
+    # SQLite only: a fast publish's Inbox rows are written about this many ms after
+    # its push, many publishes' at once, one band of users at a time; the publish
+    # itself stores a record of them (backend/notifications/inbox_log.py,
+    # docs/performance.md). Every reader of Inbox rows writes its user's pending rows
+    # first. 0 writes them in the publish's own transaction, as before.
+    "INBOX_SETTLE_MS": _env_float("TRAY_INBOX_SETTLE_MS", 2000.0),
+    # ... and sooner, one band after the other, once this many rows wait (0: only
+    # the time decides).
+    "INBOX_SETTLE_ROWS": _env_int("TRAY_INBOX_SETTLE_ROWS", 40_000),
     # The smallest audience whose rows are left for later; smaller ones are written at
     # once (a record and its settle cost more than a few rows).
     "INBOX_LATER_FROM": _env_int("TRAY_INBOX_LATER_FROM", 8),
     # How long (ms) the server's threads may hold the GIL while another waits for it
     # (sys.setswitchinterval). The event loop and the database thread hand it back and
-    # forth on every SQLite call; shorter could get a publish past a burst of
-    # deliveries sooner, at the price of more switches. Python's default (5), as B3
-    # could not tell 0.5, 1 and 5 apart (docs/performance.md, issue 14).
-    "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 5.0),
+    # forth on every SQLite call, and while the loop delivers a broadcast each hand-back
+    # waited up to Python's 5 ms: a publish queued behind ~10 such waits. At 0.5, B3's
+    # p99 at 2,000 sockets fell from 324-398 to 222-246 ms with no more CPU
+    # (docs/performance.md, issue 14, "The fourth stop").
+    "SWITCH_INTERVAL_MS": _env_float("TRAY_SWITCH_INTERVAL_MS", 0.5),
+    # New objects between two collections of Python's youngest generation (Python's
+    # default: 700; 0 keeps it). Higher: fewer full collections, whose pauses grow
+    # with the sockets held (backend/cli.py _tune_collector, docs/performance.md).
+    "GC_THRESHOLD": _env_int("TRAY_GC_THRESHOLD", 50_000),
     # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
     # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
     # keep SQLite's automatic checkpoint, which stalled the writer, only as a 512 MiB

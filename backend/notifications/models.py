@@ -109,11 +109,15 @@ class InboxPending(models.Model):
 
     The publish reserved the rows' ids (``first_id``, ``first_id + 1``, ...) and
     their users' seqs in its own transaction; ``rows`` is ``[[user_id, seq], ...]``
-    in id order. ``inbox_log.settle`` turns it into the Inbox rows it stands for.
+    in id order, the users of one ``band``. ``inbox_log`` turns it into the Inbox
+    rows it stands for.
     """
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
     first_id = models.BigIntegerField()
+    # The band of users whose rows these are (``inbox_log.band_of``); -1: any user's
+    # (``inbox_log.ANY_BAND``, records written before there were bands).
+    band = models.SmallIntegerField(default=-1)
     rows = models.TextField()
 
     class Meta:

@@ -11,10 +11,11 @@ once (``busy_answer``) instead of waiting without bound. Nothing answered 503 wa
 written, so a retry with the same idempotency key creates exactly one notification.
 
 With ``settle_delay`` the writer leaves the publishes' Inbox rows for later
-(backend/notifications/inbox_log.py) and the lane runs ``settle`` that long after the
-first publish it has not settled, in the writer's turn: the push waits only for the
-publish's own short transaction, and the rows of everything published meanwhile are
-written together.
+(backend/notifications/inbox_log.py), and the lane runs a ``settle`` step (one band of
+users' rows, ``inbox_log.settle_step``) that long after a publish and again after each
+step while rows may be pending, in the writer's turn, and back to back once
+``settle_rows`` rows wait: the push waits only for the publish's own short
+transaction, and the rows of everything published meanwhile are written together.
 """
 
 from __future__ import annotations
@@ -58,14 +59,18 @@ class PublishLane:
         group_commit: bool,
         write: Callable[..., list[Answer | None]] = publish_batch,
         settle_delay: float | None = None,
-        settle: Callable[[], object] = inbox_log.settle,
+        settle: Callable[[], bool] = inbox_log.settle_step,
+        settle_rows: int | None = None,
+        pending_rows: Callable[[], int] = inbox_log.pending_rows,
     ) -> None:
         self.limit = max(1, queue)
         self.batch = max(1, batch)
         self.group_commit = group_commit
         self.settle_delay = settle_delay
+        self.settle_rows = settle_rows
         self._write = write
         self._settle = settle
+        self._pending_rows = pending_rows
         self._waiting: list[tuple[Request, Done]] = []
         self._admitted = 0
         self._writing = False
@@ -157,18 +162,18 @@ class PublishLane:
             back(refused)
 
     def _settle_once(self) -> bool:
-        """The settle, on the database thread; whether it failed."""
+        """One settle step, on the database thread; whether rows may still be pending
+        (also when it failed: the next step tries again)."""
         try:
-            self._settle()
-        except Exception:  # left pending: the next reader or settle writes it
+            return self._settle()
+        except Exception:  # left pending: the next reader or step writes it
             logger.exception("could not write the pending inbox rows")
             return True
-        return False
 
-    def _settled(self, failed: bool) -> None:
+    def _settled(self, more: bool) -> None:
         loop = asyncio.get_running_loop()
         self._writing = False
-        if failed:
+        if more:
             self._arm_settle(loop)
         if self._waiting or self._settle_due:
             self._next(loop)
@@ -178,6 +183,13 @@ class PublishLane:
         if self.settle_delay is None or self._settle_timer is not None or self._settle_due:
             return
         self._settle_timer = loop.call_later(self.settle_delay, self._settle_time, loop)
+
+    def _settle_now(self) -> None:
+        """Settle in the database thread's next turn (enough rows wait already)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        self._settle_due = True
 
     def _settle_time(self, loop: asyncio.AbstractEventLoop) -> None:
         self._settle_timer = None
@@ -195,6 +207,8 @@ class PublishLane:
         self._admitted -= len(taken)
         if any(answered is not None for answered in answers):
             self._arm_settle(loop)
+            if self.settle_rows is not None and self._pending_rows() >= self.settle_rows:
+                self._settle_now()
         if self._waiting or self._settle_due:
             self._next(loop)
         for (_, done), answered in zip(taken, answers, strict=True):

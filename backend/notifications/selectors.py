@@ -402,7 +402,7 @@ def socket_opening(
     from backend.users.tokens import refuse_unless_live
 
     if after_seq is not None:  # the counts come from the sequence row, the rows do not
-        inbox_log.read_barrier()
+        inbox_log.read_barrier(user_id=user_id)
     connection = connections[User.objects.db]
     replay = after_seq is not None
     prepared = _prepared_opening(connection, replay=replay, limit=limit)
@@ -473,7 +473,7 @@ def inbox_list(
     it runs downward from ``before_seq`` (or the newest), newest first (browsing).
     """
     limit = max(1, min(limit, INBOX_PAGE_MAX))
-    inbox_log.read_barrier()
+    inbox_log.read_barrier(user_id=user_id)
     rows: QuerySet[Inbox] = Inbox.objects.filter(user_id=user_id).select_related(
         "message", "message__actor"
     )
@@ -509,7 +509,7 @@ def inbox_replay_after(*, user_id: int, after_seq: int, limit: int) -> list[Repl
     """Rows above a cursor in seq order, deleted ones included (the caller skips them but
     still moves its cursor past them), as payloads read from plain values: one query and
     no model instances, since this is what every resume costs."""
-    inbox_log.read_barrier()
+    inbox_log.read_barrier(user_id=user_id)
     rows = (
         Inbox.objects.filter(user_id=user_id, seq__gt=after_seq)
         .order_by("seq")
@@ -525,7 +525,7 @@ def inbox_replay_after(*, user_id: int, after_seq: int, limit: int) -> list[Repl
 
 def inbox_get(*, user_id: int, inbox_id: int) -> Inbox:
     """The caller's own row; someone else's id is NotFound, exactly like a missing one."""
-    inbox_log.read_barrier()
+    inbox_log.read_barrier(user_id=user_id)
     row = (
         Inbox.objects.filter(user_id=user_id, id=inbox_id, deleted_at__isnull=True)
         .select_related("message", "message__actor")

@@ -762,7 +762,7 @@ def _move_unread(*, user_id: int, by: int) -> tuple[int, int]:
 def _set_read(*, user_id: int, ids: Iterable[object], read: bool) -> InboxChange:
     wanted = _validate_ids(ids)
     with transaction.atomic():
-        inbox_log.read_barrier()
+        inbox_log.read_barrier(user_id=user_id)
         found = set(
             Inbox.objects.filter(user_id=user_id, id__in=wanted, deleted_at__isnull=True)
             .order_by()
@@ -815,7 +815,7 @@ def inbox_mark_all_read(*, user_id: int, up_to_seq: int | None = None) -> InboxC
         where += " AND seq <= %s"
         params.append(up_to_seq)
     with transaction.atomic():
-        inbox_log.read_barrier()
+        inbox_log.read_barrier(user_id=user_id)
         rows = _update_inbox(
             user_id=user_id, column="read_at", value=timezone.now(), where=where, params=params
         )
@@ -830,7 +830,7 @@ def inbox_delete(*, user_id: int, ids: Iterable[object]) -> InboxChange:
     """Delete the caller's rows (for them only). Deleting twice is not an error."""
     wanted = _validate_ids(ids)
     with transaction.atomic():
-        inbox_log.read_barrier()
+        inbox_log.read_barrier(user_id=user_id)
         found = set(
             Inbox.objects.filter(user_id=user_id, id__in=wanted)
             .order_by()

@@ -210,6 +210,45 @@ def test_serve_sets_the_switch_interval(tmp_path: Path):
     assert float(done.stdout.strip()) == pytest.approx(0.00025)
 
 
+def test_a_negative_collector_threshold_is_one_plain_line(tmp_path: Path):
+    env = server_env(data_dir=tmp_path, extra={"TRAY_GC_THRESHOLD": "-5"})
+    result = run_cli("serve", "--port", "0", env=env, timeout=30)
+    assert result.returncode == 2
+    assert "TRAY_GC_THRESHOLD must be 0 or more, got -5" in _one_line_error(result)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1234", 1234), ("0", 700)])
+def test_the_started_server_freezes_what_it_loaded_and_sets_the_threshold(
+    tmp_path: Path, value: str, expected: int
+):
+    """What serve does once started (``_tune_collector``): the objects loaded at start
+    are out of every collection, and the youngest generation's threshold is the
+    setting's (0: Python's 700)."""
+    env = server_env(data_dir=tmp_path, extra={"TRAY_GC_THRESHOLD": value})
+    code = (
+        "import gc\n"
+        "from backend import cli\n"
+        "cli._setup_django()\n"
+        "import backend.config.asgi\n"
+        "before = gc.get_freeze_count()\n"
+        "cli._tune_collector(cli._collector_threshold())\n"
+        "print(before, gc.get_freeze_count(), gc.get_threshold()[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    before, frozen, threshold = map(int, done.stdout.split())
+    assert before == 0
+    assert frozen > 10_000  # Django, the app registry, the URL configuration
+    assert threshold == expected
+
+
 def test_production_refuses_demo_before_touching_the_database(tmp_path: Path):
     # Security review, finding 11: TRAY_ENV=production --demo seeded admin / demo.
     env = server_env(

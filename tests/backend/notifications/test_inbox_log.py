@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -56,16 +56,30 @@ def test_a_publish_leaves_one_record_and_settling_writes_exactly_the_pushed_rows
     result = _publish_later(alice, bob)
     assert result.recipient_count == 2
     assert _rows() == []
-    (record,) = InboxPending.objects.all()
-    assert record.message_id == result.message.pk
-    assert json.loads(record.rows) == [[alice.pk, 1], [bob.pk, 1]]
+    # One record per band of users (alice and bob have neighbouring ids: two bands).
+    records = list(InboxPending.objects.order_by("band"))
+    assert [r.band for r in records] == sorted({inbox_log.band_of(u.pk) for u in (alice, bob)})
+    assert {r.message_id for r in records} == {result.message.pk}
+    for record in records:
+        assert {inbox_log.band_of(user) for user, _ in json.loads(record.rows)} == {record.band}
+    assert sorted(row for r in records for row in json.loads(r.rows)) == [
+        [alice.pk, 1],
+        [bob.pk, 1],
+    ]
     # The doorbell carries each recipient's (user, row id, seq): what the push sends.
     (event,) = rung
     pushed = [tuple(row) for row in event["recipients"]]
     assert [(user, seq) for user, _, seq in pushed] == [(alice.pk, 1), (bob.pk, 1)]
+    # A record's rows take the ids from its first_id on.
+    reserved = {
+        (user, record.first_id + index)
+        for record in records
+        for index, (user, _) in enumerate(json.loads(record.rows))
+    }
+    assert reserved == {(user, row_id) for user, row_id, _ in pushed}
 
     assert inbox_log.settle() == 2
-    assert _rows() == [(row_id, user, result.message.pk, seq) for user, row_id, seq in pushed]
+    assert _rows() == sorted((row_id, user, result.message.pk, seq) for user, row_id, seq in pushed)
     assert not InboxPending.objects.exists()
     assert inbox_log.settle() == 0
 
@@ -147,6 +161,35 @@ def test_rows_of_a_user_deleted_before_the_settle_are_left_out(
     assert [(u, m) for _, u, m, _ in _rows()] == [(alice.pk, result.message.pk)]
 
 
+def test_rows_of_a_user_deleted_are_left_out_by_a_settle_inside_a_transaction(
+    make_user: Callable[..., User],
+) -> None:
+    # Inside a caller's transaction (a read barrier in a service) the commit is the
+    # caller's: the rows are looked at before they are written, not refused at commit.
+    from django.db import transaction
+
+    alice, bob = make_user("alice"), make_user("bob")
+    result = _publish_later(alice, bob)
+    bob.delete()
+    with transaction.atomic():
+        assert inbox_log.settle() == 1
+    assert [(u, m) for _, u, m, _ in _rows()] == [(alice.pk, result.message.pk)]
+    assert not InboxPending.objects.exists()
+
+
+def test_pending_rows_counts_what_waits_until_a_settle_takes_it(
+    make_user: Callable[..., User],
+) -> None:
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    inbox_log.settle()
+    assert inbox_log.pending_rows() == 0
+    _publish_later(alice, bob)
+    _publish_later(alice, bob, carol)
+    assert inbox_log.pending_rows() == 5
+    assert inbox_log.settle() == 5
+    assert inbox_log.pending_rows() == 0
+
+
 def test_a_message_deleted_before_the_settle_takes_its_record_with_it(
     make_user: Callable[..., User],
 ) -> None:
@@ -167,16 +210,63 @@ def test_a_large_backlog_is_written_in_steps(
     steps: list[int] = []
     original = inbox_log._settle_up_to
 
-    def step(bound: int) -> int:
+    def step(bound: int, bands: Sequence[int]) -> int:
         steps.append(bound)
-        return original(bound)
+        return original(bound, bands)
 
     monkeypatch.setattr(inbox_log, "_settle_up_to", step)
     assert inbox_log.settle() == 30
-    assert len(steps) == 3  # 10 rows a step: two records fit, a third would not
+    assert len(steps) == 3  # 30 rows, at most 12 a step
     for user in users:
         seqs = list(Inbox.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
         assert seqs == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_lanes_steps_settle_one_band_each_in_turn(make_user: Callable[..., User]) -> None:
+    users = [make_user(f"user{i}") for i in range(2 * inbox_log.BANDS)]
+    inbox_log.settle()
+    _publish_later(*users)
+    assert InboxPending.objects.count() == inbox_log.BANDS
+    written: list[int] = []
+    more = True
+    while more:
+        left = set(InboxPending.objects.values_list("band", flat=True))
+        more = inbox_log.settle_step()
+        now = set(InboxPending.objects.values_list("band", flat=True))
+        assert len(left - now) <= 1  # one band a step
+        written.append(len(_rows()))
+    assert written[-1] == len(users)
+    assert len(written) <= inbox_log.BANDS
+    assert not InboxPending.objects.exists()
+    assert inbox_log.settle_step() is False  # nothing pending: the lane stops stepping
+
+
+def test_a_readers_barrier_writes_only_its_users_band(make_user: Callable[..., User]) -> None:
+    users = [make_user(f"user{i}") for i in range(inbox_log.BANDS)]
+    inbox_log.settle()
+    result = _publish_later(*users)
+    reader = users[3]
+    replay = selectors.inbox_replay_after(user_id=reader.pk, after_seq=0, limit=5)
+    assert [row.seq for row in replay] == [1]
+    assert [(u, m) for _, u, m, _ in _rows()] == [(reader.pk, result.message.pk)]
+    left = set(InboxPending.objects.values_list("band", flat=True))
+    assert left == {inbox_log.band_of(u.pk) for u in users} - {inbox_log.band_of(reader.pk)}
+    # A reader of many users' rows (a message's count) writes every band's.
+    assert services._delivery_count(result.message) == len(users)
+    assert not InboxPending.objects.exists()
+
+
+def test_a_record_from_before_the_bands_is_written_by_any_users_barrier(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user("alice")
+    message = Message.objects.create(title="before the bands")
+    InboxPending.objects.create(message=message, first_id=20_000, rows=f"[[{alice.pk}, 1]]")
+    assert InboxPending.objects.get().band == inbox_log.ANY_BAND
+    monkeypatch.setattr(inbox_log, "_trusted", False)
+    replay = selectors.inbox_replay_after(user_id=alice.pk, after_seq=0, limit=5)
+    assert [row.seq for row in replay] == [1]
+    assert not InboxPending.objects.exists()
 
 
 def test_a_process_that_does_not_trust_its_count_looks_at_the_table(
@@ -223,14 +313,16 @@ def test_a_publish_to_a_few_users_is_written_at_once(
     assert not InboxPending.objects.exists()
     _publish_later(alice, bob, carol)
     assert len(_rows()) == 2
-    assert InboxPending.objects.count() == 1
+    bands = {inbox_log.band_of(user.pk) for user in (alice, bob, carol)}
+    assert InboxPending.objects.count() == len(bands)
 
 
 def test_it_is_off_at_zero_and_on_postgresql(settings: Any) -> None:
     settings.TRAY = {**settings.TRAY, "INBOX_SETTLE_MS": 0}
     assert inbox_log.settle_delay() is None
     settings.TRAY = {**settings.TRAY, "INBOX_SETTLE_MS": 250}
-    assert inbox_log.settle_delay() == pytest.approx(0.25)
+    # A step every 250 ms / BANDS: each band's rows gather for 250 ms.
+    assert inbox_log.settle_delay() == pytest.approx(0.25 / inbox_log.BANDS)
     assert (
         connection.vendor == "sqlite"
     )  # PostgreSQL: tests/backend/notifications/test_seq_postgres.py
@@ -244,12 +336,14 @@ def _server_db(data_dir: Any) -> sqlite3.Connection:
 
 
 def _counts(data_dir: Any) -> tuple[int, int]:
-    """(written Inbox rows, pending records) in the server's file."""
+    """(written Inbox rows, pending rows) in the server's file."""
     with _server_db(data_dir) as db:
         (rows,) = db.execute("SELECT count(*) FROM notifications_inbox").fetchone()
-        (records,) = db.execute("SELECT count(*) FROM notifications_inboxpending").fetchone()
+        (pending,) = db.execute(
+            "SELECT coalesce(sum(json_array_length(rows)), 0) FROM notifications_inboxpending"
+        ).fetchone()
     db.close()
-    return int(rows), int(records)
+    return int(rows), int(pending)
 
 
 def _team(server: Any) -> list[int]:
@@ -308,7 +402,7 @@ def test_a_killed_server_loses_no_pending_row_and_writes_them_at_start(
     before = _counts(server.data_dir)
     for number in range(3):
         _publish(server.url, admin, team, f"kept {number}")
-    assert _counts(server.data_dir) == (before[0], before[1] + 3)
+    assert _counts(server.data_dir) == (before[0], before[1] + 3 * len(team))
     server.kill()
 
     again = server_factory(demo=True, data_dir=server.data_dir)
@@ -324,10 +418,15 @@ def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
     # No settle for an hour: only the mark_read's own barrier can write the row.
     server, admin, team = _never_settling(server_factory)
     token = server.access_token("alice")
+    with _server_db(server.data_dir) as db:
+        (alice,) = db.execute("SELECT id FROM users_user WHERE username = 'alice'").fetchone()
+    db.close()
+    others = [user for user in team if inbox_log.band_of(user) != inbox_log.band_of(alice)]
+    assert others  # the team spans more than alice's band
     with connect(f"{server.ws_url}?token={token}", open_timeout=TIMEOUT) as ws:
         assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
         _publish(server.url, admin, team, "pushed")
-        assert _counts(server.data_dir)[1] == 1  # its row is pending
+        assert _counts(server.data_dir)[1] == len(team)  # its rows are pending
         while (frame := json.loads(ws.recv(timeout=TIMEOUT)))["type"] != "notification_created":
             pass
         assert frame["payload"]["title"] == "pushed"
@@ -341,7 +440,7 @@ def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
         found = db.execute(
             "SELECT read_at IS NOT NULL FROM notifications_inbox WHERE id = ?", [row_id]
         ).fetchone()
-        (records,) = db.execute("SELECT count(*) FROM notifications_inboxpending").fetchone()
     db.close()
     assert found == (1,)
-    assert records == 0
+    # The barrier wrote alice's band's rows only: the rest wait for their settle.
+    assert _counts(server.data_dir)[1] == len(others)

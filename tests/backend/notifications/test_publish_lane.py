@@ -41,6 +41,7 @@ class _Writer:
         self.log: list[str] = []
         self.later: list[bool] = []
         self.settle_fails = settle_fails
+        self.pending = 0  # rows left for later: one per write
         self.settled = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
@@ -48,11 +49,14 @@ class _Writer:
         self, requests: list[Request], *, group_commit: bool, rows_later: bool
     ) -> list[Answer | None]:
         self.log.extend(f"write {request.body.decode()}" for request in requests)
+        self.pending += len(requests)
         self.later.append(rows_later)
         return [Answer(201, b"{}") for _ in requests]
 
-    def lane(self, *, batch: int, settle_delay: float | None) -> PublishLane:
-        """A lane of 8 that writes and settles here."""
+    def lane(
+        self, *, batch: int, settle_delay: float | None, settle_rows: int | None = None
+    ) -> PublishLane:
+        """A lane of 8 that writes and settles here; each write leaves one row pending."""
         return PublishLane(
             queue=8,
             batch=batch,
@@ -60,14 +64,18 @@ class _Writer:
             write=self.write,
             settle_delay=settle_delay,
             settle=self.settle,
+            settle_rows=settle_rows,
+            pending_rows=lambda: self.pending,
         )
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
         self.log.append("settle")
         if self.settle_fails:
             self.settle_fails -= 1
             raise RuntimeError("database is locked")
+        self.pending = 0
         self.loop.call_soon_threadsafe(self.settled.set)
+        return False  # nothing more pending
 
 
 async def test_rows_are_settled_once_after_the_publishes_of_a_moment() -> None:
@@ -119,3 +127,15 @@ async def test_publishes_waiting_behind_a_settle_are_answered_when_the_thread_is
     answer = await asyncio.wait_for(lane.submit(Request(b"k", b"0")), 5)
     assert answer is None  # the full stack's to answer, not left waiting
     assert writer.log == []
+
+
+async def test_enough_waiting_rows_settle_before_the_delay() -> None:
+    writer = _Writer()
+    lane = writer.lane(batch=1, settle_delay=3600, settle_rows=2)
+    await lane.submit(Request(b"k", b"0"))
+    assert "settle" not in writer.log  # one row waits: the delay (an hour) decides
+    await lane.submit(Request(b"k", b"1"))
+    await asyncio.wait_for(writer.settled.wait(), 5)
+    assert writer.log == ["write 0", "write 1", "settle"]
+    await lane.submit(Request(b"k", b"2"))
+    assert writer.log == ["write 0", "write 1", "settle", "write 2"]  # the count restarted
