@@ -421,7 +421,7 @@ TRAY: dict[str, Any] = {
     # New objects between two collections of Python's youngest generation (Python's
     # default: 700; 0 keeps it). Higher: fewer full collections, whose pauses grow
     # with the sockets held (backend/cli.py _tune_collector, docs/performance.md).
-    "GC_THRESHOLD": _env_int("TRAY_GC_THRESHOLD", 50_000),
+    "GC_THRESHOLD": _env_int("TRAY_GC_THRESHOLD", 10_000),
     # SQLite only: seconds between the serving process's own WAL checkpoints, run on a
     # thread beside the writer (backend/sqlite_checkpoint.py); its connections then
     # keep SQLite's automatic checkpoint, which stalled the writer, only as a 512 MiB

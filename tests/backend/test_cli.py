@@ -188,6 +188,20 @@ def test_a_bad_switch_interval_is_one_plain_line(tmp_path: Path, value: str):
     assert "TRAY_SWITCH_INTERVAL_MS must be more than 0" in _one_line_error(result)
 
 
+def _python_output(code: str, env: dict[str, str]) -> str:
+    """What ``python -c code`` prints in the repository with ``env``."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def test_serve_sets_the_switch_interval(tmp_path: Path):
     """The server's GIL hand-over interval is the setting's (Python's default is 5 ms)."""
     env = server_env(data_dir=tmp_path, extra={"TRAY_SWITCH_INTERVAL_MS": "0.25"})
@@ -198,16 +212,7 @@ def test_serve_sets_the_switch_interval(tmp_path: Path):
         "cli._set_switch_interval()\n"
         "print(sys.getswitchinterval())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert float(done.stdout.strip()) == pytest.approx(0.00025)
+    assert float(_python_output(code, env)) == pytest.approx(0.00025)
 
 
 def test_a_negative_collector_threshold_is_one_plain_line(tmp_path: Path):
@@ -234,16 +239,7 @@ def test_the_started_server_freezes_what_it_loaded_and_sets_the_threshold(
         "cli._tune_collector(cli._collector_threshold())\n"
         "print(before, gc.get_freeze_count(), gc.get_threshold()[0])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    before, frozen, threshold = map(int, done.stdout.split())
+    before, frozen, threshold = map(int, _python_output(code, env).split())
     assert before == 0
     assert frozen > 10_000  # Django, the app registry, the URL configuration
     assert threshold == expected
