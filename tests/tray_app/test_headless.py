@@ -366,7 +366,15 @@ def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted
     thread.start()
     try:
         for restart in range(restarts):
-            # Each kill comes after the client has shown new lines: it is live at that moment.
+            # Each kill comes once the client is connected to the server it kills (a line
+            # it prints may have been read before the last kill) and has shown a new line
+            # since: it is live at that moment.
+            connections = restart + 1
+            client.err.wait_until(
+                lambda lines: lines.count("tray-notifier: connected") >= connections,  # noqa: B023
+                timeout=90,
+                what=f"connected before restart {restart + 1}",
+            )
             seen = len(client.out.lines)
             client.out.wait_for_count(
                 seen + 1, timeout=90, what=f"a new line before restart {restart + 1}"
