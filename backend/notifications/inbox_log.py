@@ -176,12 +176,20 @@ def read_barrier(*, user_id: int | None = None) -> None:
     if connection.vendor != "sqlite":
         return
     if user_id is None:
-        if not (_trusted and not any(_maybe_pending)):
+        if _may_be_pending():
             settle()
         return
     band = band_of(user_id)
-    if not (_trusted and not _maybe_pending[band]):
+    if _may_be_pending(band):
         _settle_bands([band])
+
+
+def _may_be_pending(band: int | None = None) -> bool:
+    """Whether rows of ``band`` (None: of any band) may be pending; always, in a
+    process that does not trust its own flags."""
+    if not _trusted:
+        return True
+    return any(_maybe_pending) if band is None else _maybe_pending[band]
 
 
 def settle_if_pending(*, message_id: int) -> None:
@@ -216,7 +224,7 @@ def settle_step() -> bool:
     band = _next_band
     _next_band = (band + 1) % BANDS
     _settle_bands([band])
-    return not _trusted or any(_maybe_pending)
+    return _may_be_pending()
 
 
 def _settle_bands(bands: Sequence[int]) -> int:
