@@ -241,9 +241,12 @@ def test_the_lanes_steps_settle_one_band_each_in_turn(make_user: Callable[..., U
     assert inbox_log.settle_step() is False  # nothing pending: the lane stops stepping
 
 
-def test_a_readers_barrier_writes_only_its_users_band(make_user: Callable[..., User]) -> None:
+def test_a_readers_barrier_on_a_busy_server_writes_only_its_users_band(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
     users = [make_user(f"user{i}") for i in range(inbox_log.BANDS)]
     inbox_log.settle()
+    monkeypatch.setattr(inbox_log, "READER_SETTLES_ALL_ROWS", 0)  # "many rows wait"
     result = _publish_later(*users)
     reader = users[3]
     replay = selectors.inbox_replay_after(user_id=reader.pk, after_seq=0, limit=5)
@@ -254,6 +257,33 @@ def test_a_readers_barrier_writes_only_its_users_band(make_user: Callable[..., U
     # A reader of many users' rows (a message's count) writes every band's.
     assert services._delivery_count(result.message) == len(users)
     assert not InboxPending.objects.exists()
+
+
+def test_a_reader_with_few_rows_waiting_writes_every_band_in_one_step(
+    make_user: Callable[..., User],
+) -> None:
+    """A reconnect storm's first reader writes what was published while the clients
+    were away in one settle (begin, insert, delete, commit: no look for the step's
+    end first, and not one settle per band), and the
+    readers after it find nothing to write: one statement each (B5)."""
+    from django.test.utils import CaptureQueriesContext
+
+    users = [make_user(f"user{i}") for i in range(2 * inbox_log.BANDS)]
+    inbox_log.settle()
+    for n in range(3):
+        _publish_later(*users, title=f"away {n}")
+    assert InboxPending.objects.count() == 3 * inbox_log.BANDS
+    with CaptureQueriesContext(connection) as first:
+        selectors.inbox_replay_after(user_id=users[0].pk, after_seq=0, limit=5)
+    assert not InboxPending.objects.exists()
+    assert len(_rows()) == 3 * len(users)
+    statements = [q["sql"].split()[0].upper() for q in first.captured_queries]
+    assert statements == ["BEGIN", "INSERT", "DELETE", "COMMIT", "SELECT"]
+    for user in users[1:]:
+        with CaptureQueriesContext(connection) as after:
+            replay = selectors.inbox_replay_after(user_id=user.pk, after_seq=0, limit=5)
+        assert [row.seq for row in replay] == [1, 2, 3]
+        assert len(after) == 1
 
 
 def test_a_record_from_before_the_bands_is_written_by_any_users_barrier(
@@ -442,5 +472,6 @@ def test_a_row_marked_read_the_moment_it_is_pushed_is_written_first(
         ).fetchone()
     db.close()
     assert found == (1,)
-    # The barrier wrote alice's band's rows only: the rest wait for their settle.
-    assert _counts(server.data_dir)[1] == len(others)
+    # With this few rows waiting, the barrier wrote every band's, not alice's alone
+    # (a busy server's reader writes only its band's: the test above).
+    assert _counts(server.data_dir)[1] == 0
