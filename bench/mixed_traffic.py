@@ -708,14 +708,19 @@ class HttpConnection:
         reader, writer = self.reader, self.writer
         body = bytearray()
         complete = False
+        keep_alive = False
 
         class Collector:
             def on_body(self, data: bytes) -> None:
                 body.extend(data)
 
             def on_message_complete(self) -> None:
-                nonlocal complete
+                # Asked here: once the message is fed through, llhttp has reset and
+                # ``should_keep_alive()`` is always False (every publish then opened
+                # a connection of its own: fixed at issue 14's fifth stop).
+                nonlocal complete, keep_alive
                 complete = True
+                keep_alive = parser.should_keep_alive()
 
         parser = httptools.HttpResponseParser(Collector())
         try:
@@ -728,7 +733,7 @@ class HttpConnection:
         except BaseException:
             self.close()
             raise
-        if parser.should_keep_alive():
+        if keep_alive:
             self.used_at = time.monotonic()
         else:
             self.close()
