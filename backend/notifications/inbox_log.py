@@ -23,7 +23,7 @@ How:
   (backend/notifications/publish_lane.py): a band's rows gather for
   ``TRAY_INBOX_SETTLE_MS``, so a user's index page is written once for several of
   their rows (the cost per row falls by a third to a half from one row per page,
-  docs/performance.md), while one step holds the writer for an eighth of them only.
+  docs/performance.md), while one step holds the writer for a 32nd of them only.
   ``settle`` writes every band's.
 - ``read_barrier`` comes first in every reader and writer of Inbox rows (replay,
   the inbox API, read state, delete, the idempotent answer's count): it settles the
@@ -66,7 +66,11 @@ READER_SETTLES_ALL_ROWS = 2 * SETTLE_CHUNK_ROWS
 # settles one band at a time: each band's rows gather for TRAY_INBOX_SETTLE_MS, so a
 # user's index page is written once for many of their rows, while one step holds the
 # writer for only a band's share of them. A reader settles only its user's band.
-BANDS = 8
+# 32: a publish waits behind a step of ~1,000 rows at B3's rate (~10 ms) where with 8
+# it waited behind ~3,750 (24-102 ms); 64 cost more in records per broadcast than it
+# saved (docs/performance.md, "the fifth stop"). Records written with another number
+# of bands are made ANY_BAND's by a migration (0008).
+BANDS = 32
 # The band of records written before there were bands: rows of any user.
 ANY_BAND = -1
 

@@ -1,4 +1,5 @@
-"""backend/notifications/migrations: run both ways, on SQLite and on PostgreSQL.
+"""backend/notifications/migrations: run both ways, on SQLite and on PostgreSQL; 0008 on
+SQLite, where records are pending.
 
 0005 fills InboxSequence.unread from the rows made before it and drops the partial
 ``inbox_unread`` index; its reverse brings the index back and drops the column.
@@ -128,3 +129,36 @@ def test_0005_counts_the_rows_made_before_it_and_reverses_on_postgres(
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip().endswith("checked")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0008_gives_records_of_8_bands_to_any_reader(
+    migrations_restored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record a server with 8 bands left pending holds users of several of today's
+    32 bands: after 0008 it is "any user's", and the replay of a user whose band
+    changed (9: band 1 of 8, band 9 of 32) finds the row."""
+    from backend.notifications import inbox_log, selectors
+    from backend.notifications.models import InboxPending, Message
+    from backend.users.models import User
+
+    users = {n: User.objects.create_user(f"user{n}", id=n) for n in (1, 9)}
+    assert inbox_log.band_of(9) != 9 % 8
+    message = Message.objects.create(title="left by 8 bands")
+    inbox_log.settle()
+    migrate(("notifications", "0007_inbox_pending_band"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO notifications_inboxpending (message_id, first_id, band, rows) "
+            "VALUES (%s, 30000, 1, %s)",
+            [message.pk, "[[1, 1], [9, 1]]"],
+        )
+    migrate(("notifications", "0008_inbox_pending_any_band"))
+    # As a busy server starting on this database: any band may hold records, and a
+    # reader writes only its band's (and any user's).
+    monkeypatch.setattr(inbox_log, "_maybe_pending", [True] * inbox_log.BANDS)
+    monkeypatch.setattr(inbox_log, "READER_SETTLES_ALL_ROWS", 0)
+    assert list(InboxPending.objects.values_list("band", flat=True)) == [inbox_log.ANY_BAND]
+    replay = selectors.inbox_replay_after(user_id=users[9].pk, after_seq=0, limit=5)
+    assert [(row.seq, (row.payload or {}).get("id")) for row in replay] == [(1, 30001)]
+    assert not InboxPending.objects.exists()
