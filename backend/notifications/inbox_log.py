@@ -243,7 +243,8 @@ def settle_step() -> bool:
         return False
     band = _next_band
     _next_band = (band + 1) % BANDS
-    _settle_bands([band])
+    if _may_be_pending(band):  # a band with nothing pending costs no statement
+        _settle_bands([band])
     return _may_be_pending()
 
 

@@ -241,6 +241,30 @@ def test_the_lanes_steps_settle_one_band_each_in_turn(make_user: Callable[..., U
     assert inbox_log.settle_step() is False  # nothing pending: the lane stops stepping
 
 
+def test_a_step_of_a_band_with_nothing_pending_runs_no_statement(
+    make_user: Callable[..., User],
+) -> None:
+    """The lane steps through the bands every TRAY_INBOX_SETTLE_MS / BANDS while
+    anything is pending: a band whose flag says none of its records wait costs
+    nothing, not an empty transaction."""
+    from django.test.utils import CaptureQueriesContext
+
+    alice = make_user("alice")
+    inbox_log.settle()
+    _publish_later(alice)
+    band = inbox_log.band_of(alice.pk)
+    for _ in range(inbox_log.BANDS - 1):  # every other band, in the lane's turn
+        if inbox_log._next_band == band:
+            inbox_log._next_band = (band + 1) % inbox_log.BANDS
+        with CaptureQueriesContext(connection) as queries:
+            assert inbox_log.settle_step() is True  # alice's band still waits
+        assert len(queries) == 0
+    assert InboxPending.objects.count() == 1
+    inbox_log._next_band = band
+    assert inbox_log.settle_step() is False
+    assert not InboxPending.objects.exists()
+
+
 def test_a_readers_barrier_on_a_busy_server_writes_only_its_users_band(
     make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
 ) -> None:
