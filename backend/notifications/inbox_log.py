@@ -256,18 +256,11 @@ def _settle_bands(bands: Sequence[int]) -> int:
     with _lock:
         generations = {band: _generation[band] for band in bands}
     chosen = [*bands, ANY_BAND]
-    written = 0
     if _counted and _pending_rows <= SETTLE_CHUNK_ROWS:
         # Few enough to write in one step: no look for where the step ends first.
         written = _settle_up_to(_ALL_RECORDS, chosen)
-        more = False
     else:
-        more = True
-    while more:
-        bound, more = _next_bound(chosen)
-        if bound is None:
-            break
-        written += _settle_up_to(bound, chosen)
+        written = _settle_in_steps(chosen)
     with _lock:
         for band, generation in generations.items():
             if generation == _generation[band]:
@@ -278,6 +271,18 @@ def _settle_bands(bands: Sequence[int]) -> int:
 
 # A bound above every record id.
 _ALL_RECORDS = 2**63 - 1
+
+
+def _settle_in_steps(bands: Sequence[int]) -> int:
+    """Write the bands' records a step of at most SETTLE_CHUNK_ROWS rows at a time."""
+    written = 0
+    more = True
+    while more:
+        bound, more = _next_bound(bands)
+        if bound is None:
+            break
+        written += _settle_up_to(bound, bands)
+    return written
 
 
 def _next_bound(bands: Sequence[int]) -> tuple[int | None, bool]:
