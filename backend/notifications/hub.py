@@ -57,13 +57,19 @@ def _watch_new_messages(
     ``after_id``, as doorbell events for the given (locally connected) users.
     Messages in ``rung`` already rang this process's doorbell and are skipped
     before their rows are read."""
-    messages = list(
-        Message.objects.filter(id__gt=after_id).select_related("actor").order_by("id")[:500]
+    # Ids first: nearly every new message is this process's own (already rung), and
+    # building its model instance was most of a look's cost at 170 publishes a second.
+    ids = list(
+        Message.objects.filter(id__gt=after_id).order_by("id").values_list("id", flat=True)[:500]
+    )
+    unrung = [message_id for message_id in ids if message_id not in rung] if user_ids else []
+    messages = (
+        Message.objects.filter(id__in=unrung).select_related("actor").order_by("id")
+        if unrung
+        else []
     )
     events: list[NotificationEvent] = []
     for message in messages:
-        if message.pk in rung or not user_ids:
-            continue
         rows = selectors.inbox_rows_for_users(message_id=message.pk, user_ids=user_ids)
         if rows:
             events.append(
@@ -74,7 +80,7 @@ def _watch_new_messages(
                     "recipients": [list(row) for row in rows],
                 }
             )
-    return (messages[-1].pk if messages else after_id), events
+    return (ids[-1] if ids else after_id), events
 
 
 def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[SessionsEndedEvent]]:

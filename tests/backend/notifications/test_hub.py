@@ -208,3 +208,48 @@ def _check(
     assert refused.status_code == 401
     bob.send('{"type": "ping", "ref": "alive"}')
     assert '"pong"' in bob.recv(timeout=WAIT)
+
+
+# --- the watch's look, in this process -------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_look_loads_no_message_this_process_already_rang(make_user: Any) -> None:
+    """At 170 publishes a second every new message is this server's own: a look reads
+    their ids only, never the messages (nor their rows)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from backend.notifications.hub import _watch_new_messages
+    from backend.notifications.selectors import Audience
+    from backend.notifications.services import notification_create
+
+    alice = make_user("alice")
+    first = notification_create(audience=Audience(users=(alice.pk,)), title="one").message
+    second = notification_create(audience=Audience(users=(alice.pk,)), title="two").message
+    with CaptureQueriesContext(connection) as queries:
+        after_id, events = _watch_new_messages(0, [alice.pk], {first.pk, second.pk})
+    assert (after_id, events) == (second.pk, [])
+    assert len(queries) == 1
+    assert "title" not in queries[0]["sql"]
+
+
+@pytest.mark.django_db
+def test_a_look_delivers_what_another_process_wrote(make_user: Any) -> None:
+    from backend.notifications.hub import _watch_new_messages
+    from backend.notifications.selectors import Audience
+    from backend.notifications.services import notification_create
+
+    alice, bob = make_user("alice"), make_user("bob")
+    mine = notification_create(audience=Audience(users=(alice.pk,)), title="mine").message
+    theirs = notification_create(
+        audience=Audience(users=(alice.pk, bob.pk)), title="theirs"
+    ).message
+    after_id, events = _watch_new_messages(0, [alice.pk], {mine.pk})
+    assert after_id == theirs.pk
+    assert [(event["message_id"], event["shared"]["title"]) for event in events] == [
+        (theirs.pk, "theirs")
+    ]
+    assert [row[0] for row in events[0]["recipients"]] == [alice.pk]
+    # Nobody connected here: nothing to deliver, and the watch still moves on.
+    assert _watch_new_messages(0, [], set()) == (theirs.pk, [])
