@@ -11,11 +11,11 @@ once for all of them.
 How:
 
 - ``append_later`` (inside the publish's transaction, once each user has been given
-  the next seq) reserves the rows' ids from the inbox table's own AUTOINCREMENT
-  counter and stores one ``InboxPending`` record per band of users (user id modulo
-  ``BANDS``). What it returns, (user, row id, seq), is all the push needs; the
-  records are as durable as the rows would have been, so "durable first, push
-  second" holds.
+  the next seq) takes the rows' ids from its band's block of ids, reserved from the
+  inbox table's own AUTOINCREMENT counter, and stores one ``InboxPending`` record per
+  band of users (user id modulo ``BANDS``). What it returns, (user, row id, seq),
+  is all the push needs; the records are as durable as the rows would have been, so
+  "durable first, push second" holds.
 - ``settle_step`` turns one band's pending records into their Inbox rows (one
   INSERT ... SELECT over ``json_each``, sorted by user and seq) and deletes them, in
   one transaction. The publish lane runs a step every ``TRAY_INBOX_SETTLE_MS`` /
@@ -45,10 +45,11 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from backend.notifications.models import Inbox, InboxPending, Message
-from backend.sql import marks, table
+from backend.sql import execute, fetch_one, marks, table
 from backend.users.models import User
 
 # The most rows one settling transaction writes: a backlog is written in steps, so
@@ -73,8 +74,14 @@ READER_SETTLES_ALL_ROWS = 2 * SETTLE_CHUNK_ROWS
 BANDS = 32
 # The band of records written before there were bands: rows of any user.
 ANY_BAND = -1
+# Inbox ids a band reserves at a time (``_band_ids``): ~4 s of a band's rows at B3's
+# rate, one statement per block.
+BAND_BLOCK_IDS = 4096
 
 _lock = threading.Lock()
+# Per band, the ids [next, end) of its block (``_band_ids``); only the thread that
+# publishes (the lane's) touches it.
+_blocks: dict[int, list[int]] = {}
 # Per band, whether records may be pending (in a process that trusts its own count);
 # the generation counts records written, so a settle that ran beside a new record
 # does not clear the flag for it.
@@ -144,37 +151,72 @@ def append_later(message_id: int, seqs: Sequence[tuple[int, int]]) -> list[tuple
         _pending_rows += len(seqs)
     reserved: list[tuple[int, int, int]] = []
     values: list[int | str] = []
-    with connection.cursor() as cursor:
-        next_id = _reserve_ids(cursor, len(seqs))
-        for band, rows in sorted(bands.items()):
-            values += [message_id, next_id, band, json.dumps(rows, separators=(",", ":"))]
-            reserved += [(user, next_id + index, seq) for index, (user, seq) in enumerate(rows)]
-            next_id += len(rows)
-        cursor.execute(
-            f"INSERT INTO {table(InboxPending)} (message_id, first_id, band, rows) "  # noqa: S608
-            "VALUES " + ",".join(["(%s, %s, %s, %s)"] * len(bands)),
-            values,
-        )
+    for band, rows in sorted(bands.items()):
+        first_id = _band_ids(band, len(rows))
+        values += [message_id, first_id, band, json.dumps(rows, separators=(",", ":"))]
+        reserved += [(user, first_id + index, seq) for index, (user, seq) in enumerate(rows)]
+    execute(
+        f"INSERT INTO {table(InboxPending)} (message_id, first_id, band, rows) "  # noqa: S608
+        "VALUES " + ",".join(["(%s, %s, %s, %s)"] * len(bands)),
+        values,
+    )
     reserved.sort()
     return reserved
 
 
-def _reserve_ids(cursor: CursorWrapper, count: int) -> int:
+@receiver(connection_created)
+def _forget_blocks(**_: object) -> None:
+    """A new connection may be to another database (tests): blocks were reserved in
+    the one before."""
+    _blocks.clear()
+
+
+def _band_ids(band: int, count: int) -> int:
+    """The first of ``count`` fresh Inbox ids for rows of ``band``, from the band's
+    block (``BAND_BLOCK_IDS`` ids reserved at a time).
+
+    Why blocks: a band's rows are written a step at a time, every
+    ``TRAY_INBOX_SETTLE_MS``. With ids taken in publish order, each step's rows fell
+    between the other bands' rows of the same two seconds, and every step rewrote
+    every table page of those two seconds (~120 pages for ~1,000 rows). From its own
+    block, a step's rows are a few neighbouring pages.
+
+    A block is this process's once the transaction that reserved it commits; until
+    then (and for good if it rolls back, when the reservation is undone too) the band
+    has none, and the next publish reserves another. Ids of a block left unused (a
+    restart) are a gap, as AUTOINCREMENT allows.
+    """
+    block = _blocks.get(band)
+    if block is not None and block[1] - block[0] >= count:
+        first = block[0]
+        block[0] += count
+        return first
+    _blocks.pop(band, None)
+    size = max(BAND_BLOCK_IDS, count)
+    first = _reserve_ids(size)
+
+    def keep() -> None:
+        _blocks[band] = [first + count, first + size]
+
+    transaction.on_commit(keep)
+    return first
+
+
+def _reserve_ids(count: int) -> int:
     """The first of ``count`` fresh Inbox ids, taken from the table's AUTOINCREMENT
     counter (``sqlite_sequence``), so rows inserted meanwhile by anyone else get ids
     above them."""
     name = Inbox._meta.db_table
-    cursor.execute(
+    row = fetch_one(
         "UPDATE sqlite_sequence SET seq = seq + %s WHERE name = %s RETURNING seq", [count, name]
     )
-    row = cursor.fetchone()
     if row is None:  # no row was ever inserted into the table
-        cursor.execute(
+        row = fetch_one(
             "INSERT INTO sqlite_sequence (name, seq) "  # noqa: S608 (our names)
             f"SELECT %s, COALESCE(MAX(id), 0) + %s FROM {table(Inbox)} RETURNING seq",
             [name, count],
         )
-        row = cursor.fetchone()
+        assert row is not None  # INSERT ... RETURNING answers its row
     return int(row[0]) - count + 1
 
 

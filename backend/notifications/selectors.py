@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, connections
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     BigIntegerField,
@@ -35,7 +35,7 @@ from backend.notifications.payloads import (
     values_payload,
 )
 from backend.projects.models import Membership
-from backend.sql import marks, table
+from backend.sql import fetch_all, marks, table
 from backend.users.models import Role, User
 
 # Cursors are int64 in the database; anything outside is a client error, not a crash.
@@ -102,9 +102,7 @@ def audience_user_ids(audience: Audience) -> list[int]:
         if not named:
             return []
         active += " AND (" + " OR ".join(named) + ")"
-    with connection.cursor() as cursor:
-        cursor.execute(active, params)
-        ids = {int(row[0]) for row in cursor.fetchall()}
+    ids = {row[0] for row in fetch_all(active, params)}
     ids.difference_update(audience.exclude)
     return sorted(ids)
 

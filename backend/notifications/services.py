@@ -25,7 +25,7 @@ from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, 
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids
 from backend.projects.models import Membership
-from backend.sql import marks, rows_where_in, table
+from backend.sql import fetch_all, fetch_one, marks, rows_where_in, table
 from backend.text import single_line_text_problem, url_problem
 from backend.users.models import User
 from backend.users.selectors import user_ids_missing
@@ -130,14 +130,14 @@ def _bump_sequences(user_ids: list[int]) -> list[tuple[int, int]]:
     """
     if connection.vendor == "postgresql":
         _lock_or_create_sequences(user_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(
+    bumped: dict[int, int] = dict(
+        fetch_all(
             f"UPDATE {table(InboxSequence)} SET last_seq = last_seq + 1, "  # noqa: S608
             f"unread = unread + 1 WHERE user_id IN ({marks(user_ids)}) "
             "RETURNING user_id, last_seq",
             user_ids,
         )
-        bumped = {int(u): int(q) for u, q in cursor.fetchall()}
+    )
     missing = [uid for uid in user_ids if uid not in bumped]
     if missing:
         # Users saved without their post_save signal (bulk_create).
@@ -166,14 +166,13 @@ def _append_to_inboxes(
         if rows_later and inbox_log.enabled() and len(seqs) >= inbox_log.later_from():
             appended.extend(inbox_log.append_later(message_id, seqs))
             continue
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {inbox_table} (user_id, message_id, seq) VALUES "  # noqa: S608
-                + ",".join(["(%s, %s, %s)"] * len(seqs))
-                + " RETURNING user_id, id, seq",
-                [value for user, seq in seqs for value in (user, message_id, seq)],
-            )
-            appended.extend(sorted((int(u), int(i), int(q)) for u, i, q in cursor.fetchall()))
+        rows = fetch_all(
+            f"INSERT INTO {inbox_table} (user_id, message_id, seq) VALUES "  # noqa: S608
+            + ",".join(["(%s, %s, %s)"] * len(seqs))
+            + " RETURNING user_id, id, seq",
+            [value for user, seq in seqs for value in (user, message_id, seq)],
+        )
+        appended.extend(sorted((int(u), int(i), int(q)) for u, i, q in rows))
     return appended
 
 
@@ -387,12 +386,11 @@ def _insert_message(**values: Any) -> Message:
     stored = Message(**values)
     stored.created_at = timezone.now()
     fields, statement = _message_insert()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            statement,
-            [f.get_db_prep_save(getattr(stored, f.attname), connection) for f in fields],
-        )
-        stored.pk = cursor.fetchone()[0]
+    inserted = fetch_one(
+        statement, [f.get_db_prep_save(getattr(stored, f.attname), connection) for f in fields]
+    )
+    assert inserted is not None  # INSERT ... RETURNING answers its row
+    stored.pk = inserted[0]
     stored._state.adding = False
     stored._state.db = connection.alias
     return stored

@@ -84,6 +84,78 @@ def test_a_publish_leaves_one_record_and_settling_writes_exactly_the_pushed_rows
     assert inbox_log.settle() == 0
 
 
+def _first_ids(message: Message) -> dict[int, int]:
+    """Band -> first_id of the message's records."""
+    return dict(InboxPending.objects.filter(message=message).values_list("band", "first_id"))
+
+
+def test_a_bands_rows_take_neighbouring_ids_publish_after_publish(
+    make_user: Callable[..., User],
+) -> None:
+    """Each band's rows come from a block of ids of its own, so a lane step's rows sit
+    together in the table instead of between every other band's."""
+    alice, bob = make_user("alice"), make_user("bob")
+    first = _publish_later(alice, bob, title="one")
+    second = _publish_later(alice, bob, title="two")
+    third = _publish_later(alice, title="three")
+    before, after, last = (
+        _first_ids(first.message),
+        _first_ids(second.message),
+        _first_ids(third.message),
+    )
+    alices, bobs = inbox_log.band_of(alice.pk), inbox_log.band_of(bob.pk)
+    assert after == {alices: before[alices] + 1, bobs: before[bobs] + 1}
+    assert last == {alices: before[alices] + 2}
+    assert abs(before[alices] - before[bobs]) >= inbox_log.BAND_BLOCK_IDS
+    pushed = {(u, i, q) for r in (first, second, third) for u, i, q in _pushed(r.message)}
+    assert inbox_log.settle() == 5
+    assert {(user, row_id, seq) for row_id, user, _, seq in _rows()} == pushed
+
+
+def _pushed(message: Message) -> list[tuple[int, int, int]]:
+    """(user, row id, seq) a message's records stand for."""
+    return [
+        (user, record.first_id + index, seq)
+        for record in InboxPending.objects.filter(message=message)
+        for index, (user, seq) in enumerate(json.loads(record.rows))
+    ]
+
+
+def test_a_block_reserved_by_a_rolled_back_publish_is_nobodys(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation is undone with the publish; ids handed out after it (a block
+    reserved again, rows written at once) never meet the rows of a later publish."""
+    from django.db import transaction
+
+    monkeypatch.setattr(inbox_log, "_blocks", {})  # no block left by an earlier test
+    alice = make_user("alice")
+
+    class Refused(Exception):
+        pass
+
+    def publish_and_roll_back() -> None:
+        with transaction.atomic():
+            _publish_later(alice, title="rolled back")
+            raise Refused
+
+    with pytest.raises(Refused):
+        publish_and_roll_back()
+    assert inbox_log._blocks == {}
+    kept = _publish_later(alice, title="kept")
+    at_once = services.notification_create(audience=Audience(users=(alice.pk,)), title="now")
+    later = _publish_later(alice, title="later again")
+    assert inbox_log.settle() == 2
+    ids = [row_id for row_id, _, _, _ in _rows()]
+    assert len(ids) == len(set(ids)) == 3
+    assert sorted(message for _, _, message, _ in _rows()) == sorted(
+        r.message.pk for r in (kept, at_once, later)
+    )
+    # The row written at once took an id above the block the pending rows came from.
+    at_once_id = Inbox.objects.get(message=at_once.message).pk
+    assert at_once_id > inbox_log._blocks[inbox_log.band_of(alice.pk)][1] - 1
+
+
 def test_every_reader_sees_pending_rows_without_waiting_for_the_settle(
     make_user: Callable[..., User],
 ) -> None:
