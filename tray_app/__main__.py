@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    from tray_app.preferences import SavedPreferences
+
     options = HeadlessOptions(
         server_url=server_url,
         username=username,
@@ -90,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config_dir=config.config_dir(),
         session_only=args.session_only,
         transport=managed.transport(os.environ),
+        remember_refusal=managed.remember_me_refusal(SavedPreferences.load(config.config_dir())),
     )
     try:
         return asyncio.run(run_headless(options))

@@ -55,6 +55,9 @@ class HeadlessOptions:
     session_only: bool = False
     # Trust and proxy, for the REST client and the socket alike.
     transport: Transport = field(default_factory=Transport)
+    # Why the login must not be kept in the keyring (ManagedConfig.remember_me_refusal:
+    # IT's policy, then the user's own choice), or None.
+    remember_refusal: str | None = None
 
 
 class UsageError(Exception):
@@ -160,8 +163,10 @@ async def run_headless(
 
 
 async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: list[Engine]) -> int:
-    vault = TokenVault(session_only=options.session_only)
-    if vault.session_only and not options.session_only:
+    vault = TokenVault(session_only=options.session_only or options.remember_refusal is not None)
+    if options.remember_refusal is not None and not options.session_only:
+        _say(err, f"{options.remember_refusal} This login lasts until the client stops.")
+    elif vault.session_only and not options.session_only:
         _say(err, vault.status.reason)
 
     def remember(tokens: Tokens | None) -> None:

@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 MANAGED_FILE_ENV = "TRAY_NOTIFIER_MANAGED_FILE"
+# What the user is told wherever IT's allow_remember_me: false is why a login is not kept.
+REMEMBER_ME_TURNED_OFF = "Your IT department turned off remembering logins."
 MANAGED_FILE_NAME = "managed.json"
 MANAGED_NOTE = "Set by your IT department"
 # A policy file is a few hundred bytes; anything this big is a mistake, not a policy.
@@ -241,6 +243,18 @@ class ManagedConfig:
     def allow_remember_me(self) -> bool:
         """``False`` when IT forbids keeping logins in the keyring."""
         return self._value("allow_remember_me") is not False
+
+    def remember_me_refusal(self, user: Preferences | SavedPreferences) -> str | None:
+        """Why a login on this computer must not be kept in the keyring, or ``None``.
+
+        The one rule for the tray and headless mode alike: IT's policy first, then the
+        user's own "remember me" (their preferences, with IT's values laid over them).
+        """
+        if not self.allow_remember_me:
+            return REMEMBER_ME_TURNED_OFF
+        if not self.effective_preferences(user).remember_me:
+            return "Remembering logins is off in your preferences."
+        return None
 
     @property
     def ca_bundle(self) -> Path | None:

@@ -588,6 +588,28 @@ def test_the_refresh_token_lives_in_the_keyring_and_never_in_a_file(
     assert_plain_settings(plain, server.url)
 
 
+@pytest.mark.slow
+def test_a_login_is_kept_for_the_session_only_when_it_turned_off_remembering_logins(
+    keyring_desktop: KeyringDesktop, server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+) -> None:
+    """IT's ``allow_remember_me: false`` holds for headless as for the tray: the login
+    works, the client says why it is not kept, and the keyring holds nothing after."""
+    server = server_factory(demo=True, env=GENEROUS_LOGINS)
+    managed = tmp_path / "managed.json"
+    managed.write_text('{"allow_remember_me": false}', encoding="utf-8")
+    env = {
+        **client_env(tmp_path / "app"),
+        **keyring_desktop.session.env,
+        "TRAY_NOTIFIER_MANAGED_FILE": str(managed),
+    }
+    client = launch(env, "--server", server.url, "--username", "alice")
+    client.wait_for_stderr("Your IT department turned off remembering logins.")
+    client.wait_for_state("connected")
+    assert client.terminate() == 0
+    assert stored_refresh_token(server.url, "alice") is None
+    assert "Traceback" not in client.err.text()
+
+
 # --- 5. bad input --------------------------------------------------------------------
 
 

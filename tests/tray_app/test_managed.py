@@ -24,6 +24,7 @@ from tray_app.managed import (
     MANAGED_FILE_ENV,
     MANAGED_KEYS,
     MAX_FILE_BYTES,
+    REMEMBER_ME_TURNED_OFF,
     ManagedConfig,
     ManagedSetting,
     display_value,
@@ -562,3 +563,22 @@ def test_the_documentation_covers_every_key() -> None:
     config = parse_managed_config(example, SOURCE)
     assert config.problems == ()
     assert {s.key for s in config.settings} == set(MANAGED_KEYS)
+
+
+def test_whether_a_login_is_kept_is_one_rule_it_first_then_the_user() -> None:
+    """What the tray's login dialog and headless mode both ask (ManagedConfig.
+    remember_me_refusal): IT's policy wins over the user's own "remember me"."""
+    keep = Preferences(remember_me=True)
+    forget = Preferences(remember_me=False)
+    unmanaged = ManagedConfig()
+    forbidden = parse_managed_config('{"allow_remember_me": false}', SOURCE)
+    allowed = parse_managed_config('{"allow_remember_me": true}', SOURCE)
+    assert unmanaged.remember_me_refusal(keep) is None
+    assert allowed.remember_me_refusal(keep) is None
+    assert forbidden.remember_me_refusal(keep) == REMEMBER_ME_TURNED_OFF
+    assert forbidden.remember_me_refusal(forget) == REMEMBER_ME_TURNED_OFF
+    assert unmanaged.remember_me_refusal(forget) == (
+        "Remembering logins is off in your preferences."
+    )
+    # A user's own layer that never chose: the built-in default keeps logins.
+    assert unmanaged.remember_me_refusal(SavedPreferences(Preferences(), frozenset())) is None

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from tray_app import autostart, config
 from tray_app.engine import Engine, open_account
-from tray_app.managed import load_managed_config
+from tray_app.managed import REMEMBER_ME_TURNED_OFF, load_managed_config
 from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.errors import NetError
 from tray_app.net.live import ConnectionState, StateChange
@@ -638,7 +638,7 @@ class TrayApp(QObject):
         if self.login is None:
             managed = self.managed
             if not managed.allow_remember_me:
-                keyring_reason: str | None = "Your IT department turned off remembering logins."
+                keyring_reason: str | None = REMEMBER_ME_TURNED_OFF
             elif not self.vault.status.usable:
                 keyring_reason = self.vault.status.reason
             else:
