@@ -25,7 +25,6 @@ from backend.notifications.payloads import inbox_payload
 from backend.notifications.publish_input import parse_batch, parse_publish, parse_publish_many
 from backend.notifications.selectors import (
     INBOX_PAGE_MAX,
-    MAX_SEQ,
     inbox_get,
     inbox_list,
     inbox_state,
@@ -55,22 +54,19 @@ from backend.notifications.services import (
     notification_publish,
     user_publisher,
 )
+from backend.numbers import is_id, whole_number
 from backend.users.models import User
 from backend.users.tokens import SessionJWTAuthentication
 
 INBOX_PAGE_DEFAULT = 50
-# Longer than any int64 written plainly: refused before int() parses megabytes of digits.
-_MAX_NUMBER_TEXT = 20
-
 _ERRORS = {400: ErrorSerializer, 401: ErrorSerializer}
 
 
 def _whole_number(raw: str, *, name: str, code: str) -> int:
-    text = raw.strip()
-    # isdecimal() alone lets through other scripts' digits; int() would take some of them.
-    if not (text.isascii() and text.isdecimal()) or len(text) > _MAX_NUMBER_TEXT:
+    number = whole_number(raw)
+    if number is None:
         raise InvalidInput(f"{name} must be a whole number", code=code)
-    return int(text)
+    return number
 
 
 def _seq(raw: object, *, name: str) -> int:
@@ -113,7 +109,7 @@ def _project(request: Request) -> int | None:
     if raw is None or raw == "":
         return None
     project_id = _whole_number(raw, name="project", code="invalid_filter")
-    if not 0 < project_id <= MAX_SEQ:
+    if not is_id(project_id):
         raise InvalidInput("project must be a project id", code="invalid_filter")
     return project_id
 
@@ -137,7 +133,7 @@ def _ids(request: Request) -> Any:
 
 def _checked_inbox_id(inbox_id: int) -> int:
     # The URL converter takes any digits; past int64 it can only be nobody's row.
-    if not 0 < inbox_id <= MAX_SEQ:
+    if not is_id(inbox_id):
         raise NotFound("No such notification.")
     return inbox_id
 

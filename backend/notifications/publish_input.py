@@ -31,7 +31,8 @@ from typing import Any, Final, NoReturn
 from backend.api import _first_message
 from backend.errors import InvalidInput
 from backend.notifications.models import Priority
-from backend.notifications.selectors import MAX_SEQ, Audience
+from backend.notifications.selectors import Audience
+from backend.numbers import MAX_INT64
 from backend.projects.models import Project
 from backend.sql import rows_where_in
 from backend.text import url_problem
@@ -371,19 +372,19 @@ def _priority(value: Any) -> str:
 
 
 def _whole_number(value: Any) -> int:
-    """DRF's StrictIntegerField with min_value=1, max_value=MAX_SEQ."""
+    """DRF's StrictIntegerField with min_value=1, max_value=MAX_INT64."""
     if value is None:
         raise _Refused([_NULL])
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Refused([_NOT_INTEGER])
-    if 0 < value <= MAX_SEQ:
+    if 0 < value <= MAX_INT64:
         return int(value)
     try:
         str(value)
     except ValueError:  # DRF parsed the text of the number: past the digit limit it fails
         raise _Refused([_NOT_INTEGER]) from None
-    if value > MAX_SEQ:
-        raise _Refused([f"Ensure this value is less than or equal to {MAX_SEQ}."])
+    if value > MAX_INT64:
+        raise _Refused([f"Ensure this value is less than or equal to {MAX_INT64}."])
     raise _Refused(["Ensure this value is greater than or equal to 1."])
 
 

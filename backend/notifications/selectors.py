@@ -34,12 +34,11 @@ from backend.notifications.payloads import (
     shared_values_payload,
     values_payload,
 )
+from backend.numbers import MAX_INT64, is_seq, positive_id, whole_number
 from backend.projects.models import Membership
 from backend.sql import fetch_all, marks, table
 from backend.users.models import Role, User
 
-# Cursors are int64 in the database; anything outside is a client error, not a crash.
-MAX_SEQ = 2**63 - 1
 INBOX_PAGE_MAX = 200
 
 
@@ -143,26 +142,20 @@ def is_project_member(*, user_id: int, project_id: int) -> bool:
 
 def validate_seq(value: object, *, name: str) -> int:
     """A cursor from a client: a whole number from 0 to 2**63-1, or InvalidInput."""
-    if isinstance(value, bool):
+    number = whole_number(value)
+    if number is None:
         raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
-    if isinstance(value, str):
-        text = value.strip()
-        # isdigit() accepts "²", and int() refuses more than 4300 digits: both were 500s.
-        if not (text.isascii() and text.isdigit()) or len(text) > 20:
-            raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
-        value = int(text)
-    if not isinstance(value, int):
-        raise InvalidInput(f"{name} must be a whole number", code="invalid_cursor")
-    if value < 0 or value > MAX_SEQ:
-        raise InvalidInput(f"{name} must be between 0 and {MAX_SEQ}", code="invalid_cursor")
-    return value
+    if not is_seq(number):
+        raise InvalidInput(f"{name} must be between 0 and {MAX_INT64}", code="invalid_cursor")
+    return number
 
 
 def validate_project_id(value: object) -> int:
     """A project id from a client: a positive whole number below 2**63, or InvalidInput."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+    number = positive_id(value, text=False)
+    if number is None:
         raise InvalidInput("project_id must be a positive whole number", code="invalid_project")
-    return value
+    return number
 
 
 # The inbox state of a user without a sequence row (saved without the signal).

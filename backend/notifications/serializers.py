@@ -18,8 +18,9 @@ from backend.api import ErrorBodySerializer, StrictBooleanField, StrictCharField
 from backend.errors import InvalidInput
 from backend.notifications.models import Priority
 from backend.notifications.publish_input import MAX_AUDIENCE_ENTRIES, MAX_BATCH_ITEMS
-from backend.notifications.selectors import MAX_SEQ, Audience
+from backend.notifications.selectors import Audience
 from backend.notifications.services import MAX_IDS_PER_REQUEST
+from backend.numbers import MAX_INT64
 from backend.projects.models import Project
 from backend.text import url_problem
 from backend.users.selectors import role_names_missing, user_ids_by_username, user_ids_missing
@@ -106,7 +107,7 @@ class InboxChangeSerializer(serializers.Serializer[Any]):
 
 class InboxIdsInputSerializer(serializers.Serializer[Any]):
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=MAX_SEQ),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_INT64),
         max_length=MAX_IDS_PER_REQUEST,
         help_text="Inbox row ids (the id of each notification, not its seq).",
     )
@@ -117,7 +118,7 @@ class MarkAllReadInputSerializer(serializers.Serializer[Any]):
         required=False,
         allow_null=True,
         min_value=0,
-        max_value=MAX_SEQ,
+        max_value=MAX_INT64,
         help_text="Leave newer notifications unread: those the user had not seen yet.",
     )
 
@@ -134,7 +135,7 @@ def _web_url(value: str) -> None:
 
 class PublishAudienceSerializer(StrictSerializer):
     users = serializers.ListField(
-        child=StrictIntegerField(min_value=1, max_value=MAX_SEQ),
+        child=StrictIntegerField(min_value=1, max_value=MAX_INT64),
         required=False,
         max_length=MAX_AUDIENCE_ENTRIES,
     )
@@ -142,7 +143,7 @@ class PublishAudienceSerializer(StrictSerializer):
         child=StrictCharField(max_length=150), required=False, max_length=MAX_AUDIENCE_ENTRIES
     )
     projects = serializers.ListField(
-        child=StrictIntegerField(min_value=1, max_value=MAX_SEQ),
+        child=StrictIntegerField(min_value=1, max_value=MAX_INT64),
         required=False,
         max_length=MAX_AUDIENCE_ENTRIES,
     )

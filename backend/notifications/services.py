@@ -24,6 +24,7 @@ from backend.notifications import delivery, inbox_log
 from backend.notifications.models import ApiKey, Inbox, InboxSequence, Message, Priority
 from backend.notifications.payloads import message_payload
 from backend.notifications.selectors import Audience, audience_user_ids
+from backend.numbers import positive_id
 from backend.projects.models import Membership
 from backend.sql import fetch_all, fetch_one, marks, rows_where_in, table
 from backend.text import single_line_text_problem, url_problem
@@ -668,9 +669,10 @@ def _validate_ids(ids: Iterable[object]) -> list[int]:
         raise InvalidInput(f"at most {MAX_IDS_PER_REQUEST} ids per request", code="invalid_ids")
     checked: list[int] = []
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        number = positive_id(value, text=False)
+        if number is None:
             raise InvalidInput("every id must be a positive whole number", code="invalid_ids")
-        checked.append(value)
+        checked.append(number)
     return checked
 
 

@@ -18,12 +18,9 @@ from typing import Final
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from backend.errors import Forbidden, InvalidInput, NotFound
+from backend.numbers import positive_id
 from backend.projects.models import Membership, MembershipRole, Milestone, Project, Task
 from backend.users.models import User
-
-# Primary keys are int64; a bigger or non-positive id cannot exist, and passing
-# it to the database would be an overflow error instead of a 404.
-MAX_ID = 2**63 - 1
 
 MANAGING_ROLES: Final = frozenset({MembershipRole.OWNER.value, MembershipRole.MANAGER.value})
 # Django's own "add project" permission: IT grants it in the admin to a user or to
@@ -31,22 +28,6 @@ MANAGING_ROLES: Final = frozenset({MembershipRole.OWNER.value, MembershipRole.MA
 CREATE_PROJECT_PERMISSION: Final = "projects.add_project"
 NO_RIGHT_TO_CREATE: Final = "Ask an administrator for the right to create projects."
 ADDING_MEMBERS: Final = "add people to the team"
-
-
-def valid_id(value: object) -> int | None:
-    """``value`` as a primary key if it can be one (a whole number 1..2**63-1), else None.
-
-    Accepts the digits of a URL path segment as well as an int.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 19:
-            return None
-        value = int(value)
-    if not isinstance(value, int) or not 0 < value <= MAX_ID:
-        return None
-    return value
 
 
 def _member_projects(*, user: User) -> QuerySet[Project]:
@@ -62,7 +43,7 @@ def project_list(*, user: User) -> QuerySet[Project]:
 
 def project_get(*, user: User, project_id: object) -> Project:
     """One of ``user``'s projects (annotated with ``my_role``); NotFound otherwise."""
-    pk = valid_id(project_id)
+    pk = positive_id(project_id)
     project = None if pk is None else _member_projects(user=user).filter(pk=pk).first()
     if project is None:
         raise NotFound("No such project.")
@@ -126,7 +107,7 @@ def member_list(*, user: User, project_id: object) -> QuerySet[Membership]:
 def membership_get(*, user: User, project_id: object, membership_id: object) -> Membership:
     """One membership of one of ``user``'s projects; NotFound otherwise."""
     project = project_get(user=user, project_id=project_id)
-    pk = valid_id(membership_id)
+    pk = positive_id(membership_id)
     membership = (
         None
         if pk is None
@@ -146,7 +127,7 @@ def milestone_list(*, user: User, project_id: object) -> QuerySet[Milestone]:
 
 def milestone_get(*, user: User, project_id: object, milestone_id: object) -> Milestone:
     project = project_get(user=user, project_id=project_id)
-    pk = valid_id(milestone_id)
+    pk = positive_id(milestone_id)
     milestone = (
         None
         if pk is None
@@ -166,7 +147,7 @@ def task_list(*, user: User, project_id: object) -> QuerySet[Task]:
 
 def task_get(*, user: User, project_id: object, task_id: object) -> Task:
     project = project_get(user=user, project_id=project_id)
-    pk = valid_id(task_id)
+    pk = positive_id(task_id)
     task = (
         None
         if pk is None

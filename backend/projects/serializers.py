@@ -12,8 +12,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from backend.numbers import MAX_INT64
 from backend.projects.models import Membership, MembershipRole, Milestone, Project, Task, TaskStatus
-from backend.projects.selectors import MAX_ID
 from backend.projects.services import DESCRIPTION_MAX, TITLE_MAX
 
 # --- strict fields ----------------------------------------------------------------------
@@ -54,7 +54,7 @@ class StrictDateField(serializers.DateField):
 
 
 def _id_field(**kwargs: Any) -> StrictIntegerField:
-    return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+    return StrictIntegerField(min_value=1, max_value=MAX_INT64, **kwargs)
 
 
 def _title_field(**kwargs: Any) -> StrictCharField:

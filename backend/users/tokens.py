@@ -32,6 +32,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
 from backend.errors import Forbidden, NotAuthenticated
+from backend.numbers import positive_id
 from backend.users.models import LoginSession, User
 
 SESSION_CLAIM = "sid"
@@ -61,13 +62,8 @@ class RefreshClaims:
 
 
 def _user_id(token: Token) -> int | None:
-    value = token.get(jwt_settings.USER_ID_CLAIM)
     # simplejwt writes the id as a string in newer releases and as an int in older ones.
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        return None
-    return value
+    return positive_id(token.get(jwt_settings.USER_ID_CLAIM))
 
 
 def _session_id(token: Token) -> str | None:

@@ -8,8 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from backend.notifications.models import Inbox
-from backend.notifications.selectors import MAX_SEQ, Audience
+from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
+from backend.numbers import MAX_INT64
 from backend.projects.models import Project
 
 INBOX = "/api/inbox/"
@@ -158,7 +159,7 @@ def test_deleted_rows_are_not_listed(as_alice: APIClient, alice: Any, seven: Non
     "value",
     [
         "-1",
-        str(MAX_SEQ + 1),
+        str(MAX_INT64 + 1),
         str(2**64),
         "abc",
         "1.5",
@@ -177,7 +178,7 @@ def test_bad_cursor_is_400_invalid_cursor(as_alice: APIClient, name: str, value:
 
 
 def test_largest_cursor_is_fine(as_alice: APIClient, seven: None) -> None:
-    response = as_alice.get(INBOX, {"after_seq": MAX_SEQ})
+    response = as_alice.get(INBOX, {"after_seq": MAX_INT64})
     assert response.status_code == 200
     assert response.json()["results"] == []
 
@@ -287,7 +288,7 @@ def test_mark_all_read_leaves_other_users_alone(as_alice: APIClient, bob: Any, s
     assert state_of(bob) == before
 
 
-@pytest.mark.parametrize("value", [-1, MAX_SEQ + 1, "x", 1.5, True, "²"])
+@pytest.mark.parametrize("value", [-1, MAX_INT64 + 1, "x", 1.5, True, "²"])
 def test_mark_all_read_refuses_a_bad_bound(as_alice: APIClient, alice: Any, value: Any) -> None:
     notify(alice)
     response = as_alice.post("/api/inbox/mark-all-read/", {"up_to_seq": value}, format="json")

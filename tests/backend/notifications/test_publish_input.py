@@ -18,8 +18,9 @@ from rest_framework.renderers import JSONRenderer
 from backend.api import exception_handler
 from backend.errors import InvalidInput
 from backend.notifications.publish_input import PublishItem, parse_publish, parse_publish_many
-from backend.notifications.selectors import MAX_SEQ, Audience
+from backend.notifications.selectors import Audience
 from backend.notifications.serializers import PublishInputSerializer
+from backend.numbers import MAX_INT64
 from backend.projects.models import Project
 
 pytestmark = pytest.mark.django_db
@@ -334,7 +335,7 @@ _texts = st.one_of(
 )
 _numbers = st.one_of(
     st.integers(min_value=-3, max_value=3),
-    st.sampled_from([MAX_SEQ, MAX_SEQ + 1, 2**64, 999_999]),
+    st.sampled_from([MAX_INT64, MAX_INT64 + 1, 2**64, 999_999]),
     st.floats(allow_nan=False, allow_infinity=False),
 )
 _scalars = st.one_of(st.none(), st.booleans(), _numbers, _texts)

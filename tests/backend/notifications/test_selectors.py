@@ -9,7 +9,6 @@ import pytest
 from backend.errors import InvalidInput, NotFound
 from backend.notifications.payloads import inbox_payload
 from backend.notifications.selectors import (
-    MAX_SEQ,
     Audience,
     InboxState,
     audience_user_ids,
@@ -20,6 +19,7 @@ from backend.notifications.selectors import (
     validate_seq,
 )
 from backend.notifications.services import inbox_delete, inbox_mark_read, notification_create
+from backend.numbers import MAX_INT64
 from backend.projects.models import Membership, Project
 
 pytestmark = pytest.mark.django_db
@@ -41,13 +41,13 @@ def test_audience_is_a_union_of_active_users(make_user: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(0, 0), ("17", 17), (" 5 ", 5), (MAX_SEQ, MAX_SEQ)]
+    ("value", "expected"), [(0, 0), ("17", 17), (" 5 ", 5), (MAX_INT64, MAX_INT64)]
 )
 def test_validate_seq_accepts(value: Any, expected: int) -> None:
     assert validate_seq(value, name="after_seq") == expected
 
 
-@pytest.mark.parametrize("value", [-1, MAX_SEQ + 1, "abc", "-1", "1.5", 1.0, True, None, [1]])
+@pytest.mark.parametrize("value", [-1, MAX_INT64 + 1, "abc", "-1", "1.5", 1.0, True, None, [1]])
 def test_validate_seq_refuses(value: Any) -> None:
     with pytest.raises(InvalidInput) as caught:
         validate_seq(value, name="after_seq")
