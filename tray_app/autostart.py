@@ -18,10 +18,11 @@ import os
 import plistlib
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import Protocol
+
+from tray_app.files import write_atomically
 
 __all__ = [
     "DESKTOP_FILE_NAME",
@@ -292,16 +293,9 @@ def _registry(registry: RegistryRunKey | None) -> RegistryRunKey:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    # The desktop's autostart folder is the desktop's: made as it would make it.
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data, mode=0o644)
 
 
 # --- the three operations ------------------------------------------------------------

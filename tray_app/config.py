@@ -17,6 +17,8 @@ from typing import Any
 
 import platformdirs
 
+from tray_app.files import write_atomically
+
 logger = logging.getLogger(__name__)
 
 APP_NAME = "tray-notifier"
@@ -69,11 +71,8 @@ class Settings:
 
     def save(self, directory: Path | None = None) -> None:
         folder = directory or config_dir()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / "settings.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one
+        text = json.dumps(self.as_dict(), indent=2) + "\n"
+        write_atomically(folder / "settings.json", text.encode("utf-8"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
+
+from tray_app.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -297,18 +297,5 @@ class SavedPreferences:
 
 
 def _write_atomically(directory: Path, content: dict[str, Any]) -> None:
-    # A crash mid-write leaves either the old file or the new one, never half of one.
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = json.dumps(content, indent=2) + "\n"
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=".preferences-", suffix=".tmp", text=True
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, directory / PREFERENCES_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(directory / PREFERENCES_FILE, text.encode("utf-8"))
