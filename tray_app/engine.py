@@ -258,9 +258,6 @@ class Engine:
     async def watch_presence(self, project_id: int) -> None:
         await self.session.subscribe_presence(project_id)
 
-    async def unwatch_presence(self, project_id: int) -> None:
-        await self.session.unsubscribe_presence(project_id)
-
     # --- SessionHandler ----------------------------------------------------------------
 
     def cursor(self) -> int:

@@ -312,10 +312,6 @@ class LiveSession:
         self._presence.add(project_id)
         await self._send_if_connected(protocol.encode_presence("subscribe_presence", project_id))
 
-    async def unsubscribe_presence(self, project_id: int) -> None:
-        self._presence.discard(project_id)
-        await self._send_if_connected(protocol.encode_presence("unsubscribe_presence", project_id))
-
     async def set_status(self, status: str) -> None:
         """The user's chosen presence status, kept across reconnects."""
         frame = protocol.encode_set_status(status)

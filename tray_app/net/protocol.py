@@ -12,7 +12,7 @@ notification text or, for ``authenticate``, a token).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -30,7 +30,6 @@ CLOSE_RESTART: Final = 1012
 CLOSE_TRY_AGAIN: Final = 1013
 
 STATUSES: Final = ("online", "away", "dnd")
-MAX_IDS_PER_REQUEST: Final = 1000
 
 Ref = str | int | None
 
@@ -369,15 +368,6 @@ def _checked_seq(value: int, name: str) -> int:
     return value
 
 
-def _checked_ids(ids: Sequence[int]) -> list[int]:
-    checked = list(ids)
-    if not checked or len(checked) > MAX_IDS_PER_REQUEST:
-        raise ValueError(f"between 1 and {MAX_IDS_PER_REQUEST} ids per request")
-    if any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in checked):
-        raise ValueError("every id must be a positive whole number")
-    return checked
-
-
 def encode_ping(ref: Ref = None) -> str:
     return encode("ping", ref=ref)
 
@@ -388,17 +378,6 @@ def encode_resume(after_seq: int, *, ref: Ref = None) -> str:
 
 def encode_authenticate(token: str, *, ref: Ref = None) -> str:
     return encode("authenticate", {"token": token}, ref=ref)
-
-
-def encode_mark(
-    kind: Literal["mark_read", "mark_unread", "delete"], ids: Sequence[int], *, ref: Ref = None
-) -> str:
-    return encode(kind, {"ids": _checked_ids(ids)}, ref=ref)
-
-
-def encode_mark_all_read(up_to_seq: int | None = None, *, ref: Ref = None) -> str:
-    payload = {} if up_to_seq is None else {"up_to_seq": _checked_seq(up_to_seq, "up_to_seq")}
-    return encode("mark_all_read", payload, ref=ref)
 
 
 def encode_presence(

@@ -162,12 +162,6 @@ def test_encoders_produce_the_documented_frames():
         "ref": "r",
     }
     assert json.loads(protocol.encode_ping("p")) == {"type": "ping", "payload": {}, "ref": "p"}
-    assert json.loads(protocol.encode_mark("mark_read", [1, 2])) == {
-        "type": "mark_read",
-        "payload": {"ids": [1, 2]},
-    }
-    assert json.loads(protocol.encode_mark_all_read(43))["payload"] == {"up_to_seq": 43}
-    assert json.loads(protocol.encode_mark_all_read())["payload"] == {}
     assert json.loads(protocol.encode_presence("subscribe_presence", 1))["payload"] == {
         "project_id": 1
     }
@@ -180,9 +174,6 @@ def test_encoders_produce_the_documented_frames():
     [
         lambda: protocol.encode_resume(-1),
         lambda: protocol.encode_resume(True),
-        lambda: protocol.encode_mark("mark_read", []),
-        lambda: protocol.encode_mark("mark_read", [0]),
-        lambda: protocol.encode_mark("delete", list(range(1, 1002))),
         lambda: protocol.encode_presence("subscribe_presence", 0),
         lambda: protocol.encode_set_status("busy"),
     ],
