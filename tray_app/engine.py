@@ -202,6 +202,16 @@ class Engine:
     ) -> list[StoredNotification]:
         return self.inbox.search(filters or Filters(), limit=limit, offset=offset)
 
+    def count(self, filters: Filters | None = None) -> int:
+        return self.inbox.count(filters or Filters())
+
+    def projects(self) -> list[tuple[int, str]]:
+        """``(project_id, title)`` of every project the local history has seen."""
+        return self.inbox.projects()
+
+    def get(self, notification_id: int) -> StoredNotification | None:
+        return self.inbox.get(notification_id)
+
     @property
     def state(self) -> StateChange:
         return self.session.state
@@ -226,6 +236,11 @@ class Engine:
     def wake(self) -> None:
         """The network came back or the machine woke up: reconnect now."""
         self.session.wake()
+
+    def set_network_available(self, available: bool) -> None:
+        """What the operating system says of the network: while it says "down", the
+        session is offline and retries only at its slowest pace."""
+        self.session.set_network_available(available)
 
     # --- user actions: local at once, to the server through the outbox ----------------
 

@@ -91,6 +91,12 @@ async def test_cold_start_shows_the_cache_at_once_then_exactly_the_new_ones(
     again = await harness(demo_server.url, data_dir=tmp_path / "laptop")
     assert [row.seq for row in reversed(again.engine.search(limit=1000))] == cached
     assert again.engine.unread_count() == again.engine.inbox.unread_count()
+    # What the history window reads, through the engine as the tray app hands it over.
+    assert again.engine.count() == len(cached)
+    assert again.engine.projects() == again.engine.inbox.projects()
+    newest = again.engine.search(limit=1)[0]
+    assert again.engine.get(newest.id) == newest
+    assert again.engine.get(-1) is None
     again.start()
     await again.until(lambda: bool(again.catch_ups()))
     new = again.added()

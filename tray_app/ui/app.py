@@ -475,13 +475,13 @@ class TrayApp(QObject):
 
     def mark_all_read(self) -> None:
         if self.account is not None:
-            self.account.engine.mark_all_read(self.account.engine.inbox.cursor())
+            self.account.engine.mark_all_read()
 
     def open_notification(self, notification_id: int) -> None:
         account = self.account
         if account is None:
             return
-        row = account.engine.inbox.get(notification_id)
+        row = account.engine.get(notification_id)
         target = web_link(account.server_url, row.url) if row is not None else None
         if target is not None:
             QDesktopServices.openUrl(QUrl(target))
@@ -503,7 +503,7 @@ class TrayApp(QObject):
 
     def _network_changed(self, online: bool) -> None:
         if self.account is not None:
-            self.account.engine.session.set_network_available(online)
+            self.account.engine.set_network_available(online)
 
     def _woke_up(self) -> None:
         if self.account is not None:
@@ -519,7 +519,7 @@ class TrayApp(QObject):
         if self.history is None:
             from tray_app.ui.history import HistoryWindow
 
-            history = HistoryWindow(account.engine.inbox)
+            history = HistoryWindow(account.engine)
             history.mark_read_requested.connect(account.engine.mark_read)
             history.mark_unread_requested.connect(account.engine.mark_unread)
             history.delete_requested.connect(account.engine.delete)

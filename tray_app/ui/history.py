@@ -137,7 +137,8 @@ def describe_age(moment: datetime, now: datetime) -> str:
 
 
 class HistorySource(Protocol):
-    """What the history reads from; :class:`tray_app.store.inbox.Inbox` satisfies it."""
+    """What the history reads from: the engine (:class:`tray_app.engine.Engine`), or
+    the store itself (:class:`tray_app.store.inbox.Inbox`) in tests."""
 
     def search(
         self, filters: Filters = ..., *, limit: int = 100, offset: int = 0
