@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httptools
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -534,3 +535,79 @@ def raise_fd_limit(needed: int) -> None:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise BenchError(f"need {needed} open files, the hard limit is {hard}")
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection of the load generator's publishers.
+
+    Not httpx: its connection pool does work proportional to the requests queued
+    on it for every request, so once a server falls behind an open-loop schedule
+    the load generator, not the server, became the bottleneck. Requests here are
+    prebuilt bytes and responses are parsed by httptools (uvicorn's parser).
+    """
+
+    # uvicorn closes idle keep-alive connections after 5 s; reconnect well before.
+    IDLE_LIMIT = 2.0
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.used_at = 0.0
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send ``raw`` and return the response's status and body."""
+        if self.writer is not None and time.monotonic() - self.used_at > self.IDLE_LIMIT:
+            self.close()
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.reader, self.writer
+        body = bytearray()
+        complete = False
+        keep_alive = False
+
+        class Collector:
+            def on_body(self, data: bytes) -> None:
+                body.extend(data)
+
+            def on_message_complete(self) -> None:
+                # Asked here: once the message is fed through, llhttp has reset and
+                # ``should_keep_alive()`` is always False (every publish then opened
+                # a connection of its own: fixed at issue 14's fifth stop).
+                nonlocal complete, keep_alive
+                complete = True
+                keep_alive = parser.should_keep_alive()
+
+        parser = httptools.HttpResponseParser(Collector())
+        try:
+            writer.write(raw)
+            while not complete:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("the server closed the connection mid-response")
+                parser.feed_data(data)
+        except BaseException:
+            self.close()
+            raise
+        if keep_alive:
+            self.used_at = time.monotonic()
+        else:
+            self.close()
+        return parser.get_status_code(), bytes(body)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def http_request(
+    method: str, path: str, host: str, headers: dict[str, str], body: bytes = b""
+) -> bytes:
+    """The bytes of one HTTP/1.1 request for ``HttpConnection.request``."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

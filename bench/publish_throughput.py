@@ -77,15 +77,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from bench.common import (
     REPO_ROOT,
     BenchError,
+    HttpConnection,
     Outcome,
     bench_env,
     cpu_seconds,
+    http_request,
     login,
     percentile,
     pin_to_client_cpu,
@@ -337,45 +340,63 @@ async def _publish_all(
 ) -> tuple[float, list[float], list[str]]:
     """Warm up, then publish ``settings.count`` notifications from CONCURRENCY clients.
 
+    The clients are keep-alive connections sending prebuilt requests
+    (``HttpConnection``), not httpx: httpx cost this process ~1 ms of CPU a request,
+    so 16 of them kept the server a third idle, and a server that waits between
+    requests on this machine pays for it in CPU (docs/performance.md, "The single
+    publish at load"): the rate and the CPU per publish measured the generator.
+
     Returns the measured window in seconds, each measured request's time in ms,
     and the failures (anything but 201 with one recipient).
     """
-    limits = httpx.Limits(
-        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-    )
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         token = await login(client, "admin")
-        client.headers["Authorization"] = f"Bearer {token}"
-        failures: list[str] = []
+    url = urlsplit(base_url)
+    host = url.netloc
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    failures: list[str] = []
 
-        async def publish(index: int) -> float:
-            body = {
-                "audience": {"usernames": [usernames[index % len(usernames)]]},
-                "title": f"{TITLE_PREFIX}{index}",
-            }
-            started = time.perf_counter()
-            response = await client.post("/api/notifications/", json=body)
-            took = time.perf_counter() - started
-            if response.status_code != 201 or response.json().get("recipients") != 1:
-                failures.append(f"#{index}: HTTP {response.status_code} {response.text[:200]}")
-            return took * 1000
+    def request(index: int) -> bytes:
+        body = {
+            "audience": {"usernames": [usernames[index % len(usernames)]]},
+            "title": f"{TITLE_PREFIX}{index}",
+        }
+        return http_request("POST", "/api/notifications/", host, headers, json.dumps(body).encode())
 
-        async def batch(first: int, total: int) -> list[float]:
-            indexes = iter(range(first, first + total))
-            samples: list[float] = []
+    async def publish(connection: HttpConnection, index: int) -> float:
+        raw = request(index)
+        started = time.perf_counter()
+        status, answer = await connection.request(raw)
+        took = time.perf_counter() - started
+        if status != 201 or json.loads(answer).get("recipients") != 1:
+            failures.append(f"#{index}: HTTP {status} {answer[:200]!r}")
+        return took * 1000
 
-            async def worker() -> None:
-                for index in indexes:
-                    samples.append(await publish(index))
+    connections = [
+        HttpConnection(url.hostname or "127.0.0.1", url.port or 80)
+        for _ in range(settings.concurrency)
+    ]
 
-            await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
-            return samples
+    async def batch(first: int, total: int) -> list[float]:
+        indexes = iter(range(first, first + total))
+        samples: list[float] = []
 
+        async def worker(connection: HttpConnection) -> None:
+            for index in indexes:
+                samples.append(await publish(connection, index))
+
+        await asyncio.gather(*(worker(connection) for connection in connections))
+        return samples
+
+    try:
         await batch(0, settings.warmup)
         timed()
         started = time.perf_counter()
         samples = await batch(settings.warmup, settings.count)
         elapsed = time.perf_counter() - started
+    finally:
+        for connection in connections:
+            connection.close()
     return elapsed, samples, failures
 
 

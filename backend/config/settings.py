@@ -396,8 +396,8 @@ TRAY: dict[str, Any] = {
     "PUBLISH_QUEUE": _env_int("TRAY_PUBLISH_QUEUE", 256),
     # The most publishes written in one batch (one trip to the database thread).
     "PUBLISH_BATCH": _env_int("TRAY_PUBLISH_BATCH", 64),
-    # One transaction per batch (each publish in a savepoint): on, off, or auto
-    # (on for PostgreSQL, off for SQLite: what measured faster, docs/performance.md).
+    # One transaction per batch: on, off, or auto (on: what measured faster on
+    # PostgreSQL and SQLite alike, docs/performance.md).
     "PUBLISH_GROUP_COMMIT": _env_choice("TRAY_PUBLISH_GROUP_COMMIT", ("auto", "on", "off"), "auto"),
     # SQLite only: a fast publish's Inbox rows are written about this many ms after
     # its push, many publishes' at once, one band of users at a time; the publish

@@ -9,14 +9,11 @@ ceilings from ours' today (x0.005 of the issue's rate) to P0's and beyond.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bench.mixed_traffic import (
     PROFILES,
     CeilingSession,
-    HttpConnection,
     Layout,
     ceiling_bracket,
     ceiling_plan,
@@ -75,82 +72,6 @@ def test_a_ratio_target_needs_both_figures() -> None:
     assert not ratio_met(30.1, 10.0, 3.0)
     assert not ratio_met(None, 10.0, 3.0)
     assert not ratio_met(1.0, None, 3.0)
-
-
-async def _count_connections(close: bool, requests: int) -> tuple[int, list[int]]:
-    """``requests`` publishes through one ``HttpConnection`` to a real HTTP server on
-    port 0 (asyncio streams) that answers 201, with ``Connection: close`` or without;
-    how many TCP connections it accepted, and the statuses read."""
-    accepted = 0
-    handlers: list[asyncio.Task[None]] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal accepted
-        accepted += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
-                body = b'{"id":1}'
-                extra = b"connection: close\r\n" if close else b""
-                writer.write(
-                    b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
-                    + extra
-                    + f"content-length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client closed its end
-        finally:
-            writer.close()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.append(asyncio.ensure_future(serve(reader, writer)))
-        await handlers[-1]
-
-    closing: list[asyncio.StreamWriter] = []
-
-    class Tracked(HttpConnection):
-        def close(self) -> None:
-            if self.writer is not None:
-                closing.append(self.writer)
-            super().close()
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    connection = Tracked("127.0.0.1", port)
-    request = (
-        f"POST /api/notifications/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-    ).encode()
-    statuses = [(await connection.request(request))[0] for _ in range(requests)]
-    connection.close()
-    for writer in closing:
-        await writer.wait_closed()
-    await asyncio.gather(*handlers)
-    server.close()
-    await server.wait_closed()
-    return accepted, statuses
-
-
-@pytest.mark.parametrize(("close", "connections"), [(False, 1), (True, 5)])
-def test_a_publisher_keeps_its_connection_unless_the_server_closes_it(
-    close: bool, connections: int
-) -> None:
-    """The load generator's publishers reuse one keep-alive connection (the server's
-    CPU per publish must not include a TCP connection of its own), and open a new one
-    only after an answer that closed it."""
-    accepted, statuses = asyncio.run(_count_connections(close, 5))
-    assert statuses == [201] * 5
-    assert accepted == connections
 
 
 def test_every_ceiling_step_carries_the_same_audiences_at_its_own_rate() -> None:

@@ -17,8 +17,10 @@ import httpx
 import pytest
 from django.db import connection
 
+from backend.notifications import services
 from backend.notifications.models import Inbox, Message
 from backend.notifications.publish_route import Request, publish_batch
+from backend.notifications.selectors import Audience
 from backend.notifications.services import api_key_create
 from backend.users.services import session_start
 from tests.fixtures.services import RunningServer, ServerFactory
@@ -389,6 +391,37 @@ def test_a_batch_whose_commit_fails_is_handed_on_whole(make_user: Any) -> None:
     answers = publish_batch([_request(key, title="Innocent"), as_staff], group_commit=True)
     assert answers == [None, None]
     assert list(Message.objects.values_list("title", flat=True)) == ["As staff"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_failing_midway_hands_its_whole_batch_on(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    # No publish of a group commit has a savepoint: one that fails after its first
+    # write must take the batch with it, or its Message would commit without rows.
+    make_user("dev")
+    key = api_key_create(name="CI")[1]
+    real = services._append_to_inboxes
+
+    def failing(message_id: int, user_ids: Any, **options: Any) -> Any:
+        if Message.objects.get(pk=message_id).title == "Broken":
+            raise OSError("the disk went away")
+        return real(message_id, user_ids, **options)
+
+    monkeypatch.setattr(services, "_append_to_inboxes", failing)
+    batch = [_request(key, title="Fine"), _request(key, title="Broken"), _request(key)]
+    with django_capture_on_commit_callbacks() as rung:
+        assert publish_batch(batch, group_commit=True) == [None, None, None]
+    assert not Message.objects.exists()
+    assert rung == []  # no doorbell for what was rolled back
+    assert [a and a.status for a in publish_batch(batch[:1], group_commit=True)] == [201]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_service_writes_in_the_callers_transaction_only_inside_one(make_user: Any) -> None:
+    audience = Audience(users=(make_user("dev").pk,))
+    with pytest.raises(RuntimeError, match="transaction open"):
+        services.notification_create(audience=audience, title="T", own_transaction=False)
 
 
 def test_an_expired_access_token_is_refused_whatever_the_cache(
