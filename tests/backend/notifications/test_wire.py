@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from backend.notifications import protocol
-from backend.notifications.wire import text_writer
+from backend.notifications.wire import text_frame_header, text_writer
 from tests.fixtures.services import RunningServer, ServerFactory
 
 # The consumer's log line (at DEBUG) saying which way a socket's frames go.
@@ -182,3 +183,10 @@ def test_no_direct_writer_on_a_uvicorn_release_it_was_not_tested_on(
     assert text_writer(send) is not None
     monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
     assert text_writer(send) is None
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_a_frame_written_without_websockets_is_the_frame_websockets_writes(length: int) -> None:
+    # Each length field's bounds (7 bits, 16, 64): the direct write's bytes on the wire.
+    data = b"x" * length
+    assert text_frame_header(length) + data == Frame(Opcode.TEXT, data).serialize(mask=False)
