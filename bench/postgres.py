@@ -192,6 +192,8 @@ def _start(
     log_path: Path,
     ids: tuple[int, int] | None,
     settings: dict[str, str],
+    *,
+    pinned: bool,
 ) -> PostgresCluster:
     uid, gid = ids if ids is not None else (None, None)
     data_dir = base_dir / "data"
@@ -212,7 +214,7 @@ def _start(
                 user=uid,
                 group=gid,
                 extra_groups=[] if ids is not None else None,
-                preexec_fn=pin_to_server_cpu,
+                preexec_fn=pin_to_server_cpu if pinned else None,
             )
         cluster = PostgresCluster(
             process=process,
@@ -250,7 +252,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def postgres_cluster(
-    workdir: Path, *, settings: Mapping[str, str] | None = None
+    workdir: Path, *, settings: Mapping[str, str] | None = None, pinned: bool = True
 ) -> Iterator[PostgresCluster]:
     """Start a private, durable PostgreSQL cluster for the duration of the block.
 
@@ -261,6 +263,8 @@ def postgres_cluster(
         settings: Server settings (``-c name=value``) on top of DURABLE_SETTINGS,
             e.g. ``{"max_connections": "300"}``; ``listen_addresses`` is always
             127.0.0.1.
+        pinned: Whether the cluster runs on the server CPU beside the server under
+            test (benchmarks), or wherever the kernel puts it (the test suites).
 
     Yields:
         The running cluster; it is stopped (fast shutdown) and deleted on exit.
@@ -277,7 +281,14 @@ def postgres_cluster(
         if ids is not None:
             os.chown(base_dir, *ids)
         _initdb(bin_dir, base_dir / "data", ids, log_path)
-        cluster = _start(bin_dir, base_dir, log_path, ids, {**DURABLE_SETTINGS, **(settings or {})})
+        cluster = _start(
+            bin_dir,
+            base_dir,
+            log_path,
+            ids,
+            {**DURABLE_SETTINGS, **(settings or {})},
+            pinned=pinned,
+        )
         try:
             yield cluster
         finally:

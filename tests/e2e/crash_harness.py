@@ -154,45 +154,24 @@ class RestartableRedis:
 # --- the real client ---------------------------------------------------------------------
 
 
-class SeqReader:
-    """Reads the client's standard output on a thread: when each seq's line arrived."""
+class SeqReader(OutputPump):
+    """The client's standard output: when each seq's line arrived."""
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
         self.arrivals: dict[int, float] = {}  # seq -> time.monotonic() when printed
-        self.lines = 0
-        self._changed = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._pump, daemon=True, name="seq-reader")
-        self._thread.start()
+        super().__init__(stream, name="seq-reader")
 
-    def _pump(self) -> None:
-        try:
-            for raw in iter(self._stream.readline, b""):
-                seq = int(json.loads(raw)["seq"])
-                with self._changed:
-                    self.arrivals.setdefault(seq, time.monotonic())
-                    self.lines += 1
-                    self._changed.notify_all()
-        finally:
-            with self._changed:
-                self._closed = True
-                self._changed.notify_all()
+    def _heard(self, line: str) -> None:
+        self.arrivals.setdefault(int(json.loads(line)["seq"]), time.monotonic())
 
-    def wait_for(self, seq: int, timeout: float) -> float | None:
+    def arrival(self, seq: int, timeout: float) -> float | None:
         """When the line for ``seq`` arrived (now or later); None on timeout or EOF."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while seq not in self.arrivals:
-                remaining = deadline - time.monotonic()
-                if self._closed or remaining <= 0:
-                    return None
-                self._changed.wait(remaining)
-            return self.arrivals[seq]
+        if self.wait_lines(lambda _lines: seq in self.arrivals, timeout) is None:
+            return None
+        return self.arrivals[seq]
 
     def close(self, timeout: float = 10) -> None:
-        self._thread.join(timeout)
-        self._stream.close()
+        super().close(timeout)
 
 
 class HeadlessClient:
@@ -231,7 +210,7 @@ class HeadlessClient:
         if seq == 0:
             found = self.err.wait_for(lambda line: line == "tray-notifier: connected\n", timeout)
             return time.monotonic() if found is not None else None
-        return self.out.wait_for(seq, timeout)
+        return self.out.arrival(seq, timeout)
 
     def times_connected(self) -> int:
         return self.err.text().splitlines().count("tray-notifier: connected")

@@ -374,6 +374,68 @@ class TrayDesktop(NotificationDesktop):
         return menus
 
 
+@dataclass
+class UserSession:
+    """The environment of one desktop user's session for the client, in private folders.
+
+    Attributes:
+        env: the client's environment (the desktop's display and D-Bus included).
+        home: the user's home folder (the client's working directory).
+        runtime_dir: ``XDG_RUNTIME_DIR``, short: the single-instance socket lives there.
+        data, config, logs: the client's own folders (``TRAY_NOTIFIER_*_DIR``).
+    """
+
+    env: dict[str, str]
+    home: Path
+    runtime_dir: Path
+    data: Path
+    config: Path
+    logs: Path
+
+    def start(self, command: list[str], output: IO[bytes]) -> subprocess.Popen[bytes]:
+        """``command`` in this session, in a process group of its own (killed whole),
+        its standard output and error into ``output``."""
+        return subprocess.Popen(
+            command,
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def user_session(desktop: NotificationDesktop, root: Path, *, password: str) -> UserSession:
+    """A fresh session below ``root`` whose first login takes ``password`` from
+    ``TRAY_NOTIFIER_PASSWORD``; the caller adds what differs (PATH, a managed file)."""
+    home = root / "home"
+    data, config, logs = root / "data", root / "config", root / "logs"
+    for directory in (home, data, config, logs):
+        directory.mkdir(parents=True, exist_ok=True)
+    # The single-instance socket lives in XDG_RUNTIME_DIR and must fit 100 bytes.
+    runtime_dir = Path(tempfile.mkdtemp(prefix="tn-run-"))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
+        "TMPDIR": str(runtime_dir),
+        "TRAY_NOTIFIER_DATA_DIR": str(data),
+        "TRAY_NOTIFIER_CONFIG_DIR": str(config),
+        "TRAY_NOTIFIER_LOG_DIR": str(logs),
+        "TRAY_NOTIFIER_PASSWORD": password,
+        "QT_QPA_PLATFORM": "xcb",
+        "NO_AT_BRIDGE": "1",
+        **desktop.env,
+    }
+    return UserSession(env, home, runtime_dir, data, config, logs)
+
+
 @dataclass(frozen=True)
 class StoredRow:
     seq: int
@@ -424,39 +486,13 @@ class TrayAppProcess:
         script = Path(sys.executable).with_name("tray-notifier")
         if not script.exists():
             raise DesktopSessionError(f"the console script is not installed at {script}")
-        home = root / "home"
-        for directory in (home, root / "data", root / "config", root / "logs"):
-            directory.mkdir(parents=True, exist_ok=True)
-        # The single-instance socket lives in XDG_RUNTIME_DIR and must fit 100 bytes.
-        runtime_dir = Path(tempfile.mkdtemp(prefix="tn-run-"))
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
-            "XDG_RUNTIME_DIR": str(runtime_dir),
-            "TMPDIR": str(runtime_dir),
-            "TRAY_NOTIFIER_DATA_DIR": str(root / "data"),
-            "TRAY_NOTIFIER_CONFIG_DIR": str(root / "config"),
-            "TRAY_NOTIFIER_LOG_DIR": str(root / "logs"),
-            "TRAY_NOTIFIER_MANAGED_FILE": str(root / "no-managed-settings.json"),
-            "TRAY_NOTIFIER_PASSWORD": password,
-            "QT_QPA_PLATFORM": "xcb",
-            "NO_AT_BRIDGE": "1",
-            **desktop.env,
-        }
+        session = user_session(desktop, root, password=password)
+        session.env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+        session.env["TRAY_NOTIFIER_MANAGED_FILE"] = str(root / "no-managed-settings.json")
+        runtime_dir = session.runtime_dir
         output = (root / "output.log").open("ab")
-        process = subprocess.Popen(
-            [str(script), "--server", server_url, "--username", username],
-            env=env,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        process = session.start(
+            [str(script), "--server", server_url, "--username", username], output
         )
         return cls(
             process,

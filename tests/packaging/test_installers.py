@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.desktop import RestUser, TrayDesktop, read_store_cursor, wait_for
+from tests.e2e.desktop import RestUser, TrayDesktop, read_store_cursor, user_session, wait_for
 from tests.fixtures.services import ServerFactory
 from tests.tray_app.conftest import client_env
 from tray_app import __version__
@@ -536,41 +535,11 @@ def installed_app(desktop: TrayDesktop, root: Path) -> Iterator[InstalledApp]:
     """``/usr/bin/tray-notifier --username alice`` as a user's session starts it: no
     server address anywhere but the managed file, its files in private folders, the
     password for the first login from ``TRAY_NOTIFIER_PASSWORD``."""
-    home = root / "home"
-    dirs = {name: root / name for name in ("data", "config", "logs")}
-    for directory in (home, *dirs.values()):
-        directory.mkdir(parents=True, exist_ok=True)
-    runtime = Path(tempfile.mkdtemp(prefix="tn-run-"))  # short: a socket lives here
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_STATE_HOME": str(home / ".local" / "state"),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "TMPDIR": str(runtime),
-        "TRAY_NOTIFIER_DATA_DIR": str(dirs["data"]),
-        "TRAY_NOTIFIER_CONFIG_DIR": str(dirs["config"]),
-        "TRAY_NOTIFIER_LOG_DIR": str(dirs["logs"]),
-        "TRAY_NOTIFIER_PASSWORD": "demo",
-        "QT_QPA_PLATFORM": "xcb",
-        "NO_AT_BRIDGE": "1",
-        **desktop.env,
-    }
+    session = user_session(desktop, root, password="demo")
     output = root / "output.log"
     with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(LAUNCHER), "--username", "alice"],
-            env=env,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    app = InstalledApp(process, root, dirs["data"], dirs["config"], dirs["logs"], output)
+        process = session.start([str(LAUNCHER), "--username", "alice"], sink)
+    app = InstalledApp(process, root, session.data, session.config, session.logs, output)
     try:
         yield app
     finally:
@@ -578,7 +547,7 @@ def installed_app(desktop: TrayDesktop, root: Path) -> Iterator[InstalledApp]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(session.runtime_dir, ignore_errors=True)
 
 
 def test_the_installed_app_finds_its_server_in_the_managed_file_and_purge_leaves_nothing(

@@ -29,7 +29,7 @@ import keyring.backend
 import pytest
 from keyring.backends import SecretService
 
-from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.fixtures.services import OutputPump, RunningServer, ServerFactory, free_port
 from tests.tray_app.conftest import (
     KeyringDesktop,
     Publisher,
@@ -67,32 +67,15 @@ GENEROUS_LOGINS = {"TRAY_LOGIN_RATE": "10000/min"}
 # --- reading the client's output -----------------------------------------------------
 
 
-class LineReader:
-    """Reads one pipe of a subprocess on a thread, keeping every line."""
+class LineReader(OutputPump):
+    """One pipe of the client, its lines without their line ends, with waits that fail
+    the test at their deadline."""
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._pump, daemon=True, name="line-reader")
-        self._thread.start()
+        super().__init__(stream, name="line-reader")
 
-    def _pump(self) -> None:
-        try:
-            for raw in iter(self._stream.readline, b""):
-                with self._changed:
-                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                    self._changed.notify_all()
-        finally:
-            with self._changed:
-                self._closed = True
-                self._changed.notify_all()
-
-    @property
-    def lines(self) -> list[str]:
-        with self._changed:
-            return list(self._lines)
+    def _decode(self, raw: bytes) -> str:
+        return raw.decode("utf-8", "replace").rstrip("\n")
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -101,18 +84,14 @@ class LineReader:
         self, condition: Callable[[list[str]], bool], *, timeout: float = WAIT, what: str
     ) -> list[str]:
         """Every line so far, once ``condition(lines)`` holds; AssertionError at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not condition(self._lines):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
-                    raise AssertionError(
-                        f"gave up waiting for {what} after {timeout:.0f} s "
-                        f"(pipe {'closed' if self._closed else 'open'}); lines:\n"
-                        + "\n".join(self._lines[-30:])
-                    )
-                self._changed.wait(remaining)
-            return list(self._lines)
+        lines = self.wait_lines(condition, timeout)
+        if lines is None:
+            raise AssertionError(
+                f"gave up waiting for {what} after {timeout:.0f} s "
+                f"(pipe {'closed' if self.closed else 'open'}); lines:\n"
+                + "\n".join(self.lines[-30:])
+            )
+        return lines
 
     def wait_for_count(self, count: int, *, timeout: float = WAIT, what: str) -> list[str]:
         """Wait until at least ``count`` lines were read; every line so far."""
@@ -130,8 +109,7 @@ class LineReader:
         return [line for line in self.lines if predicate(line)]
 
     def close(self, timeout: float = 10) -> None:
-        self._thread.join(timeout)
-        self._stream.close()
+        super().close(timeout)
 
 
 class HeadlessClient:

@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _MAX_HEAD = 64 * 1024
 
@@ -159,56 +151,3 @@ async def _read_request(reader: asyncio.StreamReader) -> ScriptedRequest | None:
     length = int(headers.get("content-length", "0") or 0)
     body = await reader.readexactly(length) if length else b""
     return ScriptedRequest(method=method, target=target, headers=headers, body=body)
-
-
-# --- certificates ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certificate:
-    cert_path: Path
-    key_path: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self.key_path)
-        return context
-
-
-def self_signed_certificate(
-    directory: Path, *, dns_names: Sequence[str] = ("localhost",), ips: Sequence[str] = ()
-) -> Certificate:
-    """A self-signed certificate for these names, written as PEM files.
-
-    A client trusts it by using ``cert_path`` as its CA bundle.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tray-notifier test")])
-    now = datetime.datetime.now(datetime.UTC)
-    alternative_names: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
-    alternative_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "cert.pem"
-    key_path = directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return Certificate(cert_path=cert_path, key_path=key_path)

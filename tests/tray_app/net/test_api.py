@@ -24,11 +24,11 @@ import pytest
 
 import tray_app
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.fixtures.tls import self_signed
 from tests.tray_app.net.scripted_servers import (
     ScriptedRequest,
     ScriptedServer,
     http_response,
-    self_signed_certificate,
 )
 from tray_app.net.api import (
     LOGOUT_PATH,
@@ -445,7 +445,7 @@ def _token_pair_answer(_request: ScriptedRequest) -> bytes:
 
 @pytest.mark.asyncio
 async def test_certificate_checks(tmp_path: Path) -> None:
-    certificate = self_signed_certificate(tmp_path, dns_names=["localhost"], ips=["127.0.0.1"])
+    certificate = self_signed(tmp_path / "local", dns_names=["localhost"], ips=["127.0.0.1"])
     async with ScriptedServer(_token_pair_answer, certificate.server_context()) as server:
         async with ApiClient(server.url) as client:  # the system's CAs: untrusted
             with pytest.raises(TlsFailure) as untrusted:
@@ -462,7 +462,7 @@ async def test_certificate_checks(tmp_path: Path) -> None:
         assert len(server.requests) == 1
         assert server.requests[0].headers["user-agent"] == f"tray-notifier/{tray_app.__version__}"
 
-    other = self_signed_certificate(tmp_path, dns_names=["tray.example.com"])
+    other = self_signed(tmp_path / "other", dns_names=["tray.example.com"])
     async with (
         ScriptedServer(_token_pair_answer, other.server_context()) as server,
         ApiClient(server.url, transport=Transport(ca_bundle=other.cert_path)) as client,
@@ -748,7 +748,7 @@ async def test_error_from_transport_classifies_raw_socket_errors(tmp_path: Path)
     assert isinstance(error, ServerUnreachable)
     assert error.code == "server_not_found"
 
-    certificate = self_signed_certificate(tmp_path, ips=["127.0.0.1"])
+    certificate = self_signed(tmp_path, ips=["127.0.0.1"])
     async with ScriptedServer(_token_pair_answer, certificate.server_context()) as server:
         with pytest.raises(ssl.SSLError) as untrusted:
             await asyncio.open_connection(
