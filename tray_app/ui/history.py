@@ -60,6 +60,7 @@ from PySide6.QtWidgets import (
 
 from tray_app.store.errors import StoreError
 from tray_app.store.inbox import NO_FILTERS, Filters, StoredNotification
+from tray_app.time_words import describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
@@ -104,36 +105,6 @@ def plain_tooltip(*paragraphs: str) -> str:
     """
     body = "<br>".join(html.escape(part).replace("\n", "<br>") for part in paragraphs if part)
     return f"<p style='white-space:pre-wrap'>{body}</p>"
-
-
-def describe_age(moment: datetime, now: datetime) -> str:
-    """How long ago ``moment`` was, in a few words ("just now", "5 min ago", "3 Mar").
-
-    Args:
-        moment: A timezone-aware time in the past (a future one reads "just now", as
-            clocks on two machines disagree by a little).
-        now: The current time (timezone-aware).
-
-    Returns:
-        Plain text for a list row.
-    """
-    elapsed = now - moment
-    if elapsed < timedelta(minutes=1):
-        return "just now"
-    if elapsed < timedelta(hours=1):
-        return f"{elapsed // timedelta(minutes=1)} min ago"
-    if elapsed < timedelta(days=1):
-        return f"{elapsed // timedelta(hours=1)} h ago"
-    local_moment = moment.astimezone()
-    local_now = now.astimezone()
-    days = (local_now.date() - local_moment.date()).days
-    if days <= 1:
-        return "yesterday"
-    if days < 7:
-        return f"{days} days ago"
-    if local_moment.year == local_now.year:
-        return f"{local_moment.day} {local_moment:%b}"
-    return f"{local_moment.day} {local_moment:%b %Y}"
 
 
 class HistorySource(Protocol):
@@ -303,7 +274,7 @@ class HistoryModel(QAbstractListModel):
             case HistoryRole.PROJECT:
                 return item.project_title or ""
             case HistoryRole.AGE:
-                return describe_age(item.created_at, self._clock())
+                return describe_age(item.created_at, self._clock().astimezone(), ago=True)
             case HistoryRole.PRIORITY:
                 return item.priority
             case HistoryRole.IS_READ:
@@ -333,7 +304,7 @@ class HistoryModel(QAbstractListModel):
             PRIORITY_LABELS.get(item.priority, "") if item.priority in ("high", "urgent") else "",
             single_line(item.title),
             item.project_title or "",
-            describe_age(item.created_at, self._clock()),
+            describe_age(item.created_at, self._clock().astimezone(), ago=True),
         ]
         return ". ".join(part for part in parts if part)
 
@@ -625,7 +596,7 @@ class HistoryDelegate(QStyledItemDelegate):
 
         painter.setFont(small_font)
         line_two = top + title_metrics.height() + self.LINE_GAP
-        age = describe_age(item.created_at, model.now())
+        age = describe_age(item.created_at, model.now().astimezone(), ago=True)
         meta = " · ".join(part for part in (single_line(item.project_title or ""), age) if part)
         meta_rect = QRect(left, line_two, max(0, right - left), small_metrics.height())
         painter.setPen(secondary)

@@ -47,7 +47,8 @@ from PySide6.QtWidgets import (
 )
 
 from tray_app.net.protocol import PresenceMember
-from tray_app.ui.history import describe_age, plain_tooltip, single_line
+from tray_app.time_words import describe_age
+from tray_app.ui.history import plain_tooltip, single_line
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def describe_presence(member: MemberView, now: datetime) -> str:
         return STATUS_LABELS[status]
     if member.last_seen is None:
         return STATUS_LABELS["offline"]
-    return f"Last seen {describe_age(member.last_seen, now)}"
+    return f"Last seen {describe_age(member.last_seen, now.astimezone(), ago=True)}"
 
 
 def _order(member: MemberView) -> tuple[bool, str, str, int]:

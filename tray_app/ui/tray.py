@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
 
@@ -33,6 +33,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from tray_app.time_words import as_aware, describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
 
@@ -100,44 +101,8 @@ class TrayState:
             raise ValueError(f"an unread count cannot be negative, got {self.unread}")
 
 
-def _aware(moment: datetime) -> datetime:
-    # The store hands out aware UTC datetimes; a naive one is taken as UTC, not as local.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _local_now() -> datetime:
     return datetime.now().astimezone()
-
-
-def describe_age(created_at: datetime, now: datetime) -> str:
-    """A short human age: "now", "5 min", "2 h", "yesterday", "3 days", "4 Mar".
-
-    Calendar words ("yesterday") are judged in ``now``'s time zone.
-
-    Args:
-        created_at: When the notification was made.
-        now: The present moment (aware).
-
-    Returns:
-        The age in words; a time in the future (clock skew) reads "now".
-    """
-    now = _aware(now)
-    created = _aware(created_at).astimezone(now.tzinfo)
-    seconds = (now - created).total_seconds()
-    if seconds < 60:
-        return "now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    days = (now.date() - created.date()).days
-    if days == 0:
-        return f"{int(seconds // 3600)} h"
-    if days == 1:
-        return "yesterday"
-    if days < 7:
-        return f"{days} days"
-    if created.year == now.year:
-        return f"{created.day} {created:%b}"
-    return f"{created.day} {created:%b %Y}"
 
 
 def elide(text: str, limit: int) -> str:
@@ -156,15 +121,15 @@ def menu_text(text: str) -> str:
 
 def _dnd_choice(dnd_until: datetime | None, now: datetime) -> str:
     """Which do-not-disturb entry the state matches: off, for an hour, or until tomorrow."""
-    if dnd_until is None or _aware(dnd_until) <= now:
+    if dnd_until is None or as_aware(dnd_until) <= now:
         return DND_OFF
-    if _aware(dnd_until).astimezone(now.tzinfo).date() > now.date():
+    if as_aware(dnd_until).astimezone(now.tzinfo).date() > now.date():
         return DND_TOMORROW
     return DND_ONE_HOUR
 
 
 def _describe_until(dnd_until: datetime, now: datetime) -> str:
-    until = _aware(dnd_until).astimezone(now.tzinfo)
+    until = as_aware(dnd_until).astimezone(now.tzinfo)
     if until.date() == now.date():
         return f"until {until:%H:%M}"
     if until.date() == now.date() + timedelta(days=1):
@@ -361,7 +326,7 @@ class TrayController(QObject):
         self._update_menu(now)
 
     def _now(self) -> datetime:
-        return _aware(self._clock())
+        return as_aware(self._clock())
 
     def _dark_panel(self) -> bool:
         # The panel's colour is not observable from Qt; the desktop's colour scheme is

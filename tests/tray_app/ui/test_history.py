@@ -19,6 +19,7 @@ from pytestqt.qtbot import QtBot
 
 from tray_app.store.db import open_database
 from tray_app.store.inbox import NO_FILTERS, Filters, Inbox, StoredNotification
+from tray_app.time_words import describe_age
 from tray_app.ui.history import (
     EMPTY_TEXT,
     LOAD_FAILED_TEXT,
@@ -28,7 +29,6 @@ from tray_app.ui.history import (
     HistoryModel,
     HistoryRole,
     HistoryWindow,
-    describe_age,
     plain_tooltip,
     range_start,
     single_line,
@@ -175,28 +175,6 @@ def distinct_colours(image: QImage) -> int:
 # --- pure helpers ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("elapsed", "expected"),
-    [
-        (timedelta(seconds=-30), "just now"),
-        (timedelta(seconds=59), "just now"),
-        (timedelta(minutes=5), "5 min ago"),
-        (timedelta(minutes=59, seconds=59), "59 min ago"),
-        (timedelta(hours=3), "3 h ago"),
-    ],
-)
-def test_describe_age_reads_like_a_person(elapsed: timedelta, expected: str) -> None:
-    assert describe_age(NOW - elapsed, NOW) == expected
-
-
-def test_describe_age_names_days_and_dates() -> None:
-    now = datetime(2025, 3, 14, 12, 0).astimezone()
-    assert describe_age(now - timedelta(days=1, hours=2), now) == "yesterday"
-    assert describe_age(now - timedelta(days=4), now) == "4 days ago"
-    assert describe_age(datetime(2025, 1, 2, 9, 0).astimezone(), now) == "2 Jan"
-    assert describe_age(datetime(2023, 11, 20, 9, 0).astimezone(), now) == "20 Nov 2023"
-
-
 def test_plain_tooltip_shows_markup_literally() -> None:
     tooltip = plain_tooltip(HTML, "line one\nline two")
     assert "<b>x</b>" not in tooltip
@@ -231,7 +209,9 @@ def test_model_roles_carry_each_field(inbox: Inbox, qtbot: QtBot) -> None:
     assert index.data(Qt.ItemDataRole.DisplayRole) == "Notification 30"
     assert index.data(HistoryRole.MESSAGE) == "Message 30"
     assert index.data(HistoryRole.PROJECT) == "Website Redesign"
-    assert index.data(HistoryRole.AGE) == describe_age(stored.created_at, NOW)
+    assert index.data(HistoryRole.AGE) == describe_age(
+        stored.created_at, NOW.astimezone(), ago=True
+    )
     assert index.data(HistoryRole.PRIORITY) == "normal"
     assert index.data(HistoryRole.IS_READ) is True
     assert index.data(HistoryRole.ID) == 1030

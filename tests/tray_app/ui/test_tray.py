@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,6 @@ from tray_app.ui.tray import (
     MenuNotification,
     TrayController,
     TrayState,
-    describe_age,
     elide,
     menu_text,
     sync_menu_actions,
@@ -313,34 +312,6 @@ def test_long_titles_are_elided_with_the_full_title_in_the_tooltip(tray: TrayCon
     document.setHtml(row.toolTip())
     assert document.toPlainText() == title.strip()
     assert tray.menu.toolTipsVisible()
-
-
-@pytest.mark.parametrize(
-    ("created", "words"),
-    [
-        (NOW + timedelta(minutes=2), "now"),
-        (NOW - timedelta(seconds=30), "now"),
-        (NOW - timedelta(minutes=5), "5 min"),
-        (NOW - timedelta(minutes=59), "59 min"),
-        (NOW - timedelta(hours=2), "2 h"),
-        (NOW - timedelta(hours=15), "15 h"),
-        (NOW - timedelta(hours=16), "yesterday"),
-        (NOW - timedelta(days=3), "3 days"),
-        (NOW - timedelta(days=10), "4 Mar"),
-        (datetime(2024, 12, 30, tzinfo=UTC), "30 Dec 2024"),
-    ],
-)
-def test_describe_age(created: datetime, words: str) -> None:
-    assert describe_age(created, NOW) == words
-
-
-def test_describe_age_judges_yesterday_in_the_local_zone() -> None:
-    tokyo = timezone(timedelta(hours=9))
-    now = datetime(2025, 3, 15, 1, 30, tzinfo=tokyo)  # 16:30 UTC on the 14th
-    created = datetime(2025, 3, 14, 14, 0, tzinfo=UTC)  # 23:00 in Tokyo, the 14th
-    assert describe_age(created, now) == "yesterday"
-    naive_utc = datetime(2025, 3, 14, 16, 0)  # naive is read as UTC, like the store writes
-    assert describe_age(naive_utc, now) == "30 min"
 
 
 @pytest.mark.parametrize(
