@@ -433,15 +433,24 @@ def run_setting(
 # --- the rule ---------------------------------------------------------------------------
 
 
-def choose(samples: dict[str, Sample]) -> tuple[str, dict[str, dict[str, float]]]:
+def _extra(cpu: float, off_cpu: float) -> float | None:
+    """``cpu`` over ``off_cpu``, less one; None when ``off_cpu`` is under what the CPU
+    clock resolves (a smoke run's few deliveries: 0 ticks) and ``cpu`` is not."""
+    if off_cpu > 0:
+        return cpu / off_cpu - 1
+    return 0.0 if cpu <= off_cpu else None
+
+
+def choose(samples: dict[str, Sample]) -> tuple[str, dict[str, dict[str, float | None]]]:
     """The setting ``RULE`` picks from one connection count's samples, and why.
 
     Returns:
         The chosen setting and, per compressed setting, its byte saving and its
-        extra memory and CPU relative to ``off`` (fractions).
+        extra memory and CPU relative to ``off`` (fractions; the CPU None when off's was
+        too small to measure and the setting's was not: never chosen then).
     """
     off = samples["off"]
-    reasons: dict[str, dict[str, float]] = {}
+    reasons: dict[str, dict[str, float | None]] = {}
     eligible: list[tuple[float, str]] = []
     for setting in COMPRESSION_CHOICES:
         if setting == "off":
@@ -452,15 +461,16 @@ def choose(samples: dict[str, Sample]) -> tuple[str, dict[str, dict[str, float]]
         extra_memory = (sample.memory_per_connection_kib - off.memory_per_connection_kib) / max(
             off.memory_per_connection_kib, 1.0
         )
-        extra_cpu = sample.cpu_ms_per_1k_deliveries / off.cpu_ms_per_1k_deliveries - 1
+        extra_cpu = _extra(sample.cpu_ms_per_1k_deliveries, off.cpu_ms_per_1k_deliveries)
         reasons[setting] = {
             "bytes_saved": round(saved, 3),
             "extra_memory": round(extra_memory, 3),
-            "extra_cpu": round(extra_cpu, 3),
+            "extra_cpu": None if extra_cpu is None else round(extra_cpu, 3),
         }
         if (
             saved >= MIN_BYTES_SAVED
             and extra_memory <= MAX_EXTRA_MEMORY
+            and extra_cpu is not None
             and extra_cpu <= MAX_EXTRA_CPU
         ):
             eligible.append((saved, setting))
