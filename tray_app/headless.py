@@ -35,7 +35,7 @@ from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
 from tray_app.net.live import ConnectionState
 from tray_app.net.transport import Transport
 from tray_app.store.inbox import StoredNotification
-from tray_app.store.secrets import TokenVault
+from tray_app.store.secrets import TokenVault, open_token_vault
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,13 @@ def notification_line(notification: StoredNotification, *, live: bool) -> str:
         },
         ensure_ascii=False,
     )
+
+
+# How long the keyring may take to open before the client says it is waiting for it.
+KEYRING_NOTICE_SECONDS = 1.0
+KEYRING_WAITING = (
+    "waiting for the keyring to be unlocked (answer its prompt, or run with --session-only)"
+)
 
 
 def _say(err: TextIO, text: str) -> None:
@@ -162,8 +169,22 @@ async def run_headless(
         return EXIT_OK
 
 
+async def _open_vault(options: HeadlessOptions, err: TextIO) -> TokenVault:
+    """The keyring's vault; says so when it waits (a locked keyring's unlock prompt)."""
+    opening = asyncio.ensure_future(
+        open_token_vault(session_only=options.remember_refusal is not None)
+    )
+    done, _ = await asyncio.wait({opening}, timeout=KEYRING_NOTICE_SECONDS)
+    if not done:
+        _say(err, KEYRING_WAITING)
+    return await opening
+
+
 async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: list[Engine]) -> int:
-    vault = TokenVault(session_only=options.session_only or options.remember_refusal is not None)
+    if options.session_only:
+        vault = TokenVault.in_memory()  # --session-only never touches the keyring
+    else:
+        vault = await _open_vault(options, err)
     if options.remember_refusal is not None and not options.session_only:
         _say(err, f"{options.remember_refusal} This login lasts until the client stops.")
     elif vault.session_only and not options.session_only:

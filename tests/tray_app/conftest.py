@@ -5,11 +5,13 @@ isolated client environment, and a private keyring."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -306,6 +308,106 @@ def keyring_desktop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             gc.collect()
     assert len(pids) == 2
     assert all(process_gone(pid) for pid in pids), "a daemon of the test session survived close()"
+
+
+@dataclass
+class WaitingKeyring:
+    """A locked login keyring whose unlock prompt is up and nobody answers it.
+
+    gnome-keyring-daemon and gcr's real prompter on a private bus (this process's
+    session bus for the test); the prompter draws "Unlock Login Keyring" on a virtual
+    display of its own. A read of the collection (the vault's own probe) brought the
+    prompt up and waits for it for good, as an app start did before the keyring was
+    opened off the GUI thread (75 s without a tray icon); further calls that need the
+    collection wait behind it.
+
+    Attributes:
+        session: the private desktop session.
+        display: the prompter's display, for ``xdotool``.
+    """
+
+    session: DesktopSession
+    display: str
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    def prompt_is_up(self, *, wait: float = 0) -> bool:
+        """Whether the unlock prompt's window is on the display; with ``wait``, waits up
+        to that many seconds for it to appear."""
+        command = ["xdotool", "search", "--onlyvisible", "--name", "Unlock Login Keyring"]
+        if wait:
+            command.insert(2, "--sync")
+        try:
+            found = subprocess.run(
+                command,
+                env={**os.environ, "DISPLAY": self.display},
+                capture_output=True,
+                text=True,
+                timeout=wait or 10,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return found.returncode == 0 and bool(found.stdout.split())
+
+    def start_waiting_read(self) -> threading.Thread:
+        """The vault's own probe (a read of the collection) on a thread: with no prompt
+        up, it brings one up and waits for it."""
+        from tray_app.store.secrets import keyring_status
+
+        reader = threading.Thread(target=lambda: _quietly(keyring_status), daemon=True)
+        reader.start()
+        self.readers.append(reader)
+        return reader
+
+
+@pytest.fixture
+def waiting_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WaitingKeyring]:
+    """A keyring that is locked and would wait for a person (see ``WaitingKeyring``)."""
+    # gcr-prompter comes with gnome-keyring (Debian's gcr package, a dependency).
+    prompter = "/usr/libexec/gcr-prompter"
+    require_programs(
+        "dbus-daemon", "dbus-send", "gnome-keyring-daemon", "Xvfb", "xdotool", prompter
+    )
+    from tests.tray_app.desktop_session import LOGIN_COLLECTION, SECRETS_NAME
+
+    session = DesktopSession(tmp_path / "desktop")
+    keyring: WaitingKeyring | None = None
+    try:
+        session.start_keyring()
+        display, _ = session.start_display()
+        session.start_daemon(
+            [prompter], name="org.gnome.keyring.SystemPrompter", extra_env={"DISPLAY": display}
+        )
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+        session.dbus_send(
+            SECRETS_NAME,
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            f"array:objpath:{LOGIN_COLLECTION}",
+        )
+        keyring = WaitingKeyring(session, display)
+        # The prompter may refuse a prompt asked for as it starts (the read then ends at
+        # once, refused): ask again until one is up and waiting.
+        for _attempt in range(5):
+            reader = keyring.start_waiting_read()
+            if keyring.prompt_is_up(wait=10):
+                break
+        assert reader.is_alive(), "no unlock prompt came up and waited"
+        yield keyring
+        assert reader.is_alive(), "the unlock prompt was answered"
+    finally:
+        session.close()  # the daemons go: a waiting read fails and its thread ends
+        for reader in keyring.readers if keyring else []:
+            reader.join(10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    """Run ``call`` on a thread whose failure (the session closed under it) is expected."""
+    with contextlib.suppress(Exception):
+        call()
 
 
 def toast_request(notification_id: int = 1, **fields: Any) -> ToastRequest:

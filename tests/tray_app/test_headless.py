@@ -34,10 +34,12 @@ from tests.tray_app.conftest import (
     KeyringDesktop,
     Publisher,
     RestartableServer,
+    WaitingKeyring,
     client_command,
     client_env,
     scaled,
 )
+from tray_app.headless import KEYRING_WAITING
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
@@ -491,6 +493,26 @@ def assert_plain_settings(env: Mapping[str, str], server_url: str) -> None:
     assert set(settings) == SETTINGS_FIELDS
     assert settings["server_url"] == server_url
     assert settings["username"] == "alice"
+
+
+def test_a_keyring_waiting_for_a_person_holds_up_neither_session_only_nor_a_stop(
+    waiting_keyring: WaitingKeyring, demo_server: RunningServer, launch: Launcher, tmp_path: Path
+) -> None:
+    """The login keyring is locked and its unlock prompt is up with nobody to answer it.
+    ``--session-only`` never asks the keyring and connects as usual; without it the
+    client waits for the keyring to log in, and SIGTERM still ends it at once."""
+    env = {**client_env(tmp_path / "app"), **waiting_keyring.session.env}
+
+    session_only = launch(env, "--server", demo_server.url, "--username", "alice", "--session-only")
+    session_only.wait_for_state("connected")
+    assert session_only.terminate() == 0
+    assert "keyring" not in session_only.err.text().lower()
+
+    remembering = launch(env, "--server", demo_server.url, "--username", "alice")
+    remembering.wait_for_stderr(KEYRING_WAITING)
+    assert waiting_keyring.prompt_is_up()
+    assert remembering.terminate() == 0  # at once: the keyring's wait holds nothing
+    assert remembering.state_count("connected") == 0
 
 
 @pytest.mark.slow

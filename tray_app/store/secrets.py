@@ -17,8 +17,12 @@ thread (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -83,6 +87,9 @@ _REASON_LOCKED = (
     "Your keyring is locked and was not unlocked, so the app cannot remember your login. "
     f"Unlock the keyring (for example by logging in to your desktop again) and restart the app. "
     f"{_STILL_LOG_IN}"
+)
+_REASON_NOT_OPENED = (
+    "The keyring is not used: this login lasts until the app stops (--session-only)."
 )
 _REASON_BROKEN = (
     "The keyring service ({backend}) did not answer ({error}), so the app cannot remember "
@@ -199,6 +206,36 @@ def _assess(
     return KeyringStatus(True, name, ""), chosen
 
 
+async def open_token_vault(*, session_only: bool = False) -> TokenVault:
+    """``TokenVault(session_only=...)``, built on a daemon thread of its own.
+
+    Its probe may wait for a person (a locked keyring's unlock prompt): the event loop
+    goes on meanwhile, and a process that quits while it waits is not held up by it,
+    as it would be by asyncio's executor, whose threads are joined at exit. Cancelling
+    the await leaves the thread to finish (or be ended with the process) unheard.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[TokenVault] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # a cancelled await no longer wants it
+            outcome()
+
+    def run() -> None:
+        try:
+            vault = TokenVault(session_only=session_only)
+        except BaseException as error:  # handed to the awaiting side as is
+            outcome: Callable[[], None] = functools.partial(future.set_exception, error)
+        else:
+            outcome = functools.partial(future.set_result, vault)
+        # RuntimeError: the loop closed meanwhile, and nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="keyring-open", daemon=True).start()
+    return await future
+
+
 def keyring_status(backend: keyring.backend.KeyringBackend | None = None) -> KeyringStatus:
     """Whether ``backend`` (default: keyring's own choice) can hold the refresh token.
 
@@ -265,18 +302,34 @@ class TokenVault:
         *,
         backend: keyring.backend.KeyringBackend | None = None,
         session_only: bool = False,
+        use_keyring: bool = True,
     ) -> None:
         """Judge the keyring once (a probe read) and pick where tokens go.
+
+        The probe may wait for a person: a locked keyring puts up its unlock prompt and
+        answers when it is dismissed. Build it off a GUI thread; where the keyring must
+        not be touched at all, use :meth:`in_memory`.
 
         Args:
             backend: The keyring backend; None for keyring's own choice.
             session_only: Keep new tokens in memory only (the user chose not to be
                 remembered). Deleting still removes an entry an earlier session stored.
+            use_keyring: False: never touch the keyring, not even to look at it.
         """
         self._lock = threading.Lock()
         self._memory: dict[str, str] = {}
-        self._forced_session_only = session_only
-        self._status, self._backend = _assess(backend)
+        self._forced_session_only = session_only or not use_keyring
+        if use_keyring:
+            self._status, self._backend = _assess(backend)
+        else:
+            self._status, self._backend = KeyringStatus(False, "none", _REASON_NOT_OPENED), None
+
+    @classmethod
+    def in_memory(cls) -> TokenVault:
+        """A vault that keeps tokens in this process's memory and never touches the
+        keyring (``--session-only``, and the tray app until its keyring is opened off the
+        GUI thread)."""
+        return cls(use_keyring=False)
 
     @property
     def status(self) -> KeyringStatus:

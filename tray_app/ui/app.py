@@ -34,7 +34,7 @@ from tray_app.net.transport import Transport
 from tray_app.preferences import Preferences, SavedPreferences
 from tray_app.store.db import OpenedDatabase
 from tray_app.store.inbox import StoredNotification
-from tray_app.store.secrets import TokenVault
+from tray_app.store.secrets import TokenVault, open_token_vault
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.bridge import EngineBridge
@@ -114,7 +114,8 @@ class TrayApp(QObject):
         self.managed_notice: QMessageBox | None = None
         # Opened in run(), off the GUI thread: a locked keyring may put up an unlock
         # prompt and wait for the user, and the tray must stay responsive meanwhile.
-        self.vault = TokenVault(session_only=True)
+        # Until then (and for good with --session-only) nothing touches the keyring.
+        self.vault = TokenVault.in_memory()
         self.account: Account | None = None
         self.state = StateChange(ConnectionState.STOPPED)
         self.tray = TrayController(self)
@@ -145,18 +146,38 @@ class TrayApp(QObject):
         self._refresh_tray()
         self._announce_managed_problems()
         self._apply_managed_start_at_login()
-        if not self.options.session_only:
-            self.vault = await asyncio.to_thread(TokenVault)
-            if not self.vault.status.usable:
-                logger.warning("keyring unusable: %s", self.vault.status.reason)
-        self.wakeups.watch_network()
-        self._spawn(self.wakeups.watch_sleep())
-        await self._start()
-        await self._quit.wait()
+        # Quit may come while the keyring waits for its unlock prompt: then no login.
+        if self.options.session_only or await self._open_keyring():
+            self.wakeups.watch_network()
+            self._spawn(self.wakeups.watch_sleep())
+            await self._start()
+            await self._quit.wait()
         await self._end_account(logout=False)
         self.wakeups.stop()
         await self._cancel_tasks()
         await self.toaster.aclose()
+
+    async def _open_keyring(self) -> bool:
+        """Open the keyring off the GUI thread; False if the user quit first.
+
+        A locked keyring puts up its unlock prompt and answers only when someone does:
+        the tray stays up and Quit works meanwhile, and quitting does not wait for the
+        prompt either (``open_token_vault``).
+        """
+        opened: asyncio.Future[TokenVault] = asyncio.ensure_future(open_token_vault())
+        quitting: asyncio.Future[Any] = asyncio.ensure_future(self._quit.wait())
+        waited: set[asyncio.Future[Any]] = {opened, quitting}
+        try:
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            quitting.cancel()
+        if not opened.done():
+            opened.cancel()  # the probe's thread keeps waiting; nothing awaits it
+            return False
+        self.vault = opened.result()
+        if not self.vault.status.usable:
+            logger.warning("keyring unusable: %s", self.vault.status.reason)
+        return True
 
     async def _cancel_tasks(self) -> None:
         """End background work (project list, toasts, status) before the loop goes."""

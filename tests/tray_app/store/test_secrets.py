@@ -28,7 +28,13 @@ from keyring.backends import SecretService
 from keyring.backends.chainer import ChainerBackend
 from keyring.compat import properties
 
-from tests.tray_app.conftest import KeyringDesktop, client_env, process_gone, require_programs
+from tests.tray_app.conftest import (
+    KeyringDesktop,
+    WaitingKeyring,
+    client_env,
+    process_gone,
+    require_programs,
+)
 from tests.tray_app.desktop_session import LOGIN_COLLECTION, SECRETS_NAME, DesktopSession
 from tray_app.store.errors import StoreError
 from tray_app.store.secrets import (
@@ -240,6 +246,23 @@ def test_a_session_only_vault_keeps_tokens_out_of_the_keyring(
     # Logging out of a session-only vault still removes what an earlier session stored.
     vault.delete_refresh_token(SERVER, "alice")
     assert remembered.load_refresh_token(SERVER, "alice") is None
+
+
+def test_an_in_memory_vault_never_touches_a_keyring_that_waits_for_a_person(
+    waiting_keyring: WaitingKeyring,
+) -> None:
+    """``--session-only`` and the tray app's start: no keyring call at all, so a locked
+    keyring whose unlock prompt nobody answers holds nothing up and reports nothing."""
+    vault = TokenVault.in_memory()
+    assert vault.session_only is True
+    assert vault.save_refresh_token(SERVER, "alice", TOKEN) is False
+    assert vault.load_refresh_token(SERVER, "alice") == TOKEN
+    vault.delete_refresh_token(SERVER, "alice")  # a keyring call would raise: locked
+    assert vault.load_refresh_token(SERVER, "alice") is None
+    # Not the keyring's verdict (locked): the vault never asked it.
+    assert vault.status == KeyringStatus(False, "none", vault.status.reason)
+    assert "session-only" in vault.status.reason
+    assert waiting_keyring.prompt_is_up()
 
 
 def test_a_locked_keyring_is_unusable_and_the_token_stays_in_memory(

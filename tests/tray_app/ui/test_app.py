@@ -21,6 +21,7 @@ import qasync
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from tests.fixtures.services import RunningServer, free_port
+from tests.tray_app.conftest import WaitingKeyring
 from tray_app import autostart
 from tray_app.net.live import ConnectionState
 from tray_app.preferences import PREFERENCES_FILE
@@ -124,6 +125,56 @@ def test_logs_in_shows_the_count_and_marks_read_through_the_server(
 
         # Quit from the menu ends run() and closes everything.
         tray.quit_requested.emit()
+        async with asyncio.timeout(WAIT):
+            await running
+        assert app.account is None
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+def test_session_only_never_asks_a_keyring_that_waits_for_a_person(
+    qtbot, demo_server: RunningServer, isolated: Path, waiting_keyring: WaitingKeyring
+):
+    """The login keyring is locked and its unlock prompt is up with nobody to answer it:
+    with ``--session-only`` the app never asks the keyring anything, so its tray icon
+    shows and it logs in and connects as usual."""
+    options = options_for(demo_server, isolated, password="demo")
+    assert options.session_only
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.tray.tray_icon.isVisible())
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        assert "session-only" in app.vault.status.reason  # not the keyring's "locked"
+        assert waiting_keyring.prompt_is_up()
+        app.tray.quit_requested.emit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+def test_a_keyring_waiting_for_a_person_leaves_the_tray_up_and_quit_working(
+    qtbot, demo_server: RunningServer, isolated: Path, waiting_keyring: WaitingKeyring
+):
+    """Remembering logins, the app opens the keyring off the GUI thread: while the
+    locked keyring's unlock prompt waits, the tray icon is up, the app waits to log in,
+    and Quit ends it at once."""
+    options = dataclasses.replace(
+        options_for(demo_server, isolated, password="demo"), session_only=False
+    )
+
+    async def scenario() -> None:
+        app = TrayApp(options)  # on the GUI thread: nothing here may wait for the keyring
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.tray.tray_icon.isVisible())
+        assert "session-only" in app.vault.status.reason  # the keyring not opened yet
+        assert app.state.state is ConnectionState.STOPPED  # no login without it
+        assert waiting_keyring.prompt_is_up()
+        app.tray.quit_requested.emit()
         async with asyncio.timeout(WAIT):
             await running
         assert app.account is None
