@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httptools
 import httpx
@@ -548,6 +549,12 @@ class HttpConnection:
 
     # uvicorn closes idle keep-alive connections after 5 s; reconnect well before.
     IDLE_LIMIT = 2.0
+
+    @classmethod
+    def to(cls, base_url: str) -> HttpConnection:
+        """A connection to the server at ``base_url`` (``http://host:port``)."""
+        url = urlsplit(base_url)
+        return cls(url.hostname or "127.0.0.1", url.port or 80)
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host

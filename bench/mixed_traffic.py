@@ -939,11 +939,7 @@ def slow_set(layout: Layout) -> set[int]:
 
 
 def _connections(target: Target, profile: Profile) -> list[HttpConnection]:
-    url = urlsplit(target.server.base_url)
-    return [
-        HttpConnection(url.hostname or "127.0.0.1", url.port or 80)
-        for _ in range(profile.publishers)
-    ]
+    return [HttpConnection.to(target.server.base_url) for _ in range(profile.publishers)]
 
 
 async def warm_up(

@@ -131,9 +131,7 @@ async def _concurrent_async(
     statuses: dict[int, int] = {}
     next_index = iter(range(count))
     url = urlsplit(base_url)
-    connections = [
-        HttpConnection(url.hostname or "127.0.0.1", url.port or 80) for _ in range(clients)
-    ]
+    connections = [HttpConnection.to(base_url) for _ in range(clients)]
     sent = {**headers, "Content-Type": "application/json"}
 
     async def worker(connection: HttpConnection) -> None:

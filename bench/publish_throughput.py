@@ -372,10 +372,7 @@ async def _publish_all(
             failures.append(f"#{index}: HTTP {status} {answer[:200]!r}")
         return took * 1000
 
-    connections = [
-        HttpConnection(url.hostname or "127.0.0.1", url.port or 80)
-        for _ in range(settings.concurrency)
-    ]
+    connections = [HttpConnection.to(base_url) for _ in range(settings.concurrency)]
 
     async def batch(first: int, total: int) -> list[float]:
         indexes = iter(range(first, first + total))

@@ -107,6 +107,11 @@ def plain_tooltip(*paragraphs: str) -> str:
     return f"<p style='white-space:pre-wrap'>{body}</p>"
 
 
+def _age(item: StoredNotification, now: datetime) -> str:
+    """How long ago ``item`` arrived, as a row says it ("5 min ago"), in local time."""
+    return describe_age(item.created_at, now.astimezone(), ago=True)
+
+
 class HistorySource(Protocol):
     """What the history reads from: the engine (:class:`tray_app.engine.Engine`), or
     the store itself (:class:`tray_app.store.inbox.Inbox`) in tests."""
@@ -274,7 +279,7 @@ class HistoryModel(QAbstractListModel):
             case HistoryRole.PROJECT:
                 return item.project_title or ""
             case HistoryRole.AGE:
-                return describe_age(item.created_at, self._clock().astimezone(), ago=True)
+                return _age(item, self._clock())
             case HistoryRole.PRIORITY:
                 return item.priority
             case HistoryRole.IS_READ:
@@ -304,7 +309,7 @@ class HistoryModel(QAbstractListModel):
             PRIORITY_LABELS.get(item.priority, "") if item.priority in ("high", "urgent") else "",
             single_line(item.title),
             item.project_title or "",
-            describe_age(item.created_at, self._clock().astimezone(), ago=True),
+            _age(item, self._clock()),
         ]
         return ". ".join(part for part in parts if part)
 
@@ -596,7 +601,7 @@ class HistoryDelegate(QStyledItemDelegate):
 
         painter.setFont(small_font)
         line_two = top + title_metrics.height() + self.LINE_GAP
-        age = describe_age(item.created_at, model.now().astimezone(), ago=True)
+        age = _age(item, model.now())
         meta = " · ".join(part for part in (single_line(item.project_title or ""), age) if part)
         meta_rect = QRect(left, line_two, max(0, right - left), small_metrics.height())
         painter.setPen(secondary)
