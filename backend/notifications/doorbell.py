@@ -68,6 +68,11 @@ class Listener(Protocol):
         """Hand an event to the local sockets it concerns. Never raises."""
         ...
 
+    def rung(self, event: Event) -> None:
+        """In the thread that rings, before ``dispatch`` is scheduled: this process's
+        own event is on its way (the database watch must not look it up). Never raises."""
+        ...
+
     def look(self) -> None:
         """Another process committed something: look in the database now."""
         ...
@@ -157,6 +162,7 @@ class LocalDoorbell:
         if listener is not None:
             loop = listener.loop
             if loop is not None and not loop.is_closed():
+                listener.rung(event)
                 # A fresh context: the caller's carries asgiref's "inside sync_to_async"
                 # marker, which would make catch-up tasks started by this dispatch
                 # refuse database calls.

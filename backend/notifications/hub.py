@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Container
@@ -112,6 +113,24 @@ def _look(
     return after_id, notifications, sessions_since, ended
 
 
+class RecentIds:
+    """The last ``limit`` ids added, from any thread; membership tests need no lock."""
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        self._ids: dict[int, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, item: int) -> None:
+        with self._lock:
+            self._ids[item] = None
+            if len(self._ids) > self.limit:
+                del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+
 class Hub:
     """This process's sockets and what reaches them. Use ``Hub.current()``.
 
@@ -137,7 +156,10 @@ class Hub:
         # Presence lives in Redis (several processes), not in this process's memory.
         self._shared_presence = False
         self._started = False
-        self._recently_rung: dict[int, None] = {}
+        # This process's notifications rung lately, noted by the thread that rang
+        # (``rung``): the database watch, on the database thread, may run before the
+        # loop dispatches them.
+        self._recently_rung = RecentIds(limit=10_000)
         # Set by look() (another process's doorbell): the database watch looks at once.
         self._look_now = asyncio.Event()
 
@@ -283,6 +305,11 @@ class Hub:
         """Another process committed something: the database watch looks now."""
         self._look_now.set()
 
+    def rung(self, event: Event) -> None:
+        """This process rang ``event`` (any thread): a notification's look is skipped."""
+        if event["kind"] == "notification":
+            self._recently_rung.add(int(event["message_id"]))
+
     def catch_up_all(self) -> None:
         """Doorbells may have been missed: every socket catches up from the database."""
         for consumer in [c for group in self.sockets_by_user.values() for c in group]:
@@ -324,10 +351,7 @@ class Hub:
             logger.exception("doorbell event could not be dispatched")
 
     def _dispatch_notification(self, event: NotificationEvent) -> None:
-        message_id = int(event["message_id"])
-        self._recently_rung[message_id] = None
-        if len(self._recently_rung) > 10_000:
-            del self._recently_rung[next(iter(self._recently_rung))]
+        self._recently_rung.add(int(event["message_id"]))
         if not self.sockets_by_user:
             return
         prefix = protocol.notification_frame_prefix(event["shared"])
@@ -402,9 +426,8 @@ class Hub:
             # Cleared before the look: a ring during it calls for another look after.
             self._look_now.clear()
             try:
-                # The thread only tests membership, which is safe while the loop adds keys.
                 after_id, events, sessions_since, ended = await look(
-                    after_id, list(self.sockets_by_user), self._recently_rung.keys(), sessions_since
+                    after_id, list(self.sockets_by_user), self._recently_rung, sessions_since
                 )
             except Exception:
                 logger.exception("database watch failed; retrying")

@@ -38,11 +38,15 @@ class Recorder:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         self.events: list[Event] = []
+        self.rung_events: list[Event] = []
         self.looked = asyncio.Event()
         self.looks = 0
 
     def dispatch(self, event: Event) -> None:
         self.events.append(event)
+
+    def rung(self, event: Event) -> None:
+        self.rung_events.append(event)
 
     def look(self) -> None:
         self.looks += 1
@@ -122,6 +126,7 @@ async def test_a_ring_in_the_server_process_goes_to_its_hub_not_to_its_socket(
     await bell.open(heard)
     try:
         bell.ring(NOTIFICATION)
+        assert heard.rung_events == [NOTIFICATION]  # noted by the ringing thread, at once
         assert bell.ring_others() == 0  # its own socket is skipped
         for _ in range(100):
             if heard.events:

@@ -253,3 +253,39 @@ def test_a_look_delivers_what_another_process_wrote(make_user: Any) -> None:
     assert [row[0] for row in events[0]["recipients"]] == [alice.pk]
     # Nobody connected here: nothing to deliver, and the watch still moves on.
     assert _watch_new_messages(0, [], set()) == (theirs.pk, [])
+
+
+@pytest.mark.django_db
+def test_a_notification_counts_as_rung_before_the_loop_dispatches_it(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Under load the event loop dispatches a ring tens of ms after its commit, and
+    the watch's look may run on the database thread in between. The ringing thread
+    notes it, so that look reads no row of it (it read a broadcast's rows, and
+    settled every pending row first: 100-220 ms of the writer, docs/performance.md)."""
+    import asyncio
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from backend.notifications import doorbell
+    from backend.notifications.hub import Hub, _watch_new_messages
+    from backend.notifications.selectors import Audience
+    from backend.notifications.services import notification_create
+
+    alice = make_user("alice")
+    loop = asyncio.new_event_loop()  # never run: the ring's dispatch waits in it
+    try:
+        hub = Hub()
+        hub.loop = loop
+        bell = doorbell.LocalDoorbell(None)
+        bell._listener = hub  # what open() sets, without a running loop
+        monkeypatch.setattr(doorbell, "_current", bell)
+        with django_capture_on_commit_callbacks(execute=True):
+            sent = notification_create(audience=Audience(users=(alice.pk,)), title="t").message
+        with CaptureQueriesContext(connection) as queries:
+            after_id, events = _watch_new_messages(0, [alice.pk], hub._recently_rung)
+    finally:
+        loop.close()
+    assert (after_id, events) == (sent.pk, [])
+    assert len(queries) == 1  # its id only
