@@ -72,27 +72,28 @@ def seed_demo() -> DemoSummary:
 
 
 def _create_users() -> dict[str, User]:
-    roles = {
-        name: Role.objects.get_or_create(name=name, defaults={"description": description})[0]
-        for name, description in _ROLES.items()
-    }
-    # One hash for all four: the password hasher is deliberately slow, and the
-    # demo accounts share their password anyway.
+    # Imported here, as the project services below are.
+    from backend.users import services as users_services
+
+    for name, description in _ROLES.items():
+        if not Role.objects.filter(name=name).exists():  # an administrator may have made it
+            users_services.role_create(name=name, description=description)
+    # One hash for all four: the password hasher is deliberately slow, and the demo
+    # accounts share their password, which the password validators would refuse.
     password_hash = make_password(DEMO_PASSWORD)
     managers = _project_managers_group()
     users: dict[str, User] = {}
     for spec in _USERS:
-        user = User(
+        user = users_services.user_create(
             username=spec.username,
+            password_hash=password_hash,
             first_name=spec.first_name,
             last_name=spec.last_name,
             email=f"{spec.username}@example.com",
-            role=roles[spec.role] if spec.role else None,
+            role=spec.role,
             is_staff=spec.staff,
             is_superuser=spec.staff,
-            password=password_hash,
         )
-        user.save()
         if spec.project_manager:
             user.groups.add(managers)
         users[spec.username] = user

@@ -76,20 +76,28 @@ def _role_of(role: Role | str | None) -> Role | None:
 def user_create(
     *,
     username: str,
-    password: str,
+    password: str | None = None,
+    password_hash: str | None = None,
     email: str = "",
     first_name: str = "",
     last_name: str = "",
     role: Role | str | None = None,
     is_staff: bool = False,
+    is_superuser: bool = False,
 ) -> User:
     """A new active account. ``role`` is a Role or the name of an existing one.
+
+    Give exactly one of ``password`` (checked by the configured validators, then
+    hashed) and ``password_hash`` (already hashed by Django's hashers, as an import or
+    the demo's shared password is; it cannot be checked).
 
     Raises:
         InvalidInput: a malformed username or email, a password the configured
             validators reject, or an unknown role.
         Conflict: the username is taken (compared without case, as the admin does).
     """
+    if (password is None) == (password_hash is None):
+        raise TypeError("user_create takes exactly one of password and password_hash")
     username = username.strip()
     try:
         User.username_validator(username)
@@ -111,12 +119,16 @@ def user_create(
         last_name=last_name,
         role=_role_of(role),
         is_staff=is_staff,
+        is_superuser=is_superuser,
     )
-    try:
-        validate_password(password, user=user)
-    except ValidationError as error:
-        raise InvalidInput(_messages(error), code="invalid_password") from None
-    user.set_password(password)
+    if password_hash is not None:
+        user.password = password_hash
+    elif password is not None:
+        try:
+            validate_password(password, user=user)
+        except ValidationError as error:
+            raise InvalidInput(_messages(error), code="invalid_password") from None
+        user.set_password(password)
     user.save()
     return user
 

@@ -48,6 +48,21 @@ def test_user_create_with_a_role_by_name_or_object() -> None:
     assert User.objects.get(username="bob").email == "bob@example.com"
 
 
+def test_user_create_takes_a_hashed_password_unchecked() -> None:
+    # The demo's shared password ("demo") is one the validators refuse.
+    admin = user_create(
+        username="ada", password_hash=make_password("demo"), is_staff=True, is_superuser=True
+    )
+    assert admin.check_password("demo")
+    assert admin.is_superuser
+    with pytest.raises(InvalidInput):
+        user_create(username="bob", password="demo")
+    with pytest.raises(TypeError):
+        user_create(username="carol")
+    with pytest.raises(TypeError):
+        user_create(username="carol", password=GOOD_PASSWORD, password_hash=make_password("x"))
+
+
 def test_user_create_refuses_a_taken_username_whatever_its_case() -> None:
     user_create(username="alice", password=GOOD_PASSWORD)
     with pytest.raises(Conflict):
