@@ -23,13 +23,12 @@ from typing import IO, Any
 import httpx
 
 from tests.fixtures.services import (
-    REPO_ROOT,
     OutputPump,
     RunningServer,
     ServerFactory,
     free_port,
 )
-from tests.tray_app.conftest import client_command
+from tests.tray_app.conftest import HeadlessProcess
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 
@@ -174,31 +173,25 @@ class SeqReader(OutputPump):
         super().close(timeout)
 
 
-class HeadlessClient:
+class HeadlessClient(HeadlessProcess):
     """``tray-notifier --headless --session-only`` for one user, its output read live.
 
     Standard output carries one JSON line per notification stored; standard error the
     connection's state words (one line per change).
     """
 
+    out: SeqReader
+
     def __init__(self, env: Mapping[str, str], server_url: str, username: str) -> None:
         self.username = username
         self.server_url = server_url
         self.data_dir = Path(env["TRAY_NOTIFIER_DATA_DIR"])
-        self.process = subprocess.Popen(
-            [
-                *client_command(),
-                *("--headless", "--session-only"),
-                *("--server", server_url, "--username", username),
-            ],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        super().__init__(
+            env,
+            ["--session-only", "--server", server_url, "--username", username],
+            out_reader=SeqReader,
+            err_reader=OutputPump,
         )
-        self.out = SeqReader(self.process.stdout)  # type: ignore[arg-type]
-        self.err = OutputPump(self.process.stderr)  # type: ignore[arg-type]
 
     @property
     def database_path(self) -> Path:
@@ -231,13 +224,6 @@ class HeadlessClient:
             self.out.close()
             self.err.close()
         return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self.out.close()
-        self.err.close()
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,22 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
-from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.fixtures.services import (
+    REPO_ROOT,
+    OutputPump,
+    RunningServer,
+    ServerFactory,
+    free_port,
+)
 from tests.tray_app.desktop_session import DesktopSession
 from tray_app.engine import (
     CatchUpFinished,
@@ -247,6 +253,40 @@ def client_command() -> list[str]:
     """The console script ``pip install`` put next to this interpreter, as users run it."""
     script = Path(sys.executable).with_name("tray-notifier")
     return [str(script)] if script.exists() else [sys.executable, "-m", "tray_app"]
+
+
+class HeadlessProcess:
+    """``tray-notifier --headless ARGS`` in a subprocess, its stdout and stderr each read
+    live by a pipe reader of the caller's kind (``out_reader``, ``err_reader``)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        args: Sequence[str],
+        *,
+        out_reader: Callable[[IO[bytes]], OutputPump],
+        err_reader: Callable[[IO[bytes]], OutputPump],
+    ) -> None:
+        self.process = subprocess.Popen(
+            [*client_command(), "--headless", *args],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.out = out_reader(self.process.stdout)
+        self.err = err_reader(self.process.stderr)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, the client gets no chance to clean up."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self.out.close()
+        self.err.close()
 
 
 def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:

@@ -31,11 +31,11 @@ from keyring.backends import SecretService
 
 from tests.fixtures.services import OutputPump, RunningServer, ServerFactory, free_port
 from tests.tray_app.conftest import (
+    HeadlessProcess,
     KeyringDesktop,
     Publisher,
     RestartableServer,
     WaitingKeyring,
-    client_command,
     client_env,
     scaled,
 )
@@ -44,7 +44,6 @@ from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0
 LINE_FIELDS = {
     "seq",
@@ -114,23 +113,15 @@ class LineReader(OutputPump):
         super().close(timeout)
 
 
-class HeadlessClient:
+class HeadlessClient(HeadlessProcess):
     """``tray-notifier --headless ARGS`` in a subprocess, its stdout and stderr read live."""
+
+    out: LineReader
+    err: LineReader
 
     def __init__(self, env: Mapping[str, str], *args: str) -> None:
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(
-            [*client_command(), "--headless", *args],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self.out = LineReader(self.process.stdout)
-        self.err = LineReader(self.process.stderr)
+        super().__init__(env, args, out_reader=LineReader, err_reader=LineReader)
 
     def notifications(self) -> list[dict[str, Any]]:
         """The JSON lines printed so far (every stdout line must be one)."""
@@ -188,14 +179,6 @@ class HeadlessClient:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, the client gets no chance to clean up."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self.out.close()
-        self.err.close()
 
 
 Launcher = Callable[..., HeadlessClient]
