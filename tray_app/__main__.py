@@ -63,15 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
 
+    from tray_app.account import server_address
     from tray_app.headless import EXIT_USAGE, HeadlessOptions, run_headless
     from tray_app.managed import load_managed_config
 
     settings = config.Settings.load()
     managed = load_managed_config()
     chosen = args.server or os.environ.get("TRAY_NOTIFIER_SERVER") or settings.server_url
-    # As in the tray app: IT's locked address wins; its unlocked one beats only the built-in.
-    user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
-    server_url = (managed.effective_server_url(user_choice) or chosen).rstrip("/")
+    server_url = server_address(chosen, managed)
     username = args.username or (settings.username if server_url == settings.server_url else "")
     if not username:
         print("tray-notifier: which account? pass --username NAME", file=sys.stderr)

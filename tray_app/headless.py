@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import getpass
 import json
 import logging
@@ -21,15 +20,14 @@ from pathlib import Path
 from typing import TextIO
 
 from tray_app import config
+from tray_app.account import AccountSession
 from tray_app.engine import (
     ConnectionStateChanged,
     Engine,
     EngineEvent,
     HistoryReset,
     NotificationAdded,
-    open_account,
 )
-from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
 from tray_app.net.live import ConnectionState
@@ -112,16 +110,14 @@ def _read_password(username: str, server_url: str) -> str:
     )
 
 
-async def _log_in(api: ApiClient, options: HeadlessOptions, vault: TokenVault, err: TextIO) -> None:
+async def _log_in(session: AccountSession, options: HeadlessOptions, err: TextIO) -> None:
     """A working session: the saved refresh token if it is still good, else the password.
 
     A server that cannot be reached is waited for (with backoff) rather than an exit:
     a headless notifier started before its server should simply catch up later."""
-    saved = vault.load_refresh_token(options.server_url, options.username)
-    if saved:
-        api.restore(saved)
+    if session.restore():
         try:
-            await api.access_token()
+            await session.api.access_token()
             return
         except LoginRequired:
             _say(err, "the saved login has expired; logging in again")
@@ -133,7 +129,7 @@ async def _log_in(api: ApiClient, options: HeadlessOptions, vault: TokenVault, e
     backoff = Backoff()
     while True:
         try:
-            await api.login(options.username, password)
+            await session.log_in(password)
             return
         except InvalidCredentials:
             raise
@@ -190,39 +186,33 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
     elif vault.session_only and not options.session_only:
         _say(err, vault.status.reason)
 
-    def remember(tokens: Tokens | None) -> None:
-        if tokens is None:
-            vault.delete_refresh_token(options.server_url, options.username)
-        else:
-            vault.save_refresh_token(options.server_url, options.username, tokens.refresh)
-
-    async with ApiClient(
-        options.server_url, transport=options.transport, on_tokens_changed=remember
-    ) as api:
+    # The vault is in memory when the login must not be kept (--session-only, or the
+    # remember-me rule said so above): whatever it keeps ends with this process.
+    session = AccountSession(
+        server_url=options.server_url,
+        username=options.username,
+        vault=vault,
+        transport=options.transport,
+    )
+    try:
         try:
-            await _log_in(api, options, vault, err)
+            await _log_in(session, options, err)
         except InvalidCredentials as error:
             _say(err, error.user_message)
             return EXIT_LOGIN
         except UsageError as error:
             _say(err, str(error))
             return EXIT_USAGE
-        settings = config.Settings.load(options.config_dir)
-        settings.server_url, settings.username = options.server_url, options.username
-        settings.save(options.config_dir)
-
-        account = open_account(
-            api=api,
+        opened = session.open(
             data_dir=options.data_dir,
-            server_url=options.server_url,
-            username=options.username,
-            retention=dt.timedelta(days=settings.retention_days),
-            retention_rows=settings.retention_rows,
-            transport=options.transport,
+            config_dir=options.config_dir,
+            settings=config.Settings.load(options.config_dir),
         )
-        opened, engine = account.database, account.engine
-        if opened.rebuilt:
-            _say(err, f"the local history was damaged; moved it to {opened.moved_aside_to}")
+        if opened.database.rebuilt:
+            _say(
+                err, f"the local history was damaged; moved it to {opened.database.moved_aside_to}"
+            )
+        engine = opened.engine
         login_error: list[NetError] = []
         last_said: list[str] = [""]
 
@@ -244,14 +234,13 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
 
         engine.subscribe(show)
         running.append(engine)
-        try:
-            await engine.run()
-        finally:
-            opened.connection.close()
+        await session.run()
         if login_error:
             _say(err, login_error[0].user_message)
             return EXIT_LOGIN
         return EXIT_OK
+    finally:
+        await session.close()
 
 
 def _describe(state: ConnectionState, error: NetError | None) -> str:

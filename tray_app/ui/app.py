@@ -8,7 +8,6 @@ opens a window only when it must (the login, when no saved login works).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -24,15 +23,14 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from tray_app import autostart, config
-from tray_app.engine import Engine, open_account
+from tray_app.account import AccountSession, server_address
+from tray_app.engine import Engine
 from tray_app.managed import REMEMBER_ME_TURNED_OFF, load_managed_config
-from tray_app.net.api import ApiClient, Tokens
 from tray_app.net.errors import NetError
 from tray_app.net.live import ConnectionState, StateChange
 from tray_app.net.protocol import PresenceChanged, PresenceSnapshot, PresenceUnsubscribed
 from tray_app.net.transport import Transport
 from tray_app.preferences import Preferences, SavedPreferences
-from tray_app.store.db import OpenedDatabase
 from tray_app.store.inbox import StoredNotification
 from tray_app.store.secrets import TokenVault, open_token_vault
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
@@ -82,16 +80,23 @@ class AppOptions:
 
 @dataclass
 class Account:
-    """One logged-in account: its REST client, store, engine and bridge."""
+    """The logged-in account: its session (REST client, store, engine) and its bridge."""
 
-    server_url: str
-    username: str
-    api: ApiClient
-    database: OpenedDatabase
-    engine: Engine
+    session: AccountSession
     bridge: EngineBridge
-    task: asyncio.Task[None] | None = None
     projects: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def engine(self) -> Engine:
+        return self.session.engine
+
+    @property
+    def server_url(self) -> str:
+        return self.session.server_url
+
+    @property
+    def username(self) -> str:
+        return self.session.username
 
 
 class TrayApp(QObject):
@@ -198,57 +203,50 @@ class TrayApp(QObject):
             self.show_history()
 
     async def _start(self) -> None:
-        server = self._server_url()
         username = self.options.username
-        saved = self.vault.load_refresh_token(server, username) if username else None
-        if saved:
-            api = self._new_api(server, username)
-            api.restore(saved)
-            self._open_account(server, username, api)
+        if not username:
+            self.show_login()
             return
-        if username and self.options.password:
-            api = self._new_api(server, username)
+        session = self._new_session(self._server_url(), username)
+        if session.restore():
+            self._open_account(session)
+            return
+        if self.options.password:
             try:
-                await api.login(username, self.options.password)
+                await session.log_in(self.options.password)
             except NetError as error:
-                await api.aclose()
+                await session.close()
                 self.show_login(error.user_message)
                 return
-            self._open_account(server, username, api)
+            self._open_account(session)
             return
+        await session.close()
         self.show_login()
 
-    def _new_api(self, server: str, username: str) -> ApiClient:
-        def remember(tokens: Tokens | None) -> None:
-            if tokens is None:
-                self.vault.delete_refresh_token(server, username)
-            elif self.preferences.remember_me:
-                self.vault.save_refresh_token(server, username, tokens.refresh)
-
-        return ApiClient(server, transport=self.transport, on_tokens_changed=remember)
-
-    def _open_account(self, server: str, username: str, api: ApiClient) -> None:
-        opened = open_account(
-            api=api,
-            data_dir=self.options.data_dir,
+    def _new_session(self, server: str, username: str) -> AccountSession:
+        return AccountSession(
             server_url=server,
             username=username,
-            retention=timedelta(days=self.settings.retention_days),
-            retention_rows=self.settings.retention_rows,
+            vault=self.vault,
             transport=self.transport,
+            remember=lambda: self.preferences.remember_me,
         )
-        database, engine = opened.database, opened.engine
-        if database.rebuilt:
+
+    def _open_account(self, session: AccountSession) -> None:
+        opened = session.open(
+            data_dir=self.options.data_dir,
+            config_dir=self.options.config_dir,
+            settings=self.settings,
+        )
+        if opened.database.rebuilt:
             logger.warning("the local history was damaged and is rebuilt from the server")
-        bridge = EngineBridge(engine, self)
-        self.account = Account(server, username, api, database, engine, bridge)
-        self.settings.server_url, self.settings.username = server, username
-        self.settings.save(self.options.config_dir)
+        bridge = EngineBridge(opened.engine, self)
+        self.account = Account(session, bridge)
         self._connect_bridge(bridge)
-        self.account.task = asyncio.get_running_loop().create_task(engine.run())
+        session.start()
         self._spawn(self._load_projects())
         if self.preferences.dnd_active(datetime.now(UTC)):
-            self._spawn(engine.set_status("dnd"))
+            self._spawn(opened.engine.set_status("dnd"))
         self._refresh_tray()
         if self.history is not None:
             self.history.close()
@@ -259,14 +257,7 @@ class TrayApp(QObject):
         if account is None:
             return
         account.bridge.detach()
-        await account.engine.stop()
-        if account.task is not None:
-            with contextlib.suppress(Exception):
-                await account.task
-        if logout:
-            await account.api.logout()
-        await account.api.aclose()
-        account.database.connection.close()
+        await account.session.close(logout=logout)
         for window in (self.history, self.presence):
             if window is not None:
                 window.close()
@@ -279,7 +270,7 @@ class TrayApp(QObject):
         if account is None:
             return
         try:
-            me = await account.api.me()
+            me = await account.session.api.me()
         except NetError as error:
             logger.info("could not load the project list yet (%s)", error.code)
             return
@@ -617,10 +608,7 @@ class TrayApp(QObject):
             self._set_start_at_login(wanted)
 
     def _server_url(self) -> str:
-        # The built-in default address is no one's choice: IT's unlocked default beats it.
-        chosen = self.options.server_url
-        user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
-        return self.managed.effective_server_url(user_choice) or chosen
+        return server_address(self.options.server_url, self.managed)
 
     def _announce_managed_problems(self) -> None:
         """Tell the user, once per start, that IT's file is broken and defaults apply.
@@ -691,11 +679,11 @@ class TrayApp(QObject):
         if self.managed.is_locked("server_url"):
             server = self._server_url()  # the dialog shows it locked; nothing else is allowed
         self._update_preferences(replace(self.preferences, remember_me=remember))
-        api = self._new_api(server.rstrip("/"), username)
+        session = self._new_session(server.rstrip("/"), username)
         try:
-            await api.login(username, password)
+            await session.log_in(password)
         except NetError as error:
-            await api.aclose()
+            await session.close()
             login.set_busy(False)
             login.show_error(error.user_message)
             return
@@ -703,7 +691,7 @@ class TrayApp(QObject):
         login.accept()
         self.login = None
         await self._end_account(logout=False)
-        self._open_account(server.rstrip("/"), username, api)
+        self._open_account(session)
 
     async def _logout(self) -> None:
         await self._end_account(logout=True)
