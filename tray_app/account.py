@@ -19,10 +19,8 @@ from pathlib import Path
 from tray_app import config
 from tray_app.engine import Engine, OpenedAccount, open_account
 from tray_app.managed import ManagedConfig
-from tray_app.net.api import ApiClient, Tokens
-from tray_app.net.transport import Transport
-from tray_app.store.db import OpenedDatabase
-from tray_app.store.secrets import TokenVault
+from tray_app.net import ApiClient, Tokens, Transport
+from tray_app.store import OpenedDatabase, TokenVault
 
 logger = logging.getLogger(__name__)
 

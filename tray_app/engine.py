@@ -27,22 +27,32 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from tray_app.net import protocol
-from tray_app.net.api import ApiClient, InboxChange
-from tray_app.net.backoff import Backoff
-from tray_app.net.errors import LoginRequired, NetError, RequestRejected
-from tray_app.net.live import (
+from tray_app.net import (
+    ApiClient,
+    Backoff,
     ConnectionState,
     Connector,
+    InboxChange,
     LiveSession,
+    LoginRequired,
+    NetError,
+    RequestRejected,
     StateChange,
     TokenSource,
+    Transport,
+    protocol,
     websocket_connector,
 )
-from tray_app.net.transport import Transport
-from tray_app.store.db import OpenedDatabase, account_database_path, open_database
-from tray_app.store.inbox import Filters, Inbox, StoredNotification
-from tray_app.store.outbox import Outbox, OutboxAction
+from tray_app.store import (
+    Filters,
+    Inbox,
+    OpenedDatabase,
+    Outbox,
+    OutboxAction,
+    StoredNotification,
+    account_database_path,
+    open_database,
+)
 
 logger = logging.getLogger(__name__)
 

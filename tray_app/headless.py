@@ -28,12 +28,15 @@ from tray_app.engine import (
     HistoryReset,
     NotificationAdded,
 )
-from tray_app.net.backoff import Backoff
-from tray_app.net.errors import InvalidCredentials, LoginRequired, NetError
-from tray_app.net.live import ConnectionState
-from tray_app.net.transport import Transport
-from tray_app.store.inbox import StoredNotification
-from tray_app.store.secrets import TokenVault, open_token_vault
+from tray_app.net import (
+    Backoff,
+    ConnectionState,
+    InvalidCredentials,
+    LoginRequired,
+    NetError,
+    Transport,
+)
+from tray_app.store import StoredNotification, TokenVault, open_token_vault
 
 logger = logging.getLogger(__name__)
 

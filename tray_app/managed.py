@@ -39,7 +39,7 @@ from platformdirs.unix import Unix
 from platformdirs.windows import Windows
 
 from tray_app.config import APP_NAME
-from tray_app.net.transport import Transport
+from tray_app.net import Transport
 from tray_app.preferences import PREFERENCE_NAMES, Preferences, SavedPreferences, parse_quiet_hours
 
 logger = logging.getLogger(__name__)

@@ -12,3 +12,56 @@ import sys
 # typeshed types sys.modules without the None the import system documents.
 # The frozen bundle leaves these packages out for the same reason (build.spec).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+# The package's public face: the engine, the account session, headless mode and the
+# UI import from here; the modules stay importable on their own (tests, benchmarks).
+# After the line above, so that api.py's httpx import already skips its CLI.
+from tray_app.net import protocol  # noqa: E402
+from tray_app.net.api import ApiClient, InboxChange, Tokens  # noqa: E402
+from tray_app.net.backoff import Backoff  # noqa: E402
+from tray_app.net.errors import (  # noqa: E402
+    InvalidCredentials,
+    LoginRequired,
+    NetError,
+    RequestRejected,
+    redact,
+)
+from tray_app.net.live import (  # noqa: E402
+    ConnectionState,
+    Connector,
+    LiveSession,
+    StateChange,
+    TokenSource,
+    websocket_connector,
+)
+from tray_app.net.protocol import (  # noqa: E402
+    PresenceChanged,
+    PresenceMember,
+    PresenceSnapshot,
+    PresenceUnsubscribed,
+)
+from tray_app.net.transport import Transport  # noqa: E402
+
+__all__ = [
+    "ApiClient",
+    "Backoff",
+    "ConnectionState",
+    "Connector",
+    "InboxChange",
+    "InvalidCredentials",
+    "LiveSession",
+    "LoginRequired",
+    "NetError",
+    "PresenceChanged",
+    "PresenceMember",
+    "PresenceSnapshot",
+    "PresenceUnsubscribed",
+    "RequestRejected",
+    "StateChange",
+    "TokenSource",
+    "Tokens",
+    "Transport",
+    "protocol",
+    "redact",
+    "websocket_connector",
+]

@@ -26,13 +26,17 @@ from tray_app import autostart, config
 from tray_app.account import AccountSession, server_address
 from tray_app.engine import Engine
 from tray_app.managed import REMEMBER_ME_TURNED_OFF, load_managed_config
-from tray_app.net.errors import NetError
-from tray_app.net.live import ConnectionState, StateChange
-from tray_app.net.protocol import PresenceChanged, PresenceSnapshot, PresenceUnsubscribed
-from tray_app.net.transport import Transport
+from tray_app.net import (
+    ConnectionState,
+    NetError,
+    PresenceChanged,
+    PresenceSnapshot,
+    PresenceUnsubscribed,
+    StateChange,
+    Transport,
+)
 from tray_app.preferences import Preferences, SavedPreferences
-from tray_app.store.inbox import StoredNotification
-from tray_app.store.secrets import TokenVault, open_token_vault
+from tray_app.store import StoredNotification, TokenVault, open_token_vault
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.bridge import EngineBridge

@@ -58,8 +58,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_app.store.errors import StoreError
-from tray_app.store.inbox import NO_FILTERS, Filters, StoredNotification
+from tray_app.store import NO_FILTERS, Filters, StoredNotification, StoreError
 from tray_app.time_words import describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now

@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_app.net.protocol import PresenceMember
+from tray_app.net import PresenceMember
 from tray_app.time_words import describe_age
 from tray_app.ui.history import plain_tooltip, single_line
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
