@@ -69,36 +69,6 @@ class Preferences:
             self.dnd_until = self.dnd_until.astimezone(UTC)
         self.muted_projects = frozenset(self.muted_projects)
 
-    @classmethod
-    def load(cls, directory: Path) -> Preferences:
-        """The preferences saved in ``directory``, or the defaults.
-
-        A missing file gives the defaults silently; an unreadable or damaged one
-        gives the defaults and a warning; a field of the wrong type falls back to
-        its default (with a warning) and keeps the others.
-
-        Args:
-            directory: the config directory holding ``preferences.json``.
-
-        Returns:
-            The loaded preferences; never raises for bad content.
-        """
-        return SavedPreferences.load(directory).values
-
-    def save(self, directory: Path) -> None:
-        """Write every field to ``preferences.json`` in ``directory`` atomically.
-
-        A crash mid-write leaves either the old file or the new one, never half of
-        one.
-
-        Args:
-            directory: the config directory; created (mode 0700) if missing.
-
-        Raises:
-            OSError: the directory or file could not be written.
-        """
-        _write_atomically(directory, self.as_json())
-
     def as_json(self) -> dict[str, Any]:
         """The preferences as JSON-ready values (times as ``"HH:MM"``, instants as ISO 8601)."""
         return {
@@ -127,32 +97,6 @@ class Preferences:
         if now.utcoffset() is None:
             raise ValueError("now must be timezone-aware")
         return self.dnd_until is not None and now < self.dnd_until
-
-    def in_quiet_hours(self, now: datetime) -> bool:
-        """Whether ``now``'s wall-clock time falls in the quiet hours.
-
-        The interval includes its start and excludes its end; when the start is
-        later than the end it wraps midnight. Equal start and end mean an empty
-        interval (never quiet).
-
-        Args:
-            now: the current time. A naive value is taken as local wall-clock
-                time; an aware one is first converted to the computer's local
-                time zone, so passing a UTC instant is not a mistake.
-        """
-        if self.quiet_hours is None:
-            return False
-        start, end = self.quiet_hours
-        if now.utcoffset() is not None:
-            now = now.astimezone()
-        moment = now.time()
-        if start <= end:
-            return start <= moment < end
-        return moment >= start or moment < end
-
-    def is_muted(self, project_id: int | None) -> bool:
-        """Whether notifications of ``project_id`` stay silent (``None``: no project, never)."""
-        return project_id is not None and project_id in self.muted_projects
 
 
 def _decode_bool(value: Any) -> bool:
@@ -243,10 +187,11 @@ class SavedPreferences:
 
     @classmethod
     def load(cls, directory: Path) -> SavedPreferences:
-        """The user's own preferences saved in ``directory``.
+        """The user's own preferences saved in ``directory``; never raises for bad content.
 
-        Damage is handled as :meth:`Preferences.load` describes; a field that
-        is dropped for a wrong type does not count as chosen.
+        A missing file gives the defaults silently; an unreadable or damaged one gives
+        the defaults and a warning; a field of the wrong type falls back to its
+        default (with a warning), keeps the others, and does not count as chosen.
 
         Args:
             directory: the config directory holding ``preferences.json``.
@@ -273,7 +218,8 @@ class SavedPreferences:
         return cls(Preferences(**values), frozenset(values))
 
     def save(self, directory: Path) -> None:
-        """Write the chosen fields to ``preferences.json`` in ``directory`` atomically.
+        """Write the chosen fields to ``preferences.json`` in ``directory`` atomically: a
+        crash mid-write leaves either the old file or the new one, never half of one.
 
         Args:
             directory: the config directory; created (mode 0700) if missing.

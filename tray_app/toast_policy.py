@@ -178,10 +178,19 @@ def truncate(text: str, limit: int) -> str:
 
 
 def in_quiet_hours(quiet_hours: tuple[time, time] | None, moment: datetime) -> bool:
-    """Whether ``moment``'s wall-clock time is inside the daily range (which may wrap)."""
+    """Whether ``moment``'s wall-clock time is inside the daily range (which may wrap).
+
+    The range includes its start and excludes its end; equal ends are an empty range.
+    Quiet hours are on the computer's clock: a naive ``moment`` is read as local
+    wall-clock time, an aware one is converted to the computer's zone first (so a UTC
+    instant is not a mistake). The one rule for quiet hours: ``Preferences`` keeps
+    the range, this decides it.
+    """
     if quiet_hours is None:
         return False
     start, end = (_wall(value) for value in quiet_hours)
+    if moment.utcoffset() is not None:
+        moment = moment.astimezone()
     now = _wall(moment.time())
     if start <= end:
         return start <= now < end

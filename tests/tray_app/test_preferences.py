@@ -18,8 +18,16 @@ from tray_app.preferences import (
 )
 
 
+def _load(directory: Path) -> Preferences:
+    return SavedPreferences.load(directory).values
+
+
+def _save_every_field(preferences: Preferences, directory: Path) -> None:
+    SavedPreferences(preferences, frozenset(PREFERENCE_NAMES)).save(directory)
+
+
 def test_defaults_when_no_file(tmp_path: Path) -> None:
-    assert Preferences.load(tmp_path) == Preferences()
+    assert _load(tmp_path) == Preferences()
     assert Preferences() == Preferences(
         toasts_enabled=True,
         sound=True,
@@ -41,8 +49,8 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
         start_at_login=True,
         remember_me=False,
     )
-    original.save(tmp_path / "nested" / "config")
-    loaded = Preferences.load(tmp_path / "nested" / "config")
+    _save_every_field(original, tmp_path / "nested" / "config")
+    loaded = _load(tmp_path / "nested" / "config")
     assert loaded == original
     assert loaded.dnd_until == datetime(2031, 5, 6, 5, 8, tzinfo=UTC)
     assert loaded.dnd_until is not None
@@ -53,17 +61,17 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Path) -> None:
-    Preferences(sound=False).save(tmp_path)
-    Preferences(sound=True, toasts_enabled=False).save(tmp_path)
+    _save_every_field(Preferences(sound=False), tmp_path)
+    _save_every_field(Preferences(sound=True, toasts_enabled=False), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [PREFERENCES_FILE]
-    assert Preferences.load(tmp_path) == Preferences(toasts_enabled=False)
+    assert _load(tmp_path) == Preferences(toasts_enabled=False)
 
 
 def test_failed_save_raises_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     # The destination name taken by a directory makes the final rename fail.
     (tmp_path / PREFERENCES_FILE).mkdir()
     with pytest.raises(IsADirectoryError):
-        Preferences(sound=True).save(tmp_path)
+        _save_every_field(Preferences(sound=True), tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [PREFERENCES_FILE]
     assert (tmp_path / PREFERENCES_FILE).is_dir()
 
@@ -83,14 +91,14 @@ def test_damaged_file_gives_defaults_and_a_warning(
 ) -> None:
     (tmp_path / PREFERENCES_FILE).write_text(content, encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="tray_app.preferences"):
-        assert Preferences.load(tmp_path) == Preferences()
+        assert _load(tmp_path) == Preferences()
     assert any("preferences" in record.getMessage() for record in caplog.records)
 
 
 def test_undecodable_bytes_give_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / PREFERENCES_FILE).write_bytes(b"\xff\xfe\x00{")
     with caplog.at_level(logging.WARNING, logger="tray_app.preferences"):
-        assert Preferences.load(tmp_path) == Preferences()
+        assert _load(tmp_path) == Preferences()
     assert caplog.records
 
 
@@ -113,7 +121,7 @@ def test_wrong_typed_fields_fall_back_one_by_one(
         encoding="utf-8",
     )
     with caplog.at_level(logging.WARNING, logger="tray_app.preferences"):
-        loaded = Preferences.load(tmp_path)
+        loaded = _load(tmp_path)
     assert loaded == Preferences(sound=False, remember_me=False)
     warned = " ".join(record.getMessage() for record in caplog.records)
     for name in ("toasts_enabled", "quiet_hours", "muted_projects", "dnd_until", "start_at_login"):
@@ -123,7 +131,7 @@ def test_wrong_typed_fields_fall_back_one_by_one(
 def test_unreadable_file_gives_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / PREFERENCES_FILE).mkdir()  # reading a directory raises an OSError
     with caplog.at_level(logging.WARNING, logger="tray_app.preferences"):
-        assert Preferences.load(tmp_path) == Preferences()
+        assert _load(tmp_path) == Preferences()
     assert caplog.records
 
 
@@ -146,57 +154,6 @@ def test_dnd_active_until_its_end() -> None:
         preferences.dnd_active(datetime(2030, 1, 1))
 
 
-@pytest.mark.parametrize(
-    ("start", "end", "inside", "outside"),
-    [
-        # Same day.
-        (time(9), time(17), [time(9), time(12), time(16, 59)], [time(8, 59), time(17), time(23)]),
-        # Wraps midnight.
-        (
-            time(22),
-            time(7),
-            [time(22), time(23, 59), time(0), time(6, 59)],
-            [time(7), time(12), time(21, 59)],
-        ),
-        # Equal ends: an empty interval.
-        (time(8), time(8), [], [time(8), time(0), time(20)]),
-    ],
-)
-def test_quiet_hours(start: time, end: time, inside: list[time], outside: list[time]) -> None:
-    preferences = Preferences(quiet_hours=(start, end))
-    day = datetime(2030, 3, 4)  # naive: local wall-clock time
-    for moment in inside:
-        assert preferences.in_quiet_hours(datetime.combine(day, moment)), moment
-    for moment in outside:
-        assert not preferences.in_quiet_hours(datetime.combine(day, moment)), moment
-
-
-def test_no_quiet_hours_means_never_quiet() -> None:
-    assert not Preferences().in_quiet_hours(datetime(2030, 1, 1, 23))
-
-
-def test_quiet_hours_convert_an_aware_time_to_local(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
-    import time as time_module
-
-    time_module.tzset()
-    try:
-        preferences = Preferences(quiet_hours=(time(22), time(7)))
-        # 14:00 UTC is 23:00 in Tokyo: quiet there, although 14:00 is not.
-        assert preferences.in_quiet_hours(datetime(2030, 1, 1, 14, tzinfo=UTC))
-        assert not preferences.in_quiet_hours(datetime(2030, 1, 1, 3, tzinfo=UTC))  # 12:00
-    finally:
-        monkeypatch.undo()
-        time_module.tzset()
-
-
-def test_is_muted() -> None:
-    preferences = Preferences(muted_projects=frozenset({4}))
-    assert preferences.is_muted(4)
-    assert not preferences.is_muted(5)
-    assert not preferences.is_muted(None)
-
-
 # --- the user's own layer --------------------------------------------------------------
 
 
@@ -209,7 +166,7 @@ def test_saved_preferences_know_which_fields_the_user_chose(tmp_path: Path) -> N
     # A field dropped for its wrong type is not a choice.
     assert saved.chosen == {"sound", "quiet_hours"}
     assert saved.values == Preferences(sound=False, quiet_hours=(time(23), time(6)))
-    assert Preferences.load(tmp_path) == saved.values
+    assert _load(tmp_path) == saved.values
 
 
 def test_saved_preferences_write_only_the_chosen_fields(tmp_path: Path) -> None:
@@ -223,7 +180,7 @@ def test_saved_preferences_write_only_the_chosen_fields(tmp_path: Path) -> None:
 
 
 def test_a_full_file_counts_every_field_as_chosen(tmp_path: Path) -> None:
-    Preferences(sound=False).save(tmp_path)
+    _save_every_field(Preferences(sound=False), tmp_path)
     saved = SavedPreferences.load(tmp_path)
     assert saved.chosen == set(PREFERENCE_NAMES)
     assert saved.values == Preferences(sound=False)

@@ -146,6 +146,21 @@ def test_quiet_hours(quiet, moment, inside):
     assert in_quiet_hours(quiet, datetime.combine(NOON.date(), moment)) is inside
 
 
+def test_quiet_hours_convert_an_aware_time_to_local(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
+    import time as time_module
+
+    time_module.tzset()
+    try:
+        quiet = (time(22), time(7))
+        # 14:00 UTC is 23:00 in Tokyo: quiet there, although 14:00 is not.
+        assert in_quiet_hours(quiet, datetime(2030, 1, 1, 14, tzinfo=UTC))
+        assert not in_quiet_hours(quiet, datetime(2030, 1, 1, 3, tzinfo=UTC))  # 12:00
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
+
+
 def test_do_not_disturb_compares_zoned_and_local_times():
     plus_two = timezone(timedelta(hours=2))
     until = datetime(2026, 11, 23, 12, 0, tzinfo=plus_two)  # 10:00 UTC
