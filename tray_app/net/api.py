@@ -50,6 +50,7 @@ from tray_app.net.errors import (
     describe_host,
     error_from_transport,
 )
+from tray_app.net.protocol import FieldReader
 from tray_app.net.transport import Transport
 
 __all__ = [
@@ -205,41 +206,8 @@ def _shape_error(what: str) -> NotOurServer:
     return NotOurServer(f"unexpected answer: {what}")
 
 
-def _object(body: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise _shape_error(f"{what} is not a JSON object")
-    return body
-
-
-def _whole(body: Mapping[str, Any], key: str, what: str, *, minimum: int = 0) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _shape_error(f"{what}: {key} must be a whole number >= {minimum}")
-    return value
-
-
-def _optional_whole(body: Mapping[str, Any], key: str, what: str) -> int | None:
-    if body.get(key) is None:
-        if key not in body:
-            raise _shape_error(f"{what}: {key} is missing")
-        return None
-    return _whole(body, key, what)
-
-
-def _whole_list(body: Mapping[str, Any], key: str, what: str) -> list[int]:
-    values = body.get(key)
-    if not isinstance(values, list) or any(
-        isinstance(value, bool) or not isinstance(value, int) for value in values
-    ):
-        raise _shape_error(f"{what}: {key} must be a list of whole numbers")
-    return list(values)
-
-
-def _text(body: Mapping[str, Any], key: str, what: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise _shape_error(f"{what}: {key} must be non-empty text")
-    return value
+# REST answers are read with the frames' field readers; a wrong shape is NotOurServer.
+_fields = FieldReader(_shape_error)
 
 
 def parse_token_pair(body: Any) -> Tokens:
@@ -248,9 +216,9 @@ def parse_token_pair(body: Any) -> Tokens:
     Raises:
         NotOurServer: the body has another shape.
     """
-    pair = _object(body, "token pair")
-    access = _text(pair, "access", "token pair")
-    refresh = _text(pair, "refresh", "token pair")
+    pair = _fields.document(body, "token pair")
+    access = _fields.text(pair, "access", "token pair", non_empty=True)
+    refresh = _fields.text(pair, "refresh", "token pair", non_empty=True)
     return Tokens(access=access, refresh=refresh, access_expires_at=jwt_expiry(access))
 
 
@@ -264,20 +232,20 @@ def parse_inbox_page(body: Any) -> InboxPage:
         NotOurServer: the body has another shape.
     """
     what = "inbox page"
-    page = _object(body, what)
+    page = _fields.document(body, what)
     results = page.get("results")
     if not isinstance(results, list):
         raise _shape_error(f"{what}: results must be a list")
     for item in results:
-        row = _object(item, f"{what} result")
-        _whole(row, "id", f"{what} result", minimum=1)
-        _whole(row, "seq", f"{what} result", minimum=1)
+        row = _fields.document(item, f"{what} result")
+        _fields.whole(row, "id", f"{what} result", minimum=1)
+        _fields.whole(row, "seq", f"{what} result", minimum=1)
     return InboxPage(
         results=list(results),
-        next_after_seq=_optional_whole(page, "next_after_seq", what),
-        next_before_seq=_optional_whole(page, "next_before_seq", what),
-        latest_seq=_whole(page, "latest_seq", what),
-        unread_count=_whole(page, "unread_count", what),
+        next_after_seq=_fields.optional_whole(page, "next_after_seq", what, present=True),
+        next_before_seq=_fields.optional_whole(page, "next_before_seq", what, present=True),
+        latest_seq=_fields.whole(page, "latest_seq", what),
+        unread_count=_fields.whole(page, "unread_count", what),
     )
 
 
@@ -288,11 +256,11 @@ def parse_inbox_change(body: Any) -> InboxChange:
         NotOurServer: the body has another shape.
     """
     what = "inbox change"
-    change = _object(body, what)
+    change = _fields.document(body, what)
     return InboxChange(
-        changed=_whole_list(change, "changed", what),
-        not_found=_whole_list(change, "not_found", what),
-        unread_count=_whole(change, "unread_count", what),
+        changed=_fields.whole_list(change, "changed", what),
+        not_found=_fields.whole_list(change, "not_found", what),
+        unread_count=_fields.whole(change, "unread_count", what),
     )
 
 
@@ -303,8 +271,8 @@ def parse_unread_state(body: Any) -> tuple[int, int]:
         NotOurServer: the body has another shape.
     """
     what = "unread count"
-    state = _object(body, what)
-    return _whole(state, "unread_count", what), _whole(state, "latest_seq", what)
+    state = _fields.document(body, what)
+    return _fields.whole(state, "unread_count", what), _fields.whole(state, "latest_seq", what)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -606,9 +574,9 @@ class ApiClient:
 
     async def me(self) -> dict[str, Any]:
         """The logged-in account (``id``, ``username``, names, ``role``, ``projects``...)."""
-        body = _object(await self._authorized("GET", ME_PATH), "account")
-        _whole(body, "id", "account", minimum=1)
-        _text(body, "username", "account")
+        body = _fields.document(await self._authorized("GET", ME_PATH), "account")
+        _fields.whole(body, "id", "account", minimum=1)
+        _fields.text(body, "username", "account", non_empty=True)
         if not isinstance(body.get("projects", []), list):
             raise _shape_error("account: projects must be a list")
         return dict(body)

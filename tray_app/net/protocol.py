@@ -12,7 +12,7 @@ notification text or, for ``authenticate``, a token).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -172,50 +172,82 @@ ServerFrame = (
 )
 
 
-# --- field readers: each raises FrameError naming the field, never its value ---------
+# --- field readers: one set for frames and REST answers alike --------------------------
 
 
-def _int(payload: Mapping[str, Any], key: str, kind: str, *, minimum: int = 0) -> int:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise FrameError(f"{kind}: {key} must be a whole number >= {minimum}")
-    return value
+class FieldReader:
+    """Typed reads of a server document's fields: a frame's payload, a REST answer.
+
+    Every problem raises ``error(message)``, whose message names the document and the
+    field but never the value, so it is safe to log. The frames' reader
+    (``FRAME_FIELDS``) raises ``FrameError``; the REST client's (net/api.py) raises
+    ``NotOurServer``.
+    """
+
+    def __init__(self, error: Callable[[str], NetError]) -> None:
+        self._error = error
+
+    def document(self, value: object, what: str) -> Mapping[str, Any]:
+        """``value`` itself, which must be a JSON object."""
+        if not isinstance(value, dict):
+            raise self._error(f"{what} is not a JSON object")
+        return value
+
+    def whole(self, doc: Mapping[str, Any], key: str, what: str, *, minimum: int = 0) -> int:
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self._error(f"{what}: {key} must be a whole number >= {minimum}")
+        return value
+
+    def optional_whole(
+        self, doc: Mapping[str, Any], key: str, what: str, *, present: bool = False
+    ) -> int | None:
+        """A whole number from 0, or None for null (or, unless ``present``, missing)."""
+        if doc.get(key) is None:
+            if present and key not in doc:
+                raise self._error(f"{what}: {key} is missing")
+            return None
+        return self.whole(doc, key, what)
+
+    def whole_list(self, doc: Mapping[str, Any], key: str, what: str) -> list[int]:
+        values = doc.get(key)
+        if not isinstance(values, list) or any(
+            isinstance(value, bool) or not isinstance(value, int) for value in values
+        ):
+            raise self._error(f"{what}: {key} must be a list of whole numbers")
+        return list(values)
+
+    def flag(self, doc: Mapping[str, Any], key: str, what: str) -> bool:
+        value = doc.get(key)
+        if not isinstance(value, bool):
+            raise self._error(f"{what}: {key} must be true or false")
+        return value
+
+    def text(self, doc: Mapping[str, Any], key: str, what: str, *, non_empty: bool = False) -> str:
+        value = doc.get(key)
+        if non_empty and (not isinstance(value, str) or not value):
+            raise self._error(f"{what}: {key} must be non-empty text")
+        if not isinstance(value, str):
+            raise self._error(f"{what}: {key} must be text")
+        return value
+
+    def optional_number(self, doc: Mapping[str, Any], key: str, what: str) -> float | None:
+        value = doc.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(f"{what}: {key} must be a number")
+        return float(value)
+
+    def object(self, doc: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+        value = doc.get(key)
+        if not isinstance(value, dict):
+            raise self._error(f"{what}: {key} must be an object")
+        return value
 
 
-def _optional_int(payload: Mapping[str, Any], key: str, kind: str) -> int | None:
-    if payload.get(key) is None:
-        return None
-    return _int(payload, key, kind)
-
-
-def _bool(payload: Mapping[str, Any], key: str, kind: str) -> bool:
-    value = payload.get(key)
-    if not isinstance(value, bool):
-        raise FrameError(f"{kind}: {key} must be true or false")
-    return value
-
-
-def _str(payload: Mapping[str, Any], key: str, kind: str) -> str:
-    value = payload.get(key)
-    if not isinstance(value, str):
-        raise FrameError(f"{kind}: {key} must be text")
-    return value
-
-
-def _optional_number(payload: Mapping[str, Any], key: str, kind: str) -> float | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FrameError(f"{kind}: {key} must be a number")
-    return float(value)
-
-
-def _dict(payload: Mapping[str, Any], key: str, kind: str) -> dict[str, Any]:
-    value = payload.get(key)
-    if not isinstance(value, dict):
-        raise FrameError(f"{kind}: {key} must be an object")
-    return value
+FRAME_FIELDS = FieldReader(FrameError)
+_frame = FRAME_FIELDS
 
 
 def _ref(document: Mapping[str, Any]) -> Ref:
@@ -229,13 +261,13 @@ def _presence_member(raw: object) -> PresenceMember:
     if not isinstance(raw, dict):
         raise FrameError("presence_snapshot: every member must be an object")
     kind = "presence_snapshot member"
-    user = _dict(raw, "user", kind)
-    _int(user, "id", kind, minimum=1)
+    user = _frame.object(raw, "user", kind)
+    _frame.whole(user, "id", kind, minimum=1)
     return PresenceMember(
         user=user,
-        online=_bool(raw, "online", kind),
-        status=_str(raw, "status", kind),
-        last_seen=_optional_number(raw, "last_seen", kind),
+        online=_frame.flag(raw, "online", kind),
+        status=_frame.text(raw, "status", kind),
+        last_seen=_frame.optional_number(raw, "last_seen", kind),
     )
 
 
@@ -243,40 +275,41 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
     match kind:
         case "hello":
             return Hello(
-                protocol=_int(payload, "protocol", kind, minimum=1),
-                user=_dict(payload, "user", kind),
-                unread_count=_int(payload, "unread_count", kind),
-                latest_seq=_int(payload, "latest_seq", kind),
-                token_expires_at=_optional_number(payload, "token_expires_at", kind),
-                max_frame_bytes=_optional_int(payload, "max_frame_bytes", kind),
+                protocol=_frame.whole(payload, "protocol", kind, minimum=1),
+                user=_frame.object(payload, "user", kind),
+                unread_count=_frame.whole(payload, "unread_count", kind),
+                latest_seq=_frame.whole(payload, "latest_seq", kind),
+                token_expires_at=_frame.optional_number(payload, "token_expires_at", kind),
+                max_frame_bytes=_frame.optional_whole(payload, "max_frame_bytes", kind),
             )
         case "notification_created":
             return NotificationCreated(
-                seq=_int(payload, "seq", kind, minimum=1),
-                id=_int(payload, "id", kind, minimum=1),
+                seq=_frame.whole(payload, "seq", kind, minimum=1),
+                id=_frame.whole(payload, "id", kind, minimum=1),
                 notification=payload,
             )
         case "notification_updated":
-            updates = _dict(payload, "updates", kind)
+            updates = _frame.object(payload, "updates", kind)
             return NotificationUpdated(
-                id=_int(payload, "id", kind, minimum=1), is_read=_bool(updates, "is_read", kind)
+                id=_frame.whole(payload, "id", kind, minimum=1),
+                is_read=_frame.flag(updates, "is_read", kind),
             )
         case "notification_deleted":
-            return NotificationDeleted(id=_int(payload, "id", kind, minimum=1))
+            return NotificationDeleted(id=_frame.whole(payload, "id", kind, minimum=1))
         case "all_read":
-            return AllRead(up_to_seq=_optional_int(payload, "up_to_seq", kind))
+            return AllRead(up_to_seq=_frame.optional_whole(payload, "up_to_seq", kind))
         case "unread_count":
-            return UnreadCount(unread_count=_int(payload, "unread_count", kind))
+            return UnreadCount(unread_count=_frame.whole(payload, "unread_count", kind))
         case "caught_up":
             return CaughtUp(
-                through_seq=_int(payload, "through_seq", kind),
-                replayed=_int(payload, "replayed", kind),
-                after_seq=_optional_int(payload, "after_seq", kind),
+                through_seq=_frame.whole(payload, "through_seq", kind),
+                replayed=_frame.whole(payload, "replayed", kind),
+                after_seq=_frame.optional_whole(payload, "after_seq", kind),
             )
         case "resync_required":
             return ResyncRequired(
-                after_seq=_int(payload, "after_seq", kind),
-                latest_seq=_int(payload, "latest_seq", kind),
+                after_seq=_frame.whole(payload, "after_seq", kind),
+                latest_seq=_frame.whole(payload, "latest_seq", kind),
                 ref=ref,
             )
         case "presence_snapshot":
@@ -284,28 +317,30 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
             if not isinstance(members, list):
                 raise FrameError(f"{kind}: members must be a list")
             return PresenceSnapshot(
-                project_id=_int(payload, "project_id", kind, minimum=1),
+                project_id=_frame.whole(payload, "project_id", kind, minimum=1),
                 members=tuple(_presence_member(member) for member in members),
                 ref=ref,
             )
         case "presence_changed":
             return PresenceChanged(
-                project_id=_int(payload, "project_id", kind, minimum=1),
-                user_id=_int(payload, "user_id", kind, minimum=1),
-                online=_bool(payload, "online", kind),
-                status=_str(payload, "status", kind),
-                last_seen=_optional_number(payload, "last_seen", kind),
+                project_id=_frame.whole(payload, "project_id", kind, minimum=1),
+                user_id=_frame.whole(payload, "user_id", kind, minimum=1),
+                online=_frame.flag(payload, "online", kind),
+                status=_frame.text(payload, "status", kind),
+                last_seen=_frame.optional_number(payload, "last_seen", kind),
             )
         case "presence_unsubscribed":
             return PresenceUnsubscribed(
-                project_id=_int(payload, "project_id", kind, minimum=1),
-                reason=_str(payload, "reason", kind),
+                project_id=_frame.whole(payload, "project_id", kind, minimum=1),
+                reason=_frame.text(payload, "reason", kind),
             )
         case "ack":
-            return Ack(request=_str(payload, "for", kind), payload=payload, ref=ref)
+            return Ack(request=_frame.text(payload, "for", kind), payload=payload, ref=ref)
         case "error":
             return ServerErrorFrame(
-                code=_str(payload, "code", kind), message=_str(payload, "message", kind), ref=ref
+                code=_frame.text(payload, "code", kind),
+                message=_frame.text(payload, "message", kind),
+                ref=ref,
             )
         case "pong":
             return Pong(payload=payload, ref=ref)
