@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tray_app import config
 from tray_app.engine import Engine, OpenedAccount, open_account
-from tray_app.managed import ManagedConfig
+from tray_app.managed import REMEMBER_ME_TURNED_OFF, ManagedConfig
 from tray_app.net import ApiClient, Tokens, Transport
 from tray_app.store import OpenedDatabase, TokenVault
 
@@ -38,6 +38,17 @@ def server_address(chosen: str, managed: ManagedConfig) -> str:
     """
     user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
     return (managed.effective_server_url(user_choice) or chosen).rstrip("/")
+
+
+def keyring_refusal(managed: ManagedConfig, vault: TokenVault) -> str | None:
+    """Why a login cannot be kept in the keyring on this computer, or None: IT's policy
+    first, then a keyring that is missing or unusable (the login dialog says so and
+    turns "remember me" off)."""
+    if not managed.allow_remember_me:
+        return REMEMBER_ME_TURNED_OFF
+    if not vault.status.usable:
+        return vault.status.reason
+    return None
 
 
 class AccountSession:
@@ -92,6 +103,22 @@ class AccountSession:
     async def log_in(self, password: str) -> None:
         """Log in with the password (raises ``NetError``: wrong password, offline, ...)."""
         await self.api.login(self.username, password)
+
+    async def projects(self) -> tuple[tuple[int, str], ...]:
+        """The account's projects as (id, title), from the server (raises ``NetError``).
+
+        Entries of another shape are left out: the list only names projects for the
+        presence panel.
+        """
+        me = await self.api.me()
+        return tuple(
+            (project["id"], project["title"])
+            for project in me.get("projects", [])
+            if isinstance(project, dict)
+            and isinstance(project.get("id"), int)
+            and not isinstance(project.get("id"), bool)
+            and isinstance(project.get("title"), str)
+        )
 
     def open(self, *, data_dir: Path, config_dir: Path, settings: config.Settings) -> OpenedAccount:
         """Open the account's store (rebuilt if damaged) and its engine, not running yet,

@@ -10,8 +10,8 @@ import pytest
 
 from tests.fixtures.services import RunningServer
 from tray_app import config
-from tray_app.account import AccountSession, server_address
-from tray_app.managed import ManagedConfig, parse_managed_config
+from tray_app.account import AccountSession, keyring_refusal, server_address
+from tray_app.managed import REMEMBER_ME_TURNED_OFF, ManagedConfig, parse_managed_config
 from tray_app.net.errors import InvalidCredentials
 from tray_app.net.transport import Transport
 from tray_app.store.secrets import TokenVault
@@ -117,3 +117,21 @@ async def test_a_wrong_password_keeps_nothing(demo_server: RunningServer) -> Non
         await session.log_in("not the password")
     assert vault.load_refresh_token(demo_server.url, "alice") is None
     await session.close()
+
+
+def test_keyring_refusal_names_its_policy_first_then_the_keyring() -> None:
+    unopened = TokenVault.in_memory()  # never opened: unusable, with its reason
+    assert keyring_refusal(ManagedConfig(), unopened) == unopened.status.reason
+    assert unopened.status.reason
+    forbidding = _managed('{"allow_remember_me": false}')
+    assert keyring_refusal(forbidding, unopened) == REMEMBER_ME_TURNED_OFF
+
+
+@pytest.mark.asyncio
+async def test_projects_names_the_accounts_projects(demo_server: RunningServer) -> None:
+    session = _session(demo_server, TokenVault.in_memory(), remember=False)
+    await session.log_in("demo")
+    projects = await session.projects()
+    await session.close()
+    assert sorted(title for _, title in projects) == ["Mobile App", "Website Redesign"]
+    assert all(isinstance(project_id, int) for project_id, _ in projects)

@@ -23,9 +23,9 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from tray_app import autostart, config
-from tray_app.account import AccountSession, server_address
+from tray_app.account import AccountSession, keyring_refusal, server_address
 from tray_app.engine import Engine
-from tray_app.managed import REMEMBER_ME_TURNED_OFF, load_managed_config
+from tray_app.managed import load_managed_config
 from tray_app.net import (
     ConnectionState,
     NetError,
@@ -274,17 +274,10 @@ class TrayApp(QObject):
         if account is None:
             return
         try:
-            me = await account.session.api.me()
+            projects = await account.session.projects()
         except NetError as error:
             logger.info("could not load the project list yet (%s)", error.code)
             return
-        projects = tuple(
-            (project["id"], project["title"])
-            for project in me.get("projects", [])
-            if isinstance(project, dict)
-            and isinstance(project.get("id"), int)
-            and isinstance(project.get("title"), str)
-        )
         account.projects = projects
         if self.presence is not None:
             self.presence.set_projects(list(projects))
@@ -650,12 +643,7 @@ class TrayApp(QObject):
     def show_login(self, message: str | None = None) -> None:
         if self.login is None:
             managed = self.managed
-            if not managed.allow_remember_me:
-                keyring_reason: str | None = REMEMBER_ME_TURNED_OFF
-            elif not self.vault.status.usable:
-                keyring_reason = self.vault.status.reason
-            else:
-                keyring_reason = None
+            keyring_reason = keyring_refusal(managed, self.vault)
             from tray_app.ui.login import LoginDialog
 
             login = LoginDialog(
