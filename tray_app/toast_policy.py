@@ -43,7 +43,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from tray_app.preferences import Preferences
+    from tray_app.store import StoredNotification
 
 TITLE_LIMIT = 100
 BODY_LIMIT = 300
@@ -105,6 +109,23 @@ class ToastRequest:
     live: bool
     arrived_at: float
 
+    @classmethod
+    def of(cls, row: StoredNotification, *, live: bool, arrived_at: float) -> ToastRequest:
+        """The request for a notification the store just added."""
+        return cls(
+            id=row.id,
+            seq=row.seq,
+            title=row.title,
+            message=row.message,
+            priority=row.priority,
+            project_id=row.project_id,
+            project_title=row.project_title,
+            url=row.url,
+            is_read=row.is_read,
+            live=live,
+            arrived_at=arrived_at,
+        )
+
 
 @dataclass(frozen=True)
 class ToastPreferences:
@@ -125,6 +146,17 @@ class ToastPreferences:
     quiet_hours: tuple[time, time] | None = None
     muted_projects: frozenset[int] = frozenset()
     sound: bool = True
+
+    @classmethod
+    def of(cls, preferences: Preferences) -> ToastPreferences:
+        """The toast rules' part of the preferences in force."""
+        return cls(
+            enabled=preferences.toasts_enabled,
+            dnd_until=preferences.dnd_until,
+            quiet_hours=preferences.quiet_hours,
+            muted_projects=preferences.muted_projects,
+            sound=preferences.sound,
+        )
 
 
 @dataclass(frozen=True)

@@ -643,3 +643,60 @@ def test_catch_up_does_not_disturb_a_live_burst():
     assert [t.notification_id for t in shown] == [1, 2, 3, 4, 5]
     clock.t = 1005.0
     assert summary_count(plan.flush(PREFS)[0]) == 1
+
+
+# --- from the store and the preferences ---------------------------------------------------
+
+
+def test_a_request_carries_the_stored_rows_fields() -> None:
+    from tray_app.store import StoredNotification
+
+    row = StoredNotification(
+        id=7,
+        seq=3,
+        title="Build failed",
+        message="main is red",
+        event_type="ci",
+        priority="high",
+        url="/projects/2/",
+        created_at=NOON,
+        is_read=False,
+        actor_json=None,
+        project_id=2,
+        project_title="Mobile App",
+        data_json="{}",
+    )
+    request = ToastRequest.of(row, live=True, arrived_at=12.5)
+    assert (request.id, request.seq, request.title, request.message) == (
+        7,
+        3,
+        "Build failed",
+        "main is red",
+    )
+    assert (request.priority, request.project_id, request.project_title, request.url) == (
+        "high",
+        2,
+        "Mobile App",
+        "/projects/2/",
+    )
+    assert (request.is_read, request.live, request.arrived_at) == (False, True, 12.5)
+
+
+def test_toast_preferences_are_the_preferences_in_force() -> None:
+    from tray_app.preferences import Preferences
+
+    until = datetime(2030, 1, 1, 8, tzinfo=UTC)
+    chosen = Preferences(
+        toasts_enabled=False,
+        sound=False,
+        quiet_hours=(time(22), time(7)),
+        muted_projects=frozenset({4}),
+        dnd_until=until,
+    )
+    assert ToastPreferences.of(chosen) == ToastPreferences(
+        enabled=False,
+        dnd_until=until,
+        quiet_hours=(time(22), time(7)),
+        muted_projects=frozenset({4}),
+        sound=False,
+    )

@@ -326,19 +326,7 @@ class TrayApp(QObject):
         arrived_at = time.monotonic()
         toasts: list[Any] = []
         for row in rows:
-            request = ToastRequest(
-                id=row.id,
-                seq=row.seq,
-                title=row.title,
-                message=row.message,
-                priority=row.priority,
-                project_id=row.project_id,
-                project_title=row.project_title,
-                url=row.url,
-                is_read=row.is_read,
-                live=live,
-                arrived_at=arrived_at,
-            )
+            request = ToastRequest.of(row, live=live, arrived_at=arrived_at)
             toasts.extend(self.planner.offer(request, preferences))
         self._show_toasts(toasts)
         self._refresh_tray(history=True)
@@ -357,14 +345,7 @@ class TrayApp(QObject):
             self._flush_timer.start(max(0, int(delay * 1000)))
 
     def _toast_preferences(self) -> ToastPreferences:
-        prefs = self.preferences
-        return ToastPreferences(
-            enabled=prefs.toasts_enabled,
-            dnd_until=prefs.dnd_until,
-            quiet_hours=prefs.quiet_hours,
-            muted_projects=prefs.muted_projects,
-            sound=prefs.sound,
-        )
+        return ToastPreferences.of(self.preferences)
 
     def _read_state_changed(self, ids: list[int], is_read: bool) -> None:
         self._refresh_tray()
