@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +19,7 @@ from tray_app import config
 from tray_app.engine import Engine, OpenedAccount, open_account
 from tray_app.managed import REMEMBER_ME_TURNED_OFF, ManagedConfig
 from tray_app.net import ApiClient, Tokens, Transport
-from tray_app.store import OpenedDatabase, TokenVault
-
-logger = logging.getLogger(__name__)
+from tray_app.store import TokenVault
 
 
 def server_address(chosen: str, managed: ManagedConfig) -> str:
@@ -141,11 +138,6 @@ class AccountSession:
     def engine(self) -> Engine:
         """The opened account's engine (``open()`` first)."""
         return self._opened_account().engine
-
-    @property
-    def database(self) -> OpenedDatabase:
-        """The opened account's store (``open()`` first)."""
-        return self._opened_account().database
 
     def _opened_account(self) -> OpenedAccount:
         if self._opened is None:

@@ -211,11 +211,9 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
             config_dir=options.config_dir,
             settings=config.Settings.load(options.config_dir),
         )
-        if opened.database.rebuilt:
-            _say(
-                err, f"the local history was damaged; moved it to {opened.database.moved_aside_to}"
-            )
-        engine = opened.engine
+        database, engine = opened.database, opened.engine
+        if database.rebuilt:
+            _say(err, f"the local history was damaged; moved it to {database.moved_aside_to}")
         login_error: list[NetError] = []
         last_said: list[str] = [""]
 
