@@ -355,11 +355,14 @@ class Hub:
         if not self.sockets_by_user:
             return
         prefix = protocol.notification_frame_prefix(event["shared"])
+        tail = protocol.notification_frame_tail(prefix)
+        frame_of = protocol.notification_frame
+        sockets_of = self.sockets_by_user.get
         for user_id, inbox_id, seq in event["recipients"]:
-            sockets = self.sockets_by_user.get(user_id)
+            sockets = sockets_of(user_id)
             if not sockets:
                 continue
-            frame = protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq)
+            frame = frame_of(prefix, inbox_id=inbox_id, seq=seq, tail=tail)
             for consumer in sockets:
                 consumer.deliver_notification(seq, frame)
 

@@ -137,10 +137,28 @@ def notification_frame_prefix(shared: dict[str, Any]) -> str:
     return json.dumps(shared, separators=(",", ":"), ensure_ascii=False)[1:]
 
 
-def notification_frame(prefix: str, *, inbox_id: int, seq: int) -> str:
-    head = f'{{"type":"notification_created","payload":{{"id":{inbox_id},"seq":{seq},'
-    head += '"is_read":false,"read_at":null'
-    return head + ("," + prefix if prefix != "}" else "}") + "}"
+def notification_frame_tail(prefix: str) -> str:
+    """What follows a recipient's read state in every frame of one broadcast (once per
+    broadcast; ``notification_frame`` with ``tail=``)."""
+    return ("," + prefix if prefix != "}" else "}") + "}"
+
+
+def notification_frame(prefix: str, *, inbox_id: int, seq: int, tail: str | None = None) -> str:
+    """One recipient's ``notification_created`` frame.
+
+    Args:
+        prefix: ``notification_frame_prefix`` of the broadcast.
+        inbox_id: The recipient's Inbox row.
+        seq: The recipient's seq.
+        tail: ``notification_frame_tail(prefix)``, when the caller made it once for
+            many recipients (the hub's fan-out: one string built per delivery).
+    """
+    if tail is None:
+        tail = notification_frame_tail(prefix)
+    return (
+        f'{{"type":"notification_created","payload":{{"id":{inbox_id},"seq":{seq},'
+        f'"is_read":false,"read_at":null{tail}'
+    )
 
 
 def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:

@@ -126,6 +126,18 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     def deliver_notification(self, seq: int, frame: str) -> None:
         state = self.state
+        write_text = self._write_text
+        if write_text is not None and self._writer is None and state.notification_now(seq):
+            # The hot path of a broadcast, one call per socket: no queue, straight out.
+            try:
+                if write_text(frame):
+                    return
+            except Exception:
+                self._gone()
+            else:
+                state.push_one(frame)  # the transport cannot take it now: the send waits
+            self._pump()
+            return
         if state.notification(seq, frame) and self._writer is None and state.ready:
             self._write()  # the hot path: straight to the transport
             if state.close_code is None:

@@ -194,6 +194,25 @@ class SocketState:
             self.request_catch_up()  # a doorbell went missing: the database has it
         return False  # else a duplicate doorbell
 
+    def notification_now(self, seq: int) -> bool:
+        """A doorbell whose frame may skip the queue: the next seq on a live socket
+        with nothing queued before it.
+
+        Returns True when it may: ``sent_seq`` is then ``seq`` and the caller hands
+        the frame to the transport itself, or queues it with ``push_one`` when the
+        transport cannot take it now. False: nothing changed; ``notification`` decides.
+        """
+        if (
+            self.pending
+            or seq != self.sent_seq + 1
+            or not self.ready
+            or self.catching_up
+            or self.close_code is not None
+        ):
+            return False
+        self.sent_seq = seq
+        return True
+
     def request_catch_up(self) -> None:
         """Replay from the database whatever is above ``sent_seq`` (a missed doorbell, a
         lost Redis subscription): starts a run, or makes the running one read again."""

@@ -113,6 +113,30 @@ def test_the_next_seq_goes_out_an_older_one_is_a_duplicate() -> None:
     assert state.next_read() is None
 
 
+def test_only_the_next_seq_with_nothing_queued_skips_the_queue() -> None:
+    state = make_state()
+    assert not state.notification_now(1)  # no hello yet: the database has it
+    state.open(latest_seq=0, hello=HELLO)
+    assert not state.notification_now(1)  # hello still queued: it goes first
+    drain(state)
+    assert state.notification_now(1)
+    assert state.sent_seq == 1
+    assert not state.pending
+    assert not state.notification_now(1)  # a duplicate
+    assert not state.notification_now(3)  # a gap: notification() starts the catch-up
+    assert state.sent_seq == 1
+    assert not state.catching_up
+    state.push_one(frame(0))  # an answer waiting: the next seq queues behind it
+    assert not state.notification_now(2)
+    assert state.notification(2, frame(2))
+    assert [f["payload"].get("seq") for f in drain(state)] == [0, 2]
+    assert not state.notification(4, frame(4))  # a gap: a catch-up starts
+    assert state.catching_up
+    assert not state.notification_now(3)  # the run sends it, in order
+    state.close(protocol.CLOSE_TRY_AGAIN)
+    assert not state.notification_now(3)
+
+
 def test_a_skipped_seq_starts_a_catch_up_from_the_database() -> None:
     db = Db(latest=3)
     state = opened(Db(latest=0))
@@ -378,13 +402,20 @@ class Interleavings(RuleBasedStateMachine):
         self.bells.append(seq)
 
     @precondition(lambda self: self.bells)
-    @rule(how=st.sampled_from(["ring", "duplicate", "lose"]))
-    def doorbell(self, how: str) -> None:
+    @rule(how=st.sampled_from(["ring", "duplicate", "lose"]), direct=st.booleans())
+    def doorbell(self, how: str, direct: bool = False) -> None:
         seq = self.bells[0]
         if how != "duplicate":
             self.bells.pop(0)
         if how == "lose":
             self.lost = True
+        elif direct and self.state.notification_now(seq):
+            # The consumer's hot path: the frame skips the queue, straight to the client,
+            # so nothing may be queued that it would overtake.
+            assert not self.state.pending
+            self.step += 1
+            self.check_sent(seq)
+            self.client_frame(json.loads(frame(seq)))
         else:
             self.state.notification(seq, frame(seq))
             self.check_queue()
@@ -465,22 +496,22 @@ class Interleavings(RuleBasedStateMachine):
                 self.rebases.add(document["payload"]["through_seq"])
             if document["type"] != "notification_created":
                 continue
-            seq = document["payload"]["seq"]
-            bases = {self.last_queued, *self.rebases}
-            # The next seq (live: a doorbell does not know the row was deleted since), or
-            # the next row still there (a replay skips deleted ones).
-            assert any(seq in (base + 1, *self.db.live(base)[:1]) for base in bases), (
-                seq,
-                bases,
-            )
-            if seq in self.queued_at:
-                # Only a resume from below it, after it was queued, may ask for it again.
-                first = self.queued_at[seq]
-                assert any(s >= first and c < seq for s, c in self.resumed_below), seq
-            self.queued_at[seq] = self.step
-            self.last_queued = seq
-            self.rebases.clear()
+            self.check_sent(document["payload"]["seq"])
         self._checked = len(self.state.pending)
+
+    def check_sent(self, seq: int) -> None:
+        """A notification queued, or written straight out: the next one, no duplicate."""
+        bases = {self.last_queued, *self.rebases}
+        # The next seq (live: a doorbell does not know the row was deleted since), or
+        # the next row still there (a replay skips deleted ones).
+        assert any(seq in (base + 1, *self.db.live(base)[:1]) for base in bases), (seq, bases)
+        if seq in self.queued_at:
+            # Only a resume from below it, after it was queued, may ask for it again.
+            first = self.queued_at[seq]
+            assert any(s >= first and c < seq for s, c in self.resumed_below), seq
+        self.queued_at[seq] = self.step
+        self.last_queued = seq
+        self.rebases.clear()
 
     def client_frame(self, document: dict[str, Any]) -> None:
         self._checked = max(0, getattr(self, "_checked", 0) - 1)

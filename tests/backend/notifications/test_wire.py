@@ -190,3 +190,50 @@ def test_a_frame_written_without_websockets_is_the_frame_websockets_writes(lengt
     # Each length field's bounds (7 bits, 16, 64): the direct write's bytes on the wire.
     data = b"x" * length
     assert text_frame_header(length) + data == Frame(Opcode.TEXT, data).serialize(mask=False)
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_the_direct_writer_puts_the_frame_websockets_writes_on_the_transport(
+    length: int,
+) -> None:
+    # The writer builds the header inline (a call less per delivery): every length
+    # field's bounds, through the function the consumer calls, on a protocol that is
+    # open, handshaken and writable (only the attributes the writer reads).
+    import asyncio
+    import types
+
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.protocol import State
+
+    writable = asyncio.Event()
+    writable.set()
+    conn = types.SimpleNamespace(
+        state=State.OPEN, extensions=[], writes=[], expect_continuation_frame=False, debug=False
+    )
+    transport = _RecordingTransport()
+    protocol = types.SimpleNamespace(
+        conn=conn,
+        writable=writable,
+        transport=transport,
+        disconnected=False,
+        handshake_complete=True,
+        initial_response=None,
+        close_sent=False,
+    )
+    write = text_writer(types.MethodType(WebSocketsSansIOProtocol.send, protocol))
+    assert write is not None
+    text = "é" * (length // 2) + "x" * (length % 2)  # multi-byte: the length is in bytes
+    assert write(text)
+    data = text.encode()
+    assert transport.written == [Frame(Opcode.TEXT, data).serialize(mask=False)]
+    writable.clear()  # a paused transport: the ASGI send must wait for it instead
+    assert not write(text)
+    assert len(transport.written) == 1

@@ -1,0 +1,33 @@
+"""The server's frames (backend/notifications/protocol.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.notifications import protocol
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+_shared = st.dictionaries(
+    st.text(min_size=1, max_size=10).filter(lambda key: key not in {"id", "seq"}),
+    st.one_of(_values, st.dictionaries(st.text(max_size=5), _values, max_size=3)),
+    max_size=6,
+)
+
+
+@given(shared=_shared, inbox_id=st.integers(1, 2**63 - 1), seq=st.integers(1, 2**63 - 1))
+def test_a_spliced_notification_frame_is_the_frame_encode_writes(
+    shared: dict[str, Any], inbox_id: int, seq: int
+) -> None:
+    # The hub serialises the shared part once per broadcast and splices each recipient
+    # in; with the tail made once (the fan-out) or per call, the frame must read as
+    # the whole payload encoded in one go.
+    prefix = protocol.notification_frame_prefix(shared)
+    tail = protocol.notification_frame_tail(prefix)
+    made_once = protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq, tail=tail)
+    assert made_once == protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq)
+    whole = {"id": inbox_id, "seq": seq, "is_read": False, "read_at": None, **shared}
+    assert json.loads(made_once) == json.loads(protocol.encode("notification_created", whole))
