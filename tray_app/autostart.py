@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePath, PureWindowsPath
-from typing import Protocol
+from typing import Any, Protocol
 
 from tray_app.files import write_atomically
 
@@ -409,3 +409,49 @@ def is_enabled(
     if own is not None:
         return own
     return any(_entry_is_on(path) for path in system_entries(system_dirs=system_dirs))
+
+
+# --- the app's start -----------------------------------------------------------------
+
+
+def set_enabled(enabled: bool, **where: Any) -> None:
+    """Start the app at login (with :func:`launch_command`) or stop doing so.
+
+    Args:
+        enabled: the user's (or IT's) choice.
+        **where: ``platform``, ``home``, ``registry``, ``system_dirs`` as for
+            :func:`enable` and :func:`disable` (tests); the real ones by default.
+
+    Raises:
+        AutostartError: the entry could not be written or removed.
+    """
+    if enabled:
+        # Where a system-wide entry is matters only to switching it off.
+        enable(launch_command(), **{k: v for k, v in where.items() if k != "system_dirs"})
+    else:
+        disable(**where)
+
+
+def reconcile(wanted: bool, *, managed: bool, **where: Any) -> bool:
+    """Whether the app starts at login, settled as the app starts.
+
+    Managed by IT: the entry is made to match ``wanted`` (a locked value, or IT's
+    default while the user has not chosen; a user's own choice was applied when they
+    made it), which is returned. Unmanaged: the entry is the truth and its state is
+    returned, since the package's system-wide entry or the desktop's own session
+    settings may have changed it since the user last chose.
+
+    Args:
+        wanted: the start-at-login preference in force.
+        managed: whether IT's configuration sets it.
+        **where: as for :func:`set_enabled`.
+
+    Raises:
+        AutostartError: IT's value could not be applied.
+    """
+    actual = is_enabled(**where)
+    if not managed:
+        return actual
+    if actual != wanted:
+        set_enabled(wanted, **where)
+    return wanted

@@ -53,6 +53,7 @@ __all__ = [
     "PROXY_ENVIRONMENT",
     "ManagedConfig",
     "ManagedSetting",
+    "PreferenceKeeper",
     "display_value",
     "load_managed_config",
     "managed_config_locations",
@@ -703,3 +704,33 @@ def _check_ca_bundle(config: ManagedConfig) -> ManagedConfig:
         problems=(*config.problems, problem),
         settings=tuple(s for s in config.settings if s.key != "ca_bundle"),
     )
+
+
+class PreferenceKeeper:
+    """The preferences in force on this computer: the user's own (``preferences.json``
+    in ``config_dir``) with IT's managed values laid over them. Qt-free; the tray app
+    holds one.
+
+    Attributes:
+        current: the preferences in force.
+        saved: the user's own layer, as their file holds it.
+    """
+
+    def __init__(self, config_dir: Path, managed: ManagedConfig) -> None:
+        self._config_dir = config_dir
+        self._managed = managed
+        self.saved = SavedPreferences.load(config_dir)
+        self.current = managed.effective_preferences(self.saved)
+
+    def update(self, edited: Preferences) -> Preferences:
+        """Keep what the user changed as their own choice; IT's locked values stay in
+        force and never reach the user's file. Returns the preferences now in force.
+
+        Raises:
+            OSError: the user's file could not be written (nothing changed).
+        """
+        saved = self._managed.record_choices(self.saved, edited)
+        saved.save(self._config_dir)
+        self.saved = saved
+        self.current = self._managed.effective_preferences(saved)
+        return self.current

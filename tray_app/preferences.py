@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "PREFERENCE_NAMES",
     "Preferences",
     "SavedPreferences",
+    "do_not_disturb_until",
     "parse_quiet_hours",
 ]
 
@@ -49,7 +50,8 @@ class Preferences:
             may wrap midnight (``22:00`` to ``07:00``). ``None``: no quiet hours.
         muted_projects: project ids whose notifications never pop up (they are
             still counted and stored).
-        dnd_until: do not disturb until this aware UTC instant; ``None``: off.
+        dnd_until: do not disturb until this aware UTC instant; ``None``: off (whether
+            it holds at a moment is ``toast_policy.dnd_active``'s to say).
         start_at_login: start the app when the user logs in to the desktop.
         remember_me: keep the login in the OS keyring.
     """
@@ -84,19 +86,6 @@ class Preferences:
             "start_at_login": self.start_at_login,
             "remember_me": self.remember_me,
         }
-
-    def dnd_active(self, now: datetime) -> bool:
-        """Whether do-not-disturb is on at ``now``.
-
-        Args:
-            now: an aware instant (any time zone).
-
-        Raises:
-            ValueError: ``now`` is naive.
-        """
-        if now.utcoffset() is None:
-            raise ValueError("now must be timezone-aware")
-        return self.dnd_until is not None and now < self.dnd_until
 
 
 def _decode_bool(value: Any) -> bool:
@@ -162,6 +151,25 @@ _DECODERS: dict[str, Any] = {
 
 
 PREFERENCE_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(Preferences))
+
+# "Until tomorrow" ends at this hour of the computer's clock.
+_TOMORROW_HOUR = 8
+
+
+def do_not_disturb_until(choice: str, now: datetime) -> datetime | None:
+    """When do-not-disturb chosen from the tray menu ends (aware UTC), or None: off.
+
+    Args:
+        choice: ``"1h"`` (an hour from ``now``), ``"tomorrow"`` (08:00 tomorrow on the
+            computer's clock), anything else: off.
+        now: an aware instant.
+    """
+    if choice == "1h":
+        return (now + timedelta(hours=1)).astimezone(UTC)
+    if choice == "tomorrow":
+        local = now.astimezone() + timedelta(days=1)
+        return local.replace(hour=_TOMORROW_HOUR, minute=0, second=0, microsecond=0).astimezone(UTC)
+    return None
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ import time as monotonic_time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Final, Literal
+
+from tray_app.time_words import as_aware
 
 if TYPE_CHECKING:
     from tray_app.preferences import Preferences
@@ -213,25 +215,27 @@ def in_quiet_hours(quiet_hours: tuple[time, time] | None, moment: datetime) -> b
     """Whether ``moment``'s wall-clock time is inside the daily range (which may wrap).
 
     The range includes its start and excludes its end; equal ends are an empty range.
-    Quiet hours are on the computer's clock: a naive ``moment`` is read as local
-    wall-clock time, an aware one is converted to the computer's zone first (so a UTC
-    instant is not a mistake). The one rule for quiet hours: ``Preferences`` keeps
-    the range, this decides it.
+    Quiet hours are on the computer's clock: ``moment`` is converted to the
+    computer's zone first (so a UTC instant is not a mistake; a naive one is UTC, the
+    client's one rule, ``time_words.as_aware``). The one rule for quiet hours:
+    ``Preferences`` keeps the range, this decides it.
     """
     if quiet_hours is None:
         return False
     start, end = (_wall(value) for value in quiet_hours)
-    if moment.utcoffset() is not None:
-        moment = moment.astimezone()
-    now = _wall(moment.time())
+    now = _wall(as_aware(moment).astimezone().time())
     if start <= end:
         return start <= now < end
     return now >= start or now < end
 
 
 def dnd_active(dnd_until: datetime | None, moment: datetime) -> bool:
-    """Whether do-not-disturb set to last until ``dnd_until`` still holds at ``moment``."""
-    return dnd_until is not None and _aware(moment) < _aware(dnd_until)
+    """Whether do-not-disturb set to last until ``dnd_until`` still holds at ``moment``.
+
+    The one rule for do-not-disturb (the tray's look, the toasts and the status at
+    login all ask it). Naive values are UTC (``time_words.as_aware``).
+    """
+    return dnd_until is not None and as_aware(moment) < as_aware(dnd_until)
 
 
 class ToastPlanner:
@@ -243,7 +247,8 @@ class ToastPlanner:
         burst_size: How many toasts a burst window shows one by one.
         burst_window: The window's length in seconds.
         clock: Monotonic seconds, the clock of ``ToastRequest.arrived_at``.
-        now: The wall clock for do-not-disturb and quiet hours (local time).
+        now: The wall clock for do-not-disturb and quiet hours (aware; a naive value
+            is UTC).
     """
 
     def __init__(
@@ -252,7 +257,7 @@ class ToastPlanner:
         burst_size: int = 5,
         burst_window: float = 5.0,
         clock: Callable[[], float] = monotonic_time.monotonic,
-        now: Callable[[], datetime] = datetime.now,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if burst_size < 1:
             raise ValueError(f"burst_size must be at least 1, not {burst_size}")
@@ -471,8 +476,3 @@ def _clean(text: str) -> str:
 def _wall(value: time) -> time:
     """Wall-clock time without a zone, so ranges compare by the local clock."""
     return value.replace(tzinfo=None)
-
-
-def _aware(moment: datetime) -> datetime:
-    """``moment`` with a zone; naive values are taken as local time."""
-    return moment if moment.tzinfo is not None else moment.astimezone()

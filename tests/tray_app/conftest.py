@@ -17,6 +17,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,7 +46,7 @@ from tray_app.net.backoff import Backoff
 from tray_app.net.live import ConnectionState, websocket_connector
 from tray_app.net.transport import Transport
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
-from tray_app.store.inbox import Inbox
+from tray_app.store.inbox import Inbox, StoredNotification
 from tray_app.store.outbox import Outbox
 from tray_app.toast_policy import ToastRequest
 
@@ -448,6 +449,27 @@ def _quietly(call: Callable[[], object]) -> None:
     """Run ``call`` on a thread whose failure (the session closed under it) is expected."""
     with contextlib.suppress(Exception):
         call()
+
+
+def stored_notification(notification_id: int = 1, **fields: Any) -> StoredNotification:
+    """An unread notification as the store hands it out; ``fields`` override."""
+    values: dict[str, Any] = {
+        "id": notification_id,
+        "seq": notification_id,
+        "title": f"Build {notification_id} failed",
+        "message": "main is red",
+        "event_type": "ci",
+        "priority": "normal",
+        "url": "/projects/2/",
+        "created_at": datetime(2025, 3, 14, 15, 0, tzinfo=UTC),
+        "is_read": False,
+        "actor_json": None,
+        "project_id": 2,
+        "project_title": "Mobile App",
+        "data_json": "{}",
+    }
+    values.update(fields)
+    return StoredNotification(**values)
 
 
 def toast_request(notification_id: int = 1, **fields: Any) -> ToastRequest:

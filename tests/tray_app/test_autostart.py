@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path, PureWindowsPath
+from typing import Any
 
 import pytest
 
@@ -303,3 +304,22 @@ def test_windows_run_value(tmp_path: Path) -> None:
 def test_windows_without_a_registry_writer_is_a_clear_error() -> None:
     with pytest.raises(autostart.AutostartError, match="registry"):
         autostart.enable(["tray-notifier.exe"], platform="win32")
+
+
+def test_at_start_an_unmanaged_entry_is_the_truth(tmp_path: Path) -> None:
+    # The desktop (or the package's system-wide entry) may have changed it since the
+    # user chose: the preference follows the entry and the entry is left alone.
+    where: dict[str, Any] = {"platform": "linux", "home": tmp_path, "system_dirs": []}
+    assert autostart.reconcile(True, managed=False, **where) is False
+    assert not autostart.is_enabled(**where)
+    autostart.set_enabled(True, **where)
+    assert autostart.reconcile(False, managed=False, **where) is True
+    assert autostart.is_enabled(**where)
+
+
+def test_at_start_a_managed_entry_is_made_to_match_it(tmp_path: Path) -> None:
+    where: dict[str, Any] = {"platform": "linux", "home": tmp_path, "system_dirs": []}
+    assert autostart.reconcile(True, managed=True, **where) is True
+    assert autostart.is_enabled(**where)
+    assert autostart.reconcile(False, managed=True, **where) is False
+    assert not autostart.is_enabled(**where)

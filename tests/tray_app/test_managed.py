@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -27,6 +28,7 @@ from tray_app.managed import (
     REMEMBER_ME_TURNED_OFF,
     ManagedConfig,
     ManagedSetting,
+    PreferenceKeeper,
     display_value,
     load_managed_config,
     managed_config_locations,
@@ -582,3 +584,39 @@ def test_whether_a_login_is_kept_is_one_rule_it_first_then_the_user() -> None:
     )
     # A user's own layer that never chose: the built-in default keeps logins.
     assert unmanaged.remember_me_refusal(SavedPreferences(Preferences(), frozenset())) is None
+
+
+def test_the_preference_keeper_saves_the_users_choices_and_keeps_its_locks(
+    tmp_path: Path,
+) -> None:
+    config = parse_managed_config(
+        '{"sound": false, "quiet_hours": {"value": ["22:00", "07:00"], "locked": false}}', SOURCE
+    )
+    SavedPreferences(
+        Preferences(quiet_hours=(time(12), time(13))), frozenset({"quiet_hours"})
+    ).save(tmp_path)
+    keeper = PreferenceKeeper(tmp_path, config)
+    assert keeper.current.sound is False  # locked
+    assert keeper.current.quiet_hours == (time(12), time(13))  # the user's, over IT's default
+    now_in_force = keeper.update(replace(keeper.current, sound=True, toasts_enabled=False))
+    assert now_in_force == keeper.current
+    assert keeper.current.sound is False  # the lock holds
+    assert keeper.current.toasts_enabled is False
+    assert keeper.saved.chosen == {"quiet_hours", "toasts_enabled"}
+    # What the file holds is the user's own, and a new keeper reads the same.
+    assert json.loads((tmp_path / PREFERENCES_FILE).read_text()) == {
+        "quiet_hours": ["12:00", "13:00"],
+        "toasts_enabled": False,
+    }
+    assert PreferenceKeeper(tmp_path, config).current == keeper.current
+
+
+def test_a_preference_keeper_that_cannot_save_changes_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "config"
+    directory.write_text("a file where the directory should be")
+    keeper = PreferenceKeeper(directory, parse_managed_config("{}", SOURCE))
+    before = keeper.current
+    with pytest.raises((FileExistsError, NotADirectoryError)):
+        keeper.update(replace(before, sound=False))
+    assert keeper.current == before
+    assert keeper.saved.chosen == frozenset()

@@ -14,6 +14,7 @@ from tray_app.preferences import (
     PREFERENCES_FILE,
     Preferences,
     SavedPreferences,
+    do_not_disturb_until,
     parse_quiet_hours,
 )
 
@@ -140,20 +141,6 @@ def test_naive_dnd_until_is_refused() -> None:
         Preferences(dnd_until=datetime(2030, 1, 1))
 
 
-def test_dnd_active_until_its_end() -> None:
-    end = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-    preferences = Preferences(dnd_until=end)
-    assert preferences.dnd_active(end - timedelta(seconds=1))
-    assert not preferences.dnd_active(end)
-    assert not preferences.dnd_active(end + timedelta(hours=1))
-    # Another zone, same instant.
-    berlin = timezone(timedelta(hours=1))
-    assert preferences.dnd_active(datetime(2030, 1, 1, 12, 59, tzinfo=berlin))
-    assert not Preferences().dnd_active(end)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        preferences.dnd_active(datetime(2030, 1, 1))
-
-
 # --- the user's own layer --------------------------------------------------------------
 
 
@@ -213,3 +200,24 @@ def test_parse_quiet_hours_says_what_is_wrong(value: object, message: str) -> No
         parse_quiet_hours(value)
     assert parse_quiet_hours(None) is None
     assert parse_quiet_hours(["22:00", "07:30"]) == (time(22), time(7, 30))
+
+
+def test_do_not_disturb_for_an_hour_or_until_tomorrow_morning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
+    import time as time_module
+
+    time_module.tzset()
+    try:
+        now = datetime(2030, 1, 1, 14, 30, tzinfo=UTC)  # 23:30 in Tokyo
+        assert do_not_disturb_until("1h", now) == datetime(2030, 1, 1, 15, 30, tzinfo=UTC)
+        # 08:00 tomorrow on the computer's clock: 2 January in Tokyo is 23:00 UTC on the 1st.
+        tomorrow = do_not_disturb_until("tomorrow", now)
+        assert tomorrow == datetime(2030, 1, 1, 23, 0, tzinfo=UTC)
+        assert tomorrow is not None
+        assert tomorrow.tzinfo is UTC  # as Preferences keeps it
+        assert do_not_disturb_until("off", now) is None
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()

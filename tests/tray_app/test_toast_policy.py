@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.tray_app.conftest import toast_request
+from tests.tray_app.conftest import stored_notification, toast_request
+from tray_app.time_words import describe_age
 from tray_app.toast_policy import (
     BODY_LIMIT,
     ELLIPSIS,
@@ -30,7 +31,8 @@ from tray_app.toast_policy import (
     urgency_for,
 )
 
-NOON = datetime(2026, 11, 23, 12, 0)
+# Noon on this computer's clock (aware: the client's naive times are UTC).
+NOON = datetime(2026, 11, 23, 12, 0).astimezone()
 PREFS = ToastPreferences()
 
 
@@ -143,7 +145,7 @@ def test_which_rows_toast(case, prefs, fields, now, shown):
     ],
 )
 def test_quiet_hours(quiet, moment, inside):
-    assert in_quiet_hours(quiet, datetime.combine(NOON.date(), moment)) is inside
+    assert in_quiet_hours(quiet, datetime.combine(NOON.date(), moment).astimezone()) is inside
 
 
 def test_quiet_hours_convert_an_aware_time_to_local(monkeypatch):
@@ -167,11 +169,31 @@ def test_do_not_disturb_compares_zoned_and_local_times():
     assert dnd_active(until, datetime(2026, 11, 23, 9, 59, tzinfo=UTC))
     assert not dnd_active(until, datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
     assert not dnd_active(None, NOON)
-    # A naive value is local time; both naive compare as they are.
     assert dnd_active(NOON + timedelta(minutes=1), NOON)
-    local_until = (NOON + timedelta(minutes=1)).astimezone()
-    assert dnd_active(local_until, NOON)
-    assert not dnd_active(local_until, NOON + timedelta(minutes=2))
+    assert not dnd_active(NOON, NOON)  # it ends at its end
+    # Another zone, same instant.
+    berlin = timezone(timedelta(hours=1))
+    assert dnd_active(until, datetime(2026, 11, 23, 10, 59, tzinfo=berlin))
+
+
+def test_a_naive_time_is_utc_for_do_not_disturb_and_quiet_hours(monkeypatch):
+    # The client's one rule for a time without a zone (time_words.as_aware): UTC, in
+    # the toasts' rules as in the words the tray and the history use.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
+    import time as time_module
+
+    time_module.tzset()
+    try:
+        until = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+        assert dnd_active(until, datetime(2030, 1, 1, 9, 59))
+        assert not dnd_active(until, datetime(2030, 1, 1, 10, 0))
+        assert not dnd_active(datetime(2030, 1, 1, 10, 0), datetime(2030, 1, 1, 10, 0, tzinfo=UTC))
+        # 14:00 UTC is 23:00 in Tokyo.
+        assert in_quiet_hours((time(22), time(7)), datetime(2030, 1, 1, 14, 0))
+        assert describe_age(datetime(2030, 1, 1, 13, 55), datetime(2030, 1, 1, 14, 0)) == "5 min"
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
 
 
 # --- what a single toast says -------------------------------------------------------------
@@ -649,23 +671,7 @@ def test_catch_up_does_not_disturb_a_live_burst():
 
 
 def test_a_request_carries_the_stored_rows_fields() -> None:
-    from tray_app.store import StoredNotification
-
-    row = StoredNotification(
-        id=7,
-        seq=3,
-        title="Build failed",
-        message="main is red",
-        event_type="ci",
-        priority="high",
-        url="/projects/2/",
-        created_at=NOON,
-        is_read=False,
-        actor_json=None,
-        project_id=2,
-        project_title="Mobile App",
-        data_json="{}",
-    )
+    row = stored_notification(7, seq=3, title="Build failed", priority="high", created_at=NOON)
     request = ToastRequest.of(row, live=True, arrived_at=12.5)
     assert (request.id, request.seq, request.title, request.message) == (
         7,

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 from tray_app import autostart, config
 from tray_app.account import AccountSession, keyring_refusal, server_address
 from tray_app.engine import Engine
-from tray_app.managed import load_managed_config
+from tray_app.managed import PreferenceKeeper, load_managed_config
 from tray_app.net import (
     ConnectionState,
     NetError,
@@ -35,13 +35,12 @@ from tray_app.net import (
     StateChange,
     Transport,
 )
-from tray_app.preferences import Preferences, SavedPreferences
+from tray_app.preferences import Preferences, do_not_disturb_until
 from tray_app.store import StoredNotification, TokenVault, open_token_vault
-from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
-from tray_app.ui.badge import TrayLook
+from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest, dnd_active
 from tray_app.ui.bridge import EngineBridge
 from tray_app.ui.toasts import Toaster
-from tray_app.ui.tray import MenuNotification, TrayController, TrayState
+from tray_app.ui.tray import TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
 
 if TYPE_CHECKING:
@@ -118,8 +117,7 @@ class TrayApp(QObject):
         self.managed = load_managed_config()
         # Trust and proxy for the REST client and the socket, from IT's configuration.
         self.transport: Transport = self.managed.transport(os.environ)
-        self.saved_preferences = SavedPreferences.load(options.config_dir)
-        self.preferences = self.managed.effective_preferences(self.saved_preferences)
+        self.preference_keeper = PreferenceKeeper(options.config_dir, self.managed)
         self.managed_notice: QMessageBox | None = None
         # Opened in run(), off the GUI thread: a locked keyring may put up an unlock
         # prompt and wait for the user, and the tray must stay responsive meanwhile.
@@ -195,6 +193,11 @@ class TrayApp(QObject):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def preferences(self) -> Preferences:
+        """The preferences in force (the user's own under IT's)."""
+        return self.preference_keeper.current
+
     def quit(self) -> None:
         """End the app: from the menu, or SIGTERM/SIGINT."""
         self._quit.set()
@@ -249,7 +252,7 @@ class TrayApp(QObject):
         self._connect_bridge(bridge)
         session.start()
         self._spawn(self._load_projects())
-        if self.preferences.dnd_active(datetime.now(UTC)):
+        if dnd_active(self.preferences.dnd_until, datetime.now(UTC)):
             self._spawn(opened.engine.set_status("dnd"))
         self._refresh_tray()
         if self.history is not None:
@@ -421,39 +424,22 @@ class TrayApp(QObject):
 
     def _show_tray_state(self) -> None:
         account = self.account
-        now = datetime.now(UTC)
-        dnd = self.preferences.dnd_until if self.preferences.dnd_active(now) else None
+        dnd_until = self.preferences.dnd_until
+        if not dnd_active(dnd_until, datetime.now(UTC)):
+            dnd_until = None
         if account is None:
             self.tray.set_state(
-                TrayState(
-                    connection="Not logged in",
-                    look=TrayLook.LOGIN_REQUIRED,
-                    username=None,
-                    unread=0,
-                    recent=(),
-                    dnd_until=dnd,
-                )
+                TrayState.of(connection=self.state, username=None, dnd_until=dnd_until)
             )
             return
         engine = account.engine
-        recent = tuple(
-            MenuNotification(
-                id=row.id,
-                title=row.title,
-                project=row.project_title,
-                created_at=row.created_at,
-                url=row.url,
-            )
-            for row in engine.recent(10, unread_only=True)
-        )
         self.tray.set_state(
-            TrayState(
-                connection=_describe(self.state),
-                look=_look(self.state.state, dnd is not None),
+            TrayState.of(
+                connection=self.state,
                 username=account.username,
                 unread=engine.unread_count(),
-                recent=recent,
-                dnd_until=dnd,
+                recent=engine.recent(10, unread_only=True),
+                dnd_until=dnd_until,
             )
         )
 
@@ -478,14 +464,7 @@ class TrayApp(QObject):
         self.mark_read([notification_id])
 
     def set_do_not_disturb(self, choice: str) -> None:
-        now = datetime.now(UTC)
-        if choice == "1h":
-            until: datetime | None = now + timedelta(hours=1)
-        elif choice == "tomorrow":
-            local = datetime.now().astimezone()
-            until = (local + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
-        else:
-            until = None
+        until = do_not_disturb_until(choice, datetime.now(UTC))
         self._update_preferences(replace(self.preferences, dnd_until=until))
         if self.account is not None:
             self._spawn(self.account.engine.set_status("dnd" if until else "online"))
@@ -552,38 +531,28 @@ class TrayApp(QObject):
         self._refresh_tray()
 
     def _update_preferences(self, edited: Preferences) -> None:
-        """Keep what the user changed as their own choice; IT's locked values stay in force
-        and never reach the user's file."""
-        self.saved_preferences = self.managed.record_choices(self.saved_preferences, edited)
-        self.saved_preferences.save(self.options.config_dir)
-        self.preferences = self.managed.effective_preferences(self.saved_preferences)
+        self.preference_keeper.update(edited)
 
     def _set_start_at_login(self, enabled: bool) -> None:
         try:
-            if enabled:
-                autostart.enable(autostart.launch_command())
-            else:
-                autostart.disable()
+            autostart.set_enabled(enabled)
         except autostart.AutostartError as error:
-            logger.warning("could not change start at login: %s", error)
-            self.tray.tray_icon.showMessage("Tray Notifier", error.user_message)
+            self._start_at_login_failed(error)
 
     def _apply_managed_start_at_login(self) -> None:
-        """Make the login entry match what IT set: a locked value, or IT's default while
-        the user has not chosen (the user's own choice was applied when they made it).
-
-        Unmanaged, the login entry is the truth and the preference follows it: the
-        package's system-wide entry, or the desktop's own session settings, may have
-        changed it since the user last chose.
-        """
-        if not self.managed.is_managed("start_at_login"):
-            actual = autostart.is_enabled()
-            if actual != self.preferences.start_at_login:
-                self.preferences = replace(self.preferences, start_at_login=actual)
+        keeper = self.preference_keeper
+        wanted = keeper.current.start_at_login
+        try:
+            actual = autostart.reconcile(wanted, managed=self.managed.is_managed("start_at_login"))
+        except autostart.AutostartError as error:
+            self._start_at_login_failed(error)
             return
-        wanted = self.preferences.start_at_login
-        if autostart.is_enabled() != wanted:
-            self._set_start_at_login(wanted)
+        if actual != wanted:  # the login entry is the truth (autostart.reconcile)
+            keeper.current = replace(keeper.current, start_at_login=actual)
+
+    def _start_at_login_failed(self, error: autostart.AutostartError) -> None:
+        logger.warning("could not change start at login: %s", error)
+        self.tray.tray_icon.showMessage("Tray Notifier", error.user_message)
 
     def _server_url(self) -> str:
         return server_address(self.options.server_url, self.managed)
@@ -685,30 +654,3 @@ def _bring_forward(window: Any) -> None:
     window.show()
     window.raise_()
     window.activateWindow()
-
-
-def _look(state: ConnectionState, dnd: bool) -> TrayLook:
-    if state is ConnectionState.LOGIN_REQUIRED:
-        return TrayLook.LOGIN_REQUIRED
-    if state is not ConnectionState.CONNECTED:
-        return TrayLook.OFFLINE
-    return TrayLook.DND if dnd else TrayLook.CONNECTED
-
-
-def _describe(change: StateChange) -> str:
-    match change.state:
-        case ConnectionState.CONNECTED:
-            return "Connected"
-        case ConnectionState.CONNECTING:
-            return "Connecting…"
-        case ConnectionState.RECONNECTING if change.next_attempt_at is not None:
-            seconds = max(0, round(change.next_attempt_at - time.time()))
-            return f"Reconnecting in {seconds} s" if seconds else "Reconnecting…"
-        case ConnectionState.RECONNECTING:
-            return "Reconnecting…"
-        case ConnectionState.OFFLINE:
-            return "Offline"
-        case ConnectionState.LOGIN_REQUIRED:
-            return "Login required"
-        case _:
-            return "Not connected"

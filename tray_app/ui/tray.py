@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from tray_app.net import ConnectionState, StateChange
+from tray_app.store import StoredNotification
 from tray_app.time_words import as_aware, describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
@@ -73,6 +76,17 @@ class MenuNotification:
     created_at: datetime
     url: str
 
+    @classmethod
+    def of(cls, row: StoredNotification) -> MenuNotification:
+        """The menu's view of a stored notification."""
+        return cls(
+            id=row.id,
+            title=row.title,
+            project=row.project_title,
+            created_at=row.created_at,
+            url=row.url,
+        )
+
 
 @dataclass(frozen=True)
 class TrayState:
@@ -99,6 +113,78 @@ class TrayState:
     def __post_init__(self) -> None:
         if self.unread < 0:
             raise ValueError(f"an unread count cannot be negative, got {self.unread}")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        connection: StateChange,
+        username: str | None,
+        unread: int = 0,
+        recent: Sequence[StoredNotification] = (),
+        dnd_until: datetime | None = None,
+    ) -> TrayState:
+        """What the tray shows.
+
+        Args:
+            connection: The engine's last connection state.
+            username: Who is logged in; None: nobody (the other values but
+                ``dnd_until`` are then ignored).
+            unread: The unread count.
+            recent: The most recent unread rows, newest first.
+            dnd_until: When do-not-disturb in force ends; None: it is not in force.
+        """
+        if username is None:
+            return cls(
+                connection="Not logged in",
+                look=TrayLook.LOGIN_REQUIRED,
+                username=None,
+                unread=0,
+                dnd_until=dnd_until,
+            )
+        return cls(
+            connection=describe_connection(connection),
+            look=connection_look(connection.state, dnd=dnd_until is not None),
+            username=username,
+            unread=unread,
+            recent=tuple(MenuNotification.of(row) for row in recent),
+            dnd_until=dnd_until,
+        )
+
+
+def connection_look(state: ConnectionState, *, dnd: bool) -> TrayLook:
+    """How the icon draws a connection state (do-not-disturb shows only when connected)."""
+    if state is ConnectionState.LOGIN_REQUIRED:
+        return TrayLook.LOGIN_REQUIRED
+    if state is not ConnectionState.CONNECTED:
+        return TrayLook.OFFLINE
+    return TrayLook.DND if dnd else TrayLook.CONNECTED
+
+
+def describe_connection(change: StateChange, *, now: float | None = None) -> str:
+    """Words for the menu's header and the tooltip: "Connected", "Reconnecting in 12 s".
+
+    Args:
+        change: The engine's last connection state.
+        now: The wall clock (``time.time()``) the retry countdown counts from.
+    """
+    match change.state:
+        case ConnectionState.CONNECTED:
+            return "Connected"
+        case ConnectionState.CONNECTING:
+            return "Connecting…"
+        case ConnectionState.RECONNECTING if change.next_attempt_at is not None:
+            clock = time.time() if now is None else now
+            seconds = max(0, round(change.next_attempt_at - clock))
+            return f"Reconnecting in {seconds} s" if seconds else "Reconnecting…"
+        case ConnectionState.RECONNECTING:
+            return "Reconnecting…"
+        case ConnectionState.OFFLINE:
+            return "Offline"
+        case ConnectionState.LOGIN_REQUIRED:
+            return "Login required"
+        case _:
+            return "Not connected"
 
 
 def _local_now() -> datetime:

@@ -13,6 +13,8 @@ from PySide6.QtGui import QAction, QColor, QImage, QTextDocument
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
+from tests.tray_app.conftest import stored_notification
+from tray_app.net import ConnectionState, StateChange
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.tray import (
     MAX_RECENT,
@@ -21,6 +23,7 @@ from tray_app.ui.tray import (
     MenuNotification,
     TrayController,
     TrayState,
+    describe_connection,
     elide,
     menu_text,
     sync_menu_actions,
@@ -537,3 +540,70 @@ def test_sync_menu_actions_reaches_the_wanted_order(
         assert changes.count == 0
     # Never more than taking everything out and putting everything back in.
     assert changes.count <= len(before) + len(after)
+
+
+# --- what the app shows --------------------------------------------------------------------
+
+
+def test_the_state_of_nobody_logged_in_keeps_only_do_not_disturb() -> None:
+    until = NOW + timedelta(hours=1)
+    state = TrayState.of(
+        connection=StateChange(ConnectionState.CONNECTED),
+        username=None,
+        unread=4,
+        recent=[stored_notification(1)],
+        dnd_until=until,
+    )
+    assert state == TrayState(
+        connection="Not logged in",
+        look=TrayLook.LOGIN_REQUIRED,
+        username=None,
+        unread=0,
+        dnd_until=until,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "dnd", "words", "look"),
+    [
+        (StateChange(ConnectionState.CONNECTED), False, "Connected", TrayLook.CONNECTED),
+        (StateChange(ConnectionState.CONNECTED), True, "Connected", TrayLook.DND),
+        (StateChange(ConnectionState.CONNECTING), True, "Connecting…", TrayLook.OFFLINE),
+        (StateChange(ConnectionState.RECONNECTING), False, "Reconnecting…", TrayLook.OFFLINE),
+        (StateChange(ConnectionState.OFFLINE), False, "Offline", TrayLook.OFFLINE),
+        (
+            StateChange(ConnectionState.LOGIN_REQUIRED),
+            True,
+            "Login required",
+            TrayLook.LOGIN_REQUIRED,
+        ),
+        (StateChange(ConnectionState.STOPPED), False, "Not connected", TrayLook.OFFLINE),
+    ],
+)
+def test_the_state_of_an_account_says_its_connection(
+    change: StateChange, dnd: bool, words: str, look: TrayLook
+) -> None:
+    state = TrayState.of(
+        connection=change,
+        username="alice",
+        unread=2,
+        recent=[stored_notification(2), stored_notification(1)],
+        dnd_until=NOW if dnd else None,
+    )
+    assert (state.connection, state.look, state.username, state.unread) == (
+        words,
+        look,
+        "alice",
+        2,
+    )
+    assert [item.id for item in state.recent] == [2, 1]
+    assert state.recent[0] == MenuNotification(
+        id=2, title="Build 2 failed", project="Mobile App", created_at=NOW, url="/projects/2/"
+    )
+
+
+def test_a_retry_is_counted_down_in_seconds() -> None:
+    change = StateChange(ConnectionState.RECONNECTING, next_attempt_at=1000.0)
+    assert describe_connection(change, now=988.4) == "Reconnecting in 12 s"
+    assert describe_connection(change, now=999.8) == "Reconnecting…"
+    assert describe_connection(change, now=1005.0) == "Reconnecting…"
