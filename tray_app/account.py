@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 from tray_app import config
 from tray_app.engine import Engine, OpenedAccount, open_account
@@ -171,3 +172,17 @@ class AccountSession:
             await self.api.aclose()
             if opened is not None:
                 opened.database.connection.close()
+
+
+def web_link(server_url: str, url: str) -> str | None:
+    """The address "Open" may hand to the desktop: ``url`` resolved against the server,
+    and only when it is a web page. A ``file:``, ``javascript:`` or other scheme from a
+    server (or anyone who publishes through it) would otherwise run or reveal local things.
+    """
+    if not url:
+        return None
+    target = urljoin(server_url.rstrip("/") + "/", url.strip())
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return target

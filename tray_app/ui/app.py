@@ -16,14 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl
+from PySide6.QtCore import QObject, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
+from PySide6.QtWidgets import QMessageBox
 
 from tray_app import autostart, config
-from tray_app.account import AccountSession, keyring_refusal, server_address
+from tray_app.account import AccountSession, keyring_refusal, server_address, web_link
 from tray_app.engine import Engine
 from tray_app.managed import PreferenceKeeper, load_managed_config
 from tray_app.net import (
@@ -37,9 +36,9 @@ from tray_app.net import (
 )
 from tray_app.preferences import Preferences, do_not_disturb_until
 from tray_app.store import StoredNotification, TokenVault, open_token_vault
-from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest, dnd_active
+from tray_app.toast_policy import dnd_active
 from tray_app.ui.bridge import EngineBridge
-from tray_app.ui.toasts import Toaster
+from tray_app.ui.toasts import Toaster, ToastPresenter
 from tray_app.ui.tray import TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
 
@@ -55,20 +54,6 @@ logger = logging.getLogger(__name__)
 # The tray and the history follow the store at most this often while rows keep coming (a
 # catch-up stores a batch every few milliseconds); after a quiet spell, at once.
 REFRESH_INTERVAL_S = 0.1
-
-
-def web_link(server_url: str, url: str) -> str | None:
-    """The address "Open" may hand to the desktop: ``url`` resolved against the server,
-    and only when it is a web page. A ``file:``, ``javascript:`` or other scheme from a
-    server (or anyone who publishes through it) would otherwise run or reveal local things.
-    """
-    if not url:
-        return None
-    target = urljoin(server_url.rstrip("/") + "/", url.strip())
-    parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return target
 
 
 @dataclass(frozen=True)
@@ -127,14 +112,13 @@ class TrayApp(QObject):
         self.state = StateChange(ConnectionState.STOPPED)
         self.tray = TrayController(self)
         self.toaster = Toaster(self.tray.tray_icon, parent=self)
-        self.planner = ToastPlanner()
+        self.toasts = ToastPresenter(
+            self.toaster, preferences=lambda: self.preferences, spawn=self._spawn, parent=self
+        )
         self.wakeups = WakeWatcher(self)
         self.history: HistoryWindow | None = None
         self.presence: PresenceWindow | None = None
         self.login: LoginDialog | None = None
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.timeout.connect(self._flush_toasts)
         # Tray and history follow the store once per refresh, not once per row: a
         # catch-up of thousands of rows would otherwise rebuild the menu thousands of times.
         self._refresh_timer = QTimer(self)
@@ -310,7 +294,7 @@ class TrayApp(QObject):
         bridge.read_state_changed.connect(self._read_state_changed)
         bridge.notifications_removed.connect(self._notifications_removed)
         bridge.unread_count_changed.connect(lambda _count: self._refresh_tray())
-        bridge.catch_up_finished.connect(self._catch_up_finished)
+        bridge.catch_up_finished.connect(self.toasts.catch_up_finished)
         bridge.history_reset.connect(self._history_reset)
         bridge.connection_state_changed.connect(self._connection_state_changed)
         bridge.presence_snapshot_received.connect(self._presence_snapshot)
@@ -319,43 +303,15 @@ class TrayApp(QObject):
     # --- engine -> widgets ---------------------------------------------------------------
 
     def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
-        """A batch the engine stored: one refresh for all of it, each row offered for a toast
-        (catch-up rows are tallied for the "while you were away" toast).
-
-        Toasts first: each one's Notify call goes out in its task's first step, which then
-        runs before the refresh (icon, menu, history) rather than after it (B8).
-        """
-        preferences = self._toast_preferences()
-        arrived_at = time.monotonic()
-        toasts: list[Any] = []
-        for row in rows:
-            request = ToastRequest.of(row, live=live, arrived_at=arrived_at)
-            toasts.extend(self.planner.offer(request, preferences))
-        self._show_toasts(toasts)
+        # Toasts first: each one's Notify call goes out in its task's first step, which
+        # then runs before the refresh (icon, menu, history) rather than after it (B8).
+        self.toasts.offer(rows, live=live)
         self._refresh_tray(history=True)
-
-    def _catch_up_finished(self, added: int) -> None:
-        self._show_toasts(self.planner.catch_up_finished(added, self._toast_preferences()))
-
-    def _flush_toasts(self) -> None:
-        self._show_toasts(self.planner.flush(self._toast_preferences()))
-
-    def _show_toasts(self, toasts: list[Any]) -> None:
-        for toast in toasts:
-            self._spawn(self.toaster.show(toast))
-        delay = self.planner.next_flush_in()
-        if delay is not None:
-            self._flush_timer.start(max(0, int(delay * 1000)))
-
-    def _toast_preferences(self) -> ToastPreferences:
-        return ToastPreferences.of(self.preferences)
 
     def _read_state_changed(self, ids: list[int], is_read: bool) -> None:
         self._refresh_tray()
         if is_read:
-            # Read on another device (or here): its toast, shown or held, goes away.
-            self.planner.discard(ids)
-            self._spawn(self.toaster.withdraw(ids))
+            self.toasts.withdraw(ids)
         if self.history is not None:
             self.history.apply_read(ids, is_read)
 
@@ -558,34 +514,20 @@ class TrayApp(QObject):
         return server_address(self.options.server_url, self.managed)
 
     def _announce_managed_problems(self) -> None:
-        """Tell the user, once per start, that IT's file is broken and defaults apply.
-
-        A tray message where a tray shows them; a window otherwise, since a message
-        sent to no tray would be lost. The settings window keeps the full list.
-        """
+        """Tell the user, once per start, that IT's file is broken and defaults apply
+        (the settings window keeps the full list)."""
         problems = self.managed.problems
         if not problems:
             return
-        title = "Your IT department's settings could not all be used"
-        summary = (
+        notice = self.tray.warn(
+            "Your IT department's settings could not all be used",
+            problems,
             "Tray Notifier uses safe defaults instead. Please tell your IT department. "
-            "Settings shows the details."
+            "Settings shows the details.",
         )
-        tray_icon = self.tray.tray_icon
-        if QSystemTrayIcon.isSystemTrayAvailable() and tray_icon.supportsMessages():
-            tray_icon.showMessage(
-                title, f"{problems[0]}\n{summary}", QSystemTrayIcon.MessageIcon.Warning
-            )
-            return
-        notice = QMessageBox(
-            QMessageBox.Icon.Warning, "Tray Notifier", title, QMessageBox.StandardButton.Ok
-        )
-        notice.setTextFormat(Qt.TextFormat.PlainText)
-        notice.setInformativeText("\n\n".join([*problems, summary]))
-        notice.setWindowModality(Qt.WindowModality.NonModal)
-        notice.finished.connect(self._managed_notice_closed)
-        self.managed_notice = notice
-        _bring_forward(notice)
+        if notice is not None:
+            notice.finished.connect(self._managed_notice_closed)
+            self.managed_notice = notice
 
     def _managed_notice_closed(self, _result: int) -> None:
         self.managed_notice = None

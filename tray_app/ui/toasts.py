@@ -24,9 +24,9 @@ import html
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from desktop_notifier import (
     DEFAULT_SOUND,
@@ -37,12 +37,16 @@ from desktop_notifier import (
     Sound,
     Urgency,
 )
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import Qt
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from tray_app.toast_policy import Toast
+from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import APP_ICON_NAME, icon_directories
+
+if TYPE_CHECKING:
+    from tray_app.preferences import Preferences
+    from tray_app.store import StoredNotification
 
 logger = logging.getLogger(__name__)
 
@@ -358,3 +362,67 @@ def _balloon_text(text: str) -> str:
     if sys.platform in ("win32", "darwin") or not Qt.mightBeRichText(text):
         return text
     return Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
+
+
+class ToastPresenter(QObject):
+    """What the engine stored, offered to the toast rules (``ToastPlanner``), and the
+    toasts they pass shown by the ``Toaster``; held toasts go out when the planner says.
+
+    Args:
+        toaster: Shows the toasts.
+        preferences: The preferences in force, asked at every offer.
+        spawn: Runs a coroutine in the background (the app's task set), so that a slow
+            notification daemon never holds the GUI thread.
+        planner: The rules (a fresh ``ToastPlanner`` by default).
+        parent: The owning QObject.
+    """
+
+    def __init__(
+        self,
+        toaster: Toaster,
+        *,
+        preferences: Callable[[], Preferences],
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        planner: ToastPlanner | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._toaster = toaster
+        self._preferences = preferences
+        self._spawn = spawn
+        self._planner = planner or ToastPlanner()
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush)
+
+    def offer(self, rows: Sequence[StoredNotification], *, live: bool) -> None:
+        """A batch the engine stored: each row offered for a toast (catch-up rows are
+        tallied for the "while you were away" toast)."""
+        preferences = self._toast_preferences()
+        arrived_at = time.monotonic()
+        toasts: list[Toast] = []
+        for row in rows:
+            request = ToastRequest.of(row, live=live, arrived_at=arrived_at)
+            toasts.extend(self._planner.offer(request, preferences))
+        self._show(toasts)
+
+    def catch_up_finished(self, added: int) -> None:
+        self._show(self._planner.catch_up_finished(added, self._toast_preferences()))
+
+    def withdraw(self, ids: Sequence[int]) -> None:
+        """Read (here or on another device): their toasts, shown or held, go away."""
+        self._planner.discard(list(ids))
+        self._spawn(self._toaster.withdraw(list(ids)))
+
+    def _flush(self) -> None:
+        self._show(self._planner.flush(self._toast_preferences()))
+
+    def _show(self, toasts: list[Toast]) -> None:
+        for toast in toasts:
+            self._spawn(self._toaster.show(toast))
+        delay = self._planner.next_flush_in()
+        if delay is not None:
+            self._flush_timer.start(max(0, int(delay * 1000)))
+
+    def _toast_preferences(self) -> ToastPreferences:
+        return ToastPreferences.of(self._preferences())

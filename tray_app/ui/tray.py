@@ -32,7 +32,7 @@ from PySide6.QtGui import (
     QPixmap,
     Qt,
 )
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon
 
 from tray_app.net import ConnectionState, StateChange
 from tray_app.store import StoredNotification
@@ -386,6 +386,28 @@ class TrayController(QObject):
     def hide(self) -> None:
         """Take the icon out of the tray."""
         self._tray.hide()
+
+    def warn(self, title: str, problems: Sequence[str], summary: str) -> QMessageBox | None:
+        """Tell the user of problems to pass on (to IT, to support).
+
+        A tray message (the first problem and ``summary``) where the tray shows them;
+        otherwise a window with every problem, returned, for the caller to keep while
+        it is open: a message sent to no tray would be lost.
+        """
+        if QSystemTrayIcon.isSystemTrayAvailable() and self._tray.supportsMessages():
+            text = "\n".join([*problems[:1], summary])
+            self._tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning)
+            return None
+        notice = QMessageBox(
+            QMessageBox.Icon.Warning, "Tray Notifier", title, QMessageBox.StandardButton.Ok
+        )
+        notice.setTextFormat(Qt.TextFormat.PlainText)
+        notice.setInformativeText("\n\n".join([*problems, summary]))
+        notice.setWindowModality(Qt.WindowModality.NonModal)
+        notice.show()
+        notice.raise_()
+        notice.activateWindow()
+        return notice
 
     def set_state(self, state: TrayState) -> None:
         """Show ``state``: icon, tooltip and menu. Only what changed is redrawn or resent.

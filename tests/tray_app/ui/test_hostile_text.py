@@ -24,8 +24,8 @@ from pytestqt.qtbot import QtBot
 
 from tests.tray_app.ui.test_history import make_inbox, payload
 from tray_app import toast_policy
+from tray_app.account import web_link
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
-from tray_app.ui.app import web_link
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.history import HistoryWindow, single_line
 from tray_app.ui.toasts import _balloon_text
