@@ -1,8 +1,11 @@
-"""The tray app's wiring: engine (through the bridge) to widgets, widgets to engine.
+"""The tray app: what outlives an account (the tray icon, the login, the preferences and
+settings, IT's configuration) and the account's view while one is open
+(``account_view.AccountView``: the engine's events to the widgets and back).
 
-Widgets are passive; every decision about what to show and what to do lives here,
-in small methods named for the user's intent. The app starts into the tray and
-opens a window only when it must (the login, when no saved login works).
+Widgets are passive; the rules live in Qt-free modules (the account session, the toast
+rules, the preferences), and this wires them, in small methods named for the user's
+intent. The app starts into the tray and opens a window only when it must (the login,
+when no saved login works).
 """
 
 from __future__ import annotations
@@ -11,33 +14,23 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from tray_app import autostart, config
-from tray_app.account import AccountSession, keyring_refusal, server_address, web_link
-from tray_app.engine import Engine
+from tray_app.account import AccountSession, keyring_refusal, server_address
 from tray_app.managed import PreferenceKeeper, load_managed_config
-from tray_app.net import (
-    ConnectionState,
-    NetError,
-    PresenceChanged,
-    PresenceSnapshot,
-    PresenceUnsubscribed,
-    StateChange,
-    Transport,
-)
+from tray_app.net import ConnectionState, NetError, StateChange, Transport
 from tray_app.preferences import Preferences, do_not_disturb_until
-from tray_app.store import StoredNotification, TokenVault, open_token_vault
+from tray_app.store import TokenVault, open_token_vault
 from tray_app.toast_policy import dnd_active
-from tray_app.ui.bridge import EngineBridge
+from tray_app.ui.account_view import AccountView, bring_forward
 from tray_app.ui.toasts import Toaster, ToastPresenter
 from tray_app.ui.tray import TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
@@ -47,7 +40,6 @@ if TYPE_CHECKING:
     # in the tray never opens most of them and should not carry their code (B8 idle RSS).
     from tray_app.ui.history import HistoryWindow
     from tray_app.ui.login import LoginDialog
-    from tray_app.ui.presence import PresenceWindow
 
 logger = logging.getLogger(__name__)
 
@@ -64,27 +56,6 @@ class AppOptions:
     config_dir: Path
     password: str | None = None  # a scripted first login (TRAY_NOTIFIER_PASSWORD)
     session_only: bool = False
-
-
-@dataclass
-class Account:
-    """The logged-in account: its session (REST client, store, engine) and its bridge."""
-
-    session: AccountSession
-    bridge: EngineBridge
-    projects: tuple[tuple[int, str], ...] = ()
-
-    @property
-    def engine(self) -> Engine:
-        return self.session.engine
-
-    @property
-    def server_url(self) -> str:
-        return self.session.server_url
-
-    @property
-    def username(self) -> str:
-        return self.session.username
 
 
 class TrayApp(QObject):
@@ -108,16 +79,13 @@ class TrayApp(QObject):
         # prompt and wait for the user, and the tray must stay responsive meanwhile.
         # Until then (and for good with --session-only) nothing touches the keyring.
         self.vault = TokenVault.in_memory()
-        self.account: Account | None = None
-        self.state = StateChange(ConnectionState.STOPPED)
+        self.account: AccountView | None = None
         self.tray = TrayController(self)
         self.toaster = Toaster(self.tray.tray_icon, parent=self)
         self.toasts = ToastPresenter(
             self.toaster, preferences=lambda: self.preferences, spawn=self._spawn, parent=self
         )
         self.wakeups = WakeWatcher(self)
-        self.history: HistoryWindow | None = None
-        self.presence: PresenceWindow | None = None
         self.login: LoginDialog | None = None
         # Tray and history follow the store once per refresh, not once per row: a
         # catch-up of thousands of rows would otherwise rebuild the menu thousands of times.
@@ -182,6 +150,15 @@ class TrayApp(QObject):
         """The preferences in force (the user's own under IT's)."""
         return self.preference_keeper.current
 
+    @property
+    def state(self) -> StateChange:
+        """The account's connection (stopped while nobody is logged in)."""
+        return self.account.state if self.account else StateChange(ConnectionState.STOPPED)
+
+    @property
+    def history(self) -> HistoryWindow | None:
+        return self.account.history if self.account else None
+
     def quit(self) -> None:
         """End the app: from the menu, or SIGTERM/SIGINT."""
         self._quit.set()
@@ -191,7 +168,7 @@ class TrayApp(QObject):
         if self.account is None:
             self.show_login()
         else:
-            self.show_history()
+            self.account.show_history()
 
     async def _start(self) -> None:
         username = self.options.username
@@ -231,43 +208,26 @@ class TrayApp(QObject):
         )
         if opened.database.rebuilt:
             logger.warning("the local history was damaged and is rebuilt from the server")
-        bridge = EngineBridge(opened.engine, self)
-        self.account = Account(session, bridge)
-        self._connect_bridge(bridge)
+        account = AccountView(session, toasts=self.toasts, spawn=self._spawn, parent=self)
+        account.tray_changed.connect(lambda history: self._refresh_tray(history=history))
+        account.login_required.connect(lambda message: self._spawn(self._login_again(message)))
+        self.account = account
         session.start()
-        self._spawn(self._load_projects())
+        self._spawn(account.load_projects())
         if dnd_active(self.preferences.dnd_until, datetime.now(UTC)):
             self._spawn(opened.engine.set_status("dnd"))
         self._refresh_tray()
-        if self.history is not None:
-            self.history.close()
-            self.history = None
 
     async def _end_account(self, *, logout: bool) -> None:
         account, self.account = self.account, None
         if account is None:
             return
-        account.bridge.detach()
-        await account.session.close(logout=logout)
-        for window in (self.history, self.presence):
-            if window is not None:
-                window.close()
-        self.history = self.presence = None
-        self.state = StateChange(ConnectionState.STOPPED)
+        await account.close(logout=logout)
         self._refresh_tray()
 
-    async def _load_projects(self) -> None:
-        account = self.account
-        if account is None:
-            return
-        try:
-            projects = await account.session.projects()
-        except NetError as error:
-            logger.info("could not load the project list yet (%s)", error.code)
-            return
-        account.projects = projects
-        if self.presence is not None:
-            self.presence.set_projects(list(projects))
+    async def _login_again(self, message: str | None) -> None:
+        await self._end_account(logout=False)
+        self.show_login(message)
 
     # --- wiring ------------------------------------------------------------------------
 
@@ -289,80 +249,6 @@ class TrayApp(QObject):
         self.wakeups.network_changed.connect(self._network_changed)
         self.wakeups.woke_up.connect(self._woke_up)
 
-    def _connect_bridge(self, bridge: EngineBridge) -> None:
-        bridge.notifications_added.connect(self._notifications_added)
-        bridge.read_state_changed.connect(self._read_state_changed)
-        bridge.notifications_removed.connect(self._notifications_removed)
-        bridge.unread_count_changed.connect(lambda _count: self._refresh_tray())
-        bridge.catch_up_finished.connect(self.toasts.catch_up_finished)
-        bridge.history_reset.connect(self._history_reset)
-        bridge.connection_state_changed.connect(self._connection_state_changed)
-        bridge.presence_snapshot_received.connect(self._presence_snapshot)
-        bridge.presence_changed.connect(self._presence_changed)
-
-    # --- engine -> widgets ---------------------------------------------------------------
-
-    def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
-        # Toasts first: each one's Notify call goes out in its task's first step, which
-        # then runs before the refresh (icon, menu, history) rather than after it (B8).
-        self.toasts.offer(rows, live=live)
-        self._refresh_tray(history=True)
-
-    def _read_state_changed(self, ids: list[int], is_read: bool) -> None:
-        self._refresh_tray()
-        if is_read:
-            self.toasts.withdraw(ids)
-        if self.history is not None:
-            self.history.apply_read(ids, is_read)
-
-    def _notifications_removed(self, ids: list[int]) -> None:
-        self._refresh_tray()
-        if self.history is not None:
-            self.history.apply_removed(ids)
-
-    def _history_reset(self) -> None:
-        self._refresh_tray(history=True)
-
-    def _connection_state_changed(self, change: StateChange) -> None:
-        if change.state is not self.state.state:
-            # States and error codes only: support can follow a session without content.
-            reason = f" ({change.error.code})" if change.error is not None else ""
-            logger.info("connection %s%s", change.state.value, reason)
-        self.state = change
-        self._refresh_tray()
-        if self.history is not None:
-            self.history.set_offline(change.state is not ConnectionState.CONNECTED)
-        if change.state is ConnectionState.LOGIN_REQUIRED:
-            message = change.error.user_message if change.error else None
-            self._spawn(self._login_again(message))
-
-    async def _login_again(self, message: str | None) -> None:
-        await self._end_account(logout=False)
-        self.show_login(message)
-
-    def _presence_snapshot(self, snapshot: PresenceSnapshot) -> None:
-        if self.presence is not None:
-            from tray_app.ui.presence import member_from_protocol
-
-            members = [member_from_protocol(member) for member in snapshot.members]
-            self.presence.show_snapshot(snapshot.project_id, members)
-
-    def _presence_changed(self, change: PresenceChanged | PresenceUnsubscribed) -> None:
-        if self.presence is None:
-            return
-        from tray_app.ui.presence import last_seen_from_epoch
-
-        if isinstance(change, PresenceUnsubscribed):
-            self.presence.remove_project(change.project_id)
-            return
-        self.presence.apply_change(
-            change.project_id,
-            change.user_id,
-            change.online,
-            change.status,
-            last_seen_from_epoch(change.last_seen),
-        )
-
     def _refresh_tray(self, *, history: bool = False) -> None:
         """Bring the tray (and, with ``history``, the history window) up to date with the
         store: at the end of this loop turn, or REFRESH_INTERVAL_S after the last refresh."""
@@ -373,51 +259,35 @@ class TrayApp(QObject):
 
     def _refresh_now(self) -> None:
         self._refreshed_at = time.monotonic()
-        if self._history_stale and self.history is not None:
-            self.history.notifications_changed()
+        history = self.history
+        if self._history_stale and history is not None:
+            history.notifications_changed()
         self._history_stale = False
         self._show_tray_state()
 
     def _show_tray_state(self) -> None:
-        account = self.account
         dnd_until = self.preferences.dnd_until
         if not dnd_active(dnd_until, datetime.now(UTC)):
             dnd_until = None
-        if account is None:
-            self.tray.set_state(
-                TrayState.of(connection=self.state, username=None, dnd_until=dnd_until)
-            )
-            return
-        engine = account.engine
-        self.tray.set_state(
-            TrayState.of(
-                connection=self.state,
-                username=account.username,
-                unread=engine.unread_count(),
-                recent=engine.recent(10, unread_only=True),
-                dnd_until=dnd_until,
-            )
-        )
+        if self.account is None:
+            state = TrayState.of(connection=self.state, username=None, dnd_until=dnd_until)
+        else:
+            state = self.account.tray_state(dnd_until=dnd_until)
+        self.tray.set_state(state)
 
     # --- widgets -> engine -----------------------------------------------------------------
 
     def mark_read(self, ids: list[int]) -> None:
-        if self.account is not None and ids:
-            self.account.engine.mark_read(ids)
+        if self.account is not None:
+            self.account.mark_read(ids)
 
     def mark_all_read(self) -> None:
         if self.account is not None:
             self.account.engine.mark_all_read()
 
     def open_notification(self, notification_id: int) -> None:
-        account = self.account
-        if account is None:
-            return
-        row = account.engine.get(notification_id)
-        target = web_link(account.server_url, row.url) if row is not None else None
-        if target is not None:
-            QDesktopServices.openUrl(QUrl(target))
-        self.mark_read([notification_id])
+        if self.account is not None:
+            self.account.open_notification(notification_id)
 
     def set_do_not_disturb(self, choice: str) -> None:
         until = do_not_disturb_until(choice, datetime.now(UTC))
@@ -437,38 +307,16 @@ class TrayApp(QObject):
     # --- windows -------------------------------------------------------------------------
 
     def show_history(self) -> None:
-        account = self.account
-        if account is None:
+        if self.account is None:
             self.show_login()
-            return
-        if self.history is None:
-            from tray_app.ui.history import HistoryWindow
-
-            history = HistoryWindow(account.engine)
-            history.mark_read_requested.connect(account.engine.mark_read)
-            history.mark_unread_requested.connect(account.engine.mark_unread)
-            history.delete_requested.connect(account.engine.delete)
-            history.open_requested.connect(lambda i, _url: self.open_notification(i))
-            self.history = history
-        self.history.set_offline(self.state.state is not ConnectionState.CONNECTED)
-        _bring_forward(self.history)
+        else:
+            self.account.show_history()
 
     def show_presence(self) -> None:
-        account = self.account
-        if account is None:
+        if self.account is None:
             self.show_login()
-            return
-        if self.presence is None:
-            from tray_app.ui.presence import PresenceWindow
-
-            presence = PresenceWindow()
-            presence.project_selected.connect(
-                lambda pid: self._spawn(account.engine.watch_presence(pid))
-            )
-            presence.status_chosen.connect(lambda s: self._spawn(account.engine.set_status(s)))
-            presence.set_projects(list(account.projects))
-            self.presence = presence
-        _bring_forward(self.presence)
+        else:
+            self.account.show_presence()
 
     def show_settings(self) -> None:
         from tray_app.ui.settings import SettingsDialog
@@ -553,7 +401,7 @@ class TrayApp(QObject):
             self.login = login
         if message:
             self.login.show_error(message)
-        _bring_forward(self.login)
+        bring_forward(self.login)
 
     async def _log_in(self, server: str, username: str, password: str, remember: bool) -> None:
         login = self.login
@@ -590,9 +438,3 @@ class TrayApp(QObject):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:  # a bug: say so
             logger.error("a background task failed", exc_info=task.exception())
-
-
-def _bring_forward(window: Any) -> None:
-    window.show()
-    window.raise_()
-    window.activateWindow()

@@ -1,0 +1,232 @@
+"""One logged-in account on screen: the engine's events (through the bridge) to the tray's
+state, the toasts and the windows, and the user's actions back to the engine.
+
+``TrayApp`` makes one when an account opens and closes it with the account, so nothing
+here asks whether anyone is logged in; the app keeps what outlives an account (the
+tray icon, the login, the preferences, the settings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+
+from tray_app.account import AccountSession, web_link
+from tray_app.engine import Engine
+from tray_app.net import (
+    ConnectionState,
+    NetError,
+    PresenceChanged,
+    PresenceSnapshot,
+    PresenceUnsubscribed,
+    StateChange,
+)
+from tray_app.store import StoredNotification
+from tray_app.ui.bridge import EngineBridge
+from tray_app.ui.toasts import ToastPresenter
+from tray_app.ui.tray import TrayState
+
+if TYPE_CHECKING:
+    # Imported where first opened: an app that sits in the tray never opens them and
+    # should not carry their code (B8 idle RSS).
+    from tray_app.ui.history import HistoryWindow
+    from tray_app.ui.presence import PresenceWindow
+
+logger = logging.getLogger(__name__)
+
+# How many unread notifications the tray's menu lists.
+MENU_ROWS = 10
+
+
+class AccountView(QObject):
+    """The account's engine wired to what the user sees and does.
+
+    Signals:
+        login_required(object): the server no longer takes this login (the message to
+            show, or None); the app closes the account and asks for a login.
+        tray_changed(bool): the tray's state changed; True when the history's rows did.
+    """
+
+    login_required = Signal(object)
+    tray_changed = Signal(bool)
+
+    def __init__(
+        self,
+        session: AccountSession,
+        *,
+        toasts: ToastPresenter,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.state = StateChange(ConnectionState.STOPPED)
+        self.projects: tuple[tuple[int, str], ...] = ()
+        self.history: HistoryWindow | None = None
+        self.presence: PresenceWindow | None = None
+        self._toasts = toasts
+        self._spawn = spawn
+        self.bridge = EngineBridge(session.engine, self)
+        self._connect_bridge(self.bridge)
+
+    @property
+    def engine(self) -> Engine:
+        return self.session.engine
+
+    @property
+    def server_url(self) -> str:
+        return self.session.server_url
+
+    @property
+    def username(self) -> str:
+        return self.session.username
+
+    async def close(self, *, logout: bool) -> None:
+        """Stop hearing the engine, close the account (and its windows)."""
+        self.bridge.detach()
+        await self.session.close(logout=logout)
+        for window in (self.history, self.presence):
+            if window is not None:
+                window.close()
+        self.history = self.presence = None
+
+    async def load_projects(self) -> None:
+        try:
+            projects = await self.session.projects()
+        except NetError as error:
+            logger.info("could not load the project list yet (%s)", error.code)
+            return
+        self.projects = projects
+        if self.presence is not None:
+            self.presence.set_projects(list(projects))
+
+    def tray_state(self, *, dnd_until: datetime | None) -> TrayState:
+        """What the tray shows for this account (``dnd_until``: do-not-disturb in force)."""
+        engine = self.engine
+        return TrayState.of(
+            connection=self.state,
+            username=self.username,
+            unread=engine.unread_count(),
+            recent=engine.recent(MENU_ROWS, unread_only=True),
+            dnd_until=dnd_until,
+        )
+
+    # --- engine -> widgets ---------------------------------------------------------------
+
+    def _connect_bridge(self, bridge: EngineBridge) -> None:
+        bridge.notifications_added.connect(self._notifications_added)
+        bridge.read_state_changed.connect(self._read_state_changed)
+        bridge.notifications_removed.connect(self._notifications_removed)
+        bridge.unread_count_changed.connect(lambda _count: self.tray_changed.emit(False))
+        bridge.catch_up_finished.connect(self._toasts.catch_up_finished)
+        bridge.history_reset.connect(lambda: self.tray_changed.emit(True))
+        bridge.connection_state_changed.connect(self._connection_state_changed)
+        bridge.presence_snapshot_received.connect(self._presence_snapshot)
+        bridge.presence_changed.connect(self._presence_changed)
+
+    def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
+        # Toasts first: each one's Notify call goes out in its task's first step, which
+        # then runs before the refresh (icon, menu, history) rather than after it (B8).
+        self._toasts.offer(rows, live=live)
+        self.tray_changed.emit(True)
+
+    def _read_state_changed(self, ids: list[int], is_read: bool) -> None:
+        self.tray_changed.emit(False)
+        if is_read:
+            self._toasts.withdraw(ids)
+        if self.history is not None:
+            self.history.apply_read(ids, is_read)
+
+    def _notifications_removed(self, ids: list[int]) -> None:
+        self.tray_changed.emit(False)
+        if self.history is not None:
+            self.history.apply_removed(ids)
+
+    def _connection_state_changed(self, change: StateChange) -> None:
+        if change.state is not self.state.state:
+            # States and error codes only: support can follow a session without content.
+            reason = f" ({change.error.code})" if change.error is not None else ""
+            logger.info("connection %s%s", change.state.value, reason)
+        self.state = change
+        self.tray_changed.emit(False)
+        if self.history is not None:
+            self.history.set_offline(change.state is not ConnectionState.CONNECTED)
+        if change.state is ConnectionState.LOGIN_REQUIRED:
+            self.login_required.emit(change.error.user_message if change.error else None)
+
+    def _presence_snapshot(self, snapshot: PresenceSnapshot) -> None:
+        if self.presence is not None:
+            from tray_app.ui.presence import member_from_protocol
+
+            members = [member_from_protocol(member) for member in snapshot.members]
+            self.presence.show_snapshot(snapshot.project_id, members)
+
+    def _presence_changed(self, change: PresenceChanged | PresenceUnsubscribed) -> None:
+        if self.presence is None:
+            return
+        from tray_app.ui.presence import last_seen_from_epoch
+
+        if isinstance(change, PresenceUnsubscribed):
+            self.presence.remove_project(change.project_id)
+            return
+        self.presence.apply_change(
+            change.project_id,
+            change.user_id,
+            change.online,
+            change.status,
+            last_seen_from_epoch(change.last_seen),
+        )
+
+    # --- widgets -> engine -----------------------------------------------------------------
+
+    def mark_read(self, ids: list[int]) -> None:
+        if ids:
+            self.engine.mark_read(ids)
+
+    def open_notification(self, notification_id: int) -> None:
+        """Open its web page, if it has one the desktop may open, and mark it read."""
+        row = self.engine.get(notification_id)
+        target = web_link(self.server_url, row.url) if row is not None else None
+        if target is not None:
+            QDesktopServices.openUrl(QUrl(target))
+        self.mark_read([notification_id])
+
+    # --- windows -------------------------------------------------------------------------
+
+    def show_history(self) -> None:
+        if self.history is None:
+            from tray_app.ui.history import HistoryWindow
+
+            engine = self.engine
+            history = HistoryWindow(engine)
+            history.mark_read_requested.connect(engine.mark_read)
+            history.mark_unread_requested.connect(engine.mark_unread)
+            history.delete_requested.connect(engine.delete)
+            history.open_requested.connect(lambda i, _url: self.open_notification(i))
+            self.history = history
+        self.history.set_offline(self.state.state is not ConnectionState.CONNECTED)
+        bring_forward(self.history)
+
+    def show_presence(self) -> None:
+        if self.presence is None:
+            from tray_app.ui.presence import PresenceWindow
+
+            engine = self.engine
+            presence = PresenceWindow()
+            presence.project_selected.connect(lambda pid: self._spawn(engine.watch_presence(pid)))
+            presence.status_chosen.connect(lambda s: self._spawn(engine.set_status(s)))
+            presence.set_projects(list(self.projects))
+            self.presence = presence
+        bring_forward(self.presence)
+
+
+def bring_forward(window: Any) -> None:
+    """Show a window and give it the focus."""
+    window.show()
+    window.raise_()
+    window.activateWindow()
