@@ -236,6 +236,27 @@ async def open_token_vault(*, session_only: bool = False) -> TokenVault:
     return await future
 
 
+async def open_token_vault_unless(stop: asyncio.Event) -> TokenVault | None:
+    """``open_token_vault()``, or None if ``stop`` is set first.
+
+    A locked keyring puts up its unlock prompt and answers only when someone does: the
+    caller's loop goes on meanwhile, and stopping does not wait for the prompt either
+    (the probe's thread keeps waiting, and nothing awaits it).
+    """
+    opened: asyncio.Future[TokenVault | bool] = asyncio.ensure_future(open_token_vault())
+    stopping: asyncio.Future[TokenVault | bool] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({opened, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not opened.done():
+        opened.cancel()
+        return None
+    vault = opened.result()
+    assert isinstance(vault, TokenVault)
+    return vault
+
+
 def keyring_status(backend: keyring.backend.KeyringBackend | None = None) -> KeyringStatus:
     """Whether ``backend`` (default: keyring's own choice) can hold the refresh token.
 

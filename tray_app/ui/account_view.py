@@ -60,7 +60,7 @@ class AccountView(QObject):
         session: AccountSession,
         *,
         toasts: ToastPresenter,
-        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], object],
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -28,7 +28,8 @@ from tray_app.account import AccountSession, keyring_refusal, server_address
 from tray_app.managed import PreferenceKeeper, load_managed_config
 from tray_app.net import ConnectionState, NetError, StateChange, Transport
 from tray_app.preferences import Preferences, do_not_disturb_until
-from tray_app.store import TokenVault, open_token_vault
+from tray_app.store import TokenVault, open_token_vault_unless
+from tray_app.tasks import BackgroundTasks
 from tray_app.toast_policy import dnd_active
 from tray_app.ui.account_view import AccountView, bring_forward
 from tray_app.ui.toasts import Toaster, ToastPresenter
@@ -80,10 +81,11 @@ class TrayApp(QObject):
         # Until then (and for good with --session-only) nothing touches the keyring.
         self.vault = TokenVault.in_memory()
         self.account: AccountView | None = None
+        self.tasks = BackgroundTasks()
         self.tray = TrayController(self)
         self.toaster = Toaster(self.tray.tray_icon, parent=self)
         self.toasts = ToastPresenter(
-            self.toaster, preferences=lambda: self.preferences, spawn=self._spawn, parent=self
+            self.toaster, preferences=lambda: self.preferences, spawn=self.tasks.spawn, parent=self
         )
         self.wakeups = WakeWatcher(self)
         self.login: LoginDialog | None = None
@@ -95,7 +97,6 @@ class TrayApp(QObject):
         self._history_stale = False
         self._refreshed_at = -REFRESH_INTERVAL_S
         self._quit = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_widgets()
 
     # --- life ------------------------------------------------------------------------
@@ -108,42 +109,24 @@ class TrayApp(QObject):
         # Quit may come while the keyring waits for its unlock prompt: then no login.
         if self.options.session_only or await self._open_keyring():
             self.wakeups.watch_network()
-            self._spawn(self.wakeups.watch_sleep())
+            self.tasks.spawn(self.wakeups.watch_sleep())
             await self._start()
             await self._quit.wait()
         await self._end_account(logout=False)
         self.wakeups.stop()
-        await self._cancel_tasks()
+        await self.tasks.cancel_all()  # project list, toasts, status: before the loop goes
         await self.toaster.aclose()
 
     async def _open_keyring(self) -> bool:
-        """Open the keyring off the GUI thread; False if the user quit first.
-
-        A locked keyring puts up its unlock prompt and answers only when someone does:
-        the tray stays up and Quit works meanwhile, and quitting does not wait for the
-        prompt either (``open_token_vault``).
-        """
-        opened: asyncio.Future[TokenVault] = asyncio.ensure_future(open_token_vault())
-        quitting: asyncio.Future[Any] = asyncio.ensure_future(self._quit.wait())
-        waited: set[asyncio.Future[Any]] = {opened, quitting}
-        try:
-            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            quitting.cancel()
-        if not opened.done():
-            opened.cancel()  # the probe's thread keeps waiting; nothing awaits it
+        """Open the keyring off the GUI thread (its unlock prompt may wait for the user);
+        False if the user quit first."""
+        vault = await open_token_vault_unless(self._quit)
+        if vault is None:
             return False
-        self.vault = opened.result()
-        if not self.vault.status.usable:
-            logger.warning("keyring unusable: %s", self.vault.status.reason)
+        self.vault = vault
+        if not vault.status.usable:
+            logger.warning("keyring unusable: %s", vault.status.reason)
         return True
-
-    async def _cancel_tasks(self) -> None:
-        """End background work (project list, toasts, status) before the loop goes."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def preferences(self) -> Preferences:
@@ -208,14 +191,14 @@ class TrayApp(QObject):
         )
         if opened.database.rebuilt:
             logger.warning("the local history was damaged and is rebuilt from the server")
-        account = AccountView(session, toasts=self.toasts, spawn=self._spawn, parent=self)
+        account = AccountView(session, toasts=self.toasts, spawn=self.tasks.spawn, parent=self)
         account.tray_changed.connect(lambda history: self._refresh_tray(history=history))
-        account.login_required.connect(lambda message: self._spawn(self._login_again(message)))
+        account.login_required.connect(lambda message: self.tasks.spawn(self._login_again(message)))
         self.account = account
         session.start()
-        self._spawn(account.load_projects())
+        self.tasks.spawn(account.load_projects())
         if dnd_active(self.preferences.dnd_until, datetime.now(UTC)):
-            self._spawn(opened.engine.set_status("dnd"))
+            self.tasks.spawn(opened.engine.set_status("dnd"))
         self._refresh_tray()
 
     async def _end_account(self, *, logout: bool) -> None:
@@ -237,7 +220,7 @@ class TrayApp(QObject):
         tray.presence_requested.connect(self.show_presence)
         tray.settings_requested.connect(self.show_settings)
         tray.login_requested.connect(self.show_login)
-        tray.logout_requested.connect(lambda: self._spawn(self._logout()))
+        tray.logout_requested.connect(lambda: self.tasks.spawn(self._logout()))
         tray.quit_requested.connect(self._quit.set)
         tray.notification_opened.connect(self.open_notification)
         tray.notification_mark_read_requested.connect(lambda i: self.mark_read([i]))
@@ -293,7 +276,7 @@ class TrayApp(QObject):
         until = do_not_disturb_until(choice, datetime.now(UTC))
         self._update_preferences(replace(self.preferences, dnd_until=until))
         if self.account is not None:
-            self._spawn(self.account.engine.set_status("dnd" if until else "online"))
+            self.tasks.spawn(self.account.engine.set_status("dnd" if until else "online"))
         self._refresh_tray()
 
     def _network_changed(self, online: bool) -> None:
@@ -394,7 +377,7 @@ class TrayApp(QObject):
                 keyring_reason=keyring_reason,
             )
             login.login_submitted.connect(
-                lambda server, user, password, remember: self._spawn(
+                lambda server, user, password, remember: self.tasks.spawn(
                     self._log_in(server, user, password, remember)
                 )
             )
@@ -428,13 +411,3 @@ class TrayApp(QObject):
     async def _logout(self) -> None:
         await self._end_account(logout=True)
         self.show_login()
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # a bug: say so
-            logger.error("a background task failed", exc_info=task.exception())

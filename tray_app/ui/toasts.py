@@ -382,7 +382,7 @@ class ToastPresenter(QObject):
         toaster: Toaster,
         *,
         preferences: Callable[[], Preferences],
-        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], object],
         planner: ToastPlanner | None = None,
         parent: QObject | None = None,
     ) -> None:
