@@ -67,6 +67,8 @@ class AccountView(QObject):
         self.session = session
         self.state = StateChange(ConnectionState.STOPPED)
         self.projects: tuple[tuple[int, str], ...] = ()
+        # What teammates see (the presence window's choice, or the tray's do-not-disturb).
+        self.own_status = "online"
         self.history: HistoryWindow | None = None
         self.presence: PresenceWindow | None = None
         self._toasts = toasts
@@ -196,6 +198,14 @@ class AccountView(QObject):
             QDesktopServices.openUrl(QUrl(target))
         self.mark_read([notification_id])
 
+    def set_own_status(self, status: str) -> None:
+        """The user's status for teammates, from the presence window or the tray's
+        do-not-disturb: told to the server and shown in the presence window."""
+        self.own_status = status
+        if self.presence is not None:
+            self.presence.set_own_status(status)
+        self._spawn(self.engine.set_status(status))
+
     # --- windows -------------------------------------------------------------------------
 
     def show_history(self) -> None:
@@ -219,7 +229,8 @@ class AccountView(QObject):
             engine = self.engine
             presence = PresenceWindow()
             presence.project_selected.connect(lambda pid: self._spawn(engine.watch_presence(pid)))
-            presence.status_chosen.connect(lambda s: self._spawn(engine.set_status(s)))
+            presence.status_chosen.connect(self.set_own_status)
+            presence.set_own_status(self.own_status)
             presence.set_projects(list(self.projects))
             self.presence = presence
         bring_forward(self.presence)

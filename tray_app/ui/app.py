@@ -198,7 +198,7 @@ class TrayApp(QObject):
         session.start()
         self.tasks.spawn(account.load_projects())
         if dnd_active(self.preferences.dnd_until, datetime.now(UTC)):
-            self.tasks.spawn(opened.engine.set_status("dnd"))
+            account.set_own_status("dnd")
         self._refresh_tray()
 
     async def _end_account(self, *, logout: bool) -> None:
@@ -276,7 +276,7 @@ class TrayApp(QObject):
         until = do_not_disturb_until(choice, datetime.now(UTC))
         self._update_preferences(replace(self.preferences, dnd_until=until))
         if self.account is not None:
-            self.tasks.spawn(self.account.engine.set_status("dnd" if until else "online"))
+            self.account.set_own_status("dnd" if until else "online")
         self._refresh_tray()
 
     def _network_changed(self, online: bool) -> None:

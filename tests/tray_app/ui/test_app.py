@@ -396,3 +396,35 @@ def test_with_a_tray_the_problem_is_a_tray_message(
 
     with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
         runner.run(scenario())
+
+
+def test_do_not_disturb_from_the_tray_is_the_status_the_presence_window_shows(
+    qtbot, demo_server: RunningServer, isolated: Path
+):
+    """One status for teammates: the tray's do-not-disturb sets it, the presence window
+    shows it (opened before or after), and a status chosen there is the account's."""
+    options = options_for(demo_server, isolated, password="demo")
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        account = app.account
+        assert account is not None
+        app.tray.dnd_requested.emit("1h")
+        assert account.own_status == "dnd"
+        app.tray.presence_requested.emit()
+        presence = account.presence
+        assert presence is not None
+        assert presence.own_status() == "dnd"  # opened after: shows it
+        app.tray.dnd_requested.emit("off")
+        assert presence.own_status() == "online"  # open: follows it
+        presence.status_chosen.emit("away")  # the user's own choice in the window
+        assert account.own_status == "away"
+        assert presence.own_status() == "away"
+        app.tray.quit_requested.emit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
