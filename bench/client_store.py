@@ -531,6 +531,7 @@ async def _engine_catch_up(path: Path, frames: list[str], caught_up: str) -> tup
 def _measure_catch_up(corpus: Corpus, settings: Settings, scratch: Path) -> dict[str, Any]:
     """Rounds of: the engine's replay onto a fresh store, one ingest call of the same rows,
     and the two bare peers, each on a fresh file."""
+    from tray_app.net.protocol import parse_notification
     from tray_app.store.db import open_database
     from tray_app.store.inbox import Inbox
 
@@ -555,7 +556,9 @@ def _measure_catch_up(corpus: Corpus, settings: Settings, scratch: Path) -> dict
 
         opened = open_database(folder / "ours-one-call.sqlite3")
         begin = time.perf_counter()
-        Inbox(opened.connection).ingest(payloads, through_seq=count, replay_after_seq=0)
+        # The rows as the protocol reads them, as the engine's replay hands them on.
+        read = [parse_notification(payload) for payload in payloads]
+        Inbox(opened.connection).ingest(read, through_seq=count, replay_after_seq=0)
         seconds["ours, one ingest call"].append(time.perf_counter() - begin)
         opened.connection.close()
 

@@ -175,7 +175,7 @@ class Engine:
         self.outbox = outbox
         self.session = LiveSession(tokens or api, self, connect=connect, backoff=backoff)
         self._listeners: list[Listener] = []
-        self._replay_buffer: list[dict[str, object]] = []
+        self._replay_buffer: list[protocol.Notification] = []
         self._replay_added = 0
         self._server_unread: int | None = None
         # hello's latest_seq: rows above it committed after hello counted the unread ones.
@@ -367,14 +367,14 @@ class Engine:
 
     def _store(
         self,
-        payloads: Sequence[dict[str, object]],
+        notifications: Sequence[protocol.Notification],
         *,
         live: bool,
         through_seq: int | None,
         replay_after_seq: int | None = None,
     ) -> int:
         result = self.inbox.ingest(
-            payloads, through_seq=through_seq, replay_after_seq=replay_after_seq
+            notifications, through_seq=through_seq, replay_after_seq=replay_after_seq
         )
         for row in result.added:
             self._emit(NotificationAdded(row, live=live))

@@ -222,7 +222,7 @@ async def test_a_second_desktop_sees_the_count_drop_within_a_second_of_the_sync(
 
 async def _fetch_rows(api: ApiClient) -> list[_Row]:
     page = await api.inbox_page(limit=200)
-    return [_Row(row["id"], row["seq"]) for row in page.results]
+    return [_Row(row.id, row.seq) for row in page.results]
 
 
 class _Row:

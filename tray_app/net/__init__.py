@@ -35,6 +35,7 @@ from tray_app.net.live import (  # noqa: E402
     websocket_connector,
 )
 from tray_app.net.protocol import (  # noqa: E402
+    Notification,
     PresenceChanged,
     PresenceMember,
     PresenceSnapshot,
@@ -52,6 +53,7 @@ __all__ = [
     "LiveSession",
     "LoginRequired",
     "NetError",
+    "Notification",
     "PresenceChanged",
     "PresenceMember",
     "PresenceSnapshot",

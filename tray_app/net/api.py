@@ -50,7 +50,7 @@ from tray_app.net.errors import (
     describe_host,
     error_from_transport,
 )
-from tray_app.net.protocol import FieldReader
+from tray_app.net.protocol import FieldReader, Notification, parse_notification
 from tray_app.net.transport import Transport
 
 __all__ = [
@@ -112,9 +112,9 @@ class Tokens:
 
 @dataclass(frozen=True)
 class InboxPage:
-    """One page of ``GET /api/inbox/``; ``results`` are the server's notification objects."""
+    """One page of ``GET /api/inbox/``; ``results`` are its notifications, read once."""
 
-    results: list[dict[str, Any]]
+    results: list[Notification]
     next_after_seq: int | None
     next_before_seq: int | None
     latest_seq: int
@@ -226,7 +226,7 @@ def parse_inbox_page(body: Any) -> InboxPage:
     """The :class:`InboxPage` of ``GET /api/inbox/``.
 
     Every result must be an object with a positive ``id`` and ``seq``: the
-    store keys on both. Other fields are left to the caller.
+    store keys on both. Its other fields are read leniently (``parse_notification``).
 
     Raises:
         NotOurServer: the body has another shape.
@@ -236,12 +236,10 @@ def parse_inbox_page(body: Any) -> InboxPage:
     results = page.get("results")
     if not isinstance(results, list):
         raise _shape_error(f"{what}: results must be a list")
-    for item in results:
-        row = _fields.document(item, f"{what} result")
-        _fields.whole(row, "id", f"{what} result", minimum=1)
-        _fields.whole(row, "seq", f"{what} result", minimum=1)
     return InboxPage(
-        results=list(results),
+        results=[
+            parse_notification(item, what=f"{what} result", fields=_fields) for item in results
+        ],
         next_after_seq=_fields.optional_whole(page, "next_after_seq", what, present=True),
         next_before_seq=_fields.optional_whole(page, "next_before_seq", what, present=True),
         latest_seq=_fields.whole(page, "latest_seq", what),

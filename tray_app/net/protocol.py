@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from tray_app.net.errors import NetError
@@ -54,13 +55,55 @@ class Hello:
     max_frame_bytes: int | None
 
 
+PRIORITIES: Final = frozenset({"low", "normal", "high", "urgent"})
+DEFAULT_PRIORITY: Final = "normal"
+# The server's ids and seqs are 64-bit signed (the backend's MAX_SEQ), as SQLite's INTEGER.
+MAX_ID: Final = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification as the server sent it (docs/protocol.md, ``notification_created``;
+    the REST inbox's rows have the same shape), read once by ``parse_notification``.
+
+    Text fields are plain text (never HTML), and storable: a lone surrogate from a
+    ``\\ud800`` escape is replaced.
+
+    Attributes:
+        created_at: None when missing or unreadable (whoever keeps it chooses a time).
+        actor: Who caused it (``id``, ``username``, names), or None.
+        project_id: Its project, or None; ``project_title`` is None with it.
+        data: The event's extra fields; empty when none.
+    """
+
+    id: int
+    seq: int
+    title: str = ""
+    message: str = ""
+    event_type: str = ""
+    priority: str = DEFAULT_PRIORITY
+    url: str = ""
+    created_at: datetime | None = None
+    actor: dict[str, Any] | None = None
+    project_id: int | None = None
+    project_title: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    is_read: bool = False
+
+
 @dataclass(frozen=True)
 class NotificationCreated:
-    """One notification; ``notification`` is the payload as the server sent it."""
+    """One notification pushed live (or replayed)."""
 
-    seq: int
-    id: int
-    notification: dict[str, Any]
+    notification: Notification
+
+    @property
+    def seq(self) -> int:
+        return self.notification.seq
+
+    @property
+    def id(self) -> int:
+        return self.notification.id
 
 
 @dataclass(frozen=True)
@@ -193,10 +236,20 @@ class FieldReader:
             raise self._error(f"{what} is not a JSON object")
         return value
 
-    def whole(self, doc: Mapping[str, Any], key: str, what: str, *, minimum: int = 0) -> int:
+    def whole(
+        self,
+        doc: Mapping[str, Any],
+        key: str,
+        what: str,
+        *,
+        minimum: int = 0,
+        maximum: int | None = None,
+    ) -> int:
         value = doc.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self._error(f"{what}: {key} must be a whole number >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise self._error(f"{what}: {key} must be a whole number <= {maximum}")
         return value
 
     def optional_whole(
@@ -250,6 +303,89 @@ FRAME_FIELDS = FieldReader(FrameError)
 _frame = FRAME_FIELDS
 
 
+def parse_notification(
+    payload: object, *, what: str = "notification", fields: FieldReader = FRAME_FIELDS
+) -> Notification:
+    """A notification the server sent, read once.
+
+    Only ``id`` and ``seq`` are required, whole numbers from 1: what deduplication and
+    the cursor rest on. The other fields are read leniently (a missing title is "", an
+    unknown priority "normal", an unreadable ``created_at`` None, a project without a
+    usable id none), because refusing a notification over a cosmetic field would lose
+    it for good.
+
+    Args:
+        payload: The decoded JSON.
+        what: What the document is, for messages.
+        fields: The reader whose error a bad id or seq raises (``FRAME_FIELDS``:
+            ``FrameError``; the REST client's: ``NotOurServer``).
+
+    Raises:
+        NetError: not an object, or ``id`` or ``seq`` unusable (the message names no
+            content).
+    """
+    document = fields.document(payload, what)
+    seq = fields.whole(document, "seq", what, minimum=1, maximum=MAX_ID)
+    notification_id = fields.whole(document, "id", what, minimum=1, maximum=MAX_ID)
+    priority = document.get("priority")
+    if not isinstance(priority, str):
+        priority = DEFAULT_PRIORITY
+    project = document.get("project")
+    project_id = project_title = None
+    if isinstance(project, dict):
+        project_id = _lenient_id(project.get("id"))
+        if project_id is not None:
+            project_title = _lenient_text(project.get("title"))
+    actor = document.get("actor")
+    data = document.get("data")
+    return Notification(
+        id=notification_id,
+        seq=seq,
+        title=_lenient_text(document.get("title")),
+        message=_lenient_text(document.get("message")),
+        event_type=_lenient_text(document.get("event_type")),
+        priority=priority
+        if isinstance(priority, str) and priority in PRIORITIES
+        else DEFAULT_PRIORITY,
+        url=_lenient_text(document.get("url")),
+        created_at=_lenient_moment(document.get("created_at")),
+        actor=actor if isinstance(actor, dict) else None,
+        project_id=project_id,
+        project_title=project_title,
+        data=data if isinstance(data, dict) else {},
+        is_read=document.get("is_read") is True,
+    )
+
+
+def _lenient_text(value: object) -> str:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot hold.
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _lenient_id(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        return None
+    return value
+
+
+def _lenient_moment(value: object) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime; a time without a zone is UTC (the
+    server always sends "...Z"); None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _ref(document: Mapping[str, Any]) -> Ref:
     ref = document.get("ref")
     if isinstance(ref, bool) or not isinstance(ref, str | int):
@@ -283,11 +419,7 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
                 max_frame_bytes=_frame.optional_whole(payload, "max_frame_bytes", kind),
             )
         case "notification_created":
-            return NotificationCreated(
-                seq=_frame.whole(payload, "seq", kind, minimum=1),
-                id=_frame.whole(payload, "id", kind, minimum=1),
-                notification=payload,
-            )
+            return NotificationCreated(parse_notification(payload, what=kind))
         case "notification_updated":
             updates = _frame.object(payload, "updates", kind)
             return NotificationUpdated(

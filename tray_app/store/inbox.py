@@ -1,7 +1,8 @@
 """The local copy of the user's notifications, and the resume cursor.
 
-Payloads are the server's notification JSON (docs/protocol.md, ``notification_created``;
-the REST inbox returns the same shape). Rows and the cursor change in one transaction, so
+Notifications arrive read once by the protocol (``tray_app.net.protocol.Notification``,
+from ``notification_created`` frames and the REST inbox alike). Rows and the cursor
+change in one transaction, so
 after any crash the cursor never claims a row that is not stored (shared/DESIGN.md,
 invariant 3).
 
@@ -20,15 +21,16 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tray_app.store.db import transaction, translate_sqlite_errors
 from tray_app.store.errors import StoreError
 
+if TYPE_CHECKING:
+    from tray_app.net.protocol import Notification
+
 logger = logging.getLogger(__name__)
 
-PRIORITIES: Final = frozenset({"low", "normal", "high", "urgent"})
-DEFAULT_PRIORITY: Final = "normal"
 # SQLite's INTEGER is 64-bit signed; the server's seqs and ids fit (backend MAX_SEQ).
 MAX_INTEGER: Final = 2**63 - 1
 # Well under SQLite's bound-parameter limit (32766 since 3.32, 999 before).
@@ -154,14 +156,6 @@ def _clean_text(value: str) -> str:
     return value
 
 
-def _text_field(value: object) -> str:
-    if isinstance(value, str):
-        return _clean_text(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
 def _whole_number(value: object, *, minimum: int) -> int | None:
     """``value`` if it is an int (not a bool) in [minimum, MAX_INTEGER], else None."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -177,22 +171,6 @@ def _to_microseconds(moment: datetime) -> int:
 
 def _from_microseconds(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _parse_created_at(value: object) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        # The server always sends UTC ("...Z"); a bare time is read the same way.
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return _to_microseconds(moment)
-    except OverflowError:
-        return None
 
 
 def _json_object(value: object) -> str | None:
@@ -248,51 +226,24 @@ class _Row:
         )
 
 
-def _parse_payload(payload: object) -> _Row | str:
-    """A payload as a row, or the reason it cannot be stored (safe to log: no content).
-
-    Only ``id`` and ``seq`` are required: they are what dedupe and the cursor rest on.
-    Other fields are read leniently (a missing title is "", an unknown priority "normal",
-    an unreadable ``created_at`` the time of arrival), because dropping a notification
-    over a cosmetic field would lose it for good.
-    """
-    if not isinstance(payload, Mapping):
-        return f"payload is a {type(payload).__name__}, not an object"
-    seq = _whole_number(payload.get("seq"), minimum=1)
-    if seq is None:
-        return "seq is missing or not a whole number from 1"
-    notification_id = _whole_number(payload.get("id"), minimum=1)
-    if notification_id is None:
-        return "id is missing or not a whole number from 1"
-    created_us = _parse_created_at(payload.get("created_at"))
-    created_at_readable = created_us is not None
-    if created_us is None:
-        created_us = _to_microseconds(datetime.now(UTC))
-    priority = payload.get("priority")
-    if not isinstance(priority, str) or priority not in PRIORITIES:
-        priority = DEFAULT_PRIORITY
-    project = payload.get("project")
-    project_id: int | None = None
-    project_title: str | None = None
-    if isinstance(project, Mapping):
-        project_id = _whole_number(project.get("id"), minimum=1)
-        if project_id is not None:
-            project_title = _text_field(project.get("title"))
+def _row_of(notification: Notification, *, arrived_at: datetime) -> _Row:
+    """A notification as a row; a missing or unreadable time is ``arrived_at``."""
+    created_at = notification.created_at
     return _Row(
-        seq=seq,
-        id=notification_id,
-        title=_text_field(payload.get("title")),
-        message=_text_field(payload.get("message")),
-        event_type=_text_field(payload.get("event_type")),
-        priority=priority,
-        url=_text_field(payload.get("url")),
-        created_us=created_us,
-        actor_json=_json_object(payload.get("actor")),
-        project_id=project_id,
-        project_title=project_title,
-        data_json=_json_object(payload.get("data")) or "{}",
-        is_read=payload.get("is_read") is True,
-        created_at_readable=created_at_readable,
+        seq=notification.seq,
+        id=notification.id,
+        title=notification.title,
+        message=notification.message,
+        event_type=notification.event_type,
+        priority=notification.priority,
+        url=notification.url,
+        created_us=_to_microseconds(created_at if created_at is not None else arrived_at),
+        actor_json=_json_object(notification.actor),
+        project_id=notification.project_id,
+        project_title=notification.project_title,
+        data_json=_json_object(notification.data) or "{}",
+        is_read=notification.is_read,
+        created_at_readable=created_at is not None,
     )
 
 
@@ -454,7 +405,7 @@ class Inbox:
     @translate_sqlite_errors
     def ingest(
         self,
-        payloads: Sequence[Mapping[str, Any]],
+        notifications: Sequence[Notification],
         *,
         through_seq: int | None = None,
         replay_after_seq: int | None = None,
@@ -462,13 +413,12 @@ class Inbox:
         """Store new notifications and move the cursor, in one transaction.
 
         A seq at or below the cursor, already stored, or repeated in this batch is a
-        duplicate and dropped (the first copy in the batch wins). A payload whose id is
-        already stored under another seq is dropped as malformed. Malformed payloads
-        (not an object; id or seq missing, not an int, below 1) are skipped with a log line
-        that names no content.
+        duplicate and dropped (the first copy in the batch wins). A notification whose id
+        is already stored under another seq is dropped as malformed, with a log line that
+        names no content; one without a readable time is stored at its time of arrival.
 
         Args:
-            payloads: Notification payloads as the server sent them, in any order.
+            notifications: As the protocol read them, in any order.
             through_seq: The server has nothing else up to this seq (``caught_up``, or
                 the end of a REST page walk): seqs up to it that never arrived were
                 deleted on the server and count as filled.
@@ -493,11 +443,9 @@ class Inbox:
         parsed: list[_Row] = []
         # One log line per problem per batch: a broken server must not flood the log.
         problems: Counter[str] = Counter()
-        for payload in payloads:
-            row = _parse_payload(payload)
-            if isinstance(row, str):
-                problems[f"skipped: {row}"] += 1
-                continue
+        arrived_at = datetime.now(UTC)
+        for notification in notifications:
+            row = _row_of(notification, arrived_at=arrived_at)
             if not row.created_at_readable:
                 problems["created_at unreadable, time of arrival used"] += 1
             parsed.append(row)
@@ -534,7 +482,7 @@ class Inbox:
                 self._write_cursor(new_cursor)
             gap = self._has_rows_above(new_cursor)
         for problem, times in sorted(problems.items()):
-            logger.warning("notification payloads (%d of %d): %s", times, len(payloads), problem)
+            logger.warning("notifications (%d of %d): %s", times, len(notifications), problem)
         return IngestResult(
             added=[_notification(row.values()) for row in added], cursor=new_cursor, gap=gap
         )

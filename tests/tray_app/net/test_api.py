@@ -156,19 +156,19 @@ async def test_login_me_and_every_inbox_action_round_trip(demo_server: RunningSe
         await publish(demo_server, ["first", "second", "third"])
 
         page = await client.inbox_page(after_seq=latest_before)
-        assert [row["title"] for row in page.results] == ["first", "second", "third"]
-        seqs = [row["seq"] for row in page.results]
+        assert [row.title for row in page.results] == ["first", "second", "third"]
+        seqs = [row.seq for row in page.results]
         assert seqs == [latest_before + 1, latest_before + 2, latest_before + 3]
         assert page.latest_seq == latest_before + 3
         assert page.unread_count == unread_before + 3
         assert page.next_after_seq is None  # a short page is the end
-        first, second, third = (row["id"] for row in page.results)
+        first, second, third = (row.id for row in page.results)
 
         newest = await client.inbox_page(limit=1)
-        assert [row["id"] for row in newest.results] == [third]
+        assert [row.id for row in newest.results] == [third]
         assert newest.next_before_seq == seqs[2]
         older = await client.inbox_page(before_seq=newest.next_before_seq, limit=1)
-        assert [row["id"] for row in older.results] == [second]
+        assert [row.id for row in older.results] == [second]
 
         nobody = 2**40  # nobody's row: reported, not an error
         change = await client.mark_read([first, second, nobody])
@@ -187,7 +187,7 @@ async def test_login_me_and_every_inbox_action_round_trip(demo_server: RunningSe
         assert deleted.changed == [second]
         assert (await client.delete([second])).changed == []  # deleting twice is fine
         remaining = await client.inbox_page(after_seq=latest_before)
-        assert [row["id"] for row in remaining.results] == [first, third]
+        assert [row.id for row in remaining.results] == [first, third]
 
         # Up to the first new seq: the newer notification stays unread.
         partial = await client.mark_all_read(up_to_seq=seqs[0])
@@ -858,7 +858,7 @@ def test_a_wrong_inbox_page_is_not_our_server(body: Any) -> None:
 
 
 def test_the_other_parsers_refuse_wrong_shapes() -> None:
-    assert parse_inbox_page(_page()).results[0]["title"] == "x"
+    assert parse_inbox_page(_page()).results[0].title == "x"
     assert parse_inbox_change({"changed": [1], "not_found": [], "unread_count": 0}).changed == [1]
     assert parse_unread_state({"unread_count": 2, "latest_seq": 9}) == (2, 9)
     for bad_change in [

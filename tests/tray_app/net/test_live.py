@@ -161,7 +161,7 @@ async def test_connects_with_a_bearer_header_and_resumes_after_the_cursor(
     await recorder.until(lambda: recorder.position == first_hello.latest_seq + 1)
     frame, replaying = recorder.frames[-1]
     assert isinstance(frame, protocol.NotificationCreated)
-    assert frame.notification["title"] == "Live one"
+    assert frame.notification.title == "Live one"
     assert replaying is False
     await stop(session, task)
     assert recorder.state() is ConnectionState.STOPPED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,7 +48,9 @@ def test_every_documented_server_frame_parses():
     )
     assert hello == protocol.Hello(1, {"id": 3, "username": "alice"}, 4, 42, 1795000000.0, 65536)
     created = parse_server_frame(frame("notification_created", NOTIFICATION))
-    assert created == protocol.NotificationCreated(seq=43, id=981, notification=NOTIFICATION)
+    assert created == protocol.NotificationCreated(protocol.parse_notification(NOTIFICATION))
+    assert isinstance(created, protocol.NotificationCreated)
+    assert (created.seq, created.id, created.notification.title) == (43, 981, NOTIFICATION["title"])
     assert parse_server_frame(
         frame("notification_updated", {"id": 981, "updates": {"is_read": True}})
     ) == protocol.NotificationUpdated(981, True)
@@ -181,3 +184,90 @@ def test_encoders_produce_the_documented_frames():
 def test_encoders_refuse_what_the_server_would_refuse(call):
     with pytest.raises(ValueError, match=r"."):
         call()
+
+
+# --- a notification, read once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        None,
+        "a string",
+        [1, 2],
+        42,
+        {"title": "SECRET-TITLE-TEXT"},
+        {"seq": 1, "title": "SECRET-TITLE-TEXT"},  # no id
+        {"id": 5, "title": "SECRET-TITLE-TEXT"},  # no seq
+        {"id": "5", "seq": 1},
+        {"id": 5, "seq": "1"},
+        {"id": 5, "seq": True},
+        {"id": 5, "seq": 1.0},
+        {"id": 5, "seq": 0},
+        {"id": 5, "seq": -3},
+        {"id": 0, "seq": 1},
+        {"id": 5, "seq": 2**63},  # beyond SQLite's INTEGER
+        {"id": 2**64, "seq": 1},
+    ],
+)
+def test_a_notification_without_a_usable_id_and_seq_is_refused_naming_no_content(
+    malformed: object,
+) -> None:
+    with pytest.raises(FrameError) as refused:
+        protocol.parse_notification(malformed)
+    assert "SECRET" not in str(refused.value)
+    # As a frame, too: nothing of it reaches the store.
+    with pytest.raises(FrameError):
+        parse_server_frame(frame("notification_created", malformed))
+
+
+def test_a_notifications_other_fields_are_read_leniently() -> None:
+    odd = protocol.parse_notification(
+        {
+            "id": 1,
+            "seq": 1,
+            "title": "lone \ud800 surrogate",
+            "message": "nul \x00 inside",
+            "event_type": 7,
+            "priority": "critical",
+            "created_at": "yesterday",
+            "actor": "bob",
+            "project": {"id": "x", "title": "no id"},
+            "data": [1, 2],
+            "is_read": "yes",
+            "url": None,
+        }
+    )
+    assert odd == protocol.Notification(
+        id=1, seq=1, title="lone ? surrogate", message="nul \x00 inside", event_type="7"
+    )
+    bare = protocol.parse_notification({"id": 2, "seq": 3, "priority": ["high"]})
+    assert bare == protocol.Notification(id=2, seq=3)
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        ("2026-11-22T09:30:00.123456Z", datetime(2026, 11, 22, 9, 30, 0, 123456, tzinfo=UTC)),
+        ("2026-11-22T11:30:00+02:00", datetime(2026, 11, 22, 9, 30, tzinfo=UTC)),
+        ("2026-11-22T09:30:00", datetime(2026, 11, 22, 9, 30, tzinfo=UTC)),  # no zone: UTC
+        ("0001-01-01T00:00:00+01:00", None),  # before the first UTC instant
+        ("22 Nov", None),
+        (1795000000, None),
+    ],
+)
+def test_a_notifications_time_is_utc_or_none(sent: object, read: datetime | None) -> None:
+    notification = protocol.parse_notification({"id": 1, "seq": 1, "created_at": sent})
+    assert notification.created_at == read
+    if read is not None:
+        assert notification.created_at is not None
+        assert notification.created_at.tzinfo is UTC
+
+
+def test_a_notification_keeps_its_project_actor_data_and_read_state() -> None:
+    notification = protocol.parse_notification(NOTIFICATION | {"is_read": True})
+    assert notification.project_id == NOTIFICATION["project"]["id"]  # type: ignore[index]
+    assert notification.project_title == NOTIFICATION["project"]["title"]  # type: ignore[index]
+    assert notification.actor == NOTIFICATION["actor"]
+    assert notification.data == NOTIFICATION["data"]
+    assert notification.is_read is True

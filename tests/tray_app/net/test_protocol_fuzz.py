@@ -125,3 +125,53 @@ def test_handcrafted_hostile_frames() -> None:
         parsed_or_frame_error(text)
     parsed_or_frame_error(b"\xff\xfe")
     parsed_or_frame_error(("x" * 1_000_000).encode())
+
+
+notification_fields = st.sampled_from(
+    [
+        "id", "seq", "title", "message", "event_type", "priority", "url", "created_at",
+        "actor", "project", "data", "is_read",
+    ]
+) | st.text(max_size=10)  # fmt: skip
+notification_values = (
+    json_values
+    | st.sampled_from(["low", "normal", "high", "urgent", "\ud800", "2026-11-22T09:30:00Z"])
+    | st.datetimes(timezones=st.none() | st.timezones()).map(lambda moment: moment.isoformat())
+    | st.fixed_dictionaries({"id": json_values, "title": json_values})
+)
+
+
+@FUZZ
+@given(st.dictionaries(notification_fields, notification_values, max_size=12) | json_values)
+def test_a_notification_is_read_once_into_storable_values_or_refused(payload: Any) -> None:
+    # What the store and the toasts rely on, whatever the server sent: text that UTF-8
+    # (and so SQLite) can hold, a known priority, an aware UTC time or none, objects
+    # where objects are expected, ids in SQLite's range; or FrameError naming no content.
+    try:
+        notification = protocol.parse_notification(payload)
+    except FrameError as error:
+        refusal = str(error)
+    else:
+        refusal = ""
+    if refusal:
+        assert SECRET not in refusal
+        return
+    assert 1 <= notification.id <= protocol.MAX_ID
+    assert 1 <= notification.seq <= protocol.MAX_ID
+    for text in (
+        notification.title,
+        notification.message,
+        notification.event_type,
+        notification.url,
+    ):
+        text.encode("utf-8")
+    assert notification.priority in protocol.PRIORITIES
+    created = notification.created_at
+    assert created is None or created.utcoffset() is not None
+    assert notification.actor is None or isinstance(notification.actor, dict)
+    assert isinstance(notification.data, dict)
+    assert isinstance(notification.is_read, bool)
+    if notification.project_id is None:
+        assert notification.project_title is None
+    else:
+        assert isinstance(notification.project_title, str)

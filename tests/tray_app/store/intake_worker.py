@@ -15,34 +15,36 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
 # Run as a script: make the repository importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from tray_app.net.protocol import Notification, parse_notification
 from tray_app.store.db import open_database
 from tray_app.store.inbox import Inbox
 
 WORDS = ("crash", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 
 
-def payload(seq: int) -> dict[str, Any]:
+def payload(seq: int) -> Notification:
     """A notification as the server would send it, with seq and a derived id."""
-    return {
-        "id": 1_000_000 + seq,
-        "seq": seq,
-        "is_read": False,
-        "read_at": None,
-        "title": f"crash test {seq}",
-        "message": " ".join(WORDS[(seq + n) % len(WORDS)] for n in range(12)),
-        "event_type": "task_status_changed",
-        "priority": ("low", "normal", "high", "urgent")[seq % 4],
-        "url": f"/projects/1/tasks/{seq}",
-        "created_at": "2026-11-22T09:30:00.123456Z",
-        "actor": {"id": 4, "username": "bob", "first_name": "Bob", "last_name": "Baker"},
-        "project": {"id": 1 + seq % 3, "title": f"Project {seq % 3}"},
-        "data": {"task_id": seq},
-    }
+    return parse_notification(
+        {
+            "id": 1_000_000 + seq,
+            "seq": seq,
+            "is_read": False,
+            "read_at": None,
+            "title": f"crash test {seq}",
+            "message": " ".join(WORDS[(seq + n) % len(WORDS)] for n in range(12)),
+            "event_type": "task_status_changed",
+            "priority": ("low", "normal", "high", "urgent")[seq % 4],
+            "url": f"/projects/1/tasks/{seq}",
+            "created_at": "2026-11-22T09:30:00.123456Z",
+            "actor": {"id": 4, "username": "bob", "first_name": "Bob", "last_name": "Baker"},
+            "project": {"id": 1 + seq % 3, "title": f"Project {seq % 3}"},
+            "data": {"task_id": seq},
+        }
+    )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tray_app.net.protocol import Notification, parse_notification
 from tray_app.store.db import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -21,8 +22,10 @@ from tray_app.store.errors import StoreError
 from tray_app.store.inbox import Inbox
 
 
-def note(seq: int, **fields: object) -> dict[str, object]:
-    return {"id": 500 + seq, "seq": seq, "title": f"title {seq}", "message": "m" * 300, **fields}
+def note(seq: int, **fields: object) -> Notification:
+    return parse_notification(
+        {"id": 500 + seq, "seq": seq, "title": f"title {seq}", "message": "m" * 300, **fields}
+    )
 
 
 def user_version(path: Path) -> int:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from tray_app.net.protocol import Notification, parse_notification
 from tray_app.store.db import open_database
 from tray_app.store.errors import StoreError
 from tray_app.store.inbox import Filters, Inbox
 from tray_app.store.outbox import MAX_IDS_PER_ACTION, Outbox, OutboxAction
 
 
-def payload(seq: int, **fields: Any) -> dict[str, Any]:
+def payload(seq: int, **fields: Any) -> Notification:
     base: dict[str, Any] = {
         "id": 1000 + seq,
         "seq": seq,
@@ -27,7 +28,7 @@ def payload(seq: int, **fields: Any) -> dict[str, Any]:
         "created_at": "2026-11-22T09:30:00Z",
     }
     base.update(fields)
-    return base
+    return parse_notification(base)
 
 
 @pytest.fixture

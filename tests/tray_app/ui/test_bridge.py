@@ -33,7 +33,7 @@ def created(seq: int, title: str = "Build is green") -> protocol.NotificationCre
         "project": {"id": 1, "title": "Mobile App"},
         "data": {},
     }
-    return protocol.NotificationCreated(seq=seq, id=100 + seq, notification=payload)
+    return protocol.NotificationCreated(protocol.parse_notification(payload))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractItemView
 from pytestqt.qtbot import QtBot
 
+from tray_app.net.protocol import Notification, parse_notification
 from tray_app.store.db import open_database
 from tray_app.store.inbox import NO_FILTERS, Filters, Inbox, StoredNotification
 from tray_app.time_words import describe_age
@@ -46,7 +47,7 @@ def clock() -> datetime:
     return NOW
 
 
-def payload(seq: int, **fields: Any) -> dict[str, Any]:
+def payload(seq: int, **fields: Any) -> Notification:
     """A notification as the server sends it; newer seqs are newer in time too."""
     project = fields.pop("project", (1, "Mobile App"))
     document: dict[str, Any] = {
@@ -63,14 +64,14 @@ def payload(seq: int, **fields: Any) -> dict[str, Any]:
     if project is not None:
         document["project"] = {"id": project[0], "title": project[1]}
     document.update(fields)
-    return document
+    return parse_notification(document)
 
 
 _OPEN_STORES: list[sqlite3.Connection] = []
 
 
 def make_inbox(
-    path: Path, payloads: list[dict[str, Any]], *, closed_after_test: bool = True
+    path: Path, payloads: list[Notification], *, closed_after_test: bool = True
 ) -> Inbox:
     connection = open_database(path).connection
     if closed_after_test:
@@ -418,7 +419,9 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
         for seq in range(1, BIG_STORE_ROWS + 1)
     ]
     store = make_inbox(
-        tmp_path_factory.mktemp("big") / "big.sqlite3", payloads, closed_after_test=False
+        tmp_path_factory.mktemp("big") / "big.sqlite3",
+        [parse_notification(payload) for payload in payloads],
+        closed_after_test=False,
     )
     assert store.count() == BIG_STORE_ROWS
     yield store
