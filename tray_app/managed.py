@@ -38,6 +38,7 @@ from platformdirs.macos import MacOS
 from platformdirs.unix import Unix
 from platformdirs.windows import Windows
 
+from tray_app import autostart
 from tray_app.config import APP_NAME
 from tray_app.net import Transport
 from tray_app.preferences import PREFERENCE_NAMES, Preferences, SavedPreferences, parse_quiet_hours
@@ -724,13 +725,30 @@ class PreferenceKeeper:
 
     def update(self, edited: Preferences) -> Preferences:
         """Keep what the user changed as their own choice; IT's locked values stay in
-        force and never reach the user's file. Returns the preferences now in force.
+        force and never reach the user's file. A start-at-login that changed is applied
+        to the login entry. Returns the preferences now in force.
 
         Raises:
+            AutostartError: the login entry could not be changed (the choice is kept).
             OSError: the user's file could not be written (nothing changed).
         """
+        before = self.current
         saved = self._managed.record_choices(self.saved, edited)
         saved.save(self._config_dir)
         self.saved = saved
         self.current = self._managed.effective_preferences(saved)
+        if self.current.start_at_login != before.start_at_login:
+            autostart.set_enabled(self.current.start_at_login)
         return self.current
+
+    def settle_start_at_login(self) -> None:
+        """Match the login entry and the preference as the app starts
+        (``autostart.reconcile``: IT's value is applied, else the entry is the truth).
+
+        Raises:
+            AutostartError: IT's value could not be applied.
+        """
+        wanted = self.current.start_at_login
+        actual = autostart.reconcile(wanted, managed=self._managed.is_managed("start_at_login"))
+        if actual != wanted:
+            self.current = replace(self.current, start_at_login=actual)

@@ -620,3 +620,41 @@ def test_a_preference_keeper_that_cannot_save_changes_nothing(tmp_path: Path) ->
         keeper.update(replace(before, sound=False))
     assert keeper.current == before
     assert keeper.saved.chosen == frozenset()
+
+
+@pytest.fixture
+def login_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The desktop's login entries in a scratch home (none system-wide)."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "etc-xdg"))
+    return tmp_path / "config"
+
+
+def test_a_changed_start_at_login_reaches_the_login_entry(login_entries: Path) -> None:
+    from tray_app import autostart
+
+    keeper = PreferenceKeeper(login_entries, parse_managed_config("{}", SOURCE))
+    keeper.update(replace(keeper.current, start_at_login=True))
+    assert autostart.is_enabled()
+    keeper.update(replace(keeper.current, sound=False))  # unchanged: left alone
+    assert autostart.is_enabled()
+    keeper.update(replace(keeper.current, start_at_login=False))
+    assert not autostart.is_enabled()
+
+
+def test_at_start_the_login_entry_and_the_preference_are_settled(login_entries: Path) -> None:
+    from tray_app import autostart
+
+    # Unmanaged: the entry (changed by the desktop since) is the truth.
+    keeper = PreferenceKeeper(login_entries, parse_managed_config("{}", SOURCE))
+    autostart.set_enabled(True)
+    keeper.settle_start_at_login()
+    assert keeper.current.start_at_login is True
+    # IT's default, the user having chosen nothing: the entry is made to match it.
+    managed = parse_managed_config('{"start_at_login": {"value": false, "locked": false}}', SOURCE)
+    keeper = PreferenceKeeper(login_entries, managed)
+    keeper.settle_start_at_login()
+    assert keeper.current.start_at_login is False
+    assert not autostart.is_enabled()

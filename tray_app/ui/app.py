@@ -105,7 +105,7 @@ class TrayApp(QObject):
         self.tray.show()
         self._refresh_tray()
         self._announce_managed_problems()
-        self._apply_managed_start_at_login()
+        self._settle_start_at_login()
         # Quit may come while the keyring waits for its unlock prompt: then no login.
         if self.options.session_only or await self._open_keyring():
             self.wakeups.watch_network()
@@ -311,31 +311,20 @@ class TrayApp(QObject):
         self._settings_dialog = dialog  # keep it alive while open
 
     def _preferences_changed(self, preferences: Preferences) -> None:
-        previous = self.preferences
         self._update_preferences(preferences)
-        if self.preferences.start_at_login != previous.start_at_login:
-            self._set_start_at_login(self.preferences.start_at_login)
         self._refresh_tray()
 
     def _update_preferences(self, edited: Preferences) -> None:
-        self.preference_keeper.update(edited)
-
-    def _set_start_at_login(self, enabled: bool) -> None:
         try:
-            autostart.set_enabled(enabled)
+            self.preference_keeper.update(edited)
         except autostart.AutostartError as error:
             self._start_at_login_failed(error)
 
-    def _apply_managed_start_at_login(self) -> None:
-        keeper = self.preference_keeper
-        wanted = keeper.current.start_at_login
+    def _settle_start_at_login(self) -> None:
         try:
-            actual = autostart.reconcile(wanted, managed=self.managed.is_managed("start_at_login"))
+            self.preference_keeper.settle_start_at_login()
         except autostart.AutostartError as error:
             self._start_at_login_failed(error)
-            return
-        if actual != wanted:  # the login entry is the truth (autostart.reconcile)
-            keeper.current = replace(keeper.current, start_at_login=actual)
 
     def _start_at_login_failed(self, error: autostart.AutostartError) -> None:
         logger.warning("could not change start at login: %s", error)
