@@ -14,10 +14,11 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -31,7 +32,8 @@ from tray_app.preferences import Preferences, do_not_disturb_until
 from tray_app.store import TokenVault, open_token_vault_unless
 from tray_app.tasks import BackgroundTasks
 from tray_app.toast_policy import dnd_active
-from tray_app.ui.account_view import AccountView, bring_forward
+from tray_app.ui.account_view import AccountView
+from tray_app.ui.login_flow import LoginFlow
 from tray_app.ui.toasts import Toaster, ToastPresenter
 from tray_app.ui.tray import TrayController, TrayState
 from tray_app.ui.wakeups import WakeWatcher
@@ -88,7 +90,10 @@ class TrayApp(QObject):
             self.toaster, preferences=lambda: self.preferences, spawn=self.tasks.spawn, parent=self
         )
         self.wakeups = WakeWatcher(self)
-        self.login: LoginDialog | None = None
+        self.login_flow = LoginFlow(
+            new_session=self._session_for_login, spawn=self.tasks.spawn, parent=self
+        )
+        self.login_flow.logged_in.connect(lambda s: self.tasks.spawn(self._logged_in(s)))
         # Tray and history follow the store once per refresh, not once per row: a
         # catch-up of thousands of rows would otherwise rebuild the menu thousands of times.
         self._refresh_timer = QTimer(self)
@@ -141,6 +146,11 @@ class TrayApp(QObject):
     @property
     def history(self) -> HistoryWindow | None:
         return self.account.history if self.account else None
+
+    @property
+    def login(self) -> LoginDialog | None:
+        """The login window while it is open."""
+        return self.login_flow.dialog
 
     def quit(self) -> None:
         """End the app: from the menu, or SIGTERM/SIGINT."""
@@ -215,22 +225,34 @@ class TrayApp(QObject):
     # --- wiring ------------------------------------------------------------------------
 
     def _connect_widgets(self) -> None:
-        tray = self.tray
+        tray, toaster, wakeups, on_account = self.tray, self.toaster, self.wakeups, self._on_account
         tray.history_requested.connect(self.show_history)
         tray.presence_requested.connect(self.show_presence)
         tray.settings_requested.connect(self.show_settings)
         tray.login_requested.connect(self.show_login)
         tray.logout_requested.connect(lambda: self.tasks.spawn(self._logout()))
         tray.quit_requested.connect(self._quit.set)
-        tray.notification_opened.connect(self.open_notification)
-        tray.notification_mark_read_requested.connect(lambda i: self.mark_read([i]))
-        tray.mark_all_read_requested.connect(self.mark_all_read)
         tray.dnd_requested.connect(self.set_do_not_disturb)
-        self.toaster.open_requested.connect(lambda i, _url: self.open_notification(i))
-        self.toaster.mark_read_requested.connect(lambda i: self.mark_read([i]))
-        self.toaster.history_requested.connect(self.show_history)
-        self.wakeups.network_changed.connect(self._network_changed)
-        self.wakeups.woke_up.connect(self._woke_up)
+        tray.notification_opened.connect(on_account(AccountView.open_notification))
+        tray.notification_mark_read_requested.connect(on_account(lambda a, i: a.mark_read([i])))
+        tray.mark_all_read_requested.connect(on_account(lambda a: a.engine.mark_all_read()))
+        toaster.open_requested.connect(on_account(lambda a, i, _url: a.open_notification(i)))
+        toaster.mark_read_requested.connect(on_account(lambda a, i: a.mark_read([i])))
+        toaster.history_requested.connect(self.show_history)
+        wakeups.network_changed.connect(
+            on_account(lambda a, on: a.engine.set_network_available(on))
+        )
+        wakeups.woke_up.connect(on_account(lambda a: a.engine.wake()))
+
+    def _on_account(self, action: Callable[..., object]) -> Callable[..., None]:
+        """A slot that does ``action(account, *arguments)`` while an account is open, and
+        nothing otherwise (a click on a stale menu entry, a wake-up while logged out)."""
+
+        def slot(*arguments: Any) -> None:
+            if self.account is not None:
+                action(self.account, *arguments)
+
+        return slot
 
     def _refresh_tray(self, *, history: bool = False) -> None:
         """Bring the tray (and, with ``history``, the history window) up to date with the
@@ -260,32 +282,12 @@ class TrayApp(QObject):
 
     # --- widgets -> engine -----------------------------------------------------------------
 
-    def mark_read(self, ids: list[int]) -> None:
-        if self.account is not None:
-            self.account.mark_read(ids)
-
-    def mark_all_read(self) -> None:
-        if self.account is not None:
-            self.account.engine.mark_all_read()
-
-    def open_notification(self, notification_id: int) -> None:
-        if self.account is not None:
-            self.account.open_notification(notification_id)
-
     def set_do_not_disturb(self, choice: str) -> None:
         until = do_not_disturb_until(choice, datetime.now(UTC))
         self._update_preferences(replace(self.preferences, dnd_until=until))
         if self.account is not None:
             self.account.set_own_status("dnd" if until else "online")
         self._refresh_tray()
-
-    def _network_changed(self, online: bool) -> None:
-        if self.account is not None:
-            self.account.engine.set_network_available(online)
-
-    def _woke_up(self) -> None:
-        if self.account is not None:
-            self.account.engine.wake()
 
     # --- windows -------------------------------------------------------------------------
 
@@ -353,47 +355,21 @@ class TrayApp(QObject):
         self.managed_notice = None
 
     def show_login(self, message: str | None = None) -> None:
-        if self.login is None:
-            managed = self.managed
-            keyring_reason = keyring_refusal(managed, self.vault)
-            from tray_app.ui.login import LoginDialog
+        keyring_reason = keyring_refusal(self.managed, self.vault)
+        self.login_flow.show(
+            server_url=self._server_url(),
+            username=self.options.username or self.settings.username,
+            server_locked=self.managed.is_locked("server_url"),
+            remember_me=self.preferences.remember_me and keyring_reason is None,
+            keyring_reason=keyring_reason,
+            message=message,
+        )
 
-            login = LoginDialog(
-                server_url=self._server_url(),
-                username=self.options.username or self.settings.username,
-                server_locked=managed.is_locked("server_url"),
-                remember_me=self.preferences.remember_me and keyring_reason is None,
-                keyring_reason=keyring_reason,
-            )
-            login.login_submitted.connect(
-                lambda server, user, password, remember: self.tasks.spawn(
-                    self._log_in(server, user, password, remember)
-                )
-            )
-            self.login = login
-        if message:
-            self.login.show_error(message)
-        bring_forward(self.login)
-
-    async def _log_in(self, server: str, username: str, password: str, remember: bool) -> None:
-        login = self.login
-        if login is None:
-            return
-        login.set_busy(True)
-        if self.managed.is_locked("server_url"):
-            server = self._server_url()  # the dialog shows it locked; nothing else is allowed
+    def _session_for_login(self, server: str, username: str, remember: bool) -> AccountSession:
         self._update_preferences(replace(self.preferences, remember_me=remember))
-        session = self._new_session(server.rstrip("/"), username)
-        try:
-            await session.log_in(password)
-        except NetError as error:
-            await session.close()
-            login.set_busy(False)
-            login.show_error(error.user_message)
-            return
-        login.set_busy(False)
-        login.accept()
-        self.login = None
+        return self._new_session(server, username)
+
+    async def _logged_in(self, session: AccountSession) -> None:
         await self._end_account(logout=False)
         self._open_account(session)
 
