@@ -138,7 +138,7 @@ Publish = Callable[[str], Awaitable[None]]
 
 
 def _titles(recorder: Recorder) -> list[str]:
-    return [frame.notification.get("title") for frame in recorder.of(protocol.NotificationCreated)]
+    return [frame.notification.title for frame in recorder.of(protocol.NotificationCreated)]
 
 
 def _errors(recorder: Recorder) -> list[NetError]:

@@ -357,6 +357,8 @@ def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted
         timeout=90,
         what=f"seq {latest}",
     )
+    # The last rows may come by the catch-up before the socket says it is connected.
+    client.wait_for_state("connected", count=restarts + 1, timeout=90)
     assert client.terminate() == 0
 
     rows = client.notifications()
