@@ -1,6 +1,7 @@
 """The tray app: what outlives an account (the tray icon, the login, the preferences and
-settings, IT's configuration) and the account's view while one is open
-(``account_view.AccountView``: the engine's events to the widgets and back).
+settings, IT's configuration), the login window's flow (``login_flow.LoginFlow``) and
+the account's view while one is open (``account_view.AccountView``: the engine's events
+to the widgets and back).
 
 Widgets are passive; the rules live in Qt-free modules (the account session, the toast
 rules, the preferences), and this wires them, in small methods named for the user's
