@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import django
 from channels.db import database_sync_to_async
-from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.routing import ProtocolTypeRouter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
 django.setup()
@@ -34,7 +34,7 @@ from backend.notifications.publish_lane import (  # noqa: E402
     RETRY_AFTER_SECONDS,
     PublishLane,
 )
-from backend.notifications.routing import websocket_urlpatterns  # noqa: E402
+from backend.notifications.routing import websocket_application  # noqa: E402
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -246,8 +246,9 @@ class SharedThreadASGIHandler(ASGIHandler):
 
     def fast_headers(self, scope: Scope, *, forwarded: bool = True) -> FastHeaders | None:
         """Whether a publish request may go the fast way, decided from its headers
-        (one header scan); None when the full stack must answer it, or when
-        ``forwarded`` is false and it has an ``X-Forwarded-*`` header."""
+        (one header scan); None when the full stack must answer it (also for a
+        browser page's request, with an ``Origin``), or when ``forwarded`` is false
+        and it has an ``X-Forwarded-*`` header."""
         authorization: bytes | None = None
         authorizations = 0
         content_type: bytes | None = None
@@ -260,6 +261,10 @@ class SharedThreadASGIHandler(ASGIHandler):
                 content_type = value
             elif name == b"host" and host is None:
                 host = value
+            elif name == b"origin":
+                # A page's request: its answer's CORS headers depend on the Origin, so the
+                # full stack answers it, and nothing of its answer is learned.
+                return None
             elif not forwarded and name.startswith(b"x-forwarded-"):
                 return None
         if (
@@ -295,7 +300,7 @@ http_handler = SharedThreadASGIHandler()
 application = ProtocolTypeRouter(
     {
         "http": http_handler,
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": websocket_application,
         "lifespan": lifespan,
     }
 )

@@ -141,6 +141,16 @@ TRAY_ALLOWED_ORIGINS = _env_list("TRAY_ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = [origin for origin in TRAY_ALLOWED_ORIGINS if origin != "*"]
 # Origins of the admin when the proxy's public address differs from the Host it forwards.
 CSRF_TRUSTED_ORIGINS += _env_list("TRAY_CSRF_TRUSTED_ORIGINS")
+# The same origins may call the REST API from their pages (CORS, django-cors-headers).
+# Without credentials: such a page logs in over the API and sends its access token as
+# a Bearer header, so no cookie of this server ever goes with another origin's request,
+# and "*" (any origin) stays as safe as a desktop client.
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOWED_ORIGINS = [origin for origin in TRAY_ALLOWED_ORIGINS if origin != "*"]
+CORS_ALLOW_ALL_ORIGINS = "*" in TRAY_ALLOWED_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+# A page backing off after a 429 or 503 reads when to try again.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # Behind a reverse proxy. uvicorn (backend/cli.py) takes the client's address and
 # scheme from X-Forwarded-For/-Proto, but only on connections from these addresses
@@ -173,6 +183,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "csp",
+    "corsheaders",
     "backend.users.apps.UsersConfig",
     "backend.projects.apps.ProjectsConfig",
     "backend.notifications.apps.NotificationsConfig",
@@ -180,6 +191,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that may answer on its own (WhiteNoise, CommonMiddleware's
+    # redirects): their answers to another origin's page need the CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -188,6 +202,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, so its 405 still gets every header the middleware above adds.
+    "backend.api_refusals.AllowedMethodsMiddleware",
 ]
 
 # Every response carries a Content-Security-Policy (django-csp). The admin, the only

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from backend.api_refusals import api_not_found
 from backend.health import healthz
 from backend.users.admin import rate_limited_admin_login
 
@@ -14,4 +15,6 @@ urlpatterns = [
     path("api/", include("backend.users.urls")),
     path("api/", include("backend.projects.urls")),
     path("api/", include("backend.notifications.urls")),
+    # Last: any other /api/ path answers the API's JSON 404, not Django's HTML page.
+    re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
 ]

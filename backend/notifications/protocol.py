@@ -248,5 +248,8 @@ def handshake_refusal(
         return f"refused a WebSocket for host {host[:100] if host else None}"
     origin = origin_from_scope(scope)
     if not origin_allowed(origin, host=host, allowed=allowed_origins):
-        return f"refused a WebSocket from origin {origin[:100] if origin else None}"
+        return (
+            f"refused a WebSocket from origin {origin[:100] if origin else None}: "
+            "not this server; list it in TRAY_ALLOWED_ORIGINS to allow it"
+        )
     return None
