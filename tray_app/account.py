@@ -186,3 +186,12 @@ def web_link(server_url: str, url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return target
+
+
+def open_target(server_url: str, url: str, notification_id: int) -> str:
+    """Where "Open" leads: the notification's own web link (``web_link``), else its page
+    in the server's web companion, so every notification opens somewhere."""
+    own = web_link(server_url, url)
+    if own is not None:
+        return own
+    return f"{server_url.rstrip('/')}/notifications/{int(notification_id)}"

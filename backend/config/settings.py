@@ -187,6 +187,7 @@ INSTALLED_APPS = [
     "backend.users.apps.UsersConfig",
     "backend.projects.apps.ProjectsConfig",
     "backend.notifications.apps.NotificationsConfig",
+    "backend.web.apps.WebConfig",
 ]
 
 MIDDLEWARE = [

@@ -17,4 +17,11 @@ urlpatterns = [
     path("api/", include("backend.notifications.urls")),
     # Last: any other /api/ path answers the API's JSON 404, not Django's HTML page.
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
+    # The web companion at the root: the inbox, and a page for every link a
+    # notification carries (backend/web/).
+    path("", include("backend.web.urls")),
 ]
+
+# Pages outside the API that do not exist (or are not the visitor's) say so in the
+# web companion's frame; the API's own 404s stay JSON (backend/api_refusals.py).
+handler404 = "backend.web.views.not_found"

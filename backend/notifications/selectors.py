@@ -546,3 +546,14 @@ def latest_message_id() -> int:
     from backend.notifications.models import Message
 
     return Message.objects.aggregate(latest=Max("id"))["latest"] or 0
+
+
+def inbox_about(*, user_id: int, url: str, limit: int = 50) -> list[Inbox]:
+    """The user's notifications that link to ``url`` (a task's, a milestone's), newest
+    first: what the user was told about that thing, its history as they saw it."""
+    inbox_log.read_barrier(user_id=user_id)
+    return list(
+        Inbox.objects.filter(user_id=user_id, deleted_at__isnull=True, message__url=url)
+        .select_related("message", "message__actor")
+        .order_by("-seq")[: max(1, min(limit, INBOX_PAGE_MAX))]
+    )

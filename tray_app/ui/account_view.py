@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
-from tray_app.account import AccountSession, web_link
+from tray_app.account import AccountSession, open_target
 from tray_app.engine import Engine
 from tray_app.net import (
     ConnectionState,
@@ -191,11 +191,10 @@ class AccountView(QObject):
             self.engine.mark_read(ids)
 
     def open_notification(self, notification_id: int) -> None:
-        """Open its web page, if it has one the desktop may open, and mark it read."""
+        """Open its own web link, or its page in the web companion, and mark it read."""
         row = self.engine.get(notification_id)
-        target = web_link(self.server_url, row.url) if row is not None else None
-        if target is not None:
-            QDesktopServices.openUrl(QUrl(target))
+        url = row.url if row is not None else ""
+        QDesktopServices.openUrl(QUrl(open_target(self.server_url, url, notification_id)))
         self.mark_read([notification_id])
 
     def set_own_status(self, status: str) -> None:

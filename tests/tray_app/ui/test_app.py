@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import qasync
+from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from tests.fixtures.services import RunningServer, free_port
@@ -70,6 +72,18 @@ def server_unread(server: RunningServer) -> int:
         return int(state["unread_count"])
 
 
+class OpenedUrls(QObject):
+    """Receives the URLs the app hands to the desktop (``QDesktopServices.openUrl``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url.toString())
+
+
 async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     """Poll a condition while the qasync loop runs Qt and asyncio work in between."""
     async with asyncio.timeout(timeout):
@@ -102,19 +116,40 @@ def test_logs_in_shows_the_count_and_marks_read_through_the_server(
         assert history is not None
         stored = history.model.total
 
+        async def notify(title: str, unread: int) -> Any:
+            """Send alice ``title`` from the CLI; the newest in the menu once counted."""
+            result = await asyncio.to_thread(
+                demo_server.cli, "notify", "--user", "alice", "--title", title
+            )
+            assert result.returncode == 0, result.stderr
+            await until(lambda: tray.state.unread == unread)
+            newest = tray.state.recent[0]
+            assert newest.title == title
+            return newest
+
         # A new notification: the badge counts it, the menu and the history list it first.
-        result = await asyncio.to_thread(
-            demo_server.cli, "notify", "--user", "alice", "--title", "Deploy finished"
-        )
-        assert result.returncode == 0, result.stderr
-        await until(lambda: tray.state.unread == expected + 1)
-        newest = tray.state.recent[0]
-        assert newest.title == "Deploy finished"
+        newest = await notify("Deploy finished", expected + 1)
         await until(lambda: history.model.total == stored + 1)
         assert history.model.notification(0).title == "Deploy finished"
 
         # "Mark read" in the menu: the server applies it and the badge follows.
-        tray.notification_mark_read_requested.emit(newest.id)
+        failed = await notify("Build failed", expected + 2)
+        tray.notification_mark_read_requested.emit(failed.id)
+        await until(lambda: tray.state.unread == expected + 1)
+        await until(lambda: server_unread(demo_server) == expected + 1, timeout=WAIT)
+
+        # "Open" on a notification without a link: its page in the server's web
+        # companion, handed to the desktop (Qt's own URL handler hook records it), and
+        # it is marked read.
+        opened = OpenedUrls()
+        # PySide6 takes the slot's name as str at run time; its stub says bytes.
+        QDesktopServices.setUrlHandler("http", opened, "open")  # type: ignore[arg-type]
+        try:
+            tray.notification_opened.emit(newest.id)
+            await until(lambda: bool(opened.urls))
+        finally:
+            QDesktopServices.unsetUrlHandler("http")
+        assert opened.urls == [f"{demo_server.url}/notifications/{newest.id}"]
         await until(lambda: tray.state.unread == expected)
         await until(lambda: server_unread(demo_server) == expected, timeout=WAIT)
 

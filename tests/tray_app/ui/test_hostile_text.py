@@ -24,7 +24,7 @@ from pytestqt.qtbot import QtBot
 
 from tests.tray_app.ui.test_history import make_inbox, payload
 from tray_app import toast_policy
-from tray_app.account import web_link
+from tray_app.account import open_target, web_link
 from tray_app.toast_policy import ToastPlanner, ToastPreferences, ToastRequest
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.history import HistoryWindow, single_line
@@ -231,3 +231,18 @@ def test_open_never_hands_a_local_or_script_link_to_the_desktop(url: str) -> Non
 )
 def test_open_hands_web_links_to_the_desktop(url: str, opened: str) -> None:
     assert web_link("https://notify.example.com", url) == opened
+
+
+@pytest.mark.parametrize(
+    ("url", "opened"),
+    [
+        ("/projects/1/tasks/7", "https://notify.example.com/projects/1/tasks/7"),
+        ("https://ci.example.com/build/1", "https://ci.example.com/build/1"),
+        # No link, or one the desktop must not open: the notification's own page.
+        ("", "https://notify.example.com/notifications/42"),
+        ("javascript:alert(1)", "https://notify.example.com/notifications/42"),
+        ("file:///etc/passwd", "https://notify.example.com/notifications/42"),
+    ],
+)
+def test_open_always_leads_to_a_web_page(url: str, opened: str) -> None:
+    assert open_target("https://notify.example.com/", url, 42) == opened

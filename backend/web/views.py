@@ -1,0 +1,225 @@
+"""The web companion's pages: server-rendered, thin over the same selectors the REST
+API reads, behind Django's session login.
+
+Every page a notification links to resolves for a user who may see it, and is a 404
+for anyone else, worded exactly like a missing one (the selectors' ``NotFound``), so
+ids do not tell what exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import login, logout
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from backend.errors import NotFound
+from backend.notifications import selectors as inbox
+from backend.projects import selectors as projects_selectors
+from backend.projects.models import TaskStatus
+from backend.projects.services import project_url
+from backend.users.models import User
+from backend.users.throttling import login_attempt_allowed
+
+PAGE_SIZE = 50
+
+View = Callable[..., HttpResponse]
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # behind _logged_in
+    return user
+
+
+def _logged_in(view: View) -> View:
+    """The page for a logged-in user; anyone else goes to the login, and back after it."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return HttpResponseRedirect(f"/?next={request.get_full_path()}")
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as error:
+            raise Http404(error.message) from error
+
+    return guarded
+
+
+def _page(request: HttpRequest, template: str, **context: Any) -> HttpResponse:
+    user = request.user
+    if isinstance(user, User):
+        context["unread_count"] = inbox.inbox_unread_count(user_id=user.pk)
+    return render(request, f"web/{template}", context)
+
+
+def _next_page(request: HttpRequest) -> str:
+    """Where to go after logging in: ``next`` when it is a path on this server."""
+    target = request.POST.get("next") or request.GET.get("next") or "/"
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ) and target.startswith("/"):
+        return target
+    return "/"
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The inbox, or the login for a visitor who is not logged in."""
+    if not request.user.is_authenticated:
+        return _page(
+            request,
+            "login.html",
+            form=AuthenticationForm(request),
+            next=_next_page(request),
+            title="Log in",
+        )
+    return _inbox(request)
+
+
+def _inbox(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    before = request.GET.get("before", "")
+    unread_only = request.GET.get("unread") == "1"
+    rows = inbox.inbox_list(
+        user_id=user.pk,
+        before_seq=int(before) if before.isdigit() and len(before) < 19 else None,
+        limit=PAGE_SIZE + 1,
+        unread=True if unread_only else None,
+    )
+    older = rows[PAGE_SIZE - 1].seq if len(rows) > PAGE_SIZE else None
+    return _page(
+        request,
+        "inbox.html",
+        rows=rows[:PAGE_SIZE],
+        older=older,
+        unread_only=unread_only,
+        title="Inbox",
+    )
+
+
+@require_POST
+def log_in(request: HttpRequest) -> HttpResponse:
+    """The login form's POST: the same per-address budget as the API's login
+    (``TRAY_LOGIN_RATE``), spent before the password is checked."""
+    wait = login_attempt_allowed(request)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        form = AuthenticationForm(request)
+        response = _page(
+            request,
+            "login.html",
+            form=form,
+            next=_next_page(request),
+            title="Log in",
+            refusal=f"Too many login attempts from your address. Try again in {seconds} seconds.",
+        )
+        response.status_code = 429
+        response["Retry-After"] = str(seconds)
+        return response
+    form = AuthenticationForm(request, data=request.POST)
+    if not form.is_valid():
+        response = _page(request, "login.html", form=form, next=_next_page(request), title="Log in")
+        response.status_code = 400
+        return response
+    login(request, form.get_user())
+    request.session.set_expiry(int(settings.TRAY["SESSION_MAX_DAYS"] * 86400))
+    return HttpResponseRedirect(_next_page(request))
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for every page outside the API, in the companion's frame."""
+    response = _page(request, "404.html", title="Not found")
+    response.status_code = 404
+    return response
+
+
+@require_POST
+def log_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return HttpResponseRedirect("/")
+
+
+@require_GET
+@_logged_in
+def notification(request: HttpRequest, inbox_id: str) -> HttpResponse:
+    row = inbox.inbox_get(user_id=_user(request).pk, inbox_id=int(inbox_id))
+    return _page(request, "notification.html", row=row, title=row.message.title)
+
+
+@require_GET
+@_logged_in
+def projects(request: HttpRequest) -> HttpResponse:
+    found = projects_selectors.project_list(user=_user(request))
+    return _page(request, "projects.html", projects=found, title="Projects")
+
+
+@require_GET
+@_logged_in
+def project(request: HttpRequest, project_id: str, section: str = "") -> HttpResponse:
+    user = _user(request)
+    found = projects_selectors.project_get(user=user, project_id=project_id)
+    tasks = list(projects_selectors.task_list(user=user, project_id=found.pk))
+    by_status = [
+        (label, [task for task in tasks if task.status == value])
+        for value, label in TaskStatus.choices
+    ]
+    return _page(
+        request,
+        "project.html",
+        project=found,
+        members=projects_selectors.member_list(user=user, project_id=found.pk),
+        milestones=projects_selectors.milestone_list(user=user, project_id=found.pk),
+        by_status=by_status,
+        section=section,
+        title=found.title,
+    )
+
+
+@require_GET
+@_logged_in
+def milestone(request: HttpRequest, project_id: str, milestone_id: str) -> HttpResponse:
+    user = _user(request)
+    found = projects_selectors.milestone_get(
+        user=user, project_id=project_id, milestone_id=milestone_id
+    )
+    tasks = [
+        task
+        for task in projects_selectors.task_list(user=user, project_id=found.project_id)
+        if task.milestone_id == found.pk
+    ]
+    return _page(
+        request,
+        "milestone.html",
+        milestone=found,
+        tasks=tasks,
+        history=inbox.inbox_about(
+            user_id=user.pk, url=project_url(found.project_id, "milestones", found.pk)
+        ),
+        title=f"{found.title} · {found.project.title}",
+    )
+
+
+@require_GET
+@_logged_in
+def task(request: HttpRequest, project_id: str, task_id: str) -> HttpResponse:
+    user = _user(request)
+    found = projects_selectors.task_get(user=user, project_id=project_id, task_id=task_id)
+    return _page(
+        request,
+        "task.html",
+        task=found,
+        history=inbox.inbox_about(
+            user_id=user.pk, url=project_url(found.project_id, "tasks", found.pk)
+        ),
+        title=f"{found.title} · {found.project.title}",
+    )

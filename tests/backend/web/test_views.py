@@ -1,0 +1,125 @@
+"""The web companion's login and guards (backend/web/views.py), through the whole
+middleware chain (Django's test client). The pages themselves are driven in a real
+browser by tests/e2e/test_web_pages.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from backend.notifications.selectors import Audience
+from backend.notifications.services import notification_create
+from backend.users.throttling import LoginRateThrottle
+from backend.web.views import PAGE_SIZE
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(make_user: Any) -> Any:
+    return make_user("alice", password="right-one")
+
+
+def test_a_visitor_gets_the_login_and_a_page_sends_them_there(client: Client) -> None:
+    home = client.get("/")
+    assert home.status_code == 200
+    assert b'action="/login/"' in home.content
+
+    deep = client.get("/projects/1/tasks/2")
+    assert deep.status_code == 302
+    assert deep["Location"] == "/?next=/projects/1/tasks/2"
+
+
+def test_logging_in_goes_to_next_on_this_server_only(client: Client, alice: Any) -> None:
+    answer = client.post(
+        "/login/", {"username": "alice", "password": "right-one", "next": "/projects"}
+    )
+    assert answer.status_code == 302
+    assert answer["Location"] == "/projects"
+    assert client.session["_auth_user_id"] == str(alice.pk)
+
+    client.post("/logout/")
+    for elsewhere in ("https://evil.example.com/", "//evil.example.com/x", "javascript:alert(1)"):
+        answer = client.post(
+            "/login/", {"username": "alice", "password": "right-one", "next": elsewhere}
+        )
+        assert answer["Location"] == "/", elsewhere
+
+
+def test_a_wrong_password_shows_the_form_again_with_why(client: Client, alice: Any) -> None:
+    answer = client.post("/login/", {"username": "alice", "password": "nope"})
+
+    assert answer.status_code == 400
+    assert b"Please enter a correct username and password" in answer.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_disabled_account_cannot_log_in_nor_stay_logged_in(client: Client, alice: Any) -> None:
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+    alice.is_active = False
+    alice.save()
+
+    assert client.get("/projects").status_code == 302  # the session no longer counts
+    answer = client.post("/login/", {"username": "alice", "password": "right-one"})
+    assert answer.status_code == 400
+
+
+def test_logout_takes_a_post_only(client: Client, alice: Any) -> None:
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    assert client.get("/logout/").status_code == 405
+    assert client.get("/projects").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/projects").status_code == 302
+
+
+def test_the_login_spends_the_same_per_address_budget_as_the_api(
+    client: Client, alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LoginRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
+    cache.clear()
+    try:
+        for _ in range(3):
+            assert client.post("/login/", {"username": "alice", "password": "x"}).status_code == 400
+        refused = client.post("/login/", {"username": "alice", "password": "right-one"})
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) >= 1
+        assert b"Too many login attempts" in refused.content
+        assert "_auth_user_id" not in client.session
+    finally:
+        cache.clear()
+
+
+def test_a_page_that_is_not_there_is_the_companions_404(client: Client, alice: Any) -> None:
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    for path in ("/nowhere", "/projects/1", "/notifications/5", "/projects/x"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert b"not yours to see" in answer.content
+
+
+def test_the_inbox_pages_newest_first_without_repeats(client: Client, alice: Any) -> None:
+    for number in range(1, 121):
+        notification_create(audience=Audience(users=(alice.pk,)), title=f"number {number}")
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    seen: list[str] = []
+    path = "/"
+    while path:
+        page = client.get(path)
+        assert page.status_code == 200
+        titles = re.findall(
+            r'<a href="/notifications/\d+">(?:<span[^>]*></span>)?([^<]+)</a>',
+            page.content.decode(),
+        )
+        assert 0 < len(titles) <= PAGE_SIZE
+        seen += titles
+        older = re.search(r'<a href="(/\?before=\d+)" rel="next">', page.content.decode())
+        path = older.group(1) if older else ""
+    assert seen == [f"number {number}" for number in range(120, 0, -1)]
+    assert b'id="unread-count">120<' in client.get("/").content
