@@ -457,11 +457,14 @@ def inbox_list(
     unread: bool | None = None,
     project_id: int | None = None,
     include_deleted: bool = False,
+    priority: str | None = None,
+    search: str | None = None,
 ) -> list[Inbox]:
     """One page of the user's inbox.
 
     With ``after_seq`` the page runs upward in seq order (catching up); otherwise
     it runs downward from ``before_seq`` (or the newest), newest first (browsing).
+    ``search`` keeps the rows whose title or text contains it (any case).
     """
     limit = max(1, min(limit, INBOX_PAGE_MAX))
     inbox_log.read_barrier(user_id=user_id)
@@ -480,6 +483,12 @@ def inbox_list(
         rows = rows.filter(read_at__isnull=False)
     if project_id is not None:
         rows = rows.filter(message__project_id=project_id)
+    if priority is not None:
+        rows = rows.filter(message__priority=priority)
+    if search:
+        rows = rows.filter(
+            Q(message__title__icontains=search) | Q(message__message__icontains=search)
+        )
     if before_seq is not None:
         rows = rows.filter(seq__lt=before_seq)
     if after_seq is not None:

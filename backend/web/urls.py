@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern] = [
     path("", views.home, name="web-home"),
     path("login/", views.log_in, name="web-login"),
     path("logout/", views.log_out, name="web-logout"),
+    path("inbox/change/", views.change, name="web-inbox-change"),
     re_path(
         rf"^notifications/{ID.format('inbox_id')}/?$", views.notification, name="web-notification"
     ),

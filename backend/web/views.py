@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import login, logout
@@ -21,8 +22,10 @@ from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from backend.errors import NotFound
+from backend.errors import InvalidInput, NotFound
 from backend.notifications import selectors as inbox
+from backend.notifications import services as inbox_services
+from backend.notifications.models import Priority
 from backend.projects import selectors as projects_selectors
 from backend.projects.models import TaskStatus
 from backend.projects.services import project_url
@@ -86,25 +89,92 @@ def home(request: HttpRequest) -> HttpResponse:
     return _inbox(request)
 
 
+def _number(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
 def _inbox(request: HttpRequest) -> HttpResponse:
+    """The inbox, newest first, a page at a time (``before``: the seq to go on below),
+    filtered by ``unread``, ``project``, ``priority`` and a search ``q``."""
     user = _user(request)
-    before = request.GET.get("before", "")
-    unread_only = request.GET.get("unread") == "1"
+    query = request.GET
+    unread_only = query.get("unread") == "1"
+    project_id = _number(query.get("project", ""))
+    priority = query.get("priority", "")
+    if priority not in Priority.values:
+        priority = ""
+    search = query.get("q", "").strip()[:200]
     rows = inbox.inbox_list(
         user_id=user.pk,
-        before_seq=int(before) if before.isdigit() and len(before) < 19 else None,
+        before_seq=_number(query.get("before", "")),
         limit=PAGE_SIZE + 1,
         unread=True if unread_only else None,
+        project_id=project_id,
+        priority=priority or None,
+        search=search or None,
     )
-    older = rows[PAGE_SIZE - 1].seq if len(rows) > PAGE_SIZE else None
+    filters = {
+        key: value
+        for key, value in (
+            ("unread", "1" if unread_only else ""),
+            ("project", str(project_id or "")),
+            ("priority", priority),
+            ("q", search),
+        )
+        if value
+    }
+    older = None
+    if len(rows) > PAGE_SIZE:
+        older = "/?" + urlencode({**filters, "before": rows[PAGE_SIZE - 1].seq})
     return _page(
         request,
         "inbox.html",
         rows=rows[:PAGE_SIZE],
         older=older,
+        filters=filters,
+        here=request.get_full_path(),
         unread_only=unread_only,
+        projects=projects_selectors.project_list(user=user),
+        project_id=project_id,
+        priorities=Priority.choices,
+        priority=priority,
+        search=search,
         title="Inbox",
     )
+
+
+# The inbox's buttons: what each does to the rows it names.
+_CHANGES = {
+    "read": inbox_services.inbox_mark_read,
+    "unread": inbox_services.inbox_mark_unread,
+    "delete": inbox_services.inbox_delete,
+}
+
+
+@require_POST
+@_logged_in
+def change(request: HttpRequest) -> HttpResponse:
+    """A button of the inbox or a notification's page: mark read, unread, delete (the
+    rows in ``id``), or everything read (``all``); then back to the page it came from.
+    Ids that are not the user's are left alone, as over the API."""
+    user = _user(request)
+    action = request.POST.get("action", "")
+    try:
+        if action == "all":
+            inbox_services.inbox_mark_all_read(user_id=user.pk)
+        elif action in _CHANGES:
+            ids = [_number(value) for value in request.POST.getlist("id")]
+            if None in ids:
+                raise InvalidInput("Every id must be a positive whole number.")
+            _CHANGES[action](user_id=user.pk, ids=ids)
+        else:
+            raise InvalidInput(f"Unknown action {action[:50]!r}.")
+    except InvalidInput as error:
+        return HttpResponse(error.message, status=400, content_type="text/plain; charset=utf-8")
+    back = _next_page(request)
+    if action == "delete" and back.startswith("/notifications/"):
+        back = "/"  # its page is gone
+    return HttpResponseRedirect(back)
 
 
 @require_POST
@@ -152,7 +222,11 @@ def log_out(request: HttpRequest) -> HttpResponse:
 @require_GET
 @_logged_in
 def notification(request: HttpRequest, inbox_id: str) -> HttpResponse:
-    row = inbox.inbox_get(user_id=_user(request).pk, inbox_id=int(inbox_id))
+    user = _user(request)
+    row = inbox.inbox_get(user_id=user.pk, inbox_id=int(inbox_id))
+    if row.read_at is None:
+        # Opened is read, as the desktop's "Open" has it; "Mark unread" undoes it.
+        inbox_services.inbox_mark_read(user_id=user.pk, ids=[row.pk])
     return _page(request, "notification.html", row=row, title=row.message.title)
 
 

@@ -11,8 +11,10 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
+from backend.projects.models import Membership, Project
 from backend.users.throttling import LoginRateThrottle
 from backend.web.views import PAGE_SIZE
 
@@ -123,3 +125,98 @@ def test_the_inbox_pages_newest_first_without_repeats(client: Client, alice: Any
         path = older.group(1) if older else ""
     assert seen == [f"number {number}" for number in range(120, 0, -1)]
     assert b'id="unread-count">120<' in client.get("/").content
+
+
+def _titles(page: Any) -> list[str]:
+    return re.findall(
+        r'<a href="/notifications/\d+">(?:<span[^>]*></span>)?([^<]+)</a>', page.content.decode()
+    )
+
+
+def test_the_inbox_filters_by_words_project_priority_and_unread(client: Client, alice: Any) -> None:
+    project = Project.objects.create(title="Apollo", created_by=alice)
+    Membership.objects.create(project=project, user=alice, role="owner")
+    to_alice = Audience(users=(alice.pk,))
+    notification_create(audience=to_alice, title="Deploy finished", message="All green")
+    notification_create(
+        audience=to_alice, title="Launch", project_id=project.pk, project_title="Apollo"
+    )
+    notification_create(audience=to_alice, title="Pager", priority="urgent", message="deploy")
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    assert _titles(client.get("/?q=DEPLOY")) == ["Pager", "Deploy finished"]
+    assert _titles(client.get(f"/?project={project.pk}")) == ["Launch"]
+    assert _titles(client.get("/?priority=urgent")) == ["Pager"]
+    assert _titles(client.get("/?priority=bogus")) == ["Pager", "Launch", "Deploy finished"]
+    (launch,) = re.findall(r"/notifications/(\d+)", client.get("/?q=launch").content.decode())
+    client.get(f"/notifications/{launch}")  # opened: read
+    assert _titles(client.get("/?unread=1")) == ["Pager", "Deploy finished"]
+    assert b"Nothing matches." in client.get("/?q=nowhere").content
+
+
+def test_the_buttons_change_only_the_users_own_rows(
+    client: Client, alice: Any, make_user: Any
+) -> None:
+    bob = make_user("bob", password="right-one")
+    mine = notification_create(audience=Audience(users=(alice.pk,)), title="mine")
+    theirs = notification_create(audience=Audience(users=(bob.pk,)), title="theirs")
+    my_row = Inbox.objects.get(user=alice, message=mine.message)
+    their_row = Inbox.objects.get(user=bob, message=theirs.message)
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    def press(action: str, *ids: int, back: str = "/?unread=1") -> Any:
+        return client.post(
+            "/inbox/change/", {"action": action, "id": [str(i) for i in ids], "next": back}
+        )
+
+    answer = press("read", my_row.pk, their_row.pk)
+    assert answer.status_code == 302
+    assert answer["Location"] == "/?unread=1"
+    my_row.refresh_from_db()
+    their_row.refresh_from_db()
+    assert my_row.read_at is not None
+    assert their_row.read_at is None
+
+    press("unread", my_row.pk)
+    my_row.refresh_from_db()
+    assert my_row.read_at is None
+    press("all")
+    my_row.refresh_from_db()
+    assert my_row.read_at is not None
+    assert press("delete", my_row.pk, back=f"/notifications/{my_row.pk}")["Location"] == "/"
+    my_row.refresh_from_db()
+    assert my_row.deleted_at is not None
+
+    assert press("read", 0).status_code == 400  # not an id
+    assert press("explode", my_row.pk).status_code == 400
+    their_row.refresh_from_db()
+    assert their_row.read_at is None
+    assert their_row.deleted_at is None
+
+
+def test_the_buttons_need_the_pages_csrf_token(alice: Any) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    row = Inbox.objects.get(
+        user=alice,
+        message=notification_create(audience=Audience(users=(alice.pk,)), title="x").message,
+    )
+
+    forged = browser.post("/inbox/change/", {"action": "delete", "id": str(row.pk)})
+
+    assert forged.status_code == 403
+    row.refresh_from_db()
+    assert row.deleted_at is None
+
+
+def test_opening_a_notifications_page_marks_it_read(client: Client, alice: Any) -> None:
+    created = notification_create(audience=Audience(users=(alice.pk,)), title="look at me")
+    row = Inbox.objects.get(user=alice, message=created.message)
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    page = client.get(f"/notifications/{row.pk}")
+
+    assert page.status_code == 200
+    assert b"look at me" in page.content
+    row.refresh_from_db()
+    assert row.read_at is not None
