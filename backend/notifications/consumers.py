@@ -22,12 +22,14 @@ from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
 from backend.users.tokens import authenticate_access_token, read_access_token_cached
+from backend.users.web_sessions import socket_claims
 
 logger = logging.getLogger(__name__)
 
 # Made once: wrapping a function per call cost more than a tenth of a connect's
 # event-loop time (B5: a reconnect storm).
 _socket_opening = database_sync_to_async(selectors.socket_opening)
+_socket_claims = database_sync_to_async(socket_claims)
 
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
@@ -60,8 +62,18 @@ class NotificationConsumer(StateSocket):
         self.hub = Hub.current()
         await self.hub.start()
         await self.accept()
+        token = protocol.token_from_scope(self.scope)[0]
+        cookie = None
+        if token is None:
+            # The web companion's page: its session cookie, same-origin only.
+            cookie = protocol.session_cookie_from_scope(
+                self.scope, name=settings.SESSION_COOKIE_NAME
+            )
         try:
-            claims = read_access_token_cached(protocol.token_from_scope(self.scope)[0])
+            if cookie is not None:
+                claims = await _socket_claims(cookie)
+            else:
+                claims = read_access_token_cached(token)
         except NotAuthenticated as error:
             await self._refuse(protocol.CLOSE_TOKEN_INVALID, error)
             return

@@ -183,6 +183,26 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
     return None, "none"
 
 
+def session_cookie_from_scope(scope: dict[str, Any], *, name: str) -> str | None:
+    """The value of the cookie ``name`` (the web companion's login session) in a
+    same-origin handshake: its ``Origin`` is the server itself (http or https on the
+    ``Host`` it came to). None otherwise, so a page on another origin, to which a
+    browser may send the cookie too, never opens a socket with it (cross-site WebSocket
+    hijacking)."""
+    host, origin = host_from_scope(scope), origin_from_scope(scope)
+    if host is None or origin not in (f"http://{host}", f"https://{host}"):
+        return None
+    for header, value in scope.get("headers", []):
+        if header.lower() != b"cookie":
+            continue
+        cookies: str = value.decode("latin-1")
+        for part in cookies.split(";"):
+            key, equals, found = part.strip().partition("=")
+            if key == name and equals and found:
+                return found
+    return None
+
+
 def after_seq_from_scope(scope: dict[str, Any]) -> str | None:
     """The raw ``after_seq`` query parameter of a WebSocket handshake (resume at connect),
     or None when absent. Only that exact spelling counts, as for ``token``; given twice

@@ -147,17 +147,37 @@ def user_deactivate(*, user: User) -> None:
     sessions_end(user_id=user.pk, reason=LoginSession.END_DEACTIVATED)
 
 
-def session_start(*, user: User) -> TokenPair:
-    """A new login session for ``user`` (whose password was just checked) and its first pair."""
+def _new_session(user: User) -> LoginSession:
     now = timezone.now()
-    session = LoginSession.objects.create(
+    return LoginSession.objects.create(
         id=secrets.token_hex(16),
         user=user,
         created_at=now,
         expires_at=now + timedelta(days=settings.TRAY["SESSION_MAX_DAYS"]),
     )
-    access, refresh = issue_pair(session, now=now)
+
+
+def session_start(*, user: User) -> TokenPair:
+    """A new login session for ``user`` (whose password was just checked) and its first pair."""
+    session = _new_session(user)
+    access, refresh = issue_pair(session, now=session.created_at)
     return TokenPair(access=access, refresh=refresh)
+
+
+def web_session_start(*, user: User) -> LoginSession:
+    """A login session for the web companion's session cookie (backend/web/): no tokens;
+    it ends, and its sockets close, exactly like a desktop's (logout, password change,
+    deactivation, ``SESSION_MAX_DAYS``)."""
+    return _new_session(user)
+
+
+@transaction.atomic
+def web_session_end(*, user_id: int, session_id: str) -> None:
+    """The web companion's logout: the session ends and its sockets close. Idempotent."""
+    _end(
+        LoginSession.objects.filter(pk=session_id, user_id=user_id),
+        reason=LoginSession.END_LOGOUT,
+    )
 
 
 def _end(sessions: QuerySet[LoginSession], *, reason: str) -> list[tuple[int, str]]:

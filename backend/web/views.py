@@ -14,8 +14,6 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from django.conf import settings
-from django.contrib.auth import login, logout
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -29,6 +27,7 @@ from backend.notifications.models import Priority
 from backend.projects import selectors as projects_selectors
 from backend.projects.models import TaskStatus
 from backend.projects.services import project_url
+from backend.users import web_sessions
 from backend.users.models import User
 from backend.users.throttling import login_attempt_allowed
 
@@ -48,8 +47,9 @@ def _logged_in(view: View) -> View:
 
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return HttpResponseRedirect(f"/?next={request.get_full_path()}")
+        if web_sessions.live_user(request) is None:
+            back = request.get_full_path() if request.method == "GET" else "/"
+            return HttpResponseRedirect(f"/?next={back}")
         try:
             return view(request, *args, **kwargs)
         except NotFound as error:
@@ -58,10 +58,22 @@ def _logged_in(view: View) -> View:
     return guarded
 
 
-def _page(request: HttpRequest, template: str, **context: Any) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    template: str,
+    *,
+    state: inbox.InboxState | None = None,
+    **context: Any,
+) -> HttpResponse:
+    """``template`` with the bell's count and, for the page's socket (live.js), the
+    newest seq the page shows: ``state`` as read before the page's rows, so the socket
+    resumes from no later than them."""
     user = request.user
     if isinstance(user, User):
-        context["unread_count"] = inbox.inbox_unread_count(user_id=user.pk)
+        if state is None:
+            state = inbox.inbox_state(user_id=user.pk)
+        context["unread_count"] = state.unread_count
+        context["latest_seq"] = state.latest_seq
     return render(request, f"web/{template}", context)
 
 
@@ -78,7 +90,7 @@ def _next_page(request: HttpRequest) -> str:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The inbox, or the login for a visitor who is not logged in."""
-    if not request.user.is_authenticated:
+    if web_sessions.live_user(request) is None:
         return _page(
             request,
             "login.html",
@@ -104,6 +116,7 @@ def _inbox(request: HttpRequest) -> HttpResponse:
     if priority not in Priority.values:
         priority = ""
     search = query.get("q", "").strip()[:200]
+    state = inbox.inbox_state(user_id=user.pk)
     rows = inbox.inbox_list(
         user_id=user.pk,
         before_seq=_number(query.get("before", "")),
@@ -129,6 +142,8 @@ def _inbox(request: HttpRequest) -> HttpResponse:
     return _page(
         request,
         "inbox.html",
+        state=state,
+        first_page=not filters and not query.get("before"),
         rows=rows[:PAGE_SIZE],
         older=older,
         filters=filters,
@@ -201,8 +216,7 @@ def log_in(request: HttpRequest) -> HttpResponse:
         response = _page(request, "login.html", form=form, next=_next_page(request), title="Log in")
         response.status_code = 400
         return response
-    login(request, form.get_user())
-    request.session.set_expiry(int(settings.TRAY["SESSION_MAX_DAYS"] * 86400))
+    web_sessions.log_in(request, form.get_user())
     return HttpResponseRedirect(_next_page(request))
 
 
@@ -215,7 +229,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 @require_POST
 def log_out(request: HttpRequest) -> HttpResponse:
-    logout(request)
+    web_sessions.log_out(request)
     return HttpResponseRedirect("/")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,3 +32,32 @@ def test_a_spliced_notification_frame_is_the_frame_encode_writes(
     assert made_once == protocol.notification_frame(prefix, inbox_id=inbox_id, seq=seq)
     whole = {"id": inbox_id, "seq": seq, "is_read": False, "read_at": None, **shared}
     assert json.loads(made_once) == json.loads(protocol.encode("notification_created", whole))
+
+
+def _handshake(*headers: tuple[bytes, bytes]) -> dict[str, object]:
+    return {"type": "websocket", "headers": list(headers)}
+
+
+@pytest.mark.parametrize(
+    ("origin", "cookie", "expected"),
+    [
+        (b"http://notify.example.com", b"sessionid=abc", "abc"),
+        (b"https://notify.example.com", b"other=1; sessionid=abc; x=2", "abc"),
+        # Another origin's page (the browser may send the cookie along): never.
+        (b"https://evil.example.com", b"sessionid=abc", None),
+        (b"http://notify.example.com.evil.example", b"sessionid=abc", None),
+        (None, b"sessionid=abc", None),  # no Origin: not a browser page
+        (b"http://notify.example.com", b"xsessionid=abc", None),
+        (b"http://notify.example.com", b"sessionid=", None),
+    ],
+)
+def test_the_session_cookie_counts_from_the_servers_own_pages_only(
+    origin: bytes | None, cookie: bytes, expected: str | None
+) -> None:
+    headers = [(b"host", b"notify.example.com"), (b"cookie", cookie)]
+    if origin is not None:
+        headers.append((b"origin", origin))
+
+    found = protocol.session_cookie_from_scope(_handshake(*headers), name="sessionid")
+
+    assert found == expected

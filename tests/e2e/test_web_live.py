@@ -1,0 +1,159 @@
+"""The web companion's live page (backend/web/static/web/live.js) in a real browser,
+against the real server: its socket is authenticated by the session cookie alone, a
+notification sent from the CLI appears without a reload, read state follows a desktop
+client's socket both ways, and a project page shows who is online."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e.browser import Page
+from tests.e2e.conftest import login
+from tests.fixtures.services import RunningServer
+
+# Frames that do not matter to a step (presence, acks, the replay's end) are skipped.
+WAIT = 10.0
+
+
+@contextmanager
+def _desktop(server: RunningServer, username: str) -> Iterator[ClientConnection]:
+    """A desktop client's socket (a Bearer token), past its hello."""
+    with connect(
+        server.ws_url,
+        additional_headers={"Authorization": f"Bearer {login(server, username)}"},
+        open_timeout=WAIT,
+    ) as socket:
+        assert json.loads(socket.recv(timeout=WAIT))["type"] == "hello"
+        yield socket
+
+
+def _until(socket: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
+    while True:
+        frame: dict[str, Any] = json.loads(socket.recv(timeout=WAIT))
+        payload: dict[str, Any] = frame.get("payload", {})
+        if frame["type"] == kind and all(payload.get(k) == v for k, v in match.items()):
+            return payload
+
+
+def _log_in(page: Page, server: RunningServer, username: str, at: str = "/") -> None:
+    page.navigate(server.url + at)
+    page.navigate_by(
+        f"""document.getElementById('id_username').value = {json.dumps(username)};
+        document.getElementById('id_password').value = 'demo';
+        document.querySelector('form[action="/login/"]').submit();"""
+    )
+    page.wait_for("document.getElementById('live-status').textContent === 'Live'")
+
+
+def _count(page: Page) -> int:
+    return int(page.evaluate("document.getElementById('unread-count').textContent"))
+
+
+def test_a_new_notification_appears_and_read_state_follows_the_desktop(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    _log_in(browser, demo_server, "alice")
+    before = _count(browser)
+    with _desktop(demo_server, "alice") as desktop:
+        _talk_to_the_desktop(browser, demo_server, desktop, before)
+
+    # A row that arrived live has working buttons too (its form carries the CSRF token).
+    demo_server.cli("notify", "--user", "alice", "--title", "Delete me", check=True)
+    browser.wait_for(
+        "document.querySelector('#inbox li:first-child a')?.textContent.trim() === 'Delete me'"
+    )
+    browser.navigate_by(
+        "document.querySelector('#inbox li:first-child button[value=delete]').click()"
+    )
+    assert "Delete me" not in browser.evaluate("document.getElementById('inbox').textContent")
+
+
+def _talk_to_the_desktop(
+    browser: Page, demo_server: RunningServer, desktop: ClientConnection, before: int
+) -> None:
+    demo_server.cli("notify", "--user", "alice", "--title", "Live from the CLI", check=True)
+    browser.wait_for(
+        "document.querySelector('#inbox li:first-child a')?.textContent.trim()"
+        " === 'Live from the CLI'"
+    )
+    assert _count(browser) == before + 1
+    assert browser.evaluate("document.title").startswith(f"({before + 1}) ")
+    assert "Live from the CLI" in browser.evaluate(
+        "document.getElementById('announcer').textContent"
+    )
+    created = _until(desktop, "notification_created", title="Live from the CLI")
+
+    # Marked read on the desktop: the page's row and bell follow.
+    desktop.send(json.dumps({"type": "mark_read", "payload": {"ids": [created["id"]]}}))
+    browser.wait_for(
+        f"document.querySelector('li[data-id=\"{created['id']}\"]').classList.contains('read')"
+    )
+    browser.wait_for(f"document.getElementById('unread-count').textContent === '{before}'")
+
+    # Marked unread in the page (its button): the desktop hears it.
+    browser.navigate_by(
+        f"document.querySelector('li[data-id=\"{created['id']}\"] button[value=unread]').click()"
+    )
+    _until(desktop, "notification_updated", id=created["id"], updates={"is_read": False})
+    assert _count(browser) == before + 1
+
+
+def test_the_page_socket_needs_the_login_and_ends_with_it(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    # Logged out, the page has no socket to open; logged in, it opens on the cookie
+    # alone (the URL carries no token), and logging out elsewhere closes it.
+    _log_in(browser, demo_server, "alice")
+    assert "token=" not in browser.evaluate(
+        "performance.getEntriesByType('resource').map((e) => e.name).join(' ')"
+    )
+    opened = browser.evaluate(
+        """new Promise((resolve) => {
+            const s = new WebSocket(`ws://${location.host}/ws/notifications/`);
+            s.onmessage = (e) => { resolve(JSON.parse(e.data).type); s.close(); };
+            s.onclose = (e) => resolve(`closed ${e.code}`);
+        })""",
+        await_promise=True,
+    )
+    assert opened == "hello"
+    browser.navigate_by("document.querySelector('form[action=\"/logout/\"]').submit()")
+    refused = browser.evaluate(
+        """new Promise((resolve) => {
+            const s = new WebSocket(`ws://${location.host}/ws/notifications/`);
+            s.onmessage = (e) => {
+                const f = JSON.parse(e.data);
+                if (f.type !== 'error') resolve(f.type);
+            };
+            s.onclose = (e) => resolve(`closed ${e.code}`);
+        })""",
+        await_promise=True,
+    )
+    assert refused == "closed 4001"
+
+
+def test_a_project_page_shows_who_is_online(browser: Page, demo_server: RunningServer) -> None:
+    _log_in(browser, demo_server, "alice", at="/projects/1")
+    with _desktop(demo_server, "bob"):
+        bob_id = _user_id(demo_server, "bob")
+        browser.wait_for(
+            f"document.querySelector('#presence li[data-user=\"{bob_id}\"]')?.dataset.status"
+            " === 'online'"
+        )
+    browser.wait_for(
+        f"document.querySelector('#presence li[data-user=\"{bob_id}\"]').dataset.status"
+        " === 'offline'"
+    )
+
+
+def _user_id(server: RunningServer, username: str) -> int:
+    with connect(
+        server.ws_url,
+        additional_headers={"Authorization": f"Bearer {login(server, username)}"},
+        open_timeout=WAIT,
+    ) as socket:
+        return int(json.loads(socket.recv(timeout=WAIT))["payload"]["user"]["id"])
