@@ -114,6 +114,7 @@ class NotificationConsumer(StateSocket):
             hello=hello,
             resume_after=after,
             first_rows=opening.replay,
+            unread_count=opening.state.unread_count,
         )
         if bad_cursor is not None:
             self.state.push_one(bad_cursor)

@@ -16,7 +16,7 @@ a process drops what another deployment sent, should their channels ever meet.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Protocol, TypedDict, cast, get_args
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast, get_args
 
 # The key of an event's deployment namespace on the wire (never seen by dispatch).
 DEPLOYMENT = "deployment"
@@ -40,6 +40,8 @@ class ReadStateEvent(TypedDict):
     deleted: list[int]
     all_read_up_to: int | None
     unread_count: int
+    # The newest seq unread_count includes (absent from servers before it was added).
+    latest_seq: NotRequired[int]
 
 
 class UserDisabledEvent(TypedDict):
@@ -163,6 +165,13 @@ class ClientSocket(Protocol):
 
     def deliver_frames(self, frames: list[str]) -> None:
         """Queue frames as they are."""
+        ...
+
+    def deliver_read_state(
+        self, frames: list[str], *, unread_count: int, latest_seq: int | None
+    ) -> None:
+        """Queue a read-state change's frames (the last its ``unread_count``), the count
+        being as of ``latest_seq`` (None: unknown, an older server's event)."""
         ...
 
     def close_with(self, code: int) -> None:

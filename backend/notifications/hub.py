@@ -390,9 +390,13 @@ class Hub:
         frames += [protocol.encode("notification_deleted", {"id": i}) for i in event["deleted"]]
         if event.get("all_read_up_to") is not None:
             frames.append(protocol.encode("all_read", {"up_to_seq": event["all_read_up_to"]}))
-        frames.append(protocol.encode("unread_count", {"unread_count": event["unread_count"]}))
+        unread = int(event["unread_count"])
+        frames.append(protocol.unread_count_frame(unread))
+        latest = event.get("latest_seq")
         for consumer in sockets:
-            consumer.deliver_frames(frames)
+            consumer.deliver_read_state(
+                frames, unread_count=unread, latest_seq=None if latest is None else int(latest)
+            )
 
     def _dispatch_presence(self, event: PresenceEvent) -> None:
         user_id = int(event["user_id"])

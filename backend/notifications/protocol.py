@@ -102,6 +102,12 @@ def encode(
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
+def unread_count_frame(unread_count: int) -> str:
+    """``encode("unread_count", {"unread_count": n})``, built without json (it follows
+    every delivered notification)."""
+    return f'{{"type":"unread_count","payload":{{"unread_count":{int(unread_count)}}}}}'
+
+
 def encode_error(code: str, message: str, *, ref: str | int | None = None) -> str:
     return encode("error", {"code": code, "message": message}, ref=ref)
 

@@ -701,6 +701,7 @@ def _announce_read_state(
     *,
     user_id: int,
     unread: int,
+    latest_seq: int,
     updates: list[tuple[int, bool]] | None = None,
     deleted: list[int] | None = None,
     all_read_up_to: int | None = None,
@@ -713,6 +714,8 @@ def _announce_read_state(
             "deleted": deleted or [],
             "all_read_up_to": all_read_up_to,
             "unread_count": unread,
+            # The newest seq that count includes: a socket counts on from it.
+            "latest_seq": latest_seq,
         }
     )
 
@@ -794,9 +797,12 @@ def _set_read(*, user_id: int, ids: Iterable[object], read: bool) -> InboxChange
                 params=mine,
             )
             changed = [row_id for row_id, _ in rows]
-        unread, _ = _move_unread(user_id=user_id, by=-len(changed) if read else len(changed))
+        unread, latest = _move_unread(user_id=user_id, by=-len(changed) if read else len(changed))
         _announce_read_state(
-            user_id=user_id, unread=unread, updates=[(inbox_id, read) for inbox_id in changed]
+            latest_seq=latest,
+            user_id=user_id,
+            unread=unread,
+            updates=[(inbox_id, read) for inbox_id in changed],
         )
     return InboxChange(changed, [i for i in wanted if i not in found], unread)
 
@@ -834,7 +840,9 @@ def inbox_mark_all_read(*, user_id: int, up_to_seq: int | None = None) -> InboxC
         changed = [row_id for row_id, _ in rows]
         unread, last_seq = _move_unread(user_id=user_id, by=-len(changed))
         bound = last_seq if up_to_seq is None else up_to_seq
-        _announce_read_state(user_id=user_id, unread=unread, all_read_up_to=bound)
+        _announce_read_state(
+            user_id=user_id, unread=unread, latest_seq=last_seq, all_read_up_to=bound
+        )
     return InboxChange(changed, [], unread)
 
 
@@ -860,9 +868,9 @@ def inbox_delete(*, user_id: int, ids: Iterable[object]) -> InboxChange:
             )
         # Only the rows unread when they were deleted were counted.
         were_unread = sum(1 for _, unread_row in rows if unread_row)
-        unread, _ = _move_unread(user_id=user_id, by=-were_unread)
+        unread, latest = _move_unread(user_id=user_id, by=-were_unread)
         changed = [row_id for row_id, _ in rows]
-        _announce_read_state(user_id=user_id, unread=unread, deleted=changed)
+        _announce_read_state(user_id=user_id, unread=unread, latest_seq=latest, deleted=changed)
     return InboxChange(changed, [i for i in wanted if i not in found], unread)
 
 

@@ -128,14 +128,19 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         state = self.state
         write_text = self._write_text
         if write_text is not None and self._writer is None and state.notification_now(seq):
-            # The hot path of a broadcast, one call per socket: no queue, straight out.
+            # The hot path of a broadcast, one call per socket: no queue, straight out,
+            # the new unread count in the same write.
+            state.count_new(seq)
+            count = state.count_frame()
             try:
-                if write_text(frame):
+                if write_text(frame, count):
                     return
             except Exception:
                 self._gone()
             else:
                 state.push_one(frame)  # the transport cannot take it now: the send waits
+                if count is not None:
+                    state.push_one(count)
             self._pump()
             return
         if state.notification(seq, frame) and self._writer is None and state.ready:
@@ -146,6 +151,12 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     def deliver_frames(self, frames: list[str]) -> None:
         self.state.push(frames)
+        self._pump()
+
+    def deliver_read_state(
+        self, frames: list[str], *, unread_count: int, latest_seq: int | None
+    ) -> None:
+        self.state.read_state(frames, unread=unread_count, latest_seq=latest_seq)
         self._pump()
 
     def close_with(self, code: int) -> None:
@@ -189,9 +200,16 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         through the ASGI send (which waits for a paused transport: the frames behind
         it stay queued, in order, and count toward the queue's limit).
         """
-        pending = self.state.pending
+        state = self.state
+        pending = state.pending
         write_text = self._write_text
-        while pending:
+        while True:
+            if not pending:
+                # Drained: the unread count the notifications sent since moved it to.
+                count = state.count_frame()
+                if count is None:
+                    return
+                pending.append(count)
             frame = pending.popleft()
             try:
                 if write_text is not None and write_text(frame):

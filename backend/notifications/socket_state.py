@@ -20,6 +20,12 @@ gap-free is here, so tests drive it without a server
   whose backlog reaches ``queue_limit`` is closed with 1013. A catch-up adds a
   batch only while the queue is at most half full, so a replay never trips it.
 - Client frames pass a token bucket; a client over it is closed with 1008.
+- ``unread`` is the user's unread count: hello's, a read-state change's (with the
+  newest seq it includes), plus one for each unread notification queued above that
+  seq. Whenever it differs from what the socket last said, an ``unread_count``
+  frame follows the notifications (``count_frame``: in the same write as one sent
+  at once, else once the queue drains), so a client that only listens to
+  ``unread_count`` (a bell) stays right when notifications arrive.
 
 docs/protocol.md is the reference for the frames and close codes.
 """
@@ -60,6 +66,11 @@ def replay_batch_size(*, replay_batch: int, queue_limit: int) -> int:
     return min(replay_batch, max(1, queue_limit // 4))
 
 
+# How many seqs counted since the last read-state change a socket remembers (to count
+# those a late change did not see); a socket past it has a backlog worth a resync anyway.
+COUNTED_SEQS = 1024
+
+
 class SocketState:
     """The delivery state of one socket. Not thread-safe; one event loop drives it."""
 
@@ -80,6 +91,11 @@ class SocketState:
         self.ready = False
         self.sent_seq = 0
         self.hello_latest_seq = 0
+        self.unread = 0
+        self._said_unread = 0  # the count the socket's last unread_count frame (or hello) said
+        self._counted_through = 0  # the newest seq ``unread`` includes
+        # Seqs counted by this socket since the last read-state change, newest last.
+        self._counted: deque[int] = deque(maxlen=COUNTED_SEQS)
         self.queue_limit = queue_limit
         self.batch = replay_batch_size(replay_batch=replay_batch, queue_limit=queue_limit)
         self._room = queue_limit // 2
@@ -143,6 +159,7 @@ class SocketState:
         hello: str,
         resume_after: int | None = None,
         first_rows: Sequence[Row] | None = None,
+        unread_count: int = 0,
     ) -> None:
         """The socket is authenticated: queue ``hello``; notifications go out from here.
 
@@ -154,11 +171,13 @@ class SocketState:
                 already validated; handled exactly like a ``resume`` frame after hello.
             first_rows: The rows above ``resume_after`` (at most ``batch``), read in the
                 same statement as ``latest_seq``; used as the replay's first read.
+            unread_count: hello's count, read in that statement too.
         """
         if self.close_code is not None or self.ready:
             return
         self.ready = True
-        self.hello_latest_seq = self.sent_seq = latest_seq
+        self.hello_latest_seq = self.sent_seq = self._counted_through = latest_seq
+        self.unread = self._said_unread = unread_count
         # Doorbells rung before now were not sent (no hello yet): the database has them.
         missed = self._dirty
         self._dirty = False
@@ -189,10 +208,43 @@ class SocketState:
         if seq == sent + 1:
             self.sent_seq = seq
             self.push_one(frame)
+            self.count_new(seq)  # said once the queue drains (count_frame)
             return True
         if seq > sent:
             self.request_catch_up()  # a doorbell went missing: the database has it
         return False  # else a duplicate doorbell
+
+    def count_new(self, seq: int) -> None:
+        """A new (unread) notification ``seq`` was queued or sent: counted, unless
+        ``unread`` includes it already."""
+        if seq > self._counted_through:
+            self._counted_through = seq
+            self.unread += 1
+            self._counted.append(seq)
+
+    def count_frame(self) -> str | None:
+        """The ``unread_count`` frame to send next, when the count changed since the
+        socket last said it (which it then has); else None."""
+        if self.unread == self._said_unread or self.close_code is not None:
+            return None
+        self._said_unread = self.unread
+        return protocol.unread_count_frame(self.unread)
+
+    def read_state(self, frames: Sequence[str], *, unread: int, latest_seq: int | None) -> None:
+        """Queue a read-state change's frames, the last of them its ``unread_count``:
+        ``unread`` as of ``latest_seq`` (None from a server that did not say: now).
+
+        With several server processes a change may arrive after notifications committed
+        after it; those stay counted on top of its count (and its last frame says so).
+        """
+        later = 0 if latest_seq is None else sum(1 for seq in self._counted if seq > latest_seq)
+        self._counted.clear()
+        self.unread = self._said_unread = unread + later
+        if latest_seq is not None:
+            self._counted_through = max(self._counted_through, latest_seq)
+        if later:
+            frames = [*frames[:-1], protocol.unread_count_frame(self.unread)]
+        self.push(frames)
 
     def notification_now(self, seq: int) -> bool:
         """A doorbell whose frame may skip the queue: the next seq on a live socket
@@ -316,10 +368,16 @@ class SocketState:
             for row in rows
             if row.payload is not None
         ]
+        for row in rows:
+            if row.seq > self._counted_through:
+                self._counted_through = row.seq
+                if row.payload is not None and not row.payload.get("is_read"):
+                    self.unread += 1
+                    self._counted.append(row.seq)
         if rows:
             self.sent_seq = rows[-1].seq
-        self.push(frames)
         self._replayed += len(frames)
+        self.push(frames)
         if len(rows) < read.limit:
             self._finishing = True  # unless a doorbell rang meanwhile (dirty): read again
 

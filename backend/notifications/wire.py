@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
@@ -36,8 +35,13 @@ from backend.uvicorn_release import internals_tested
 
 logger = logging.getLogger(__name__)
 
-# Writes one text frame; False: not written, send it through the ASGI send.
-TextWriter = Callable[[str], bool]
+
+class TextWriter(Protocol):
+    """Writes a text frame, and ``then`` a second one in the same transport write;
+    False: nothing written, send them through the ASGI send."""
+
+    def __call__(self, text: str, then: str | None = None, /) -> bool: ...
+
 
 try:  # uvicorn releases before 0.35 have no sans-I/O implementation
     from uvicorn.protocols.websockets.websockets_sansio_impl import (
@@ -70,7 +74,7 @@ def text_writer(send: Any) -> TextWriter | None:
     if conn is None or writable is None or not hasattr(protocol, "transport"):
         return None
 
-    def write_text(text: str) -> bool:
+    def write_text(text: str, then: str | None = None) -> bool:
         # uvicorn's send: ``await self.writable.wait()`` (which suspends while the
         # transport is paused), ``disconnected`` raises, then the branch for a
         # handshake done with no HTTP answer and no close sent. Anything else: False.
@@ -96,14 +100,20 @@ def text_writer(send: Any) -> TextWriter | None:
             # text_frame_header's, inline (a call less per delivery).
             length = len(data)
             if length < 126:
-                protocol.transport.write(_SHORT_HEADERS[length] + data)
+                framed = _SHORT_HEADERS[length] + data
             elif length < 65536:
-                protocol.transport.write(_medium_header(_FIN_TEXT, 126, length) + data)
+                framed = _medium_header(_FIN_TEXT, 126, length) + data
             else:
-                protocol.transport.write(text_frame_header(length) + data)
+                framed = text_frame_header(length) + data
+            if then is not None:  # short (an unread count): its header is one byte pair
+                more = then.encode()
+                framed += text_frame_header(len(more)) + more
+            protocol.transport.write(framed)
             return True
         try:
             conn.send_text(data)
+            if then is not None:
+                conn.send_text(then.encode())
             output = conn.data_to_send()
             protocol.transport.write(b"".join(output))
         except InvalidState:

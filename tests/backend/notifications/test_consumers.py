@@ -226,6 +226,8 @@ async def test_a_missed_doorbell_is_recovered_from_the_database(connect, monkeyp
     assert [first["payload"]["title"], second["payload"]["title"]] == ["lost doorbell", "second"]
     assert [first["payload"]["seq"], second["payload"]["seq"]] == [1, 2]
     assert (await client.receive())["type"] == "caught_up"
+    # The bell's count includes the one whose doorbell was lost.
+    assert await client.receive() == {"type": "unread_count", "payload": {"unread_count": 2}}
 
 
 async def test_mark_read_reaches_every_socket_of_the_user_with_the_count(connect):

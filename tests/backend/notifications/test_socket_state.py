@@ -573,3 +573,76 @@ Interleavings.TestCase.settings = hypothesis_settings(
     max_examples=500, stateful_step_count=30, deadline=None
 )
 test_random_interleavings_never_gap_or_duplicate = Interleavings.TestCase
+
+
+# -- the unread count -------------------------------------------------------------
+
+
+def _count(frame: str | None) -> int | None:
+    return None if frame is None else int(json.loads(frame)["payload"]["unread_count"])
+
+
+def test_each_new_notification_moves_the_count_from_hellos() -> None:
+    state = make_state()
+    state.open(latest_seq=10, hello=HELLO, unread_count=3)
+    drain(state)
+    assert state.count_frame() is None  # hello said 3
+
+    assert state.notification_now(11)
+    state.count_new(11)
+    assert _count(state.count_frame()) == 4
+    assert state.count_frame() is None  # said once
+
+    # Queued behind something: counted now, said once the queue drains.
+    state.push_one(protocol.encode("pong"))
+    assert state.notification(12, frame(12))
+    assert state.notification(13, frame(13))
+    assert _count(state.count_frame()) == 6
+
+
+def test_a_read_state_change_sets_the_count_and_later_ones_count_on() -> None:
+    state = opened(Db(latest=10))
+    change = [protocol.encode("notification_updated", {"id": 1}), protocol.unread_count_frame(2)]
+
+    state.read_state(change, unread=2, latest_seq=10)
+    assert drain(state)[-1]["payload"] == {"unread_count": 2}
+    assert state.count_frame() is None
+    state.notification(11, frame(11))
+    assert _count(state.count_frame()) == 3
+
+
+def test_a_change_that_arrives_after_newer_notifications_keeps_them_counted() -> None:
+    # Several processes: a change committed at seq 10 reaches the socket after 11 and 12.
+    state = opened(Db(latest=10))
+    state.notification(11, frame(11))
+    state.notification(12, frame(12))
+    drain(state)
+
+    state.read_state(
+        [protocol.encode("all_read"), protocol.unread_count_frame(0)], unread=0, latest_seq=10
+    )
+
+    assert drain(state)[-1] == {"type": "unread_count", "payload": {"unread_count": 2}}
+    assert state.unread == 2
+
+
+def test_a_catch_up_counts_the_rows_it_finds_above_what_was_counted() -> None:
+    db = Db(latest=4)
+    state = make_state()
+    state.open(latest_seq=4, hello=HELLO, unread_count=4)
+    drain(state)
+    for _ in range(3):
+        db.commit()
+    state.notification(7, frame(7))  # 5 and 6 rang nowhere: a catch-up reads them
+    run_reads(state, db)
+
+    assert state.unread == 7
+    assert _count(state.count_frame()) == 7
+    # A replay of rows hello already counted changes nothing.
+    state.resume(0, latest=7)
+    run_reads(state, db)
+    assert state.count_frame() is None
+
+
+def test_the_count_frame_is_what_encode_writes() -> None:
+    assert protocol.unread_count_frame(12) == protocol.encode("unread_count", {"unread_count": 12})

@@ -159,10 +159,15 @@ async def test_connects_with_a_bearer_header_and_resumes_after_the_cursor(
     )
     assert result.returncode == 0, result.stderr
     await recorder.until(lambda: recorder.position == first_hello.latest_seq + 1)
-    frame, replaying = recorder.frames[-1]
-    assert isinstance(frame, protocol.NotificationCreated)
-    assert frame.notification.title == "Live one"
-    assert replaying is False
+    live = [
+        (f, replaying)
+        for f, replaying in recorder.frames
+        if isinstance(f, protocol.NotificationCreated) and f.seq > first_hello.latest_seq
+    ]
+    assert [(f.notification.title, replaying) for f, replaying in live] == [("Live one", False)]
+    # The server's new unread count follows it (a bell that only listens to it is right).
+    await recorder.until(lambda: isinstance(recorder.frames[-1][0], protocol.UnreadCount))
+    assert recorder.frames[-1][0] == protocol.UnreadCount(unread_count=first_hello.unread_count + 1)
     await stop(session, task)
     assert recorder.state() is ConnectionState.STOPPED
 

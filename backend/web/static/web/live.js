@@ -123,10 +123,7 @@
       if (p.seq <= cursor) return;  // already shown
       cursor = p.seq;
       addRow(p);
-      if (!replaying) {
-        if (!p.is_read) setCount(unread + 1);
-        announce(p);
-      }
+      if (!replaying) announce(p);  // the bell follows the server's unread_count frames
     },
     caught_up(p) { replaying = false; cursor = Math.max(cursor, p.through_seq); },
     unread_count(p) { setCount(p.unread_count); },
