@@ -130,8 +130,7 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         if write_text is not None and self._writer is None and state.notification_now(seq):
             # The hot path of a broadcast, one call per socket: no queue, straight out,
             # the new unread count in the same write.
-            state.count_new(seq)
-            count = state.count_frame()
+            count = state.count_sent(seq)
             try:
                 if write_text(frame, count):
                     return
@@ -140,7 +139,7 @@ class StateSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
             else:
                 state.push_one(frame)  # the transport cannot take it now: the send waits
                 if count is not None:
-                    state.push_one(count)
+                    state.push_one(protocol.unread_count_frame(count))
             self._pump()
             return
         if state.notification(seq, frame) and self._writer is None and state.ready:

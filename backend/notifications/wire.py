@@ -31,16 +31,35 @@ from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
+from backend.notifications.protocol import unread_count_frame
 from backend.uvicorn_release import internals_tested
 
 logger = logging.getLogger(__name__)
 
 
 class TextWriter(Protocol):
-    """Writes a text frame, and ``then`` a second one in the same transport write;
-    False: nothing written, send them through the ASGI send."""
+    """Writes a text frame, and with ``count`` an ``unread_count`` frame after it in the
+    same transport write; False: nothing written, send them through the ASGI send."""
 
-    def __call__(self, text: str, then: str | None = None, /) -> bool: ...
+    def __call__(self, text: str, count: int | None = None, /) -> bool: ...
+
+
+# Framed unread_count frames by count: one follows every notification sent at once, and
+# the counts in play are few (each user's own), so each is built once.
+_count_frames: dict[int, bytes] = {}
+_COUNT_FRAMES_KEPT = 4096
+
+
+def count_frame_bytes(count: int) -> bytes:
+    """``protocol.unread_count_frame(count)`` as a final text frame, header included."""
+    framed = _count_frames.get(count)
+    if framed is None:
+        data = unread_count_frame(count).encode()
+        framed = text_frame_header(len(data)) + data
+        if len(_count_frames) >= _COUNT_FRAMES_KEPT:
+            _count_frames.clear()
+        _count_frames[count] = framed
+    return framed
 
 
 try:  # uvicorn releases before 0.35 have no sans-I/O implementation
@@ -74,7 +93,7 @@ def text_writer(send: Any) -> TextWriter | None:
     if conn is None or writable is None or not hasattr(protocol, "transport"):
         return None
 
-    def write_text(text: str, then: str | None = None) -> bool:
+    def write_text(text: str, count: int | None = None) -> bool:
         # uvicorn's send: ``await self.writable.wait()`` (which suspends while the
         # transport is paused), ``disconnected`` raises, then the branch for a
         # handshake done with no HTTP answer and no close sent. Anything else: False.
@@ -105,15 +124,14 @@ def text_writer(send: Any) -> TextWriter | None:
                 framed = _medium_header(_FIN_TEXT, 126, length) + data
             else:
                 framed = text_frame_header(length) + data
-            if then is not None:  # short (an unread count): its header is one byte pair
-                more = then.encode()
-                framed += text_frame_header(len(more)) + more
+            if count is not None:
+                framed += count_frame_bytes(count)
             protocol.transport.write(framed)
             return True
         try:
             conn.send_text(data)
-            if then is not None:
-                conn.send_text(then.encode())
+            if count is not None:
+                conn.send_text(unread_count_frame(count).encode())
             output = conn.data_to_send()
             protocol.transport.write(b"".join(output))
         except InvalidState:

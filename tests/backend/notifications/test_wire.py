@@ -236,12 +236,13 @@ def test_the_direct_writer_puts_the_frame_websockets_writes_on_the_transport(
     assert transport.written == [Frame(Opcode.TEXT, data).serialize(mask=False)]
     # With a second frame (the new unread count): both, in one write.
     count = '{"type":"unread_count","payload":{"unread_count":7}}'
-    assert write(text, count)
-    assert transport.written[1:] == [
-        Frame(Opcode.TEXT, data).serialize(mask=False)
-        + Frame(Opcode.TEXT, count.encode()).serialize(mask=False)
-    ]
-    del transport.written[1:]
+    for _ in range(2):  # built, then from the cache
+        assert write(text, 7)
+        assert transport.written[1:] == [
+            Frame(Opcode.TEXT, data).serialize(mask=False)
+            + Frame(Opcode.TEXT, count.encode()).serialize(mask=False)
+        ]
+        del transport.written[1:]
     writable.clear()  # a paused transport: the ASGI send must wait for it instead
     assert not write(text)
     assert len(transport.written) == 1
