@@ -140,7 +140,9 @@ ALLOWED_HOSTS = _env_list("TRAY_ALLOWED_HOSTS", "*")
 TRAY_ALLOWED_ORIGINS = _env_list("TRAY_ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = [origin for origin in TRAY_ALLOWED_ORIGINS if origin != "*"]
 # Origins of the admin when the proxy's public address differs from the Host it forwards.
-CSRF_TRUSTED_ORIGINS += _env_list("TRAY_CSRF_TRUSTED_ORIGINS")
+# The web companion's socket takes its session cookie from these pages too.
+TRAY_PUBLIC_ORIGINS = [o for o in _env_list("TRAY_CSRF_TRUSTED_ORIGINS") if o != "*"]
+CSRF_TRUSTED_ORIGINS += TRAY_PUBLIC_ORIGINS
 # The same origins may call the REST API from their pages (CORS, django-cors-headers).
 # Without credentials: such a page logs in over the API and sends its access token as
 # a Bearer header, so no cookie of this server ever goes with another origin's request,

@@ -67,7 +67,9 @@ class NotificationConsumer(StateSocket):
         if token is None:
             # The web companion's page: its session cookie, same-origin only.
             cookie = protocol.session_cookie_from_scope(
-                self.scope, name=settings.SESSION_COOKIE_NAME
+                self.scope,
+                name=settings.SESSION_COOKIE_NAME,
+                own_origins=settings.TRAY_PUBLIC_ORIGINS,
             )
         try:
             if cookie is not None:

@@ -8,6 +8,7 @@ request may carry ``"ref"`` (a string or number it chooses), which the answer
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote
@@ -189,14 +190,20 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
     return None, "none"
 
 
-def session_cookie_from_scope(scope: dict[str, Any], *, name: str) -> str | None:
+def session_cookie_from_scope(
+    scope: dict[str, Any], *, name: str, own_origins: Sequence[str] = ()
+) -> str | None:
     """The value of the cookie ``name`` (the web companion's login session) in a
     same-origin handshake: its ``Origin`` is the server itself (http or https on the
-    ``Host`` it came to). None otherwise, so a page on another origin, to which a
-    browser may send the cookie too, never opens a socket with it (cross-site WebSocket
-    hijacking)."""
+    ``Host`` it came to), or one of ``own_origins`` (its public address behind a proxy
+    that forwards another Host: ``TRAY_CSRF_TRUSTED_ORIGINS``). None otherwise, so a
+    page on another origin, to which a browser may send the cookie too, never opens a
+    socket with it (cross-site WebSocket hijacking)."""
     host, origin = host_from_scope(scope), origin_from_scope(scope)
-    if host is None or origin not in (f"http://{host}", f"https://{host}"):
+    if origin is None:
+        return None
+    same = host is not None and origin in (f"http://{host}", f"https://{host}")
+    if not same and origin not in own_origins:
         return None
     for header, value in scope.get("headers", []):
         if header.lower() != b"cookie":

@@ -61,3 +61,17 @@ def test_the_session_cookie_counts_from_the_servers_own_pages_only(
     found = protocol.session_cookie_from_scope(_handshake(*headers), name="sessionid")
 
     assert found == expected
+
+
+def test_behind_a_proxy_the_public_origin_counts_too() -> None:
+    # The proxy forwards Host: backend:8000; the page is at https://notify.example.com.
+    headers = [
+        (b"host", b"backend:8000"),
+        (b"origin", b"https://notify.example.com"),
+        (b"cookie", b"sessionid=abc"),
+    ]
+    scope = _handshake(*headers)
+
+    assert protocol.session_cookie_from_scope(scope, name="sessionid") is None
+    own = ["https://notify.example.com"]
+    assert protocol.session_cookie_from_scope(scope, name="sessionid", own_origins=own) == "abc"
