@@ -72,6 +72,7 @@ async def test_removal_stops_deliveries_from_its_commit_on(connect):
         actor=world["olga"], project=world["project"], title="Before"
     )
     assert (await bob.receive_until("notification_created"))["payload"]["title"] == "New task"
+    assert (await bob.receive())["type"] == "unread_count"  # it follows every notification
     await database_sync_to_async(membership_remove)(
         actor=world["olga"], membership=world["membership"]
     )
