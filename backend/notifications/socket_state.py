@@ -382,13 +382,11 @@ class SocketState:
             if row.payload is not None
         ]
         for row in rows:
-            if row.seq > self._counted_through:
-                self._counted_through = row.seq
-                if row.payload is not None and not row.payload.get("is_read"):
-                    self.unread += 1
-                    self._counted.append(row.seq)
+            if row.payload is not None and not row.payload.get("is_read"):
+                self.count_new(row.seq)
         if rows:
             self.sent_seq = rows[-1].seq
+            self._counted_through = max(self._counted_through, self.sent_seq)
         self._replayed += len(frames)
         self.push(frames)
         if len(rows) < read.limit:

@@ -87,17 +87,21 @@ def _next_page(request: HttpRequest) -> str:
     return "/"
 
 
+def _login_page(
+    request: HttpRequest, form: AuthenticationForm, *, status: int = 200, refusal: str = ""
+) -> HttpResponse:
+    response = _page(
+        request, "login.html", form=form, next=_next_page(request), title="Log in", refusal=refusal
+    )
+    response.status_code = status
+    return response
+
+
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The inbox, or the login for a visitor who is not logged in."""
     if web_sessions.live_user(request) is None:
-        return _page(
-            request,
-            "login.html",
-            form=AuthenticationForm(request),
-            next=_next_page(request),
-            title="Log in",
-        )
+        return _login_page(request, AuthenticationForm(request))
     return _inbox(request)
 
 
@@ -199,23 +203,17 @@ def log_in(request: HttpRequest) -> HttpResponse:
     wait = login_attempt_allowed(request)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
-        form = AuthenticationForm(request)
-        response = _page(
+        response = _login_page(
             request,
-            "login.html",
-            form=form,
-            next=_next_page(request),
-            title="Log in",
+            AuthenticationForm(request),
+            status=429,
             refusal=f"Too many login attempts from your address. Try again in {seconds} seconds.",
         )
-        response.status_code = 429
         response["Retry-After"] = str(seconds)
         return response
     form = AuthenticationForm(request, data=request.POST)
     if not form.is_valid():
-        response = _page(request, "login.html", form=form, next=_next_page(request), title="Log in")
-        response.status_code = 400
-        return response
+        return _login_page(request, form, status=400)
     web_sessions.log_in(request, form.get_user())
     return HttpResponseRedirect(_next_page(request))
 
@@ -241,7 +239,13 @@ def notification(request: HttpRequest, inbox_id: str) -> HttpResponse:
     if row.read_at is None:
         # Opened is read, as the desktop's "Open" has it; "Mark unread" undoes it.
         inbox_services.inbox_mark_read(user_id=user.pk, ids=[row.pk])
-    return _page(request, "notification.html", row=row, title=row.message.title)
+    return _page(
+        request,
+        "notification.html",
+        row=row,
+        here=f"/notifications/{row.pk}",
+        title=row.message.title,
+    )
 
 
 @require_GET
@@ -280,11 +284,9 @@ def milestone(request: HttpRequest, project_id: str, milestone_id: str) -> HttpR
     found = projects_selectors.milestone_get(
         user=user, project_id=project_id, milestone_id=milestone_id
     )
-    tasks = [
-        task
-        for task in projects_selectors.task_list(user=user, project_id=found.project_id)
-        if task.milestone_id == found.pk
-    ]
+    tasks = projects_selectors.task_list(user=user, project_id=found.project_id).filter(
+        milestone_id=found.pk
+    )
     return _page(
         request,
         "milestone.html",
