@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -49,7 +49,7 @@ def _logged_in(view: View) -> View:
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if web_sessions.live_user(request) is None:
             back = request.get_full_path() if request.method == "GET" else "/"
-            return HttpResponseRedirect(f"/?next={back}")
+            return HttpResponseRedirect(f"/?next={quote(back, safe='/')}")
         try:
             return view(request, *args, **kwargs)
         except NotFound as error:

@@ -220,3 +220,11 @@ def test_opening_a_notifications_page_marks_it_read(client: Client, alice: Any) 
     assert b"look at me" in page.content
     row.refresh_from_db()
     assert row.read_at is not None
+
+
+def test_a_deep_link_with_a_query_keeps_it_through_the_login(client: Client) -> None:
+    deep = client.get("/projects?sort=name&page=2")
+
+    assert deep.status_code == 302
+    login = client.get(deep["Location"])
+    assert b'name="next" value="/projects?sort=name&amp;page=2"' in login.content
