@@ -157,3 +157,75 @@ def _user_id(server: RunningServer, username: str) -> int:
         open_timeout=WAIT,
     ) as socket:
         return int(json.loads(socket.recv(timeout=WAIT))["payload"]["user"]["id"])
+
+
+# Installed before the page's own scripts: the real Notification, recording what the
+# page shows through it and whether the browser reported it shown. The notifications
+# themselves are chromium's (headless, so nothing reaches a desktop).
+RECORD_NOTIFICATIONS = """
+window.shownNotifications = [];
+if ('Notification' in window) {
+  const Real = window.Notification;
+  window.Notification = class extends Real {
+    constructor(title, options) {
+      super(title, options);
+      const entry = { title, body: options.body, tag: options.tag, shown: false, it: this };
+      this.addEventListener('show', () => { entry.shown = true; });
+      window.shownNotifications.push(entry);
+    }
+  };
+}
+"""
+
+
+def test_browser_notifications_once_allowed_and_the_in_page_toast_otherwise(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    browser.send("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_NOTIFICATIONS})
+    _log_in(browser, demo_server, "alice")
+    assert browser.evaluate("Notification.permission") == "default"
+    assert browser.evaluate("document.getElementById('allow-notifications').hidden") is False
+
+    # Not allowed: the in-page toast, a link to the notification's page.
+    demo_server.cli("notify", "--user", "alice", "--title", "Toast in the page", check=True)
+    browser.wait_for(
+        "[...document.querySelectorAll('#announcer .toast a')]"
+        ".some((a) => a.textContent === 'Toast in the page')"
+    )
+    assert browser.evaluate("window.shownNotifications.length") == 0
+
+    # Allowed (what the permission prompt's "Allow" does) and the page not in focus
+    # (headless chromium gives none): the browser's own notification, and no toast.
+    origin = demo_server.url.rstrip("/")
+    browser.send("Browser.grantPermissions", {"origin": origin, "permissions": ["notifications"]})
+    browser.navigate(demo_server.url + "/")
+    browser.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    assert browser.evaluate("document.getElementById('allow-notifications').hidden") is True
+    demo_server.cli(
+        "notify", "--user", "alice", "--title", "From the browser", "--message", "Body", check=True
+    )
+    browser.wait_for("window.shownNotifications.some((n) => n.shown)")
+    shown = browser.evaluate(
+        "window.shownNotifications.map(({ title, body, tag }) => ({ title, body, tag }))"
+    )
+    (only,) = shown
+    assert (only["title"], only["body"]) == ("From the browser", "Body")
+    inbox_id = int(only["tag"].removeprefix("tray-"))
+    assert "From the browser" not in browser.evaluate(
+        "document.getElementById('announcer').textContent"
+    )
+    # Clicking it opens the notification's page.
+    browser.navigate_by("window.shownNotifications[0].it.dispatchEvent(new Event('click'))")
+    assert browser.evaluate("location.pathname") == f"/notifications/{inbox_id}"
+    assert "From the browser" in browser.evaluate("document.querySelector('main').textContent")
+
+    # Allowed but the user is looking at the page: the toast, not the browser's.
+    browser.send("Emulation.setFocusEmulationEnabled", {"enabled": True})
+    browser.navigate(demo_server.url + "/")
+    browser.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    demo_server.cli("notify", "--user", "alice", "--title", "Looking at it", check=True)
+    browser.wait_for(
+        "[...document.querySelectorAll('#announcer .toast a')]"
+        ".some((a) => a.textContent === 'Looking at it')"
+    )
+    assert browser.evaluate("window.shownNotifications.length") == 0

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from backend.notifications.models import Inbox
+from backend.notifications.models import Inbox, InboxSequence
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
 from backend.projects.models import Membership, Project
@@ -125,6 +127,59 @@ def test_the_inbox_pages_newest_first_without_repeats(client: Client, alice: Any
         path = older.group(1) if older else ""
     assert seen == [f"number {number}" for number in range(120, 0, -1)]
     assert b'id="unread-count">120<' in client.get("/").content
+
+
+BIG_INBOX = 100_000
+
+
+def _fill_inbox(user_id: int, rows: int) -> None:
+    """``rows`` notifications ("number 1" .. "number N", seq 1 .. N) in one statement
+    each: a hundred thousand through the services would take minutes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO notifications_message (event_type, title, message, priority, url,"
+            " project_title, data, audience, publisher, created_at)"
+            " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)"
+            " SELECT 'announcement', 'number ' || i, '', 'normal', '', '', '{}', '{}', '',"
+            " CURRENT_TIMESTAMP FROM n",
+            [rows],
+        )
+        cursor.execute(
+            "INSERT INTO notifications_inbox (user_id, message_id, seq)"
+            " SELECT %s, id, CAST(substr(title, 8) AS INTEGER) FROM notifications_message"
+            " WHERE title LIKE 'number %%'",
+            [user_id],
+        )
+    InboxSequence.objects.filter(user_id=user_id).update(last_seq=rows, unread=rows)
+
+
+def test_the_inbox_pages_through_a_hundred_thousand_rows_a_page_at_a_time(
+    client: Client, alice: Any
+) -> None:
+    _fill_inbox(alice.pk, BIG_INBOX)
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+
+    with CaptureQueriesContext(connection) as queries:
+        newest = client.get("/")
+        deep = client.get("/?before=50001")
+    assert _titles(newest) == [f"number {n}" for n in range(BIG_INBOX, BIG_INBOX - PAGE_SIZE, -1)]
+    assert _titles(deep) == [f"number {n}" for n in range(50000, 50000 - PAGE_SIZE, -1)]
+    assert f'id="unread-count">{BIG_INBOX}<'.encode() in newest.content
+    assert b'href="/?before=49951" rel="next"' in deep.content
+
+    # Each page reads one page and a row (to know whether there is an older one),
+    # found through the (user, seq) index, never counted or skipped through.
+    pages = [q["sql"] for q in queries.captured_queries if 'FROM "notifications_inbox"' in q["sql"]]
+    assert len(pages) == 2, pages
+    for sql in pages:
+        assert sql.endswith(f"LIMIT {PAGE_SIZE + 1}"), sql
+        assert "OFFSET" not in sql, sql
+        assert "COUNT" not in sql, sql
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+        assert "USING INDEX sqlite_autoindex_notifications_inbox_1 (user_id=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # no sort of the user's rows
 
 
 def _titles(page: Any) -> list[str]:

@@ -80,21 +80,24 @@
     if (empty) empty.remove();
   }
 
+  // A browser notification when the user allowed them and is not looking at this page
+  // (another tab or window has the focus); the in-page toast otherwise.
   function announce(n) {
-    if (announcer) {
-      const toast = document.createElement("div");
-      toast.className = "toast";
-      const link = document.createElement("a");
-      link.href = `/notifications/${Number(n.id)}`;
-      link.textContent = n.title;
-      toast.append(link);
-      announcer.append(toast);
-      setTimeout(() => toast.remove(), 8000);
-    }
-    if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
+    const away = document.hidden || !document.hasFocus();
+    if (away && "Notification" in window && Notification.permission === "granted") {
       const shown = new Notification(n.title, { body: n.message, tag: `tray-${n.id}` });
       shown.onclick = () => { window.focus(); location.href = `/notifications/${Number(n.id)}`; };
+      return;
     }
+    if (!announcer) return;
+    const toast = document.createElement("div");
+    toast.className = "toast";
+    const link = document.createElement("a");
+    link.href = `/notifications/${Number(n.id)}`;
+    link.textContent = n.title;
+    toast.append(link);
+    announcer.append(toast);
+    setTimeout(() => toast.remove(), 8000);
   }
 
   function presence(payload) {
