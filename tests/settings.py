@@ -21,6 +21,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # noqa: F405
     "login": "1000/min",
     "project_create": "100000/min",
     "member_add": "100000/min",
+    "attention_change": "100000/min",
 }
 # A file, like production: an in-memory shared-cache database locks whole tables
 # and ignores busy_timeout, which the async (threaded) tests would trip over.

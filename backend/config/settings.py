@@ -189,6 +189,7 @@ INSTALLED_APPS = [
     "backend.users.apps.UsersConfig",
     "backend.projects.apps.ProjectsConfig",
     "backend.notifications.apps.NotificationsConfig",
+    "backend.attention.apps.AttentionConfig",
     "backend.web.apps.WebConfig",
 ]
 
@@ -337,6 +338,7 @@ REST_FRAMEWORK = {
         "login": _env_rate("TRAY_LOGIN_RATE", "20/min"),
         "project_create": _env_rate("TRAY_PROJECT_CREATE_RATE", "20/hour"),
         "member_add": _env_rate("TRAY_MEMBER_ADD_RATE", "120/hour"),
+        "attention_change": _env_rate("TRAY_ATTENTION_CHANGE_RATE", "120/min"),
     },
     # Throttles key on REMOTE_ADDR alone (backend/client_address.py): uvicorn has already
     # replaced it with X-Forwarded-For's client where, and only where, the connection

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/", include("backend.users.urls")),
     path("api/", include("backend.projects.urls")),
     path("api/", include("backend.notifications.urls")),
+    path("api/", include("backend.attention.urls")),
     # Last: any other /api/ path answers the API's JSON 404, not Django's HTML page.
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     # The web companion at the root: the inbox, and a page for every link a

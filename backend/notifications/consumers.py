@@ -17,6 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from backend.attention.services import attention_update
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from backend.notifications import protocol, selectors, services
 from backend.notifications.hub import Hub
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 # event-loop time (B5: a reconnect storm).
 _socket_opening = database_sync_to_async(selectors.socket_opening)
 _socket_claims = database_sync_to_async(socket_claims)
+_attention_update = database_sync_to_async(attention_update)
 
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
@@ -110,6 +112,7 @@ class NotificationConsumer(StateSocket):
             latest_seq=opening.state.latest_seq,
             token_expires_at=self.token_expires_at,
             max_frame_bytes=tray["WS_MAX_FRAME_BYTES"],
+            attention=opening.attention,
         )
         self.state.open(
             latest_seq=opening.state.latest_seq,
@@ -121,7 +124,7 @@ class NotificationConsumer(StateSocket):
         if bad_cursor is not None:
             self.state.push_one(bad_cursor)
         self._pump()
-        await self.hub.socket_opened(self)
+        await self.hub.socket_opened(self, attention=opening.attention)
 
     async def _refuse(self, code: int, error: BackendError) -> None:
         await self.send(text_data=protocol.encode_error(error.code, error.message))
@@ -229,10 +232,18 @@ class NotificationConsumer(StateSocket):
         self._ack(frame, {"project_id": project_id})
 
     async def _on_set_status(self, frame: protocol.ClientFrame) -> None:
+        """``dnd`` is do-not-disturb (the attention settings', on every device; ``until``
+        may end it by itself); ``online`` or ``away`` ends a do-not-disturb."""
         status = frame.payload.get("status")
         if status not in protocol.STATUSES:
             message = f"status must be one of {', '.join(protocol.STATUSES)}"
             raise InvalidInput(message, code="invalid_status")
-        await self.hub.presence.set_status(self.user_id, status)
-        await self.hub.publish_presence(self.user_id)
+        if status == "dnd":
+            # The hub turns the attention change into the presence change.
+            dnd = {"until": frame.payload.get("until")}
+            await _attention_update(user_id=self.user_id, changes={"dnd": dnd})
+        else:
+            await _attention_update(user_id=self.user_id, changes={"dnd": None})
+            await self.hub.presence.set_status(self.user_id, status)
+            await self.hub.publish_presence(self.user_id)
         self._ack(frame, {"status": status})

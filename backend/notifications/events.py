@@ -78,6 +78,15 @@ class PresenceEvent(TypedDict):
     state: dict[str, Any]  # PresenceState.as_payload
 
 
+class AttentionEvent(TypedDict):
+    """A user's attention settings changed (backend/attention): every device of theirs
+    is told, and do-not-disturb shows in their presence."""
+
+    kind: Literal["attention"]
+    user_id: int
+    attention: dict[str, Any]  # backend.attention.selectors.attention_payload
+
+
 Event = (
     NotificationEvent
     | ReadStateEvent
@@ -85,6 +94,7 @@ Event = (
     | SessionsEndedEvent
     | MembershipRemovedEvent
     | PresenceEvent
+    | AttentionEvent
 )
 Kind = Literal[
     "notification",
@@ -93,6 +103,7 @@ Kind = Literal[
     "sessions_ended",
     "membership_removed",
     "presence",
+    "attention",
 ]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 

@@ -24,18 +24,20 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Container, Coroutine
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from backend.attention import rules as attention_rules
 from backend.notifications import namespace, protocol, selectors
 from backend.notifications.doorbell import Doorbell, RedisDoorbell, current_namespace
 from backend.notifications.doorbell import current as current_doorbell
 from backend.notifications.events import (
+    AttentionEvent,
     ClientSocket,
     Event,
     NotificationEvent,
@@ -162,6 +164,10 @@ class Hub:
         self._recently_rung = RecentIds(limit=10_000)
         # Set by look() (another process's doorbell): the database watch looks at once.
         self._look_now = asyncio.Event()
+        # Per user with sockets here: when their do-not-disturb ends by itself.
+        self._dnd_timers: dict[int, asyncio.TimerHandle] = {}
+        # One-off work started by a dispatch (kept so it is not garbage-collected).
+        self._chores: set[asyncio.Task[None]] = set()
 
     @classmethod
     def current(cls) -> Hub:
@@ -208,6 +214,9 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        for timer in self._dnd_timers.values():
+            timer.cancel()
+        self._dnd_timers.clear()
         for consumer in [c for group in self.sockets_by_user.values() for c in group]:
             consumer.close_with(protocol.CLOSE_RESTART)
             await self.socket_closed(consumer)
@@ -244,9 +253,17 @@ class Hub:
     def register(self, consumer: ClientSocket) -> None:
         self.sockets_by_user.setdefault(consumer.user_id, set()).add(consumer)
 
-    async def socket_opened(self, consumer: ClientSocket) -> None:
-        if await self.presence.socket_opened((consumer.user_id, consumer.socket_id)):
-            await self.publish_presence(consumer.user_id)
+    async def socket_opened(
+        self, consumer: ClientSocket, *, attention: dict[str, Any] | None = None
+    ) -> None:
+        """A socket said hello; with its user's ``attention``, presence follows their
+        do-not-disturb (set, or ended, while none of their sockets was open)."""
+        user_id = consumer.user_id
+        changed = False
+        if attention is not None:
+            changed = await self._follow_dnd(user_id, attention)
+        if await self.presence.socket_opened((user_id, consumer.socket_id)) or changed:
+            await self.publish_presence(user_id)
 
     async def socket_closed(self, consumer: ClientSocket) -> None:
         sockets = self.sockets_by_user.get(consumer.user_id)
@@ -255,6 +272,9 @@ class Hub:
         sockets.discard(consumer)
         if not sockets:
             del self.sockets_by_user[consumer.user_id]
+            timer = self._dnd_timers.pop(consumer.user_id, None)
+            if timer is not None:
+                timer.cancel()
         for project_id in list(consumer.watching):
             self.unwatch(consumer, project_id)
         if await self.presence.socket_closed((consumer.user_id, consumer.socket_id)):
@@ -326,6 +346,8 @@ class Hub:
                 self._dispatch_read_state(event)
             elif event["kind"] == "presence":
                 self._dispatch_presence(event)
+            elif event["kind"] == "attention":
+                self._dispatch_attention(event)
             elif event["kind"] == "user_disabled":
                 for consumer in list(self.sockets_by_user.get(int(event["user_id"]), ())):
                     consumer.close_with(protocol.CLOSE_FORBIDDEN)
@@ -415,6 +437,47 @@ class Hub:
             )
             for consumer in watchers:
                 consumer.deliver_frames([frame])
+
+    def _dispatch_attention(self, event: AttentionEvent) -> None:
+        user_id, attention = int(event["user_id"]), event["attention"]
+        sockets = self.sockets_by_user.get(user_id)
+        if not sockets:
+            return
+        frame = protocol.encode("attention_changed", attention)
+        for consumer in sockets:
+            consumer.deliver_frames([frame])
+        self._chore(self._announce_dnd(user_id, attention))
+
+    async def _announce_dnd(self, user_id: int, attention: dict[str, Any]) -> None:
+        """Presence follows do-not-disturb; told once, by whichever process changed it."""
+        if await self._follow_dnd(user_id, attention):
+            await self.publish_presence(user_id)
+
+    async def _follow_dnd(self, user_id: int, attention: dict[str, Any]) -> bool:
+        """Set the user's presence status from their do-not-disturb, and have it follow
+        its end; True when the status changed."""
+        now = timezone.now()
+        timer = self._dnd_timers.pop(user_id, None)
+        if timer is not None:
+            timer.cancel()
+        ends_at = attention_rules.dnd_ends_at(attention)
+        if ends_at is not None and ends_at > now and self.loop is not None:
+            self._dnd_timers[user_id] = self.loop.call_later(
+                (ends_at - now).total_seconds(),
+                lambda: self._chore(self._announce_dnd(user_id, attention)),
+            )
+        return await self.presence.apply_dnd(user_id, attention_rules.dnd_active(attention, now))
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("a presence update failed")
+
+        task = asyncio.ensure_future(guarded())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     # -- background jobs ----------------------------------------------------
 

@@ -36,6 +36,23 @@ def _state(online: bool, chosen: str | None, last_seen: float | None) -> Presenc
     )
 
 
+def _dnd_status(before: str | None, dnd: bool) -> str | None:
+    if dnd:
+        return "dnd"
+    return "online" if before == "dnd" else before
+
+
+# KEYS[1]: the status hash; ARGV: user id, "1" for dnd. The same rule as _dnd_status.
+_APPLY_DND = """
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+local after = before
+if ARGV[2] == '1' then after = 'dnd' elseif before == 'dnd' then after = 'online' end
+if after == before then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], after)
+return 1
+"""
+
+
 class PresenceStore(Protocol):
     async def socket_opened(self, socket: Socket) -> bool:
         """Record a socket; True when its user was offline until now."""
@@ -46,6 +63,12 @@ class PresenceStore(Protocol):
         ...
 
     async def set_status(self, user_id: int, status: str) -> None: ...
+
+    async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
+        """Follow the user's do-not-disturb: ``dnd`` while it holds, and back to
+        ``online`` from ``dnd`` when it ends (``away`` stays away). True when this call
+        changed the status, so that of several processes told at once, one announces it."""
+        ...
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]: ...
 
@@ -86,6 +109,14 @@ class MemoryPresence:
 
     async def set_status(self, user_id: int, status: str) -> None:
         self._status[user_id] = status
+
+    async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
+        before = self._status.get(user_id)
+        after = _dnd_status(before, dnd)
+        if after is None or after == before:
+            return False
+        self._status[user_id] = after
+        return True
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]:
         return {
@@ -150,6 +181,13 @@ class RedisPresence:
 
     async def set_status(self, user_id: int, status: str) -> None:
         await self._redis.hset(self._key("status"), str(user_id), status)
+
+    async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
+        # One script, so that two processes told at once cannot both see the old value.
+        changed = await self._redis.eval(
+            _APPLY_DND, 1, self._key("status"), str(user_id), "1" if dnd else "0"
+        )
+        return bool(changed)
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]:
         if not user_ids:

@@ -120,6 +120,7 @@ def hello_frame(
     latest_seq: int,
     token_expires_at: float,
     max_frame_bytes: int,
+    attention: dict[str, Any],
 ) -> str:
     """The first frame on every socket."""
     return encode(
@@ -131,6 +132,7 @@ def hello_frame(
             "latest_seq": latest_seq,
             "token_expires_at": int(token_expires_at),
             "max_frame_bytes": max_frame_bytes,
+            "attention": attention,
         },
     )
 

@@ -24,6 +24,8 @@ from django.db.models.functions import Coalesce
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
+from backend.attention.models import Attention
+from backend.attention.selectors import attention_payload
 from backend.errors import InvalidInput, NotFound
 from backend.notifications import inbox_log
 from backend.notifications.models import Inbox, InboxSequence
@@ -196,10 +198,17 @@ class SocketOpening:
     user: dict[str, Any]
     state: InboxState
     replay: list[ReplayRow] | None
+    attention: dict[str, Any]  # backend.attention.selectors.attention_payload
 
 
 _OPENING_USER = ("id", "username", "first_name", "last_name", "is_active", "session_live")
-_OPENING_HEAD = (*_OPENING_USER, "inbox_unread_count", "inbox_latest_seq")
+_OPENING_HEAD = (
+    *_OPENING_USER,
+    "inbox_unread_count",
+    "inbox_latest_seq",
+    "attention_state",
+    "attention_version",
+)
 _OPENING_REPLAY = ("replay__deleted_at", *(f"replay__{name}" for name in PAYLOAD_COLUMNS))
 
 
@@ -217,9 +226,12 @@ def _opening_rows(
     from backend.users.tokens import with_session_state
 
     sequence = InboxSequence.objects.filter(user_id=user_id)
+    attention = Attention.objects.filter(user_id=user_id)
     users = with_session_state(User.objects.filter(pk=user_id), session_id, now=now).annotate(
         inbox_unread_count=Coalesce(Subquery(sequence.values("unread")[:1]), _ZERO),
         inbox_latest_seq=Coalesce(Subquery(sequence.values("last_seq")[:1]), _ZERO),
+        attention_state=Subquery(attention.values("state")[:1]),
+        attention_version=Coalesce(Subquery(attention.values("version")[:1]), _ZERO),
     )
     if after_seq is None:
         return users.values_list(*_OPENING_HEAD)[:1]
@@ -381,8 +393,9 @@ def _prepared_opening(
 def socket_opening(
     *, user_id: int, session_id: str, after_seq: int | None = None, limit: int = 0
 ) -> SocketOpening:
-    """A socket's user (its session checked), inbox state and, given ``after_seq``, up to
-    ``limit`` rows above it (deleted ones included, as ``inbox_replay_after``): in ONE
+    """A socket's user (its session checked), inbox state, attention settings and, given
+    ``after_seq``, up to ``limit`` rows above it (deleted ones included, as
+    ``inbox_replay_after``): in ONE
     statement, what a reconnecting client costs the database (B5, a reconnect storm).
     The statement is ``_opening_rows``, compiled once (``_prepared_opening``).
 
@@ -426,6 +439,7 @@ def socket_opening(
         user={"id": first[0], "username": first[1], "first_name": first[2], "last_name": first[3]},
         state=InboxState(unread_count=int(first[6]), latest_seq=int(first[7])),
         replay=rows,
+        attention=attention_payload(state=first[8], version=int(first[9])),
     )
 
 

@@ -168,7 +168,12 @@ def test_the_embedded_default_is_unchanged(tmp_path: Path):
         "REDIS_URL": "",
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.sqlite3",
-        "RATES": {"login": "20/min", "project_create": "20/hour", "member_add": "120/hour"},
+        "RATES": {
+            "login": "20/min",
+            "project_create": "20/hour",
+            "member_add": "120/hour",
+            "attention_change": "120/min",
+        },
     }
 
 
@@ -202,7 +207,12 @@ def test_production_settings_for_a_reverse_proxy(tmp_path: Path):
         # uvicorn sets the scheme from trusted proxies only (tests/e2e/test_deploy.py).
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.postgresql",
-        "RATES": {"login": "20/min", "project_create": "20/hour", "member_add": "120/hour"},
+        "RATES": {
+            "login": "20/min",
+            "project_create": "20/hour",
+            "member_add": "120/hour",
+            "attention_change": "120/min",
+        },
     }
     # No generated key file: production takes its key from the environment only.
     assert not (tmp_path / "data" / "secret_key").exists()
@@ -247,9 +257,15 @@ def test_throttle_rates_come_from_the_environment(tmp_path: Path):
             "TRAY_LOGIN_RATE": "5/min",
             "TRAY_PROJECT_CREATE_RATE": " 3/day ",
             "TRAY_MEMBER_ADD_RATE": "30/Hour",
+            "TRAY_ATTENTION_CHANGE_RATE": "10/MIN",
         },
     )
-    assert values["RATES"] == {"login": "5/min", "project_create": "3/day", "member_add": "30/hour"}
+    assert values["RATES"] == {
+        "login": "5/min",
+        "project_create": "3/day",
+        "member_add": "30/hour",
+        "attention_change": "10/min",
+    }
 
 
 @pytest.mark.parametrize("value", ["lots", "20", "0/hour", "-1/hour", "20/week", "2.5/min"])

@@ -1,4 +1,5 @@
-"""The OpenAPI schema covers the auth, inbox and publish endpoints, without warnings."""
+"""The OpenAPI schema covers the auth, inbox, publish and attention endpoints, without
+warnings."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ MY_PATHS = {
     "/api/inbox/delete/": {"post"},
     "/api/notifications/": {"post"},
     "/api/notifications/batch/": {"post"},
+    "/api/attention/": {"get", "patch"},
 }
-MY_MODULES = ("backend/users/", "backend/notifications/api.py", "backend/notifications/seria")
+MY_MODULES = (
+    "backend/users/",
+    "backend/notifications/api.py",
+    "backend/notifications/seria",
+    "backend/attention/",
+)
 
 
 def fetch_schema() -> dict[str, Any]:

@@ -139,7 +139,8 @@ def test_every_kind_has_a_type():
             events.SessionsEndedEvent,
             events.MembershipRemovedEvent,
             events.PresenceEvent,
+            events.AttentionEvent,
         )
     }
     assert typed == events.KINDS
-    assert len(typed) == 6
+    assert len(typed) == 7

@@ -1,0 +1,52 @@
+"""Both presence stores follow do-not-disturb the same way, and of several processes told
+at once only one hears that it changed the status (backend/notifications/presence.py).
+The Redis store runs against the session's real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
+    if request.param == "memory":
+        yield MemoryPresence()
+        return
+    client: Any = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        yield RedisPresence(client, ttl=30, prefix="test:")
+    finally:
+        await client.aclose()
+
+
+async def status(store: PresenceStore, user_id: int) -> str:
+    await store.socket_opened((user_id, "s1"))
+    return (await store.states([user_id]))[user_id].status
+
+
+async def test_do_not_disturb_sets_and_ends_the_status(store: PresenceStore) -> None:
+    assert await store.apply_dnd(7, dnd=False) is False  # nothing chosen: nothing to end
+    assert await store.apply_dnd(7, dnd=True) is True
+    assert await store.apply_dnd(7, dnd=True) is False
+    assert await status(store, 7) == "dnd"
+    assert await store.apply_dnd(7, dnd=False) is True
+    assert await status(store, 7) == "online"
+
+    await store.set_status(8, "away")
+    assert await store.apply_dnd(8, dnd=False) is False  # away stays away
+    assert await status(store, 8) == "away"
+
+
+async def test_of_processes_told_at_once_one_changes_it(store: PresenceStore) -> None:
+    changed = await asyncio.gather(*(store.apply_dnd(9, dnd=True) for _ in range(20)))
+    assert changed.count(True) == 1
