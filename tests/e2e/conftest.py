@@ -1,6 +1,7 @@
 """Helpers for end-to-end tests: real server subprocesses (tests/fixtures/services.py)
 driven by real clients: httpx for REST, the ``websockets`` client for the socket, and a
-headless chromium for web pages (the ``browser`` fixture, tests/e2e/browser.py)."""
+headless chromium driven by Playwright for web pages (the ``browser`` fixture,
+tests/e2e/browser.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import httpx
 import pytest
 import redis
 import websockets
+from playwright.sync_api import Page
 from websockets.asyncio.client import ClientConnection
 
-from tests.e2e.browser import Page, chromium_binary, launch
+from tests.e2e.browser import chromium_binary, launch
 from tests.fixtures.services import RunningServer, _missing
 
 WAIT = 10.0  # seconds to wait for an expected frame before failing
@@ -100,8 +102,8 @@ def doorbell_channel(redis_url: str, timeout: float = WAIT) -> str:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Page]:
-    """A blank page in a private headless chromium (tests/e2e/browser.py); skipped when
-    Debian's ``chromium`` is missing, except under CI, where that fails."""
+    """A blank Playwright page in a private headless chromium (tests/e2e/browser.py);
+    skipped when Debian's ``chromium`` is missing, except under CI, where that fails."""
     binary = chromium_binary()
     if binary is None:
         _missing("chromium")

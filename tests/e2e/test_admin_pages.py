@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.e2e.browser import CspViolation, Page
+from playwright.sync_api import Page
+
+from tests.e2e.browser import (
+    CspViolation,
+    clear_csp_console,
+    csp_console,
+    csp_violations,
+    navigate_by,
+)
 from tests.fixtures.services import RunningServer
 
 # nav_sidebar.js marks the main column open on every admin page but the index.
@@ -93,11 +101,12 @@ PAGES = (
 
 
 def _log_in(page: Page, server: RunningServer, username: str, password: str) -> None:
-    page.navigate(f"{server.url}/admin/login/")
-    page.navigate_by(
+    page.goto(f"{server.url}/admin/login/")
+    navigate_by(
+        page,
         f"""document.getElementById('id_username').value = {username!r};
         document.getElementById('id_password').value = {password!r};
-        document.getElementById('login-form').submit();"""
+        document.getElementById('login-form').submit();""",
     )
     assert page.evaluate("location.pathname") == "/admin/", page.evaluate("document.title")
 
@@ -105,8 +114,8 @@ def _log_in(page: Page, server: RunningServer, username: str, password: str) -> 
 def _problems(page: Page, server: RunningServer, admin_page: AdminPage) -> list[str]:
     """What is wrong with one page: empty when it rendered, its scripts ran and the
     browser saw no policy violation."""
-    page.clear_csp_console()
-    page.navigate(server.url + admin_page.path)
+    clear_csp_console(page)
+    page.goto(server.url + admin_page.path)
     problems = []
     path = page.evaluate("location.pathname")
     title = page.evaluate("document.title")
@@ -116,8 +125,8 @@ def _problems(page: Page, server: RunningServer, admin_page: AdminPage) -> list[
         problems.append(f"not rendered: {admin_page.rendered}")
     if not page.evaluate(admin_page.scripted):
         problems.append(f"the admin's JavaScript did not run: {admin_page.scripted}")
-    problems += [f"violation: {v}" for v in page.csp_violations()]
-    problems += [f"console: {text}" for text in page.csp_console()]
+    problems += [f"violation: {v}" for v in csp_violations(page)]
+    problems += [f"console: {text}" for text in csp_console(page)]
     return problems
 
 
@@ -134,8 +143,8 @@ def test_the_detector_sees_an_injected_inline_script_and_passes_own_origin_scrip
 ) -> None:
     """The positive control: the policy blocks script injected into a server page, both
     sources report it, and the page's own static files still load."""
-    browser.navigate(f"{demo_server.url}/admin/login/")
-    assert browser.csp_violations() == []
+    browser.goto(f"{demo_server.url}/admin/login/")
+    assert csp_violations(browser) == []
     assert browser.evaluate(
         """(() => {
             const script = document.createElement('script');
@@ -144,14 +153,14 @@ def test_the_detector_sees_an_injected_inline_script_and_passes_own_origin_scrip
             return true;
         })()"""
     )
-    browser.wait_for("window.__cspViolations.length > 0")
+    browser.wait_for_function("() => window.__cspViolations.length > 0")
     assert browser.evaluate("window.__inlineRan === undefined"), "the inline script ran"
     # The policy names script-src; Chrome reports the directive that applied to a
     # <script> element, script-src-elem, which falls back to it.
-    [violation] = browser.csp_violations()
+    [violation] = csp_violations(browser)
     assert violation.directive in {"script-src", "script-src-elem"}, violation
     assert violation.blocked == "inline", violation
-    [message] = browser.csp_console()
+    [message] = csp_console(browser)
     assert "inline script" in message, message
     assert "script-src 'self'" in message, message
 
@@ -164,10 +173,9 @@ def test_the_detector_sees_an_injected_inline_script_and_passes_own_origin_scrip
             script.onload = () => resolve('loaded');
             script.onerror = () => resolve('failed');
             document.head.appendChild(script);
-        })""",
-        await_promise=True,
+        })"""
     )
     assert outcome == "loaded"
     assert browser.evaluate("typeof URLify") == "function"
-    assert browser.csp_violations() == [CspViolation(violation.directive, "inline", "")]
-    assert len(browser.csp_console()) == 1
+    assert csp_violations(browser) == [CspViolation(violation.directive, "inline", "")]
+    assert len(csp_console(browser)) == 1

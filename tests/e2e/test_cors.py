@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+from playwright.sync_api import Page
 
-from tests.e2e.browser import Page
 from tests.fixtures.services import ServerFactory
 
 _BLANK = b"<!doctype html><title>elsewhere</title><p>A page on another origin."
@@ -85,18 +85,16 @@ def test_a_listed_origin_logs_in_and_receives_and_another_is_refused(
     with page_origin() as listed, page_origin() as unlisted:
         server = server_factory(demo=True, env={"TRAY_ALLOWED_ORIGINS": listed})
 
-        browser.navigate(listed + "/")
-        assert browser.evaluate(_log_in_and_listen(server.url), await_promise=True) == "hello"
+        browser.goto(listed + "/")
+        assert browser.evaluate(_log_in_and_listen(server.url)) == "hello"
         server.cli("notify", "--user", "alice", "--title", "across origins", check=True)
-        browser.wait_for(
-            "window.__frames.some((f) => f.type === 'notification_created'"
+        browser.wait_for_function(
+            "() => window.__frames.some((f) => f.type === 'notification_created'"
             " && f.payload.title === 'across origins')"
         )
 
-        browser.navigate(unlisted + "/")
-        assert browser.evaluate(_log_in_and_listen(server.url), await_promise=True) == (
-            "login refused: TypeError"
-        )
+        browser.goto(unlisted + "/")
+        assert browser.evaluate(_log_in_and_listen(server.url)) == "login refused: TypeError"
         # With a token from elsewhere, the socket from that origin is still refused.
         token = server.access_token("alice")
         ws_url = "ws://" + server.url.split("://", 1)[1] + "/ws/notifications/?token=" + token
@@ -105,8 +103,7 @@ def test_a_listed_origin_logs_in_and_receives_and_another_is_refused(
                 const socket = new WebSocket({json.dumps(ws_url)});
                 socket.onmessage = () => resolve("opened");
                 socket.onclose = () => resolve("closed");
-            }})""",
-            await_promise=True,
+            }})"""
         )
         assert closed == "closed"
         assert server.wait_for_output(

@@ -9,14 +9,16 @@ in the test's directory (``docs/screenshots/web-*.png`` are copies of them).
 
 from __future__ import annotations
 
-import base64
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import Page
 
-from tests.e2e.browser import Page
+from tests.e2e.browser import WAIT, navigate_by
 from tests.fixtures.services import RunningServer
 
 VIEWPORTS = {"desktop": (1280, 800, False), "phone": (390, 844, True)}
@@ -32,26 +34,36 @@ _UNNAMED = """[...document.querySelectorAll(
 
 
 def _log_in(page: Page, server: RunningServer) -> None:
-    page.navigate(server.url + "/")
-    page.navigate_by(
+    page.goto(server.url + "/")
+    navigate_by(
+        page,
         """document.getElementById('id_username').value = 'alice';
         document.getElementById('id_password').value = 'demo';
-        document.querySelector('form[action="/login/"]').submit();"""
+        document.querySelector('form[action="/login/"]').submit();""",
     )
-    page.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    page.wait_for_function("() => document.getElementById('live-status').textContent === 'Live'")
 
 
-def _view(page: Page, width: int, height: int, mobile: bool) -> None:
-    page.send(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+@contextmanager
+def _view(page: Page, width: int, height: int, mobile: bool) -> Iterator[Page]:
+    """A page of the same browser in a context of its own with that screen, at one
+    device pixel per CSS pixel: ``mobile`` is Chrome's mobile emulation (the page's
+    viewport meta tag applies), which a context takes only when it is made."""
+    browser = page.context.browser
+    assert browser is not None
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, device_scale_factor=1, is_mobile=mobile
     )
+    try:
+        viewed = context.new_page()
+        viewed.set_default_timeout(WAIT * 1000)
+        yield viewed
+    finally:
+        context.close()
 
 
 def _screenshot(page: Page, path: Path) -> Image.Image:
-    shot = page.send("Page.captureScreenshot", {"format": "png"})
-    data = base64.b64decode(shot["data"])
-    path.write_bytes(data)
+    data = page.screenshot(path=path, type="png")
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
@@ -60,31 +72,27 @@ def test_the_pages_fit_the_screen_name_their_controls_and_look_like_something(
     browser: Page, demo_server: RunningServer, tmp_path: Path, viewport: str
 ) -> None:
     width, height, mobile = VIEWPORTS[viewport]
-    _log_in(browser, demo_server)
-    _view(browser, width, height, mobile)
-    for name, path in PAGES.items():
-        browser.navigate(demo_server.url + path)
-        assert browser.evaluate("location.pathname") == path
-        assert browser.evaluate("document.documentElement.scrollWidth") <= width, name
-        assert browser.evaluate(_UNNAMED) == [], name
-        image = _screenshot(browser, tmp_path / f"web-{name}-{viewport}.png")
-        assert image.size == (width, height)
-        colours = image.getcolors(maxcolors=width * height) or []
-        assert len(colours) > 20, f"{name} looks blank"
+    with _view(browser, width, height, mobile) as page:
+        _log_in(page, demo_server)
+        for name, path in PAGES.items():
+            page.goto(demo_server.url + path)
+            assert page.evaluate("location.pathname") == path
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, name
+            assert page.evaluate(_UNNAMED) == [], name
+            image = _screenshot(page, tmp_path / f"web-{name}-{viewport}.png")
+            assert image.size == (width, height)
+            colours = image.getcolors(maxcolors=width * height) or []
+            assert len(colours) > 20, f"{name} looks blank"
 
 
 def test_the_keyboard_starts_at_skip_to_content_and_reaches_the_inbox(
     browser: Page, demo_server: RunningServer
 ) -> None:
     _log_in(browser, demo_server)
-    browser.navigate(demo_server.url + "/")
+    browser.goto(demo_server.url + "/")
     focused: list[str] = []
     for _ in range(40):
-        for kind in ("keyDown", "keyUp"):
-            browser.send(
-                "Input.dispatchKeyEvent",
-                {"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9},
-            )
+        browser.keyboard.press("Tab")
         focused.append(
             browser.evaluate(
                 "(() => { const el = document.activeElement;"
@@ -96,4 +104,4 @@ def test_the_keyboard_starts_at_skip_to_content_and_reaches_the_inbox(
     assert "read" in focused, focused  # a row's "Mark read"
     # Following the skip link goes past the header.
     browser.evaluate("document.querySelector('a.skip').click()")
-    browser.wait_for("location.hash === '#main'")
+    browser.wait_for_function("() => location.hash === '#main'")

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from playwright.sync_api import Page
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.browser import Page
+from tests.e2e.browser import cdp, navigate_by
 from tests.e2e.conftest import login
 from tests.fixtures.services import RunningServer
 
@@ -41,13 +42,14 @@ def _until(socket: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
 
 
 def _log_in(page: Page, server: RunningServer, username: str, at: str = "/") -> None:
-    page.navigate(server.url + at)
-    page.navigate_by(
+    page.goto(server.url + at)
+    navigate_by(
+        page,
         f"""document.getElementById('id_username').value = {json.dumps(username)};
         document.getElementById('id_password').value = 'demo';
-        document.querySelector('form[action="/login/"]').submit();"""
+        document.querySelector('form[action="/login/"]').submit();""",
     )
-    page.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    page.wait_for_function("() => document.getElementById('live-status').textContent === 'Live'")
 
 
 def _count(page: Page) -> int:
@@ -64,11 +66,12 @@ def test_a_new_notification_appears_and_read_state_follows_the_desktop(
 
     # A row that arrived live has working buttons too (its form carries the CSRF token).
     demo_server.cli("notify", "--user", "alice", "--title", "Delete me", check=True)
-    browser.wait_for(
-        "document.querySelector('#inbox li:first-child a')?.textContent.trim() === 'Delete me'"
+    browser.wait_for_function(
+        "() => document.querySelector('#inbox li:first-child a')?.textContent.trim()"
+        " === 'Delete me'"
     )
-    browser.navigate_by(
-        "document.querySelector('#inbox li:first-child button[value=delete]').click()"
+    navigate_by(
+        browser, "document.querySelector('#inbox li:first-child button[value=delete]').click()"
     )
     assert "Delete me" not in browser.evaluate("document.getElementById('inbox').textContent")
 
@@ -77,8 +80,8 @@ def _talk_to_the_desktop(
     browser: Page, demo_server: RunningServer, desktop: ClientConnection, before: int
 ) -> None:
     demo_server.cli("notify", "--user", "alice", "--title", "Live from the CLI", check=True)
-    browser.wait_for(
-        "document.querySelector('#inbox li:first-child a')?.textContent.trim()"
+    browser.wait_for_function(
+        "() => document.querySelector('#inbox li:first-child a')?.textContent.trim()"
         " === 'Live from the CLI'"
     )
     assert _count(browser) == before + 1
@@ -90,14 +93,18 @@ def _talk_to_the_desktop(
 
     # Marked read on the desktop: the page's row and bell follow.
     desktop.send(json.dumps({"type": "mark_read", "payload": {"ids": [created["id"]]}}))
-    browser.wait_for(
-        f"document.querySelector('li[data-id=\"{created['id']}\"]').classList.contains('read')"
+    browser.wait_for_function(
+        f"() => document.querySelector('li[data-id=\"{created['id']}\"]')"
+        ".classList.contains('read')"
     )
-    browser.wait_for(f"document.getElementById('unread-count').textContent === '{before}'")
+    browser.wait_for_function(
+        f"() => document.getElementById('unread-count').textContent === '{before}'"
+    )
 
     # Marked unread in the page (its button): the desktop hears it.
-    browser.navigate_by(
-        f"document.querySelector('li[data-id=\"{created['id']}\"] button[value=unread]').click()"
+    navigate_by(
+        browser,
+        f"document.querySelector('li[data-id=\"{created['id']}\"] button[value=unread]').click()",
     )
     _until(desktop, "notification_updated", id=created["id"], updates={"is_read": False})
     assert _count(browser) == before + 1
@@ -117,11 +124,10 @@ def test_the_page_socket_needs_the_login_and_ends_with_it(
             const s = new WebSocket(`ws://${location.host}/ws/notifications/`);
             s.onmessage = (e) => { resolve(JSON.parse(e.data).type); s.close(); };
             s.onclose = (e) => resolve(`closed ${e.code}`);
-        })""",
-        await_promise=True,
+        })"""
     )
     assert opened == "hello"
-    browser.navigate_by("document.querySelector('form[action=\"/logout/\"]').submit()")
+    navigate_by(browser, "document.querySelector('form[action=\"/logout/\"]').submit()")
     refused = browser.evaluate(
         """new Promise((resolve) => {
             const s = new WebSocket(`ws://${location.host}/ws/notifications/`);
@@ -130,8 +136,7 @@ def test_the_page_socket_needs_the_login_and_ends_with_it(
                 if (f.type !== 'error') resolve(f.type);
             };
             s.onclose = (e) => resolve(`closed ${e.code}`);
-        })""",
-        await_promise=True,
+        })"""
     )
     assert refused == "closed 4001"
 
@@ -140,12 +145,12 @@ def test_a_project_page_shows_who_is_online(browser: Page, demo_server: RunningS
     _log_in(browser, demo_server, "alice", at="/projects/1")
     with _desktop(demo_server, "bob"):
         bob_id = _user_id(demo_server, "bob")
-        browser.wait_for(
-            f"document.querySelector('#presence li[data-user=\"{bob_id}\"]')?.dataset.status"
+        browser.wait_for_function(
+            f"() => document.querySelector('#presence li[data-user=\"{bob_id}\"]')?.dataset.status"
             " === 'online'"
         )
-    browser.wait_for(
-        f"document.querySelector('#presence li[data-user=\"{bob_id}\"]').dataset.status"
+    browser.wait_for_function(
+        f"() => document.querySelector('#presence li[data-user=\"{bob_id}\"]').dataset.status"
         " === 'offline'"
     )
 
@@ -178,33 +183,47 @@ if ('Notification' in window) {
 """
 
 
+def _look_away(page: Page) -> Page:
+    """Take the focus from ``page`` until it loads another document: a second page of its
+    context gets the window's focus, and the focus Playwright emulates in every page it
+    opens is turned off in this one. Playwright set it from its own DevTools session;
+    the renderer keeps a setting per session and ignores a command that changes nothing
+    in it, so ours turns it on, then off. The second page, returned, is the user's."""
+    cdp(page, "Emulation.setFocusEmulationEnabled", {"enabled": True})
+    cdp(page, "Emulation.setFocusEmulationEnabled", {"enabled": False})
+    elsewhere = page.context.new_page()
+    assert page.evaluate("document.hasFocus()") is False
+    return elsewhere
+
+
 def test_browser_notifications_once_allowed_and_the_in_page_toast_otherwise(
     browser: Page, demo_server: RunningServer
 ) -> None:
-    browser.send("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_NOTIFICATIONS})
+    browser.add_init_script(RECORD_NOTIFICATIONS)
     _log_in(browser, demo_server, "alice")
     assert browser.evaluate("Notification.permission") == "default"
     assert browser.evaluate("document.getElementById('allow-notifications').hidden") is False
 
     # Not allowed: the in-page toast, a link to the notification's page.
     demo_server.cli("notify", "--user", "alice", "--title", "Toast in the page", check=True)
-    browser.wait_for(
-        "[...document.querySelectorAll('#announcer .toast a')]"
+    browser.wait_for_function(
+        "() => [...document.querySelectorAll('#announcer .toast a')]"
         ".some((a) => a.textContent === 'Toast in the page')"
     )
     assert browser.evaluate("window.shownNotifications.length") == 0
 
     # Allowed (what the permission prompt's "Allow" does) and the page not in focus
-    # (headless chromium gives none): the browser's own notification, and no toast.
+    # (another page has it): the browser's own notification, and no toast.
     origin = demo_server.url.rstrip("/")
-    browser.send("Browser.grantPermissions", {"origin": origin, "permissions": ["notifications"]})
-    browser.navigate(demo_server.url + "/")
-    browser.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    browser.context.grant_permissions(["notifications"], origin=origin)
+    browser.goto(demo_server.url + "/")
+    browser.wait_for_function("() => document.getElementById('live-status').textContent === 'Live'")
     assert browser.evaluate("document.getElementById('allow-notifications').hidden") is True
+    elsewhere = _look_away(browser)
     demo_server.cli(
         "notify", "--user", "alice", "--title", "From the browser", "--message", "Body", check=True
     )
-    browser.wait_for("window.shownNotifications.some((n) => n.shown)")
+    browser.wait_for_function("() => window.shownNotifications.some((n) => n.shown)")
     shown = browser.evaluate(
         "window.shownNotifications.map(({ title, body, tag }) => ({ title, body, tag }))"
     )
@@ -215,17 +234,18 @@ def test_browser_notifications_once_allowed_and_the_in_page_toast_otherwise(
         "document.getElementById('announcer').textContent"
     )
     # Clicking it opens the notification's page.
-    browser.navigate_by("window.shownNotifications[0].it.dispatchEvent(new Event('click'))")
+    navigate_by(browser, "window.shownNotifications[0].it.dispatchEvent(new Event('click'))")
     assert browser.evaluate("location.pathname") == f"/notifications/{inbox_id}"
     assert "From the browser" in browser.evaluate("document.querySelector('main').textContent")
 
     # Allowed but the user is looking at the page: the toast, not the browser's.
-    browser.send("Emulation.setFocusEmulationEnabled", {"enabled": True})
-    browser.navigate(demo_server.url + "/")
-    browser.wait_for("document.getElementById('live-status').textContent === 'Live'")
+    elsewhere.close()
+    cdp(browser, "Emulation.setFocusEmulationEnabled", {"enabled": True})
+    browser.goto(demo_server.url + "/")
+    browser.wait_for_function("() => document.getElementById('live-status').textContent === 'Live'")
     demo_server.cli("notify", "--user", "alice", "--title", "Looking at it", check=True)
-    browser.wait_for(
-        "[...document.querySelectorAll('#announcer .toast a')]"
+    browser.wait_for_function(
+        "() => [...document.querySelectorAll('#announcer .toast a')]"
         ".some((a) => a.textContent === 'Looking at it')"
     )
     assert browser.evaluate("window.shownNotifications.length") == 0

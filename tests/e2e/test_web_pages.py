@@ -9,8 +9,9 @@ import json
 from typing import Any
 
 import httpx
+from playwright.sync_api import Page
 
-from tests.e2e.browser import Page
+from tests.e2e.browser import csp_console, csp_violations, navigate_by
 from tests.e2e.conftest import login
 from tests.fixtures.services import RunningServer
 
@@ -26,12 +27,13 @@ def _api(server: RunningServer, token: str, path: str) -> Any:
 
 
 def _log_in(page: Page, server: RunningServer, username: str, *, at: str = "/") -> None:
-    page.navigate(server.url + at)
+    page.goto(server.url + at)
     assert page.evaluate("document.title") == "Log in" + SUFFIX
-    page.navigate_by(
+    navigate_by(
+        page,
         f"""document.getElementById('id_username').value = {json.dumps(username)};
         document.getElementById('id_password').value = 'demo';
-        document.querySelector('form[action="/login/"]').submit();"""
+        document.querySelector('form[action="/login/"]').submit();""",
     )
 
 
@@ -42,7 +44,7 @@ def _title(page: Page) -> str:
 
 
 def _clean(page: Page) -> list[str]:
-    return [str(v) for v in page.csp_violations()] + page.csp_console()
+    return [str(v) for v in csp_violations(page)] + csp_console(page)
 
 
 def test_every_link_a_notification_carries_opens_its_page(
@@ -75,9 +77,9 @@ def test_every_link_a_notification_carries_opens_its_page(
         else:
             expected = project["title"] + SUFFIX
         # Through the notification's own page, as a user clicks it.
-        browser.navigate(f"{demo_server.url}/notifications/{row['id']}")
+        browser.goto(f"{demo_server.url}/notifications/{row['id']}")
         assert _title(browser) == row["title"] + SUFFIX
-        browser.navigate_by("document.querySelector('a.button').click()")
+        navigate_by(browser, "document.querySelector('a.button').click()")
         assert browser.evaluate("location.pathname") == url
         assert _title(browser) == expected, url
         if len(parts) == 4:  # a task's or a milestone's page lists what was said of it
@@ -116,10 +118,8 @@ def test_someone_elses_task_is_the_same_404_as_a_missing_one(
         "/projects/999999/tasks/999999",
         "/notifications/999999",
     ):
-        status = browser.evaluate(
-            f"fetch({json.dumps(path)}).then((r) => r.status)", await_promise=True
-        )
-        browser.navigate(demo_server.url + path)
+        status = browser.evaluate(f"fetch({json.dumps(path)}).then((r) => r.status)")
+        browser.goto(demo_server.url + path)
         pages[path] = (status, browser.evaluate("document.querySelector('main').innerText"))
     assert {status for status, _ in pages.values()} == {404}
     assert len({text for _, text in pages.values()}) == 1
@@ -133,7 +133,7 @@ def test_a_deep_link_leads_through_the_login_and_back(
     assert browser.evaluate("location.pathname") == "/projects/1"
     assert browser.evaluate("document.querySelectorAll('#members li').length") > 0
 
-    browser.navigate_by("document.querySelector('form[action=\"/logout/\"]').submit()")
+    navigate_by(browser, "document.querySelector('form[action=\"/logout/\"]').submit()")
     assert _title(browser) == "Log in" + SUFFIX
-    browser.navigate(demo_server.url + "/projects/1")
+    browser.goto(demo_server.url + "/projects/1")
     assert browser.evaluate("location.pathname + location.search") == "/?next=/projects/1"
