@@ -232,8 +232,11 @@ class NotificationConsumer(StateSocket):
         self._ack(frame, {"project_id": project_id})
 
     async def _on_set_status(self, frame: protocol.ClientFrame) -> None:
-        """``dnd`` is do-not-disturb (the attention settings', on every device; ``until``
-        may end it by itself); ``online`` or ``away`` ends a do-not-disturb."""
+        """``dnd`` turns on do-not-disturb (the attention settings', on every device;
+        ``until`` may end it by itself). ``online`` and ``away`` are what teammates see
+        while it is off; they do not end it (a client that wants that changes the
+        attention settings), so a client re-sending its status on reconnect cannot undo
+        a do-not-disturb set on another device."""
         status = frame.payload.get("status")
         if status not in protocol.STATUSES:
             message = f"status must be one of {', '.join(protocol.STATUSES)}"
@@ -243,7 +246,6 @@ class NotificationConsumer(StateSocket):
             dnd = {"until": frame.payload.get("until")}
             await _attention_update(user_id=self.user_id, changes={"dnd": dnd})
         else:
-            await _attention_update(user_id=self.user_id, changes={"dnd": None})
             await self.hub.presence.set_status(self.user_id, status)
             await self.hub.publish_presence(self.user_id)
         self._ack(frame, {"status": status})

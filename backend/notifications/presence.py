@@ -29,28 +29,14 @@ class PresenceState:
         return {"online": self.online, "status": self.status, "last_seen": self.last_seen}
 
 
-def _state(online: bool, chosen: str | None, last_seen: float | None) -> PresenceState:
-    status = (chosen or "online") if online else "offline"
+def _state(
+    online: bool, chosen: str | None, last_seen: float | None, *, dnd: bool = False
+) -> PresenceState:
+    """Do-not-disturb, while on, is the status; otherwise what the user chose."""
+    status = ("dnd" if dnd else chosen or "online") if online else "offline"
     return PresenceState(
         online=online, status=status, last_seen=time.time() if online else last_seen
     )
-
-
-def _dnd_status(before: str | None, dnd: bool) -> str | None:
-    if dnd:
-        return "dnd"
-    return "online" if before == "dnd" else before
-
-
-# KEYS[1]: the status hash; ARGV: user id, "1" for dnd. The same rule as _dnd_status.
-_APPLY_DND = """
-local before = redis.call('HGET', KEYS[1], ARGV[1])
-local after = before
-if ARGV[2] == '1' then after = 'dnd' elseif before == 'dnd' then after = 'online' end
-if after == before then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], after)
-return 1
-"""
 
 
 class PresenceStore(Protocol):
@@ -65,9 +51,9 @@ class PresenceStore(Protocol):
     async def set_status(self, user_id: int, status: str) -> None: ...
 
     async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
-        """Follow the user's do-not-disturb: ``dnd`` while it holds, and back to
-        ``online`` from ``dnd`` when it ends (``away`` stays away). True when this call
-        changed the status, so that of several processes told at once, one announces it."""
+        """Follow the user's do-not-disturb (their attention settings): while it is on,
+        their status shows as ``dnd`` whatever they chose with ``set_status``. True when
+        this call changed it, so that of several processes told at once, one announces it."""
         ...
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]: ...
@@ -87,6 +73,7 @@ class MemoryPresence:
     def __init__(self) -> None:
         self._sockets: dict[int, set[str]] = {}
         self._status: dict[int, str] = {}
+        self._dnd: set[int] = set()
         self._last_seen: dict[int, float] = {}
 
     async def socket_opened(self, socket: Socket) -> bool:
@@ -111,16 +98,22 @@ class MemoryPresence:
         self._status[user_id] = status
 
     async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
-        before = self._status.get(user_id)
-        after = _dnd_status(before, dnd)
-        if after is None or after == before:
+        if dnd == (user_id in self._dnd):
             return False
-        self._status[user_id] = after
+        if dnd:
+            self._dnd.add(user_id)
+        else:
+            self._dnd.discard(user_id)
         return True
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]:
         return {
-            uid: _state(uid in self._sockets, self._status.get(uid), self._last_seen.get(uid))
+            uid: _state(
+                uid in self._sockets,
+                self._status.get(uid),
+                self._last_seen.get(uid),
+                dnd=uid in self._dnd,
+            )
             for uid in user_ids
         }
 
@@ -139,7 +132,8 @@ class RedisPresence:
 
     Keys: ``conns`` is a sorted set of "uid|socket" scored by expiry (for
     reaping); ``user:<uid>`` holds that user's socket ids scored by expiry (for
-    counting live ones); ``status`` and ``seen`` are hashes by user id. Every key
+    counting live ones); ``status`` and ``seen`` are hashes by user id; ``dnd`` is
+    the set of users whose do-not-disturb is on. Every key
     starts with ``prefix``, the deployment's (``namespace.presence_prefix``): user
     ids of two deployments sharing a redis-server collide, so there is no default.
     """
@@ -183,11 +177,10 @@ class RedisPresence:
         await self._redis.hset(self._key("status"), str(user_id), status)
 
     async def apply_dnd(self, user_id: int, dnd: bool) -> bool:
-        # One script, so that two processes told at once cannot both see the old value.
-        changed = await self._redis.eval(
-            _APPLY_DND, 1, self._key("status"), str(user_id), "1" if dnd else "0"
-        )
-        return bool(changed)
+        # SADD and SREM say 1 to exactly one of several processes told at once.
+        if dnd:
+            return bool(await self._redis.sadd(self._key("dnd"), str(user_id)))
+        return bool(await self._redis.srem(self._key("dnd"), str(user_id)))
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]:
         if not user_ids:
@@ -198,16 +191,20 @@ class RedisPresence:
                 self._live_count(pipe, uid, now)
             pipe.hmget(self._key("status"), [str(uid) for uid in user_ids])
             pipe.hmget(self._key("seen"), [str(uid) for uid in user_ids])
+            pipe.smismember(self._key("dnd"), [str(uid) for uid in user_ids])
             results = await pipe.execute()
         counts = results[: len(user_ids)]
-        statuses, seen = results[-2], results[-1]
+        statuses, seen, dnd = results[-3], results[-2], results[-1]
         return {
             uid: _state(
                 int(count) > 0,
                 status.decode() if status else None,
                 float(last) if last else None,
+                dnd=bool(on),
             )
-            for uid, count, status, last in zip(user_ids, counts, statuses, seen, strict=True)
+            for uid, count, status, last, on in zip(
+                user_ids, counts, statuses, seen, dnd, strict=True
+            )
         }
 
     async def refresh(self, sockets: list[Socket]) -> None:

@@ -34,19 +34,21 @@ async def status(store: PresenceStore, user_id: int) -> str:
     return (await store.states([user_id]))[user_id].status
 
 
-async def test_do_not_disturb_sets_and_ends_the_status(store: PresenceStore) -> None:
-    assert await store.apply_dnd(7, dnd=False) is False  # nothing chosen: nothing to end
+async def test_do_not_disturb_is_the_status_while_on(store: PresenceStore) -> None:
+    assert await store.apply_dnd(7, dnd=False) is False  # nothing to end
     assert await store.apply_dnd(7, dnd=True) is True
     assert await store.apply_dnd(7, dnd=True) is False
     assert await status(store, 7) == "dnd"
+    await store.set_status(7, "away")  # chosen meanwhile: shown once dnd ends
+    assert await status(store, 7) == "dnd"
     assert await store.apply_dnd(7, dnd=False) is True
-    assert await status(store, 7) == "online"
-
-    await store.set_status(8, "away")
-    assert await store.apply_dnd(8, dnd=False) is False  # away stays away
-    assert await status(store, 8) == "away"
+    assert await status(store, 7) == "away"
+    assert await store.apply_dnd(8, dnd=True) is True
+    assert (await store.states([8]))[8].status == "offline"  # no socket: offline
 
 
 async def test_of_processes_told_at_once_one_changes_it(store: PresenceStore) -> None:
     changed = await asyncio.gather(*(store.apply_dnd(9, dnd=True) for _ in range(20)))
+    assert changed.count(True) == 1
+    changed = await asyncio.gather(*(store.apply_dnd(9, dnd=False) for _ in range(20)))
     assert changed.count(True) == 1
