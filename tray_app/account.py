@@ -1,7 +1,8 @@
 """One account's session, without Qt: the tray app and headless mode both run through it.
 
 What it holds is the account's whole life after the password: the server address
-rule (``server_address``), the REST client whose refresh token is kept in the
+rules (``server_address``: which one; ``normalize_server_url``: what a typed one
+means), the REST client whose refresh token is kept in the
 keyring only while the remember-me rule says so (``AccountSession``), the account's
 store and engine once opened, and their end (with or without logging out).
 ``tray_app/ui/app.py`` adds the windows, ``tray_app/headless.py`` the JSON lines.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +39,132 @@ def server_address(chosen: str, managed: ManagedConfig) -> str:
     """
     user_choice = None if chosen == config.DEFAULT_SERVER_URL else chosen
     return (managed.effective_server_url(user_choice) or chosen).rstrip("/")
+
+
+class ServerAddressProblem(ValueError):
+    """A typed server address that cannot be used; ``str(problem)`` says why in plain
+    words, fit to show the user as it is."""
+
+
+# "word:" followed by something that is not a port number: the user meant a scheme
+# (``ftp://x``, ``https:/x``, ``mailto:x``), not ``host:port``. A dot means a host name
+# ("notify.example.com:abc" is a bad port, not a scheme).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+-]*):(?=\D)")
+# One label of a host name, as ASCII after IDNA. Underscores are tolerated: internal
+# DNS has them, and the resolver, not this check, is the judge of a name that exists.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_NOT_A_NAME = "The server name is not valid. Check the address."
+
+
+def normalize_server_url(text: str) -> str:
+    """The full address for what the user typed as the server: ``scheme://host[:port][/path]``.
+
+    A typed address without a scheme gets one: ``http://`` for this computer
+    (``localhost``, ``127.0.0.1``, ``[::1]``: a developer's server, which rarely has a
+    certificate), ``https://`` for every other name, so a login never goes out in
+    clear text by accident. An explicit ``http://`` is kept: the user asked for it.
+    The host is lowercased and trailing slashes are dropped, so the result is what
+    the UI shows back and the same result when normalised again.
+
+    Args:
+        text: what the user typed (surrounding spaces are ignored).
+
+    Returns:
+        The address to log in to.
+
+    Raises:
+        ServerAddressProblem: the text cannot be a server address; the message says
+            what is wrong in words for the user.
+    """
+    address = text.strip()
+    if not address:
+        raise ServerAddressProblem("Enter the server address.")
+    if any(char.isspace() for char in address):
+        raise ServerAddressProblem("The server address cannot contain spaces.")
+    if not address.isprintable():
+        raise ServerAddressProblem("The server address contains a character it cannot have.")
+    scheme: str | None = None
+    rest = address
+    explicit = _SCHEME.match(address)
+    if explicit is not None:
+        scheme = explicit.group(1).lower()
+        slashes = address[explicit.end() :].startswith("//")
+        if scheme not in ("http", "https"):
+            shown = f"{scheme}://" if slashes else f"{scheme}:"
+            raise ServerAddressProblem(
+                f"“{shown}” addresses cannot be used: start the address with https:// "
+                "or http://, or leave that out."
+            )
+        if not slashes:
+            raise ServerAddressProblem(
+                f"Write two slashes after “{scheme}:”, as in {scheme}://notify.example.com."
+            )
+        rest = address[explicit.end() + 2 :]
+    elif address.startswith("://"):
+        raise ServerAddressProblem("Start the address with https:// or http://, or leave that out.")
+    elif _bare_ipv6(address):
+        rest = f"[{address}]"  # an IPv6 address needs brackets before a port or a path
+    if "?" in rest or "#" in rest:
+        raise ServerAddressProblem("The server address cannot contain ? or #.")
+    if "@" in rest.split("/", 1)[0]:
+        raise ServerAddressProblem(
+            "Leave your user name out of the server address: enter it under Username."
+        )
+    try:
+        parts = urlsplit("//" + rest)
+    except ValueError:  # a bracketed host that is not an IPv6 address
+        raise ServerAddressProblem(_NOT_A_NAME) from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        raise ServerAddressProblem("The port must be a number from 1 to 65535.")
+    host = parts.hostname or ""
+    if not host:
+        raise ServerAddressProblem("The address has no server name.")
+    is_ipv6 = parts.netloc.startswith("[")
+    local = _check_host(host, is_ipv6=is_ipv6)
+    if scheme is None:
+        scheme = "http" if local else "https"
+    netloc = f"[{host}]" if is_ipv6 else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _bare_ipv6(text: str) -> bool:
+    if text.count(":") < 2 or "/" in text:
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_host(host: str, *, is_ipv6: bool) -> bool:
+    """Raise ``ServerAddressProblem`` unless ``host`` (lowercased, without brackets) is
+    an IP address or a host name; whether it is this computer (loopback)."""
+    if is_ipv6:
+        if "%" in host:  # a zone index names a network card, not a server
+            raise ServerAddressProblem(_NOT_A_NAME)
+        return ipaddress.IPv6Address(host).is_loopback  # urlsplit checked the brackets
+    labels = host.split(".")
+    if labels[-1].isdigit():
+        # Top-level domains are never numbers: this is an IPv4 address or a mistake.
+        # (getaddrinfo would read "127.1" as 127.0.0.1; only the usual form is taken.)
+        try:
+            return ipaddress.IPv4Address(host).is_loopback
+        except ValueError:
+            raise ServerAddressProblem(_NOT_A_NAME) from None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ServerAddressProblem(_NOT_A_NAME) from None
+    if not all(_LABEL.fullmatch(label) for label in ascii_host.lower().split(".")):
+        raise ServerAddressProblem(_NOT_A_NAME)
+    return ascii_host == "localhost" or ascii_host.endswith(".localhost")
 
 
 def keyring_refusal(managed: ManagedConfig, vault: TokenVault) -> str | None:

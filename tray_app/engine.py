@@ -22,11 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from tray_app.attention import DEFAULT as DEFAULT_ATTENTION
+from tray_app.attention import (
+    Attention,
+    AttentionFormatError,
+    dnd_change,
+    parse_attention,
+)
 from tray_app.net import (
     ApiClient,
     Backoff,
@@ -44,6 +52,7 @@ from tray_app.net import (
     websocket_connector,
 )
 from tray_app.store import (
+    AttentionStore,
     Filters,
     Inbox,
     OpenedDatabase,
@@ -132,6 +141,22 @@ class ConnectionStateChanged:
     change: StateChange
 
 
+@dataclass(frozen=True)
+class AttentionChanged:
+    """The attention settings in force changed: from the server (any device), or a change
+    made here that the server has not confirmed yet."""
+
+    attention: Attention
+
+
+@dataclass(frozen=True)
+class AttentionChangeRefused:
+    """The server refused a change made here for good (``message`` says why, in words
+    a user can act on); the settings went back to the server's."""
+
+    message: str
+
+
 EngineEvent = (
     NotificationAdded
     | NotificationBatchAdded
@@ -143,6 +168,8 @@ EngineEvent = (
     | PresenceSnapshotReceived
     | PresenceUpdated
     | ConnectionStateChanged
+    | AttentionChanged
+    | AttentionChangeRefused
 )
 Listener = Callable[[EngineEvent], None]
 
@@ -169,10 +196,14 @@ class Engine:
         tokens: TokenSource | None = None,
         connect: Connector | None = None,
         backoff: Backoff | None = None,
+        attention: AttentionStore | None = None,
     ) -> None:
         self.api = api
         self.inbox = inbox
         self.outbox = outbox
+        self.attention_store = attention or AttentionStore(inbox.connection)
+        self._attention_lock = asyncio.Lock()
+        self._attention_task: asyncio.Task[None] | None = None
         self.session = LiveSession(tokens or api, self, connect=connect, backoff=backoff)
         self._listeners: list[Listener] = []
         self._replay_buffer: list[protocol.Notification] = []
@@ -226,6 +257,18 @@ class Engine:
     def state(self) -> StateChange:
         return self.session.state
 
+    @property
+    def attention(self) -> Attention:
+        """The attention settings in force: the server's last word with any change made
+        here that it has not confirmed yet (the defaults before it ever spoke)."""
+        known = self.attention_store.known() or {}
+        pending = self.attention_store.pending() or {}
+        try:
+            return parse_attention({**known, **pending})
+        except AttentionFormatError:
+            logger.warning("ignoring unreadable local attention settings")
+            return parse_attention(known) if known else DEFAULT_ATTENTION
+
     # --- running -----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -278,7 +321,23 @@ class Engine:
             self._schedule_drain()
 
     async def set_status(self, status: str) -> None:
+        """The user's status for teammates, as the presence window offers it: ``dnd`` is
+        do-not-disturb on every device (the attention settings); ``online`` and ``away``
+        end it and are what teammates see once it is off."""
+        if status == "dnd":
+            self.change_attention(dnd_change(None))
+            return
+        if self.attention.dnd:
+            self.change_attention(dnd_change(None, on=False))
         await self.session.set_status(status)
+
+    def change_attention(self, change: Mapping[str, Any]) -> None:
+        """Change attention settings: in force here at once, kept until the server
+        confirms it (sent now if connected, else when it is next reachable)."""
+        self.attention_store.add_change(change)
+        self._emit(AttentionChanged(self.attention))
+        if self.session.connected:
+            self._schedule_attention_send()
 
     async def watch_presence(self, project_id: int) -> None:
         await self.session.subscribe_presence(project_id)
@@ -302,6 +361,10 @@ class Engine:
                 self._counted_through = frame.latest_seq
                 self._set_server_unread(frame.unread_count)
                 self._schedule_drain()
+                if frame.attention is not None:
+                    # Told even when nothing changed: listeners learn the server spoke.
+                    self._heard_attention(frame.attention, always=True)
+                self._schedule_attention_send()
                 if frame.latest_seq == self.inbox.cursor():
                     self._emit(CatchUpFinished(0))  # nothing missed: in step at once
             case protocol.NotificationCreated():
@@ -360,6 +423,8 @@ class Engine:
                 self._emit(PresenceSnapshotReceived(frame))
             case protocol.PresenceChanged() | protocol.PresenceUnsubscribed():
                 self._emit(PresenceUpdated(frame))
+            case protocol.AttentionChanged():
+                self._heard_attention(frame.attention)
             case _:
                 pass
 
@@ -424,6 +489,49 @@ class Engine:
             self._server_unread = count
             self._emit(UnreadCountChanged(count))
 
+    # --- attention -------------------------------------------------------------------------
+
+    def _heard_attention(self, heard: Attention, *, always: bool = False) -> None:
+        """The server's settings (hello, attention_changed, an answer): kept if newer."""
+        before = self.attention
+        self.attention_store.remember(heard.payload())
+        after = self.attention
+        if after != before or always:
+            self._emit(AttentionChanged(after))
+
+    def heard_attention(self) -> bool:
+        """Whether the server has ever told this device the attention settings."""
+        return self.attention_store.known() is not None
+
+    def _schedule_attention_send(self) -> None:
+        if self._stopped or self.attention_store.pending() is None:
+            return
+        if self._attention_task is not None and not self._attention_task.done():
+            return  # the running send looks for more when it is done
+        self._attention_task = asyncio.get_running_loop().create_task(self._send_attention())
+
+    async def _send_attention(self) -> None:
+        async with self._attention_lock:
+            while (pending := self.attention_store.pending()) is not None:
+                try:
+                    answer = await self.api.change_attention(pending)
+                except LoginRequired:
+                    return  # the session reports it; the change waits for the next login
+                except RequestRejected as refused:
+                    if refused.status in (401, 403, 429) or refused.status >= 500:
+                        logger.info("attention change not taken now (%s)", refused.code)
+                        return  # tried again on the next connection
+                    logger.warning("the server refused an attention change: %s", refused.code)
+                    self.attention_store.drop_pending()
+                    self._emit(AttentionChangeRefused(refused.user_message))
+                    self._emit(AttentionChanged(self.attention))
+                    return
+                except NetError as error:
+                    logger.info("could not send an attention change (%s); will retry", error.code)
+                    return
+                self.attention_store.change_sent(pending)
+                self._heard_attention(answer)
+
     # --- the outbox ----------------------------------------------------------------------
 
     def _schedule_drain(self) -> None:
@@ -485,11 +593,11 @@ class Engine:
         raise ValueError(f"unknown outbox action {action.kind!r}")
 
     async def _cancel_drain(self) -> None:
-        task = self._drain_task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._drain_task, self._attention_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,15 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from tray_app import config
 from tray_app.account import AccountSession
+from tray_app.attention import silence_words
 from tray_app.engine import (
+    AttentionChanged,
     ConnectionStateChanged,
     Engine,
     EngineEvent,
@@ -65,8 +68,12 @@ class UsageError(Exception):
     """Something the user must fix before the app can run (missing username, password)."""
 
 
-def notification_line(notification: StoredNotification, *, live: bool) -> str:
-    """The JSON line printed for one notification (pure, for tests)."""
+def notification_line(
+    notification: StoredNotification, *, live: bool, interrupt: bool = False
+) -> str:
+    """The JSON line printed for one notification (pure, for tests). ``interrupt``: the
+    user's attention settings let it interrupt now (a live, unread one that is not muted,
+    held back by do-not-disturb or quiet hours, or below the minimum priority)."""
     return json.dumps(
         {
             "seq": notification.seq,
@@ -85,6 +92,7 @@ def notification_line(notification: StoredNotification, *, live: bool) -> str:
             "actor": (notification.actor or {}).get("username"),
             "is_read": notification.is_read,
             "arrival": "live" if live else "catch_up",
+            "interrupt": interrupt,
         },
         ensure_ascii=False,
     )
@@ -216,11 +224,33 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
             _say(err, f"the local history was damaged; moved it to {database.moved_aside_to}")
         login_error: list[NetError] = []
         last_said: list[str] = [""]
+        last_attention: list[str] = ["interruptions on"]
 
         def show(event: EngineEvent) -> None:
             match event:
                 case NotificationAdded(notification=row, live=live):
-                    print(notification_line(row, live=live), file=out, flush=True)
+                    interrupt = (
+                        live
+                        and not row.is_read
+                        and engine.attention.may_interrupt(
+                            priority=row.priority,
+                            project_id=row.project_id,
+                            event_type=row.event_type,
+                            now=datetime.now(UTC),
+                        )
+                    )
+                    line = notification_line(row, live=live, interrupt=interrupt)
+                    print(line, file=out, flush=True)
+                case AttentionChanged(attention=attention):
+                    silence = attention.silence(datetime.now(UTC))
+                    words = (
+                        "interruptions on"
+                        if silence is None
+                        else silence_words(silence, datetime.now(UTC))
+                    )
+                    if words != last_attention[0]:
+                        last_attention[0] = words
+                        _say(err, words)
                 case ConnectionStateChanged(change=change):
                     words = _describe(change.state, change.error)
                     if words != last_said[0]:  # one line per change, not per retry

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import time
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from platformdirs.macos import MacOS
@@ -146,8 +146,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 MANAGED_KEYS: tuple[str, ...] = tuple(_PARSERS)
 
-# Managed keys that set one of the user's preferences of the same name.
-_PREFERENCE_KEYS = ("start_at_login", "toasts_enabled", "sound", "quiet_hours")
+# Managed keys that set one of the user's preferences of the same name. Quiet hours are
+# part of the user's attention settings, kept on the server (``quiet_hours_lock``).
+_PREFERENCE_KEYS = ("start_at_login", "toasts_enabled", "sound")
 _LABELS = {
     "server_url": "Server address",
     "start_at_login": "Start when you log in",
@@ -329,6 +330,24 @@ class ManagedConfig:
         if user_choice:
             return user_choice
         return self.server_url
+
+    def quiet_hours_lock(self) -> tuple[time, time] | Literal[False] | None:
+        """The quiet hours IT locked on this computer (None: locked to none), laid over
+        the user's own (``Attention.locked``); False when IT does not lock them."""
+        setting = self.setting("quiet_hours")
+        if setting is None or not setting.locked:
+            return False
+        value: tuple[time, time] | None = setting.value
+        return value
+
+    def quiet_hours_default(self) -> tuple[time, time] | Literal[False] | None:
+        """Quiet hours IT suggests (unlocked): handed to the server once, for a user who
+        never set attention settings; False when IT suggests none."""
+        setting = self.setting("quiet_hours")
+        if setting is None or setting.locked:
+            return False
+        value: tuple[time, time] | None = setting.value
+        return value
 
     def locked_preferences(self) -> frozenset[str]:
         """The names of the :class:`~tray_app.preferences.Preferences` fields IT locked."""

@@ -1,4 +1,9 @@
-"""What the user chose about being disturbed.
+"""What the user chose for this computer: pop-ups, sound, start at login, remember me.
+
+When and why a notification may interrupt (do-not-disturb, quiet hours, mutes) is no
+longer here: it is the user's attention settings, kept on the server and shared by every
+device (:mod:`tray_app.attention`). Files from before keep those keys;
+:func:`legacy_attention_change` reads them once so the app can hand them to the server.
 
 :class:`Preferences` is persisted as ``preferences.json`` in the config
 directory (:func:`tray_app.config.config_dir`). A damaged file, or a field of
@@ -15,10 +20,11 @@ No Qt here: the settings dialog edits a copy and the app saves it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,7 @@ __all__ = [
     "PREFERENCE_NAMES",
     "Preferences",
     "SavedPreferences",
-    "do_not_disturb_until",
+    "legacy_attention_change",
     "parse_quiet_hours",
 ]
 
@@ -44,45 +50,22 @@ class Preferences:
     """The user's notification preferences. Every field has a safe default.
 
     Attributes:
-        toasts_enabled: show a pop-up for new notifications.
+        toasts_enabled: show a pop-up for new notifications on this computer.
         sound: play the system's sound with a pop-up.
-        quiet_hours: ``(start, end)`` local wall-clock times without pop-ups;
-            may wrap midnight (``22:00`` to ``07:00``). ``None``: no quiet hours.
-        muted_projects: project ids whose notifications never pop up (they are
-            still counted and stored).
-        dnd_until: do not disturb until this aware UTC instant; ``None``: off (whether
-            it holds at a moment is ``toast_policy.dnd_active``'s to say).
         start_at_login: start the app when the user logs in to the desktop.
         remember_me: keep the login in the OS keyring.
     """
 
     toasts_enabled: bool = True
     sound: bool = True
-    quiet_hours: tuple[time, time] | None = None
-    muted_projects: frozenset[int] = field(default_factory=frozenset)
-    dnd_until: datetime | None = None
     start_at_login: bool = False
     remember_me: bool = True
 
-    def __post_init__(self) -> None:
-        if self.dnd_until is not None:
-            if self.dnd_until.utcoffset() is None:
-                raise ValueError("dnd_until must be timezone-aware")
-            self.dnd_until = self.dnd_until.astimezone(UTC)
-        self.muted_projects = frozenset(self.muted_projects)
-
     def as_json(self) -> dict[str, Any]:
-        """The preferences as JSON-ready values (times as ``"HH:MM"``, instants as ISO 8601)."""
+        """The preferences as JSON-ready values."""
         return {
             "toasts_enabled": self.toasts_enabled,
             "sound": self.sound,
-            "quiet_hours": (
-                None
-                if self.quiet_hours is None
-                else [moment.strftime(_TIME_FORMAT) for moment in self.quiet_hours]
-            ),
-            "muted_projects": sorted(self.muted_projects),
-            "dnd_until": None if self.dnd_until is None else self.dnd_until.isoformat(),
             "start_at_login": self.start_at_login,
             "remember_me": self.remember_me,
         }
@@ -142,9 +125,6 @@ def _decode_instant(value: Any) -> datetime | None:
 _DECODERS: dict[str, Any] = {
     "toasts_enabled": _decode_bool,
     "sound": _decode_bool,
-    "quiet_hours": parse_quiet_hours,
-    "muted_projects": _decode_projects,
-    "dnd_until": _decode_instant,
     "start_at_login": _decode_bool,
     "remember_me": _decode_bool,
 }
@@ -152,24 +132,32 @@ _DECODERS: dict[str, Any] = {
 
 PREFERENCE_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(Preferences))
 
-# "Until tomorrow" ends at this hour of the computer's clock.
-_TOMORROW_HOUR = 8
 
-
-def do_not_disturb_until(choice: str, now: datetime) -> datetime | None:
-    """When do-not-disturb chosen from the tray menu ends (aware UTC), or None: off.
-
-    Args:
-        choice: ``"1h"`` (an hour from ``now``), ``"tomorrow"`` (08:00 tomorrow on the
-            computer's clock), anything else: off.
-        now: an aware instant.
-    """
-    if choice == "1h":
-        return (now + timedelta(hours=1)).astimezone(UTC)
-    if choice == "tomorrow":
-        local = now.astimezone() + timedelta(days=1)
-        return local.replace(hour=_TOMORROW_HOUR, minute=0, second=0, microsecond=0).astimezone(UTC)
-    return None
+def legacy_attention_change(directory: Path, *, now: datetime) -> dict[str, Any]:
+    """The attention settings a ``preferences.json`` from before they moved to the
+    server holds (quiet hours, muted projects, a do-not-disturb still in force), as a
+    change for the server (docs/protocol.md, "Attention"); empty when it holds none.
+    Never raises: an unreadable file or value holds nothing."""
+    try:
+        raw = json.loads((directory / PREFERENCES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    change: dict[str, Any] = {}
+    with contextlib.suppress(TypeError, ValueError):
+        quiet = parse_quiet_hours(raw["quiet_hours"]) if "quiet_hours" in raw else None
+        if quiet is not None:
+            start, end = (moment.strftime(_TIME_FORMAT) for moment in quiet)
+            change["quiet_hours"] = {"start": start, "end": end}
+    with contextlib.suppress(TypeError, ValueError):
+        if raw.get("muted_projects"):
+            change["muted_projects"] = sorted(_decode_projects(raw["muted_projects"]))
+    with contextlib.suppress(TypeError, ValueError):
+        until = _decode_instant(raw.get("dnd_until"))
+        if until is not None and until > now:
+            change["dnd"] = {"until": until.isoformat().replace("+00:00", "Z")}
+    return change
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ shows the :class:`Toast` values it returns; it never decides on its own. The rul
 - **Catch-up.** Rows that are not live (replay after an absence, REST paging) never toast
   one by one; :meth:`ToastPlanner.catch_up_finished` shows one "N new while you were
   away" toast for the unread ones among them.
-- **Muted projects stay silent, urgent ones too.** A mute is the user's explicit word
-  about one project; the rows are still stored and counted on the badge.
-- **Urgent gets through.** Do-not-disturb and quiet hours hold back everything but
-  ``urgent`` rows. Urgent rows are also never folded into a burst summary: whoever
-  marked them urgent wants each one seen, and they are rare.
+- **Attention.** Whether a notification may interrupt is the user's attention settings'
+  to say (:mod:`tray_app.attention`, shared by every device): muted projects and event
+  types stay silent, urgent ones too; urgent ones get through do-not-disturb and quiet
+  hours (unless the user opted out); the rest are held back by them and by the minimum
+  priority. The rows are still stored and counted on the badge. Urgent rows are never
+  folded into a burst summary: whoever marked them urgent wants each one seen, and they
+  are rare.
 - **Bursts.** A burst window opens at the first toast after a quiet spell and lasts
   ``burst_window`` seconds. Its first ``burst_size`` toasts show at once; later ones are
   held and become ONE summary when the window ends ("12 more updates in Mobile App").
@@ -42,10 +44,11 @@ import time as monotonic_time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Literal
 
-from tray_app.time_words import as_aware
+from tray_app.attention import DEFAULT as DEFAULT_ATTENTION
+from tray_app.attention import Attention
 
 if TYPE_CHECKING:
     from tray_app.preferences import Preferences
@@ -94,6 +97,7 @@ class ToastRequest:
         project_id: Its project, if any (for mutes and summaries).
         project_title: That project's name.
         url: Its link.
+        event_type: What happened (``task_status_changed``...), for mutes.
         is_read: Whether it arrived already read.
         live: False for catch-up rows (replay or paging), which never toast singly.
         arrived_at: When it arrived, in seconds of the planner's monotonic clock.
@@ -110,6 +114,7 @@ class ToastRequest:
     is_read: bool
     live: bool
     arrived_at: float
+    event_type: str = ""
 
     @classmethod
     def of(cls, row: StoredNotification, *, live: bool, arrived_at: float) -> ToastRequest:
@@ -126,6 +131,7 @@ class ToastRequest:
             is_read=row.is_read,
             live=live,
             arrived_at=arrived_at,
+            event_type=row.event_type,
         )
 
 
@@ -134,31 +140,20 @@ class ToastPreferences:
     """What the user chose about toasts.
 
     Attributes:
-        enabled: The master switch; off means no toasts at all.
-        dnd_until: Do-not-disturb lasts until this moment (naive means local time).
-        quiet_hours: A daily ``(start, end)`` range of local wall-clock time, start
-            included and end excluded; it may wrap midnight (``(22:00, 07:00)``). Equal
-            ends make an empty range.
-        muted_projects: Ids of projects that never toast.
-        sound: Whether toasts may make a sound.
+        enabled: This computer's master switch; off means no toasts at all.
+        sound: Whether toasts may make a sound on this computer.
+        attention: The user's attention settings in force (every device's, with IT's
+            locks on top): when a notification may interrupt.
     """
 
     enabled: bool = True
-    dnd_until: datetime | None = None
-    quiet_hours: tuple[time, time] | None = None
-    muted_projects: frozenset[int] = frozenset()
     sound: bool = True
+    attention: Attention = DEFAULT_ATTENTION
 
     @classmethod
-    def of(cls, preferences: Preferences) -> ToastPreferences:
-        """The toast rules' part of the preferences in force."""
-        return cls(
-            enabled=preferences.toasts_enabled,
-            dnd_until=preferences.dnd_until,
-            quiet_hours=preferences.quiet_hours,
-            muted_projects=preferences.muted_projects,
-            sound=preferences.sound,
-        )
+    def of(cls, preferences: Preferences, attention: Attention) -> ToastPreferences:
+        """The toast rules' part of this computer's preferences, and the attention."""
+        return cls(enabled=preferences.toasts_enabled, sound=preferences.sound, attention=attention)
 
 
 @dataclass(frozen=True)
@@ -209,33 +204,6 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rstrip() + ELLIPSIS
-
-
-def in_quiet_hours(quiet_hours: tuple[time, time] | None, moment: datetime) -> bool:
-    """Whether ``moment``'s wall-clock time is inside the daily range (which may wrap).
-
-    The range includes its start and excludes its end; equal ends are an empty range.
-    Quiet hours are on the computer's clock: ``moment`` is converted to the
-    computer's zone first (so a UTC instant is not a mistake; a naive one is UTC, the
-    client's one rule, ``time_words.as_aware``). The one rule for quiet hours:
-    ``Preferences`` keeps the range, this decides it.
-    """
-    if quiet_hours is None:
-        return False
-    start, end = (_wall(value) for value in quiet_hours)
-    now = _wall(as_aware(moment).astimezone().time())
-    if start <= end:
-        return start <= now < end
-    return now >= start or now < end
-
-
-def dnd_active(dnd_until: datetime | None, moment: datetime) -> bool:
-    """Whether do-not-disturb set to last until ``dnd_until`` still holds at ``moment``.
-
-    The one rule for do-not-disturb (the tray's look, the toasts and the status at
-    login all ask it). Naive values are UTC (``time_words.as_aware``).
-    """
-    return dnd_until is not None and as_aware(moment) < as_aware(dnd_until)
 
 
 class ToastPlanner:
@@ -313,7 +281,7 @@ class ToastPlanner:
         if count == 0 or not prefs.enabled:
             return []
         urgent = [r for r in tallied if urgency_for(r.priority) == "critical"]
-        if self._held_back(prefs) and not urgent:
+        if self._held_back(prefs) and not (urgent and prefs.attention.urgent_breaks_through):
             return []
         title = f"{count} new while you were away"
         if urgent:
@@ -359,14 +327,18 @@ class ToastPlanner:
     # --- internals -------------------------------------------------------------------
 
     def _may_toast(self, request: ToastRequest, prefs: ToastPreferences) -> bool:
-        if not prefs.enabled or request.is_read or _muted(request, prefs):
+        if not prefs.enabled or request.is_read:
             return False
-        return urgency_for(request.priority) == "critical" or not self._held_back(prefs)
+        return prefs.attention.may_interrupt(
+            priority=request.priority,
+            project_id=request.project_id,
+            event_type=request.event_type,
+            now=self._now(),
+        )
 
     def _held_back(self, prefs: ToastPreferences) -> bool:
         """Whether do-not-disturb or quiet hours hold back non-urgent toasts right now."""
-        moment = self._now()
-        return dnd_active(prefs.dnd_until, moment) or in_quiet_hours(prefs.quiet_hours, moment)
+        return prefs.attention.silence(self._now()) is not None
 
     def _open_window(self, start: float, *, quota: int) -> None:
         self._window_end = start + self._burst_window
@@ -387,7 +359,7 @@ class ToastPlanner:
 
     def _summary(self, held: Sequence[ToastRequest], prefs: ToastPreferences) -> list[Toast]:
         # Preferences may have changed while these were held: apply them as they are now.
-        kept = [r for r in held if prefs.enabled and not _muted(r, prefs)]
+        kept = [r for r in held if prefs.enabled and _worth(r, prefs)]
         if not kept or self._held_back(prefs):
             return []
         count = len(kept)
@@ -431,7 +403,7 @@ class ToastPlanner:
 
     def _tally_catch_up(self, request: ToastRequest, prefs: ToastPreferences) -> None:
         self._away_offered += 1
-        if request.is_read or _muted(request, prefs):
+        if request.is_read or not _worth(request, prefs):
             return
         self._away.append(request)
 
@@ -441,8 +413,11 @@ class ToastPlanner:
             self._seen.popitem(last=False)
 
 
-def _muted(request: ToastRequest, prefs: ToastPreferences) -> bool:
-    return request.project_id is not None and request.project_id in prefs.muted_projects
+def _worth(request: ToastRequest, prefs: ToastPreferences) -> bool:
+    """Whether ``request`` would interrupt were it not for do-not-disturb or quiet hours."""
+    return prefs.attention.worth_interrupting(
+        priority=request.priority, project_id=request.project_id, event_type=request.event_type
+    )
 
 
 def _newest(requests: Sequence[ToastRequest]) -> list[ToastRequest]:
@@ -471,8 +446,3 @@ def _clean(text: str) -> str:
     """Drop control characters and anything that is not encodable (lone surrogates)."""
     encodable = text.encode("utf-8", "replace").decode("utf-8")
     return _CONTROL.sub("", encodable)
-
-
-def _wall(value: time) -> time:
-    """Wall-clock time without a zone, so ranges compare by the local clock."""
-    return value.replace(tzinfo=None)

@@ -58,6 +58,7 @@ LINE_FIELDS = {
     "actor",
     "is_read",
     "arrival",
+    "interrupt",
 }
 SETTINGS_FIELDS = {"server_url", "username", "retention_days", "retention_rows"}
 JWT_PREFIX = b"eyJ"  # base64url of '{"': every JWT's header starts with it
@@ -269,6 +270,7 @@ def test_readme_walk_through_catch_up_then_a_live_line_then_sigterm(
 
     assert [row["seq"] for row in caught_up] == list(range(1, latest + 1))
     assert {row["arrival"] for row in caught_up} == {"catch_up"}
+    assert {row["interrupt"] for row in caught_up} == {False}  # catch-up never interrupts
     for row in caught_up:
         assert set(row) == LINE_FIELDS
     client.wait_for_state("connected")
@@ -287,6 +289,7 @@ def test_readme_walk_through_catch_up_then_a_live_line_then_sigterm(
     assert live[0]["seq"] == latest + 1
     assert live[0]["arrival"] == "live"
     assert live[0]["is_read"] is False
+    assert live[0]["interrupt"] is True
     assert set(live[0]) == LINE_FIELDS
     assert arrived_after < 5
 

@@ -400,19 +400,27 @@ def test_locked_values_win_and_unlocked_ones_are_defaults() -> None:
     config = parse_managed_config(MANAGED_TEXT, SOURCE)
     # A user who chose nothing gets every managed value.
     effective = config.effective_preferences(SavedPreferences())
-    assert effective == Preferences(
-        sound=False,
-        quiet_hours=(time(22), time(7)),
-        start_at_login=True,
-        remember_me=False,
-    )
-    # A user who chose sound, quiet hours and remember-me keeps only the unlocked choice.
-    saved = SavedPreferences().choose(sound=True, quiet_hours=None, remember_me=True)
+    assert effective == Preferences(sound=False, start_at_login=True, remember_me=False)
+    # A user who chose sound, start at login and remember-me keeps only the unlocked choice.
+    saved = SavedPreferences().choose(sound=True, start_at_login=False, remember_me=True)
     effective = config.effective_preferences(saved)
     assert effective.sound is False
-    assert effective.quiet_hours is None
+    assert effective.start_at_login is False
     assert effective.remember_me is False
-    assert effective.start_at_login is True
+
+
+def test_quiet_hours_are_a_lock_or_a_suggestion_for_the_attention_settings() -> None:
+    suggested = parse_managed_config(MANAGED_TEXT, SOURCE)
+    assert suggested.quiet_hours_lock() is False
+    assert suggested.quiet_hours_default() == (time(22), time(7))
+    locked = parse_managed_config('{"quiet_hours": ["23:00", "06:00"]}', SOURCE)
+    assert locked.quiet_hours_lock() == (time(23), time(6))
+    assert locked.quiet_hours_default() is False
+    locked_to_none = parse_managed_config('{"quiet_hours": null}', SOURCE)
+    assert locked_to_none.quiet_hours_lock() is None
+    unmanaged = parse_managed_config("{}", SOURCE)
+    assert unmanaged.quiet_hours_lock() is False
+    assert unmanaged.quiet_hours_default() is False
 
 
 def test_a_plain_preferences_object_counts_as_chosen_everywhere() -> None:
@@ -428,19 +436,14 @@ def test_edits_record_only_unlocked_changes(tmp_path: Path) -> None:
     edited = Preferences(
         toasts_enabled=False,  # changed, not managed
         sound=True,  # locked: refused
-        quiet_hours=(time(22), time(7)),  # unchanged: stays IT's default
         start_at_login=False,  # changed, an unlocked default
         remember_me=True,  # locked by the policy: refused
-        muted_projects=effective.muted_projects,
     )
+    assert effective.start_at_login is True
     after = config.record_choices(saved, edited)
     assert after.chosen == {"toasts_enabled", "start_at_login"}
     assert config.effective_preferences(after) == Preferences(
-        toasts_enabled=False,
-        sound=False,
-        quiet_hours=(time(22), time(7)),
-        start_at_login=False,
-        remember_me=False,
+        toasts_enabled=False, sound=False, start_at_login=False, remember_me=False
     )
     after.save(tmp_path)
     assert json.loads((tmp_path / PREFERENCES_FILE).read_text()) == {
@@ -590,23 +593,21 @@ def test_the_preference_keeper_saves_the_users_choices_and_keeps_its_locks(
     tmp_path: Path,
 ) -> None:
     config = parse_managed_config(
-        '{"sound": false, "quiet_hours": {"value": ["22:00", "07:00"], "locked": false}}', SOURCE
+        '{"sound": false, "toasts_enabled": {"value": false, "locked": false}}', SOURCE
     )
-    SavedPreferences(
-        Preferences(quiet_hours=(time(12), time(13))), frozenset({"quiet_hours"})
-    ).save(tmp_path)
+    SavedPreferences(Preferences(toasts_enabled=True), frozenset({"toasts_enabled"})).save(tmp_path)
     keeper = PreferenceKeeper(tmp_path, config)
     assert keeper.current.sound is False  # locked
-    assert keeper.current.quiet_hours == (time(12), time(13))  # the user's, over IT's default
-    now_in_force = keeper.update(replace(keeper.current, sound=True, toasts_enabled=False))
+    assert keeper.current.toasts_enabled is True  # the user's, over IT's default
+    now_in_force = keeper.update(replace(keeper.current, sound=True, remember_me=False))
     assert now_in_force == keeper.current
     assert keeper.current.sound is False  # the lock holds
-    assert keeper.current.toasts_enabled is False
-    assert keeper.saved.chosen == {"quiet_hours", "toasts_enabled"}
+    assert keeper.current.remember_me is False
+    assert keeper.saved.chosen == {"toasts_enabled", "remember_me"}
     # What the file holds is the user's own, and a new keeper reads the same.
     assert json.loads((tmp_path / PREFERENCES_FILE).read_text()) == {
-        "quiet_hours": ["12:00", "13:00"],
-        "toasts_enabled": False,
+        "remember_me": False,
+        "toasts_enabled": True,
     }
     assert PreferenceKeeper(tmp_path, config).current == keeper.current
 

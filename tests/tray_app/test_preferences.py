@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from tray_app.preferences import (
     PREFERENCES_FILE,
     Preferences,
     SavedPreferences,
-    do_not_disturb_until,
+    legacy_attention_change,
     parse_quiet_hours,
 )
 
@@ -30,35 +30,24 @@ def _save_every_field(preferences: Preferences, directory: Path) -> None:
 def test_defaults_when_no_file(tmp_path: Path) -> None:
     assert _load(tmp_path) == Preferences()
     assert Preferences() == Preferences(
-        toasts_enabled=True,
-        sound=True,
-        quiet_hours=None,
-        muted_projects=frozenset(),
-        dnd_until=None,
-        start_at_login=False,
-        remember_me=True,
+        toasts_enabled=True, sound=True, start_at_login=False, remember_me=True
     )
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     original = Preferences(
-        toasts_enabled=False,
-        sound=False,
-        quiet_hours=(time(22, 30), time(6, 45)),
-        muted_projects=frozenset({3, 1, 7}),
-        dnd_until=datetime(2031, 5, 6, 7, 8, tzinfo=timezone(timedelta(hours=2))),
-        start_at_login=True,
-        remember_me=False,
+        toasts_enabled=False, sound=False, start_at_login=True, remember_me=False
     )
     _save_every_field(original, tmp_path / "nested" / "config")
     loaded = _load(tmp_path / "nested" / "config")
     assert loaded == original
-    assert loaded.dnd_until == datetime(2031, 5, 6, 5, 8, tzinfo=UTC)
-    assert loaded.dnd_until is not None
-    assert loaded.dnd_until.tzinfo == UTC
     raw = json.loads((tmp_path / "nested" / "config" / PREFERENCES_FILE).read_text())
-    assert raw["quiet_hours"] == ["22:30", "06:45"]
-    assert raw["muted_projects"] == [1, 3, 7]
+    assert raw == {
+        "toasts_enabled": False,
+        "sound": False,
+        "start_at_login": True,
+        "remember_me": False,
+    }
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -111,9 +100,6 @@ def test_wrong_typed_fields_fall_back_one_by_one(
             {
                 "toasts_enabled": "yes",  # wrong type
                 "sound": False,  # fine: kept
-                "quiet_hours": ["25:00", "07:00"],  # not a time
-                "muted_projects": [1, "two", True],  # mixed
-                "dnd_until": "2030-01-01T10:00:00",  # no time zone
                 "start_at_login": 1,  # an int is not a bool
                 "remember_me": False,  # fine: kept
                 "unknown_field": 42,  # ignored
@@ -125,7 +111,7 @@ def test_wrong_typed_fields_fall_back_one_by_one(
         loaded = _load(tmp_path)
     assert loaded == Preferences(sound=False, remember_me=False)
     warned = " ".join(record.getMessage() for record in caplog.records)
-    for name in ("toasts_enabled", "quiet_hours", "muted_projects", "dnd_until", "start_at_login"):
+    for name in ("toasts_enabled", "start_at_login"):
         assert name in warned
 
 
@@ -136,32 +122,27 @@ def test_unreadable_file_gives_defaults(tmp_path: Path, caplog: pytest.LogCaptur
     assert caplog.records
 
 
-def test_naive_dnd_until_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        Preferences(dnd_until=datetime(2030, 1, 1))
-
-
 # --- the user's own layer --------------------------------------------------------------
 
 
 def test_saved_preferences_know_which_fields_the_user_chose(tmp_path: Path) -> None:
     (tmp_path / PREFERENCES_FILE).write_text(
-        json.dumps({"sound": False, "quiet_hours": ["23:00", "06:00"], "toasts_enabled": "x"}),
+        json.dumps({"sound": False, "start_at_login": True, "toasts_enabled": "x"}),
         encoding="utf-8",
     )
     saved = SavedPreferences.load(tmp_path)
     # A field dropped for its wrong type is not a choice.
-    assert saved.chosen == {"sound", "quiet_hours"}
-    assert saved.values == Preferences(sound=False, quiet_hours=(time(23), time(6)))
+    assert saved.chosen == {"sound", "start_at_login"}
+    assert saved.values == Preferences(sound=False, start_at_login=True)
     assert _load(tmp_path) == saved.values
 
 
 def test_saved_preferences_write_only_the_chosen_fields(tmp_path: Path) -> None:
-    saved = SavedPreferences().choose(sound=False).choose(dnd_until=None)
-    assert saved.chosen == {"sound", "dnd_until"}
+    saved = SavedPreferences().choose(sound=False).choose(remember_me=True)
+    assert saved.chosen == {"sound", "remember_me"}
     saved.save(tmp_path)
     raw = json.loads((tmp_path / PREFERENCES_FILE).read_text())
-    assert raw == {"dnd_until": None, "sound": False}
+    assert raw == {"remember_me": True, "sound": False}
     assert SavedPreferences.load(tmp_path) == saved
     assert sorted(p.name for p in tmp_path.iterdir()) == [PREFERENCES_FILE]
 
@@ -202,22 +183,44 @@ def test_parse_quiet_hours_says_what_is_wrong(value: object, message: str) -> No
     assert parse_quiet_hours(["22:00", "07:30"]) == (time(22), time(7, 30))
 
 
-def test_do_not_disturb_for_an_hour_or_until_tomorrow_morning(
-    monkeypatch: pytest.MonkeyPatch,
+def test_attention_settings_of_an_older_file_are_read_once_for_the_server(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
-    import time as time_module
+    now = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    (tmp_path / PREFERENCES_FILE).write_text(
+        json.dumps(
+            {
+                "sound": False,
+                "quiet_hours": ["22:30", "06:45"],
+                "muted_projects": [7, 3],
+                "dnd_until": "2030-01-01T14:00:00+02:00",
+            }
+        ),
+        encoding="utf-8",
+    )
+    change = legacy_attention_change(tmp_path, now=now - timedelta(hours=1))
+    assert change["dnd"] == {"until": "2030-01-01T12:00:00Z"}
+    assert change["quiet_hours"] == {"start": "22:30", "end": "06:45"}
+    assert change["muted_projects"] == [3, 7]
+    # A do-not-disturb that has ended is not handed on.
+    assert "dnd" not in legacy_attention_change(tmp_path, now=now + timedelta(minutes=1))
+    # The file's own preferences are unaffected, and saving drops the old keys.
+    saved = SavedPreferences.load(tmp_path)
+    assert saved.values == Preferences(sound=False)
+    saved.save(tmp_path)
+    assert legacy_attention_change(tmp_path, now=now) == {}
 
-    time_module.tzset()
-    try:
-        now = datetime(2030, 1, 1, 14, 30, tzinfo=UTC)  # 23:30 in Tokyo
-        assert do_not_disturb_until("1h", now) == datetime(2030, 1, 1, 15, 30, tzinfo=UTC)
-        # 08:00 tomorrow on the computer's clock: 2 January in Tokyo is 23:00 UTC on the 1st.
-        tomorrow = do_not_disturb_until("tomorrow", now)
-        assert tomorrow == datetime(2030, 1, 1, 23, 0, tzinfo=UTC)
-        assert tomorrow is not None
-        assert tomorrow.tzinfo is UTC  # as Preferences keeps it
-        assert do_not_disturb_until("off", now) is None
-    finally:
-        monkeypatch.undo()
-        time_module.tzset()
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{oops",
+        "[]",
+        json.dumps({"quiet_hours": "nights", "muted_projects": ["x"], "dnd_until": 5}),
+        json.dumps({"quiet_hours": None, "muted_projects": [], "dnd_until": None}),
+    ],
+)
+def test_an_unusable_older_file_hands_on_nothing(tmp_path: Path, content: str) -> None:
+    (tmp_path / PREFERENCES_FILE).write_text(content, encoding="utf-8")
+    assert legacy_attention_change(tmp_path, now=datetime(2030, 1, 1, tzinfo=UTC)) == {}
+    assert legacy_attention_change(tmp_path / "missing", now=datetime(2030, 1, 1, tzinfo=UTC)) == {}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.tray_app.conftest import stored_notification, toast_request
+from tray_app.attention import Attention
 from tray_app.time_words import describe_age
 from tray_app.toast_policy import (
     BODY_LIMIT,
@@ -24,8 +25,6 @@ from tray_app.toast_policy import (
     ToastPlanner,
     ToastPreferences,
     ToastRequest,
-    dnd_active,
-    in_quiet_hours,
     plain_line,
     truncate,
     urgency_for,
@@ -34,6 +33,13 @@ from tray_app.toast_policy import (
 # Noon on this computer's clock (aware: the client's naive times are UTC).
 NOON = datetime(2026, 11, 23, 12, 0).astimezone()
 PREFS = ToastPreferences()
+
+
+def attending(**settings: object) -> ToastPreferences:
+    """Toast preferences with these attention settings (``dnd_until`` turns dnd on)."""
+    if "dnd_until" in settings:
+        settings["dnd"] = True
+    return ToastPreferences(attention=Attention(**settings))  # type: ignore[arg-type]
 
 
 class Clock:
@@ -82,12 +88,16 @@ def test_priority_maps_to_urgency(priority, urgency):
 
 # --- who gets a toast --------------------------------------------------------------------
 
-DND_ON = ToastPreferences(dnd_until=NOON + timedelta(minutes=30))
-DND_OVER = ToastPreferences(dnd_until=NOON - timedelta(seconds=1))
-DND_ENDS_NOW = ToastPreferences(dnd_until=NOON)
-LUNCH = ToastPreferences(quiet_hours=(time(11, 30), time(13, 0)))
-NIGHT = ToastPreferences(quiet_hours=(time(22, 0), time(7, 0)))
-MUTED = ToastPreferences(muted_projects=frozenset({7}))
+DND_ON = attending(dnd_until=NOON + timedelta(minutes=30))
+DND_FOREVER = attending(dnd=True)
+DND_OVER = attending(dnd_until=NOON - timedelta(seconds=1))
+DND_ENDS_NOW = attending(dnd_until=NOON)
+DND_NO_BREAKING = attending(dnd=True, urgent_breaks_through=False)
+LUNCH = attending(quiet_hours=(time(11, 30), time(13, 0)))
+NIGHT = attending(quiet_hours=(time(22, 0), time(7, 0)))
+MUTED = attending(muted_projects=frozenset({7}))
+MUTED_KIND = attending(muted_event_types=frozenset({"task_status_changed"}))
+HIGH_ONLY = attending(min_priority="high")
 OFF = ToastPreferences(enabled=False)
 
 
@@ -108,6 +118,27 @@ OFF = ToastPreferences(enabled=False)
         ("do not disturb", DND_ON, {}, NOON, False),
         ("do not disturb, high", DND_ON, {"priority": "high"}, NOON, False),
         ("urgent gets through do not disturb", DND_ON, {"priority": "urgent"}, NOON, True),
+        ("do not disturb until turned off", DND_FOREVER, {}, NOON, False),
+        ("urgent through dnd until turned off", DND_FOREVER, {"priority": "urgent"}, NOON, True),
+        (
+            "urgent opted out of breaking through",
+            DND_NO_BREAKING,
+            {"priority": "urgent"},
+            NOON,
+            False,
+        ),
+        ("muted kind of event", MUTED_KIND, {"event_type": "task_status_changed"}, NOON, False),
+        (
+            "muted kind stays silent for urgent",
+            MUTED_KIND,
+            {"event_type": "task_status_changed", "priority": "urgent"},
+            NOON,
+            False,
+        ),
+        ("another kind is not muted", MUTED_KIND, {"event_type": "task_created"}, NOON, True),
+        ("below the minimum priority", HIGH_ONLY, {"priority": "normal"}, NOON, False),
+        ("at the minimum priority", HIGH_ONLY, {"priority": "high"}, NOON, True),
+        ("urgent is above any minimum", HIGH_ONLY, {"priority": "urgent"}, NOON, True),
         ("do not disturb is over", DND_OVER, {}, NOON, True),
         ("do not disturb ends at its end", DND_ENDS_NOW, {}, NOON, True),
         ("quiet hours", LUNCH, {}, NOON, False),
@@ -128,55 +159,7 @@ def test_which_rows_toast(case, prefs, fields, now, shown):
     assert [t.kind for t in toasts] == (["single"] if shown else []), case
 
 
-@pytest.mark.parametrize(
-    ("quiet", "moment", "inside"),
-    [
-        (None, time(3), False),
-        ((time(9), time(9)), time(9), False),  # equal ends: an empty range
-        ((time(9), time(17)), time(8, 59, 59), False),
-        ((time(9), time(17)), time(9), True),
-        ((time(9), time(17)), time(16, 59, 59), True),
-        ((time(9), time(17)), time(17), False),
-        ((time(23), time(1)), time(23, 30), True),
-        ((time(23), time(1)), time(0, 30), True),
-        ((time(23), time(1)), time(1), False),
-        ((time(23), time(1)), time(12), False),
-        ((time(22, tzinfo=UTC), time(7, tzinfo=UTC)), time(23), True),
-    ],
-)
-def test_quiet_hours(quiet, moment, inside):
-    assert in_quiet_hours(quiet, datetime.combine(NOON.date(), moment).astimezone()) is inside
-
-
-def test_quiet_hours_convert_an_aware_time_to_local(monkeypatch):
-    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
-    import time as time_module
-
-    time_module.tzset()
-    try:
-        quiet = (time(22), time(7))
-        # 14:00 UTC is 23:00 in Tokyo: quiet there, although 14:00 is not.
-        assert in_quiet_hours(quiet, datetime(2030, 1, 1, 14, tzinfo=UTC))
-        assert not in_quiet_hours(quiet, datetime(2030, 1, 1, 3, tzinfo=UTC))  # 12:00
-    finally:
-        monkeypatch.undo()
-        time_module.tzset()
-
-
-def test_do_not_disturb_compares_zoned_and_local_times():
-    plus_two = timezone(timedelta(hours=2))
-    until = datetime(2026, 11, 23, 12, 0, tzinfo=plus_two)  # 10:00 UTC
-    assert dnd_active(until, datetime(2026, 11, 23, 9, 59, tzinfo=UTC))
-    assert not dnd_active(until, datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
-    assert not dnd_active(None, NOON)
-    assert dnd_active(NOON + timedelta(minutes=1), NOON)
-    assert not dnd_active(NOON, NOON)  # it ends at its end
-    # Another zone, same instant.
-    berlin = timezone(timedelta(hours=1))
-    assert dnd_active(until, datetime(2026, 11, 23, 10, 59, tzinfo=berlin))
-
-
-def test_a_naive_time_is_utc_for_do_not_disturb_and_quiet_hours(monkeypatch):
+def test_a_naive_time_is_utc_for_the_rules(monkeypatch):
     # The client's one rule for a time without a zone (time_words.as_aware): UTC, in
     # the toasts' rules as in the words the tray and the history use.
     monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
@@ -184,12 +167,17 @@ def test_a_naive_time_is_utc_for_do_not_disturb_and_quiet_hours(monkeypatch):
 
     time_module.tzset()
     try:
-        until = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
-        assert dnd_active(until, datetime(2030, 1, 1, 9, 59))
-        assert not dnd_active(until, datetime(2030, 1, 1, 10, 0))
-        assert not dnd_active(datetime(2030, 1, 1, 10, 0), datetime(2030, 1, 1, 10, 0, tzinfo=UTC))
-        # 14:00 UTC is 23:00 in Tokyo.
-        assert in_quiet_hours((time(22), time(7)), datetime(2030, 1, 1, 14, 0))
+        until = Attention(dnd=True, dnd_until=datetime(2030, 1, 1, 10, 0, tzinfo=UTC))
+        assert (
+            planner(now=datetime(2030, 1, 1, 9, 59)).offer(req(), ToastPreferences(attention=until))
+            == []
+        )
+        assert planner(now=datetime(2030, 1, 1, 10, 0)).offer(
+            req(), ToastPreferences(attention=until)
+        )
+        # 14:00 UTC is 23:00 in Tokyo: inside the computer's quiet hours.
+        night = ToastPreferences(attention=Attention(quiet_hours=(time(22), time(7))))
+        assert planner(now=datetime(2030, 1, 1, 14, 0)).offer(req(), night) == []
         assert describe_age(datetime(2030, 1, 1, 13, 55), datetime(2030, 1, 1, 14, 0)) == "5 min"
     finally:
         monkeypatch.undo()
@@ -461,15 +449,15 @@ def test_preferences_at_flush_time_apply_to_the_summary():
         return clock, plan
 
     _, plan = held_planner()
-    [summary] = plan.flush(ToastPreferences(muted_projects=frozenset({8})))
+    [summary] = plan.flush(attending(muted_projects=frozenset({8})))
     assert summary.title == "2 more updates in Mobile App"  # Web muted meanwhile
 
     _, plan = held_planner()
-    assert plan.flush(ToastPreferences(dnd_until=NOON + timedelta(hours=1))) == []
+    assert plan.flush(attending(dnd_until=NOON + timedelta(hours=1))) == []
     _, plan = held_planner()
     assert plan.flush(OFF) == []
     _, plan = held_planner()
-    assert plan.flush(ToastPreferences(muted_projects=frozenset({7, 8}))) == []
+    assert plan.flush(attending(muted_projects=frozenset({7, 8}))) == []
     _, plan = held_planner()
     [quiet] = plan.flush(ToastPreferences(sound=False))
     assert quiet.sound is False
@@ -550,7 +538,7 @@ def test_every_eligible_row_is_shown_once_singly_or_in_a_summary(rows):
     shows more than ``burst_size`` non-urgent singles."""
     clock = Clock(0.0)
     plan = planner(clock)
-    prefs = ToastPreferences(muted_projects=frozenset({8}))
+    prefs = attending(muted_projects=frozenset({8}))
     singles: list[int | None] = []
     summarised = 0
     eligible = 0
@@ -612,7 +600,7 @@ def test_catching_up_shows_one_away_toast():
         ([], PREFS, None),
         ([req(1, is_read=True), req(2, is_read=True)], PREFS, None),
         ([req(1), req(2, is_read=True)], PREFS, ("1 new while you were away", "normal")),
-        ([req(1), req(2, project_id=8)], ToastPreferences(muted_projects=frozenset({7, 8})), None),
+        ([req(1), req(2, project_id=8)], attending(muted_projects=frozenset({7, 8})), None),
         ([req(1), req(2, project_id=8)], MUTED, ("1 new while you were away", "normal")),
         ([req(1), req(2, project_id=8)], OFF, None),
         ([req(1), req(2)], DND_ON, None),
@@ -691,18 +679,8 @@ def test_a_request_carries_the_stored_rows_fields() -> None:
 def test_toast_preferences_are_the_preferences_in_force() -> None:
     from tray_app.preferences import Preferences
 
-    until = datetime(2030, 1, 1, 8, tzinfo=UTC)
-    chosen = Preferences(
-        toasts_enabled=False,
-        sound=False,
-        quiet_hours=(time(22), time(7)),
-        muted_projects=frozenset({4}),
-        dnd_until=until,
-    )
-    assert ToastPreferences.of(chosen) == ToastPreferences(
-        enabled=False,
-        dnd_until=until,
-        quiet_hours=(time(22), time(7)),
-        muted_projects=frozenset({4}),
-        sound=False,
+    attention = Attention(dnd=True, quiet_hours=(time(22), time(7)), muted_projects=frozenset({4}))
+    chosen = Preferences(toasts_enabled=False, sound=False)
+    assert ToastPreferences.of(chosen, attention) == ToastPreferences(
+        enabled=False, sound=False, attention=attention
     )

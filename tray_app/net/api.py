@@ -36,6 +36,7 @@ from typing import Any, Final, Self
 import httpx
 
 import tray_app
+from tray_app.attention import Attention, AttentionFormatError, parse_attention
 from tray_app.net.errors import (
     AccountDisabled,
     InvalidCredentials,
@@ -83,6 +84,7 @@ MARK_READ_PATH: Final = "/api/inbox/mark-read/"
 MARK_UNREAD_PATH: Final = "/api/inbox/mark-unread/"
 MARK_ALL_READ_PATH: Final = "/api/inbox/mark-all-read/"
 DELETE_PATH: Final = "/api/inbox/delete/"
+ATTENTION_PATH: Final = "/api/attention/"
 
 # Error codes of a 401/403 that mean the account itself is switched off.
 _DISABLED_CODES: Final = frozenset({"user_inactive", "account_disabled"})
@@ -616,6 +618,20 @@ class ApiClient:
         body = {} if up_to_seq is None else {"up_to_seq": _check_whole(up_to_seq, "up_to_seq")}
         return await self._change(MARK_ALL_READ_PATH, body)
 
+    async def attention(self) -> Attention:
+        """The user's attention settings (docs/protocol.md, "Attention")."""
+        return _attention(await self._authorized("GET", ATTENTION_PATH))
+
+    async def change_attention(self, changes: Mapping[str, Any]) -> Attention:
+        """Change some attention settings; every device of the user is told. The
+        settings as they now are.
+
+        Raises:
+            RequestRejected: a bad value (``invalid_attention``; its message names the
+                setting and why), or too many changes (429).
+        """
+        return _attention(await self._authorized("PATCH", ATTENTION_PATH, json=dict(changes)))
+
     # -- internals ---------------------------------------------------------------------------
 
     async def _change(self, path: str, body: dict[str, Any]) -> InboxChange:
@@ -822,6 +838,13 @@ class ApiClient:
         except Exception:
             # The session itself is fine; a failing keyring must not fail the request.
             log.exception("on_tokens_changed failed")
+
+
+def _attention(body: Any) -> Attention:
+    try:
+        return parse_attention(body)
+    except AttentionFormatError as error:
+        raise _shape_error(f"attention: {error}") from None
 
 
 def _check_whole(value: int, name: str, *, minimum: int = 0) -> int:

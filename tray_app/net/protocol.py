@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from tray_app.attention import Attention, AttentionFormatError, parse_attention
 from tray_app.net.errors import NetError
 
 PROTOCOL_VERSION: Final = 1
@@ -53,6 +54,9 @@ class Hello:
     latest_seq: int
     token_expires_at: float | None
     max_frame_bytes: int | None
+    # None: a server older than attention settings, or settings this client cannot read
+    # (the last known ones stay in force).
+    attention: Attention | None = None
 
 
 PRIORITIES: Final = frozenset({"low", "normal", "high", "urgent"})
@@ -170,6 +174,13 @@ class PresenceChanged:
 
 
 @dataclass(frozen=True)
+class AttentionChanged:
+    """The user's attention settings changed on some device (docs/protocol.md, "Attention")."""
+
+    attention: Attention
+
+
+@dataclass(frozen=True)
 class PresenceUnsubscribed:
     project_id: int
     reason: str
@@ -209,6 +220,7 @@ ServerFrame = (
     | PresenceSnapshot
     | PresenceChanged
     | PresenceUnsubscribed
+    | AttentionChanged
     | Ack
     | ServerErrorFrame
     | Pong
@@ -407,6 +419,15 @@ def _presence_member(raw: object) -> PresenceMember:
     )
 
 
+def _hello_attention(raw: object) -> Attention | None:
+    if raw is None:
+        return None
+    try:
+        return parse_attention(raw)
+    except AttentionFormatError:
+        return None
+
+
 def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
     match kind:
         case "hello":
@@ -417,6 +438,7 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
                 latest_seq=_frame.whole(payload, "latest_seq", kind),
                 token_expires_at=_frame.optional_number(payload, "token_expires_at", kind),
                 max_frame_bytes=_frame.optional_whole(payload, "max_frame_bytes", kind),
+                attention=_hello_attention(payload.get("attention")),
             )
         case "notification_created":
             return NotificationCreated(parse_notification(payload, what=kind))
@@ -466,6 +488,11 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
                 project_id=_frame.whole(payload, "project_id", kind, minimum=1),
                 reason=_frame.text(payload, "reason", kind),
             )
+        case "attention_changed":
+            try:
+                return AttentionChanged(parse_attention(payload))
+            except AttentionFormatError as error:
+                raise FrameError(f"{kind}: {error}") from None
         case "ack":
             return Ack(request=_frame.text(payload, "for", kind), payload=payload, ref=ref)
         case "error":
@@ -556,6 +583,8 @@ def encode_presence(
 
 
 def encode_set_status(status: str, *, ref: Ref = None) -> str:
+    """``dnd`` is do-not-disturb on every device, until turned off (the server's
+    attention settings); ``online`` and ``away`` end it."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     return encode("set_status", {"status": status}, ref=ref)

@@ -3,6 +3,7 @@
 Nothing in this package imports Qt (shared/DESIGN.md, invariant 6).
 """
 
+from tray_app.store.attention import AttentionStore
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.errors import StoreError
 from tray_app.store.inbox import NO_FILTERS, Filters, Inbox, StoredNotification
@@ -13,6 +14,7 @@ from tray_app.store.secrets import TokenVault, open_token_vault, open_token_vaul
 # UI import from here; the modules stay importable on their own (tests, benchmarks).
 __all__ = [
     "NO_FILTERS",
+    "AttentionStore",
     "Filters",
     "Inbox",
     "OpenedDatabase",

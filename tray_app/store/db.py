@@ -157,9 +157,25 @@ def _migrate_to_v1(connection: sqlite3.Connection) -> None:
         connection.execute(statement)
 
 
+def _migrate_to_v2(connection: sqlite3.Connection) -> None:
+    """Add the attention settings: the last ones heard from the server, and a change made
+    here that has not reached it (:class:`~tray_app.store.attention.AttentionStore`)."""
+    connection.execute(
+        """
+        CREATE TABLE attention (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            known_json TEXT,
+            version INTEGER NOT NULL DEFAULT 0 CHECK (version >= 0),
+            pending_json TEXT
+        )
+        """
+    )
+    connection.execute("INSERT INTO attention (singleton) VALUES (1)")
+
+
 # MIGRATIONS[n] takes a file from version n to n + 1, inside one transaction that also sets
 # PRAGMA user_version. Append new steps; never edit a released one.
-MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_to_v1,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_to_v1, _migrate_to_v2)
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 
 

@@ -389,6 +389,11 @@ class Inbox:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection (other parts of the account's store share it)."""
+        return self._connection
+
     # -- cursor and intake --
 
     @translate_sqlite_errors

@@ -9,14 +9,15 @@ tray icon, the login, the preferences, the settings).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
 from tray_app.account import AccountSession, open_target
+from tray_app.attention import Attention
 from tray_app.engine import Engine
 from tray_app.net import (
     ConnectionState,
@@ -50,10 +51,15 @@ class AccountView(QObject):
         login_required(object): the server no longer takes this login (the message to
             show, or None); the app closes the account and asks for a login.
         tray_changed(bool): the tray's state changed; True when the history's rows did.
+        attention_changed(object): the attention settings in force (an
+            attention.Attention, IT's locks on top) changed.
+        problem_reported(str): something the user should read (a refused change).
     """
 
     login_required = Signal(object)
     tray_changed = Signal(bool)
+    attention_changed = Signal(object)
+    problem_reported = Signal(str)
 
     def __init__(
         self,
@@ -61,13 +67,27 @@ class AccountView(QObject):
         *,
         toasts: ToastPresenter,
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
+        quiet_hours_lock: tuple[time, time] | Literal[False] | None = False,
+        seed: Mapping[str, Any] | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """
+        Args:
+            session: the logged-in account.
+            toasts: where new notifications are offered for toasts.
+            spawn: runs a coroutine in the background.
+            quiet_hours_lock: IT's locked quiet hours (``ManagedConfig.quiet_hours_lock``).
+            seed: attention settings to hand the server once, if it has never had any
+                (this computer's from before they moved there, IT's suggestions).
+            parent: the owning QObject.
+        """
         super().__init__(parent)
+        self._quiet_hours_lock = quiet_hours_lock
+        self._seed = dict(seed or {})
         self.session = session
         self.state = StateChange(ConnectionState.STOPPED)
         self.projects: tuple[tuple[int, str], ...] = ()
-        # What teammates see (the presence window's choice, or the tray's do-not-disturb).
+        # What teammates see (the presence window's choice, or do-not-disturb).
         self.own_status = "online"
         self.history: HistoryWindow | None = None
         self.presence: PresenceWindow | None = None
@@ -75,6 +95,8 @@ class AccountView(QObject):
         self._spawn = spawn
         self.bridge = EngineBridge(session.engine, self)
         self._connect_bridge(self.bridge)
+        if self.attention.dnd_active(datetime.now(UTC)):
+            self.own_status = "dnd"  # as last heard: the tray shows it before connecting
 
     @property
     def engine(self) -> Engine:
@@ -107,15 +129,20 @@ class AccountView(QObject):
         if self.presence is not None:
             self.presence.set_projects(list(projects))
 
-    def tray_state(self, *, dnd_until: datetime | None) -> TrayState:
-        """What the tray shows for this account (``dnd_until``: do-not-disturb in force)."""
+    @property
+    def attention(self) -> Attention:
+        """The attention settings in force: every device's, with IT's locks on top."""
+        return self.engine.attention.locked(quiet_hours=self._quiet_hours_lock)
+
+    def tray_state(self, now: datetime) -> TrayState:
+        """What the tray shows for this account at ``now``."""
         engine = self.engine
         return TrayState.of(
             connection=self.state,
             username=self.username,
             unread=engine.unread_count(),
             recent=engine.recent(MENU_ROWS, unread_only=True),
-            dnd_until=dnd_until,
+            silence=self.attention.silence(now),
         )
 
     # --- engine -> widgets ---------------------------------------------------------------
@@ -130,6 +157,8 @@ class AccountView(QObject):
         bridge.connection_state_changed.connect(self._connection_state_changed)
         bridge.presence_snapshot_received.connect(self._presence_snapshot)
         bridge.presence_changed.connect(self._presence_changed)
+        bridge.attention_changed.connect(lambda _attention: self._attention_changed())
+        bridge.attention_change_refused.connect(self.problem_reported)
 
     def _notifications_added(self, rows: Sequence[StoredNotification], live: bool) -> None:
         # Toasts first: each one's Notify call goes out in its task's first step, which
@@ -184,6 +213,23 @@ class AccountView(QObject):
             last_seen_from_epoch(change.last_seen),
         )
 
+    def _attention_changed(self) -> None:
+        attention = self.attention
+        if self._seed and self.engine.heard_attention() and attention.version == 0:
+            # The server never had settings for this user: hand it this computer's.
+            seed, self._seed = self._seed, {}
+            self.engine.change_attention(seed)
+            return  # told again with the seed in force
+        self._seed = {}
+        dnd = attention.dnd_active(datetime.now(UTC))
+        status = "dnd" if dnd else "online" if self.own_status == "dnd" else self.own_status
+        if status != self.own_status:
+            self.own_status = status
+            if self.presence is not None:
+                self.presence.set_own_status(status)
+        self.attention_changed.emit(attention)
+        self.tray_changed.emit(False)
+
     # --- widgets -> engine -----------------------------------------------------------------
 
     def mark_read(self, ids: list[int]) -> None:
@@ -217,6 +263,9 @@ class AccountView(QObject):
             history.mark_unread_requested.connect(engine.mark_unread)
             history.delete_requested.connect(engine.delete)
             history.open_requested.connect(lambda i, _url: self.open_notification(i))
+            history.mark_all_read_requested.connect(lambda: engine.mark_all_read())
+            # The server's unread count changes without a row changing: the window hears it.
+            self.bridge.unread_count_changed.connect(history.set_unread_count)
             self.history = history
         self.history.set_offline(self.state.state is not ConnectionState.CONNECTED)
         bring_forward(self.history)

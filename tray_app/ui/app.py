@@ -27,12 +27,21 @@ from PySide6.QtWidgets import QMessageBox
 
 from tray_app import autostart, config
 from tray_app.account import AccountSession, keyring_refusal, server_address
+from tray_app.attention import (
+    DEFAULT as DEFAULT_ATTENTION,
+)
+from tray_app.attention import (
+    Attention,
+    dnd_choice_change,
+    local_time_zone,
+    quiet_hours_change,
+)
 from tray_app.managed import PreferenceKeeper, load_managed_config
 from tray_app.net import ConnectionState, NetError, StateChange, Transport
-from tray_app.preferences import Preferences, do_not_disturb_until
+from tray_app.preferences import Preferences, legacy_attention_change
 from tray_app.store import TokenVault, open_token_vault_unless
 from tray_app.tasks import BackgroundTasks
-from tray_app.toast_policy import dnd_active
+from tray_app.toast_policy import ToastPreferences
 from tray_app.ui.account_view import AccountView
 from tray_app.ui.login_flow import LoginFlow
 from tray_app.ui.toasts import Toaster, ToastPresenter
@@ -88,7 +97,10 @@ class TrayApp(QObject):
         self.tray = TrayController(self)
         self.toaster = Toaster(self.tray.tray_icon, parent=self)
         self.toasts = ToastPresenter(
-            self.toaster, preferences=lambda: self.preferences, spawn=self.tasks.spawn, parent=self
+            self.toaster,
+            preferences=lambda: ToastPreferences.of(self.preferences, self.attention),
+            spawn=self.tasks.spawn,
+            parent=self,
         )
         self.wakeups = WakeWatcher(self)
         self.login_flow = LoginFlow(
@@ -100,6 +112,11 @@ class TrayApp(QObject):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._refresh_now)
+        # Do-not-disturb ending and quiet hours starting or ending change the tray with
+        # no event to tell: it is refreshed then.
+        self._silence_timer = QTimer(self)
+        self._silence_timer.setSingleShot(True)
+        self._silence_timer.timeout.connect(self._refresh_tray)
         self._history_stale = False
         self._refreshed_at = -REFRESH_INTERVAL_S
         self._quit = asyncio.Event()
@@ -138,6 +155,11 @@ class TrayApp(QObject):
     def preferences(self) -> Preferences:
         """The preferences in force (the user's own under IT's)."""
         return self.preference_keeper.current
+
+    @property
+    def attention(self) -> Attention:
+        """The user's attention settings in force (the defaults while nobody is logged in)."""
+        return self.account.attention if self.account else DEFAULT_ATTENTION
 
     @property
     def state(self) -> StateChange:
@@ -202,15 +224,36 @@ class TrayApp(QObject):
         )
         if opened.database.rebuilt:
             logger.warning("the local history was damaged and is rebuilt from the server")
-        account = AccountView(session, toasts=self.toasts, spawn=self.tasks.spawn, parent=self)
+        account = AccountView(
+            session,
+            toasts=self.toasts,
+            spawn=self.tasks.spawn,
+            quiet_hours_lock=self.managed.quiet_hours_lock(),
+            seed=self._attention_seed(),
+            parent=self,
+        )
         account.tray_changed.connect(lambda history: self._refresh_tray(history=history))
         account.login_required.connect(lambda message: self.tasks.spawn(self._login_again(message)))
+        account.problem_reported.connect(
+            lambda message: self.tray.tray_icon.showMessage("Tray Notifier", message)
+        )
         self.account = account
         session.start()
         self.tasks.spawn(account.load_projects())
-        if dnd_active(self.preferences.dnd_until, datetime.now(UTC)):
-            account.set_own_status("dnd")
         self._refresh_tray()
+
+    def _attention_seed(self) -> dict[str, Any]:
+        """What to hand a server that never had this user's attention settings: IT's
+        suggested quiet hours, and this computer's settings from before they moved to
+        the server (which win)."""
+        seed: dict[str, Any] = {}
+        suggested = self.managed.quiet_hours_default()
+        if suggested is not False:
+            seed.update(quiet_hours_change(suggested, time_zone=local_time_zone()))
+        legacy = legacy_attention_change(self.options.config_dir, now=datetime.now(UTC))
+        if "quiet_hours" in legacy:
+            legacy["time_zone"] = local_time_zone()
+        return {**seed, **legacy}
 
     async def _end_account(self, *, logout: bool) -> None:
         account, self.account = self.account, None
@@ -272,23 +315,33 @@ class TrayApp(QObject):
         self._show_tray_state()
 
     def _show_tray_state(self) -> None:
-        dnd_until = self.preferences.dnd_until
-        if not dnd_active(dnd_until, datetime.now(UTC)):
-            dnd_until = None
+        now = datetime.now(UTC)
         if self.account is None:
-            state = TrayState.of(connection=self.state, username=None, dnd_until=dnd_until)
+            state = TrayState.of(connection=self.state, username=None)
         else:
-            state = self.account.tray_state(dnd_until=dnd_until)
+            state = self.account.tray_state(now)
         self.tray.set_state(state)
+        upcoming = self.attention.next_change(now)
+        if upcoming is None:
+            self._silence_timer.stop()
+        else:
+            # Capped: a timer a day long may drift past a clock change or a suspend.
+            wait = min((upcoming - now).total_seconds() + 0.5, 3600.0)
+            self._silence_timer.start(max(0, round(wait * 1000)))
 
     # --- widgets -> engine -----------------------------------------------------------------
 
     def set_do_not_disturb(self, choice: str) -> None:
-        until = do_not_disturb_until(choice, datetime.now(UTC))
-        self._update_preferences(replace(self.preferences, dnd_until=until))
-        if self.account is not None:
-            self.account.set_own_status("dnd" if until else "online")
+        """A do-not-disturb entry of the tray menu: on every device, through the server."""
+        if self.account is None:
+            return
+        self.account.engine.change_attention(dnd_choice_change(choice, datetime.now(UTC)))
         self._refresh_tray()
+
+    def change_attention(self, change: dict[str, Any]) -> None:
+        """Attention settings changed in the settings window."""
+        if self.account is not None:
+            self.account.engine.change_attention(change)
 
     # --- windows -------------------------------------------------------------------------
 
@@ -305,11 +358,66 @@ class TrayApp(QObject):
             self.account.show_presence()
 
     def show_settings(self) -> None:
-        from tray_app.ui.settings import SettingsDialog
+        from datetime import timedelta
 
-        projects = list(self.account.projects) if self.account else []
-        dialog = SettingsDialog(self.preferences, projects, managed=self.managed)
+        from tray_app.store import StoreError
+        from tray_app.ui.settings import Retention, SettingsDialog
+
+        account = self.account
+        dialog = SettingsDialog(
+            self.preferences,
+            list(account.projects) if account else [],
+            attention=account.attention if account else None,
+            retention=Retention.of(self.settings),
+            username=account.username if account else None,
+            server_url=account.server_url if account else None,
+            managed=self.managed,
+        )
+
+        def retention_changed(retention: Retention) -> None:
+            # Kept for every start (the store prunes as it opens), and applied at once to
+            # the open account's history: a shorter retention is what the user expects now.
+            self.settings.retention_days = retention.days
+            self.settings.retention_rows = retention.rows
+            try:
+                self.settings.save(self.options.config_dir)
+            except OSError as error:
+                logger.warning("could not save the retention: %s", error)
+                self.tray.tray_icon.showMessage(
+                    "Tray Notifier", "The history's new retention could not be saved."
+                )
+            if self.account is None:
+                return
+            try:
+                self.account.engine.inbox.prune(
+                    max_age=timedelta(days=retention.days), max_rows=retention.rows
+                )
+            except StoreError as error:
+                logger.warning("could not apply the retention now: %s", error)
+            self._refresh_tray(history=True)
+
+        def clear_history() -> None:
+            # Only the account the dialog showed: another may have logged in since.
+            if account is None or self.account is not account:
+                return
+            try:
+                account.engine.inbox.reset()
+            except StoreError as error:
+                logger.warning("could not clear the local history: %s", error)
+                self.tray.tray_icon.showMessage(
+                    "Tray Notifier", "The local history could not be cleared."
+                )
+                return
+            # The engine downloads what the server has now, not at the next reconnect.
+            account.engine.session.request_resume()
+            self._refresh_tray(history=True)
+
         dialog.preferences_changed.connect(self._preferences_changed)
+        dialog.attention_change_requested.connect(self.change_attention)
+        dialog.retention_changed.connect(retention_changed)
+        dialog.clear_history_requested.connect(clear_history)
+        dialog.logout_requested.connect(lambda: self.tasks.spawn(self._logout()))
+        dialog.login_requested.connect(self.show_login)
         dialog.open()
         self._settings_dialog = dialog  # keep it alive while open
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from tray_app.engine import (
+    AttentionChanged,
+    AttentionChangeRefused,
     CatchUpFinished,
     ConnectionStateChanged,
     Engine,
@@ -42,6 +44,9 @@ class EngineBridge(QObject):
         presence_snapshot_received(object): a protocol.PresenceSnapshot.
         presence_changed(object): a protocol.PresenceChanged or PresenceUnsubscribed.
         connection_state_changed(object): a live.StateChange.
+        attention_changed(object): the attention settings in force (an
+            attention.Attention), from any device or changed here.
+        attention_change_refused(str): the server refused a change made here; why.
     """
 
     notification_added = Signal(object, bool)
@@ -55,6 +60,8 @@ class EngineBridge(QObject):
     presence_snapshot_received = Signal(object)
     presence_changed = Signal(object)
     connection_state_changed = Signal(object)
+    attention_changed = Signal(object)
+    attention_change_refused = Signal(str)
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -86,3 +93,7 @@ class EngineBridge(QObject):
                 self.presence_changed.emit(change)
             case ConnectionStateChanged(change=change):
                 self.connection_state_changed.emit(change)
+            case AttentionChanged(attention=attention):
+                self.attention_changed.emit(attention)
+            case AttentionChangeRefused(message=message):
+                self.attention_change_refused.emit(message)

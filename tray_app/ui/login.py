@@ -1,17 +1,22 @@
 """The login dialog: server address, username, password and "remember me".
 
-Passive like every widget here: it checks what it can check locally (empty
-fields, an http/https address), then emits ``login_submitted`` and waits for
-the app to call :meth:`LoginDialog.set_busy`, :meth:`LoginDialog.show_error`
-or ``accept()``. Every text it shows is plain text.
+Passive like every widget here: the form's rule (:func:`check_login_form`, Qt-free)
+says what is missing or wrong before anything is sent; then the dialog emits
+``login_submitted`` and waits for the app to call :meth:`LoginDialog.set_busy`,
+:meth:`LoginDialog.show_error` or ``accept()``. Every text it shows is plain text.
+
+Every message, the form's and the app's, goes to one place (``error_label``) and is
+cleared as soon as the user changes anything: two places (a line under a field and a
+line under the form) left a stale one standing, and screen readers announced neither.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Literal
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QAccessible, QAccessibleAnnouncementEvent, QFont, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -26,39 +31,88 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_app.account import ServerAddressProblem, normalize_server_url
 from tray_app.managed import MANAGED_NOTE
 from tray_app.ui.badge import app_icon
 
-__all__ = ["MANAGED_NOTE", "LoginDialog", "validate_server_url"]
+__all__ = [
+    "MANAGED_NOTE",
+    "FormProblem",
+    "LoginDialog",
+    "LoginField",
+    "LoginForm",
+    "check_login_form",
+]
 
 _ERROR_STYLE = "color: #b3261e;"
 
+LoginField = Literal["server", "username", "password"]
+"""A field of the form, as messages name the one at fault."""
 
-def validate_server_url(text: str) -> tuple[str, str | None]:
-    """Check a server address typed by the user.
+_MISSING: tuple[tuple[LoginField, str], ...] = (
+    ("server", "the server address"),
+    ("username", "your username"),
+    ("password", "your password"),
+)
+
+
+@dataclass(frozen=True)
+class LoginForm:
+    """What a valid form submits.
+
+    Attributes:
+        server: the full server address (``normalize_server_url``).
+        username: the username without surrounding spaces.
+        password: the password exactly as typed.
+    """
+
+    server: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class FormProblem:
+    """Why the form cannot be sent.
+
+    Attributes:
+        field: the field at fault, the first one when several are.
+        message: plain words for the user.
+    """
+
+    field: LoginField
+    message: str
+
+
+def check_login_form(server: str, username: str, password: str) -> LoginForm | FormProblem:
+    """The form's rule, without Qt: every field filled in, and a usable server address.
+
+    Empty fields are named together ("Enter your username and your password."), so
+    the user does not learn of them one submit at a time.
 
     Args:
-        text: what the user typed.
+        server: the server field as typed.
+        username: the username field as typed.
+        password: the password field as typed.
 
     Returns:
-        ``(normalized, problem)``: the address without surrounding spaces or
-        trailing slashes, and a plain-language problem or ``None`` when it is
-        usable.
+        The values to log in with, or the first problem.
     """
-    address = text.strip().rstrip("/")
-    if not address:
-        return address, "Enter the server address."
+    values: dict[LoginField, str] = {
+        "server": server.strip(),
+        "username": username.strip(),
+        "password": password,
+    }
+    missing = [(field, words) for field, words in _MISSING if not values[field]]
+    if missing:
+        names = [words for _field, words in missing]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return FormProblem(missing[0][0], f"Enter {listed}.")
     try:
-        parts = urlsplit(address)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a port that is not a number
-    except ValueError:
-        return address, "The port number is not valid."
-    if parts.scheme not in ("http", "https"):
-        return address, "The address must start with https:// or http://."
-    if not host:
-        return address, "The address has no server name."
-    return address, None
+        address = normalize_server_url(server)
+    except ServerAddressProblem as problem:
+        return FormProblem("server", str(problem))
+    return LoginForm(address, values["username"], password)
 
 
 def _plain_label(text: str = "", *, muted: bool = False, error: bool = False) -> QLabel:
@@ -70,13 +124,6 @@ def _plain_label(text: str = "", *, muted: bool = False, error: bool = False) ->
     if error:
         label.setStyleSheet(_ERROR_STYLE)
         label.setVisible(False)
-    return label
-
-
-def _field_error() -> QLabel:
-    # One short line under a field; word wrap would make Qt reserve two lines.
-    label = _small(_plain_label(error=True))
-    label.setWordWrap(False)
     return label
 
 
@@ -96,20 +143,27 @@ class LoginDialog(QDialog):
     Signals:
         login_submitted(str, str, str, bool): the user asked to log in with
             (server address, username, password, remember me); sent only when
-            every field passed the local checks.
+            the form passed :func:`check_login_form`, with the full address
+            (``notify.example.com`` goes out as ``https://notify.example.com``,
+            and the dialog shows that address in its field and says so).
+        edited(): the user changed the server, username, password or "remember
+            me"; the message shown no longer applies and has been cleared.
         cancelled(): the user gave up (Cancel, Escape or closing the window).
 
     Attributes:
         server_edit: the server address field.
+        server_hint: the line under it saying which address was used.
         username_edit: the username field.
         password_edit: the password field (echo mode Password).
         remember_check: the "Remember me" checkbox.
         login_button: the default "Log in" button.
         progress: the indeterminate busy indicator.
-        error_label: where the core's message is shown.
+        error_label: the one message area: the form's problems and the core's
+            messages alike.
     """
 
     login_submitted = Signal(str, str, str, bool)
+    edited = Signal()
     cancelled = Signal()
 
     def __init__(
@@ -131,7 +185,8 @@ class LoginDialog(QDialog):
             remember_me: the checkbox's initial state.
             keyring_reason: why the keyring cannot keep the login (from
                 ``tray_app.store.secrets``), or ``None`` when it can; when set
-                the checkbox is off and disabled and the reason is shown.
+                the checkbox is off and disabled and the reason is shown beside
+                it (a lasting state, not a message that an edit clears).
             parent: the Qt parent.
         """
         super().__init__(parent)
@@ -139,6 +194,8 @@ class LoginDialog(QDialog):
         self.setWindowIcon(app_icon())
         self.setMinimumWidth(460)
         self._busy = False
+        self._focus_before_busy: QWidget | None = None
+        self._described: QWidget | None = None
 
         title = QLabel("Log in to Tray Notifier")
         title.setTextFormat(Qt.TextFormat.PlainText)
@@ -150,7 +207,7 @@ class LoginDialog(QDialog):
         subtitle.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
         self.server_edit = QLineEdit(server_url)
-        self.server_edit.setPlaceholderText("https://notify.example.com")
+        self.server_edit.setPlaceholderText("notify.example.com")
         self.server_edit.setClearButtonEnabled(not server_locked)
         self._server_note = _small(_plain_label(MANAGED_NOTE, muted=True))
         self._server_note.setToolTip(MANAGED_NOTE)
@@ -162,16 +219,16 @@ class LoginDialog(QDialog):
             palette = self.server_edit.palette()
             palette.setColor(QPalette.ColorRole.Base, palette.color(QPalette.ColorRole.Window))
             self.server_edit.setPalette(palette)
-        self._server_error = _field_error()
+        self.server_hint = _small(_plain_label(muted=True))
+        # One short line; word wrap would make Qt reserve two.
+        self.server_hint.setWordWrap(False)
 
         self.username_edit = QLineEdit(username)
         self.username_edit.setPlaceholderText("Your username")
-        self._username_error = _field_error()
 
         self.password_edit = QLineEdit()
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.password_edit.setPlaceholderText("Your password")
-        self._password_error = _field_error()
 
         self.remember_check = QCheckBox("Remember me on this computer")
         self._keyring_note = _small(_plain_label(keyring_reason or "", muted=True))
@@ -192,23 +249,18 @@ class LoginDialog(QDialog):
         form.addRow(self._row_label("&Server address", self.server_edit), self.server_edit)
         if server_locked:
             form.addRow(_plain_label(), self._server_note)
-        self._field_errors: dict[str, tuple[int, QLabel]] = {}
-        self._field_errors["server"] = (form.rowCount(), self._server_error)
-        form.addRow(_plain_label(), self._server_error)
+        self._hint_row = form.rowCount()
+        form.addRow(_plain_label(), self.server_hint)
+        form.setRowVisible(self._hint_row, False)
         form.addRow(self._row_label("&Username", self.username_edit), self.username_edit)
-        self._field_errors["username"] = (form.rowCount(), self._username_error)
-        form.addRow(_plain_label(), self._username_error)
         form.addRow(self._row_label("&Password", self.password_edit), self.password_edit)
-        self._field_errors["password"] = (form.rowCount(), self._password_error)
-        form.addRow(_plain_label(), self._password_error)
         form.addRow(_plain_label(), self.remember_check)
         if keyring_reason:
             form.addRow(_plain_label(), self._keyring_note)
-        for row, _label in self._field_errors.values():
-            form.setRowVisible(row, False)
 
         self.error_label = _plain_label(error=True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.setAccessibleName("Login message")
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # indeterminate: a login has no measurable progress
@@ -249,9 +301,17 @@ class LoginDialog(QDialog):
         # default, the one Enter presses.
         self.login_button.setDefault(True)
 
-        self.server_edit.textEdited.connect(lambda _text: self._set_field_error("server", None))
-        self.username_edit.textEdited.connect(lambda _text: self._set_field_error("username", None))
-        self.password_edit.textEdited.connect(lambda _text: self._set_field_error("password", None))
+        # textEdited and clicked come from the user only: the dialog's own setText
+        # (the address said back) is no edit.
+        self.server_edit.textEdited.connect(self._server_edited)
+        self.username_edit.textEdited.connect(self._user_edited)
+        self.password_edit.textEdited.connect(self._user_edited)
+        self.remember_check.clicked.connect(self._user_edited)
+        self._fields: dict[LoginField, QLineEdit] = {
+            "server": self.server_edit,
+            "username": self.username_edit,
+            "password": self.password_edit,
+        }
         self._first_empty_field().setFocus()
 
     @staticmethod
@@ -267,47 +327,61 @@ class LoginDialog(QDialog):
                 return edit
         return self.password_edit
 
-    def _set_field_error(self, field: str, message: str | None) -> None:
-        row, label = self._field_errors[field]
-        label.setText(message or "")
-        label.setVisible(bool(message))
-        self._form.setRowVisible(row, bool(message))
+    def _server_edited(self, _text: str) -> None:
+        self._set_hint("")  # it named the address that was there before
+        self._user_edited()
+
+    def _user_edited(self, *_args: object) -> None:
+        self.clear_message()
+        self.edited.emit()
+
+    def _set_hint(self, text: str) -> None:
+        self.server_hint.setText(text)
+        self.server_hint.setVisible(bool(text))
+        self._form.setRowVisible(self._hint_row, bool(text))
+        self._fit()
+
+    def _fit(self) -> None:
         if self.isVisible():
             self.adjustSize()  # word-wrapped rows need the height back
 
-    def field_error(self, field: str) -> str:
-        """The inline message under ``field``: ``"server"``, ``"username"`` or
-        ``"password"``; empty when there is none."""
-        return self._field_errors[field][1].text()
+    @property
+    def message(self) -> str:
+        """The message shown in the message area; empty when there is none."""
+        return self.error_label.text()
+
+    @property
+    def hint(self) -> str:
+        """The line under the server field ("Using https://..."); empty when hidden."""
+        return self.server_hint.text()
 
     def _submit(self) -> None:
         if self._busy:
             return
-        self.error_label.setVisible(False)
-        server, server_problem = validate_server_url(self.server_edit.text())
-        username = self.username_edit.text().strip()
-        password = self.password_edit.text()
-        problems = [
-            ("server", self.server_edit, server_problem),
-            ("username", self.username_edit, None if username else "Enter your username."),
-            ("password", self.password_edit, None if password else "Enter your password."),
-        ]
-        first_invalid: QLineEdit | None = None
-        for field, edit, problem in problems:
-            self._set_field_error(field, problem)
-            if problem and first_invalid is None:
-                first_invalid = edit
-        if first_invalid is not None:
-            first_invalid.setFocus()
+        typed = self.server_edit.text()
+        checked = check_login_form(typed, self.username_edit.text(), self.password_edit.text())
+        if isinstance(checked, FormProblem):
+            self.show_error(checked.message, field=checked.field)
             return
-        self.login_submitted.emit(server, username, password, self.remember_check.isChecked())
+        self.clear_message()
+        if checked.server != typed.strip():
+            # Say back what will be used, so a guessed https:// is never a surprise.
+            self.server_edit.setText(checked.server)
+            self._set_hint(f"Using {checked.server}")
+        self.login_submitted.emit(
+            checked.server, checked.username, checked.password, self.remember_check.isChecked()
+        )
 
     def set_busy(self, busy: bool) -> None:
         """Show or hide the busy indicator; while busy the fields cannot be edited.
 
+        Going busy clears the message: it was about the previous attempt.
+
         Args:
             busy: True while a login is running.
         """
+        if busy and not self._busy:
+            self._focus_before_busy = self.focusWidget()
         self._busy = busy
         self.progress.setVisible(busy)
         for edit in (self.server_edit, self.username_edit, self.password_edit):
@@ -316,21 +390,67 @@ class LoginDialog(QDialog):
         self.login_button.setEnabled(not busy)
         self.login_button.setText("Logging in…" if busy else "Log in")
         if busy:
-            self.error_label.setVisible(False)
+            self.clear_message()
+        elif self._focus_before_busy is not None:
+            # Disabling the focused field moved the focus away; give it back.
+            before, self._focus_before_busy = self._focus_before_busy, None
+            if before.isEnabled():
+                before.setFocus()
 
-    def show_error(self, message: str) -> None:
-        """Show the core's plain-language message and end the busy state.
+    def show_error(
+        self, message: str, *, field: LoginField | None = "password", announce: bool = True
+    ) -> None:
+        """Show a plain-language message in the message area and end the busy state.
 
         Args:
             message: shown as plain text (never interpreted as HTML).
+            field: the field at fault: it gets the focus (the password also gets
+                selected, ready to be retyped) and the message as its accessible
+                description; None leaves the focus where it is.
+            announce: tell assistive technology now; False for a message that only
+                updates the one before (a countdown), which would be noise.
         """
         self.set_busy(False)
+        self._describe(None)
+        was_shown = self.error_label.isVisibleTo(self)
         self.error_label.setText(message)
         self.error_label.setVisible(bool(message))
-        if self.isVisible():
-            self.adjustSize()
-        self.password_edit.setFocus()
-        self.password_edit.selectAll()
+        # Where a screen reader looks for it: the area itself, the dialog (the form's
+        # status) and the field the focus goes to.
+        self.error_label.setAccessibleDescription(message)
+        self.setAccessibleDescription(message)
+        if announce or not was_shown:
+            # Not on every tick of a countdown: it would undo the user's own resizing
+            # once a second.
+            self._fit()
+        edit = self._fields[field] if field is not None else None
+        if edit is not None and not edit.isReadOnly():
+            self._describe(edit, message)
+            edit.setFocus()
+            if edit is self.password_edit:
+                edit.selectAll()
+        if announce and message:
+            event = QAccessibleAnnouncementEvent(self.error_label, message)
+            event.setPoliteness(QAccessible.AnnouncementPoliteness.Assertive)
+            QAccessible.updateAccessibility(event)
+
+    def _describe(self, edit: QWidget | None, message: str = "") -> None:
+        if self._described is not None:
+            self._described.setAccessibleDescription("")
+        self._described = edit
+        if edit is not None:
+            edit.setAccessibleDescription(message)
+
+    def clear_message(self) -> None:
+        """Hide the message area's message (and its accessible descriptions)."""
+        self._describe(None)
+        if not self.error_label.text():
+            return
+        self.error_label.setText("")
+        self.error_label.setVisible(False)
+        self.error_label.setAccessibleDescription("")
+        self.setAccessibleDescription("")
+        self._fit()
 
     @property
     def busy(self) -> bool:

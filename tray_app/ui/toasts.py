@@ -45,7 +45,6 @@ from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences, ToastRe
 from tray_app.ui.badge import APP_ICON_NAME, icon_directories
 
 if TYPE_CHECKING:
-    from tray_app.preferences import Preferences
     from tray_app.store import StoredNotification
 
 logger = logging.getLogger(__name__)
@@ -370,7 +369,8 @@ class ToastPresenter(QObject):
 
     Args:
         toaster: Shows the toasts.
-        preferences: The preferences in force, asked at every offer.
+        preferences: The toast rules' preferences in force (this computer's and the
+            user's attention settings), asked at every offer.
         spawn: Runs a coroutine in the background (the app's task set), so that a slow
             notification daemon never holds the GUI thread.
         planner: The rules (a fresh ``ToastPlanner`` by default).
@@ -381,7 +381,7 @@ class ToastPresenter(QObject):
         self,
         toaster: Toaster,
         *,
-        preferences: Callable[[], Preferences],
+        preferences: Callable[[], ToastPreferences],
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
         planner: ToastPlanner | None = None,
         parent: QObject | None = None,
@@ -425,4 +425,4 @@ class ToastPresenter(QObject):
             self._flush_timer.start(max(0, int(delay * 1000)))
 
     def _toast_preferences(self) -> ToastPreferences:
-        return ToastPreferences.of(self._preferences())
+        return self._preferences()

@@ -34,6 +34,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon
 
+from tray_app.attention import Silence, silence_words
 from tray_app.net import ConnectionState, StateChange
 from tray_app.store import StoredNotification
 from tray_app.time_words import as_aware, describe_age
@@ -54,6 +55,7 @@ USERNAME_LIMIT: Final = 32
 DND_ONE_HOUR: Final = "1h"
 DND_TOMORROW: Final = "tomorrow"
 DND_OFF: Final = "off"
+DND_ON: Final = "on"  # until turned off
 
 _WHITESPACE: Final = re.compile(r"\s+")
 # Controls that mean nothing in a menu label, and the bidi controls (see BIDI_CONTROLS).
@@ -100,7 +102,8 @@ class TrayState:
         unread: The server's unread count (not negative).
         recent: The most recent unread notifications, newest first; the menu shows the
             first :data:`MAX_RECENT`.
-        dnd_until: When do-not-disturb ends, or None when it is off.
+        silence: Why pop-ups are held back right now (do-not-disturb or quiet hours)
+            and until when, or None.
     """
 
     connection: str
@@ -108,11 +111,20 @@ class TrayState:
     username: str | None
     unread: int
     recent: tuple[MenuNotification, ...] = ()
-    dnd_until: datetime | None = None
+    silence: Silence | None = None
 
     def __post_init__(self) -> None:
         if self.unread < 0:
             raise ValueError(f"an unread count cannot be negative, got {self.unread}")
+
+    @property
+    def dnd_on(self) -> bool:
+        return self.silence is not None and self.silence.reason == "dnd"
+
+    @property
+    def dnd_until(self) -> datetime | None:
+        """When a do-not-disturb in force ends by itself (None: off, or until turned off)."""
+        return self.silence.until if self.silence is not None and self.dnd_on else None
 
     @classmethod
     def of(
@@ -122,17 +134,17 @@ class TrayState:
         username: str | None,
         unread: int = 0,
         recent: Sequence[StoredNotification] = (),
-        dnd_until: datetime | None = None,
+        silence: Silence | None = None,
     ) -> TrayState:
         """What the tray shows.
 
         Args:
             connection: The engine's last connection state.
-            username: Who is logged in; None: nobody (the other values but
-                ``dnd_until`` are then ignored).
+            username: Who is logged in; None: nobody (the other values are then
+                ignored).
             unread: The unread count.
             recent: The most recent unread rows, newest first.
-            dnd_until: When do-not-disturb in force ends; None: it is not in force.
+            silence: Why pop-ups are held back now, or None.
         """
         if username is None:
             return cls(
@@ -140,15 +152,14 @@ class TrayState:
                 look=TrayLook.LOGIN_REQUIRED,
                 username=None,
                 unread=0,
-                dnd_until=dnd_until,
             )
         return cls(
             connection=describe_connection(connection),
-            look=connection_look(connection.state, dnd=dnd_until is not None),
+            look=connection_look(connection.state, dnd=silence is not None),
             username=username,
             unread=unread,
             recent=tuple(MenuNotification.of(row) for row in recent),
-            dnd_until=dnd_until,
+            silence=silence,
         )
 
 
@@ -205,9 +216,15 @@ def menu_text(text: str) -> str:
     return text.replace("&", "&&")
 
 
-def _dnd_choice(dnd_until: datetime | None, now: datetime) -> str:
-    """Which do-not-disturb entry the state matches: off, for an hour, or until tomorrow."""
-    if dnd_until is None or as_aware(dnd_until) <= now:
+def _dnd_choice(state: TrayState, now: datetime) -> str:
+    """Which do-not-disturb entry the state matches: off, for an hour, until tomorrow, or
+    until turned off."""
+    if not state.dnd_on:
+        return DND_OFF
+    dnd_until = state.dnd_until
+    if dnd_until is None:
+        return DND_ON
+    if as_aware(dnd_until) <= now:
         return DND_OFF
     if as_aware(dnd_until).astimezone(now.tzinfo).date() > now.date():
         return DND_TOMORROW
@@ -227,8 +244,8 @@ def tooltip_text(state: TrayState, now: datetime) -> str:
     """The tray tooltip: "Tray Notifier — 3 unread — Connected"."""
     count = f"{state.unread} unread" if state.unread else "no unread"
     parts = [APP_NAME, count, state.connection]
-    if _dnd_choice(state.dnd_until, now) != DND_OFF and state.dnd_until is not None:
-        parts.append(f"do not disturb {_describe_until(state.dnd_until, now)}")
+    if state.silence is not None:
+        parts.append(silence_words(state.silence, now))
     return " — ".join(parts)
 
 
@@ -319,7 +336,7 @@ class TrayController(QObject):
         notification_mark_read_requested(int): "Mark read" on one notification, without
             opening it. Carries the notification id.
         mark_all_read_requested(): "Mark all read".
-        dnd_requested(str): "1h", "tomorrow" or "off".
+        dnd_requested(str): "1h", "tomorrow", "on" (until turned off) or "off".
     """
 
     history_requested = Signal()
@@ -489,6 +506,7 @@ class TrayController(QObject):
         for choice, text in (
             (DND_ONE_HOUR, "For 1 hour"),
             (DND_TOMORROW, "Until tomorrow"),
+            (DND_ON, "Until I turn it off"),
             (DND_OFF, "Off"),
         ):
             action = self._action(text)
@@ -577,11 +595,13 @@ class TrayController(QObject):
 
         wanted.append(self._history)
         wanted.append(self._presence)
-        choice = _dnd_choice(state.dnd_until, now)
+        choice = _dnd_choice(state, now)
         self._dnd_actions[choice].setChecked(True)
         title = "Do not disturb"
         if choice != DND_OFF and state.dnd_until is not None:
             title += f" ({_describe_until(state.dnd_until, now)})"
+        elif choice == DND_ON:
+            title += " (on)"
         self._dnd_menu.setTitle(title)
         wanted.append(self._dnd_entry)
         wanted.append(self._separators[2])

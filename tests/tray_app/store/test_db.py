@@ -151,30 +151,30 @@ def add_pinned_column(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE notifications ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 
 
-def test_a_v1_file_is_migrated_to_v2_keeping_its_rows(tmp_path: Path) -> None:
+def test_a_file_is_migrated_to_the_next_version_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "a.sqlite3"
     v1 = open_database(path)
     Inbox(v1.connection).ingest([note(1), note(2), note(3)])
     v1.connection.close()
-    assert user_version(path) == 1
+    assert user_version(path) == SCHEMA_VERSION
 
     v2_steps = (*MIGRATIONS, add_pinned_column)
     v2 = open_database(path, migrations=v2_steps)
     try:
         assert not v2.rebuilt
-        assert v2.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert v2.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         pinned = v2.connection.execute("SELECT seq, pinned FROM notifications ORDER BY seq")
         assert pinned.fetchall() == [(1, 0), (2, 0), (3, 0)]
         inbox = Inbox(v2.connection)
         assert inbox.cursor() == 3
-        inbox.ingest([note(4)])  # the v1 code paths still work on the v2 table
+        inbox.ingest([note(4)])  # the code paths still work on the new table
         assert inbox.cursor() == 4
     finally:
         v2.connection.close()
 
     again = open_database(path, migrations=v2_steps)  # no step runs twice
     again.connection.close()
-    assert user_version(path) == 2
+    assert user_version(path) == SCHEMA_VERSION + 1
 
 
 def test_a_failed_migration_rolls_back_and_keeps_the_file(tmp_path: Path) -> None:
@@ -187,9 +187,9 @@ def test_a_failed_migration_rolls_back_and_keeps_the_file(tmp_path: Path) -> Non
         connection.execute("CREATE TABLE half_done (x)")
         connection.execute("ALTER TABLE no_such_table ADD COLUMN y")
 
-    with pytest.raises(StoreError, match=r"upgrade .* to schema version 2"):
+    with pytest.raises(StoreError, match=rf"upgrade .* to schema version {SCHEMA_VERSION + 1}"):
         open_database(path, migrations=(*MIGRATIONS, broken_step))
-    assert user_version(path) == 1
+    assert user_version(path) == SCHEMA_VERSION
     assert sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name) == []
     with contextlib.closing(sqlite3.connect(path)) as raw:
         names = {name for (name,) in raw.execute("SELECT name FROM sqlite_master")}

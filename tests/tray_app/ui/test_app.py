@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -328,23 +329,31 @@ def test_the_managed_file_sets_server_and_locks_that_stay_locked(
             notice.informativeText()
         )
         assert app.preferences.sound is False
-        assert app.preferences.quiet_hours is not None  # IT's default, the user chose none
+        # IT's suggested quiet hours are handed to the server once (the user never set
+        # attention settings there) and come back as the account's.
+        account = app.account
+        await until(
+            lambda: (
+                account.engine.attention_store.pending() is None and account.attention.version >= 1
+            )
+        )
+        assert account.attention.quiet_hours == (time(22), time(7))
 
         app.tray.settings_requested.emit()
         dialog = app._settings_dialog
         assert not dialog.sound_check.isEnabled()
         assert not dialog.start_at_login_check.isEnabled()
-        # A result that says otherwise for the locked keys, and turns quiet hours off.
+        # A result that says otherwise for the locked keys, and turns pop-ups off.
         forged = dataclasses.replace(
-            dialog.preferences(), sound=True, start_at_login=False, quiet_hours=None
+            dialog.preferences(), sound=True, start_at_login=False, toasts_enabled=False
         )
         dialog.preferences_changed.emit(forged)
         assert app.preferences.sound is False
         assert app.preferences.start_at_login is True
-        assert app.preferences.quiet_hours is None  # unlocked: the user's choice wins
+        assert app.preferences.toasts_enabled is False  # unlocked: the user's choice wins
         assert autostart.is_enabled()
         saved = json.loads((options.config_dir / PREFERENCES_FILE).read_text())
-        assert saved == {"quiet_hours": None}
+        assert saved == {"toasts_enabled": False}
         dialog.close()
         app.quit()
         async with asyncio.timeout(WAIT):

@@ -1,4 +1,5 @@
-"""The login dialog: local checks, the submitted values, busy state, errors as plain text."""
+"""The login dialog: the form's rule, the submitted values, busy state, and every message
+in one plain-text area that an edit clears."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QAccessible, QAccessibleAnnouncementEvent, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
-from tray_app.ui.login import MANAGED_NOTE, LoginDialog, validate_server_url
+from tray_app.ui.login import (
+    MANAGED_NOTE,
+    FormProblem,
+    LoginDialog,
+    LoginForm,
+    check_login_form,
+)
 
 # The offscreen platform plugin cannot pass a window's size hints on and says so
 # whenever a laid-out top-level window is shown; no other Qt warning is tolerated.
@@ -41,22 +48,36 @@ def _distinct_colours(image: QImage) -> int:
 
 
 @pytest.mark.parametrize(
-    ("typed", "normalized", "ok"),
+    ("server", "username", "password", "expected"),
     [
-        ("https://notify.example.com/", "https://notify.example.com", True),
-        ("  http://127.0.0.1:8000  ", "http://127.0.0.1:8000", True),
-        ("http://[::1]:8000", "http://[::1]:8000", True),
-        ("", "", False),
-        ("notify.example.com", "notify.example.com", False),
-        ("ftp://notify.example.com", "ftp://notify.example.com", False),
-        ("https://", "https:", False),
-        ("http://host:notaport", "http://host:notaport", False),
+        (
+            " notify.example.com/ ",
+            " alice ",
+            " pass word ",
+            LoginForm("https://notify.example.com", "alice", " pass word "),
+        ),
+        (
+            "",
+            "",
+            "",
+            FormProblem("server", "Enter the server address, your username and your password."),
+        ),
+        ("x.example", " ", "", FormProblem("username", "Enter your username and your password.")),
+        ("x.example", "alice", "", FormProblem("password", "Enter your password.")),
+        # Empty fields first: the address is judged once everything is filled in.
+        ("ftp://x", "", "pw", FormProblem("username", "Enter your username.")),
+        (
+            "http://host:notaport",
+            "alice",
+            "pw",
+            FormProblem("server", "The port must be a number from 1 to 65535."),
+        ),
     ],
 )
-def test_validate_server_url(typed: str, normalized: str, ok: bool) -> None:
-    address, problem = validate_server_url(typed)
-    assert address == normalized
-    assert (problem is None) is ok
+def test_check_login_form(
+    server: str, username: str, password: str, expected: LoginForm | FormProblem
+) -> None:
+    assert check_login_form(server, username, password) == expected
 
 
 def test_prefilled_fields_and_password_echo(qtbot: QtBot) -> None:
@@ -89,27 +110,132 @@ def test_login_button_submits_with_remember_off(qtbot: QtBot) -> None:
     assert blocker.args == ["http://127.0.0.1:8000", "bob", "demo", False]
 
 
-def test_empty_fields_are_reported_inline_and_nothing_is_sent(qtbot: QtBot) -> None:
+def test_empty_fields_are_one_message_and_an_edit_clears_it(qtbot: QtBot) -> None:
     dialog = _dialog(qtbot)
     with qtbot.assertNotEmitted(dialog.login_submitted):
         QTest.mouseClick(dialog.login_button, Qt.MouseButton.LeftButton)
-    assert dialog.field_error("server") == "Enter the server address."
-    assert dialog.field_error("username") == "Enter your username."
-    assert dialog.field_error("password") == "Enter your password."
-    assert dialog.focusWidget() is dialog.server_edit
-    # Typing into a field clears its message only.
-    QTest.keyClicks(dialog.username_edit, "alice")
-    assert dialog.field_error("username") == ""
-    assert dialog.field_error("password") == "Enter your password."
+    message = "Enter the server address, your username and your password."
+    assert dialog.message == message
+    assert dialog.error_label.isVisible()
+    # No second place for messages: the area is the only label saying it.
+    saying = [label for label in dialog.findChildren(type(dialog.error_label)) if label.text()]
+    assert [label for label in saying if "Enter" in label.text()] == [dialog.error_label]
+    assert dialog.focusWidget() is dialog.server_edit  # the first field at fault
+    assert dialog.server_edit.accessibleDescription() == message
+    # Typing into any field clears it, and says so.
+    with qtbot.waitSignal(dialog.edited, timeout=1000):
+        QTest.keyClicks(dialog.username_edit, "a")
+    assert dialog.message == ""
+    assert not dialog.error_label.isVisible()
+    assert dialog.server_edit.accessibleDescription() == ""
+    assert dialog.accessibleDescription() == ""
 
 
-def test_a_server_address_without_http_is_refused(qtbot: QtBot) -> None:
-    dialog = _dialog(qtbot, "notify.example.com", "alice")
+@pytest.mark.parametrize("field", ["server", "username", "password", "remember"])
+def test_an_edit_of_any_field_clears_the_message(qtbot: QtBot, field: str) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice")
+    dialog.password_edit.setText("pw")
+    dialog.show_error("Wrong username or password.")
+    assert dialog.message == "Wrong username or password."
+    with qtbot.waitSignal(dialog.edited, timeout=1000):
+        if field == "remember":
+            QTest.mouseClick(dialog.remember_check, Qt.MouseButton.LeftButton)
+        else:
+            edit = getattr(dialog, f"{field}_edit")
+            QTest.keyClick(edit, Qt.Key.Key_End)
+            QTest.keyClicks(edit, "x")
+    assert dialog.message == ""
+    assert not dialog.error_label.isVisible()
+
+
+def test_the_message_area_is_named_and_described_for_screen_readers(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "http://127.0.0.1:8000", "alice")
+    area = QAccessible.queryAccessibleInterface(dialog.error_label)
+    assert area.text(QAccessible.Text.Name) == "Login message"
+    dialog.show_error("Wrong username or password.")
+    assert area.text(QAccessible.Text.Description) == "Wrong username or password."
+    assert dialog.accessibleDescription() == "Wrong username or password."  # the form's status
+    field = QAccessible.queryAccessibleInterface(dialog.password_edit)
+    assert field.text(QAccessible.Text.Description) == "Wrong username or password."
+    assert dialog.focusWidget() is dialog.password_edit
+
+
+def test_messages_are_announced_and_a_countdown_is_not(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    announced: list[str] = []
+
+    def record(event: QAccessibleAnnouncementEvent) -> None:
+        assert event.politeness() == QAccessible.AnnouncementPoliteness.Assertive
+        announced.append(event.message())
+
+    # Offscreen Qt has no assistive technology listening: the call itself is the record.
+    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    dialog = _dialog(qtbot, "", "alice")
+    dialog.password_edit.setText("pw")
+    QTest.mouseClick(dialog.login_button, Qt.MouseButton.LeftButton)
+    dialog.show_error("Retrying in 5 s.", field=None)
+    dialog.show_error("Retrying in 4 s.", field=None, announce=False)
+    assert announced == ["Enter the server address.", "Retrying in 5 s."]
+    assert dialog.message == "Retrying in 4 s."
+
+
+@pytest.mark.parametrize(
+    ("typed", "used"),
+    [
+        ("notify.example.com", "https://notify.example.com"),
+        ("localhost:8000", "http://localhost:8000"),
+        ("127.0.0.1", "http://127.0.0.1"),
+        ("[::1]:8000", "http://[::1]:8000"),
+    ],
+)
+def test_an_address_without_a_scheme_is_completed_and_said_back(
+    qtbot: QtBot, typed: str, used: str
+) -> None:
+    dialog = _dialog(qtbot, typed, "alice")
+    dialog.password_edit.setText("pw")
+    with qtbot.waitSignal(dialog.login_submitted, timeout=1000) as blocker:
+        QTest.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    assert blocker.args == [used, "alice", "pw", True]
+    assert dialog.server_edit.text() == used
+    assert dialog.hint == f"Using {used}"
+    assert dialog.server_hint.isVisible()
+    assert dialog.message == ""
+    # The line names the address that was in the field: editing it takes the line away.
+    QTest.keyClicks(dialog.server_edit, "x")
+    assert dialog.hint == ""
+    assert not dialog.server_hint.isVisible()
+
+
+def test_a_full_address_is_not_said_back(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, "https://notify.example.com", "alice")
+    dialog.password_edit.setText("pw")
+    with qtbot.waitSignal(dialog.login_submitted, timeout=1000):
+        QTest.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    assert dialog.hint == ""
+    assert not dialog.server_hint.isVisible()
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("ftp://notify.example.com", "“ftp://” addresses cannot be used"),
+        ("notify example com", "cannot contain spaces"),
+        ("https://", "no server name"),
+        ("http://:8000", "no server name"),
+    ],
+)
+def test_a_server_address_that_cannot_be_used_is_refused_in_the_message_area(
+    qtbot: QtBot, typed: str, words: str
+) -> None:
+    dialog = _dialog(qtbot, typed, "alice")
     dialog.password_edit.setText("pw")
     with qtbot.assertNotEmitted(dialog.login_submitted):
         QTest.keyClick(dialog.password_edit, Qt.Key.Key_Return)
-    assert "https://" in dialog.field_error("server")
-    assert dialog.field_error("password") == ""
+    assert words in dialog.message
+    assert dialog.error_label.isVisible()
+    assert dialog.server_edit.text() == typed  # left as typed, to be fixed
+    assert dialog.hint == ""
     assert dialog.focusWidget() is dialog.server_edit
 
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from tests.tray_app.conftest import stored_notification
+from tray_app.attention import Silence
 from tray_app.net import ConnectionState, StateChange
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.tray import (
@@ -63,14 +64,18 @@ def notification(
 
 
 def state(**changes: object) -> TrayState:
+    """A tray state; ``dnd_until`` stands for a do-not-disturb silence ending then."""
     values: dict[str, object] = {
         "connection": "Connected",
         "look": TrayLook.CONNECTED,
         "username": "alice",
         "unread": 0,
         "recent": (),
-        "dnd_until": None,
+        "silence": None,
     }
+    if "dnd_until" in changes:
+        until = changes.pop("dnd_until")
+        values["silence"] = None if until is None else Silence("dnd", until)  # type: ignore[arg-type]
     values.update(changes)
     return TrayState(**values)  # type: ignore[arg-type]
 
@@ -111,13 +116,18 @@ def test_tooltip_says_the_count_and_the_state(tray: TrayController) -> None:
     assert tray.tray_icon.toolTip() == "Tray Notifier — no unread — Reconnecting in 12 s"
 
 
-def test_tooltip_mentions_do_not_disturb_while_it_lasts() -> None:
+def test_tooltip_says_why_pop_ups_are_held_back() -> None:
     until = NOW + timedelta(hours=1)
     active = state(unread=2, look=TrayLook.DND, dnd_until=until)
+    local = until.astimezone().strftime("%H:%M")
     assert tooltip_text(active, NOW) == (
-        "Tray Notifier — 2 unread — Connected — do not disturb until 16:00"
+        f"Tray Notifier — 2 unread — Connected — Do not disturb until {local}"
     )
-    assert "disturb" not in tooltip_text(active, NOW + timedelta(hours=2))
+    forever = state(unread=2, look=TrayLook.DND, silence=Silence("dnd", None))
+    assert tooltip_text(forever, NOW).endswith("Do not disturb (until you turn it off)")
+    quiet = state(look=TrayLook.DND, silence=Silence("quiet_hours", until))
+    assert tooltip_text(quiet, NOW).endswith(f"Quiet hours until {local}")
+    assert "disturb" not in tooltip_text(state(unread=2), NOW)
 
 
 def test_header_shows_user_and_state_and_is_not_clickable(tray: TrayController) -> None:
@@ -230,7 +240,6 @@ def test_more_unread_than_listed_points_to_history(qtbot: QtBot, tray: TrayContr
     ("dnd_until", "checked", "title"),
     [
         (None, "Off", "Do not disturb"),
-        (NOW - timedelta(minutes=1), "Off", "Do not disturb"),
         (NOW + timedelta(hours=1), "For 1 hour", "Do not disturb (until 16:00)"),
         (
             datetime(2025, 3, 15, 8, 0, tzinfo=UTC),
@@ -248,8 +257,21 @@ def test_do_not_disturb_shows_its_state(
     assert [a.text() for a in dnd.actions() if a.isChecked()] == [checked]
 
 
+def test_do_not_disturb_until_turned_off_shows_its_state(tray: TrayController) -> None:
+    tray.set_state(state(look=TrayLook.DND, silence=Silence("dnd", None)))
+    dnd = submenu(tray.menu, "Do not disturb")
+    assert dnd.title() == "Do not disturb (on)"
+    assert [a.text() for a in dnd.actions() if a.isChecked()] == ["Until I turn it off"]
+
+
 @pytest.mark.parametrize(
-    ("entry", "word"), [("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"), ("Off", "off")]
+    ("entry", "word"),
+    [
+        ("For 1 hour", "1h"),
+        ("Until tomorrow", "tomorrow"),
+        ("Until I turn it off", "on"),
+        ("Off", "off"),
+    ],
 )
 def test_do_not_disturb_choices_are_requested(
     qtbot: QtBot, tray: TrayController, entry: str, word: str
@@ -545,21 +567,16 @@ def test_sync_menu_actions_reaches_the_wanted_order(
 # --- what the app shows --------------------------------------------------------------------
 
 
-def test_the_state_of_nobody_logged_in_keeps_only_do_not_disturb() -> None:
-    until = NOW + timedelta(hours=1)
+def test_the_state_of_nobody_logged_in_shows_none_of_an_account() -> None:
     state = TrayState.of(
         connection=StateChange(ConnectionState.CONNECTED),
         username=None,
         unread=4,
         recent=[stored_notification(1)],
-        dnd_until=until,
+        silence=Silence("dnd", None),
     )
     assert state == TrayState(
-        connection="Not logged in",
-        look=TrayLook.LOGIN_REQUIRED,
-        username=None,
-        unread=0,
-        dnd_until=until,
+        connection="Not logged in", look=TrayLook.LOGIN_REQUIRED, username=None, unread=0
     )
 
 
@@ -588,7 +605,7 @@ def test_the_state_of_an_account_says_its_connection(
         username="alice",
         unread=2,
         recent=[stored_notification(2), stored_notification(1)],
-        dnd_until=NOW if dnd else None,
+        silence=Silence("dnd", NOW) if dnd else None,
     )
     assert (state.connection, state.look, state.username, state.unread) == (
         words,
