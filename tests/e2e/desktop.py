@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 from PySide6.QtGui import QColor, QImage
@@ -88,6 +88,7 @@ class IconColours:
     Attributes:
         blue: Saturated blue pixels (the live tile).
         red: Saturated red pixels (the unread badge).
+        violet: Saturated violet pixels (the do-not-disturb mark).
         saturated: Every saturated pixel, whatever its hue.
         total: Pixels in the icon's area.
     """
@@ -96,6 +97,7 @@ class IconColours:
     red: int
     saturated: int
     total: int
+    violet: int = 0
 
     @property
     def live(self) -> bool:
@@ -114,8 +116,8 @@ class IconColours:
 
 
 def icon_colours(image: QImage, area: Rect) -> IconColours:
-    """Count the saturated blue and red pixels of ``area`` in ``image``."""
-    blue = red = saturated = 0
+    """Count the saturated blue, red and violet pixels of ``area`` in ``image``."""
+    blue = red = violet = saturated = 0
     for y in range(area.y, area.y + area.height):
         for x in range(area.x, area.x + area.width):
             colour = QColor(image.pixel(x, y))
@@ -125,9 +127,22 @@ def icon_colours(image: QImage, area: Rect) -> IconColours:
             hue = colour.hsvHue()
             if 195 <= hue <= 245:
                 blue += 1
+            elif 246 <= hue <= 300:
+                violet += 1
             elif hue <= 15 or hue >= 345:
                 red += 1
-    return IconColours(blue=blue, red=red, saturated=saturated, total=area.width * area.height)
+    return IconColours(
+        blue=blue, red=red, violet=violet, saturated=saturated, total=area.width * area.height
+    )
+
+
+def icon_pixels(image: QImage, area: Rect) -> tuple[int, ...]:
+    """Every pixel of ``area`` in ``image``: two looks of the icon differ in some."""
+    return tuple(
+        image.pixel(x, y)
+        for y in range(area.y, area.y + area.height)
+        for x in range(area.x, area.x + area.width)
+    )
 
 
 def _differs(colour: int, background: int) -> bool:
@@ -598,13 +613,30 @@ class RestUser:
     def mark_all_read(self) -> None:
         self._request("POST", "/api/inbox/mark-all-read/", {})
 
-    def publish(self, title: str, *, message: str = "", to: str = "alice") -> None:
+    def publish(
+        self, title: str, *, message: str = "", to: str = "alice", priority: str = "normal"
+    ) -> None:
         """Publish a notification (the user must be staff, like the demo admin)."""
         self._request(
             "POST",
             "/api/notifications/",
-            {"audience": {"usernames": [to]}, "title": title, "message": message},
+            {
+                "audience": {"usernames": [to]},
+                "title": title,
+                "message": message,
+                "priority": priority,
+            },
         )
+
+    def attention(self) -> dict[str, Any]:
+        """The user's attention settings (docs/protocol.md, "Attention")."""
+        body: dict[str, Any] = self._request("GET", "/api/attention/").json()
+        return body
+
+    def change_attention(self, change: dict[str, Any]) -> dict[str, Any]:
+        """Change them as another device of the user would."""
+        body: dict[str, Any] = self._request("PATCH", "/api/attention/", change).json()
+        return body
 
     def close(self) -> None:
         self._client.close()

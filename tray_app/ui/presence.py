@@ -518,9 +518,10 @@ class PresenceWindow(QWidget):
         self._show_current()
 
     def _build_layout(self) -> None:
-        project_label = QLabel("Project", self)
+        # Mnemonics: Alt+P and Alt+Y reach the two choices from the keyboard.
+        project_label = QLabel("&Project", self)
         project_label.setBuddy(self.project_combo)
-        status_label = QLabel("Your status", self)
+        status_label = QLabel("&Your status", self)
         status_label.setBuddy(self.status_combo)
 
         header = QHBoxLayout()
