@@ -15,6 +15,7 @@ urlpatterns: list[URLPattern] = [
     path("login/", views.log_in, name="web-login"),
     path("logout/", views.log_out, name="web-logout"),
     path("inbox/change/", views.change, name="web-inbox-change"),
+    path("attention/dnd/", views.do_not_disturb, name="web-do-not-disturb"),
     re_path(
         rf"^notifications/{ID.format('inbox_id')}/?$", views.notification, name="web-notification"
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,9 +18,12 @@ from urllib.parse import quote, urlencode
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from backend.attention.selectors import attention_of
+from backend.attention.services import attention_update
 from backend.errors import InvalidInput, NotFound
 from backend.notifications import selectors as inbox
 from backend.notifications import services as inbox_services
@@ -74,6 +78,10 @@ def _page(
             state = inbox.inbox_state(user_id=user.pk)
         context["unread_count"] = state.unread_count
         context["latest_seq"] = state.latest_seq
+        attention = attention_of(user_id=user.pk)
+        context["dnd"] = attention["dnd"]
+        # For live.js, which decides what interrupts by the same rules as the desktop.
+        context["attention_json"] = attention
     return render(request, f"web/{template}", context)
 
 
@@ -194,6 +202,30 @@ def change(request: HttpRequest) -> HttpResponse:
     if action == "delete" and back.startswith("/notifications/"):
         back = "/"  # its page is gone
     return HttpResponseRedirect(back)
+
+
+# The header's do-not-disturb choices: how long, from now.
+_DND_CHOICES: dict[str, timedelta | None] = {"1h": timedelta(hours=1), "on": None}
+
+
+@require_POST
+@_logged_in
+def do_not_disturb(request: HttpRequest) -> HttpResponse:
+    """The header's do-not-disturb button: on for an hour (``1h``), until turned off
+    (``on``), or ``off``; on every device of the user (their attention settings)."""
+    choice = request.POST.get("dnd", "")
+    if choice == "off":
+        change: dict[str, Any] = {"dnd": None}
+    elif choice in _DND_CHOICES:
+        length = _DND_CHOICES[choice]
+        until = None if length is None else (timezone.now() + length).isoformat()
+        change = {"dnd": {"until": until}}
+    else:
+        return HttpResponse(
+            "Choose 1h, on or off.", status=400, content_type="text/plain; charset=utf-8"
+        )
+    attention_update(user_id=_user(request).pk, changes=change)
+    return HttpResponseRedirect(_next_page(request))
 
 
 @require_POST

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from playwright.sync_api import Page
 from websockets.sync.client import ClientConnection, connect
 
@@ -249,3 +250,54 @@ def test_browser_notifications_once_allowed_and_the_in_page_toast_otherwise(
         ".some((a) => a.textContent === 'Looking at it')"
     )
     assert browser.evaluate("window.shownNotifications.length") == 0
+
+
+def test_do_not_disturb_in_the_page_is_every_devices_and_holds_its_toasts(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    _log_in(browser, demo_server, "alice")
+    assert browser.evaluate("document.getElementById('dnd-state').hidden") is True
+    with _desktop(demo_server, "alice") as desktop:
+        # The header's button: the desktop's socket hears it, the header says it.
+        navigate_by(browser, "document.getElementById('dnd-toggle').click()")
+        changed = _until(desktop, "attention_changed")
+        assert changed["dnd"] == {"until": None}
+        browser.wait_for_function(
+            "() => document.getElementById('live-status').textContent === 'Live'"
+        )
+        assert browser.evaluate("document.getElementById('dnd-state').textContent") == (
+            "Do not disturb"
+        )
+
+        # Held back in the page: no toast for a normal one (it is in the list), one for
+        # an urgent one, which breaks through.
+        demo_server.cli("notify", "--user", "alice", "--title", "Quiet please", check=True)
+        demo_server.cli(
+            "notify", "--user", "alice", "--title", "Server on fire", "--priority", "urgent",
+            check=True,
+        )  # fmt: skip
+        browser.wait_for_function(
+            "() => [...document.querySelectorAll('#announcer .toast a')]"
+            ".some((a) => a.textContent === 'Server on fire')"
+        )
+        toasts = browser.evaluate("document.getElementById('announcer').textContent")
+        assert "Quiet please" not in toasts
+        assert "Quiet please" in browser.evaluate("document.getElementById('inbox').textContent")
+
+        # Turned off on another device: the page follows without a reload.
+        phone = httpx.patch(
+            f"{demo_server.url}/api/attention/",
+            json={"dnd": None},
+            headers={"Authorization": f"Bearer {login(demo_server, 'alice')}"},
+            timeout=WAIT,
+        )
+        assert phone.status_code == 200, phone.text
+        browser.wait_for_function("() => document.getElementById('dnd-state').hidden")
+        assert browser.evaluate("document.getElementById('dnd-toggle').textContent") == (
+            "Do not disturb"
+        )
+        demo_server.cli("notify", "--user", "alice", "--title", "Back to normal", check=True)
+        browser.wait_for_function(
+            "() => [...document.querySelectorAll('#announcer .toast a')]"
+            ".some((a) => a.textContent === 'Back to normal')"
+        )

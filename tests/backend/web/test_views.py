@@ -283,3 +283,26 @@ def test_a_deep_link_with_a_query_keeps_it_through_the_login(client: Client) -> 
     assert deep.status_code == 302
     login = client.get(deep["Location"])
     assert b'name="next" value="/projects?sort=name&amp;page=2"' in login.content
+
+
+def test_the_headers_do_not_disturb_is_the_users_attention(client: Client, alice: Any) -> None:
+    from backend.attention.selectors import attention_of
+
+    client.post("/login/", {"username": "alice", "password": "right-one"})
+    page = client.get("/").content.decode()
+    assert 'aria-label="Turn on do not disturb"' in page
+    answer = client.post("/attention/dnd/", {"dnd": "1h", "next": "/projects"})
+    assert (answer.status_code, answer["Location"]) == (302, "/projects")
+    until = attention_of(user_id=alice.pk)["dnd"]["until"]
+    assert until is not None
+    assert f'<time datetime="{until}">' in client.get("/").content.decode()
+    client.post("/attention/dnd/", {"dnd": "on"})
+    assert attention_of(user_id=alice.pk)["dnd"] == {"until": None}
+    client.post("/attention/dnd/", {"dnd": "off"})
+    assert attention_of(user_id=alice.pk)["dnd"] is None
+    refused = client.post("/attention/dnd/", {"dnd": "forever"})
+    assert refused.status_code == 400
+    assert client.get("/attention/dnd/").status_code == 405
+    client.post("/logout/")
+    assert client.post("/attention/dnd/", {"dnd": "on"}).status_code == 302  # to the login
+    assert attention_of(user_id=alice.pk)["dnd"] is None

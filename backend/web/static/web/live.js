@@ -2,8 +2,10 @@
 // by the page's session cookie (same origin, no token anywhere), resumed from the
 // newest seq the page knows. It keeps the bell, the inbox list and read state current,
 // shows who is online on a project page, and announces new notifications in the page
-// (and through the browser's notifications once the user allows them). Text from the
-// server goes in as text, never as HTML.
+// (and through the browser's notifications once the user allows them) when the user's
+// attention settings let them interrupt: the same rules as the desktop's
+// (tray_app/attention.py, docs/protocol.md "Attention"). Text from the server goes in
+// as text, never as HTML.
 "use strict";
 
 (() => {
@@ -25,6 +27,78 @@
   let socket = null;
 
   const setStatus = (text) => { if (status) status.textContent = text; };
+
+  // --- attention: when a notification may interrupt --------------------------------
+  const RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
+  let attention = null;
+
+  function minutesOf(clock) {
+    const [hours, minutes] = clock.split(":").map(Number);
+    return hours * 60 + minutes;
+  }
+
+  function wallMinutes(zone) {
+    // Minutes since midnight on the zone's clock; the browser's own without a zone
+    // (or with one this browser does not know).
+    let options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    if (zone) options = { ...options, timeZone: zone };
+    let parts;
+    try {
+      parts = new Intl.DateTimeFormat("en-GB", options).formatToParts(new Date());
+    } catch {
+      return wallMinutes(null);
+    }
+    const part = (type) => Number(parts.find((p) => p.type === type).value);
+    return part("hour") * 60 + part("minute");
+  }
+
+  function dndActive(a) {
+    return Boolean(a && a.dnd && (a.dnd.until === null || new Date(a.dnd.until) > new Date()));
+  }
+
+  function quietNow(a) {
+    if (!a || !a.quiet_hours) return false;
+    const now = wallMinutes(a.time_zone);
+    const start = minutesOf(a.quiet_hours.start);
+    const end = minutesOf(a.quiet_hours.end);
+    return start <= end ? start <= now && now < end : now >= start || now < end;
+  }
+
+  function mayInterrupt(n) {
+    const a = attention;
+    if (!a) return true;
+    const projectId = n.project ? n.project.id : null;
+    if ((projectId !== null && a.muted_projects.includes(projectId))
+        || a.muted_event_types.includes(n.event_type)) return false;
+    if (n.priority === "urgent" && a.urgent_breaks_through) return true;
+    if (dndActive(a) || quietNow(a)) return false;
+    return (RANK[n.priority] ?? 1) >= (RANK[a.min_priority] ?? 0);
+  }
+
+  function setAttention(a) {
+    if (!a || (attention && a.version < attention.version)) return;
+    attention = a;
+    const state = document.getElementById("dnd-state");
+    const toggle = document.getElementById("dnd-toggle");
+    if (!state || !toggle) return;
+    const on = dndActive(a);
+    state.hidden = !on;
+    if (on) {
+      const until = a.dnd.until ? new Date(a.dnd.until) : null;
+      const when = until
+        ? ` until ${until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}` : "";
+      state.textContent = `Do not disturb${when}`;
+    }
+    toggle.value = on ? "off" : "on";
+    toggle.textContent = on ? "Turn off" : "Do not disturb";
+    toggle.setAttribute("aria-label", on ? "Turn off do not disturb" : "Turn on do not disturb");
+  }
+
+  try {
+    setAttention(JSON.parse(document.getElementById("attention").textContent));
+  } catch {
+    attention = null;  // no settings on the page: everything may interrupt
+  }
 
   function setCount(value) {
     unread = Math.max(0, value);
@@ -83,6 +157,7 @@
   // A browser notification when the user allowed them and is not looking at this page
   // (another tab or window has the focus); the in-page toast otherwise.
   function announce(n) {
+    if (!mayInterrupt(n)) return;  // still in the list and on the bell
     const away = document.hidden || !document.hasFocus();
     if (away && "Notification" in window && Notification.permission === "granted") {
       const shown = new Notification(n.title, { body: n.message, tag: `tray-${n.id}` });
@@ -118,6 +193,7 @@
     hello(p) {
       attempt = 0;
       setCount(p.unread_count);
+      if (p.attention) setAttention(p.attention);
       replaying = cursor < p.latest_seq;
       setStatus("Live");
       if (projectId !== null) send("subscribe_presence", { project_id: projectId }, "presence");
@@ -130,6 +206,7 @@
     },
     caught_up(p) { replaying = false; cursor = Math.max(cursor, p.through_seq); },
     unread_count(p) { setCount(p.unread_count); },
+    attention_changed(p) { setAttention(p); },
     notification_updated(p) {
       if (p.updates && "is_read" in p.updates) markRow(rowOf(p.id), p.updates.is_read);
     },
