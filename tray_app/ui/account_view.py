@@ -112,6 +112,10 @@ class AccountView(QObject):
 
     async def close(self, *, logout: bool) -> None:
         """Stop hearing the engine, close the account (and its windows)."""
+        if self.history is not None:
+            # A delete the history still offers to undo goes to the outbox while the
+            # engine is there to take it.
+            self.history.commit_delete()
         self.bridge.detach()
         await self.session.close(logout=logout)
         for window in (self.history, self.presence):

@@ -9,7 +9,16 @@ The window is passive (shared/DESIGN.md, invariant 6): it reads through the sour
 given and emits requests (mark read, delete, open); the app applies them and tells the
 window what changed (:meth:`HistoryWindow.apply_read`, :meth:`HistoryWindow.apply_removed`,
 :meth:`HistoryWindow.notifications_changed`). Notification text is plain text everywhere:
-the delegate paints it with ``QPainter.drawText`` and tooltips escape it.
+the delegate paints it with ``QPainter.drawText``, tooltips escape it and the detail pane
+shows it in a plain-text editor and plain-text labels.
+
+Rows are grouped by local day ("Today", "Yesterday", "Monday", "4 Mar"): the header is
+painted by the delegate above the first row of each day, so headers are not rows (nothing
+to select, nothing for the keyboard to skip) and the model's paging is untouched.
+
+A delete waits: the rows leave the list at once (:meth:`HistoryModel.hide`), and
+``delete_requested`` goes out only when the undo offer lapses, the user deletes again,
+changes the filters or closes the window. Undo puts the rows back where they were.
 """
 
 from __future__ import annotations
@@ -19,13 +28,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import IntEnum
 from typing import Any, Final, Protocol
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QByteArray,
+    QEvent,
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
@@ -37,18 +47,37 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QKeySequence, QPainter, QPalette
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPalette,
+    QTextCharFormat,
+    QTextCursor,
+    QTextOption,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
     QMenu,
+    QMessageBox,
+    QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
     QStackedWidget,
     QStyle,
     QStyledItemDelegate,
@@ -59,7 +88,7 @@ from PySide6.QtWidgets import (
 )
 
 from tray_app.store import NO_FILTERS, Filters, StoredNotification, StoreError
-from tray_app.time_words import describe_age
+from tray_app.time_words import as_aware, describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
 from tray_app.ui.row_painting import paint_over_item_panel, secondary_font, utc_now
 
@@ -85,14 +114,100 @@ EMPTY_HINT: Final = "New notifications will appear here as they arrive."
 NO_MATCH_TEXT: Final = "Nothing matches"
 NO_MATCH_HINT: Final = "Try other words, or clear the filters."
 LOAD_FAILED_TEXT: Final = "Saved notifications cannot be read"
+NO_DETAIL_TEXT: Final = "Select a notification to read it here."
+# How long a delete can be undone before it reaches the engine.
+UNDO_DELAY_MS: Final = 10_000
+# "Clear read" asks first when it would delete more rows than this.
+CLEAR_READ_CONFIRM_ABOVE: Final = 50
+# The outbox takes at most this many ids per action (tray_app.store.outbox).
+DELETE_BATCH: Final = 1_000
+# The detail pane's one-line fields (project, actor, link) are cut here: they are server
+# text of any length, and a label lays out all of it. The title and message are shown whole.
+DETAIL_FIELD_LIMIT: Final = 500
+# The link button shows at most this many characters of the url (the middle elided).
+LINK_TEXT_LIMIT: Final = 80
 
 _LINE_BREAKS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _BIDI_CONTROLS: Final = re.compile(f"[{BIDI_CONTROLS}]")
+# Control characters other than tab and newline, for text that keeps its lines.
+_CONTROLS_BUT_LINES: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
+_LONG_RUN: Final = re.compile(r"\S{2000}")
 
 
 def single_line(text: str) -> str:
     """``text`` with line breaks and control characters folded into single spaces."""
     return _LINE_BREAKS.sub(" ", _BIDI_CONTROLS.sub("", text)).strip()
+
+
+def plain_lines(text: str) -> str:
+    """``text`` with its line breaks kept as newlines, control and bidi characters removed.
+
+    For the detail pane, which shows a message whole: a bidi override must not reverse
+    what follows it, and a NUL or escape has nothing to show.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    return _CONTROLS_BUT_LINES.sub(" ", _BIDI_CONTROLS.sub("", text)).strip()
+
+
+def _cut(text: str, limit: int = DETAIL_FIELD_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _elide_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def local_day(moment: datetime) -> date:
+    """The local calendar day ``moment`` falls on (a naive moment is UTC)."""
+    return as_aware(moment).astimezone().date()
+
+
+def day_label(moment: datetime, now: datetime) -> str:
+    """The header of ``moment``'s day group, on the local clock: "Today", "Yesterday",
+    a weekday name within the last week ("Monday"), then "4 Mar", or "30 Dec 2024" in
+    another year. A moment after ``now`` (clocks disagree a little) is today.
+    """
+    day = local_day(moment)
+    today = local_day(now)
+    days = (today - day).days
+    if days <= 0:
+        return "Today"
+    if days == 1:
+        return "Yesterday"
+    if days < 7:
+        return f"{day:%A}"
+    if day.year == today.year:
+        return f"{day.day} {day:%b}"
+    return f"{day.day} {day:%b %Y}"
+
+
+def absolute_time(moment: datetime) -> str:
+    """``moment`` on the local clock, in full: "Fri 14 Mar 2025, 13:05"."""
+    local = as_aware(moment).astimezone()
+    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"
+
+
+def actor_name(actor: dict[str, Any] | None) -> str:
+    """Who caused a notification, as the detail pane says it: "Bob Baker (bob)", "bob",
+    or "System" when no one did. Every field is untrusted server text."""
+    if not actor:
+        return "System"
+
+    def text(key: str) -> str:
+        value = actor.get(key)
+        return single_line(value) if isinstance(value, str) else ""
+
+    username = text("username")
+    display = text("display_name") or " ".join(
+        part for part in (text("first_name"), text("last_name")) if part
+    )
+    if display and username and display != username:
+        return f"{display} ({username})"
+    return display or username or "Someone"
 
 
 def plain_tooltip(*paragraphs: str) -> str:
@@ -114,6 +229,10 @@ def _age(item: StoredNotification, now: datetime) -> str:
 class HistorySource(Protocol):
     """What the history reads from: the engine (:class:`tray_app.engine.Engine`), or
     the store itself (:class:`tray_app.store.inbox.Inbox`) in tests."""
+
+    def unread_count(self) -> int:
+        """How many notifications are unread (what the tray's badge says)."""
+        ...
 
     def search(
         self, filters: Filters = ..., *, limit: int = 100, offset: int = 0
@@ -142,6 +261,7 @@ class HistoryRole(IntEnum):
     ID = TITLE + 6
     URL = TITLE + 7
     CREATED_AT = TITLE + 8
+    DAY = TITLE + 9  # the day header above this row ("Today"), or "" inside a day group
 
 
 def _counts_toward(filters: Filters, notification: StoredNotification) -> bool:
@@ -160,6 +280,11 @@ class HistoryModel(QAbstractListModel):
     ``apply_read``/``remove`` change rows in place; ``merge_new`` inserts new rows at the
     top; anything the model cannot reconcile cheaply becomes a reload (a model reset), which
     views see as ``modelAboutToBeReset``/``modelReset``.
+
+    Hidden rows (:meth:`hide`: deleted, with the deletion not yet sent) are rows the store
+    still lists but the model does not show: they still count toward the offset of the
+    next page, and pages skip them. While read rows are hidden by "Clear read", the store
+    is asked for unread rows only, so skipping never walks every read row of a big store.
 
     A store failure (:class:`~tray_app.store.errors.StoreError`: disk full, file gone) is
     never raised out of a Qt callback: the model keeps what it has, stops fetching, logs it
@@ -196,9 +321,20 @@ class HistoryModel(QAbstractListModel):
         self._filters = NO_FILTERS
         self._rows: list[StoredNotification] = []
         self._row_of: dict[int, int] = {}
+        # How many of the rows the store lists (for the effective filters) the loaded rows,
+        # shown and hidden, cover: where the next page starts.
         self._offset = 0
+        # What the store counts for the effective filters, hidden rows included.
         self._total = 0
         self._exhausted = True
+        self._newest_seq = 0
+        # Ids not shown (a delete waiting for its undo to lapse, or sent and not yet
+        # confirmed by apply_removed/remove), and those of them read in the loaded range.
+        self._hidden: set[int] = set()
+        self._hidden_rows: dict[int, StoredNotification] = {}
+        self._hide_read = False
+        # Local day of each loaded row, by id: the day headers ask for it on every layout.
+        self._days: dict[int, date] = {}
 
     # -- what the model holds --
 
@@ -209,8 +345,20 @@ class HistoryModel(QAbstractListModel):
 
     @property
     def total(self) -> int:
-        """How many notifications the store holds for the current filters."""
-        return self._total
+        """How many notifications the current filters select, hidden ones left out."""
+        effective = self._effective
+        listed_hidden = sum(
+            1 for item in self._hidden_rows.values() if _counts_toward(effective, item)
+        )
+        return max(0, self._total - listed_hidden)
+
+    @property
+    def _effective(self) -> Filters:
+        """The filters the store is asked with: the user's, and unread only while
+        "Clear read" hides every read row (the store skips them, not the model)."""
+        if self._hide_read and self._filters.unread is None:
+            return replace(self._filters, unread=True)
+        return self._filters
 
     @property
     def page_size(self) -> int:
@@ -235,6 +383,25 @@ class HistoryModel(QAbstractListModel):
         """The notification ids in these rows (rows outside the model are skipped)."""
         return [self._rows[row].id for row in rows if 0 <= row < len(self._rows)]
 
+    def starts_day(self, row: int) -> bool:
+        """Whether ``row`` is the first loaded row of its local day (it carries a header)."""
+        if not 0 <= row < len(self._rows):
+            return False
+        return row == 0 or self._day(self._rows[row - 1]) != self._day(self._rows[row])
+
+    def day_header(self, row: int) -> str | None:
+        """The header of the day group ``row`` opens ("Today", "4 Mar"), or None when
+        the row above is on the same local day (or ``row`` is not loaded)."""
+        if not self.starts_day(row):
+            return None
+        return day_label(self._rows[row].created_at, self._clock())
+
+    def _day(self, item: StoredNotification) -> date:
+        day = self._days.get(item.id)
+        if day is None:
+            day = self._days[item.id] = local_day(item.created_at)
+        return day
+
     # -- Qt model interface --
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -246,24 +413,31 @@ class HistoryModel(QAbstractListModel):
         return not parent.isValid() and not self._exhausted and self._offset < self._total
 
     def fetchMore(self, parent: ModelIndex) -> None:  # noqa: N802
-        """Load the next page from the store."""
-        if parent.isValid() or self._exhausted:
+        """Load the next page from the store (more pages while every row read is hidden)."""
+        if parent.isValid():
             return
-        try:
-            page = self._source.search(self._filters, limit=self._page_size, offset=self._offset)
-        except StoreError as exc:
-            self._failed(exc)
-            return
-        if any(item.id in self._row_of for item in page):
-            # Rows arrived at the top of the store since the last merge, so offsets moved.
-            logger.debug("history: the store moved under a fetch; reloading")
-            self._reload(minimum=len(self._rows) + self._page_size)
-            return
-        self._offset += len(page)
-        if len(page) < self._page_size:
-            self._exhausted = True
-        if page:
-            self._append(page)
+        while not self._exhausted:
+            try:
+                page = self._source.search(
+                    self._effective, limit=self._page_size, offset=self._offset
+                )
+            except StoreError as exc:
+                self._failed(exc)
+                return
+            if any(item.id in self._row_of or item.id in self._hidden_rows for item in page):
+                # Rows arrived at the top of the store since the last merge, so offsets moved.
+                logger.debug("history: the store moved under a fetch; reloading")
+                self._reload(minimum=self._loaded + self._page_size)
+                return
+            self._offset += len(page)
+            if len(page) < self._page_size:
+                self._exhausted = True
+            shown = self._take_hidden(page)
+            if len(shown) < len(page):
+                self._set_total(self._total)  # hidden rows seen: the total shown drops
+            if shown:
+                self._append(shown)
+                return
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         """The notification's fields for the view (see :class:`HistoryRole`)."""
@@ -271,6 +445,8 @@ class HistoryModel(QAbstractListModel):
             return None
         item = self._rows[index.row()]
         match role:
+            case HistoryRole.DAY:
+                return self.day_header(index.row()) or ""
             case Qt.ItemDataRole.DisplayRole | HistoryRole.TITLE:
                 return single_line(item.title)
             case HistoryRole.MESSAGE:
@@ -292,7 +468,7 @@ class HistoryModel(QAbstractListModel):
             case Qt.ItemDataRole.ToolTipRole:
                 return plain_tooltip(item.title, item.message)
             case Qt.ItemDataRole.AccessibleTextRole:
-                return self._spoken(item)
+                return self._spoken(item, self.day_header(index.row()))
         return None
 
     def roleNames(self) -> dict[int, QByteArray]:  # noqa: N802
@@ -302,8 +478,10 @@ class HistoryModel(QAbstractListModel):
             names[int(role)] = QByteArray(role.name.lower().encode())
         return names
 
-    def _spoken(self, item: StoredNotification) -> str:
+    def _spoken(self, item: StoredNotification, day: str | None) -> str:
+        # A screen reader meets no painted header: the first row of a day says the day.
         parts = [
+            day or "",
             "Read" if item.is_read else "Unread",
             PRIORITY_LABELS.get(item.priority, "") if item.priority in ("high", "urgent") else "",
             single_line(item.title),
@@ -315,34 +493,60 @@ class HistoryModel(QAbstractListModel):
     # -- changes --
 
     def refresh(self, filters: Filters = NO_FILTERS) -> None:
-        """Show what ``filters`` selects, from its first page (a model reset)."""
+        """Show what ``filters`` selects, from its first page (a model reset).
+
+        Read rows hidden by ``hide(..., read_rows=True)`` show again (that hiding was for
+        the old filters); rows hidden by id stay hidden.
+        """
         self._filters = filters
+        self._hide_read = False
         self._reload(minimum=self._page_size)
 
     def reload(self) -> None:
         """Read again as many rows as are loaded (at least a page), as a model reset."""
-        self._reload(minimum=max(len(self._rows), self._page_size))
+        self._reload(minimum=max(self._loaded, self._page_size))
+
+    @property
+    def _loaded(self) -> int:
+        return len(self._rows) + len(self._hidden_rows)
 
     def _reload(self, *, minimum: int) -> None:
         self.beginResetModel()
+        effective = self._effective
         try:
-            rows = self._source.search(self._filters, limit=minimum, offset=0)
+            rows = self._source.search(effective, limit=minimum, offset=0)
             # A failing count must not leave the rows and the total disagreeing: read both
             # before touching anything.
-            total = self._source.count(self._filters)
+            total = self._source.count(effective)
         except StoreError as exc:
             self._set_rows([])
+            self._hidden_rows = {}
             self._offset = 0
             self._exhausted = True
             self.endResetModel()
             self._set_total(0)
             self._failed(exc)
             return
-        self._set_rows(rows)
+        self._hidden_rows = {}
+        self._days = {}
         self._offset = len(rows)
         self._exhausted = len(rows) < minimum
+        self._newest_seq = rows[0].seq if rows else 0
+        self._set_rows(self._take_hidden(rows))
         self.endResetModel()
         self._set_total(total)
+
+    def _take_hidden(self, rows: Sequence[StoredNotification]) -> list[StoredNotification]:
+        """The rows to show; the hidden ones among ``rows`` are kept aside."""
+        if not self._hidden:
+            return list(rows)
+        shown = []
+        for item in rows:
+            if item.id in self._hidden:
+                self._hidden_rows[item.id] = item
+            else:
+                shown.append(item)
+        return shown
 
     def merge_new(self) -> None:
         """Take in notifications that arrived since the rows were read.
@@ -350,12 +554,12 @@ class HistoryModel(QAbstractListModel):
         New rows at the top are inserted in place (views keep their selection); anything
         else (rows that appeared between loaded ones, rows deleted elsewhere) reloads.
         """
-        newest_seq = self._rows[0].seq if self._rows else 0
+        effective = self._effective
         try:
-            total = self._source.count(self._filters)
+            total = self._source.count(effective)
             # Only what is newer than the top row: the store reads exactly the new rows.
             fresh = self._source.search(
-                replace(self._filters, after_seq=newest_seq), limit=MAX_MERGED_ROWS + 1
+                replace(effective, after_seq=self._newest_seq), limit=MAX_MERGED_ROWS + 1
             )
         except StoreError as exc:
             self._failed(exc)
@@ -364,11 +568,14 @@ class HistoryModel(QAbstractListModel):
             self.reload()
             return
         if fresh:
-            self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
-            self._rows[0:0] = fresh
-            self._reindex()
+            self._newest_seq = fresh[0].seq
             self._offset += len(fresh)
-            self.endInsertRows()
+            shown = self._take_hidden(fresh)
+            if shown:
+                self.beginInsertRows(QModelIndex(), 0, len(shown) - 1)
+                self._rows[0:0] = shown
+                self._reindex()
+                self.endInsertRows()
         self._set_total(total)
 
     def trim(self, keep: int) -> None:
@@ -381,13 +588,20 @@ class HistoryModel(QAbstractListModel):
         keep = max(keep, 0)
         if len(self._rows) <= keep:
             return
+        effective = self._effective
         self.beginRemoveRows(QModelIndex(), keep, len(self._rows) - 1)
         for item in self._rows[keep:]:
-            self._offset -= _counts_toward(self._filters, item)
+            self._offset -= _counts_toward(effective, item)
             del self._row_of[item.id]
         del self._rows[keep:]
+        # Hidden rows below the last kept one are unloaded too (rows are in seq order).
+        last_kept = self._rows[-1].seq if self._rows else self._newest_seq + 1
+        for item in [item for item in self._hidden_rows.values() if item.seq < last_kept]:
+            self._offset -= _counts_toward(effective, item)
+            del self._hidden_rows[item.id]
         self._exhausted = False
         self.endRemoveRows()
+        self._set_total(self._total)
 
     def apply_read(self, ids: Iterable[int], is_read: bool) -> list[int]:
         """Show these notifications as read (or unread), row by row.
@@ -400,20 +614,26 @@ class HistoryModel(QAbstractListModel):
             The ids whose loaded row changed.
         """
         changed: list[int] = []
+        effective = self._effective
         for notification_id in ids:
+            hidden = self._hidden_rows.get(notification_id)
+            if hidden is not None and hidden.is_read != is_read:
+                # Not shown, but the store's list moved: the next page must still line up.
+                self._hidden_rows[notification_id] = replace(hidden, is_read=is_read)
+                self._offset += _counts_toward(
+                    effective, self._hidden_rows[notification_id]
+                ) - _counts_toward(effective, hidden)
             row = self._row_of.get(notification_id)
             if row is None or self._rows[row].is_read == is_read:
                 continue
             before = self._rows[row]
             after = replace(before, is_read=is_read)
             self._rows[row] = after
-            self._offset += _counts_toward(self._filters, after) - _counts_toward(
-                self._filters, before
-            )
+            self._offset += _counts_toward(effective, after) - _counts_toward(effective, before)
             index = self.index(row, 0)
             self.dataChanged.emit(index, index)
             changed.append(notification_id)
-        if self._filters.unread is not None:
+        if effective.unread is not None:
             self._recount()
         return changed
 
@@ -423,18 +643,97 @@ class HistoryModel(QAbstractListModel):
         Returns:
             The ids whose rows were removed.
         """
+        ids = list(ids)
+        effective = self._effective
+        for notification_id in ids:
+            self._hidden.discard(notification_id)
+            hidden = self._hidden_rows.pop(notification_id, None)
+            if hidden is not None:
+                self._offset -= _counts_toward(effective, hidden)
         rows = sorted({row for i in ids if (row := self._row_of.get(i)) is not None})
         removed = [self._rows[row].id for row in rows]
         # Contiguous runs, bottom up, so earlier row numbers stay valid.
         for first, last in reversed(list(_runs(rows))):
             self.beginRemoveRows(QModelIndex(), first, last)
             for item in self._rows[first : last + 1]:
-                self._offset -= _counts_toward(self._filters, item)
+                self._offset -= _counts_toward(effective, item)
             del self._rows[first : last + 1]
             self._reindex()
             self.endRemoveRows()
         self._recount()
         return removed
+
+    def hide(self, ids: Iterable[int], *, read_rows: bool = False) -> None:
+        """Take these notifications out of the list; the store still holds them.
+
+        For a delete that can be undone: the rows go at once (row by row, so views keep
+        their selection and scroll) and pages read later skip them, until :meth:`unhide`
+        or :meth:`remove` (the store deleted them).
+
+        Args:
+            ids: The notifications to hide.
+            read_rows: These are every read row of the current filters ("Clear read"):
+                the store is asked for unread rows only while they are hidden (a model
+                reset), rather than the model skipping page after page of read rows.
+        """
+        wanted = set(ids) - self._hidden
+        self._hidden |= wanted
+        if read_rows and self._filters.unread is None:
+            self._hide_read = True
+            self.reload()
+            return
+        rows = sorted({row for i in wanted if (row := self._row_of.get(i)) is not None})
+        for first, last in reversed(list(_runs(rows))):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            for item in self._rows[first : last + 1]:
+                self._hidden_rows[item.id] = item
+            del self._rows[first : last + 1]
+            self._reindex()
+            self.endRemoveRows()
+        self._set_total(self._total)
+
+    def stop_hiding_read(self) -> None:
+        """End the read-row hiding of ``hide(..., read_rows=True)`` (a reload); the ids it
+        hid stay hidden until :meth:`remove` or :meth:`unhide`."""
+        if self._hide_read:
+            self._hide_read = False
+            self.reload()
+
+    def hidden_read_count(self) -> int:
+        """How many of the hidden rows the loaded range holds are read."""
+        return sum(1 for item in self._hidden_rows.values() if item.is_read)
+
+    def unhide(self, ids: Iterable[int]) -> list[int]:
+        """Show these hidden notifications again, where they were (undo of a delete).
+
+        Returns:
+            The ids whose rows came back into the loaded rows (others come with later
+            pages, or were never loaded).
+        """
+        wanted = set(ids) & self._hidden
+        self._hidden -= wanted
+        if self._hide_read:
+            self._hide_read = False
+            self.reload()
+            return [item.id for item in self._rows if item.id in wanted]
+        back = sorted(
+            (self._hidden_rows.pop(i) for i in wanted if i in self._hidden_rows),
+            key=lambda item: -item.seq,
+        )
+        if not back:
+            return []
+        # The rows are in seq order (newest first): merge the returning ones in place, as
+        # runs of consecutive rows, top down so that each run's row numbers are final.
+        merged = sorted([*self._rows, *back], key=lambda item: -item.seq)
+        returning = {item.id for item in back}
+        positions = [row for row, item in enumerate(merged) if item.id in returning]
+        for first, last in _runs(positions):
+            self.beginInsertRows(QModelIndex(), first, last)
+            self._rows[first:first] = merged[first : last + 1]
+            self._reindex()
+            self.endInsertRows()
+        self._set_total(self._total)
+        return [item.id for item in back]
 
     def refresh_ages(self) -> None:
         """Tell views the ages changed (the clock moved on)."""
@@ -462,7 +761,7 @@ class HistoryModel(QAbstractListModel):
 
     def _recount(self) -> None:
         try:
-            self._set_total(self._source.count(self._filters))
+            self._set_total(self._source.count(self._effective))
         except StoreError as exc:
             self._failed(exc)
 
@@ -474,7 +773,7 @@ class HistoryModel(QAbstractListModel):
 
     def _set_total(self, total: int) -> None:
         self._total = total
-        self.total_changed.emit(total)
+        self.total_changed.emit(self.total)
 
 
 def _runs(rows: Sequence[int]) -> Iterable[tuple[int, int]]:
@@ -493,35 +792,114 @@ def _runs(rows: Sequence[int]) -> Iterable[tuple[int, int]]:
 
 
 class HistoryDelegate(QStyledItemDelegate):
-    """Paints one notification in three lines, as plain text.
+    """Paints one notification in three lines, as plain text, under its day's header.
 
     Line one: an unread dot, the title (bold while unread) and a chip for high and urgent
     priority. Line two: project and age. Line three: the start of the message. Every string
     is drawn with ``QPainter.drawText`` and elided to fit, so nothing is ever read as HTML.
+    The first row of each local day is taller by a header band ("Today", "4 Mar") drawn
+    above the row's own panel, so the selection never covers the header.
     """
 
     PADDING: Final = 8
     DOT_SIZE: Final = 8
     GUTTER: Final = 22
     LINE_GAP: Final = 2
+    HEADER_PADDING: Final = 6
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # (row height, header band height) by font, and those of the view's font: the view
+        # asks every loaded row's size on each layout (100,000 times, scrolled to the end
+        # of a big store), so that path must not even build a font key.
+        self._heights: dict[str, tuple[int, int]] = {}
+        self._view_heights: tuple[int, int] | None = None
+
+    def forget_font(self) -> None:
+        """The view's font or style changed: measure the rows again."""
+        self._view_heights = None
+
+    def heights(self, font: QFont) -> tuple[int, int]:
+        """The height of a row and of a day header band, in ``font``."""
+        key = font.key()
+        known = self._heights.get(key)
+        if known is None:
+            title = QFontMetrics(self._title_font(font, unread=True))
+            small = QFontMetrics(secondary_font(font))
+            row = title.height() + 2 * small.height() + 2 * self.LINE_GAP + 2 * self.PADDING
+            header = QFontMetrics(self._header_font(font)).height() + 2 * self.HEADER_PADDING
+            known = self._heights[key] = (row, header)
+        return known
+
+    def header_height(self, font: QFont, index: ModelIndex) -> int:
+        """The height of the day header band drawn above ``index``'s row (0 for none)."""
+        model = index.model()
+        if not isinstance(model, HistoryModel) or not model.starts_day(index.row()):
+            return 0
+        return self.heights(font)[1]
 
     def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:  # noqa: N802
-        """Three lines of text and padding; every row is the same height."""
-        title = QFontMetrics(self._title_font(option.font, unread=True))
-        small = QFontMetrics(secondary_font(option.font))
-        height = title.height() + 2 * small.height() + 2 * self.LINE_GAP + 2 * self.PADDING
-        return QSize(320, height)
+        """Three lines of text and padding, and the day's header above a day's first row."""
+        known = self._view_heights
+        if known is None:
+            known = self._view_heights = self.heights(option.font)
+        row, header = known
+        model = index.model()
+        if isinstance(model, HistoryModel) and model.starts_day(index.row()):
+            return QSize(320, row + header)
+        return QSize(320, row)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
-        """Draw the row."""
+        """Draw the row (and its day header)."""
         model = index.model()
         if not isinstance(model, HistoryModel):
             super().paint(painter, option, index)
             return
         item = model.notification(index.row())
+        header = model.day_header(index.row())
+        if header is None:
+            row_option = option
+        else:
+            band = self.heights(option.font)[1]
+            self._paint_header(painter, option, header)
+            row_option = QStyleOptionViewItem(option)
+            row_option.rect = QRect(option.rect).adjusted(0, band, 0, 0)
         paint_over_item_panel(
-            self, painter, option, index, lambda: self._paint_content(painter, option, item, model)
+            self,
+            painter,
+            row_option,
+            index,
+            lambda: self._paint_content(painter, row_option, item, model),
         )
+
+    def _paint_header(self, painter: QPainter, option: QStyleOptionViewItem, label: str) -> None:
+        rect: QRect = option.rect
+        band = QRect(rect.left(), rect.top(), rect.width(), self.heights(option.font)[1])
+        palette: QPalette = option.palette
+        painter.save()
+        try:
+            painter.fillRect(band, palette.color(QPalette.ColorRole.Window))
+            font = self._header_font(option.font)
+            painter.setFont(font)
+            colour = QColor(palette.color(QPalette.ColorRole.WindowText))
+            colour.setAlphaF(0.7)
+            painter.setPen(colour)
+            text_rect = band.adjusted(self.GUTTER, 0, -self.PADDING, 0)
+            painter.drawText(
+                text_rect,
+                int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                QFontMetrics(font).elidedText(
+                    label, Qt.TextElideMode.ElideRight, text_rect.width()
+                ),
+            )
+        finally:
+            painter.restore()
+
+    @staticmethod
+    def _header_font(base: QFont) -> QFont:
+        font = secondary_font(base)
+        font.setBold(True)
+        return font
 
     def _paint_content(
         self,
@@ -667,29 +1045,90 @@ def range_start(choice: DateRange, now: datetime) -> datetime | None:
     return None
 
 
-class HistoryWindow(QWidget):
-    """Every stored notification: search, filter, mark read or unread, delete, open.
+class HistoryListView(QListView):
+    """The history's list, where a click on a day header selects nothing.
 
-    Keyboard: Enter opens, Space toggles read, Delete deletes the selected rows, Ctrl+F
-    goes to the search box, Ctrl+A selects all; the arrows and Shift/Ctrl extend the
-    selection as in any list.
+    Day headers are painted inside the first row of each day (:class:`HistoryDelegate`),
+    so a press on one would otherwise select the row under it.
+    """
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        """A new font or style changes the rows' heights."""
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            delegate = self.itemDelegate()
+            if isinstance(delegate, HistoryDelegate):
+                delegate.forget_font()
+        super().changeEvent(event)
+
+    def header_at(self, position: QPoint) -> bool:
+        """Whether ``position`` (viewport coordinates) is on a day header."""
+        index = self.indexAt(position)
+        delegate = self.itemDelegate()
+        if not index.isValid() or not isinstance(delegate, HistoryDelegate):
+            return False
+        band = delegate.header_height(self.font(), index)
+        return position.y() < self.visualRect(index).top() + band
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        """Select as any list does, except on a day header."""
+        if self.header_at(event.position().toPoint()):
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        """Open as any list does, except on a day header."""
+        if self.header_at(event.position().toPoint()):
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
+
+@dataclass(frozen=True)
+class _PendingDelete:
+    """A delete the user can still undo."""
+
+    ids: tuple[int, ...]
+    read_rows: bool  # "Clear read": every read row of the filters
+
+
+class HistoryWindow(QWidget):
+    """Every stored notification: search, filter, read, mark read or unread, delete, open.
+
+    The list is grouped by local day; the detail pane under it shows the current row in
+    full. A delete (the Delete key or action, "Clear read") takes the rows out of the list
+    at once and offers Undo for ``undo_delay_ms``; ``delete_requested`` is emitted only
+    when that offer lapses, the user deletes again, changes the filters or closes the
+    window.
+
+    Keyboard: Enter opens (a notification without a link opens in the detail pane), Space
+    toggles read, Delete deletes the selected rows, Ctrl+Z undoes a delete while Undo is
+    offered, Escape in the detail pane goes back to the list, Ctrl+F goes to the search
+    box, Ctrl+A selects all; the arrows and Shift/Ctrl extend the selection as in any list.
 
     Signals:
         mark_read_requested(list): The user asked to mark these notification ids read.
         mark_unread_requested(list): The user asked to mark these ids unread.
-        delete_requested(list): The user asked to delete these ids.
-        open_requested(int, str): The user asked to open a notification (id, url).
+        mark_all_read_requested(): The user asked to mark every notification read.
+        delete_requested(list): The user deleted these ids and did not undo it (at most
+            ``DELETE_BATCH`` ids per emission; a bigger delete is several emissions).
+        open_requested(int, str): The user asked to open a notification's link (id, url).
         filters_changed(): The search text or a filter changed and the list was re-read.
 
     Args:
-        source: The store to read (an :class:`~tray_app.store.inbox.Inbox`).
-        clock: The current time (timezone-aware), for ages and date ranges.
+        source: What to read: the engine, or a store (an
+            :class:`~tray_app.store.inbox.Inbox`) in tests.
+        clock: The current time (timezone-aware), for ages, day headers and date ranges.
         page_size: Rows read per fetch.
+        undo_delay_ms: How long a delete can be undone before it is requested.
+        confirm_clear: Asked, with the number of rows, before "Clear read" deletes more
+            than ``CLEAR_READ_CONFIRM_ABOVE``; True goes ahead. A message box by default.
         parent: The Qt parent.
     """
 
     mark_read_requested = Signal(list)
     mark_unread_requested = Signal(list)
+    mark_all_read_requested = Signal()
     delete_requested = Signal(list)
     open_requested = Signal(int, str)
     filters_changed = Signal()
@@ -700,23 +1139,33 @@ class HistoryWindow(QWidget):
         *,
         clock: Clock = utc_now,
         page_size: int = PAGE_SIZE,
+        undo_delay_ms: int = UNDO_DELAY_MS,
+        confirm_clear: Callable[[int], bool] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._source = source
         self._clock = clock
+        self._confirm_clear = confirm_clear or self._ask_to_clear
         self._saved_view: _ViewState | None = None
         # What the store said when it last failed; shown until the next successful read.
         self._failure: str | None = None
         self._resets = 0
         self._projects_listed: list[tuple[int, str]] | None = None
+        self._pending: _PendingDelete | None = None
+        # What the detail pane shows, to leave the text (and the user's selection in it)
+        # alone when only the read state or the age changed.
+        self._detail_item: StoredNotification | None = None
         self.setWindowTitle("Notification history")
-        self.resize(620, 680)
+        self.resize(620, 720)
 
         self.model = HistoryModel(source, clock=clock, page_size=page_size, parent=self)
         self._build_banner()
         self._build_filters()
+        self._build_summary()
         self._build_list()
+        self._build_detail()
+        self._build_undo_bar(undo_delay_ms)
         self._build_actions()
         self._build_layout()
 
@@ -743,6 +1192,7 @@ class HistoryWindow(QWidget):
         self._reload_projects()
         self.model.refresh(self.current_filters())
         self._update_state()
+        self._refresh_counts()
 
     # -- building --
 
@@ -763,12 +1213,16 @@ class HistoryWindow(QWidget):
         self.search_box.setAccessibleName("Search notifications")
 
         self.unread_only = QCheckBox("Unread only", self)
+        self.unread_only.setAccessibleName("Unread only")
         self.unread_only.toggled.connect(lambda _on: self._apply_filters())
 
         self.project_combo = QComboBox(self)
         self.project_combo.setAccessibleName("Project")
         self.project_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.project_combo.setMinimumContentsLength(10)
+        # A project's title is server text of any length: past this the combo elides it
+        # rather than widening the window.
+        self.project_combo.setMaximumWidth(260)
         self.project_combo.currentIndexChanged.connect(lambda _i: self._apply_filters())
 
         self.priority_button = QPushButton(self)
@@ -790,17 +1244,35 @@ class HistoryWindow(QWidget):
             self.date_combo.addItem(label, int(choice))
         self.date_combo.currentIndexChanged.connect(lambda _i: self._apply_filters())
 
+    def _build_summary(self) -> None:
+        self.unread_label = QLabel(self)
+        self.unread_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.unread_label.setAccessibleDescription("Unread notifications")
+        self.mark_all_read_button = QPushButton("Mark all read", self)
+        self.mark_all_read_button.setAccessibleName("Mark all read")
+        self.mark_all_read_button.setToolTip("Mark every notification read")
+        self.mark_all_read_button.clicked.connect(
+            lambda _checked=False: self.mark_all_read_requested.emit()
+        )
+        self.clear_read_button = QPushButton("Clear read", self)
+        self.clear_read_button.setAccessibleName("Clear read notifications")
+        self.clear_read_button.setToolTip("Delete every read notification in this list")
+        self.clear_read_button.clicked.connect(lambda _checked=False: self.clear_read())
+
     def _build_list(self) -> None:
-        self.list_view = QListView(self)
+        self.list_view = HistoryListView(self)
         self.list_view.setModel(self.model)
         self.list_view.setItemDelegate(HistoryDelegate(self.list_view))
-        self.list_view.setUniformItemSizes(True)
+        # Rows are not all one height (a day's first row carries its header), so the view
+        # asks each loaded row's size: a cached lookup per row (HistoryDelegate.heights).
+        self.list_view.setUniformItemSizes(False)
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list_view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.list_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.list_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list_view.setFrameShape(QFrame.Shape.NoFrame)
+        self.list_view.setMinimumHeight(120)
         self.list_view.setAccessibleName("Notifications")
         self.list_view.doubleClicked.connect(lambda index: self._open(index))
         self.list_view.customContextMenuRequested.connect(self._show_context_menu)
@@ -820,6 +1292,7 @@ class HistoryWindow(QWidget):
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.clear_filters_button = QPushButton("Clear filters", self)
+        self.clear_filters_button.setAccessibleName("Clear filters")
         self.clear_filters_button.clicked.connect(self.clear_filters)
         empty = QWidget(self)
         empty_layout = QVBoxLayout(empty)
@@ -838,6 +1311,154 @@ class HistoryWindow(QWidget):
         self.status_label = QLabel(self)
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.status_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+
+    def _build_detail(self) -> None:
+        pane = QFrame(self)
+        pane.setObjectName("detailPane")
+        pane.setAccessibleName("Notification details")
+
+        self.detail_placeholder = QLabel(NO_DETAIL_TEXT, pane)
+        self.detail_placeholder.setTextFormat(Qt.TextFormat.PlainText)
+        self.detail_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_placeholder.setWordWrap(True)
+        self.detail_placeholder.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+
+        def field(name: str) -> QLabel:
+            label = QLabel(pane)
+            label.setTextFormat(Qt.TextFormat.PlainText)
+            label.setTextInteractionFlags(
+                Qt.TextInteractionFlag.TextSelectableByMouse
+                | Qt.TextInteractionFlag.TextSelectableByKeyboard
+            )
+            label.setAccessibleName(name)
+            # One line each, cut to the pane (a wrapped label would make the pane's height
+            # depend on its width, and the scroll area below would then never let it shrink);
+            # server text of any width must not set the window's minimum width either.
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(40)
+            return label
+
+        self.detail_project = field("Project")
+        self.detail_actor = field("From")
+        self.detail_time = field("Received")
+        self.detail_priority = field("Priority")
+        # The link is a flat button drawn as a link: plain text (no rich-text label to feed
+        # server text to), reached with Tab and pressed with Space or Enter, and it asks to
+        # open the stored url like the Open action.
+        self.detail_link = QPushButton(pane)
+        self.detail_link.setObjectName("detailLink")
+        self.detail_link.setFlat(True)
+        self.detail_link.setAutoDefault(True)  # Enter presses it, as Space does
+        self.detail_link.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.detail_link.setAccessibleName("Open link")
+        self.detail_link.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.detail_link.setMinimumWidth(40)
+        self.detail_link.setStyleSheet("#detailLink { text-align: left; }")
+        link_palette = self.detail_link.palette()
+        link_palette.setColor(
+            QPalette.ColorRole.ButtonText, link_palette.color(QPalette.ColorRole.Link)
+        )
+        self.detail_link.setPalette(link_palette)
+        link_font = self.detail_link.font()
+        link_font.setUnderline(True)
+        self.detail_link.setFont(link_font)
+        self.detail_link.clicked.connect(lambda _checked=False: self._open_detail_link())
+
+        # Title and message in a read-only plain-text editor: selectable, wrapped (long
+        # words too), scrollable, and a megabyte of text costs it nothing much.
+        self.detail_text = QPlainTextEdit(pane)
+        self.detail_text.setReadOnly(True)
+        self.detail_text.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.detail_text.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.detail_text.setTabChangesFocus(True)
+        self.detail_text.setAccessibleName("Notification text")
+        self.detail_text.setMinimumHeight(self.detail_text.fontMetrics().lineSpacing() * 3)
+
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setVerticalSpacing(2)
+        form.addRow("Project:", self.detail_project)
+        form.addRow("From:", self.detail_actor)
+        form.addRow("Received:", self.detail_time)
+        form.addRow("Priority:", self.detail_priority)
+        form.addRow("Link:", self.detail_link)
+        self._detail_form = form
+
+        content = QWidget(pane)
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        content_layout.setSpacing(6)
+        content_layout.addWidget(self.detail_text, 1)
+        content_layout.addLayout(form)
+        self.detail_content = content
+
+        self.detail_stack = QStackedWidget(pane)
+        self.detail_stack.addWidget(self.detail_placeholder)
+        self.detail_stack.addWidget(content)
+        pane_layout = QVBoxLayout(pane)
+        pane_layout.setContentsMargins(12, 8, 12, 8)
+        pane_layout.addWidget(self.detail_stack)
+        self.detail_pane = pane
+        # In a small window the pane scrolls rather than squeezing the list to nothing.
+        area = QScrollArea(self)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        area.setWidget(pane)
+        area.setMinimumHeight(80)
+        self.detail_area = area
+
+        back = QAction("Back to the list", pane)
+        back.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        back.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        back.triggered.connect(lambda _checked=False: self._focus_list())
+        pane.addAction(back)
+
+    def _build_undo_bar(self, delay_ms: int) -> None:
+        bar = QFrame(self)
+        bar.setObjectName("undoBar")
+        bar.setAccessibleName("Deleted notifications")
+        bar.setStyleSheet(
+            "#undoBar { background: palette(alternate-base); border: 1px solid palette(mid);"
+            " border-radius: 6px; }"
+        )
+        self.undo_label = QLabel(bar)
+        self.undo_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.undo_button = QPushButton("Undo", bar)
+        self.undo_button.setAccessibleName("Undo delete")
+        self.undo_button.setToolTip(
+            "Undo ("
+            + QKeySequence(QKeySequence.StandardKey.Undo).toString(
+                QKeySequence.SequenceFormat.NativeText
+            )
+            + ")"
+        )
+        self.undo_button.clicked.connect(lambda _checked=False: self.undo_delete())
+        layout = QHBoxLayout(bar)
+        layout.setContentsMargins(10, 4, 6, 4)
+        layout.addWidget(self.undo_label, 1)
+        layout.addWidget(self.undo_button)
+        bar.setVisible(False)
+        self.undo_bar = bar
+
+        self.undo_action = QAction("Undo delete", self)
+        self.undo_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Undo))
+        # Window-wide, but the search box keeps Ctrl+Z for its own text (it claims the key
+        # first, as a shortcut override).
+        self.undo_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.undo_action.setEnabled(False)
+        self.undo_action.triggered.connect(lambda _checked=False: self.undo_delete())
+        self.addAction(self.undo_action)
+
+        self._undo_timer = QTimer(self)
+        self._undo_timer.setSingleShot(True)
+        self._undo_timer.setInterval(delay_ms)
+        self._undo_timer.timeout.connect(self.commit_delete)
 
     def _build_actions(self) -> None:
         def action(text: str, keys: Sequence[QKeySequence], slot: Callable[[], None]) -> QAction:
@@ -882,6 +1503,11 @@ class HistoryWindow(QWidget):
             self.delete_action,
         ):
             self.toolbar.addAction(made)
+            # A toolbar's buttons take no focus by default; these are the window's only
+            # buttons for their actions, so Tab reaches them like any other control.
+            button = self.toolbar.widgetForAction(made)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            button.setAccessibleName(made.text())
 
     def _build_layout(self) -> None:
         filters = QHBoxLayout()
@@ -891,6 +1517,13 @@ class HistoryWindow(QWidget):
         filters.addWidget(self.priority_button)
         filters.addWidget(self.date_combo)
         filters.addStretch(1)
+
+        summary = QHBoxLayout()
+        summary.setSpacing(8)
+        summary.addWidget(self.unread_label)
+        summary.addStretch(1)
+        summary.addWidget(self.mark_all_read_button)
+        summary.addWidget(self.clear_read_button)
 
         footer = QHBoxLayout()
         footer.addWidget(self.toolbar)
@@ -903,6 +1536,21 @@ class HistoryWindow(QWidget):
         top.addWidget(self.offline_banner)
         top.addWidget(self.search_box)
         top.addLayout(filters)
+        top.addLayout(summary)
+
+        # List above, detail below: at the default width the rows keep their room, and
+        # either side can be dragged smaller; neither collapses out of sight.
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.addWidget(self.stack)
+        self.splitter.addWidget(self.detail_area)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([380, 240])  # the first split: most of the height to the list
+
+        undo = QHBoxLayout()
+        undo.setContentsMargins(12, 6, 12, 0)
+        undo.addWidget(self.undo_bar)
 
         line = QFrame(self)
         line.setFrameShape(QFrame.Shape.HLine)
@@ -920,7 +1568,8 @@ class HistoryWindow(QWidget):
         layout.setSpacing(0)
         layout.addLayout(top)
         layout.addWidget(line)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.splitter, 1)
+        layout.addLayout(undo)
         layout.addWidget(bottom_line)
         layout.addLayout(bottom)
 
@@ -936,29 +1585,38 @@ class HistoryWindow(QWidget):
         Rows added at the top appear above the current ones; when the list is scrolled down,
         the rows in view stay in view.
         """
-        bar = self.list_view.verticalScrollBar()
+        view = self.list_view
+        bar = view.verticalScrollBar()
         anchored = bar.value() > 0
         before = self.model.rowCount()
         resets = self._resets
-        row_height = self._row_height()
+        anchor = self._top_row() if anchored else None
         self._failure = None
         self._reload_projects()
         self.model.merge_new()
         added = self.model.rowCount() - before
-        if anchored and added > 0 and resets == self._resets:
-            # Rows inserted above the viewport push its content down by their height.
-            self.list_view.doItemsLayout()
-            bar.setValue(bar.value() + added * row_height)
+        row = None if anchor is None else self.model.row_of(anchor[0])
+        if row is not None and anchor is not None and added > 0 and resets == self._resets:
+            # Rows inserted above the viewport push its content down (by their heights,
+            # which differ with the day headers): scroll by what the top row moved.
+            view.doItemsLayout()
+            bar.setValue(bar.value() + view.visualRect(self.model.index(row, 0)).top() - anchor[1])
         elif not anchored and added > 0:
             # At the top the rows pushed down by new ones are out of view: unload all but
             # a page (and the selected rows), so the list stays as cheap as when it opened.
-            selected = [index.row() for index in self.list_view.selectionModel().selectedRows()]
+            selected = [index.row() for index in view.selectionModel().selectedRows()]
             self.model.trim(max([self.model.page_size - 1, *selected]) + 1)
+        self._refresh_counts()
 
     def apply_read(self, ids: Sequence[int], is_read: bool) -> None:
         """These notifications were marked read (or unread): restyle their rows in place."""
         self.model.apply_read(ids, is_read)
         self._update_actions()
+        self._refresh_counts()
+
+    def set_unread_count(self, count: int) -> None:
+        """The engine's unread count changed (the server's word, when it has one)."""
+        self._show_unread(count)
 
     def apply_removed(self, ids: Sequence[int]) -> None:
         """These notifications were deleted: drop their rows, keep a sensible selection."""
@@ -966,6 +1624,7 @@ class HistoryWindow(QWidget):
         current_row = current.row() if current.isValid() else -1
         selected = {index.row() for index in self.list_view.selectionModel().selectedIndexes()}
         removed_rows = {row for i in ids if (row := self.model.row_of(i)) is not None}
+        self._forget_pending(ids)
         self.model.remove(ids)
         self._reload_projects()
         if current_row in removed_rows and self.model.rowCount() > 0:
@@ -981,6 +1640,7 @@ class HistoryWindow(QWidget):
                     index, QItemSelectionModel.SelectionFlag.NoUpdate
                 )
         self._update_state()
+        self._refresh_counts()
 
     def current_filters(self) -> Filters:
         """The filters the controls describe now."""
@@ -1000,6 +1660,70 @@ class HistoryWindow(QWidget):
         """The ids of the selected rows, top to bottom."""
         rows = sorted(index.row() for index in self.list_view.selectionModel().selectedRows())
         return self.model.ids(rows)
+
+    @property
+    def pending_delete(self) -> tuple[int, ...]:
+        """The ids deleted in the list whose ``delete_requested`` is still waiting."""
+        return self._pending.ids if self._pending is not None else ()
+
+    def clear_read(self) -> None:
+        """Delete every read notification the current filters select, with Undo offered.
+
+        Asks first (``confirm_clear``) when that is more than ``CLEAR_READ_CONFIRM_ABOVE``.
+        """
+        self.commit_delete()
+        filters = self.model.filters
+        if filters.unread:
+            return
+        read = replace(filters, unread=False)
+        try:
+            count = self._source.count(read)
+            if count == 0 or (count > CLEAR_READ_CONFIRM_ABOVE and not self._confirm_clear(count)):
+                return
+            ids = [item.id for item in self._source.search(read, limit=count)]
+        except StoreError as exc:
+            self._show_failure(str(exc))
+            return
+        if ids:
+            self._defer_delete(ids, read_rows=True)
+            self._focus_list()
+
+    def undo_delete(self) -> None:
+        """Put back the rows of the delete still waiting (no-op when none is)."""
+        pending = self._end_pending()
+        if pending is None:
+            return
+        restored = self.model.unhide(pending.ids)
+        if not pending.read_rows:
+            # The rows come back selected, as they were when deleted.
+            rows = sorted(row for i in restored if (row := self.model.row_of(i)) is not None)
+            if rows:
+                chosen = QItemSelection()
+                for row in rows:
+                    index = self.model.index(row, 0)
+                    chosen.select(index, index)
+                selection = self.list_view.selectionModel()
+                selection.select(chosen, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                first = self.model.index(rows[0], 0)
+                selection.setCurrentIndex(first, QItemSelectionModel.SelectionFlag.NoUpdate)
+                self.list_view.scrollTo(first)
+        self._focus_list()
+        self._refresh_counts()
+
+    def commit_delete(self) -> None:
+        """Request the delete still waiting for its undo offer to lapse, now (no-op when
+        none is). The rows stay out of the list until :meth:`apply_removed`."""
+        pending = self._end_pending()
+        if pending is None:
+            return
+        ids = list(pending.ids)
+        for start in range(0, len(ids), DELETE_BATCH):
+            self.delete_requested.emit(ids[start : start + DELETE_BATCH])
+        if pending.read_rows:
+            # The store no longer needs asking for unread rows only: the deleted ids stay
+            # hidden by id until the app confirms them (the engine does so at once).
+            self.model.stop_hiding_read()
+        self._refresh_counts()
 
     def clear_filters(self) -> None:
         """Reset the search and every filter (one re-read)."""
@@ -1030,6 +1754,9 @@ class HistoryWindow(QWidget):
     # -- reacting to the user --
 
     def _apply_filters(self) -> None:
+        # A delete waiting for Undo is done with once the list shows something else: its
+        # rows (and "Clear read"'s meaning) belong to the filters it was made under.
+        self.commit_delete()
         self._failure = None
         self._search_timer.stop()
         self._update_priority_label()
@@ -1037,17 +1764,61 @@ class HistoryWindow(QWidget):
         self.model.refresh(filters)
         self.list_view.scrollToTop()
         self._update_state()
+        self._refresh_counts()
         self.filters_changed.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Closing the window ends the undo offer: the waiting delete is requested."""
+        self.commit_delete()
+        super().closeEvent(event)
 
     def _focus_search(self) -> None:
         self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search_box.selectAll()
 
+    def _focus_list(self) -> None:
+        """Focus the list, or the Undo button when the list has nothing left to show."""
+        if self.stack.currentWidget() is self.list_view:
+            self.list_view.setFocus(Qt.FocusReason.OtherFocusReason)
+        elif self.undo_bar.isVisibleTo(self):
+            self.undo_button.setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self.list_view.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def _open(self, index: QModelIndex | QPersistentModelIndex) -> None:
         if not index.isValid():
             return
         item = self.model.notification(index.row())
-        self.open_requested.emit(item.id, item.url)
+        if item.url.strip():
+            self.open_requested.emit(item.id, item.url)
+            return
+        # Nothing to open in a browser: the notification is read here, in the detail pane.
+        self.show_in_pane(item.id)
+        if not item.is_read:
+            self.mark_read_requested.emit([item.id])
+
+    def show_in_pane(self, notification_id: int) -> bool:
+        """Select this notification and move the focus to the detail pane showing it.
+
+        Returns:
+            False when the notification is not among the loaded rows.
+        """
+        row = self.model.row_of(notification_id)
+        if row is None:
+            return False
+        index = self.model.index(row, 0)
+        self.list_view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+        self.list_view.scrollTo(index)
+        self._update_detail()
+        self.detail_text.setFocus(Qt.FocusReason.OtherFocusReason)
+        return True
+
+    def _open_detail_link(self) -> None:
+        item = self._detail_item
+        if item is not None and item.url.strip():
+            self.open_requested.emit(item.id, item.url)
 
     def _open_current(self) -> None:
         current = self.list_view.currentIndex()
@@ -1083,13 +1854,82 @@ class HistoryWindow(QWidget):
             self.mark_unread_requested.emit(ids)
 
     def _delete_selected(self) -> None:
-        ids = self.selected_ids()
-        if ids:
-            self.delete_requested.emit(ids)
+        rows = sorted(index.row() for index in self.list_view.selectionModel().selectedRows())
+        ids = self.model.ids(rows)
+        if not ids:
+            return
+        self._defer_delete(ids)
+        # The focus goes to the row now where the first deleted one was (the next one), as
+        # in a mail client, and never stays on the Delete button.
+        model = self.model
+        while rows[0] >= model.rowCount() and model.canFetchMore(QModelIndex()):
+            model.fetchMore(QModelIndex())
+        if model.rowCount() > 0:
+            index = model.index(min(rows[0], model.rowCount() - 1), 0)
+            self.list_view.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            )
+            self.list_view.scrollTo(index)
+        self._focus_list()
+
+    def _defer_delete(self, ids: Sequence[int], *, read_rows: bool = False) -> None:
+        self.commit_delete()  # deleting again ends the previous undo offer
+        self._pending = _PendingDelete(tuple(ids), read_rows)
+        self.model.hide(ids, read_rows=read_rows)
+        self._show_pending()
+        self._undo_timer.start()
+        self.undo_action.setEnabled(True)
+        self._update_state()
+        self._refresh_counts()
+
+    def _show_pending(self) -> None:
+        count = len(self.pending_delete)
+        text = f"Deleted {count:,} " + ("notification" if count == 1 else "notifications")
+        self.undo_label.setText(text)
+        self.undo_bar.setAccessibleDescription(text)
+        self.undo_bar.setVisible(True)
+
+    def _end_pending(self) -> _PendingDelete | None:
+        pending, self._pending = self._pending, None
+        self._undo_timer.stop()
+        self.undo_action.setEnabled(False)
+        self.undo_bar.setVisible(False)
+        return pending
+
+    def _forget_pending(self, ids: Sequence[int]) -> None:
+        """Deleted elsewhere first: these ids are no longer this window's to delete."""
+        if self._pending is None:
+            return
+        gone = set(ids)
+        left = tuple(i for i in self._pending.ids if i not in gone)
+        if len(left) == len(self._pending.ids):
+            return
+        if left:
+            self._pending = replace(self._pending, ids=left)
+            self._show_pending()
+            return
+        pending = self._end_pending()
+        if pending is not None and pending.read_rows:
+            self.model.stop_hiding_read()
+
+    def _ask_to_clear(self, count: int) -> bool:
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Clear read notifications",
+            f"Delete {count:,} read notifications?",
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setInformativeText("You can undo this for a few seconds afterwards.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() == delete
 
     def _show_context_menu(self, position: QPoint) -> None:
         index = self.list_view.indexAt(position)
-        if not index.isValid():
+        if not index.isValid() or self.list_view.header_at(position):
             return
         selection = self.list_view.selectionModel()
         if not selection.isSelected(index):
@@ -1109,10 +1949,13 @@ class HistoryWindow(QWidget):
 
     # -- keeping the view in step --
 
-    def _row_height(self) -> int:
-        if self.model.rowCount() == 0:
-            return 0
-        return self.list_view.sizeHintForRow(0)
+    def _top_row(self) -> tuple[int, int] | None:
+        """The notification at the top of the viewport and where its row starts."""
+        view = self.list_view
+        top = view.indexAt(QPoint(4, 4))
+        if not top.isValid():
+            return None
+        return self.model.notification(top.row()).id, view.visualRect(top).top()
 
     def _remember_view(self) -> None:
         view = self.list_view
@@ -1217,6 +2060,94 @@ class HistoryWindow(QWidget):
         self.mark_unread_action.setEnabled(any(item.is_read for item in items))
         self.delete_action.setEnabled(bool(items))
         self.status_label.setText(self._status_text(len(items)))
+        self._update_detail()
+
+    def _refresh_counts(self) -> None:
+        """Re-read the unread count and whether "Clear read" has anything to clear."""
+        try:
+            unread = self._source.unread_count()
+            filters = self.model.filters
+            hiding_read = self._pending is not None and self._pending.read_rows
+            read = 0
+            if not filters.unread and not hiding_read:
+                read = self._source.count(replace(filters, unread=False))
+                read -= self.model.hidden_read_count()
+        except StoreError as exc:
+            logger.warning("history: reading the counts failed: %s", exc)
+            return
+        self._show_unread(unread)
+        self.clear_read_button.setEnabled(read > 0)
+
+    def _show_unread(self, count: int) -> None:
+        text = f"{count:,} unread"
+        self.unread_label.setText(text)
+        self.unread_label.setAccessibleName(text)
+        self.mark_all_read_button.setEnabled(count > 0)
+
+    def _update_detail(self) -> None:
+        """Show the current row in the detail pane (the first selected one without one)."""
+        current = self.list_view.currentIndex()
+        if not current.isValid():
+            rows = self.list_view.selectionModel().selectedRows()
+            current = min(rows, key=lambda index: index.row()) if rows else current
+        if not current.isValid():
+            self._detail_item = None
+            self.detail_stack.setCurrentWidget(self.detail_placeholder)
+            return
+        item = self.model.notification(current.row())
+        shown = self._detail_item
+        if shown is None or (shown.id, shown.title, shown.message) != (
+            item.id,
+            item.title,
+            item.message,
+        ):
+            self._fill_detail_text(item)
+        if shown is None or shown != item:
+            self._fill_detail_fields(item)
+        self._detail_item = item
+        now = self._clock()
+        age = describe_age(item.created_at, now.astimezone(), ago=True)
+        days = (local_day(now) - local_day(item.created_at)).days
+        # Past a week the age is a date, which the absolute time already says.
+        self.detail_time.setText(absolute_time(item.created_at) + (f" ({age})" if days < 7 else ""))
+        self.detail_stack.setCurrentWidget(self.detail_content)
+
+    def _fill_detail_text(self, item: StoredNotification) -> None:
+        editor = self.detail_text
+        title = plain_lines(item.title) or "(no title)"
+        message = plain_lines(item.message)
+        # Breaking "anywhere but at word boundaries first" costs Qt time that grows with
+        # the square of a run without spaces (a megabyte of one: most of a minute); such
+        # text has no words to keep whole, so it is broken anywhere, which is fast.
+        unbroken = _LONG_RUN.search(title) or _LONG_RUN.search(message)
+        editor.setWordWrapMode(
+            QTextOption.WrapMode.WrapAnywhere
+            if unbroken
+            else QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere
+        )
+        editor.clear()
+        cursor = QTextCursor(editor.document())
+        title_format = QTextCharFormat()
+        title_format.setFontWeight(QFont.Weight.Bold)
+        size = editor.font().pointSizeF()
+        if size > 0:
+            title_format.setFontPointSize(size * 1.15)
+        # insertText takes text literally (never markup); "\n" starts a new paragraph.
+        cursor.insertText(title, title_format)
+        if message:
+            cursor.insertText("\n" + message, QTextCharFormat())
+        editor.moveCursor(QTextCursor.MoveOperation.Start)
+
+    def _fill_detail_fields(self, item: StoredNotification) -> None:
+        self.detail_project.setText(_cut(single_line(item.project_title or "")) or "None")
+        self.detail_actor.setText(_cut(actor_name(item.actor)))
+        self.detail_priority.setText(PRIORITY_LABELS.get(item.priority, item.priority.title()))
+        url = single_line(item.url)
+        # "&" marks a button's mnemonic: doubled, it shows as itself.
+        self.detail_link.setText(_elide_middle(url, LINK_TEXT_LIMIT).replace("&", "&&"))
+        self.detail_link.setToolTip(plain_tooltip(_cut(url)) if url else "")
+        self.detail_link.setAccessibleDescription(_cut(url))
+        self._detail_form.setRowVisible(self.detail_link, bool(url))
 
     def _status_text(self, selected: int) -> str:
         if self._failure is not None:

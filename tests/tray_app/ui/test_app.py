@@ -472,3 +472,47 @@ def test_do_not_disturb_from_the_tray_is_the_status_the_presence_window_shows(
 
     with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
         runner.run(scenario())
+
+
+def test_a_delete_still_offered_for_undo_reaches_the_server_when_the_account_closes(
+    qtbot, demo_server: RunningServer, isolated: Path
+):
+    """Logging out within the history's undo window does not lose the delete: it goes to
+    the outbox before the account closes, and the server has it."""
+    options = options_for(demo_server, isolated, password="demo")
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        account = app.account
+        assert account is not None
+        await until(lambda: account.engine.inbox.cursor() > 0)
+        account.show_history()
+        history = account.history
+        assert history is not None
+        await until(lambda: history.model.rowCount() > 0)
+        history.list_view.setCurrentIndex(history.model.index(0, 0))
+        [doomed] = history.selected_ids()
+        history.delete_action.trigger()
+        assert doomed not in history.model.ids(range(history.model.rowCount()))
+        app.tray.logout_requested.emit()
+        await until(lambda: app.account is None)
+        assert doomed not in _server_inbox_ids(demo_server)
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
+def _server_inbox_ids(server: RunningServer) -> set[int]:
+    with httpx.Client(base_url=server.url, timeout=WAIT) as client:
+        token = client.post(
+            "/api/auth/token/", json={"username": "alice", "password": "demo"}
+        ).json()["access"]
+        page = client.get(
+            "/api/inbox/", params={"limit": 200}, headers={"Authorization": f"Bearer {token}"}
+        ).json()
+    return {int(row["id"]) for row in page["results"]}

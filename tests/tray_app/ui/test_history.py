@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -11,10 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QRect, Qt, QTimer
+from PySide6.QtGui import QFont, QImage
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QAbstractItemView
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from tray_app.net.protocol import Notification, parse_notification
@@ -22,6 +32,7 @@ from tray_app.store.db import open_database
 from tray_app.store.inbox import NO_FILTERS, Filters, Inbox, StoredNotification
 from tray_app.time_words import describe_age
 from tray_app.ui.history import (
+    DELETE_BATCH,
     EMPTY_TEXT,
     LOAD_FAILED_TEXT,
     NO_MATCH_TEXT,
@@ -30,6 +41,10 @@ from tray_app.ui.history import (
     HistoryModel,
     HistoryRole,
     HistoryWindow,
+    absolute_time,
+    actor_name,
+    day_label,
+    plain_lines,
     plain_tooltip,
     range_start,
     single_line,
@@ -39,6 +54,8 @@ from tray_app.ui.history import (
 pytestmark = pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+# The same Friday at noon on this machine's clock, for what is worded in local days.
+LOCAL_NOON = datetime(2025, 3, 14, 12, 0).astimezone()
 HTML = "<b>x</b><img src=x>"
 BIG_STORE_ROWS = 100_000
 
@@ -110,6 +127,9 @@ class CountingSource:
 
     def projects(self) -> list[tuple[int, str]]:
         return self.inbox.projects()
+
+    def unread_count(self) -> int:
+        return self.inbox.unread_count()
 
 
 @pytest.fixture
@@ -663,7 +683,7 @@ def test_space_marks_read_then_unread(
 def test_delete_key_deletes_a_multi_selection(
     inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
 ) -> None:
-    window = make_window(inbox, show=True)
+    window = make_window(inbox, show=True, undo_delay_ms=20)
     view = window.list_view
     view.setCurrentIndex(window.model.index(3, 0))
     QTest.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
@@ -671,16 +691,21 @@ def test_delete_key_deletes_a_multi_selection(
     with qtbot.waitSignal(window.delete_requested) as deleted:
         QTest.keyClick(view, Qt.Key.Key_Delete)
     assert deleted.args == [[1027, 1026, 1025]]
-    assert window.model.rowCount() == 30  # passive: nothing goes until the app says so
+    # The rows left the list at once and stay out until the app confirms the delete.
+    assert window.model.rowCount() == 27
 
     inbox.remove([1027, 1026, 1025])
     with qtbot.assertNotEmitted(window.model.modelReset):
         window.apply_removed([1027, 1026, 1025])
     assert window.model.rowCount() == 27
     assert window.model.total == 27
-    # The selection lands on the row after the deleted ones, ready for the next key.
+    # The selection landed on the row after the deleted ones, ready for the next key.
     assert window.selected_ids() == [1024]
     assert view.currentIndex().data(HistoryRole.ID) == 1024
+    fetch_all(window.model)
+    assert loaded_ids(window.model) == [
+        i for i in range(1030, 1000, -1) if i not in (1027, 1026, 1025)
+    ]
 
 
 def test_ctrl_f_focuses_search_and_ctrl_a_selects_all(
@@ -824,3 +849,671 @@ def test_window_renders_a_polished_screenshot(
     assert image.save(str(path))
     assert path.stat().st_size > 5_000
     assert distinct_colours(image) > 40
+
+
+# --- grouping by day ------------------------------------------------------------------------
+
+
+def test_day_labels_follow_the_local_calendar() -> None:
+    assert day_label(LOCAL_NOON - timedelta(hours=11), LOCAL_NOON) == "Today"
+    assert day_label(LOCAL_NOON + timedelta(minutes=5), LOCAL_NOON) == "Today"  # clock skew
+    assert day_label(LOCAL_NOON - timedelta(days=1), LOCAL_NOON) == "Yesterday"
+    assert day_label(LOCAL_NOON - timedelta(days=3), LOCAL_NOON) == "Tuesday"
+    assert day_label(LOCAL_NOON - timedelta(days=6), LOCAL_NOON) == "Saturday"
+    assert day_label(LOCAL_NOON - timedelta(days=10), LOCAL_NOON) == "4 Mar"
+    assert day_label(datetime(2024, 12, 30, 12, 0).astimezone(), LOCAL_NOON) == "30 Dec 2024"
+
+
+def day_store(path: Path) -> Inbox:
+    """Six notifications, newest first: two today, two yesterday, Tuesday, 4 March."""
+    moments = [
+        LOCAL_NOON - timedelta(hours=1),
+        LOCAL_NOON - timedelta(hours=2),
+        LOCAL_NOON - timedelta(days=1),
+        LOCAL_NOON - timedelta(days=1, hours=1),
+        LOCAL_NOON - timedelta(days=3),
+        LOCAL_NOON - timedelta(days=10),
+    ]
+    return make_inbox(
+        path,
+        [
+            payload(seq, created_at=moment.isoformat())
+            for seq, moment in zip(range(6, 0, -1), moments, strict=True)
+        ],
+    )
+
+
+DAY_HEADERS = ["Today", "", "Yesterday", "", "Tuesday", "4 Mar"]
+
+
+def headers(model: HistoryModel) -> list[str]:
+    return [model.index(row, 0).data(HistoryRole.DAY) for row in range(model.rowCount())]
+
+
+def test_rows_are_grouped_under_day_headers_that_are_not_rows(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(day_store(tmp_path / "d.sqlite3"), show=True, clock=lambda: LOCAL_NOON)
+    model, view = window.model, window.list_view
+    assert model.rowCount() == 6  # a header is not a row: nothing to select or skip
+    assert headers(model) == DAY_HEADERS
+    # The first row of each day is taller by its header band, which is painted.
+    heights = [view.visualRect(model.index(row, 0)).height() for row in range(6)]
+    assert heights[0] == heights[2] == heights[4] == heights[5] > heights[1] == heights[3]
+    band = heights[2] - heights[3]
+    yesterday = view.visualRect(model.index(2, 0))
+    image = (
+        view.viewport()
+        .grab(QRect(yesterday.topLeft(), QPoint(yesterday.right(), yesterday.top() + band)))
+        .toImage()
+    )
+    assert distinct_colours(image) > 2  # the word "Yesterday", not an empty band
+    # A screen reader hears the day on the day's first row.
+    assert model.index(2, 0).data(Qt.ItemDataRole.AccessibleTextRole).startswith("Yesterday. ")
+    assert model.index(3, 0).data(Qt.ItemDataRole.AccessibleTextRole).startswith("Unread. ")
+
+
+def test_keyboard_and_mouse_pass_over_day_headers(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(day_store(tmp_path / "d.sqlite3"), show=True, clock=lambda: LOCAL_NOON)
+    model, view = window.model, window.list_view
+    view.setCurrentIndex(model.index(1, 0))  # the last of today
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    assert view.currentIndex().data(HistoryRole.ID) == 1004  # yesterday's first, not a header
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    assert view.currentIndex().data(HistoryRole.ID) == 1002  # Tuesday's
+    QTest.keyClick(view, Qt.Key.Key_Up)
+    assert view.currentIndex().data(HistoryRole.ID) == 1003
+    assert window.selected_ids() == [1003]
+
+    # A click on a header selects nothing; a click on the row under it selects the row.
+    row = view.visualRect(model.index(2, 0))
+    on_header = QPoint(row.center().x(), row.top() + 3)
+    assert view.header_at(on_header)
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=on_header)
+    assert window.selected_ids() == [1003]
+    with qtbot.assertNotEmitted(window.open_requested):
+        QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=on_header)
+    QTest.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(row.center().x(), row.bottom() - 5)
+    )
+    assert window.selected_ids() == [1004]
+
+
+def test_row_heights_follow_the_views_font(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(day_store(tmp_path / "d.sqlite3"), show=True, clock=lambda: LOCAL_NOON)
+    view = window.list_view
+    before = [view.visualRect(window.model.index(row, 0)).height() for row in (0, 1)]
+    font = view.font()
+    font.setPointSizeF(font.pointSizeF() * 2)
+    view.setFont(font)
+    view.doItemsLayout()
+    after = [view.visualRect(window.model.index(row, 0)).height() for row in (0, 1)]
+    assert after[0] > before[0]
+    assert after[1] > before[1]
+
+
+def test_day_groups_run_on_across_pages(tmp_path: Path, qtbot: QtBot) -> None:
+    model = HistoryModel(day_store(tmp_path / "d.sqlite3"), clock=lambda: LOCAL_NOON, page_size=1)
+    model.refresh()
+    fetch_all(model)
+    # Each page was one row: a page that goes on with the day above it opens no new group.
+    assert headers(model) == DAY_HEADERS
+
+
+def test_days_are_grouped_on_the_local_clock(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    """10:30 and 11:30 UTC are one day in UTC but two at UTC+13, where it is now 01:00."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "XXX-13"  # POSIX: 13 hours east of UTC, no tz database needed
+    time.tzset()
+    try:
+        store = make_inbox(
+            tmp_path / "tz.sqlite3",
+            [
+                payload(1, created_at="2025-03-14T10:30:00+00:00"),
+                payload(2, created_at="2025-03-14T11:30:00+00:00"),
+            ],
+        )
+        window = make_window(store)  # the clock says 12:00 UTC
+        assert headers(window.model) == ["Today", "Yesterday"]
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+# --- the detail pane ------------------------------------------------------------------------
+
+
+def test_detail_words() -> None:
+    assert absolute_time(datetime(2025, 3, 14, 13, 5).astimezone()) == "Fri 14 Mar 2025, 13:05"
+    assert actor_name({"username": "bob", "first_name": "Bob", "last_name": "Baker"}) == (
+        "Bob Baker (bob)"
+    )
+    assert actor_name({"username": "bob", "display_name": "Bobby"}) == "Bobby (bob)"
+    assert actor_name({"username": "bob", "first_name": 7}) == "bob"
+    assert actor_name({"username": "a\nb<i>"}) == "a b<i>"
+    assert actor_name(None) == "System"
+    assert plain_lines("one\r\ntwo\u2028three\x00\u202efour ") == "one\ntwo\nthree four"
+
+
+def test_detail_pane_shows_the_whole_notification_as_plain_text(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    message = "First line <i>not italic</i>\nSecond line " + "long words " * 300
+    url = "https://example.test/a?b=1&c=<i>x</i>"
+    store = make_inbox(
+        tmp_path / "d.sqlite3",
+        [
+            payload(1, title="Plain one", url="", actor=None),
+            payload(
+                2,
+                title=HTML,
+                message=message,
+                url=url,
+                project=(7, "<b>Mobile</b>"),
+                priority="urgent",
+                actor={"id": 4, "username": "bob", "first_name": "Bob", "last_name": "Baker"},
+                created_at=(NOW - timedelta(minutes=5)).isoformat(),
+            ),
+        ],
+    )
+    window = make_window(store)
+    assert window.detail_stack.currentWidget() is window.detail_placeholder  # nothing current
+    window.show()
+    qtbot.waitExposed(window)
+    view = window.list_view
+    view.setCurrentIndex(window.model.index(0, 0))
+    assert window.detail_stack.currentWidget() is window.detail_content
+
+    text = window.detail_text
+    # The title literally (markup is text), then the whole message, lines kept.
+    assert text.document().firstBlock().text() == HTML
+    assert text.toPlainText() == f"{HTML}\n{message.strip()}"
+    title_format = text.document().firstBlock().begin().fragment().charFormat()
+    assert title_format.fontWeight() == QFont.Weight.Bold
+    assert text.isReadOnly()
+    assert text.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByKeyboard
+    assert text.lineWrapMode() == QPlainTextEdit.LineWrapMode.WidgetWidth
+    assert text.horizontalScrollBar().maximum() == 0  # wrapped, not scrolled sideways
+
+    assert window.detail_project.text() == "<b>Mobile</b>"
+    for label in (window.detail_project, window.detail_actor, window.detail_time):
+        assert label.textFormat() == Qt.TextFormat.PlainText
+    assert window.detail_actor.text() == "Bob Baker (bob)"
+    created = store.get(1002)
+    assert created is not None
+    assert window.detail_time.text() == f"{absolute_time(created.created_at)} (5 min ago)"
+    assert window.detail_priority.text() == "Urgent"
+    assert window.detail_link.isVisibleTo(window)
+    assert window.detail_link.text() == url.replace("&", "&&")  # "&" is no mnemonic
+    with qtbot.waitSignal(window.open_requested) as opened:
+        window.detail_link.click()
+    assert opened.args == [1002, url]
+
+    # It follows the keyboard.
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    assert text.toPlainText() == "Plain one\nMessage 1"
+    assert window.detail_actor.text() == "System"
+    assert not window.detail_link.isVisibleTo(window)
+
+
+def test_detail_pane_keeps_the_readers_selection_when_only_the_state_changes(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    window.list_view.setCurrentIndex(window.model.index(1, 0))  # 1029, unread
+    window.detail_text.selectAll()
+    inbox.set_read([1029], True)
+    window.apply_read([1029], True)
+    assert window.detail_text.textCursor().selectedText().startswith("Notification 29")
+    window.model.refresh_ages()
+    assert window.detail_text.textCursor().hasSelection()
+
+
+def test_detail_pane_strips_bidi_controls_and_takes_a_megabyte(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "m.sqlite3",
+        [payload(1, title="Invoice \u202efdp.exe", message="M" * 1_000_000)],
+    )
+    window = make_window(store, show=True)
+    started = time.monotonic()
+    window.list_view.setCurrentIndex(window.model.index(0, 0))
+    qtbot.waitUntil(lambda: window.detail_text.document().blockCount() == 2)
+    # Qt wrapping a megabyte without spaces at word boundaries took most of a minute.
+    assert time.monotonic() - started < 10.0
+    shown = window.detail_text.toPlainText()
+    assert shown.startswith("Invoice fdp.exe\n")
+    assert len(shown) == len("Invoice fdp.exe\n") + 1_000_000
+
+
+def test_open_without_a_link_reads_it_in_the_pane(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "o.sqlite3", [payload(1, url="", message="Read me here"), payload(2)]
+    )
+    window = make_window(store, show=True)
+    view = window.list_view
+    view.setCurrentIndex(window.model.index(1, 0))  # 1001: no link, unread
+    with (
+        qtbot.assertNotEmitted(window.open_requested),
+        qtbot.waitSignal(window.mark_read_requested) as marked,
+    ):
+        QTest.keyClick(view, Qt.Key.Key_Return)
+    assert marked.args == [[1001]]  # opening it is reading it
+    qtbot.waitUntil(window.detail_text.hasFocus)
+    assert window.selected_ids() == [1001]
+    assert window.detail_text.toPlainText() == "Notification 1\nRead me here"
+    # Escape in the pane goes back to the list.
+    QTest.keyClick(window.detail_text, Qt.Key.Key_Escape)
+    qtbot.waitUntil(view.hasFocus)
+
+    # A double click does the same; the toolbar's Open too.
+    view.setCurrentIndex(window.model.index(0, 0))
+    rect = view.visualRect(window.model.index(1, 0))
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    with qtbot.assertNotEmitted(window.open_requested):
+        QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(window.detail_text.hasFocus)
+
+    # With a link, Open asks to open the link, as before.
+    view.setFocus()
+    view.setCurrentIndex(window.model.index(0, 0))
+    with qtbot.waitSignal(window.open_requested) as opened:
+        window.open_action.trigger()
+    assert opened.args == [1002, "https://example.test/n/2"]
+    assert not window.detail_text.hasFocus()
+
+
+# --- deleting with undo ---------------------------------------------------------------------
+
+
+def app_deletes(window: HistoryWindow, store: Inbox) -> list[list[int]]:
+    """Wire ``delete_requested`` as the app does: the engine deletes, then the window hears
+    of it. Returns the list of what was requested."""
+    sent: list[list[int]] = []
+
+    def delete(ids: list[int]) -> None:
+        sent.append(ids)
+        store.remove(ids)
+        window.apply_removed(ids)
+
+    window.delete_requested.connect(delete)
+    return sent
+
+
+def test_delete_hides_the_rows_at_once_and_undo_puts_them_back(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True, undo_delay_ms=60_000)
+    sent = app_deletes(window, inbox)
+    view = window.list_view
+    before = loaded_ids(window.model)
+    view.setCurrentIndex(window.model.index(3, 0))
+    QTest.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(view, Qt.Key.Key_Delete)
+
+    assert sent == []  # not yet: Undo is offered first
+    assert window.pending_delete == (1027, 1026, 1025)
+    assert loaded_ids(window.model) == [i for i in before if i not in (1027, 1026, 1025)]
+    assert window.model.total == 27
+    assert window.status_label.text() == "27 notifications"
+    assert window.undo_bar.isVisible()
+    assert window.undo_label.text() == "Deleted 3 notifications"
+    # The focus is on the next row, in the list.
+    assert view.hasFocus()
+    assert window.selected_ids() == [1024]
+
+    # Ctrl+Z (or the Undo button) puts them back where they were, selected.
+    with qtbot.assertNotEmitted(window.model.modelReset):
+        QTest.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert loaded_ids(window.model) == before
+    assert window.selected_ids() == [1027, 1026, 1025]
+    assert window.model.total == 30
+    assert window.pending_delete == ()
+    assert not window.undo_bar.isVisible()
+    # Nothing was sent, and closing the window sends nothing.
+    window.close()
+    assert sent == []
+    assert inbox.count() == 30
+
+
+def test_a_delete_not_undone_reaches_the_engine_once(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True, undo_delay_ms=30)
+    sent = app_deletes(window, inbox)
+    select_rows(window, [0, 1])
+    with qtbot.waitSignal(window.delete_requested, timeout=5000):
+        QTest.keyClick(window.list_view, Qt.Key.Key_Delete)
+        assert sent == []
+    assert sent == [[1030, 1029]]
+    assert inbox.get(1030) is None
+    assert window.pending_delete == ()
+    assert not window.undo_bar.isVisible()
+    assert not window.undo_action.isEnabled()
+    assert window.model.total == 28
+    assert loaded_ids(window.model)[:2] == [1028, 1027]
+    window.close()
+    assert sent == [[1030, 1029]]
+
+
+def test_deleting_again_changing_filters_or_closing_sends_the_waiting_delete(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True, undo_delay_ms=60_000)
+    sent = app_deletes(window, inbox)
+    view = window.list_view
+    select_rows(window, [0])
+    QTest.keyClick(view, Qt.Key.Key_Delete)
+    assert sent == []
+    QTest.keyClick(view, Qt.Key.Key_Delete)  # the next row (1029) is selected: delete it too
+    assert sent == [[1030]]
+    assert window.pending_delete == (1029,)
+    assert window.undo_label.text() == "Deleted 1 notification"
+    with qtbot.waitSignal(window.filters_changed):
+        window.unread_only.setChecked(True)
+    assert sent == [[1030], [1029]]
+    assert window.pending_delete == ()
+    select_rows(window, [0])  # 1028, unread
+    QTest.keyClick(view, Qt.Key.Key_Delete)
+    window.close()
+    assert sent == [[1030], [1029], [1028]]
+    assert inbox.count() == 27
+
+
+def test_deleted_elsewhere_first_is_not_requested_again(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True, undo_delay_ms=60_000)
+    sent = app_deletes(window, inbox)
+    select_rows(window, [0, 1])
+    QTest.keyClick(window.list_view, Qt.Key.Key_Delete)
+    inbox.remove([1030])  # another device deleted it; the server says so
+    window.apply_removed([1030])
+    assert window.pending_delete == (1029,)
+    window.close()
+    assert sent == [[1029]]
+
+
+def test_focus_leaves_the_delete_button_for_the_next_row(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True, undo_delay_ms=60_000)
+    view = window.list_view
+    button = window.toolbar.widgetForAction(window.delete_action)
+    select_rows(window, [27])  # 1003
+    button.setFocus()
+    qtbot.waitUntil(button.hasFocus)
+    QTest.keyClick(button, Qt.Key.Key_Space)
+    qtbot.waitUntil(view.hasFocus)
+    assert window.selected_ids() == [1002]
+    # From the last row the next one is the row above.
+    select_rows(window, [window.model.rowCount() - 1])  # 1001
+    button.setFocus()
+    qtbot.waitUntil(button.hasFocus)
+    QTest.keyClick(button, Qt.Key.Key_Space)
+    qtbot.waitUntil(view.hasFocus)
+    assert window.selected_ids() == [1002]
+
+    # Nothing left to show: the list makes way for the empty page, the focus goes to Undo.
+    QTest.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(view, Qt.Key.Key_Delete)
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_title.text() == EMPTY_TEXT
+    qtbot.waitUntil(window.undo_button.hasFocus)
+    QTest.keyClick(window.undo_button, Qt.Key.Key_Space)
+    assert window.model.rowCount() == 28
+    qtbot.waitUntil(view.hasFocus)
+
+
+def test_a_delete_past_the_loaded_rows_lands_on_the_next_page(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(tmp_path / "p.sqlite3", [payload(seq) for seq in range(1, 31)])
+    window = make_window(store, show=True, page_size=10, undo_delay_ms=60_000)
+    fetch_all(window.model)
+    window.model.trim(10)
+    select_rows(window, list(range(10)))  # every loaded row
+    QTest.keyClick(window.list_view, Qt.Key.Key_Delete)
+    assert window.selected_ids() == [1020]  # read from the store, after the hidden ones
+    assert window.model.total == 20
+    fetch_all(window.model)
+    assert loaded_ids(window.model) == list(range(1020, 1000, -1))
+
+
+def test_clear_read_deletes_the_read_rows_of_the_filters_with_undo(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    def never_asked(count: int) -> bool:
+        pytest.fail(f"asked before deleting only {count}")
+
+    window = make_window(inbox, show=True, undo_delay_ms=60_000, confirm_clear=never_asked)
+    sent = app_deletes(window, inbox)
+    with qtbot.waitSignal(window.filters_changed):
+        window.project_combo.setCurrentIndex(window.project_combo.findData(1))
+    project_one = loaded_ids(window.model)
+    assert window.clear_read_button.isEnabled()
+    window.clear_read_button.click()
+
+    # Project 1 is the odd seqs; every third one is read: 27, 21, 15, 9, 3.
+    assert window.pending_delete == (1027, 1021, 1015, 1009, 1003)
+    assert all(not window.model.notification(row).is_read for row in range(10))
+    assert window.model.rowCount() == window.model.total == 10
+    assert window.undo_label.text() == "Deleted 5 notifications"
+    assert not window.clear_read_button.isEnabled()
+
+    window.undo_button.click()
+    assert loaded_ids(window.model) == project_one
+    assert window.clear_read_button.isEnabled()
+    assert sent == []
+
+    window.clear_read_button.click()
+    with qtbot.waitSignal(window.filters_changed):
+        window.project_combo.setCurrentIndex(0)  # showing something else sends it
+    assert sent == [[1027, 1021, 1015, 1009, 1003]]
+    assert inbox.count() == 25
+    assert window.model.total == 25
+    # Project 2's read rows are left, so there is still something to clear here.
+    assert window.clear_read_button.isEnabled()
+
+
+def test_clear_read_is_disabled_when_nothing_read_is_listed(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(tmp_path / "u.sqlite3", [payload(seq) for seq in range(1, 4)])
+    window = make_window(store, show=True)
+    assert not window.clear_read_button.isEnabled()
+    store.set_read([1002], True)
+    window.apply_read([1002], True)
+    assert window.clear_read_button.isEnabled()
+    with qtbot.waitSignal(window.filters_changed):
+        window.unread_only.setChecked(True)
+    assert not window.clear_read_button.isEnabled()
+
+
+def test_clear_read_asks_first_when_it_is_many(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "many.sqlite3",
+        [payload(seq, is_read=seq > 5) for seq in range(1, 66)],  # 60 read
+    )
+    asked: list[int] = []
+    answer = [False]
+
+    def confirm(count: int) -> bool:
+        asked.append(count)
+        return answer[0]
+
+    window = make_window(store, show=True, undo_delay_ms=60_000, confirm_clear=confirm)
+    window.clear_read_button.click()
+    assert asked == [60]
+    assert window.pending_delete == ()
+    assert window.model.rowCount() == 65
+    answer[0] = True
+    window.clear_read_button.click()
+    assert len(window.pending_delete) == 60
+    assert loaded_ids(window.model) == [1005, 1004, 1003, 1002, 1001]
+
+
+def test_clear_read_does_not_page_through_the_read_rows(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    """Most stores are mostly read: hidden by id, every read row would be read again and
+    skipped, page after page; the store is asked for unread rows instead."""
+    store = make_inbox(
+        tmp_path / "read.sqlite3", [payload(seq, is_read=seq <= 1_000) for seq in range(1, 1_006)]
+    )
+    source = CountingSource(store)
+    window = make_window(
+        source, show=True, page_size=50, undo_delay_ms=60_000, confirm_clear=lambda _n: True
+    )
+    before = len(source.searches)
+    window.clear_read()
+    fetch_all(window.model)
+    assert len(window.pending_delete) == 1_000
+    assert loaded_ids(window.model) == [2005, 2004, 2003, 2002, 2001]
+    # The read ids once (to delete them), then unread rows only.
+    assert [filters.unread for filters in source.searches[before:]] == [False, True]
+    window.undo_delete()
+    assert window.model.total == 1_005
+    assert window.model.rowCount() == 50
+
+
+def answer_message_box(button_text: str) -> None:
+    """Press the button of the message box about to open (it runs its own event loop)."""
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(10, answer)
+            return
+        next(b for b in box.buttons() if b.text().replace("&", "") == button_text).click()
+
+    QTimer.singleShot(0, answer)
+
+
+def test_clear_read_asks_with_a_message_box_by_default(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "box.sqlite3", [payload(seq, is_read=True) for seq in range(1, 53)]
+    )
+    window = make_window(store, show=True, undo_delay_ms=60_000)
+    answer_message_box("Cancel")
+    window.clear_read()
+    assert window.pending_delete == ()
+    answer_message_box("Delete")
+    window.clear_read()
+    assert len(window.pending_delete) == 52
+    assert window.stack.currentWidget() is window.empty_state
+
+
+def test_a_big_clear_read_is_requested_in_batches_the_outbox_takes(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    rows = DELETE_BATCH + 200
+    store = make_inbox(
+        tmp_path / "big.sqlite3", [payload(seq, is_read=True) for seq in range(1, rows + 1)]
+    )
+    window = make_window(store, show=True, undo_delay_ms=20, confirm_clear=lambda _n: True)
+    sent = app_deletes(window, store)
+    window.clear_read()
+    qtbot.waitUntil(lambda: len(sent) == 2)
+    assert [len(batch) for batch in sent] == [DELETE_BATCH, 200]
+    assert store.count() == 0
+    assert window.stack.currentWidget() is window.empty_state
+
+
+# --- the unread count -----------------------------------------------------------------------
+
+
+def test_unread_count_follows_the_store_and_mark_all_read(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    assert window.unread_label.text() == "20 unread"
+    assert window.unread_label.accessibleName() == "20 unread"
+    assert window.mark_all_read_button.isEnabled()
+    with qtbot.waitSignal(window.mark_all_read_requested):
+        window.mark_all_read_button.click()
+    assert window.unread_label.text() == "20 unread"  # passive: the engine does it
+
+    changed = inbox.mark_all_read()  # what the engine does, then tells the window
+    window.apply_read(changed, True)
+    assert window.unread_label.text() == "0 unread"
+    assert not window.mark_all_read_button.isEnabled()
+
+    inbox.ingest([payload(31), payload(32)])
+    window.notifications_changed()
+    assert window.unread_label.text() == "2 unread"
+    assert window.mark_all_read_button.isEnabled()
+    inbox.remove([1032])
+    window.apply_removed([1032])
+    assert window.unread_label.text() == "1 unread"
+    window.set_unread_count(1_234)  # the server's count, relayed by the app
+    assert window.unread_label.text() == "1,234 unread"
+
+
+# --- access and size ------------------------------------------------------------------------
+
+
+def test_every_control_is_named_and_reached_from_the_keyboard(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    window = make_window(inbox, show=True)
+    window.list_view.setCurrentIndex(window.model.index(0, 0))
+    kinds = (QAbstractButton, QLineEdit, QComboBox, QAbstractItemView, QPlainTextEdit)
+    controls = [
+        widget
+        for widget in window.findChildren(QWidget)
+        if isinstance(widget, kinds)
+        and widget.window() is window
+        and not isinstance(widget.parent(), QLineEdit)  # the search box's own clear button
+        and widget.objectName() != "qt_toolbar_ext_button"
+    ]
+    names = {
+        widget.accessibleName() or (widget.text() if isinstance(widget, QAbstractButton) else "")
+        for widget in controls
+    }
+    assert {"Mark all read", "Clear read notifications", "Undo delete", "Open link"} <= names
+    assert {"Notification text", "Notifications", "Search notifications", "Delete"} <= names
+    for widget in controls:
+        name = widget.accessibleName() or (
+            widget.text() if isinstance(widget, QAbstractButton) else ""
+        )
+        assert name.strip(), widget
+        assert widget.focusPolicy() & Qt.FocusPolicy.TabFocus, name
+
+
+def test_window_stays_usable_small(
+    tmp_path: Path, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    store = make_inbox(
+        tmp_path / "s.sqlite3",
+        [payload(1, project=(3, "W" * 5_000), url="https://example.test/" + "w" * 5_000)],
+    )
+    window = make_window(store, show=True)
+    window.list_view.setCurrentIndex(window.model.index(0, 0))
+    smallest = window.minimumSizeHint()
+    # Long server text (project, link) does not widen it.
+    assert smallest.width() <= 480
+    assert smallest.height() <= 400
+    window.resize(smallest)
+    qtbot.waitUntil(lambda: window.size() == smallest)
+    assert window.list_view.height() >= 120
+    assert window.detail_area.height() >= 80
+    assert window.toolbar.widgetForAction(window.delete_action).isVisible()
