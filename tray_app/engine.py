@@ -550,6 +550,11 @@ class Engine:
                 return
             self._drain_again = False
 
+    async def send_outbox(self) -> None:
+        """Send what the outbox holds now, if the server is reachable (what cannot be
+        sent stays queued for the next connection)."""
+        await self._drain_once()
+
     async def _drain_once(self) -> None:
         async with self._drain_lock:
             for action in self.outbox.pending():

@@ -27,6 +27,12 @@ shows the :class:`Toast` values it returns; it never decides on its own. The rul
   ``burst_size`` singles each time; singles come back after a window with no overflow.
 - **Priority to urgency.** ``low`` -> low, ``normal``/``high`` -> normal, ``urgent`` ->
   critical; an unknown priority counts as normal. Low-priority toasts make no sound.
+- **Urgent looks urgent.** A single toast's title leads with its priority's word when it
+  is high or urgent ("Urgent: Production is down", "High: Review requested": the words
+  of the history's priority chips), and the title is cut, never the word. Summary and
+  away toasts put the same words before the titles they list, and an away toast that
+  holds urgent ones says how many in its title. Each toast carries its ``emphasis``
+  (the highest priority word it shows) for the toaster to pick the icon by.
 - **Plain text.** Titles are one line of at most :data:`TITLE_LIMIT` characters, bodies
   at most :data:`BODY_LIMIT`, cut with an ellipsis; control characters and text that
   cannot be encoded are dropped. Markup is never added here, and escaping for a
@@ -65,6 +71,7 @@ _REMEMBERED_IDS = 2048
 
 ToastKind = Literal["single", "summary", "away"]
 Urgency = Literal["low", "normal", "critical"]
+ToastEmphasis = Literal["plain", "high", "urgent"]
 
 _URGENCY_BY_PRIORITY: dict[str, Urgency] = {
     "low": "low",
@@ -73,6 +80,10 @@ _URGENCY_BY_PRIORITY: dict[str, Urgency] = {
     "urgent": "critical",
 }
 _URGENCY_RANK: dict[Urgency, int] = {"low": 0, "normal": 1, "critical": 2}
+_EMPHASIS_BY_PRIORITY: dict[str, ToastEmphasis] = {"high": "high", "urgent": "urgent"}
+_EMPHASIS_RANK: dict[ToastEmphasis, int] = {"plain": 0, "high": 1, "urgent": 2}
+#: The word a line leads with for each emphasis ("Urgent: Production is down").
+PRIORITY_WORDS: Final[dict[ToastEmphasis, str]] = {"high": "High", "urgent": "Urgent"}
 # The bidi embedding, override and isolate controls, as a regex character range: one
 # unmatched U+202E in a title would reverse (and spoof) everything shown after it in a
 # toast, a menu entry or a history row, so every text path drops them; the plain RLM/LRM
@@ -169,6 +180,8 @@ class Toast:
         notification_id: The notification a single toast is about; None otherwise.
         url: That notification's link; None otherwise.
         sound: Whether to play a sound.
+        emphasis: ``urgent`` or ``high`` when the toast is about such notifications (its
+            text then says so), ``plain`` otherwise: how loud it should look.
     """
 
     kind: ToastKind
@@ -178,11 +191,31 @@ class Toast:
     notification_id: int | None
     url: str | None
     sound: bool
+    emphasis: ToastEmphasis = "plain"
 
 
 def urgency_for(priority: str) -> Urgency:
     """The toast urgency for a notification priority (unknown ones count as normal)."""
     return _URGENCY_BY_PRIORITY.get(priority, "normal")
+
+
+def emphasis_for(priority: str) -> ToastEmphasis:
+    """How loud a toast about a notification of ``priority`` looks (unknown: plain)."""
+    return _EMPHASIS_BY_PRIORITY.get(priority, "plain")
+
+
+def worded_line(title: str, emphasis: ToastEmphasis, *, untitled: str = "") -> str:
+    """``title`` as one clean line led by its priority word, "Urgent: Production is down",
+    within :data:`TITLE_LIMIT`: the title is cut, the word is kept.
+
+    Args:
+        title: Plain text from the server.
+        emphasis: Which word leads (none for ``plain``).
+        untitled: What stands for a title that is empty once cleaned.
+    """
+    line = _WHITESPACE.sub(" ", _clean(title)).strip() or untitled
+    word = PRIORITY_WORDS.get(emphasis)
+    return plain_line(f"{word}: {line}" if word and line else line)
 
 
 def plain_line(text: str, limit: int = TITLE_LIMIT) -> str:
@@ -285,9 +318,10 @@ class ToastPlanner:
             return []
         title = f"{count} new while you were away"
         if urgent:
-            lines = [plain_line(f"Urgent: {r.title}") for r in _newest(urgent)]
+            title += f", {len(urgent)} urgent"
+            lines = [worded_line(r.title, "urgent") for r in _newest(urgent)]
         else:
-            lines = [plain_line(r.title) for r in _newest(tallied)]
+            lines = [worded_line(r.title, emphasis_for(r.priority)) for r in _newest(tallied)]
         project = _common_project(tallied)
         if project is not None:
             lines.insert(0, f"In {plain_line(project, PROJECT_LIMIT)}")
@@ -301,6 +335,7 @@ class ToastPlanner:
                 notification_id=None,
                 url=None,
                 sound=prefs.sound,
+                emphasis=_loudest(tallied),
             )
         ]
 
@@ -370,7 +405,7 @@ class ToastPlanner:
         else:
             title = f"{count} more {'notification' if count == 1 else 'notifications'}"
         newest = _newest(kept)
-        lines = [plain_line(r.title) for r in newest]
+        lines = [worded_line(r.title, emphasis_for(r.priority)) for r in newest]
         if count > len(newest):
             lines.append(f"and {count - len(newest)} more in the history")
         urgency = _highest(kept, floor="low")
@@ -383,6 +418,7 @@ class ToastPlanner:
                 notification_id=None,
                 url=None,
                 sound=prefs.sound and urgency != "low",
+                emphasis=_loudest(kept),
             )
         ]
 
@@ -391,14 +427,16 @@ class ToastPlanner:
         project = plain_line(request.project_title or "", PROJECT_LIMIT)
         message = plain_block(request.message)
         body = f"{project} \u00b7 {message}" if project and message else project or message
+        emphasis = emphasis_for(request.priority)
         return Toast(
             kind="single",
-            title=plain_line(request.title) or "(no title)",
+            title=worded_line(request.title, emphasis, untitled="(no title)"),
             body=plain_block(body),
             urgency=urgency,
             notification_id=request.id,
             url=request.url,
             sound=prefs.sound and urgency != "low",
+            emphasis=emphasis,
         )
 
     def _tally_catch_up(self, request: ToastRequest, prefs: ToastPreferences) -> None:
@@ -440,6 +478,15 @@ def _highest(requests: Sequence[ToastRequest], *, floor: Urgency) -> Urgency:
         if _URGENCY_RANK[urgency] > _URGENCY_RANK[best]:
             best = urgency
     return best
+
+
+def _loudest(requests: Sequence[ToastRequest]) -> ToastEmphasis:
+    loudest: ToastEmphasis = "plain"
+    for request in requests:
+        emphasis = emphasis_for(request.priority)
+        if _EMPHASIS_RANK[emphasis] > _EMPHASIS_RANK[loudest]:
+            loudest = emphasis
+    return loudest
 
 
 def _clean(text: str) -> str:

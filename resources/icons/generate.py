@@ -3,11 +3,13 @@
     QT_QPA_PLATFORM=offscreen python resources/icons/generate.py
 
 The painting is the single source: this writes ``tray-notifier.svg`` (vector, through
-QSvgGenerator), ``tray-notifier-<size>.png``, and the Windows ``.ico`` and macOS
-``.icns``. Qt's own ICO and ICNS writers store one image per file, and a Windows icon
-needs several sizes (16 px drawn for 16 px, not shrunk from 256), so both containers are
-assembled here from Qt-encoded PNGs: each format is a small header and a table of PNG
-payloads (PNG entries are valid in ICO since Windows Vista and in ICNS since OS X 10.7).
+QSvgGenerator), ``tray-notifier-<size>.png``, the marked icons of high-priority and urgent
+toasts (``tray-notifier_high-64.png``, ``tray-notifier_urgent-64.png``), and the Windows
+``.ico`` and macOS ``.icns``. Qt's own ICO and ICNS writers store one image per file,
+and a Windows icon needs several sizes (16 px drawn for 16 px, not shrunk from 256), so
+both containers are assembled here from Qt-encoded PNGs: each format is a small header
+and a table of PNG payloads (PNG entries are valid in ICO since Windows Vista and in ICNS
+since OS X 10.7).
 tests/tray_app/ui/test_badge.py checks that the files match the painting.
 """
 
@@ -24,7 +26,15 @@ from PySide6.QtSvg import QSvgGenerator
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tray_app.ui.badge import APP_ICON_NAME, APP_ICON_SIZES, paint_icon, render_app_pixmap  # noqa: E402
+from tray_app.ui.badge import (  # noqa: E402
+    APP_ICON_NAME,
+    APP_ICON_SIZES,
+    MARKED_APP_ICON_SIZES,
+    AppMark,
+    app_icon_file_name,
+    paint_icon,
+    render_app_pixmap,
+)
 
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # (type, pixels): ICNS names each slot by a four-letter type; the @2x slots hold the
@@ -44,12 +54,12 @@ ICNS_SLOTS = (
 )
 
 
-def png_bytes(size: int) -> bytes:
-    """The app icon at ``size`` pixels, PNG-encoded by Qt."""
+def png_bytes(size: int, mark: AppMark | None = None) -> bytes:
+    """The app icon (with ``mark``, if given) at ``size`` pixels, PNG-encoded by Qt."""
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not render_app_pixmap(size).save(buffer, "PNG"):
+    if not render_app_pixmap(size, mark=mark).save(buffer, "PNG"):
         raise RuntimeError(f"Qt could not encode the {size} px icon as PNG")
     buffer.close()
     return bytes(data.data())
@@ -91,12 +101,20 @@ def write_svg(path: Path, size: int = 256) -> None:
         painter.end()
 
 
+def write_marked_pngs() -> None:
+    """The marked app icons of high-priority and urgent toasts."""
+    for mark in AppMark:
+        for size in MARKED_APP_ICON_SIZES:
+            (HERE / app_icon_file_name(size, mark)).write_bytes(png_bytes(size, mark))
+
+
 def main() -> None:
     """Write every icon file next to this script."""
     application = QGuiApplication.instance() or QGuiApplication(sys.argv)
     for size in APP_ICON_SIZES:
         path = HERE / f"{APP_ICON_NAME}-{size}.png"
         path.write_bytes(png_bytes(size))
+    write_marked_pngs()
     write_svg(HERE / f"{APP_ICON_NAME}.svg")
     (HERE / f"{APP_ICON_NAME}.ico").write_bytes(ico_bytes(ICO_SIZES))
     (HERE / f"{APP_ICON_NAME}.icns").write_bytes(icns_bytes(ICNS_SLOTS))

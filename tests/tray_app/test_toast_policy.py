@@ -25,9 +25,11 @@ from tray_app.toast_policy import (
     ToastPlanner,
     ToastPreferences,
     ToastRequest,
+    emphasis_for,
     plain_line,
     truncate,
     urgency_for,
+    worded_line,
 )
 
 # Noon on this computer's clock (aware: the client's naive times are UTC).
@@ -84,6 +86,79 @@ def test_priority_maps_to_urgency(priority, urgency):
     assert urgency_for(priority) == urgency
     [toast] = planner().offer(req(priority=priority), PREFS)
     assert toast.urgency == urgency
+
+
+# --- urgent looks urgent ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("priority", "title", "emphasis", "urgency"),
+    [
+        ("urgent", "Urgent: Production is down", "urgent", "critical"),
+        ("high", "High: Production is down", "high", "normal"),
+        ("normal", "Production is down", "plain", "normal"),
+        ("low", "Production is down", "plain", "low"),
+        ("URGENT", "Production is down", "plain", "normal"),  # unknown: normal, no word
+        ("", "Production is down", "plain", "normal"),
+    ],
+)
+def test_a_single_toast_says_high_and_urgent_in_its_title(priority, title, emphasis, urgency):
+    [toast] = planner().offer(req(priority=priority, title="Production is down"), PREFS)
+    assert (toast.title, toast.emphasis, toast.urgency) == (title, emphasis, urgency)
+    assert emphasis_for(priority) == emphasis
+    assert toast.body == "Mobile App \u00b7 Reviewed by bob"  # the body is left alone
+
+
+def test_the_priority_word_is_kept_and_the_title_cut():
+    [toast] = planner().offer(req(priority="urgent", title="T " * 400), PREFS)
+    assert len(toast.title) == TITLE_LIMIT
+    assert toast.title.startswith("Urgent: T T")
+    assert toast.title.endswith(ELLIPSIS)
+    assert ELLIPSIS not in toast.title[:-1]  # cut once, not once per step
+
+    [untitled] = planner().offer(req(2, priority="urgent", title=" \n\t "), PREFS)
+    assert untitled.title == "Urgent: (no title)"
+    [hostile] = planner().offer(req(3, priority="high", title="<b>x</b>\x1b\u202e"), PREFS)
+    assert hostile.title == "High: <b>x</b>"  # plain text, cleaned like any title
+
+
+@pytest.mark.parametrize(
+    ("title", "emphasis", "untitled", "line"),
+    [
+        ("Prod down", "urgent", "", "Urgent: Prod down"),
+        ("Prod down", "high", "", "High: Prod down"),
+        ("Prod down", "plain", "", "Prod down"),
+        ("  ", "urgent", "", ""),  # nothing to put the word before
+        ("  ", "urgent", "(no title)", "Urgent: (no title)"),
+        ("a\nb", "high", "", "High: a b"),
+    ],
+)
+def test_worded_line(title, emphasis, untitled, line):
+    assert worded_line(title, emphasis, untitled=untitled) == line
+    assert len(worded_line("x" * 500, emphasis)) == TITLE_LIMIT
+
+
+def test_a_summary_words_its_high_rows_and_carries_the_loudest_emphasis():
+    clock = Clock()
+    plan = planner(clock)
+    burst(plan, range(1, 6), at=1000.0)
+    burst(plan, range(6, 8), at=1001.0)
+    plan.offer(req(8, priority="high", title="Review requested", arrived_at=1001.5), PREFS)
+    clock.t = 1005.0
+    [summary] = plan.flush(PREFS)
+    assert summary.title == "3 more updates in Mobile App"
+    assert summary.body.splitlines() == [
+        "High: Review requested",
+        "Task 7 moved to Done",
+        "Task 6 moved to Done",
+    ]
+    assert (summary.emphasis, summary.urgency) == ("high", "normal")
+
+    burst(plan, range(11, 20), at=1010.0)
+    clock.t = 1020.0
+    [plain] = plan.flush(PREFS)
+    assert plain.emphasis == "plain"
+    assert not any(line.startswith(("High:", "Urgent:")) for line in plain.body.splitlines())
 
 
 # --- who gets a toast --------------------------------------------------------------------
@@ -608,7 +683,7 @@ def test_catching_up_shows_one_away_toast():
         (
             [req(1), req(2, priority="urgent", title="Prod down")],
             DND_ON,
-            ("2 new while you were away", "critical"),
+            ("2 new while you were away, 1 urgent", "critical"),
         ),
         ([req(1, priority="low")], PREFS, ("1 new while you were away", "normal")),
     ],
@@ -625,6 +700,19 @@ def test_away_toast_rules(rows, prefs, expected):
 def test_urgent_rows_lead_the_away_toast():
     [toast] = catch_up(planner(), [req(1), req(2, priority="urgent", title="Prod down"), req(3)])
     assert toast.body == "In Mobile App\nUrgent: Prod down"
+    assert toast.title == "3 new while you were away, 1 urgent"
+    assert (toast.emphasis, toast.urgency) == ("urgent", "critical")
+
+
+def test_an_away_toast_words_its_high_rows():
+    rows = [req(1), req(2, priority="high", title="Review requested"), req(3, priority="low")]
+    [toast] = catch_up(planner(), rows)
+    assert toast.title == "3 new while you were away"
+    assert (
+        toast.body
+        == "In Mobile App\nTask 3 moved to Done\nHigh: Review requested\nTask 1 moved to Done"
+    )
+    assert toast.emphasis == "high"
 
 
 def test_a_count_alone_still_gives_an_away_toast():

@@ -8,6 +8,8 @@ tray icon, the login, the preferences, the settings).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, time
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # How many unread notifications the tray's menu lists.
 MENU_ROWS = 10
+# How long closing an account waits for a last delete to reach the server.
+CLOSING_SEND_SECONDS = 5.0
 
 
 class AccountView(QObject):
@@ -112,10 +116,12 @@ class AccountView(QObject):
 
     async def close(self, *, logout: bool) -> None:
         """Stop hearing the engine, close the account (and its windows)."""
-        if self.history is not None:
-            # A delete the history still offers to undo goes to the outbox while the
-            # engine is there to take it.
-            self.history.commit_delete()
+        if self.history is not None and self.history.commit_delete():
+            # A delete the history still offered to undo went to the outbox: sent now,
+            # before the session ends (kept there for the next login if it cannot be).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSING_SEND_SECONDS):
+                    await self.engine.send_outbox()
         self.bridge.detach()
         await self.session.close(logout=logout)
         for window in (self.history, self.presence):
@@ -147,6 +153,9 @@ class AccountView(QObject):
             unread=engine.unread_count(),
             recent=engine.recent(MENU_ROWS, unread_only=True),
             silence=self.attention.silence(now),
+            # "Turn off quiet hours" would end the user's own on their other devices
+            # while IT's keep this computer quiet: not offered then.
+            quiet_hours_locked=self._quiet_hours_lock is not False,
         )
 
     # --- engine -> widgets ---------------------------------------------------------------

@@ -4,7 +4,10 @@ Pure painting with QPainter: no I/O except :func:`app_icon`, which loads the shi
 (and paints them itself when they are missing). Every size is drawn on its own pixel grid
 rather than scaled from a large master, so the 16 px icon stays crisp at every device pixel
 ratio; the badge is a red pill with white bold digits ringed in the panel's colour so it
-stands out on light and dark panels alike.
+stands out on light and dark panels alike, and the bell makes room for it (and for the
+state marks) rather than vanish under it, so the icon stays a bell at every count.
+
+The app icon also comes with a mark for high-priority and urgent toasts (:class:`AppMark`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import enum
 import math
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -38,8 +42,18 @@ TRAY_PIXEL_RATIOS: Final = (1.0, 2.0)
 #: The sizes of the shipped app icon PNGs (resources/icons/tray-notifier-<size>.png).
 APP_ICON_SIZES: Final = (16, 22, 24, 32, 48, 64, 128, 256)
 APP_ICON_NAME: Final = "tray-notifier"
+#: The sizes of the shipped marked app icons for high-priority and urgent toasts
+#: (resources/icons/tray-notifier_<mark>-<size>.png, see :func:`app_icon_file_name`).
+MARKED_APP_ICON_SIZES: Final = (64,)
 #: Counts above this show as "99+": a wider pill would hide the bell at 16 px.
 MAX_BADGE_COUNT: Final = 99
+#: The bell beside a badge or a state mark, and beside both, as a share of the tile.
+_BELL_BESIDE_ONE: Final = 0.82
+_BELL_BESIDE_BOTH: Final = 0.72
+#: The badge's height as a share of the icon: a circle for one digit, a flatter pill for
+#: two or three, so that the bell below it keeps its dome, rim and clapper in view.
+_BADGE_HEIGHT: Final = 0.5
+_WIDE_BADGE_HEIGHT: Final = 0.42
 #: Tray icons kept drawn (~175 KiB each): the count going back and forth, or the look
 #: flipping between connected and offline, then costs no painting.
 TRAY_ICON_CACHE_SIZE: Final = 4
@@ -54,12 +68,27 @@ class TrayLook(enum.Enum):
             the count may be stale.
         LOGIN_REQUIRED: Greyed, with an amber warning triangle.
         DND: Do not disturb: the coloured tile with a violet moon mark.
+        QUIET_HOURS: Quiet hours: the coloured tile with a teal clock mark (a schedule,
+            where the moon is a choice the user made).
     """
 
     CONNECTED = "connected"
     OFFLINE = "offline"
     LOGIN_REQUIRED = "login_required"
     DND = "dnd"
+    QUIET_HOURS = "quiet_hours"
+
+
+class AppMark(enum.Enum):
+    """A mark on the app icon for toasts that must stand out from the rest.
+
+    Attributes:
+        HIGH: High priority: an orange disc with an upward arrow.
+        URGENT: Urgent: a red disc with an exclamation mark.
+    """
+
+    HIGH = "high"
+    URGENT = "urgent"
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,12 @@ _WARNING_AMBER: Final = QColor("#f5a524")
 _WARNING_INK: Final = QColor("#3d2800")
 _DND_VIOLET: Final = QColor("#6246ea")
 _DND_MOON: Final = QColor("#ffffff")
+_QUIET_TEAL: Final = QColor("#0b7a75")
+_QUIET_FACE: Final = QColor("#ffffff")
+# The history window's priority chips use the same two colours (tray_app/ui/history.py).
+_URGENT_RED: Final = QColor("#d93025")
+_HIGH_ORANGE: Final = QColor("#e37400")
+_MARK_INK: Final = QColor("#ffffff")
 # The ring around badge and marks takes the panel's colour: it cuts the badge out of the
 # tile and lets its outline melt into the panel, whichever way the panel is painted.
 _RING_LIGHT_PANEL: Final = QColor("#ffffff")
@@ -110,7 +145,7 @@ def badge_text(unread: int) -> str:
 
 
 def _palette(look: TrayLook, dark_panel: bool) -> _Palette:
-    live = look in (TrayLook.CONNECTED, TrayLook.DND)
+    live = look in (TrayLook.CONNECTED, TrayLook.DND, TrayLook.QUIET_HOURS)
     if live:
         top, bottom = _LIVE_TILE
     else:
@@ -179,7 +214,29 @@ def _tile_rect(size: float, grid: _Grid) -> QRectF:
     return QRectF(margin, margin, size - 2 * margin, size - 2 * margin)
 
 
-def _paint_tile(painter: QPainter, tile: QRectF, palette: _Palette, *, bell: bool) -> None:
+def _bell_box(tile: QRectF, *, badge: bool, mark: bool) -> QRectF:
+    """The square the bell is drawn in (the unit square of :func:`_bell_path`).
+
+    Alone, the bell sits in the middle of the tile, a touch low: the knob would otherwise
+    crowd the tile's top edge. Beside a badge (top right) it is smaller and sits low at
+    the left, so that the badge can hide at most the top of the dome; beside a state mark
+    (bottom right) it sits high at the left; beside both, smaller still, low at the left.
+    Either way the dome, the rim and the clapper, which make it a bell, stay in view.
+    """
+    if not badge and not mark:
+        return tile.translated(0, tile.height() * 0.02)
+    scale = _BELL_BESIDE_BOTH if badge and mark else _BELL_BESIDE_ONE
+    side = tile.width() * scale
+    # Placed by the bell's ink (x 0.18..0.82, y 0.18..0.83 of its square), not the square.
+    left = tile.left() + tile.width() * 0.07 - 0.18 * side
+    if badge:
+        top = tile.bottom() - tile.height() * 0.03 - 0.83 * side
+    else:
+        top = tile.top() + tile.height() * 0.1 - 0.18 * side
+    return QRectF(left, top, side, side)
+
+
+def _paint_tile(painter: QPainter, tile: QRectF, palette: _Palette, bell: QRectF) -> None:
     gradient = QLinearGradient(tile.topLeft(), tile.bottomLeft())
     gradient.setColorAt(0.0, palette.tile_top)
     gradient.setColorAt(1.0, palette.tile_bottom)
@@ -187,13 +244,10 @@ def _paint_tile(painter: QPainter, tile: QRectF, palette: _Palette, *, bell: boo
     painter.setBrush(QBrush(gradient))
     radius = tile.width() * 0.23
     painter.drawRoundedRect(tile, radius, radius)
-    if bell:
-        # A touch below centre: the knob would otherwise crowd the tile's top edge.
-        glyph_box = tile.translated(0, tile.height() * 0.02)
-        painter.setBrush(palette.glyph)
-        painter.drawPath(_bell_path(glyph_box))
-        painter.drawEllipse(_knob_rect(glyph_box))
-        painter.drawPath(_clapper_path(glyph_box))
+    painter.setBrush(palette.glyph)
+    painter.drawPath(_bell_path(bell))
+    painter.drawEllipse(_knob_rect(bell))
+    painter.drawPath(_clapper_path(bell))
 
 
 def _ring_width(size: float, grid: _Grid) -> float:
@@ -216,6 +270,7 @@ class _BadgeLayout:
 
     outline: QRectF
     pill: QRectF
+    radius: float  # the pill's corners (the outline's are ``radius`` plus the ring)
     font: QFont
     digits: str
     digits_origin: QPointF
@@ -230,21 +285,28 @@ def _font_candidates(largest: int) -> list[tuple[int, bool]]:
 def _layout_badge(text: str, size: float, height: float, grid: _Grid) -> _BadgeLayout:
     """Fit the text into a pill in the top-right corner.
 
+    The pill touches the icon's top and right edges: its ring there would only repeat
+    the panel's colour, and the pixel it saves goes to the digits and the bell. Two or
+    three characters get a flatter pill with tighter corners and digits as tall as the
+    pill allows, so that "99+" stays readable at 16 px with the bell in view below it.
+
     The "+" of "99+" is drawn as two bars rather than as a glyph: at 16 px a font's plus
     is a blur, while bars snapped to the pixel grid stay sharp and narrow.
     """
     ring = _ring_width(size, grid)
     digits = text.rstrip("+")
     has_plus = digits != text
-    max_width = size - 2 * ring
+    wide = len(text) > 1
+    max_width = size - ring
     # A single digit sits in a circle; longer text gets side padding, which shrinks
     # before the font does when the corner is tight.
-    comfortable_padding = height * 0.5 if len(text) > 1 else 0.0
-    tight_padding = height * 0.1 if len(text) > 1 else 0.0
+    comfortable_padding = height * 0.5 if wide else 0.0
+    tight_padding = height * 0.1 if wide else 0.0
     font = _badge_font(6, condensed=True)
     ink = QRectF()
     plus_side = gap = 0.0
-    for pixel_size, condensed in _font_candidates(max(6, round(height * 0.8))):
+    largest = round(height * (1.0 if wide else 0.8))
+    for pixel_size, condensed in _font_candidates(max(6, largest)):
         font = _badge_font(pixel_size, condensed=condensed)
         ink = QFontMetricsF(font).tightBoundingRect(digits)
         plus_side = grid.snap(ink.height() * 0.6) if has_plus else 0.0
@@ -253,7 +315,7 @@ def _layout_badge(text: str, size: float, height: float, grid: _Grid) -> _BadgeL
             break
     content = ink.width() + gap + plus_side
     width = min(grid.snap(max(height, content + comfortable_padding)), max_width)
-    pill = QRectF(size - ring - width, ring, width, height)
+    pill = QRectF(size - width, 0, width, height)
     outline = pill.adjusted(-ring, -ring, ring, ring)
     # Centre the ink, not the font's line box: digits have no descenders.
     left = grid.snap(pill.center().x() - content / 2)
@@ -265,17 +327,18 @@ def _layout_badge(text: str, size: float, height: float, grid: _Grid) -> _BadgeL
         plus_left = left + ink.width() + gap
         plus_top = grid.snap(pill.center().y() - plus_side / 2)
         plus = QRectF(plus_left, plus_top, plus_side, plus_side)
-    return _BadgeLayout(outline, pill, font, digits, origin, plus)
+    radius = height * (0.3 if wide else 0.5)
+    return _BadgeLayout(outline, pill, radius, font, digits, origin, plus)
 
 
 def _paint_badge(painter: QPainter, layout: _BadgeLayout, palette: _Palette, grid: _Grid) -> None:
     outline = layout.outline
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(palette.ring)
-    painter.drawRoundedRect(outline, outline.height() / 2, outline.height() / 2)
+    ring = (outline.height() - layout.pill.height()) / 2
+    painter.drawRoundedRect(outline, layout.radius + ring, layout.radius + ring)
     painter.setBrush(palette.badge_fill)
-    pill = layout.pill
-    painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+    painter.drawRoundedRect(layout.pill, layout.radius, layout.radius)
 
     painter.setFont(layout.font)
     painter.setPen(palette.badge_text)
@@ -293,7 +356,7 @@ def _paint_badge(painter: QPainter, layout: _BadgeLayout, palette: _Palette, gri
 
 
 def _mark_box(size: float, diameter: float, grid: _Grid) -> tuple[QRectF, float]:
-    """The bottom-right square of a state mark (warning, moon), and its ring width."""
+    """The bottom-right square of a state mark (warning, moon, clock), and its ring width."""
     ring = _ring_width(size, grid)
     box = QRectF(size - ring - diameter, size - ring - diameter, diameter, diameter)
     return box, ring
@@ -327,13 +390,21 @@ def _paint_warning(
     painter.drawRect(QRectF(left, dot_top, stroke, stroke))
 
 
-def _paint_moon(painter: QPainter, box: QRectF, ring: float, ring_color: QColor) -> None:
-    outline = box.adjusted(-ring, -ring, ring, ring)
+def _paint_disc(
+    painter: QPainter, box: QRectF, ring: float, ring_color: QColor, fill: QColor
+) -> None:
+    """A mark's disc in ``fill``, ringed in the panel's colour."""
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(ring_color)
-    painter.drawEllipse(outline)
-    painter.setBrush(_DND_VIOLET)
+    painter.drawEllipse(box.adjusted(-ring, -ring, ring, ring))
+    painter.setBrush(fill)
     painter.drawEllipse(box)
+
+
+def _paint_moon(
+    painter: QPainter, box: QRectF, ring: float, _grid: _Grid, ring_color: QColor
+) -> None:
+    _paint_disc(painter, box, ring, ring_color, _DND_VIOLET)
     # A crescent: a disc with an offset disc cut away.
     radius = box.width() * 0.3
     center = box.center()
@@ -344,6 +415,79 @@ def _paint_moon(painter: QPainter, box: QRectF, ring: float, ring_color: QColor)
     bite.addEllipse(QPointF(center.x() + offset, center.y() - offset * 0.75), radius, radius)
     painter.setBrush(_DND_MOON)
     painter.drawPath(disc.subtracted(bite))
+
+
+def _paint_clock(
+    painter: QPainter, box: QRectF, ring: float, grid: _Grid, ring_color: QColor
+) -> None:
+    """Quiet hours: a white clock face on a teal disc, its hands at three o'clock."""
+    _paint_disc(painter, box, ring, ring_color, _QUIET_TEAL)
+    center = box.center()
+    radius = box.width() * 0.34
+    painter.setBrush(_QUIET_FACE)
+    painter.drawEllipse(center, radius, radius)
+    # The hands: bars at least one device pixel wide, snapped so they stay sharp.
+    stroke = max(grid.snap(box.width() * 0.12), 1 / grid.ratio)
+    left = grid.snap(center.x() - stroke / 2)
+    top = grid.snap(center.y() - stroke / 2)
+    painter.setBrush(_QUIET_TEAL)
+    hour_top = grid.snap(center.y() - radius * 0.75)
+    painter.drawRect(QRectF(left, hour_top, stroke, top + stroke - hour_top))
+    minute_right = grid.snap(center.x() + radius * 0.7)
+    painter.drawRect(QRectF(left, top, minute_right - left, stroke))
+
+
+def _paint_exclamation(
+    painter: QPainter, box: QRectF, ring: float, grid: _Grid, ring_color: QColor
+) -> None:
+    """Urgent: a white exclamation mark on a red disc."""
+    _paint_disc(painter, box, ring, ring_color, _URGENT_RED)
+    stroke = max(grid.snap(box.width() * 0.14), 1 / grid.ratio)
+    left = grid.snap(box.center().x() - stroke / 2)
+    bar_top = grid.snap(box.top() + box.height() * 0.2)
+    bar_bottom = grid.snap(box.top() + box.height() * 0.6)
+    dot_top = grid.snap(box.top() + box.height() * 0.68)
+    painter.setBrush(_MARK_INK)
+    painter.drawRoundedRect(
+        QRectF(left, bar_top, stroke, bar_bottom - bar_top), stroke / 2, stroke / 2
+    )
+    painter.drawEllipse(QRectF(left, dot_top, stroke, stroke))
+
+
+def _paint_arrow(
+    painter: QPainter, box: QRectF, ring: float, grid: _Grid, ring_color: QColor
+) -> None:
+    """High priority: a white upward arrow on an orange disc."""
+    _paint_disc(painter, box, ring, ring_color, _HIGH_ORANGE)
+    center_x = box.center().x()
+    stroke = max(grid.snap(box.width() * 0.14), 1 / grid.ratio)
+    head_top = box.top() + box.height() * 0.2
+    head_bottom = box.top() + box.height() * 0.5
+    half_head = box.width() * 0.24
+    head = QPainterPath(QPointF(center_x, head_top))
+    head.lineTo(center_x + half_head, head_bottom)
+    head.lineTo(center_x - half_head, head_bottom)
+    head.closeSubpath()
+    painter.setBrush(_MARK_INK)
+    painter.drawPath(head)
+    left = grid.snap(center_x - stroke / 2)
+    shaft_bottom = grid.snap(box.top() + box.height() * 0.8)
+    painter.drawRect(
+        QRectF(left, head_bottom - stroke, stroke, shaft_bottom - head_bottom + stroke)
+    )
+
+
+_Mark = Callable[[QPainter, QRectF, float, _Grid, QColor], None]
+#: The looks that carry a mark in the bottom-right corner, and how each is painted.
+_MARKS: Final[dict[TrayLook, _Mark]] = {
+    TrayLook.LOGIN_REQUIRED: _paint_warning,
+    TrayLook.DND: _paint_moon,
+    TrayLook.QUIET_HOURS: _paint_clock,
+}
+_APP_MARKS: Final[dict[AppMark, _Mark]] = {
+    AppMark.HIGH: _paint_arrow,
+    AppMark.URGENT: _paint_exclamation,
+}
 
 
 def paint_icon(
@@ -365,33 +509,59 @@ def paint_icon(
         dark_panel: True when the panel behind the icon is dark.
         pixel_ratio: Device pixels per logical pixel, for snapping edges to pixels.
     """
-    text = badge_text(unread)
     grid = _Grid(pixel_ratio)
-    palette = _palette(look, dark_panel)
+    _paint(
+        painter,
+        size=size,
+        text=badge_text(unread),
+        palette=_palette(look, dark_panel),
+        mark=_MARKS.get(look),
+        grid=grid,
+    )
+
+
+def _paint(
+    painter: QPainter,
+    *,
+    size: float,
+    text: str,
+    palette: _Palette,
+    mark: _Mark | None,
+    grid: _Grid,
+) -> None:
+    """The tile, the bell, the badge with ``text`` (none when empty) and ``mark``."""
     painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
     painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
     tile = _tile_rect(size, grid)
-    has_mark = look in (TrayLook.LOGIN_REQUIRED, TrayLook.DND)
     badge = None
     if text:
-        height = grid.snap(size * 0.56)
-        badge = _layout_badge(text, size, height, grid)
-    # A badge that spans most of the tile would leave only stray bits of bell below it.
-    bell = badge is None or badge.outline.left() > tile.left() + tile.width() * 0.3
-    _paint_tile(painter, tile, palette, bell=bell)
+        share = _BADGE_HEIGHT if len(text) == 1 else _WIDE_BADGE_HEIGHT
+        badge = _layout_badge(text, size, grid.snap(size * share), grid)
+    bell = _bell_box(tile, badge=badge is not None, mark=mark is not None)
+    _paint_tile(painter, tile, palette, bell)
     if badge is not None:
         _paint_badge(painter, badge, palette, grid)
-    if has_mark:
+    if mark is not None:
         diameter = grid.snap(size * 0.5)
         if badge is not None:
             # The count matters more than the mark: the mark shrinks into the space the
-            # badge leaves (rings may overlap, the pill and the mark may not).
-            diameter = min(diameter, size - badge.outline.bottom())
+            # badge leaves (rings may overlap, the pill and the mark may not), and to the
+            # right of the bell.
+            diameter = min(grid.snap(size * 0.42), size - badge.outline.bottom())
         box, ring = _mark_box(size, diameter, grid)
-        if look is TrayLook.LOGIN_REQUIRED:
-            _paint_warning(painter, box, ring, grid, palette.ring)
-        else:
-            _paint_moon(painter, box, ring, palette.ring)
+        mark(painter, box, ring, grid, palette.ring)
+
+
+def _new_pixmap(size: int, device_pixel_ratio: float) -> QPixmap:
+    if size <= 0 or not math.isfinite(device_pixel_ratio) or device_pixel_ratio <= 0:
+        raise ValueError(
+            f"size and device_pixel_ratio must be positive, got {size} and {device_pixel_ratio}"
+        )
+    side = round(size * device_pixel_ratio)
+    pixmap = QPixmap(side, side)
+    pixmap.setDevicePixelRatio(device_pixel_ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    return pixmap
 
 
 def render_tray_pixmap(
@@ -419,15 +589,8 @@ def render_tray_pixmap(
         ValueError: ``size`` or ``device_pixel_ratio`` is not positive, or ``unread`` is
             negative.
     """
-    if size <= 0 or not math.isfinite(device_pixel_ratio) or device_pixel_ratio <= 0:
-        raise ValueError(
-            f"size and device_pixel_ratio must be positive, got {size} and {device_pixel_ratio}"
-        )
-    badge_text(unread)  # validates before any pixel is touched
-    side = round(size * device_pixel_ratio)
-    pixmap = QPixmap(side, side)
-    pixmap.setDevicePixelRatio(device_pixel_ratio)
-    pixmap.fill(Qt.GlobalColor.transparent)
+    badge_text(unread)  # validates before anything is drawn
+    pixmap = _new_pixmap(size, device_pixel_ratio)
     painter = QPainter(pixmap)
     try:
         paint_icon(
@@ -559,8 +722,53 @@ def app_icon() -> QIcon:
     return icon
 
 
-def render_app_pixmap(size: int, device_pixel_ratio: float = 1.0) -> QPixmap:
-    """The plain app icon at one size: the tile and bell, no badge, no state mark."""
-    return render_tray_pixmap(
-        unread=0, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=device_pixel_ratio
-    )
+def render_app_pixmap(
+    size: int, device_pixel_ratio: float = 1.0, mark: AppMark | None = None
+) -> QPixmap:
+    """The app icon at one size: the tile and bell, no badge, and ``mark`` if given."""
+    if mark is None:
+        return render_tray_pixmap(
+            unread=0, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=device_pixel_ratio
+        )
+    pixmap = _new_pixmap(size, device_pixel_ratio)
+    painter = QPainter(pixmap)
+    try:
+        grid = _Grid(device_pixel_ratio)
+        palette = _palette(TrayLook.CONNECTED, dark_panel=False)
+        _paint(painter, size=size, text="", palette=palette, mark=_APP_MARKS[mark], grid=grid)
+    finally:
+        painter.end()
+    return pixmap
+
+
+def app_icon_file_name(size: int, mark: AppMark | None = None) -> str:
+    """The shipped PNG of the app icon at ``size``: ``tray-notifier-64.png``, or with a
+    mark ``tray-notifier_urgent-64.png``."""
+    if mark is None:
+        return f"{APP_ICON_NAME}-{size}.png"
+    # An underscore, not a dash: the Debian package installs every
+    # tray-notifier-<anything>-<size>.png as the launcher's icon of that size
+    # (scripts/build-installers), while the bundle takes every tray-notifier*.png.
+    return f"{APP_ICON_NAME}_{mark.value}-{size}.png"
+
+
+def render_mark_pixmap(look: TrayLook, size: int, device_pixel_ratio: float = 1.0) -> QPixmap:
+    """A state's mark alone (the moon of DND, the clock of quiet hours...), filling a
+    ``size`` square: the same mark the tray icon carries, for menu entries about it.
+
+    Raises:
+        ValueError: ``look`` has no mark, or the size or ratio is not positive.
+    """
+    mark = _MARKS.get(look)
+    if mark is None:
+        raise ValueError(f"the {look.name} look has no mark")
+    pixmap = _new_pixmap(size, device_pixel_ratio)
+    painter = QPainter(pixmap)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        grid = _Grid(device_pixel_ratio)
+        # No ring: a menu has no panel to cut the mark out of.
+        mark(painter, QRectF(0, 0, size, size), 0.0, grid, QColor(0, 0, 0, 0))
+    finally:
+        painter.end()
+    return pixmap

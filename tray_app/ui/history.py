@@ -1710,12 +1710,12 @@ class HistoryWindow(QWidget):
         self._focus_list()
         self._refresh_counts()
 
-    def commit_delete(self) -> None:
-        """Request the delete still waiting for its undo offer to lapse, now (no-op when
-        none is). The rows stay out of the list until :meth:`apply_removed`."""
+    def commit_delete(self) -> bool:
+        """Request the delete still waiting for its undo offer to lapse, now; whether
+        there was one. The rows stay out of the list until :meth:`apply_removed`."""
         pending = self._end_pending()
         if pending is None:
-            return
+            return False
         ids = list(pending.ids)
         for start in range(0, len(ids), DELETE_BATCH):
             self.delete_requested.emit(ids[start : start + DELETE_BATCH])
@@ -1724,6 +1724,7 @@ class HistoryWindow(QWidget):
             # hidden by id until the app confirms them (the engine does so at once).
             self.model.stop_hiding_read()
         self._refresh_counts()
+        return True
 
     def clear_filters(self) -> None:
         """Reset the search and every filter (one re-read)."""

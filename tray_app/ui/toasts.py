@@ -11,6 +11,11 @@ it advertises ``body-markup`` (xfce4-notifyd does, and renders valid markup such
 ``<`` and ``>`` are escaped when the server has that capability, and sent as they are when
 it does not (the spec says such a server shows the text verbatim).
 
+Urgent toasts look urgent: critical urgency (the D-Bus ``urgency`` hint 2, which keeps
+them on screen on most servers) and the app icon with a red "!" mark; high-priority
+toasts get an orange arrow mark (the words in their titles are the toast rules'). The
+balloon shows its Critical and Warning icons for them.
+
 When the native path fails (no session bus, no notification server, an error or a hang)
 the toast goes to ``QSystemTrayIcon.showMessage`` instead; the first failure is logged
 once as a warning, and the native path is tried again after ``retry_after`` seconds.
@@ -24,7 +29,7 @@ import html
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +46,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import Qt
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences, ToastRequest
-from tray_app.ui.badge import APP_ICON_NAME, icon_directories
+from tray_app.toast_policy import (
+    Toast,
+    ToastEmphasis,
+    ToastPlanner,
+    ToastPreferences,
+    ToastRequest,
+)
+from tray_app.ui.badge import AppMark, app_icon_file_name, icon_directories
 
 if TYPE_CHECKING:
     from tray_app.store import StoredNotification
@@ -61,11 +72,10 @@ NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
 NOTIFICATIONS_PATH = "/org/freedesktop/Notifications"
 
 _URGENCY = {"low": Urgency.Low, "normal": Urgency.Normal, "critical": Urgency.Critical}
-_BALLOON_ICON = {
-    "low": QSystemTrayIcon.MessageIcon.Information,
-    "normal": QSystemTrayIcon.MessageIcon.Information,
-    "critical": QSystemTrayIcon.MessageIcon.Critical,
-}
+_MARKS: dict[ToastEmphasis, AppMark] = {"high": AppMark.HIGH, "urgent": AppMark.URGENT}
+# The freedesktop icon theme's stand-in for an urgent toast when the marked icon is not
+# installed; a high one then shows the plain app icon (its title still says "High").
+_THEME_ICONS: dict[ToastEmphasis, str] = {"urgent": "dialog-warning"}
 # The freedesktop sound theme's name for a new message; other platforms have a default.
 _SOUND = Sound(name="message-new-instant") if sys.platform.startswith("linux") else DEFAULT_SOUND
 
@@ -93,6 +103,8 @@ class Toaster(QObject):
         app_name: The name the notification server shows and groups by.
         notifier: The desktop-notifier instance to use; one is made when None.
         icon: An image file for the native toasts' icon; the app's shipped icon when None.
+        emphasis_icons: Image files for high-priority and urgent toasts, by emphasis;
+            the app's shipped marked icons when None.
         retry_after: Seconds to stay on the balloon after the native path failed.
         parent: The QObject parent.
     """
@@ -109,6 +121,7 @@ class Toaster(QObject):
         app_name: str = "Tray Notifier",
         notifier: DesktopNotifier | None = None,
         icon: Path | None = None,
+        emphasis_icons: Mapping[ToastEmphasis, Path] | None = None,
         retry_after: float = 60.0,
         parent: QObject | None = None,
     ) -> None:
@@ -116,6 +129,15 @@ class Toaster(QObject):
         self._tray = tray
         icon = icon if icon is not None else _default_icon()
         self._app_icon = Icon(path=icon) if icon is not None else None
+        if emphasis_icons is None:
+            emphasis_icons = {
+                emphasis: path
+                for emphasis, mark in _MARKS.items()
+                if (path := _default_icon(mark)) is not None
+            }
+        self._emphasis_icons = {
+            emphasis: Icon(path=path) for emphasis, path in emphasis_icons.items()
+        }
         self._own_notifier = notifier is None
         self._app_name = app_name
         self._notifier = notifier or self._new_notifier()
@@ -208,12 +230,22 @@ class Toaster(QObject):
             on_clicked=self._click_handler(toast),
             on_dispatched=lambda: dispatched.append(True),
             sound=_SOUND if toast.sound else None,
+            icon=self._icon(toast),
         )
         await self._notifier.send_notification(notification)
         if not dispatched:
             raise NativeToastError("the notification server did not take the toast")
         if toast.notification_id is not None:
             self._shown[toast.notification_id] = notification.identifier
+
+    def _icon(self, toast: Toast) -> Icon | None:
+        """The marked icon of a high or urgent toast; None: the app's own icon."""
+        if toast.emphasis == "plain":
+            return None
+        icon = self._emphasis_icons.get(toast.emphasis)
+        if icon is None and toast.emphasis in _THEME_ICONS:
+            icon = Icon(name=_THEME_ICONS[toast.emphasis])
+        return icon
 
     def _buttons(self, toast: Toast) -> tuple[Button, ...]:
         if toast.kind == "single" and toast.notification_id is not None:
@@ -274,7 +306,7 @@ class Toaster(QObject):
             self._tray.showMessage(
                 _balloon_text(toast.title),
                 _balloon_text(toast.body),
-                _BALLOON_ICON[toast.urgency],
+                _balloon_icon(toast),
                 BALLOON_MSECS,
             )
         self.fallback_used.emit(self._failure)
@@ -319,13 +351,23 @@ async def _dbus_capabilities() -> list[str]:
     return [str(capability) for capability in reply.body[0]]
 
 
-def _default_icon() -> Path | None:
-    """The shipped app icon at a size notification servers draw well, if it is there."""
+def _default_icon(mark: AppMark | None = None) -> Path | None:
+    """The shipped app icon (with ``mark``) at a size notification servers draw well, if
+    it is there."""
     for directory in icon_directories():
-        path = directory / f"{APP_ICON_NAME}-{TOAST_ICON_SIZE}.png"
+        path = directory / app_icon_file_name(TOAST_ICON_SIZE, mark)
         if path.is_file():
             return path
     return None
+
+
+def _balloon_icon(toast: Toast) -> QSystemTrayIcon.MessageIcon:
+    """The balloon's icon: Critical for urgent, Warning for high, Information otherwise."""
+    if toast.emphasis == "urgent" or toast.urgency == "critical":
+        return QSystemTrayIcon.MessageIcon.Critical
+    if toast.emphasis == "high":
+        return QSystemTrayIcon.MessageIcon.Warning
+    return QSystemTrayIcon.MessageIcon.Information
 
 
 async def _disconnect(notifier: DesktopNotifier) -> None:

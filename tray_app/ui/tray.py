@@ -6,8 +6,13 @@ given and turns clicks into request signals; ``app.py`` wires those to the engin
 Every menu entry is a plain :class:`QAction` or a submenu, never a ``QWidgetAction``: on
 Linux the tray menu travels over D-Bus (StatusNotifierItem + com.canonical.dbusmenu) and
 on macOS it becomes an NSMenu, and neither carries embedded widgets. So a notification
-row opens on click (the common case, one click), and "Mark read" without opening lives
-in a submenu listing the same notifications, which every native menu shows.
+row opens on click (the common case, one click) and the app marks it read; "Mark all
+read" clears the list. No second list repeats the rows to mark one read without opening
+it: the history window does that, one click away.
+
+The menu's head says what needs saying now: who is logged in and the connection, "Log
+in…" when a login is needed, "Reconnect now" while the connection is down, and while
+pop-ups are held back, why and until when, with the one click that ends it.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon
 
-from tray_app.attention import Silence, silence_words
+from tray_app.attention import Silence, SilenceReason, silence_words
 from tray_app.net import ConnectionState, StateChange
 from tray_app.store import StoredNotification
 from tray_app.time_words import as_aware, describe_age
 from tray_app.toast_policy import BIDI_CONTROLS
-from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
+from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook, render_mark_pixmap
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,14 @@ _STATUS_COLOURS: Final = {
     TrayLook.OFFLINE: QColor("#9aa0a6"),
     TrayLook.LOGIN_REQUIRED: QColor("#f5a524"),
     TrayLook.DND: QColor("#6246ea"),
+    TrayLook.QUIET_HOURS: QColor("#0b7a75"),
 }
+_SILENCE_LOOKS: Final[dict[SilenceReason, TrayLook]] = {
+    "dnd": TrayLook.DND,
+    "quiet_hours": TrayLook.QUIET_HOURS,
+}
+# The connection states "Reconnect now" can cut short (not CONNECTING: it is trying now).
+_RECONNECTABLE: Final = frozenset({ConnectionState.RECONNECTING, ConnectionState.OFFLINE})
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,11 @@ class TrayState:
             first :data:`MAX_RECENT`.
         silence: Why pop-ups are held back right now (do-not-disturb or quiet hours)
             and until when, or None.
+        reconnectable: The connection is down and waiting to retry: the menu offers
+            "Reconnect now".
+        quiet_hours_locked: IT sets the quiet hours on this computer: the menu then
+            names them but offers no "Turn off quiet hours", which would only remove the
+            user's own, on their other devices.
     """
 
     connection: str
@@ -112,6 +129,8 @@ class TrayState:
     unread: int
     recent: tuple[MenuNotification, ...] = ()
     silence: Silence | None = None
+    reconnectable: bool = False
+    quiet_hours_locked: bool = False
 
     def __post_init__(self) -> None:
         if self.unread < 0:
@@ -135,6 +154,7 @@ class TrayState:
         unread: int = 0,
         recent: Sequence[StoredNotification] = (),
         silence: Silence | None = None,
+        quiet_hours_locked: bool = False,
     ) -> TrayState:
         """What the tray shows.
 
@@ -145,6 +165,7 @@ class TrayState:
             unread: The unread count.
             recent: The most recent unread rows, newest first.
             silence: Why pop-ups are held back now, or None.
+            quiet_hours_locked: IT's managed configuration sets the quiet hours here.
         """
         if username is None:
             return cls(
@@ -155,21 +176,30 @@ class TrayState:
             )
         return cls(
             connection=describe_connection(connection),
-            look=connection_look(connection.state, dnd=silence is not None),
+            look=connection_look(
+                connection.state, silence=None if silence is None else silence.reason
+            ),
             username=username,
             unread=unread,
             recent=tuple(MenuNotification.of(row) for row in recent),
             silence=silence,
+            reconnectable=connection.state in _RECONNECTABLE,
+            quiet_hours_locked=quiet_hours_locked,
         )
 
 
-def connection_look(state: ConnectionState, *, dnd: bool) -> TrayLook:
-    """How the icon draws a connection state (do-not-disturb shows only when connected)."""
+def connection_look(state: ConnectionState, *, silence: SilenceReason | None = None) -> TrayLook:
+    """How the icon draws a connection state, and why pop-ups are held back if they are.
+
+    The silence marks (a moon for do-not-disturb, a clock for quiet hours) show while
+    connected. Offline, the greyed icon says the one thing that matters then: nothing
+    arrives at all, held back or not; the tooltip and the menu still name the silence.
+    """
     if state is ConnectionState.LOGIN_REQUIRED:
         return TrayLook.LOGIN_REQUIRED
     if state is not ConnectionState.CONNECTED:
         return TrayLook.OFFLINE
-    return TrayLook.DND if dnd else TrayLook.CONNECTED
+    return TrayLook.CONNECTED if silence is None else _SILENCE_LOOKS[silence]
 
 
 def describe_connection(change: StateChange, *, now: float | None = None) -> str:
@@ -240,6 +270,16 @@ def _describe_until(dnd_until: datetime, now: datetime) -> str:
     return f"until {until.day} {until:%b %H:%M}"
 
 
+def silence_line(silence: Silence, now: datetime) -> str:
+    """The menu's line on a silence: "Do not disturb until 08:00", "Quiet hours until
+    07:00", "Do not disturb until you turn it off"."""
+    if silence.reason == "dnd" and silence.until is None:
+        # A sentence of its own, not the tooltip's bracketed "(until you turn it off)",
+        # which would read like the state of the "Do not disturb (on)" submenu below.
+        return "Do not disturb until you turn it off"
+    return silence_words(silence, now)
+
+
 def tooltip_text(state: TrayState, now: datetime) -> str:
     """The tray tooltip: "Tray Notifier — 3 unread — Connected"."""
     count = f"{state.unread} unread" if state.unread else "no unread"
@@ -279,6 +319,17 @@ def _status_dot(look: TrayLook) -> QIcon:
     return icon
 
 
+def _mark_icon(look: TrayLook) -> QIcon:
+    """The tray icon's mark for a silence (moon, clock), for the menu line that names it;
+    in colour though the line is disabled, like the header's dot."""
+    icon = QIcon()
+    for ratio in (1.0, 2.0):
+        pixmap = render_mark_pixmap(look, 16, ratio)
+        icon.addPixmap(pixmap, QIcon.Mode.Normal)
+        icon.addPixmap(pixmap, QIcon.Mode.Disabled)
+    return icon
+
+
 def sync_menu_actions(menu: QMenu, wanted: Sequence[QAction]) -> None:
     """Make ``menu`` list exactly ``wanted``, in order, with as few changes as it takes.
 
@@ -307,22 +358,15 @@ def sync_menu_actions(menu: QMenu, wanted: Sequence[QAction]) -> None:
         current.insert(index, action)
 
 
-@dataclass
-class _Row:
-    """The two menu entries of one listed notification: open it, or mark it read."""
-
-    open: QAction
-    mark: QAction
-
-
 class TrayController(QObject):
     """The tray icon with its painted badge, its tooltip and its menu.
 
     Left click asks for the history window; the context menu (right click) offers the
     rest. The menu follows each :class:`TrayState` and is brought up to date again just
     before it opens, so ages stay fresh. It is updated in place: a notification keeps its
-    entries while it stays listed, and what did not change is not touched, since on Linux
-    every change travels to the panel over D-Bus.
+    entry while it stays listed, and what did not change is not touched, since on Linux
+    every change travels to the panel over D-Bus. While the menu is open the tooltip is
+    empty, so that it cannot cover the menu; it comes back as the menu closes.
 
     Signals:
         history_requested(): Left click on the icon, or "History…".
@@ -333,10 +377,11 @@ class TrayController(QObject):
         login_requested(): "Log in…" (shown while the look is LOGIN_REQUIRED).
         notification_opened(int): A notification row was clicked: open its link and mark
             it read. Carries the notification id (64-bit).
-        notification_mark_read_requested(int): "Mark read" on one notification, without
-            opening it. Carries the notification id.
         mark_all_read_requested(): "Mark all read".
-        dnd_requested(str): "1h", "tomorrow", "on" (until turned off) or "off".
+        dnd_requested(str): "1h", "tomorrow", "on" (until turned off) or "off" (also
+            "Turn off do not disturb" at the head of the menu).
+        quiet_hours_end_requested(): "Turn off quiet hours", shown while they hold.
+        reconnect_requested(): "Reconnect now", shown while the connection is down.
     """
 
     history_requested = Signal()
@@ -347,9 +392,10 @@ class TrayController(QObject):
     login_requested = Signal()
     # object, not int: ids are 64-bit and Signal(int) is a C++ int that wraps past 2**31.
     notification_opened = Signal(object)
-    notification_mark_read_requested = Signal(object)
     mark_all_read_requested = Signal()
     dnd_requested = Signal(str)
+    quiet_hours_end_requested = Signal()
+    reconnect_requested = Signal()
 
     def __init__(
         self, parent: QObject | None = None, *, clock: Callable[[], datetime] = _local_now
@@ -361,20 +407,27 @@ class TrayController(QObject):
         )
         self._icons = TrayIconCache()
         self._icon_key: TrayIconKey | None = None
-        self._tooltip: str | None = None
+        self._tooltip = ""
+        self._menu_open = False
         self._header_look: TrayLook | None = None
+        self._silence_look: TrayLook | None = None
         self._status_dots: dict[TrayLook, QIcon] = {}
+        self._mark_icons: dict[TrayLook, QIcon] = {}
         self._menu = QMenu()
         self._menu.setToolTipsVisible(True)
         self._tray = QSystemTrayIcon(self)
         self._tray.setContextMenu(self._menu)
         self._tray.activated.connect(self._on_activated)
         self._build_fixed_actions()
-        # The entries of the notifications listed now, by id. Entries of a notification
-        # that leaves the list are deleted later, not at once: one of them may be the
-        # action whose triggered() led to this update.
-        self._rows: dict[int, _Row] = {}
-        self._menu.aboutToShow.connect(self._refresh)
+        # The entries of the notifications listed now, by id. The entry of a notification
+        # that leaves the list is deleted later, not at once: it may be the action whose
+        # triggered() led to this update.
+        self._rows: dict[int, QAction] = {}
+        self._menu.aboutToShow.connect(self._on_menu_about_to_show)
+        self._menu.aboutToHide.connect(self._on_menu_closed)
+        # A click closes the menu too; should a panel leave out the "closed" event that
+        # becomes aboutToHide on D-Bus, the tooltip still comes back.
+        self._menu.triggered.connect(self._on_menu_closed)
         hints = QGuiApplication.styleHints()
         hints.colorSchemeChanged.connect(self._on_color_scheme_changed)
         self._show(self._state)
@@ -437,18 +490,27 @@ class TrayController(QObject):
 
     # --- building ------------------------------------------------------------------
 
-    def _refresh(self) -> None:
+    def _on_menu_about_to_show(self) -> None:
+        self._menu_open = True
         self._show(self._state)
+
+    def _on_menu_closed(self, _action: QAction | None = None) -> None:
+        self._menu_open = False
+        self._update_tooltip()
 
     def _show(self, state: TrayState) -> None:
         self._state = state
         now = self._now()
         self._update_icon()
-        tooltip = tooltip_text(state, now)
-        if tooltip != self._tooltip:
-            self._tooltip = tooltip
-            self._tray.setToolTip(tooltip)
+        self._tooltip = tooltip_text(state, now)
+        self._update_tooltip()
         self._update_menu(now)
+
+    def _update_tooltip(self) -> None:
+        # QSystemTrayIcon cannot hide a tooltip on every platform; an empty one is none.
+        wanted = "" if self._menu_open else self._tooltip
+        if self._tray.toolTip() != wanted:  # on Linux each change is a D-Bus signal
+            self._tray.setToolTip(wanted)
 
     def _now(self) -> datetime:
         return as_aware(self._clock())
@@ -474,8 +536,20 @@ class TrayController(QObject):
             dot = self._status_dots[look] = _status_dot(look)
         return dot
 
-    def _action(self, text: str, on_trigger: Callable[[], None] | None = None) -> QAction:
+    def _mark_icon_for(self, look: TrayLook) -> QIcon:
+        icon = self._mark_icons.get(look)
+        if icon is None:
+            icon = self._mark_icons[look] = _mark_icon(look)
+        return icon
+
+    def _action(
+        self, text: str, on_trigger: Callable[[], None] | None = None, *, tip: str = ""
+    ) -> QAction:
         action = QAction(text, self)
+        if tip:
+            # What the entry does beyond its words. A screen reader names a menu entry by
+            # its text (Qt's accessible name, "&" stripped), so the text says it plainly.
+            action.setToolTip(tip)
         if on_trigger is not None:
             _connect_trigger(action, on_trigger)
         return action
@@ -487,13 +561,26 @@ class TrayController(QObject):
         bold = self._login.font()
         bold.setBold(True)
         self._login.setFont(bold)
+        self._reconnect = self._action(
+            "Reconnect now",
+            self.reconnect_requested.emit,
+            tip="Try to reach the server now instead of waiting for the next attempt",
+        )
+        self._silence = self._action("")
+        self._silence.setEnabled(False)
+        self._end_dnd = self._action(
+            "Turn off do not disturb",
+            partial(self.dnd_requested.emit, DND_OFF),
+            tip="Let pop-ups through again, on every device",
+        )
+        self._end_quiet_hours = self._action(
+            "Turn off quiet hours",
+            self.quiet_hours_end_requested.emit,
+            tip="Remove the quiet hours, on every device; set them again in Settings",
+        )
         self._empty = self._action("No unread notifications")
         self._empty.setEnabled(False)
         self._more = self._action("", self.history_requested.emit)
-        self._mark_one_menu = QMenu("Mark read", self._menu)
-        self._mark_one_menu.setToolTipsVisible(True)
-        # Kept: the same Python object then comes back from menu.actions().
-        self._mark_one_entry = self._mark_one_menu.menuAction()
         self._mark_all = self._action("Mark all read", self.mark_all_read_requested.emit)
         self._history = self._action("History…", self.history_requested.emit)
         self._presence = self._action("Who's online…", self.presence_requested.emit)
@@ -523,16 +610,15 @@ class TrayController(QObject):
         for separator in self._separators:
             separator.setSeparator(True)
 
-    def _row(self, item: MenuNotification) -> _Row:
+    def _row(self, item: MenuNotification) -> QAction:
         row = self._rows.get(item.id)
         if row is None:
-            row = _Row(open=QAction(self), mark=QAction(self))
-            _connect_trigger(row.open, partial(self.notification_opened.emit, item.id))
-            _connect_trigger(row.mark, partial(self.notification_mark_read_requested.emit, item.id))
+            row = QAction(self)
+            _connect_trigger(row, partial(self.notification_opened.emit, item.id))
             self._rows[item.id] = row
         return row
 
-    def _update_row(self, row: _Row, item: MenuNotification, now: datetime) -> None:
+    def _update_row(self, row: QAction, item: MenuNotification, now: datetime) -> None:
         title = elide(item.title, TITLE_LIMIT) or "(no title)"
         details = describe_age(item.created_at, now)
         if item.project:
@@ -543,12 +629,11 @@ class TrayController(QObject):
         # The full title, for what the ellipsis hid. Qt guesses whether a tooltip is rich
         # text, so the title goes in as escaped HTML and can never be read as markup.
         tooltip = Qt.convertFromPlainText(_WHITESPACE.sub(" ", item.title).strip())
-        for action in (row.open, row.mark):
-            # Each change is a D-Bus signal to the panel: only what differs is set.
-            if action.text() != label:
-                action.setText(label)
-            if action.toolTip() != tooltip:
-                action.setToolTip(tooltip)
+        # Each change is a D-Bus signal to the panel: only what differs is set.
+        if row.text() != label:
+            row.setText(label)
+        if row.toolTip() != tooltip:
+            row.setToolTip(tooltip)
 
     def _update_menu(self, now: datetime) -> None:
         state = self._state
@@ -564,16 +649,17 @@ class TrayController(QObject):
         wanted.append(self._header)
         if state.look is TrayLook.LOGIN_REQUIRED:
             wanted.append(self._login)
+        if state.reconnectable:
+            wanted.append(self._reconnect)
+        wanted.extend(self._silence_entries(state, now))
         wanted.append(self._separators[0])
 
         shown = state.recent[:MAX_RECENT]
         listed = {item.id for item in shown}
         for gone in [ident for ident in self._rows if ident not in listed]:
             row = self._rows.pop(gone)
-            self._mark_one_menu.removeAction(row.mark)
-            self._menu.removeAction(row.open)
-            row.open.deleteLater()
-            row.mark.deleteLater()
+            self._menu.removeAction(row)
+            row.deleteLater()
         rows = []
         for item in shown:
             row = self._row(item)
@@ -581,14 +667,11 @@ class TrayController(QObject):
             rows.append(row)
         if not shown:
             wanted.append(self._empty)
-        wanted.extend(row.open for row in rows)
+        wanted.extend(rows)
         hidden = state.unread - len(shown)
         if shown and hidden > 0:
             self._more.setText(f"{hidden} more unread in History…")
             wanted.append(self._more)
-        sync_menu_actions(self._mark_one_menu, [row.mark for row in rows])
-        if shown:
-            wanted.append(self._mark_one_entry)
         self._mark_all.setEnabled(state.unread > 0)
         wanted.append(self._mark_all)
         wanted.append(self._separators[1])
@@ -611,6 +694,24 @@ class TrayController(QObject):
             wanted.append(self._logout)
         wanted.append(self._quit)
         sync_menu_actions(self._menu, wanted)
+
+    def _silence_entries(self, state: TrayState, now: datetime) -> list[QAction]:
+        """The line that says why pop-ups are held back, and the click that ends it."""
+        silence = state.silence
+        if silence is None:
+            return []
+        text = menu_text(silence_line(silence, now))
+        if self._silence.text() != text:
+            self._silence.setText(text)
+        look = _SILENCE_LOOKS[silence.reason]
+        if look is not self._silence_look:
+            self._silence_look = look
+            self._silence.setIcon(self._mark_icon_for(look))
+        if silence.reason == "dnd":
+            return [self._silence, self._end_dnd]
+        if state.quiet_hours_locked:
+            return [self._silence]
+        return [self._silence, self._end_quiet_hours]
 
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

@@ -133,9 +133,9 @@ def test_logs_in_shows_the_count_and_marks_read_through_the_server(
         await until(lambda: history.model.total == stored + 1)
         assert history.model.notification(0).title == "Deploy finished"
 
-        # "Mark read" in the menu: the server applies it and the badge follows.
+        # "Mark read" on its toast: the server applies it and the badge follows.
         failed = await notify("Build failed", expected + 2)
-        tray.notification_mark_read_requested.emit(failed.id)
+        app.toaster.mark_read_requested.emit(failed.id)
         await until(lambda: tray.state.unread == expected + 1)
         await until(lambda: server_unread(demo_server) == expected + 1, timeout=WAIT)
 

@@ -14,14 +14,18 @@ from tray_app.ui import badge
 from tray_app.ui.badge import (
     APP_ICON_NAME,
     APP_ICON_SIZES,
+    MARKED_APP_ICON_SIZES,
     TRAY_PIXEL_RATIOS,
     TRAY_SIZES,
+    AppMark,
     TrayIconCache,
     TrayIconKey,
     TrayLook,
     app_icon,
+    app_icon_file_name,
     badge_text,
     render_app_pixmap,
+    render_mark_pixmap,
     render_tray_pixmap,
     tray_icon,
 )
@@ -115,6 +119,66 @@ def test_the_digits_are_drawn_white_on_the_pill(unread: int) -> None:
     assert _differing_pixels(image, other) > 10  # the number itself is painted
 
 
+def _is_white(colour: QColor) -> bool:
+    return colour.alpha() > 200 and min(colour.red(), colour.green(), colour.blue()) > 200
+
+
+def _longest_run(image: QImage, y: int, accept) -> int:
+    best = run = 0
+    for x in range(image.width()):
+        run = run + 1 if accept(image.pixelColor(x, y)) else 0
+        best = max(best, run)
+    return best
+
+
+@pytest.mark.parametrize("unread", [1, 42, 100, 5000])
+@pytest.mark.parametrize(("size", "ratio"), list(itertools.product(TRAY_SIZES, TRAY_PIXEL_RATIOS)))
+def test_the_bell_stays_in_view_below_the_badge_at_every_count(
+    unread: int, size: int, ratio: float
+) -> None:
+    """Below the badge's lowest red pixel, the bell is still there: most of its white (on a
+    dark panel, where the badge's ring is dark too), a rim as wide as a bell's, and a
+    dome above the rim that narrows towards the top."""
+
+    def render(count: int) -> QImage:
+        return _image(
+            render_tray_pixmap(
+                unread=count,
+                look=TrayLook.CONNECTED,
+                size=size,
+                device_pixel_ratio=ratio,
+                dark_panel=True,
+            )
+        )
+
+    plain = render(0)
+    bell_alone = sum(map(_is_white, _pixels(plain)))
+    image = render(unread)
+    side = image.width()
+    badge_bottom = max(
+        y for y in range(side) for x in range(side) if _is_red(image.pixelColor(x, y))
+    )
+    below = range(badge_bottom + 1, side)
+    in_view = sum(_is_white(image.pixelColor(x, y)) for y in below for x in range(side))
+    assert in_view >= 0.55 * bell_alone, (in_view, bell_alone)
+    runs = {y: _longest_run(image, y, _is_white) for y in below}
+    rim_row = max(runs, key=lambda y: runs[y])
+    assert runs[rim_row] >= 0.33 * side  # the rim
+    dome = [y for y in below if y < rim_row and 0 < runs[y] < runs[rim_row]]
+    assert len(dome) >= 0.2 * side  # the dome above it, narrower
+    assert max(runs[y] for y in dome) > min(runs[y] for y in dome)  # and rounded
+
+
+@pytest.mark.parametrize("size", TRAY_SIZES)
+def test_counts_above_99_read_99_plus_and_below_it_their_number(size: int) -> None:
+    def render(count: int) -> QImage:
+        return _image(render_tray_pixmap(unread=count, look=TrayLook.CONNECTED, size=size))
+
+    assert render(100) == render(5000)
+    assert _differing_pixels(render(100), render(99)) > 2  # the plus
+    assert _differing_pixels(render(42), render(1)) > size  # the second digit
+
+
 @pytest.mark.parametrize("dark_panel", [False, True])
 @pytest.mark.parametrize("unread", [0, 3, 150])
 def test_offline_has_no_saturated_colour(unread: int, dark_panel: bool) -> None:
@@ -140,6 +204,39 @@ def test_login_required_shows_an_amber_mark_bottom_right() -> None:
 
     assert sum(map(amber, _pixels(image, left=0.5, top=0.5))) > 20
     assert not any(map(amber, _pixels(image, bottom=0.4)))
+
+
+def _is_violet(colour: QColor) -> bool:
+    return colour.alpha() > 200 and 240 <= colour.hsvHue() <= 260 and colour.hsvSaturation() > 120
+
+
+def _is_teal(colour: QColor) -> bool:
+    return colour.alpha() > 200 and 165 <= colour.hsvHue() <= 190 and colour.hsvSaturation() > 150
+
+
+@pytest.mark.parametrize("unread", [0, 5, 150])
+@pytest.mark.parametrize("size", TRAY_SIZES)
+def test_silence_shows_a_moon_for_dnd_and_a_clock_for_quiet_hours(unread: int, size: int) -> None:
+    dnd = _image(render_tray_pixmap(unread=unread, look=TrayLook.DND, size=size))
+    quiet = _image(render_tray_pixmap(unread=unread, look=TrayLook.QUIET_HOURS, size=size))
+    corner = {"left": 0.5, "top": 0.5}
+    assert sum(map(_is_violet, _pixels(dnd, **corner))) > 0.04 * size * size
+    assert sum(map(_is_teal, _pixels(quiet, **corner))) > 0.04 * size * size
+    assert not any(map(_is_teal, _pixels(dnd)))
+    assert not any(map(_is_violet, _pixels(quiet)))
+    # The clock's face is white with teal hands on it: white inside the teal disc.
+    assert any(map(_is_white, _pixels(quiet, left=0.7, top=0.7, right=0.85, bottom=0.85)))
+
+
+def test_a_silence_mark_alone_for_the_menu() -> None:
+    moon = _image(render_mark_pixmap(TrayLook.DND, 16, 2.0))
+    clock = _image(render_mark_pixmap(TrayLook.QUIET_HOURS, 16, 2.0))
+    assert moon.size() == clock.size() == QSize(32, 32)
+    assert sum(map(_is_violet, _pixels(moon))) > 0.4 * 32 * 32
+    assert sum(map(_is_teal, _pixels(clock))) > 0.2 * 32 * 32
+    assert moon.pixelColor(0, 0).alpha() == 0  # a disc, no ring: nothing in the corners
+    with pytest.raises(ValueError, match="no mark"):
+        render_mark_pixmap(TrayLook.CONNECTED, 16)
 
 
 @pytest.mark.parametrize("unread", [0, 5, 150])
@@ -205,6 +302,45 @@ def test_the_shipped_app_icons_match_the_painting() -> None:
         )
         assert worst <= 24, size
     assert (directory / f"{APP_ICON_NAME}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def _is_orange(colour: QColor) -> bool:
+    return colour.alpha() > 200 and 25 <= colour.hsvHue() <= 40 and colour.hsvSaturation() > 200
+
+
+@pytest.mark.parametrize(
+    ("mark", "colour"), [(AppMark.URGENT, _is_red), (AppMark.HIGH, _is_orange)]
+)
+def test_marked_app_icons_carry_their_colour_bottom_right(mark: AppMark, colour) -> None:
+    marked = _image(render_app_pixmap(64, mark=mark))
+    plain = _image(render_app_pixmap(64))
+    assert sum(map(colour, _pixels(marked, left=0.5, top=0.5))) > 0.1 * 64 * 64
+    assert not any(map(colour, _pixels(marked, bottom=0.45)))
+    assert not any(map(colour, _pixels(plain)))
+    # A white sign ("!" or an arrow) on the disc, and the bell still in view.
+    assert any(map(_is_white, _pixels(marked, left=0.7, top=0.6, right=0.8, bottom=0.9)))
+    assert sum(map(_is_white, _pixels(marked, right=0.5, bottom=0.6))) > 0.05 * 64 * 64
+
+
+def test_the_shipped_marked_icons_match_the_painting() -> None:
+    """Regenerate with ``python resources/icons/generate.py`` when this fails."""
+    directory = REPO / "resources" / "icons"
+    for mark in AppMark:
+        for size in MARKED_APP_ICON_SIZES:
+            name = app_icon_file_name(size, mark)
+            # Not tray-notifier-<x>-<size>.png: the Debian package would install it as
+            # the launcher icon of that size (scripts/build-installers).
+            assert not name.startswith(f"{APP_ICON_NAME}-"), name
+            shipped = QImage(str(directory / name))
+            assert not shipped.isNull(), name
+            shipped = shipped.convertToFormat(QImage.Format.Format_ARGB32)
+            painted = _image(render_app_pixmap(size, mark=mark))
+            assert shipped.size() == painted.size()
+            worst = max(
+                abs(a.red() - b.red()) + abs(a.alpha() - b.alpha())
+                for a, b in zip(_pixels(shipped), _pixels(painted), strict=True)
+            )
+            assert worst <= 24, name
 
 
 def test_the_shipped_ico_and_icns_hold_every_size() -> None:

@@ -34,17 +34,24 @@ from typing import Any, TypeVar
 
 import pytest
 import qasync
-from PySide6.QtCore import SignalInstance
+from PySide6.QtCore import QUrl, SignalInstance
 from PySide6.QtGui import QIcon, QImage, QPixmap, Qt, QTextDocument
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from tests.tray_app.conftest import toast_request
 from tests.tray_app.desktop_session import DesktopSession
-from tests.tray_app.ui.display import NotificationDesktop, NotifyMonitor, Rect, start_notifyd
+from tests.tray_app.ui.display import (
+    NotificationDesktop,
+    NotifyCall,
+    NotifyMonitor,
+    Rect,
+    start_notifyd,
+)
 from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences
 from tray_app.ui.toasts import MARK_READ_LABEL, OPEN_LABEL, SHOW_ALL_LABEL, Toaster
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[3]
 WAIT = 15.0
 HOSTILE_TITLE = "<b>x</b><img src=x>"
 HOSTILE_MESSAGE = "a & b <i>c</i> <b>bold</b>"
@@ -178,23 +185,78 @@ def show_and_find(
 # --- what reaches the daemon ---------------------------------------------------------------
 
 
+def icon_file(call: NotifyCall) -> Path:
+    """The local file a Notify call's icon (a file:// URI) names."""
+    url = QUrl(call.icon)
+    assert url.isLocalFile(), call.icon
+    return Path(url.toLocalFile())
+
+
 @pytest.mark.parametrize(
-    ("priority", "urgency_hint"), [("low", 0), ("normal", 1), ("high", 1), ("urgent", 2)]
+    ("priority", "urgency_hint", "word", "icon"),
+    [
+        ("low", 0, "", "tray-notifier-64.png"),
+        ("normal", 1, "", "tray-notifier-64.png"),
+        ("high", 1, "High: ", "tray-notifier_high-64.png"),
+        ("urgent", 2, "Urgent: ", "tray-notifier_urgent-64.png"),
+    ],
 )
 def test_a_single_toast_reaches_the_daemon_as_the_policy_said(
-    make_toaster, on_desktop, run, qtbot, priority, urgency_hint
+    make_toaster, on_desktop, run, qtbot, priority, urgency_hint, word, icon
 ):
     toaster = make_toaster(None)
-    toast = toast_for(10 + urgency_hint, priority=priority)
+    ident = 10 + urgency_hint
+    toast = toast_for(ident, priority=priority)
     with on_desktop.monitor_notify() as monitor:
         run(toaster.show(toast))
         [call] = monitor.wait_for(lambda calls: len(calls) >= 1)
     assert call.app_name == "Tray Notifier"
-    assert call.summary == toast.title == f"Task {10 + urgency_hint} moved to Done"
+    assert call.summary == toast.title == f"{word}Task {ident} moved to Done"
     assert call.body == toast.body == "Mobile App \u00b7 Reviewed by bob"
     assert call.action_labels == [OPEN_LABEL, MARK_READ_LABEL]
     assert call.urgency == urgency_hint
+    # The shipped icon, marked for high and urgent ones: a file the daemon can read.
+    assert icon_file(call) == REPO / "resources" / "icons" / icon
+    assert icon_file(call).is_file()
     assert toaster.native_available
+    run(toaster.close_all())
+
+
+def red_pixels(path: Path) -> int:
+    image = QImage(str(path))
+    return sum(
+        1
+        for y in range(image.height())
+        for x in range(image.width())
+        if (c := image.pixelColor(x, y)).red() > 170 and c.green() < 90 and c.blue() < 90
+    )
+
+
+def test_an_urgent_toast_is_drawn_with_the_red_mark(make_toaster, on_desktop, run, qtbot, tmp_path):
+    """What the user sees: xfce4-notifyd draws the urgent toast's icon, red mark and all,
+    and the plain one without any red."""
+    toaster = make_toaster(None)
+    shots = {}
+    for priority, ident in (("normal", 80), ("urgent", 81)):
+        window, _ = show_and_find(toaster, toast_for(ident, priority=priority), on_desktop, run)
+        shots[priority] = on_desktop.screenshot(tmp_path / f"{priority}-toast.png", window)
+        run(toaster.close_all())
+        on_desktop.wait_until_gone(window)
+    assert red_pixels(shots["normal"]) == 0
+    assert red_pixels(shots["urgent"]) > 100
+
+
+def test_without_the_marked_icons_an_urgent_toast_asks_for_the_theme_warning_icon(
+    make_toaster, on_desktop, run, qtbot
+):
+    toaster = make_toaster(None, emphasis_icons={})
+    with on_desktop.monitor_notify() as monitor:
+        run(toaster.show(toast_for(90, priority="urgent")))
+        run(toaster.show(toast_for(91, priority="high")))
+        urgent, high = monitor.wait_for(lambda calls: len(calls) >= 2)
+    assert (urgent.icon, urgent.urgency) == ("dialog-warning", 2)
+    assert icon_file(high).name == "tray-notifier-64.png"  # the title still says "High: "
+    assert high.summary.startswith("High: ")
     run(toaster.close_all())
 
 
@@ -319,13 +381,17 @@ def test_without_a_session_bus_the_balloon_is_used_and_logged_once(
     assert not toaster.native_available
     title, body, icon = tray.balloons[-1]
     # Qt draws the balloon with labels that guess rich text: what they show is verbatim.
-    assert shown_by_auto_text_label(title) == HOSTILE_TITLE
+    assert shown_by_auto_text_label(title) == f"Urgent: {HOSTILE_TITLE}"
     assert shown_by_auto_text_label(body) == body == "Mobile App \u00b7 a & b"
     assert icon == QSystemTrayIcon.MessageIcon.Critical
 
+    run(toaster.show(toast_for(52, priority="high")))
+    title, _body, icon = tray.balloons[-1]
+    assert (title, icon) == ("High: Task 52 moved to Done", QSystemTrayIcon.MessageIcon.Warning)
     run(toaster.show(toast_for(51, priority="low")))
-    assert len(tray.balloons) == 2
-    assert tray.balloons[-1][2] == QSystemTrayIcon.MessageIcon.Information
+    assert len(tray.balloons) == 3
+    title, _body, icon = tray.balloons[-1]
+    assert (title, icon) == ("Task 51 moved to Done", QSystemTrayIcon.MessageIcon.Information)
     warnings = [
         r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "tray_app.ui.toasts"
     ]

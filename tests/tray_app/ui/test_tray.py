@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from tests.tray_app.conftest import stored_notification
-from tray_app.attention import Silence
+from tray_app.attention import Silence, SilenceReason
 from tray_app.net import ConnectionState, StateChange
 from tray_app.ui.badge import TrayLook
 from tray_app.ui.tray import (
@@ -24,9 +24,11 @@ from tray_app.ui.tray import (
     MenuNotification,
     TrayController,
     TrayState,
+    connection_look,
     describe_connection,
     elide,
     menu_text,
+    silence_line,
     sync_menu_actions,
     tooltip_text,
 )
@@ -104,9 +106,16 @@ def action(menu: QMenu, prefix: str) -> QAction:
 
 
 def submenu(menu: QMenu, prefix: str) -> QMenu:
-    found = action(menu, prefix).menu()
-    assert isinstance(found, QMenu)
-    return found
+    """The submenu whose title starts with ``prefix`` (a line of text may start alike)."""
+    found = [a.menu() for a in menu.actions() if a.menu() and a.text().startswith(prefix)]
+    assert len(found) == 1, (prefix, texts(menu))
+    assert isinstance(found[0], QMenu)
+    return found[0]
+
+
+def local_clock(moment: datetime) -> str:
+    """``moment`` as this computer's clock shows it, "16:00"."""
+    return moment.astimezone().strftime("%H:%M")
 
 
 def test_tooltip_says_the_count_and_the_state(tray: TrayController) -> None:
@@ -180,24 +189,24 @@ def test_recent_unread_rows_show_title_project_and_age(tray: TrayController) -> 
 def test_clicking_a_row_opens_that_notification(qtbot: QtBot, tray: TrayController) -> None:
     big_id = 2**40 + 7  # ids are 64-bit
     tray.set_state(state(unread=2, recent=(notification(big_id, "First"), notification(9, "B"))))
-    with (
-        qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened,
-        qtbot.assertNotEmitted(tray.notification_mark_read_requested),
-    ):
+    with qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened:
         action(tray.menu, "First").trigger()
     assert opened.args == [big_id]
 
 
-def test_mark_read_without_opening(qtbot: QtBot, tray: TrayController) -> None:
+def test_each_notification_is_listed_once(tray: TrayController) -> None:
+    """No second list of the same rows ("Mark read ▸"): a row opens and marks read, and
+    "Mark all read" clears them all."""
     tray.set_state(state(unread=2, recent=(notification(4, "First"), notification(5, "Second"))))
-    mark_menu = submenu(tray.menu, "Mark read")
-    assert [text.split(ROW_SEPARATOR)[0] for text in texts(mark_menu)] == ["First", "Second"]
-    with (
-        qtbot.waitSignal(tray.notification_mark_read_requested, timeout=1000) as marked,
-        qtbot.assertNotEmitted(tray.notification_opened),
-    ):
-        action(mark_menu, "Second").trigger()
-    assert marked.args == [5]
+    submenus = [a.menu() for a in tray.menu.actions() if a.menu() is not None]
+    assert [m.title() for m in submenus if isinstance(m, QMenu)] == ["Do not disturb"]
+    rows = [t.split(ROW_SEPARATOR)[0] for t in texts(tray.menu) if ROW_SEPARATOR in t]
+    assert rows == ["First", "Second"]
+    assert texts(tray.menu)[1:4] == [
+        f"First{ROW_SEPARATOR}Mobile · 5 min",
+        f"Second{ROW_SEPARATOR}Mobile · 5 min",
+        "Mark all read",
+    ]
 
 
 def test_mark_all_read(qtbot: QtBot, tray: TrayController) -> None:
@@ -280,6 +289,190 @@ def test_do_not_disturb_choices_are_requested(
     with qtbot.waitSignal(tray.dnd_requested, timeout=1000) as requested:
         action(submenu(tray.menu, "Do not disturb"), entry).trigger()
     assert requested.args == [word]
+
+
+# --- the head of the menu: silence and reconnecting --------------------------------------
+
+
+def test_do_not_disturb_is_named_at_the_head_with_one_click_to_end_it(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    until = NOW + timedelta(hours=1)
+    tray.set_state(state(look=TrayLook.DND, dnd_until=until, unread=1, recent=(notification(1),)))
+    assert texts(tray.menu)[:4] == [
+        "alice · Connected",
+        f"Do not disturb until {local_clock(until)}",
+        "Turn off do not disturb",
+        f"Build failed{ROW_SEPARATOR}Mobile · 5 min",
+    ]
+    line = tray.menu.actions()[1]
+    assert not line.isEnabled()
+    assert not line.icon().isNull()  # the moon the tray icon carries
+    end = action(tray.menu, "Turn off do not disturb")
+    assert end.isEnabled()
+    assert end.toolTip()  # what it does, in plain words
+    assert "<" not in end.toolTip()
+    with (
+        qtbot.waitSignal(tray.dnd_requested, timeout=1000) as requested,
+        qtbot.assertNotEmitted(tray.quiet_hours_end_requested),
+    ):
+        end.trigger()
+    assert requested.args == ["off"]
+    # The submenu is still there for the other choices.
+    assert (
+        submenu(tray.menu, "Do not disturb").title()
+        == f"Do not disturb (until {local_clock(until)})"
+    )
+
+
+def test_do_not_disturb_until_turned_off_is_named_plainly(tray: TrayController) -> None:
+    tray.set_state(state(look=TrayLook.DND, silence=Silence("dnd", None)))
+    assert texts(tray.menu)[1:3] == [
+        "Do not disturb until you turn it off",
+        "Turn off do not disturb",
+    ]
+
+
+def test_quiet_hours_are_named_at_the_head_with_one_click_to_end_them(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    until = NOW + timedelta(hours=3)
+    tray.set_state(state(look=TrayLook.QUIET_HOURS, silence=Silence("quiet_hours", until)))
+    assert texts(tray.menu)[1:3] == [
+        f"Quiet hours until {local_clock(until)}",
+        "Turn off quiet hours",
+    ]
+    assert "Turn off do not disturb" not in texts(tray.menu)
+    # Do-not-disturb is off: its submenu says so.
+    dnd = submenu(tray.menu, "Do not disturb")
+    assert [a.text() for a in dnd.actions() if a.isChecked()] == ["Off"]
+    end = action(tray.menu, "Turn off quiet hours")
+    with (
+        qtbot.waitSignal(tray.quiet_hours_end_requested, timeout=1000),
+        qtbot.assertNotEmitted(tray.dnd_requested),
+    ):
+        end.trigger()
+
+
+def test_quiet_hours_set_by_it_are_named_but_not_offered_to_turn_off(
+    tray: TrayController,
+) -> None:
+    until = NOW + timedelta(hours=3)
+    tray.set_state(
+        state(
+            look=TrayLook.QUIET_HOURS,
+            silence=Silence("quiet_hours", until),
+            quiet_hours_locked=True,
+        )
+    )
+    assert texts(tray.menu)[1:3] == [
+        f"Quiet hours until {local_clock(until)}",
+        "No unread notifications",
+    ]
+    assert "Turn off quiet hours" not in texts(tray.menu)
+    made = TrayState.of(
+        connection=StateChange(ConnectionState.CONNECTED),
+        username="alice",
+        silence=Silence("quiet_hours", until),
+        quiet_hours_locked=True,
+    )
+    assert made.quiet_hours_locked
+
+
+def test_the_silence_lines_go_when_the_silence_ends(tray: TrayController) -> None:
+    tray.set_state(state(look=TrayLook.DND, dnd_until=NOW + timedelta(hours=1)))
+    icon_of_dnd = tray.menu.actions()[1].icon().cacheKey()
+    tray.set_state(state(look=TrayLook.QUIET_HOURS, silence=Silence("quiet_hours", NOW)))
+    assert texts(tray.menu)[2] == "Turn off quiet hours"
+    assert tray.menu.actions()[1].icon().cacheKey() != icon_of_dnd  # the clock now
+    tray.set_state(state())
+    assert not [t for t in texts(tray.menu) if "until" in t or t.startswith("Turn off")]
+    assert texts(tray.menu)[:2] == ["alice · Connected", "No unread notifications"]
+
+
+def test_silence_line_words() -> None:
+    until = NOW + timedelta(minutes=90)
+    assert silence_line(Silence("dnd", until), NOW) == f"Do not disturb until {local_clock(until)}"
+    assert silence_line(Silence("dnd", None), NOW) == "Do not disturb until you turn it off"
+    assert silence_line(Silence("quiet_hours", until), NOW) == (
+        f"Quiet hours until {local_clock(until)}"
+    )
+
+
+def test_reconnect_now_shows_only_while_the_connection_is_down(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    tray.set_state(state())
+    assert "Reconnect now" not in texts(tray.menu)
+    tray.set_state(
+        state(connection="Reconnecting in 12 s", look=TrayLook.OFFLINE, reconnectable=True)
+    )
+    assert texts(tray.menu)[:2] == ["alice · Reconnecting in 12 s", "Reconnect now"]
+    reconnect = action(tray.menu, "Reconnect now")
+    assert reconnect.isEnabled()
+    assert reconnect.toolTip()  # what it does, in plain words
+    assert "<" not in reconnect.toolTip()
+    with qtbot.waitSignal(tray.reconnect_requested, timeout=1000):
+        reconnect.trigger()
+    tray.set_state(state())
+    assert "Reconnect now" not in texts(tray.menu)
+
+
+def test_the_icon_shows_which_silence_holds(tray: TrayController) -> None:
+    def icon_for(look: TrayLook) -> QImage:
+        tray.set_state(state(look=look, unread=3))
+        return tray.tray_icon.icon().pixmap(QSize(22, 22)).toImage()
+
+    connected, dnd, quiet = (
+        icon_for(look) for look in (TrayLook.CONNECTED, TrayLook.DND, TrayLook.QUIET_HOURS)
+    )
+    for first, second in ((connected, dnd), (connected, quiet), (dnd, quiet)):
+        differing = sum(
+            first.pixel(x, y) != second.pixel(x, y)
+            for y in range(first.height())
+            for x in range(first.width())
+        )
+        assert differing > 22
+    for image in (connected, dnd, quiet):
+        assert _red_pixels(image) > 20  # the count stays on the badge either way
+
+
+# --- the tooltip does not cover the open menu -------------------------------------------------
+
+
+def test_the_tooltip_is_empty_while_the_menu_is_open(tray: TrayController) -> None:
+    tray.set_state(state(unread=3))
+    assert tray.tray_icon.toolTip() == "Tray Notifier — 3 unread — Connected"
+    tray.menu.aboutToShow.emit()
+    assert tray.tray_icon.toolTip() == ""
+    # What changes meanwhile is kept for later, not shown over the menu.
+    tray.set_state(state(unread=4))
+    assert tray.tray_icon.toolTip() == ""
+    tray.menu.aboutToHide.emit()
+    assert tray.tray_icon.toolTip() == "Tray Notifier — 4 unread — Connected"
+
+
+def test_a_click_in_the_menu_brings_the_tooltip_back(qtbot: QtBot, tray: TrayController) -> None:
+    """A panel that never says the menu closed still closes it on a click."""
+    tray.set_state(state(unread=3, recent=(notification(1, "One"),)))
+    tray.menu.aboutToShow.emit()
+    assert tray.tray_icon.toolTip() == ""
+    with qtbot.waitSignal(tray.history_requested, timeout=1000):
+        action(tray.menu, "History…").trigger()
+    assert tray.tray_icon.toolTip() == "Tray Notifier — 3 unread — Connected"
+
+
+@OFFSCREEN_TRAY
+def test_the_tooltip_is_empty_while_the_menu_is_really_shown(
+    qtbot: QtBot, tray: TrayController
+) -> None:
+    tray.set_state(state(unread=2, recent=(notification(1, "One"),)))
+    tray.menu.popup(QPoint(0, 0))
+    qtbot.waitUntil(tray.menu.isVisible, timeout=2000)
+    assert tray.tray_icon.toolTip() == ""
+    tray.menu.hide()
+    qtbot.waitUntil(lambda: not tray.menu.isVisible(), timeout=2000)
+    assert tray.tray_icon.toolTip() == "Tray Notifier — 2 unread — Connected"
 
 
 def test_login_required_offers_log_in_first(qtbot: QtBot, tray: TrayController) -> None:
@@ -398,14 +591,20 @@ def test_set_state_rebuilds_without_leaking_actions(tray: TrayController) -> Non
     full = state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1))
     tray.set_state(full)
     menu_count = len(tray.menu.actions())
-    mark_count = len(submenu(tray.menu, "Mark read").actions())
     live = _live_actions(tray)
     for step in range(max(10, int(100 * SCALE))):
-        # Alternate between shapes, so rows really are dropped and made again.
-        tray.set_state(state(unread=step % 3, recent=recent[: step % 4]))
+        # Alternate between shapes, so rows really are dropped and made again, and the
+        # head's entries come and go.
+        tray.set_state(
+            state(
+                unread=step % 3,
+                recent=recent[: step % 4],
+                silence=Silence("quiet_hours", NOW + timedelta(hours=2)) if step % 2 else None,
+                reconnectable=bool(step % 3),
+            )
+        )
         tray.set_state(full)
     assert len(tray.menu.actions()) == menu_count
-    assert len(submenu(tray.menu, "Mark read").actions()) == mark_count
     assert _live_actions(tray) == live
 
 
@@ -483,8 +682,10 @@ def test_the_same_state_again_changes_nothing(tray: TrayController) -> None:
     full = state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1))
     tray.set_state(full)
     icon = tray.tray_icon.icon().cacheKey()
-    changes = MenuChanges(tray.menu, submenu(tray.menu, "Mark read"))
+    changes = MenuChanges(tray.menu, submenu(tray.menu, "Do not disturb"))
     tray.set_state(state(unread=12, recent=recent, dnd_until=NOW + timedelta(hours=1)))
+    assert changes.count == 0
+    tray.menu.aboutToShow.emit()  # brought up to date as it opens: nothing moved on
     assert changes.count == 0
     assert tray.tray_icon.icon().cacheKey() == icon
 
@@ -495,30 +696,28 @@ def test_a_new_notification_moves_the_list_in_place(tray: TrayController) -> Non
     recent = tuple(notification(i, f"Item {i}", minutes=i) for i in range(1, 11))
     tray.set_state(state(unread=10, recent=recent))
     kept = {a.text().split(ROW_SEPARATOR)[0]: a for a in tray.menu.actions()}["Item 1"]
-    mark_menu = submenu(tray.menu, "Mark read")
-    changes = MenuChanges(tray.menu, mark_menu)
+    changes = MenuChanges(tray.menu)
     newest = notification(11, "Item 11", minutes=0)
     tray.set_state(state(unread=11, recent=(newest, *recent[:9])))
     rows = [t.split(ROW_SEPARATOR)[0] for t in texts(tray.menu) if t.startswith("Item ")]
     assert rows == ["Item 11", *(f"Item {i}" for i in range(1, 10))]
-    assert [t.split(ROW_SEPARATOR)[0] for t in texts(mark_menu)] == rows
     assert action(tray.menu, "Item 1 ") is kept
     assert action(tray.menu, "1 more unread").text() == "1 more unread in History…"
-    # Per menu: the new row in, the oldest out, and the "more" entry in (it was not needed
-    # before); the whole menu again would be some forty.
-    assert changes.count <= 8, changes.count
+    # The new row in, the oldest out, and the "more" entry in (it was not needed before);
+    # the whole menu again would be some forty.
+    assert changes.count <= 4, changes.count
 
 
 def test_an_age_that_moves_on_changes_only_its_row(tray: TrayController, clock: Clock) -> None:
     recent = (notification(1, "Fresh", minutes=0.5), notification(2, "Older", minutes=200))
     tray.set_state(state(unread=2, recent=recent))
     assert action(tray.menu, "Fresh").text().endswith("now")
-    changes = MenuChanges(tray.menu, submenu(tray.menu, "Mark read"))
+    changes = MenuChanges(tray.menu)
     clock.now = NOW + timedelta(minutes=2)
     tray.menu.aboutToShow.emit()
     assert action(tray.menu, "Fresh").text().endswith("2 min")
     assert action(tray.menu, "Older").text().endswith("3 h")  # unchanged: 3 h either way
-    assert changes.count == 2  # "Fresh" in the menu and in "Mark read"
+    assert changes.count == 1  # "Fresh" alone
 
 
 def test_a_notification_listed_again_gets_its_own_entries(
@@ -531,9 +730,9 @@ def test_a_notification_listed_again_gets_its_own_entries(
     with qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened:
         action(tray.menu, "One").trigger()
     assert opened.args == [1]
-    with qtbot.waitSignal(tray.notification_mark_read_requested, timeout=1000) as marked:
-        action(submenu(tray.menu, "Mark read"), "Two").trigger()
-    assert marked.args == [2]
+    with qtbot.waitSignal(tray.notification_opened, timeout=1000) as opened:
+        action(tray.menu, "Two").trigger()
+    assert opened.args == [2]
 
 
 @pytest.mark.parametrize(
@@ -581,31 +780,56 @@ def test_the_state_of_nobody_logged_in_shows_none_of_an_account() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "dnd", "words", "look"),
+    ("change", "silence", "words", "look", "reconnectable"),
     [
-        (StateChange(ConnectionState.CONNECTED), False, "Connected", TrayLook.CONNECTED),
-        (StateChange(ConnectionState.CONNECTED), True, "Connected", TrayLook.DND),
-        (StateChange(ConnectionState.CONNECTING), True, "Connecting…", TrayLook.OFFLINE),
-        (StateChange(ConnectionState.RECONNECTING), False, "Reconnecting…", TrayLook.OFFLINE),
-        (StateChange(ConnectionState.OFFLINE), False, "Offline", TrayLook.OFFLINE),
+        (StateChange(ConnectionState.CONNECTED), None, "Connected", TrayLook.CONNECTED, False),
+        (StateChange(ConnectionState.CONNECTED), "dnd", "Connected", TrayLook.DND, False),
+        (
+            StateChange(ConnectionState.CONNECTED),
+            "quiet_hours",
+            "Connected",
+            TrayLook.QUIET_HOURS,
+            False,
+        ),
+        (StateChange(ConnectionState.CONNECTING), "dnd", "Connecting…", TrayLook.OFFLINE, False),
+        (
+            StateChange(ConnectionState.RECONNECTING),
+            None,
+            "Reconnecting…",
+            TrayLook.OFFLINE,
+            True,
+        ),
+        (
+            StateChange(ConnectionState.OFFLINE),
+            "quiet_hours",
+            "Offline",
+            TrayLook.OFFLINE,
+            True,
+        ),
         (
             StateChange(ConnectionState.LOGIN_REQUIRED),
-            True,
+            "dnd",
             "Login required",
             TrayLook.LOGIN_REQUIRED,
+            False,
         ),
-        (StateChange(ConnectionState.STOPPED), False, "Not connected", TrayLook.OFFLINE),
+        (StateChange(ConnectionState.STOPPED), None, "Not connected", TrayLook.OFFLINE, False),
     ],
 )
 def test_the_state_of_an_account_says_its_connection(
-    change: StateChange, dnd: bool, words: str, look: TrayLook
+    change: StateChange,
+    silence: SilenceReason | None,
+    words: str,
+    look: TrayLook,
+    reconnectable: bool,
 ) -> None:
+    held = None if silence is None else Silence(silence, NOW)
     state = TrayState.of(
         connection=change,
         username="alice",
         unread=2,
         recent=[stored_notification(2), stored_notification(1)],
-        silence=Silence("dnd", NOW) if dnd else None,
+        silence=held,
     )
     assert (state.connection, state.look, state.username, state.unread) == (
         words,
@@ -613,6 +837,9 @@ def test_the_state_of_an_account_says_its_connection(
         "alice",
         2,
     )
+    assert state.silence == held  # the tooltip and the menu name it, offline too
+    assert state.reconnectable is reconnectable
+    assert connection_look(change.state, silence=silence) is look
     assert [item.id for item in state.recent] == [2, 1]
     assert state.recent[0] == MenuNotification(
         id=2, title="Build 2 failed", project="Mobile App", created_at=NOW, url="/projects/2/"
