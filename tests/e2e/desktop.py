@@ -433,6 +433,9 @@ def user_session(desktop: NotificationDesktop, root: Path, *, password: str) -> 
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
+        # The session's clock is UTC whatever the machine or an earlier test says, so a
+        # test can word the times the app shows (quiet hours' end, do-not-disturb's).
+        "TZ": "UTC",
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),

@@ -406,7 +406,7 @@ def test_quiet_hours_set_on_another_device_change_the_icon_and_the_tooltip(
     )
     with TrayItem(desktop.bus_address) as tray:
         wait_for(
-            lambda: f"Quiet hours until {end.astimezone():%H:%M}" in tray.tooltip(),
+            lambda: f"Quiet hours until {end:%H:%M}" in tray.tooltip(),  # the app's UTC
             what="the tooltip to say quiet hours and until when",
         )
         desktop.wait_for_icon(
