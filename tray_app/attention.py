@@ -206,13 +206,31 @@ class Attention:
         # repeats, the second pass's clock is the one still to come.
         zone = wall.tzinfo
         if isinstance(zone, ZoneInfo):
-            moment = moment.replace(tzinfo=None).replace(tzinfo=zone)
+            naive = moment.replace(tzinfo=None)
+            moment = naive.replace(tzinfo=zone)
+            skipped = naive.replace(tzinfo=zone, fold=1)
+            if skipped.astimezone(UTC) < moment.astimezone(UTC):
+                # A spring-forward skips this clock time: the clock passes it at the jump.
+                moment = _jump(skipped.astimezone(UTC), moment.astimezone(UTC), zone)
         else:
             naive = moment.replace(tzinfo=None)
             moment = naive.astimezone()
             if moment <= wall:
                 moment = naive.replace(fold=1).astimezone()  # the second pass
         return moment.astimezone(UTC)
+
+
+def _jump(early: datetime, late: datetime, zone: ZoneInfo) -> datetime:
+    """The instant between ``early`` and ``late`` (UTC) where ``zone``'s offset changes,
+    to the second."""
+    offset = early.astimezone(zone).utcoffset()
+    while late - early > timedelta(seconds=1):
+        middle = early + (late - early) / 2
+        if middle.astimezone(zone).utcoffset() == offset:
+            early = middle
+        else:
+            late = middle
+    return late.replace(microsecond=0)
 
 
 DEFAULT: Final = Attention()

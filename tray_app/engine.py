@@ -275,11 +275,11 @@ class Engine:
         """Connect, catch up and stay live until :meth:`stop` or until login is required.
 
         The local history is readable before this is called (offline review)."""
-        self._stopped = False
         try:
             await self.session.run()
         finally:
             await self._cancel_drain()
+            self._stopped = False  # a stop before this started ended it; it may run again
 
     async def stop(self) -> None:
         self._stopped = True
@@ -362,8 +362,10 @@ class Engine:
                 self._set_server_unread(frame.unread_count)
                 self._schedule_drain()
                 if frame.attention is not None:
-                    # Told even when nothing changed: listeners learn the server spoke.
-                    self._heard_attention(frame.attention, always=True)
+                    # The server's current word, whatever version this device kept (its
+                    # versions start over on a new server); told even when nothing
+                    # changed: listeners learn the server spoke.
+                    self._heard_attention(frame.attention, always=True, current=True)
                 self._schedule_attention_send()
                 if frame.latest_seq == self.inbox.cursor():
                     self._emit(CatchUpFinished(0))  # nothing missed: in step at once
@@ -491,10 +493,23 @@ class Engine:
 
     # --- attention -------------------------------------------------------------------------
 
-    def _heard_attention(self, heard: Attention, *, always: bool = False) -> None:
-        """The server's settings (hello, attention_changed, an answer): kept if newer."""
-        before = self.attention
-        self.attention_store.remember(heard.payload())
+    def _heard_attention(
+        self,
+        heard: Attention,
+        *,
+        always: bool = False,
+        before: Attention | None = None,
+        current: bool = False,
+    ) -> None:
+        """The server's settings (hello, attention_changed, an answer): kept if newer,
+        or whatever their version with ``current`` (hello's). Listeners are told when
+        what is in force differs from ``before`` (now, by default)."""
+        if before is None:
+            before = self.attention
+        if current:
+            self.attention_store.replace(heard.payload())
+        else:
+            self.attention_store.remember(heard.payload())
         after = self.attention
         if after != before or always:
             self._emit(AttentionChanged(after))
@@ -529,8 +544,11 @@ class Engine:
                 except NetError as error:
                     logger.info("could not send an attention change (%s); will retry", error.code)
                     return
+                # "Before" is taken ahead of change_sent: a newer push from another
+                # device that came meanwhile must still reach the listeners.
+                before = self.attention
                 self.attention_store.change_sent(pending)
-                self._heard_attention(answer)
+                self._heard_attention(answer, before=before)
 
     # --- the outbox ----------------------------------------------------------------------
 

@@ -6,18 +6,26 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
 from tests.tray_app.conftest import (
+    Harness,
     HarnessFactory,
     Publisher,
     RestartableServer,
     scaled,
 )
+from tray_app.attention import Attention, dnd_choice_change, parse_attention
 from tray_app.engine import (
     REPLAY_FLUSH_ROWS,
+    AttentionChanged,
+    AttentionChangeRefused,
     HistoryReset,
     NotificationBatchAdded,
     NotificationsRemoved,
@@ -283,3 +291,331 @@ async def test_a_reset_server_makes_the_client_drop_its_history_and_refill(
     assert not any(title.startswith("old ") for title in titles)
     assert again.stored_seqs() == list(range(1, fresh_latest + 1))
     await again.stop()
+
+
+# --- attention settings: one state per user, on every device --------------------------------
+
+
+async def attention_on_server(
+    server_url: str, username: str = "alice", *, change: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``GET`` (or ``PATCH`` with ``change``) /api/attention/ from another login of the user,
+    as their phone or browser would."""
+    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
+        login = await http.post("/api/auth/token/", json={"username": username, "password": "demo"})
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access']}"}
+        if change is None:
+            answer = await http.get("/api/attention/", headers=headers)
+        else:
+            answer = await http.patch("/api/attention/", json=change, headers=headers)
+        answer.raise_for_status()
+        payload: dict[str, Any] = answer.json()
+        return payload
+
+
+async def project_id(server_url: str, title: str) -> int:
+    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
+        login = await http.post("/api/auth/token/", json={"username": "alice", "password": "demo"})
+        headers = {"Authorization": f"Bearer {login.json()['access']}"}
+        answer = await http.get("/api/projects/", headers=headers)
+        answer.raise_for_status()
+        body = answer.json()
+    rows = body["results"] if isinstance(body, dict) else body
+    return next(int(row["id"]) for row in rows if row["title"] == title)
+
+
+class CountedAnswers(ApiClient):
+    """The real REST client, counting the server's answers to attention changes.
+
+    No engine event marks a change as taken when the server's push of it came before
+    the answer to the PATCH (the settings in force did not change then): a test waits
+    for the answer here instead. The engine handles an answer in the same turn of the
+    loop as it arrives, so once counted it has been handled."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.answers = 0
+        self._answered = asyncio.Event()
+
+    async def change_attention(self, changes: Mapping[str, Any]) -> Attention:
+        answer = await super().change_attention(changes)
+        await self.before_answering()
+        self.answers += 1
+        self._answered.set()
+        return answer
+
+    async def before_answering(self) -> None:
+        """The server applied the change; its answer is about to reach the engine."""
+
+    async def until_answers(self, count: int, timeout: float = 20.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.answers < count:
+                self._answered.clear()
+                await self._answered.wait()
+
+
+async def attention_harness(
+    harness: HarnessFactory, server_url: str, username: str = "alice", **options: Any
+) -> Harness:
+    """A logged-in harness whose engine talks REST through :class:`CountedAnswers`."""
+    api = CountedAnswers(server_url)
+    await api.login(username, "demo")
+    made: Harness = await harness(server_url, username, api=api, **options)
+    return made
+
+
+async def confirmed(client: Harness, answers: int) -> None:
+    """Until the server has answered ``answers`` attention changes of this engine; then
+    nothing made here is waiting for it."""
+    assert isinstance(client.api, CountedAnswers)
+    await client.api.until_answers(answers)
+    assert client.engine.attention_store.pending() is None
+
+
+def attention_told(client: Harness) -> list[Attention]:
+    return [e.attention for e in client.events if isinstance(e, AttentionChanged)]
+
+
+def refusals(client: Harness) -> list[AttentionChangeRefused]:
+    return [e for e in client.events if isinstance(e, AttentionChangeRefused)]
+
+
+async def test_hellos_attention_is_in_force_and_told(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    """Settings changed on another device before this one ever connected arrive in hello."""
+    on_server = await attention_on_server(
+        demo_server.url,
+        change={"min_priority": "high", "muted_event_types": ["ci"], "dnd": {"until": None}},
+    )
+    client = await harness(demo_server.url)
+    assert client.engine.attention == Attention()  # the defaults before the server spoke
+    assert not client.engine.heard_attention()
+
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    expected = parse_attention(on_server)
+    assert expected.version >= 1
+    assert attention_told(client) == [expected]
+    assert client.engine.attention == expected
+    assert client.engine.heard_attention()
+    assert not client.engine.attention.may_interrupt(
+        priority="normal", project_id=None, event_type="deploy", now=datetime.now(UTC)
+    )
+    # Kept in the account's store: the next start shows it before any network.
+    assert client.engine.attention_store.known() == expected.payload()
+    await client.stop()
+
+
+async def test_hello_is_the_servers_word_even_when_its_versions_start_over(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    """A device that kept version 40 from a server since reinstalled takes the new
+    server's version 1 from hello (an attention_changed frame is ordered by version;
+    what a connection opens with is the server's current word)."""
+    on_server = await attention_on_server(demo_server.url, change={"min_priority": "high"})
+    client = await harness(demo_server.url)
+    stale = Attention(version=40, dnd=True, muted_event_types=frozenset({"old"}))
+    assert client.engine.attention_store.remember(stale.payload())
+    assert client.engine.attention == stale
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    assert client.engine.attention == parse_attention(on_server)
+    assert client.engine.attention.version < 40
+    await client.stop()
+
+
+async def test_a_change_on_another_device_reaches_the_engine(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    client = await harness(demo_server.url)
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    version = client.engine.attention.version
+
+    on_server = await attention_on_server(
+        demo_server.url,
+        change={"quiet_hours": {"start": "22:00", "end": "07:00"}, "time_zone": "Pacific/Auckland"},
+    )
+    assert on_server["version"] == version + 1
+    await client.until(lambda: attention_told(client)[-1].version == version + 1)
+    told = attention_told(client)[-1]
+    assert told == parse_attention(on_server)
+    assert told.quiet_hours is not None
+    assert told.time_zone == "Pacific/Auckland"
+    assert client.engine.attention == told
+
+    # And the next one, on top.
+    again = await attention_on_server(demo_server.url, change={"muted_event_types": ["ci"]})
+    await client.until(lambda: attention_told(client)[-1].version == version + 2)
+    assert client.engine.attention == parse_attention(again)
+    assert client.engine.attention.quiet_hours == told.quiet_hours  # left as it was
+    await client.stop()
+
+
+async def test_an_offline_change_is_in_force_at_once_survives_a_restart_and_is_sent_on_hello(
+    server_factory: ServerFactory, harness: HarnessFactory, tmp_path
+):
+    server = RestartableServer(server_factory)
+    laptop = await harness(server.url, data_dir=tmp_path / "laptop")
+    laptop.start()
+    await laptop.until(lambda: bool(attention_told(laptop)))
+    heard_version = laptop.engine.attention.version
+
+    server.kill()
+    await laptop.until(lambda: laptop.state() is not ConnectionState.CONNECTED)
+    now = datetime.now(UTC).replace(microsecond=0)
+    change = dnd_choice_change("1h", now)
+    told_before = len(attention_told(laptop))
+    laptop.engine.change_attention(change)
+    # In force here at once, and told at once, though the server cannot hear it.
+    assert laptop.engine.attention.dnd_active(now)
+    assert laptop.engine.attention.dnd_until == now + timedelta(hours=1)
+    assert len(attention_told(laptop)) == told_before + 1
+    assert attention_told(laptop)[-1] == laptop.engine.attention
+    assert laptop.engine.attention_store.pending() == change
+    assert laptop.api.tokens is not None
+    refresh = laptop.api.tokens.refresh
+    await laptop.stop()
+
+    # The app starts again, still offline: the change is still in force.
+    api = CountedAnswers(server.url)
+    api.restore(refresh)
+    again = await harness(server.url, data_dir=tmp_path / "laptop", api=api)
+    assert again.engine.attention.dnd_active(now)
+    assert again.engine.attention.dnd_until == now + timedelta(hours=1)
+    assert again.engine.attention.version == heard_version  # not confirmed yet
+    assert (await attention_on_server_when_up(server))["dnd"] is None  # the server never heard
+
+    again.start()
+    await confirmed(again, 1)
+    await again.until(lambda: any(a.version > heard_version for a in attention_told(again)))
+    on_server = await attention_on_server(server.url)
+    assert on_server["dnd"] == change["dnd"]
+    assert on_server["version"] == heard_version + 1
+    assert again.engine.attention == parse_attention(on_server)
+    assert again.engine.attention.dnd_active(now)
+    # Told on hello (with the change still pending), then the server's confirmation.
+    told = attention_told(again)
+    assert told[0].dnd_active(now)
+    assert told[-1] == parse_attention(on_server)
+    await again.stop()
+
+
+async def attention_on_server_when_up(server: RestartableServer) -> dict[str, Any]:
+    """The server's settings, starting it for the look (the client has not connected)."""
+    server.start()
+    return await attention_on_server(server.url)
+
+
+async def test_a_refused_change_is_dropped_and_told(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    """bob is not in Website Redesign: muting it is a 400 the engine must not retry."""
+    website = await project_id(demo_server.url, "Website Redesign")
+    client = await attention_harness(harness, demo_server.url, "bob")
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    before = await attention_on_server(demo_server.url, "bob")
+
+    told_before = len(client.events)
+    client.engine.change_attention({"muted_projects": [website]})
+    assert client.engine.attention.muted_projects == frozenset({website})  # at once
+    await client.until(lambda: bool(refusals(client)))
+    (refused,) = refusals(client)
+    assert "not among your projects" in refused.message
+    assert client.engine.attention_store.pending() is None
+    assert client.engine.attention.muted_projects == frozenset()
+    # Told: the change in force, then the refusal, then the settings back as they were.
+    after = client.events[told_before:]
+    kinds = [type(e) for e in after if isinstance(e, AttentionChanged | AttentionChangeRefused)]
+    assert kinds == [AttentionChanged, AttentionChangeRefused, AttentionChanged]
+    assert attention_told(client)[-1] == parse_attention(before)
+    assert await attention_on_server(demo_server.url, "bob") == before
+
+    # The engine goes on: the next change is sent and taken.
+    client.engine.change_attention({"min_priority": "urgent"})
+    await confirmed(client, 1)
+    assert attention_told(client)[-1].version == before["version"] + 1
+    assert client.engine.attention.min_priority == "urgent"
+    assert len(refusals(client)) == 1
+    await client.stop()
+
+
+async def test_set_status_dnd_is_do_not_disturb_on_every_device(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    client = await attention_harness(harness, demo_server.url)
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    version = client.engine.attention.version
+
+    await client.engine.set_status("dnd")
+    assert client.engine.attention.dnd_active(datetime.now(UTC))
+    assert client.engine.attention.dnd_until is None  # until turned off
+    await confirmed(client, 1)
+    assert attention_told(client)[-1].version == version + 1
+    on_server = await attention_on_server(demo_server.url)
+    assert on_server["dnd"] == {"until": None}
+    assert on_server["version"] == version + 1
+
+    # "online" ends it, here and on the server.
+    await client.engine.set_status("online")
+    assert not client.engine.attention.dnd
+    await confirmed(client, 2)
+    assert attention_told(client)[-1].version == version + 2
+    assert not client.engine.attention.dnd
+    assert (await attention_on_server(demo_server.url))["dnd"] is None
+    await client.stop()
+
+
+class HeldAnswers(CountedAnswers):
+    """Answers to attention changes held back (after the server applied them) until the
+    test lets them through: a slow network's order of events."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def before_answering(self) -> None:
+        self.held.set()
+        await self.release.wait()
+
+
+async def test_what_listeners_were_told_is_in_force_when_a_newer_change_overtakes_the_answer(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    api = HeldAnswers(demo_server.url)
+    await api.login("alice", "demo")
+    client = await harness(demo_server.url, api=api)
+    client.start()
+    await client.until(lambda: bool(attention_told(client)))
+    version = client.engine.attention.version
+
+    client.engine.change_attention({"min_priority": "urgent"})
+    async with asyncio.timeout(20):
+        await api.held.wait()  # the server took it (version + 1)
+    # The phone sets it back before this computer has read the answer.
+    await attention_on_server(demo_server.url, change={"min_priority": "low"})
+    await client.until(lambda: any(a.version == version + 2 for a in attention_told(client)))
+    api.release.set()
+    await confirmed(client, 1)
+
+    assert client.engine.attention.min_priority == "low"  # the server's newest word
+    assert client.engine.attention.version == version + 2
+    assert attention_told(client)[-1] == client.engine.attention
+    await client.stop()
+
+
+async def test_a_stop_before_the_run_task_gets_going_still_ends_it(
+    demo_server: RunningServer, harness: HarnessFactory
+):
+    """An app that quits (or logs out) in the same turn of the loop as it started."""
+    client = await harness(demo_server.url)
+    client.start()
+    await client.engine.stop()
+    assert client.task is not None
+    async with asyncio.timeout(10):
+        await asyncio.shield(client.task)  # the fixture stops it again if this times out

@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,8 +39,9 @@ from tests.tray_app.conftest import (
     WaitingKeyring,
     client_env,
     scaled,
+    stored_notification,
 )
-from tray_app.headless import KEYRING_WAITING
+from tray_app.headless import KEYRING_WAITING, notification_line
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
@@ -295,6 +297,96 @@ def test_readme_walk_through_catch_up_then_a_live_line_then_sigterm(
 
     assert client.terminate() == 0
     assert len(client.out.lines) == latest + 1, "nothing else was printed on stdout"
+    assert "Traceback" not in client.err.text()
+
+
+def test_a_line_says_whether_it_may_interrupt() -> None:
+    row = stored_notification(7, seq=3, project_id=4, project_title="Website Redesign")
+    loud = json.loads(notification_line(row, live=True, interrupt=True))
+    quiet = json.loads(notification_line(row, live=True, interrupt=False))
+    assert set(loud) == LINE_FIELDS
+    assert loud["interrupt"] is True
+    assert quiet["interrupt"] is False
+    assert {**loud, "interrupt": False} == quiet  # nothing else differs
+    assert loud["project"] == {"id": 4, "title": "Website Redesign"}
+    # Not said: it does not interrupt (a catch-up line, say).
+    assert json.loads(notification_line(row, live=False))["interrupt"] is False
+
+
+def rest(server_url: str, method: str, path: str, body: Any = None, *, user: str = "alice") -> Any:
+    """One REST call as ``user`` (another device of theirs); the decoded answer."""
+    response = httpx.request(
+        method,
+        f"{server_url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {log_in(server_url, user)['access']}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_each_live_line_says_whether_attention_lets_it_interrupt(
+    demo_server: RunningServer, launch: Launcher, tmp_path: Path
+) -> None:
+    """alice muted Website Redesign on another device: a live line of it says
+    ``"interrupt": false``, another says true. A do-not-disturb set elsewhere while the
+    client runs is one stderr line; it holds back all but urgent lines until turned off."""
+    url = demo_server.url
+    listed = rest(url, "GET", "/api/projects/")
+    projects = listed["results"] if isinstance(listed, dict) else listed
+    website = next(row["id"] for row in projects if row["title"] == "Website Redesign")
+    rest(url, "PATCH", "/api/attention/", {"muted_projects": [website]})
+    latest = latest_seq(url)
+    env = client_env(tmp_path / "app")
+    env["TZ"] = "UTC"  # the clock the stderr words are on
+    client = launch(env, "--server", url, "--username", "alice")
+    client.wait_for_notifications(lambda rows: len(rows) >= latest, what="the catch-up")
+    client.wait_for_state("connected")
+
+    def line_titled(title: str) -> dict[str, Any]:
+        rows = client.wait_for_notifications(
+            lambda rows: any(row["title"] == title for row in rows), what=f"the line {title!r}"
+        )
+        (row,) = (row for row in rows if row["title"] == title)
+        return row
+
+    def notify(title: str, *extra: str) -> dict[str, Any]:
+        published = demo_server.cli("notify", "--user", "alice", "--title", title, *extra)
+        assert published.returncode == 0, published.stderr
+        return line_titled(title)
+
+    # carol adds a task to the muted project: alice's line of it may not interrupt.
+    rest(url, "POST", f"/api/projects/{website}/tasks/", {"title": "Footer"}, user="carol")
+
+    def carols_task(row: dict[str, Any]) -> bool:
+        return bool(row["event_type"] == "task_created" and row["seq"] > latest)
+
+    rows = client.wait_for_notifications(
+        lambda rows: any(carols_task(row) for row in rows), what="the live line of carol's task"
+    )
+    (muted,) = (row for row in rows if carols_task(row))
+    assert muted["project"] == {"id": website, "title": "Website Redesign"}
+    assert (muted["arrival"], muted["is_read"], muted["interrupt"]) == ("live", False, False)
+    assert notify("Deploy finished")["interrupt"] is True  # no project: not muted
+
+    # Do not disturb for two hours, from alice's phone.
+    until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    rest(url, "PATCH", "/api/attention/", {"dnd": {"until": until.isoformat()}})
+    client.wait_for_stderr(f"tray-notifier: Do not disturb until {until:%H:%M}")
+    assert notify("Nightly build green")["interrupt"] is False
+    assert notify("Production is down", "--priority", "urgent")["interrupt"] is True
+
+    rest(url, "PATCH", "/api/attention/", {"dnd": None})
+    client.wait_for_stderr("tray-notifier: interruptions on")
+    assert notify("Review requested")["interrupt"] is True
+
+    assert client.terminate() == 0
+    said = [line for line in client.err.lines if "disturb" in line or "interruptions" in line]
+    assert said == [
+        f"tray-notifier: Do not disturb until {until:%H:%M}",
+        "tray-notifier: interruptions on",
+    ]  # one line per change, none for the mute (it silences nothing as a whole)
     assert "Traceback" not in client.err.text()
 
 

@@ -257,8 +257,16 @@ class LiveSession:
         return self._connection is not None and self._state.state is ConnectionState.CONNECTED
 
     async def run(self) -> None:
-        """Connect and stay connected until :meth:`stop` or until login is required."""
-        self._stopping = False
+        """Connect and stay connected until :meth:`stop` or until login is required.
+
+        A :meth:`stop` that comes before this starts ends it at once; the session can
+        run again after it has ended."""
+        try:
+            await self._run()
+        finally:
+            self._stopping = False
+
+    async def _run(self) -> None:
         self._state = StateChange(ConnectionState.STOPPED)
         first = True
         while not self._stopping:

@@ -40,9 +40,7 @@ class AttentionStore:
     def remember(self, state: Mapping[str, Any]) -> bool:
         """Keep ``state`` (a server payload with its ``version``) unless an equal or newer
         version is already kept; True when it was kept."""
-        version = state.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise ValueError("an attention state needs a whole-number version")
+        version = _version(state)
         with transaction(self._connection) as connection:
             cursor = connection.execute(
                 "UPDATE attention SET known_json = ?, version = ?"
@@ -50,6 +48,16 @@ class AttentionStore:
                 (json.dumps(dict(state)), version, version),
             )
             return cursor.rowcount == 1
+
+    @translate_sqlite_errors
+    def replace(self, state: Mapping[str, Any]) -> None:
+        """Keep ``state`` whatever version is kept: what the server says as a connection
+        opens is its current word, even when its versions start over (a new server)."""
+        with transaction(self._connection) as connection:
+            connection.execute(
+                "UPDATE attention SET known_json = ?, version = ? WHERE singleton = 1",
+                (json.dumps(dict(state)), _version(state)),
+            )
 
     @translate_sqlite_errors
     def pending(self) -> dict[str, Any] | None:
@@ -94,6 +102,13 @@ class AttentionStore:
         """Forget the pending change (the server refused it for good)."""
         with transaction(self._connection) as connection:
             connection.execute("UPDATE attention SET pending_json = NULL WHERE singleton = 1")
+
+
+def _version(state: Mapping[str, Any]) -> int:
+    version = state.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError("an attention state needs a whole-number version")
+    return version
 
 
 def _object(text: str | None) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from tests.tray_app.net.scripted_servers import (
     ScriptedServer,
     http_response,
 )
+from tray_app.attention import Attention, dnd_change, quiet_hours_change
 from tray_app.net.api import (
     LOGOUT_PATH,
     REFRESH_PATH,
@@ -872,3 +875,118 @@ def test_the_other_parsers_refuse_wrong_shapes() -> None:
             parse_token_pair(bad_pair)
     with pytest.raises(NotOurServer):
         parse_unread_state({"unread_count": 1})
+
+
+# --- attention settings (docs/protocol.md, "Attention") ------------------------------------
+
+
+async def _project_ids(server: RunningServer) -> dict[str, int]:
+    """alice's projects by title (she is in both of the demo's)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        credentials = {"username": "alice", "password": PASSWORD}
+        login = await http.post("/api/auth/token/", json=credentials)
+        login.raise_for_status()
+        access = login.json()["access"]
+        answer = await http.get("/api/projects/", headers={"Authorization": f"Bearer {access}"})
+        answer.raise_for_status()
+        body = answer.json()
+    rows = body["results"] if isinstance(body, dict) else body
+    return {row["title"]: row["id"] for row in rows}
+
+
+@pytest.mark.asyncio
+async def test_attention_is_read_and_changed_on_the_real_server(demo_server: RunningServer) -> None:
+    async with ApiClient(demo_server.url) as alice, ApiClient(demo_server.url) as bob:
+        await alice.login("alice", PASSWORD)
+        await bob.login("bob", PASSWORD)
+        assert await alice.attention() == Attention()  # never changed: the defaults
+
+        changed = await alice.change_attention(
+            {"min_priority": "high", "muted_event_types": ["ci", "task_created"]}
+        )
+        assert changed == Attention(
+            version=1, min_priority="high", muted_event_types=frozenset({"ci", "task_created"})
+        )
+        assert await alice.attention() == changed
+        # A change that changes nothing keeps the version.
+        assert await alice.change_attention({"min_priority": "high"}) == changed
+
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        dnd = await alice.change_attention(dnd_change(until))
+        assert (dnd.version, dnd.dnd, dnd.dnd_until) == (2, True, until)
+        assert dnd.min_priority == "high"  # keys left out stay
+        night = await alice.change_attention(
+            {**dnd_change(None, on=False), **quiet_hours_change(
+                (dt_time(22, 0), dt_time(7, 0)), time_zone="Pacific/Auckland"
+            )}
+        )  # fmt: skip
+        assert (night.version, night.dnd, night.dnd_until) == (3, False, None)
+        assert night.quiet_hours == (dt_time(22, 0), dt_time(7, 0))
+        assert night.time_zone == "Pacific/Auckland"
+
+        website = (await _project_ids(demo_server))["Website Redesign"]
+        muted = await alice.change_attention({"muted_projects": [website]})
+        assert muted.muted_projects == frozenset({website})
+        assert muted.version == 4
+        assert await alice.attention() == muted
+
+        # One state per user: bob's are his own.
+        assert await bob.attention() == Attention()
+
+
+@pytest.mark.asyncio
+async def test_a_bad_attention_change_is_refused_in_the_servers_words(
+    demo_server: RunningServer,
+) -> None:
+    website = (await _project_ids(demo_server))["Website Redesign"]
+    async with ApiClient(demo_server.url) as bob:
+        await bob.login("bob", PASSWORD)
+        before = await bob.change_attention({"min_priority": "normal"})
+
+        # bob is not in alice's and carol's Website Redesign.
+        with pytest.raises(RequestRejected) as stranger:
+            await bob.change_attention({"muted_projects": [website]})
+        assert stranger.value.status == 400
+        assert stranger.value.code == "invalid_attention"
+        assert "not among your projects" in stranger.value.user_message
+        assert "muted_projects" in stranger.value.detail["fields"]
+        assert_safe(stranger.value, [PASSWORD])
+
+        with pytest.raises(RequestRejected) as unknown:
+            await bob.change_attention({"min_priority": "critical", "volume": 11})
+        assert unknown.value.code == "invalid_attention"
+        assert set(unknown.value.detail["fields"]) == {"min_priority", "volume"}
+
+        past = datetime.now(UTC) - timedelta(minutes=5)
+        with pytest.raises(RequestRejected) as passed:
+            await bob.change_attention(dnd_change(past))
+        assert "dnd" in passed.value.detail["fields"]
+
+        assert await bob.attention() == before  # nothing of the refused changes was kept
+
+
+@pytest.mark.asyncio
+async def test_attention_calls_send_the_documented_requests_and_check_the_answer() -> None:
+    good = json.dumps({"version": 9, "dnd": {"until": None}, "min_priority": "urgent"})
+    bad = json.dumps({"version": 9, "min_priority": "SECRET-PRIORITY"})
+
+    def answer(request: ScriptedRequest) -> bytes:
+        if request.target == REFRESH_PATH:
+            return _token_pair_answer(request)
+        body = good if request.method == "PATCH" else bad
+        return http_response(200, body, content_type="application/json")
+
+    async with ScriptedServer(answer) as server:
+        async with ApiClient(server.url) as client:
+            client.restore("r.s.t")
+            changed = await client.change_attention({"dnd": {"until": None}})
+            assert changed == Attention(version=9, dnd=True, min_priority="urgent")
+            with pytest.raises(NotOurServer) as unreadable:
+                await client.attention()
+        patch, get = (r for r in server.requests if r.target != REFRESH_PATH)
+    assert (patch.method, patch.target) == ("PATCH", "/api/attention/")
+    assert json.loads(patch.body) == {"dnd": {"until": None}}
+    assert patch.headers["authorization"] == "Bearer a.b.c"
+    assert (get.method, get.target) == ("GET", "/api/attention/")
+    assert "SECRET" not in str(unreadable.value)
+    assert_safe(unreadable.value)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 import pytest
 
+from tray_app.attention import Attention, parse_attention
 from tray_app.net import protocol
 from tray_app.net.protocol import FrameError, parse_server_frame
 
@@ -271,3 +272,108 @@ def test_a_notification_keeps_its_project_actor_data_and_read_state() -> None:
     assert notification.actor == NOTIFICATION["actor"]
     assert notification.data == NOTIFICATION["data"]
     assert notification.is_read is True
+
+
+# --- attention (docs/protocol.md, "Attention") ------------------------------------------------
+
+ATTENTION = {
+    "version": 3,
+    "dnd": {"until": "2026-12-07T07:00:00Z"},
+    "quiet_hours": {"start": "22:00", "end": "07:00"},
+    "time_zone": "Europe/Berlin",
+    "muted_projects": [4],
+    "muted_event_types": ["task_status_changed"],
+    "min_priority": "normal",
+    "urgent_breaks_through": True,
+}
+HELLO = {
+    "protocol": 1,
+    "user": {"id": 3, "username": "alice"},
+    "unread_count": 4,
+    "latest_seq": 42,
+    "token_expires_at": 1795000000,
+    "max_frame_bytes": 65536,
+}
+
+
+def test_hello_carries_the_attention_settings() -> None:
+    hello = parse_server_frame(frame("hello", {**HELLO, "attention": ATTENTION}))
+    assert isinstance(hello, protocol.Hello)
+    assert hello.attention == Attention(
+        version=3,
+        dnd=True,
+        dnd_until=datetime(2026, 12, 7, 7, 0, tzinfo=UTC),
+        quiet_hours=(time(22, 0), time(7, 0)),
+        time_zone="Europe/Berlin",
+        muted_projects=frozenset({4}),
+        muted_event_types=frozenset({"task_status_changed"}),
+        min_priority="normal",
+        urgent_breaks_through=True,
+    )
+    assert hello.attention.payload() == ATTENTION
+    assert (hello.unread_count, hello.latest_seq) == (4, 42)
+
+
+@pytest.mark.parametrize(
+    "attention",
+    [
+        pytest.param(None, id="null"),
+        pytest.param("missing", id="absent"),  # a server older than attention settings
+        pytest.param({**ATTENTION, "min_priority": "critical"}, id="bad-priority"),
+        pytest.param({**ATTENTION, "dnd": {"until": "SECRET-UNTIL"}}, id="bad-until"),
+        pytest.param({**ATTENTION, "version": -1}, id="bad-version"),
+        pytest.param("quiet please", id="not-an-object"),
+        pytest.param([ATTENTION], id="a-list"),
+    ],
+)
+def test_a_hello_without_readable_attention_still_says_hello(attention: object) -> None:
+    """The rest of hello is what the connection needs; the last known settings stay."""
+    payload = dict(HELLO) if attention == "missing" else {**HELLO, "attention": attention}
+    hello = parse_server_frame(frame("hello", payload))
+    assert hello == protocol.Hello(1, {"id": 3, "username": "alice"}, 4, 42, 1795000000.0, 65536)
+    assert isinstance(hello, protocol.Hello)
+    assert hello.attention is None
+
+
+def test_attention_changed_parses_to_the_settings() -> None:
+    changed = parse_server_frame(frame("attention_changed", ATTENTION))
+    assert changed == protocol.AttentionChanged(parse_attention(ATTENTION))
+    assert isinstance(changed, protocol.AttentionChanged)
+    assert changed.attention.version == 3
+    assert changed.attention.muted_projects == frozenset({4})
+    # A newer server's extra setting is ignored; the ones this client knows are read.
+    newer = parse_server_frame(frame("attention_changed", {**ATTENTION, "focus": {"on": 1}}))
+    assert newer == changed
+    # The defaults: the state of a user who never changed anything.
+    assert parse_server_frame(frame("attention_changed", {})) == protocol.AttentionChanged(
+        Attention()
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param("SECRET-TEXT", id="a-string"),
+        pytest.param([1], id="a-list"),
+        pytest.param({**ATTENTION, "dnd": True}, id="dnd-true"),
+        pytest.param({**ATTENTION, "dnd": {"until": "SECRET-TEXT"}}, id="until-not-a-time"),
+        pytest.param(
+            {**ATTENTION, "dnd": {"until": "0001-01-01T00:00:00+05:00"}}, id="until-out-of-range"
+        ),
+        pytest.param(
+            {**ATTENTION, "quiet_hours": {"start": "SECRET-TEXT", "end": "07:00"}}, id="clock"
+        ),
+        pytest.param({**ATTENTION, "muted_projects": ["SECRET-TEXT"]}, id="project-ids"),
+        pytest.param({**ATTENTION, "min_priority": "SECRET-TEXT"}, id="priority"),
+        pytest.param({**ATTENTION, "urgent_breaks_through": "SECRET-TEXT"}, id="flag"),
+        pytest.param({**ATTENTION, "version": "SECRET-TEXT"}, id="version"),
+    ],
+)
+def test_an_unreadable_attention_changed_is_a_frame_error_naming_no_content(
+    payload: object,
+) -> None:
+    with pytest.raises(FrameError) as refused:
+        parse_server_frame(frame("attention_changed", payload))
+    assert "attention_changed" in str(refused.value)
+    assert "SECRET" not in str(refused.value)
+    assert refused.value.user_message

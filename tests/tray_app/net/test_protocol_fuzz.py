@@ -28,7 +28,7 @@ FRAME_TYPES = tuple(get_args(ServerFrame))
 SERVER_TYPES = [
     "hello", "notification_created", "notification_updated", "notification_deleted",
     "all_read", "unread_count", "caught_up", "resync_required", "presence_snapshot",
-    "presence_changed", "presence_unsubscribed", "ack", "error", "pong",
+    "presence_changed", "presence_unsubscribed", "attention_changed", "ack", "error", "pong",
 ]  # fmt: skip
 SECRET = "SECRET-TOKEN-VALUE"
 
@@ -49,7 +49,8 @@ field_names = st.sampled_from(
         "protocol", "user", "unread_count", "latest_seq", "token_expires_at", "max_frame_bytes",
         "seq", "id", "updates", "is_read", "up_to_seq", "through_seq", "replayed", "after_seq",
         "members", "project_id", "user_id", "online", "status", "last_seen", "reason", "for",
-        "code", "message", "token",
+        "code", "message", "token", "attention", "version", "dnd", "quiet_hours", "time_zone",
+        "muted_projects", "muted_event_types", "min_priority", "urgent_breaks_through",
     ]
 ) | st.text(max_size=10)  # fmt: skip
 payloads = st.dictionaries(field_names, json_values, max_size=10)
