@@ -488,6 +488,14 @@ def _run_uvicorn(
             if self.started:
                 on_started()
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn closes every WebSocket with 1012 and then waits for open HTTP
+            # answers: the event streams end first, with 1012 too.
+            from backend.notifications import stream
+
+            stream.end_all()
+            await super().shutdown(sockets=sockets)
+
     ws, per_message_deflate = _ws_implementation(settings.TRAY["WS_COMPRESSION"])
     config = uvicorn.Config(
         "backend.config.asgi:application",

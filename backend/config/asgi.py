@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
 from backend import sqlite_checkpoint  # noqa: E402
 from backend.login_lane import LoginLane  # noqa: E402
-from backend.notifications import inbox_log, publish_route  # noqa: E402
+from backend.notifications import inbox_log, publish_route, stream  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
 from backend.notifications.publish_lane import (  # noqa: E402
     BUSY_BODY,
@@ -35,6 +35,7 @@ from backend.notifications.publish_lane import (  # noqa: E402
     PublishLane,
 )
 from backend.notifications.routing import websocket_application  # noqa: E402
+from backend.notifications.stream_protocol import STREAM_PATH  # noqa: E402
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -155,8 +156,9 @@ class SharedThreadASGIHandler(ASGIHandler):
 
     The exceptions: requests that check a password (backend/login_lane.py) run the
     same chain on the login lane's own bounded threads, so hashing never holds
-    up the shared one; and a single publish (``POST /api/notifications/``) that is
-    well-formed and allowed skips the chain altogether (``_fast_publish``).
+    up the shared one; a single publish (``POST /api/notifications/``) that is
+    well-formed and allowed skips the chain altogether (``_fast_publish``); and the
+    HTTP stream (``/api/stream/``) is not Django's at all (backend/notifications/stream.py).
     """
 
     def __init__(self) -> None:
@@ -187,6 +189,10 @@ class SharedThreadASGIHandler(ASGIHandler):
             and scope["path"].removeprefix(scope.get("root_path", "")) == publish_route.PUBLISH_PATH
         ):
             await self._fast_publish(self._publish_lane, scope, receive, send)
+            return
+        if scope["path"].removeprefix(scope.get("root_path", "")) == STREAM_PATH:
+            # The HTTP stream holds its answer open and takes the hub's deliveries.
+            await stream.serve(scope, receive, send)
             return
         await self.handle(scope, receive, send)
 

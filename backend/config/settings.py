@@ -361,10 +361,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST API of the tray notifier server. The WebSocket is in docs/protocol.md.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Two "status" fields (a task's, a batch item's) need an enum name each.
+    # The "status" fields (a task's, a batch item's, presence's) need an enum name each.
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "backend.projects.models.TaskStatus",
         "PublishBatchStatusEnum": "backend.notifications.serializers.BATCH_STATUSES",
+        "PresenceStatusEnum": "backend.notifications.protocol.STATUSES",
+        "PresenceMemberStatusEnum": "backend.notifications.presence_api.MEMBER_STATUSES",
     },
 }
 
@@ -387,6 +389,10 @@ TRAY: dict[str, Any] = {
     # client is told to page over REST.
     "REPLAY_BATCH": _env_int("TRAY_REPLAY_BATCH", 200),
     "REPLAY_MAX": _env_int("TRAY_REPLAY_MAX", 10_000),
+    # Seconds between the heartbeat comments of the HTTP stream (/api/stream/, the
+    # fallback where WebSockets are blocked), which keep idle proxies from cutting it;
+    # 0 sends none.
+    "STREAM_HEARTBEAT": _env_float("TRAY_STREAM_HEARTBEAT", 15.0),
     # Presence: a process refreshes its sockets every TTL/3; entries of a dead
     # process expire after TTL seconds.
     "PRESENCE_TTL": _env_float("TRAY_PRESENCE_TTL", 30.0),

@@ -17,9 +17,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from backend.attention.services import attention_update
-from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated, NotFound
-from backend.notifications import protocol, selectors, services
+from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated
+from backend.notifications import live_presence, protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
 from backend.users.tokens import authenticate_access_token, read_access_token_cached
@@ -31,7 +30,6 @@ logger = logging.getLogger(__name__)
 # event-loop time (B5: a reconnect storm).
 _socket_opening = database_sync_to_async(selectors.socket_opening)
 _socket_claims = database_sync_to_async(socket_claims)
-_attention_update = database_sync_to_async(attention_update)
 
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
@@ -214,16 +212,9 @@ class NotificationConsumer(StateSocket):
 
     async def _on_subscribe_presence(self, frame: protocol.ClientFrame) -> None:
         project_id = selectors.validate_project_id(frame.payload.get("project_id"))
-        is_member = await database_sync_to_async(selectors.is_project_member)(
-            user_id=self.user_id, project_id=project_id
+        payload = await live_presence.presence_snapshot(
+            hub=self.hub, user_id=self.user_id, project_id=project_id, watcher=self
         )
-        if not is_member:
-            raise NotFound(f"You are not a member of a project {project_id}.")
-        members = await database_sync_to_async(selectors.project_members)(project_id=project_id)
-        self.hub.watch(self, project_id)
-        states = await self.hub.presence.states([m["id"] for m in members])
-        snapshot = [{"user": m, **states[m["id"]].as_payload()} for m in members]
-        payload = {"project_id": project_id, "members": snapshot}
         self._answer(protocol.encode("presence_snapshot", payload, ref=frame.ref))
 
     async def _on_unsubscribe_presence(self, frame: protocol.ClientFrame) -> None:
@@ -232,20 +223,11 @@ class NotificationConsumer(StateSocket):
         self._ack(frame, {"project_id": project_id})
 
     async def _on_set_status(self, frame: protocol.ClientFrame) -> None:
-        """``dnd`` turns on do-not-disturb (the attention settings', on every device;
-        ``until`` may end it by itself). ``online`` and ``away`` are what teammates see
-        while it is off; they do not end it (a client that wants that changes the
-        attention settings), so a client re-sending its status on reconnect cannot undo
-        a do-not-disturb set on another device."""
-        status = frame.payload.get("status")
-        if status not in protocol.STATUSES:
-            message = f"status must be one of {', '.join(protocol.STATUSES)}"
-            raise InvalidInput(message, code="invalid_status")
-        if status == "dnd":
-            # The hub turns the attention change into the presence change.
-            dnd = {"until": frame.payload.get("until")}
-            await _attention_update(user_id=self.user_id, changes={"dnd": dnd})
-        else:
-            await self.hub.presence.set_status(self.user_id, status)
-            await self.hub.publish_presence(self.user_id)
+        """What ``live_presence.status_set`` says (``POST /api/presence/status/`` too)."""
+        status = await live_presence.status_set(
+            hub=self.hub,
+            user_id=self.user_id,
+            status=frame.payload.get("status"),
+            until=frame.payload.get("until"),
+        )
         self._ack(frame, {"status": status})

@@ -11,6 +11,7 @@ from backend.notifications.api import (
     PublishApi,
     PublishBatchApi,
 )
+from backend.notifications.presence_api import PresenceStatusApi, ProjectPresenceApi
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("inbox/", InboxListApi.as_view(), name="inbox-list"),
@@ -22,4 +23,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("inbox/<int:inbox_id>/", InboxDetailApi.as_view(), name="inbox-detail"),
     path("notifications/", PublishApi.as_view(), name="notification-publish"),
     path("notifications/batch/", PublishBatchApi.as_view(), name="notification-publish-batch"),
+    # Presence for clients without a socket (the HTTP stream's); the socket's
+    # subscribe_presence and set_status, over REST.
+    path(
+        "projects/<str:project_id>/presence/",
+        ProjectPresenceApi.as_view(),
+        name="project-presence",
+    ),
+    path("presence/status/", PresenceStatusApi.as_view(), name="presence-status"),
 ]
