@@ -41,6 +41,7 @@ from tray_app.net.protocol import (  # noqa: E402
     PresenceSnapshot,
     PresenceUnsubscribed,
 )
+from tray_app.net.stream import stream_connector  # noqa: E402
 from tray_app.net.transport import Transport  # noqa: E402
 
 __all__ = [
@@ -65,5 +66,6 @@ __all__ = [
     "Transport",
     "protocol",
     "redact",
+    "stream_connector",
     "websocket_connector",
 ]
