@@ -11,6 +11,14 @@ owns the store and the cursor.
 
 The connection is an argument (``connect``), so tests run the session against a
 real server on port 0 or against a scripted transport.
+
+Given a second connector (``stream_connect``, :func:`tray_app.net.stream.stream_connector`),
+the session falls back to the HTTP stream on networks that break WebSockets, as
+:class:`~tray_app.net.transport_choice.TransportChoice` decides at every attempt. The
+stream takes no client frames, so over it the session sends none: no application pings
+(the stream watches its own silence), and what the socket does in band it does by
+reopening the stream with the stored cursor (a renewed token, a resume, presence
+subscriptions as ``?watch=``) or over REST (``set_status``, through ``post_status``).
 """
 
 from __future__ import annotations
@@ -47,6 +55,14 @@ from tray_app.net.errors import (
     error_from_transport,
 )
 from tray_app.net.transport import Transport
+from tray_app.net.transport_choice import (
+    Decision,
+    Forced,
+    Outcome,
+    TransportChoice,
+    socket_outcome,
+)
+from tray_app.net.transport_choice import Transport as Via
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +106,15 @@ class StateChange:
         next_attempt_at: for RECONNECTING and OFFLINE, when the next attempt starts
             (epoch seconds, for a UI to show "retrying in 12 s").
         error: why the last connection ended or failed, if it did.
+        fallback_reason: while the session uses the HTTP stream, why (for the UI:
+            "Connected (HTTP fallback: WebSockets are blocked on this network)"); None
+            on the socket.
     """
 
     state: ConnectionState
     next_attempt_at: float | None = None
     error: NetError | None = None
+    fallback_reason: str | None = None
 
 
 class Connection(Protocol):
@@ -206,6 +226,11 @@ class LiveSession:
         clock: epoch seconds (token expiry and ``next_attempt_at`` are epoch times).
         ping_interval, pong_timeout: application heartbeats; a dead link is noticed
             within their sum.
+        stream_connect: the HTTP stream's connector; without it the session only uses
+            ``connect`` (the socket).
+        choice: the transport policy (automatic, default timings, when None).
+        post_status: sends ``set_status`` over REST (``POST /api/presence/status/``),
+            for when the session is on the stream.
     """
 
     def __init__(
@@ -218,6 +243,9 @@ class LiveSession:
         clock: Callable[[], float] = time.time,
         ping_interval: float = PING_INTERVAL,
         pong_timeout: float = PONG_TIMEOUT,
+        stream_connect: Connector | None = None,
+        choice: TransportChoice | None = None,
+        post_status: Callable[[str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._api = api
         self._ping_interval = ping_interval
@@ -240,12 +268,37 @@ class LiveSession:
         self._presence: set[int] = set()
         self._status: str | None = None
         self.attempts = 0  # connection attempts started, for tests and diagnostics
+        self._stream_connect = stream_connect
+        self._choice = choice or TransportChoice.create()
+        self._post_status = post_status
+        self._decision = Decision(Via.WEBSOCKET, "WebSocket")
+        # Set to end the current stream and open it again at once (the stream's way of
+        # doing what the socket does in band); _reopening marks such an attempt.
+        self._reopen = asyncio.Event()
+        self._reopening = False
+        self._hello = False
+        self._connection_opened = False
+        self._watching: frozenset[int] = frozenset()  # the current stream's ?watch= ids
 
     # --- what the host calls -----------------------------------------------------------
 
     @property
     def state(self) -> StateChange:
         return self._state
+
+    @property
+    def transport(self) -> Via:
+        """The transport of the current (or next) connection."""
+        return self._decision.transport
+
+    @property
+    def transport_choice(self) -> TransportChoice:
+        """The policy's state (what it has seen), for diagnostics."""
+        return self._choice
+
+    def set_forced_transport(self, forced: Forced) -> None:
+        """IT's setting (``"websocket"``, ``"http"`` or None): applies from the next attempt."""
+        self._choice = self._choice.with_forced(forced)
 
     @property
     def replaying(self) -> bool:
@@ -279,6 +332,8 @@ class LiveSession:
             if isinstance(error, LoginRequired | AccountDisabled):
                 self._set_state(ConnectionState.LOGIN_REQUIRED, error=error)
                 return
+            if self._reopening:
+                continue  # the stream closed on purpose: open it again now
             await self._wait_before_retry(error)
             if self._state.state is ConnectionState.LOGIN_REQUIRED:
                 return  # the refresh after a 4001 was refused: not "stopped", "log in"
@@ -318,19 +373,64 @@ class LiveSession:
     async def subscribe_presence(self, project_id: int) -> None:
         """Watch a project's presence, now and after every reconnect."""
         self._presence.add(project_id)
+        if self._over_http():
+            if project_id not in self._watching and self._connection is not None:
+                self._reopen.set()  # reopened with the project in ?watch=
+            # Not connected yet: _serve compares what the address watched after hello.
+            return
         await self._send_if_connected(protocol.encode_presence("subscribe_presence", project_id))
 
     async def set_status(self, status: str) -> None:
         """The user's chosen presence status, kept across reconnects."""
         frame = protocol.encode_set_status(status)
         self._status = status
+        if self._over_http():
+            if self._connection is not None:
+                await self._post_status_quietly(status)
+            return
         await self._send_if_connected(frame)
 
     # --- one connection ----------------------------------------------------------------
 
     async def _connect_once(self, *, first: bool) -> NetError | None:
         """Open, serve and close one connection; the error that ended it, if any."""
-        if first:
+        reopening, self._reopening = self._reopening, False
+        self._reopen.clear()
+        if self._stream_connect is not None:
+            self._decision = self._choice.decide(self._clock())
+        self._hello = False
+        error = await self._attempt(first=first, quiet=reopening)
+        if self._stream_connect is not None and not self._reopening:
+            probe = self._decision.fallback and self._decision.transport is Via.WEBSOCKET
+            self._record_outcome(error, upgraded=self._connection_opened)
+            if probe and reopening and self._choice.decide(self._clock()).transport is Via.HTTP:
+                # A failed probe from a working stream: back to the stream at once and
+                # quietly; the UI never saw the stream go, so it need not see "reconnecting".
+                self._reopening = True
+        return error
+
+    def _record_outcome(self, error: NetError | None, *, upgraded: bool) -> None:
+        if self._decision.transport is Via.HTTP:
+            outcome = Outcome.STREAM_WORKS if self._hello else Outcome.STREAM_FAILED
+        else:
+            outcome = socket_outcome(
+                error.code if error is not None else None,
+                close_code=getattr(error, "close_code", None),
+                upgraded=upgraded,
+                hello=self._hello,
+                message=str(error) if error is not None else "",
+            )
+        before = self._decision.transport
+        self._choice = self._choice.record(outcome, self._clock())
+        after = self._choice.decide(self._clock()).transport
+        if after is not before:
+            logger.info("next attempt over %s (%s)", after.value, outcome.value)
+
+    async def _attempt(self, *, first: bool, quiet: bool) -> NetError | None:
+        self._connection_opened = False
+        if quiet:
+            pass  # a deliberate reopen of the stream: still connected as far as the UI goes
+        elif first:
             self._set_state(ConnectionState.CONNECTING)
         else:
             waiting = (
@@ -344,8 +444,16 @@ class LiveSession:
         headers = {"Authorization": f"Bearer {token}"}
         cursor = self._handler.cursor()
         url = f"{self._api.ws_url}?after_seq={cursor}"
+        connect = self._connect
+        if self._over_http():
+            assert self._stream_connect is not None
+            connect = self._stream_connect
+            # The stream's presence subscriptions are part of its address.
+            self._watching = frozenset(self._presence)
+            url += "".join(f"&watch={project_id}" for project_id in sorted(self._watching))
         try:
-            async with self._connect(url, headers) as connection:
+            async with connect(url, headers) as connection:
+                self._connection_opened = True
                 return await self._serve(connection, resumed_from=cursor)
         except InvalidStatus as refused:
             status = refused.response.status_code
@@ -375,6 +483,7 @@ class LiveSession:
                 return await self._closing_error(connection, first)
             return Closed("the server did not start with hello", None)
         self._connection = connection
+        self._hello = True
         self._token_expires_at = first.token_expires_at
         self._backoff.opened(self._clock())
         try:
@@ -384,6 +493,19 @@ class LiveSession:
             # that is this connection's resume, in flight from here.
             self._replaying = True
             self._resume_after = resumed_from
+            if self._over_http():
+                # Presence came with the address (?watch=); the status goes over REST.
+                if self._presence - self._watching:
+                    self._reopen.set()  # subscribed while the stream was opening
+                if self._status is not None:
+                    await self._post_status_quietly(self._status)
+                await _first_failure(
+                    self._receive_loop(connection),
+                    self._renew_token(connection),
+                    self._until_reopen(),
+                    self._until_probe(),
+                )
+                return None
             for project_id in sorted(self._presence):
                 await connection.send(protocol.encode_presence("subscribe_presence", project_id))
             if self._status is not None:
@@ -393,6 +515,9 @@ class LiveSession:
                 self._heartbeat(connection),
                 self._renew_token(connection),
             )
+        except _Reopen:
+            self._reopening = True
+            return None
         finally:
             self._backoff.closed(self._clock())
         return None
@@ -473,6 +598,10 @@ class LiveSession:
         connection = self._connection
         if connection is None:
             return
+        if self._over_http():
+            # The stream resumes by reopening after the cursor (the replay follows hello).
+            self._reopen.set()
+            return
         self._replaying = True
         self._resume_after = self._handler.cursor()
         frame = protocol.encode_resume(self._resume_after, ref=self._next_ref("resume"))
@@ -517,6 +646,9 @@ class LiveSession:
                 continue
             if tokens.access is None:
                 continue
+            if self._over_http():
+                # No in-band authenticate on the stream: reopen it with the new token.
+                raise _Reopen
             await connection.send(protocol.encode_authenticate(tokens.access))
             self._token_expires_at = tokens.access_expires_at or None
 
@@ -534,6 +666,31 @@ class LiveSession:
                 f"the server refused the token ({frame.code})", protocol.CLOSE_TOKEN_INVALID
             )
         return Closed(f"the server sent {frame.code} instead of hello", None)
+
+    def _over_http(self) -> bool:
+        return self._stream_connect is not None and self._decision.transport is Via.HTTP
+
+    async def _until_reopen(self) -> None:
+        await self._reopen.wait()
+        raise _Reopen
+
+    async def _until_probe(self) -> None:
+        """While on the fallback, end the stream when the socket is due another try."""
+        revisit_at = self._decision.revisit_at
+        if revisit_at is None:
+            return
+        await asyncio.sleep(max(0.0, revisit_at - self._clock()))
+        raise _Reopen
+
+    async def _post_status_quietly(self, status: str) -> None:
+        if self._post_status is None:
+            logger.info("presence status not sent: no REST route given for the stream")
+            return
+        try:
+            await self._post_status(status)
+        except NetError as error:
+            # Kept in self._status: sent again at the next (re)open.
+            logger.info("could not set the presence status over REST: %s", error.code)
 
     async def _send_if_connected(self, frame: str) -> None:
         connection = self._connection
@@ -574,7 +731,8 @@ class LiveSession:
         next_attempt_at: float | None = None,
         error: NetError | None = None,
     ) -> None:
-        change = StateChange(state, next_attempt_at, error)
+        reason = self._decision.reason if self._over_http() else None
+        change = StateChange(state, next_attempt_at, error, reason)
         if change == self._state:
             return
         self._state = change
@@ -591,6 +749,10 @@ class LiveSession:
         for waiter in self._pong_waiters.values():
             waiter.cancel()
         self._pong_waiters.clear()
+
+
+class _Reopen(Exception):
+    """Ends a stream on purpose, to open it again at once (see ``_reopen``)."""
 
 
 class HandshakeRefused(NetError):
@@ -646,5 +808,12 @@ async def _first_failure(
 
 async def _send_quietly(connection: Connection, frame: str) -> None:
     # A send on a closing socket fails; the receive loop notices the close and reconnects.
-    with contextlib.suppress(ConnectionClosed, OSError):
+    try:
         await connection.send(frame)
+    except (ConnectionClosed, OSError):
+        pass
+    except NetError as error:
+        # The stream's NotOverHttp: the session sends nothing over it, but a frame
+        # queued just before a switch must not escape either.
+        if error.code != "not_over_http":
+            raise

@@ -262,7 +262,9 @@ def _dnd_choice(state: TrayState, now: datetime) -> str:
 
 
 def _describe_until(dnd_until: datetime, now: datetime) -> str:
-    until = as_aware(dnd_until).astimezone(now.tzinfo)
+    # On this computer's clock, as every other time the tray words (silence_words).
+    until = as_aware(dnd_until).astimezone()
+    now = as_aware(now).astimezone()
     if until.date() == now.date():
         return f"until {until:%H:%M}"
     if until.date() == now.date() + timedelta(days=1):

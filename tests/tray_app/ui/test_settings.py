@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
+import time as clock_module
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,16 @@ ZONE = "Europe/Berlin"
 
 
 @pytest.fixture(autouse=True)
-def computer_zone(monkeypatch: pytest.MonkeyPatch) -> str:
+def computer_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """This computer's zone, as the dialog names it when it saves quiet hours (read from
-    ``TZ`` first), whatever the machine running the tests is set to."""
+    ``TZ`` first), whatever the machine running the tests is set to. The C library's
+    clock follows (``tzset``) and goes back after: a zone left behind would move every
+    later test's local times."""
     monkeypatch.setenv("TZ", ZONE)
-    return ZONE
+    clock_module.tzset()
+    yield ZONE
+    monkeypatch.undo()
+    clock_module.tzset()
 
 
 def _dialog(
