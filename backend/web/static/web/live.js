@@ -27,6 +27,9 @@
   let socket = null;
 
   const setStatus = (text) => { if (status) status.textContent = text; };
+  let leaving = false;
+  addEventListener("beforeunload", () => { leaving = true; });  // fires as a navigation starts
+  document.addEventListener("submit", () => { leaving = true; }, true);
 
   // --- attention: when a notification may interrupt --------------------------------
   const RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
@@ -239,7 +242,9 @@
     socket.onclose = (event) => {
       socket = null;
       if (event.code === 4001 || event.code === 4003) {
-        location.reload();  // the login session ended: the page shows the login
+        // The login session ended: the page shows the login, unless the page is already
+        // on its way elsewhere (its own logout form: a reload would abort that).
+        if (!leaving) location.reload();
         return;
       }
       // Backoff with jitter, capped at 30 s; reset by the next hello.
