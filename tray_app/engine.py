@@ -331,6 +331,17 @@ class Engine:
             self.change_attention(dnd_change(None, on=False))
         await self.session.set_status(status)
 
+    def apply_retention(self, *, max_age: timedelta, max_rows: int) -> int:
+        """Drop stored notifications older than ``max_age`` or beyond the newest
+        ``max_rows`` now; how many went. Raises StoreError."""
+        return self.inbox.prune(max_age=max_age, max_rows=max_rows)
+
+    def clear_local_history(self) -> None:
+        """Drop this device's copy of the history and download again what the server
+        has, now rather than at the next reconnect. Raises StoreError."""
+        self.inbox.reset()
+        self.session.request_resume()
+
     def change_attention(self, change: Mapping[str, Any]) -> None:
         """Change attention settings: in force here at once, kept until the server
         confirms it (sent now if connected, else when it is next reachable)."""

@@ -3,7 +3,8 @@ applying it, and the one question the server itself asks (is do-not-disturb on?)
 
 Pure: no Django, no I/O. Which notification interrupts whom is the clients' to decide
 (``tray_app/attention.py``, ``backend/web/static/web/live.js``): the server stores the
-state, syncs it to every device, and shows do-not-disturb to teammates as presence.
+state, syncs it to every device, and shows do-not-disturb to teammates as presence
+(backend/notifications/presence.py).
 
 The state is a JSON object (docs/protocol.md, "Attention")::
 
@@ -134,14 +135,6 @@ def dnd_ends_at(state: Mapping[str, Any]) -> datetime | None:
     if not isinstance(dnd, dict) or dnd.get("until") is None:
         return None
     return _instant(dnd["until"])
-
-
-def presence_status(state: Mapping[str, Any], now: datetime, *, chosen: str) -> str:
-    """The status teammates see: ``dnd`` while do-not-disturb holds, else what the user
-    chose (``online`` or ``away``; a stale ``dnd`` reads as ``online``)."""
-    if dnd_active(state, now):
-        return "dnd"
-    return "online" if chosen == "dnd" else chosen
 
 
 # --- one parser per key: the normalised value, or TypeError/ValueError with why ------

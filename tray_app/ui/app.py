@@ -390,7 +390,7 @@ class TrayApp(QObject):
             if self.account is None:
                 return
             try:
-                self.account.engine.inbox.prune(
+                self.account.engine.apply_retention(
                     max_age=timedelta(days=retention.days), max_rows=retention.rows
                 )
             except StoreError as error:
@@ -402,15 +402,13 @@ class TrayApp(QObject):
             if account is None or self.account is not account:
                 return
             try:
-                account.engine.inbox.reset()
+                account.engine.clear_local_history()
             except StoreError as error:
                 logger.warning("could not clear the local history: %s", error)
                 self.tray.tray_icon.showMessage(
                     "Tray Notifier", "The local history could not be cleared."
                 )
                 return
-            # The engine downloads what the server has now, not at the next reconnect.
-            account.engine.session.request_resume()
             self._refresh_tray(history=True)
 
         dialog.preferences_changed.connect(self._preferences_changed)

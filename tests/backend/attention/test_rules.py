@@ -117,13 +117,6 @@ def test_do_not_disturb_holds_until_its_end_and_then_reads_as_off() -> None:
     assert rules.current(None, now=NOW) == rules.DEFAULT
 
 
-def test_presence_shows_do_not_disturb_while_it_holds() -> None:
-    on = {**rules.DEFAULT, "dnd": {"until": None}}
-    assert rules.presence_status(on, NOW, chosen="away") == "dnd"
-    assert rules.presence_status(rules.DEFAULT, NOW, chosen="away") == "away"
-    assert rules.presence_status(rules.DEFAULT, NOW, chosen="dnd") == "online"
-
-
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
