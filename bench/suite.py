@@ -20,6 +20,7 @@ PUB                    ``bench.publish_throughput``  bare sqlite3, bare psycopg;
 XP                     ``bench.cross_process``     the in-process publish (HTTP POST)
 B8                     ``bench.client_desktop``    a minimal PySide6 tray app
 B9                     ``bench.client_store``      bare sqlite3, the idle event loop
+B10                    ``bench.fallback``          the WebSocket (beside the SSE stream)
 =====================  ==========================  ====================================
 
 This process is the load generator, pinned to CPU 1 (B3, B4 and B6 spread
@@ -68,6 +69,7 @@ MODULES = {
     "XP": "bench.cross_process",
     "B8": "bench.client_desktop",
     "B9": "bench.client_store",
+    "B10": "bench.fallback",
 }
 PACKAGES = (
     "uvicorn",

@@ -51,6 +51,8 @@ from tray_app.net import (
     protocol,
     websocket_connector,
 )
+from tray_app.net.stream import stream_connector
+from tray_app.net.transport_choice import PROBE_INTERVAL, TransportChoice
 from tray_app.store import (
     AttentionStore,
     Filters,
@@ -185,6 +187,9 @@ class Engine:
             scripts the transport.
         connect: the socket transport (a scripted one in tests).
         backoff: the reconnect policy.
+        stream_connect: the HTTP stream's transport, the fallback where WebSockets are
+            blocked (none: the socket only).
+        choice: which transport to use when (automatic, default timings, when None).
     """
 
     def __init__(
@@ -197,6 +202,8 @@ class Engine:
         connect: Connector | None = None,
         backoff: Backoff | None = None,
         attention: AttentionStore | None = None,
+        stream_connect: Connector | None = None,
+        choice: TransportChoice | None = None,
     ) -> None:
         self.api = api
         self.inbox = inbox
@@ -204,7 +211,15 @@ class Engine:
         self.attention_store = attention or AttentionStore(inbox.connection)
         self._attention_lock = asyncio.Lock()
         self._attention_task: asyncio.Task[None] | None = None
-        self.session = LiveSession(tokens or api, self, connect=connect, backoff=backoff)
+        self.session = LiveSession(
+            tokens or api,
+            self,
+            connect=connect,
+            backoff=backoff,
+            stream_connect=stream_connect,
+            choice=choice,
+            post_status=api.set_presence_status,
+        )
         self._listeners: list[Listener] = []
         self._replay_buffer: list[protocol.Notification] = []
         self._replay_added = 0
@@ -654,7 +669,8 @@ def open_account(
 ) -> OpenedAccount:
     """Open (or rebuild) the account's SQLite store, apply retention, build its engine.
 
-    ``transport`` (trust and proxy) is the socket's; give the REST client ``api`` the same.
+    ``transport`` (trust, proxy, and which live transport) is the socket's and the HTTP
+    stream's; give the REST client ``api`` the same.
     A damaged file was moved aside by the store (``database.rebuilt``); the caller says so
     in its own words. The engine is not running yet: the history is readable at once."""
     database = open_database(account_database_path(data_dir, server_url, username))
@@ -667,5 +683,16 @@ def open_account(
         inbox=inbox,
         outbox=Outbox(database.connection, inbox),
         connect=websocket_connector(transport),
+        stream_connect=stream_connector(transport),
+        choice=transport_choice(transport),
     )
     return OpenedAccount(engine=engine, database=database)
+
+
+def transport_choice(transport: Transport | None) -> TransportChoice:
+    """The live connection's policy from the settings (IT's forced transport, the retry
+    interval of the socket while on the stream)."""
+    if transport is None:
+        return TransportChoice.create()
+    interval = transport.websocket_retry or PROBE_INTERVAL
+    return TransportChoice.create(transport.live, probe_interval=interval)

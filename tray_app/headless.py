@@ -37,6 +37,7 @@ from tray_app.net import (
     InvalidCredentials,
     LoginRequired,
     NetError,
+    StateChange,
     Transport,
 )
 from tray_app.store import StoredNotification, TokenVault, open_token_vault
@@ -252,7 +253,7 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
                         last_attention[0] = words
                         _say(err, words)
                 case ConnectionStateChanged(change=change):
-                    words = _describe(change.state, change.error)
+                    words = _describe(change)
                     if words != last_said[0]:  # one line per change, not per retry
                         last_said[0] = words
                         _say(err, words)
@@ -274,7 +275,8 @@ async def _run(options: HeadlessOptions, *, out: TextIO, err: TextIO, running: l
         await session.close()
 
 
-def _describe(state: ConnectionState, error: NetError | None) -> str:
+def _describe(change: StateChange) -> str:
+    state, error = change.state, change.error
     words = {
         ConnectionState.CONNECTING: "connecting",
         ConnectionState.CONNECTED: "connected",
@@ -285,4 +287,6 @@ def _describe(state: ConnectionState, error: NetError | None) -> str:
     }[state]
     if error is not None and state is not ConnectionState.CONNECTED:
         return f"{words} ({error.user_message})"
+    if state is ConnectionState.CONNECTED and change.fallback_reason:
+        return f"{words} ({change.fallback_reason})"
     return words

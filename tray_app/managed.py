@@ -41,17 +41,20 @@ from platformdirs.windows import Windows
 from tray_app import autostart
 from tray_app.config import APP_NAME
 from tray_app.net import Transport
+from tray_app.net.transport_choice import Forced
 from tray_app.preferences import PREFERENCE_NAMES, Preferences, SavedPreferences, parse_quiet_hours
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LIVE_TRANSPORTS",
     "MANAGED_FILE_ENV",
     "MANAGED_FILE_NAME",
     "MANAGED_KEYS",
     "MANAGED_NOTE",
     "MAX_FILE_BYTES",
     "PROXY_ENVIRONMENT",
+    "WEBSOCKET_RETRY_ENVIRONMENT",
     "ManagedConfig",
     "ManagedSetting",
     "PreferenceKeeper",
@@ -72,6 +75,11 @@ MANAGED_NOTE = "Set by your IT department"
 MAX_FILE_BYTES = 1024 * 1024
 # The variables through which a user's environment names a proxy (either case is honoured).
 PROXY_ENVIRONMENT = ("https_proxy", "http_proxy", "all_proxy")
+# The values of ``live_transport``.
+LIVE_TRANSPORTS = ("auto", "websocket", "http")
+# Seconds between the fallback's retries of the WebSocket (the first; they double up to
+# an hour). For trying a proxy change out without waiting five minutes; not a policy.
+WEBSOCKET_RETRY_ENVIRONMENT = "TRAY_NOTIFIER_WEBSOCKET_RETRY"
 
 _JSON_WHITESPACE = " \t\n\r"
 _UNREADABLE = "it cannot be read (permission denied; every user must be able to read it)"
@@ -133,6 +141,27 @@ def _expect_proxy(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _seconds(text: str | None) -> float | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        logger.warning(
+            "ignoring %s=%r: expected seconds from 1 to 3600", WEBSOCKET_RETRY_ENVIRONMENT, text
+        )
+        return None
+    return seconds
+
+
+def _expect_live_transport(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in LIVE_TRANSPORTS:
+        raise ValueError(f'expected "auto", "websocket" or "http", got {_describe_json(value)}')
+    return value.strip().lower()
+
+
 # Every key IT may set, in the order the settings window lists them, with its parser.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "server_url": _expect_server_url,
@@ -143,6 +172,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "allow_remember_me": _expect_bool,
     "ca_bundle": _expect_ca_bundle,
     "proxy": _expect_proxy,
+    "live_transport": _expect_live_transport,
 }
 MANAGED_KEYS: tuple[str, ...] = tuple(_PARSERS)
 
@@ -158,6 +188,7 @@ _LABELS = {
     "allow_remember_me": "Remembering logins",
     "ca_bundle": "Extra certificate authorities",
     "proxy": "Proxy",
+    "live_transport": "Live connection",
 }
 
 
@@ -310,7 +341,24 @@ class ManagedConfig:
             environ: the process environment (``os.environ``); see :meth:`effective_proxy`.
         """
         proxy = self.effective_proxy(environ)
-        return Transport(ca_bundle=self.ca_bundle, proxy=None if proxy == "system" else proxy)
+        return Transport(
+            ca_bundle=self.ca_bundle,
+            proxy=None if proxy == "system" else proxy,
+            live=self.live_transport,
+            websocket_retry=_seconds(environ.get(WEBSOCKET_RETRY_ENVIRONMENT)),
+        )
+
+    @property
+    def live_transport(self) -> Forced:
+        """IT's choice of transport for the live connection: ``"websocket"``, ``"http"``
+        (the HTTP stream), or None (``"auto"`` or not set: the app chooses, falling back
+        to the stream where WebSockets are blocked)."""
+        value: str | None = self._value("live_transport")
+        if value == "websocket":
+            return "websocket"
+        if value == "http":
+            return "http"
+        return None
 
     def effective_server_url(self, user_choice: str | None) -> str | None:
         """The server address to use.

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EVERY_ID = {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "PUB", "XP"}
+EVERY_ID = {"B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "PUB", "XP"}
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(900)]
 

@@ -30,8 +30,8 @@ import redis
 
 from tests.e2e.conftest import doorbell_channel
 from tests.fixtures.services import RunningServer, ServerFactory
-from tests.tray_app.conftest import SCALE, client_env
-from tests.tray_app.test_headless import HeadlessClient, database_path, log_in, stored_state
+from tests.tray_app.conftest import SCALE, HeadlessClient, client_env
+from tests.tray_app.test_headless import database_path, log_in, stored_state
 
 # The server's protocol pings (backend/cli.py: every 10 s, 10 s to answer): a client that
 # stays frozen longer than this is certainly dropped by the server.

@@ -24,8 +24,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from tests.fixtures.services import RunningServer, ServerFactory
-from tests.tray_app.conftest import client_env
-from tests.tray_app.test_headless import HeadlessClient
+from tests.tray_app.conftest import HeadlessClient, client_env
 
 WAIT = 20.0
 JWT_SHAPE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")

@@ -31,9 +31,8 @@ import pytest_asyncio
 
 from tests.fixtures.services import REPO_ROOT, RunningServer, ServerFactory, free_port
 from tests.fixtures.tls import ThrowawayCA
-from tests.tray_app.conftest import client_env
+from tests.tray_app.conftest import HeadlessClient, client_env
 from tests.tray_app.net.test_live import Recorder
-from tests.tray_app.test_headless import HeadlessClient
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
 from tray_app.net.errors import NetError, ProxyFailure, TlsFailure

@@ -1,7 +1,9 @@
 """The web companion's live page (backend/web/static/web/live.js) in a real browser,
 against the real server: its socket is authenticated by the session cookie alone, a
 notification sent from the CLI appears without a reload, read state follows a desktop
-client's socket both ways, and a project page shows who is online."""
+client's socket both ways, and a project page shows who is online. Behind a proxy that
+breaks WebSockets (nginx without the Upgrade headers) the page goes live over the HTTP
+stream instead (docs/protocol.md, "The web companion on the fallback")."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import httpx
 from playwright.sync_api import Page
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.browser import cdp, navigate_by
+from tests.e2e.browser import cdp, csp_console, csp_violations, navigate_by
 from tests.e2e.conftest import login
-from tests.fixtures.services import RunningServer
+from tests.fixtures.proxies import nginx_without_upgrade
+from tests.fixtures.services import RunningServer, ServerFactory
 
 # Frames that do not matter to a step (presence, acks, the replay's end) are skipped.
 WAIT = 10.0
@@ -42,15 +45,31 @@ def _until(socket: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
             return payload
 
 
-def _log_in(page: Page, server: RunningServer, username: str, at: str = "/") -> None:
-    page.goto(server.url + at)
+def _log_in(
+    page: Page,
+    server: RunningServer,
+    username: str,
+    at: str = "/",
+    *,
+    through: str | None = None,
+    status: str = "Live",
+) -> None:
+    """Log in on the page at ``server`` (or the proxy at ``through``), then wait for
+    the live status to say ``status``."""
+    page.goto((through or server.url) + at)
     navigate_by(
         page,
         f"""document.getElementById('id_username').value = {json.dumps(username)};
         document.getElementById('id_password').value = 'demo';
         document.querySelector('form[action="/login/"]').submit();""",
     )
-    page.wait_for_function("() => document.getElementById('live-status').textContent === 'Live'")
+    _wait_status(page, status)
+
+
+def _wait_status(page: Page, status: str = "Live") -> None:
+    page.wait_for_function(
+        f"() => document.getElementById('live-status').textContent === {json.dumps(status)}"
+    )
 
 
 def _count(page: Page) -> int:
@@ -301,3 +320,211 @@ def test_do_not_disturb_in_the_page_is_every_devices_and_holds_its_toasts(
             "() => [...document.querySelectorAll('#announcer .toast a')]"
             ".some((a) => a.textContent === 'Back to normal')"
         )
+
+
+# --- the HTTP fallback: where WebSockets are blocked -------------------------------------
+
+FALLBACK = "Live (HTTP fallback)"
+
+# Installed before the page's own scripts: every EventSource and WebSocket the page
+# opens, kept (the real ones, only counted).
+RECORD_TRANSPORTS = """
+window.openedStreams = [];
+window.openedSockets = 0;
+{
+  const RealEventSource = window.EventSource;
+  window.EventSource = class extends RealEventSource {
+    constructor(url, init) { super(url, init); window.openedStreams.push(this); }
+  };
+  const RealWebSocket = window.WebSocket;
+  window.WebSocket = class extends RealWebSocket {
+    constructor(url, protocols) { super(url, protocols); window.openedSockets += 1; }
+  };
+}
+"""
+
+
+def _rows_titled(page: Page, title: str) -> int:
+    return int(
+        page.evaluate(
+            f"[...document.querySelectorAll('#inbox li a')]"
+            f".filter((a) => a.textContent.trim() === {json.dumps(title)}).length"
+        )
+    )
+
+
+def _toasts_titled(page: Page, title: str) -> int:
+    return int(
+        page.evaluate(
+            f"[...document.querySelectorAll('#announcer .toast a')]"
+            f".filter((a) => a.textContent === {json.dumps(title)}).length"
+        )
+    )
+
+
+def _wait_row(page: Page, title: str) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#inbox li a')]"
+        f".some((a) => a.textContent.trim() === {json.dumps(title)})"
+    )
+
+
+def test_behind_a_proxy_without_websockets_the_page_goes_live_over_the_stream(
+    browser: Page, demo_server: RunningServer, server_factory: ServerFactory
+) -> None:
+    browser.add_init_script(RECORD_TRANSPORTS)
+    with (
+        nginx_without_upgrade(demo_server.port) as proxy,
+        _desktop(demo_server, "alice") as desktop,
+    ):
+        base = proxy.url  # nginx's default buffering, as an admin would leave it
+        _log_in(browser, demo_server, "alice", through=base, status=FALLBACK)
+        assert "WebSockets are blocked" in browser.evaluate(
+            "document.getElementById('live-status').title"
+        )
+        # Three sockets failed (and the probe right after the stream's hello, which
+        # finds them still blocked); one stream, on the cookie and the page's cursor.
+        browser.wait_for_function("() => window.openedSockets === 4")
+        latest = int(browser.evaluate("document.body.dataset.latestSeq"))
+        assert browser.evaluate("window.openedStreams.map((s) => s.url)") == [
+            f"{base}/api/stream/?after_seq={latest}"
+        ]
+        before = _count(browser)
+
+        # Live, exactly once: in the list, on the bell and as a toast.
+        demo_server.cli("notify", "--user", "alice", "--title", "Over the stream", check=True)
+        _wait_row(browser, "Over the stream")
+        demo_server.cli("notify", "--user", "alice", "--title", "Second one", check=True)
+        _wait_row(browser, "Second one")
+        browser.wait_for_function(
+            f"() => document.getElementById('unread-count').textContent === '{before + 2}'"
+        )
+        assert _rows_titled(browser, "Over the stream") == 1
+        assert _toasts_titled(browser, "Over the stream") == 1
+        first = _until(desktop, "notification_created", title="Over the stream")
+        second = _until(desktop, "notification_created", title="Second one")
+
+        # Read state from elsewhere arrives over the stream too.
+        desktop.send(json.dumps({"type": "mark_read", "payload": {"ids": [second["id"]]}}))
+        browser.wait_for_function(
+            f"() => document.querySelector('li[data-id=\"{second['id']}\"]')"
+            ".classList.contains('read')"
+        )
+
+        # Marked read in the page (its button, a form): the server has it, and the next
+        # page of the tab goes straight to the stream (no socket tried: the probe is
+        # not due yet).
+        navigate_by(
+            browser,
+            f"document.querySelector('li[data-id=\"{first['id']}\"] button[value=read]').click()",
+        )
+        _until(desktop, "notification_updated", id=first["id"], updates={"is_read": True})
+        _wait_status(browser, FALLBACK)
+        assert browser.evaluate("window.openedSockets") == 0
+        assert _count(browser) == before
+
+        # A restart: the stream's `closed` (1012), then reopened from the page's cursor
+        # once the server is back; what came in between appears once.
+        port = demo_server.port
+        assert demo_server.stop() == 0
+        browser.wait_for_function(
+            "() => document.getElementById('live-status').textContent.startsWith('Offline')"
+        )
+        demo_server.cli("notify", "--user", "alice", "--title", "While it was down", check=True)
+        server_factory("--port", str(port))
+        _wait_row(browser, "While it was down")
+        _wait_status(browser, FALLBACK)
+        browser.wait_for_function(
+            f"() => document.getElementById('unread-count').textContent === '{before + 1}'"
+        )
+        assert _rows_titled(browser, "While it was down") == 1
+        assert _rows_titled(browser, "Over the stream") == 1
+        assert (
+            browser.evaluate("window.openedStreams.filter((s) => s.readyState !== 2).length") == 1
+        )
+
+        # A reload catches up from what the server renders, and stays on the stream.
+        browser.reload()
+        _wait_status(browser, FALLBACK)
+        assert _rows_titled(browser, "While it was down") == 1
+        assert _count(browser) == before + 1
+        assert csp_violations(browser) == []  # EventSource is connect-src 'self'
+        assert csp_console(browser) == []
+
+
+def test_on_the_stream_a_logout_elsewhere_shows_the_login(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    # The stream's `closed` 4001 is the socket's 4001: the page reloads (to the login)
+    # and its EventSource does not reconnect by itself.
+    with nginx_without_upgrade(demo_server.port) as proxy:
+        _log_in(browser, demo_server, "alice", through=proxy.url, status=FALLBACK)
+        elsewhere = browser.context.new_page()
+        elsewhere.goto(proxy.url + "/")
+        with browser.expect_navigation():
+            navigate_by(elsewhere, "document.querySelector('form[action=\"/logout/\"]').submit()")
+        browser.wait_for_function("() => document.getElementById('id_username') !== null")
+        assert browser.evaluate("document.getElementById('live-status')") is None
+
+
+def test_on_the_stream_a_project_page_shows_who_is_online(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    # The stream's ?watch= in place of the socket's subscribe_presence.
+    browser.add_init_script(RECORD_TRANSPORTS)
+    with nginx_without_upgrade(demo_server.port) as proxy:
+        _log_in(browser, demo_server, "alice", at="/projects/1", through=proxy.url, status=FALLBACK)
+        assert browser.evaluate("window.openedStreams[0].url").endswith("&watch=1")
+        with _desktop(demo_server, "bob"):
+            bob_id = _user_id(demo_server, "bob")
+            browser.wait_for_function(
+                f"() => document.querySelector('#presence li[data-user=\"{bob_id}\"]')"
+                "?.dataset.status === 'online'"
+            )
+        browser.wait_for_function(
+            f"() => document.querySelector('#presence li[data-user=\"{bob_id}\"]').dataset.status"
+            " === 'offline'"
+        )
+
+
+def test_on_a_direct_connection_the_page_stays_on_the_socket(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    browser.add_init_script(RECORD_TRANSPORTS)
+    _log_in(browser, demo_server, "alice")
+    demo_server.cli("notify", "--user", "alice", "--title", "Over the socket", check=True)
+    _wait_row(browser, "Over the socket")
+    assert browser.evaluate("window.openedStreams.length") == 0
+    assert browser.evaluate("window.openedSockets") == 1
+    assert browser.evaluate("document.getElementById('live-status').title") == ""
+
+
+def test_on_the_stream_the_page_probes_the_socket_and_moves_back_to_it(
+    browser: Page, demo_server: RunningServer
+) -> None:
+    # The proxy starts letting WebSockets through, as IT would fix it; the page's clock
+    # is Playwright's, so that the five minutes to the next probe pass at once.
+    browser.add_init_script(RECORD_TRANSPORTS)
+    browser.clock.install()
+    with nginx_without_upgrade(demo_server.port) as proxy:
+        _log_in(browser, demo_server, "alice", through=proxy.url, status=FALLBACK)
+        # The probe right after the stream's hello failed too: the next is due in 5 min.
+        browser.wait_for_function("() => window.openedSockets === 4")
+        browser.wait_for_function(
+            "() => Number(sessionStorage.getItem('tray-live-stream-probe-at')) > Date.now() + 60000"
+        )
+        demo_server.cli("notify", "--user", "alice", "--title", "Before the probe", check=True)
+        _wait_row(browser, "Before the probe")
+
+        proxy.allow_websockets()
+        browser.clock.fast_forward("05:01")
+        _wait_status(browser, "Live")
+        assert browser.evaluate("window.openedSockets") == 5
+        assert browser.evaluate("window.openedStreams.every((s) => s.readyState === 2)") is True
+        assert browser.evaluate("sessionStorage.getItem('tray-live-stream-probe-at')") is None
+        demo_server.cli("notify", "--user", "alice", "--title", "After the probe", check=True)
+        _wait_row(browser, "After the probe")
+        assert _rows_titled(browser, "Before the probe") == 1
+        assert _rows_titled(browser, "After the probe") == 1
+        assert _toasts_titled(browser, "After the probe") == 1
+        assert browser.evaluate("document.getElementById('live-status').title") == ""

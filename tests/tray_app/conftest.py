@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -489,3 +491,147 @@ def toast_request(notification_id: int = 1, **fields: Any) -> ToastRequest:
     }
     values.update(fields)
     return ToastRequest(**values)
+
+
+# --- the headless client in a subprocess (tests/tray_app/test_headless*.py) ----------
+
+# How long a headless client's wait lasts by default (a subprocess starts Python first).
+HEADLESS_WAIT = 30.0
+
+
+class LineReader(OutputPump):
+    """One pipe of the client, its lines without their line ends, with waits that fail
+    the test at their deadline."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(stream, name="line-reader")
+
+    def _decode(self, raw: bytes) -> str:
+        return raw.decode("utf-8", "replace").rstrip("\n")
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_until(
+        self, condition: Callable[[list[str]], bool], *, timeout: float = HEADLESS_WAIT, what: str
+    ) -> list[str]:
+        """Every line so far, once ``condition(lines)`` holds; AssertionError at the deadline."""
+        lines = self.wait_lines(condition, timeout)
+        if lines is None:
+            raise AssertionError(
+                f"gave up waiting for {what} after {timeout:.0f} s "
+                f"(pipe {'closed' if self.closed else 'open'}); lines:\n"
+                + "\n".join(self.lines[-30:])
+            )
+        return lines
+
+    def wait_for_count(self, count: int, *, timeout: float = HEADLESS_WAIT, what: str) -> list[str]:
+        """Wait until at least ``count`` lines were read; every line so far."""
+        return self.wait_until(lambda lines: len(lines) >= count, timeout=timeout, what=what)
+
+    def wait_for_line(
+        self,
+        predicate: Callable[[str], bool],
+        *,
+        count: int = 1,
+        timeout: float = HEADLESS_WAIT,
+        what: str,
+    ) -> list[str]:
+        """Wait until ``count`` lines satisfy ``predicate``; those lines."""
+        self.wait_until(
+            lambda lines: sum(1 for line in lines if predicate(line)) >= count,
+            timeout=timeout,
+            what=what,
+        )
+        return [line for line in self.lines if predicate(line)]
+
+    def close(self, timeout: float = 10) -> None:
+        super().close(timeout)
+
+
+class HeadlessClient(HeadlessProcess):
+    """``tray-notifier --headless ARGS`` in a subprocess, its stdout and stderr read live."""
+
+    out: LineReader
+    err: LineReader
+
+    def __init__(self, env: Mapping[str, str], *args: str) -> None:
+        self.started_at = time.monotonic()
+        super().__init__(env, args, out_reader=LineReader, err_reader=LineReader)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """The JSON lines printed so far (every stdout line must be one)."""
+        return [json.loads(line) for line in self.out.lines]
+
+    def wait_for_notifications(
+        self,
+        condition: Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = HEADLESS_WAIT,
+        what: str,
+    ) -> list[dict[str, Any]]:
+        self.out.wait_until(
+            lambda lines: condition([json.loads(line) for line in lines]),
+            timeout=timeout,
+            what=what + f"\nstderr:\n{self.err.text()}",
+        )
+        return self.notifications()
+
+    def wait_for_stderr(
+        self, text: str, *, count: int = 1, timeout: float = HEADLESS_WAIT
+    ) -> list[str]:
+        return self.err.wait_for_line(
+            lambda line: text in line,
+            count=count,
+            timeout=timeout,
+            what=f"{count} stderr line(s) with {text!r}",
+        )
+
+    def wait_for_state(self, word: str, *, count: int = 1, timeout: float = HEADLESS_WAIT) -> None:
+        """Wait for a stderr line that is exactly the state word (``connected``, ...)."""
+        self.err.wait_for_line(
+            lambda line: line == f"tray-notifier: {word}",
+            count=count,
+            timeout=timeout,
+            what=f"{count} stderr line(s) saying {word!r}",
+        )
+
+    def state_count(self, word: str) -> int:
+        return self.err.lines.count(f"tray-notifier: {word}")
+
+    def wait(self, timeout: float = HEADLESS_WAIT) -> int:
+        """The exit code once the process has ended (and both pipes are read to the end)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"the client did not exit within {timeout:.0f} s; stderr:\n{self.err.text()}"
+            ) from None
+        self.out.close()
+        self.err.close()
+        return code
+
+    def terminate(self, timeout: float = HEADLESS_WAIT) -> int:
+        """SIGTERM, as a service manager stops it; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+Launcher = Callable[..., HeadlessClient]
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    """``launch(env, "--server", url, ...)`` starts a client; every one is killed at the end."""
+    started: list[HeadlessClient] = []
+
+    def start(env: Mapping[str, str], *args: str) -> HeadlessClient:
+        client = HeadlessClient(env, *args)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.kill()

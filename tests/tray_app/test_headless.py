@@ -13,27 +13,29 @@ session, where the client keeps its login in memory only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import keyring.backend
 import pytest
 from keyring.backends import SecretService
 
-from tests.fixtures.services import OutputPump, RunningServer, ServerFactory, free_port
+from tests.fixtures.proxies import CONDITIONS
+from tests.fixtures.services import RunningServer, ServerFactory, free_port
 from tests.tray_app.conftest import (
-    HeadlessProcess,
+    HeadlessClient,
     KeyringDesktop,
+    Launcher,
     Publisher,
     RestartableServer,
     WaitingKeyring,
@@ -42,6 +44,7 @@ from tests.tray_app.conftest import (
     stored_notification,
 )
 from tray_app.headless import KEYRING_WAITING, notification_line
+from tray_app.net.transport_choice import REASON_BLOCKED
 from tray_app.store.db import account_database_path
 from tray_app.store.inbox import Inbox
 from tray_app.store.secrets import TokenVault, keyring_entry_name
@@ -66,140 +69,6 @@ SETTINGS_FIELDS = {"server_url", "username", "retention_days", "retention_rows"}
 JWT_PREFIX = b"eyJ"  # base64url of '{"': every JWT's header starts with it
 # Every client start logs in with the password; the default (20/min) would refuse them.
 GENEROUS_LOGINS = {"TRAY_LOGIN_RATE": "10000/min"}
-
-
-# --- reading the client's output -----------------------------------------------------
-
-
-class LineReader(OutputPump):
-    """One pipe of the client, its lines without their line ends, with waits that fail
-    the test at their deadline."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__(stream, name="line-reader")
-
-    def _decode(self, raw: bytes) -> str:
-        return raw.decode("utf-8", "replace").rstrip("\n")
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_until(
-        self, condition: Callable[[list[str]], bool], *, timeout: float = WAIT, what: str
-    ) -> list[str]:
-        """Every line so far, once ``condition(lines)`` holds; AssertionError at the deadline."""
-        lines = self.wait_lines(condition, timeout)
-        if lines is None:
-            raise AssertionError(
-                f"gave up waiting for {what} after {timeout:.0f} s "
-                f"(pipe {'closed' if self.closed else 'open'}); lines:\n"
-                + "\n".join(self.lines[-30:])
-            )
-        return lines
-
-    def wait_for_count(self, count: int, *, timeout: float = WAIT, what: str) -> list[str]:
-        """Wait until at least ``count`` lines were read; every line so far."""
-        return self.wait_until(lambda lines: len(lines) >= count, timeout=timeout, what=what)
-
-    def wait_for_line(
-        self, predicate: Callable[[str], bool], *, count: int = 1, timeout: float = WAIT, what: str
-    ) -> list[str]:
-        """Wait until ``count`` lines satisfy ``predicate``; those lines."""
-        self.wait_until(
-            lambda lines: sum(1 for line in lines if predicate(line)) >= count,
-            timeout=timeout,
-            what=what,
-        )
-        return [line for line in self.lines if predicate(line)]
-
-    def close(self, timeout: float = 10) -> None:
-        super().close(timeout)
-
-
-class HeadlessClient(HeadlessProcess):
-    """``tray-notifier --headless ARGS`` in a subprocess, its stdout and stderr read live."""
-
-    out: LineReader
-    err: LineReader
-
-    def __init__(self, env: Mapping[str, str], *args: str) -> None:
-        self.started_at = time.monotonic()
-        super().__init__(env, args, out_reader=LineReader, err_reader=LineReader)
-
-    def notifications(self) -> list[dict[str, Any]]:
-        """The JSON lines printed so far (every stdout line must be one)."""
-        return [json.loads(line) for line in self.out.lines]
-
-    def wait_for_notifications(
-        self,
-        condition: Callable[[list[dict[str, Any]]], bool],
-        *,
-        timeout: float = WAIT,
-        what: str,
-    ) -> list[dict[str, Any]]:
-        self.out.wait_until(
-            lambda lines: condition([json.loads(line) for line in lines]),
-            timeout=timeout,
-            what=what + f"\nstderr:\n{self.err.text()}",
-        )
-        return self.notifications()
-
-    def wait_for_stderr(self, text: str, *, count: int = 1, timeout: float = WAIT) -> list[str]:
-        return self.err.wait_for_line(
-            lambda line: text in line,
-            count=count,
-            timeout=timeout,
-            what=f"{count} stderr line(s) with {text!r}",
-        )
-
-    def wait_for_state(self, word: str, *, count: int = 1, timeout: float = WAIT) -> None:
-        """Wait for a stderr line that is exactly the state word (``connected``, ...)."""
-        self.err.wait_for_line(
-            lambda line: line == f"tray-notifier: {word}",
-            count=count,
-            timeout=timeout,
-            what=f"{count} stderr line(s) saying {word!r}",
-        )
-
-    def state_count(self, word: str) -> int:
-        return self.err.lines.count(f"tray-notifier: {word}")
-
-    def wait(self, timeout: float = WAIT) -> int:
-        """The exit code once the process has ended (and both pipes are read to the end)."""
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"the client did not exit within {timeout:.0f} s; stderr:\n{self.err.text()}"
-            ) from None
-        self.out.close()
-        self.err.close()
-        return code
-
-    def terminate(self, timeout: float = WAIT) -> int:
-        """SIGTERM, as a service manager stops it; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-
-Launcher = Callable[..., HeadlessClient]
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    """``launch(env, "--server", url, ...)`` starts a client; every one is killed at the end."""
-    started: list[HeadlessClient] = []
-
-    def start(env: Mapping[str, str], *args: str) -> HeadlessClient:
-        client = HeadlessClient(env, *args)
-        started.append(client)
-        return client
-
-    yield start
-    for client in started:
-        client.kill()
 
 
 # --- the client's environment ------------------------------------------------------
@@ -394,16 +263,36 @@ def test_each_live_line_says_whether_attention_lets_it_interrupt(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # the client's backoff grows with each restart (up to 10 s)
+@pytest.mark.timeout(300)  # the client's backoff grows with each restart (up to 10 s)
+@pytest.mark.parametrize("network", ["direct", "nginx-without-upgrade"])
 def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted(
-    server_factory: ServerFactory, launch: Launcher, tmp_path: Path
+    server_factory: ServerFactory, launch: Launcher, tmp_path: Path, network: str
 ) -> None:
     """The server is SIGKILLed and restarted several times while a publisher (idempotency
-    keys, retries) streams notifications: stdout holds seqs 1..latest, each exactly once."""
+    keys, retries) streams notifications: stdout holds seqs 1..latest, each exactly once.
+
+    Behind nginx without the Upgrade headers the client is on the HTTP fallback
+    (issue 18) and stays there across the restarts."""
     server = RestartableServer(server_factory, env=GENEROUS_LOGINS)
-    demo_latest = latest_seq(server.url)
     env = client_env(tmp_path / "app")
-    client = launch(env, "--server", server.url, "--username", "alice")
+    with contextlib.ExitStack() as stack:
+        if network == "direct":
+            url, state = server.url, "connected"
+        else:
+            url = stack.enter_context(CONDITIONS[network](server.port)).url
+            state = f"connected ({REASON_BLOCKED})"
+        client = launch(env, "--server", url, "--username", "alice")
+        _print_every_seq_once_across_kills(server, client, state)
+    if network != "direct":
+        # Never back on the socket: nginx still strips the upgrade, and the server's
+        # restarts are no reason to leave the stream.
+        assert "tray-notifier: connected" not in client.err.lines
+
+
+def _print_every_seq_once_across_kills(
+    server: RestartableServer, client: HeadlessClient, state: str
+) -> None:
+    demo_latest = latest_seq(server.url)
     client.wait_for_notifications(lambda rows: len(rows) >= demo_latest, what="the demo catch-up")
 
     publisher = Publisher(server)
@@ -429,7 +318,7 @@ def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted
             # since: it is live at that moment.
             connections = restart + 1
             client.err.wait_until(
-                lambda lines: lines.count("tray-notifier: connected") >= connections,  # noqa: B023
+                lambda lines: lines.count(f"tray-notifier: {state}") >= connections,  # noqa: B023
                 timeout=90,
                 what=f"connected before restart {restart + 1}",
             )
@@ -453,7 +342,7 @@ def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted
         what=f"seq {latest}",
     )
     # The last rows may come by the catch-up before the socket says it is connected.
-    client.wait_for_state("connected", count=restarts + 1, timeout=90)
+    client.wait_for_state(state, count=restarts + 1, timeout=90)
     assert client.terminate() == 0
 
     rows = client.notifications()
@@ -462,7 +351,7 @@ def test_every_seq_printed_exactly_once_while_the_server_is_killed_and_restarted
     assert len(seqs) == len(set(seqs))
     titles = {row["title"] for row in rows}
     assert set(publisher.sent) <= titles
-    assert client.state_count("connected") > restarts, "it reconnected after each kill"
+    assert client.state_count(state) > restarts, "it reconnected after each kill"
 
 
 # --- 3. a client that crashes, over and over -------------------------------------------

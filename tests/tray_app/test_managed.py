@@ -26,6 +26,7 @@ from tray_app.managed import (
     MANAGED_KEYS,
     MAX_FILE_BYTES,
     REMEMBER_ME_TURNED_OFF,
+    WEBSOCKET_RETRY_ENVIRONMENT,
     ManagedConfig,
     ManagedSetting,
     PreferenceKeeper,
@@ -80,7 +81,8 @@ def test_every_key_in_both_forms() -> None:
   "quiet_hours": {"value": ["22:00", "07:00"], "locked": false},
   "allow_remember_me": false,
   "ca_bundle": "/etc/ssl/company-ca.pem",
-  "proxy": {"value": "http://proxy.example.com:3128/", "locked": false}
+  "proxy": {"value": "http://proxy.example.com:3128/", "locked": false},
+  "live_transport": "http"
 }"""
     config = parse_managed_config(text, SOURCE)
     assert config.problems == ()
@@ -94,6 +96,7 @@ def test_every_key_in_both_forms() -> None:
         ("allow_remember_me", True, 8),
         ("ca_bundle", True, 9),
         ("proxy", False, 10),
+        ("live_transport", True, 11),
     ]
     assert config.start_at_login is True
     quiet = config.setting("quiet_hours")
@@ -103,6 +106,7 @@ def test_every_key_in_both_forms() -> None:
     assert config.is_locked("allow_remember_me")  # a policy forbidding is always in force
     assert config.ca_bundle == Path("/etc/ssl/company-ca.pem")
     assert config.proxy == "http://proxy.example.com:3128"
+    assert config.live_transport == "http"
     assert config.locked_preferences() == {"start_at_login", "sound", "remember_me"}
 
 
@@ -119,6 +123,38 @@ def test_proxy_values(value: str) -> None:
     assert config.problems == ()
     expected = value.strip().lower() if "://" not in value else value
     assert config.proxy == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", None), ("websocket", "websocket"), (" HTTP ", "http"), ({"value": "http"}, "http")],
+)
+def test_live_transport_values_reach_the_transport(value: object, expected: str | None) -> None:
+    config = parse_managed_config(json.dumps({"live_transport": value}), SOURCE)
+    assert config.problems == ()
+    assert config.live_transport == expected
+    assert config.transport({}).live == expected
+
+
+@pytest.mark.parametrize("value", ["sse", "", 1, None, ["http"]])
+def test_a_bad_live_transport_is_named_and_ignored(value: object) -> None:
+    config = parse_managed_config(json.dumps({"live_transport": value}), SOURCE)
+    problem = only_problem(config)
+    assert "live_transport" in problem
+    assert '"auto", "websocket" or "http"' in problem
+    assert config.live_transport is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("30", 30.0), (" 2.5 ", 2.5), ("0", None), ("soon", None), ("", None)]
+)
+def test_the_websocket_retry_comes_from_the_environment(
+    text: str, expected: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = ManagedConfig(SOURCE).transport({WEBSOCKET_RETRY_ENVIRONMENT: text})
+    assert transport.websocket_retry == expected
+    if expected is None and text:
+        assert WEBSOCKET_RETRY_ENVIRONMENT in caplog.text
 
 
 def test_an_empty_object_manages_nothing() -> None:

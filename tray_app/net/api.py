@@ -85,6 +85,7 @@ MARK_UNREAD_PATH: Final = "/api/inbox/mark-unread/"
 MARK_ALL_READ_PATH: Final = "/api/inbox/mark-all-read/"
 DELETE_PATH: Final = "/api/inbox/delete/"
 ATTENTION_PATH: Final = "/api/attention/"
+PRESENCE_STATUS_PATH: Final = "/api/presence/status/"
 
 # Error codes of a 401/403 that mean the account itself is switched off.
 _DISABLED_CODES: Final = frozenset({"user_inactive", "account_disabled"})
@@ -631,6 +632,15 @@ class ApiClient:
                 setting and why), or too many changes (429).
         """
         return _attention(await self._authorized("PATCH", ATTENTION_PATH, json=dict(changes)))
+
+    async def set_presence_status(self, status: str) -> None:
+        """The status teammates see (``online``, ``away``, ``dnd``): the socket's
+        ``set_status`` over REST, for when the live connection is the HTTP stream.
+
+        Raises:
+            RequestRejected: a status the server does not know.
+        """
+        await self._authorized("POST", PRESENCE_STATUS_PATH, json={"status": status})
 
     # -- internals ---------------------------------------------------------------------------
 

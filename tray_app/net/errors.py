@@ -467,6 +467,9 @@ def _proxy_refused(exc: BaseException, where: str, proxy: str | None) -> ProxyFa
     via = f"the proxy {describe_host(proxy)}" if proxy else "the proxy"
     return ProxyFailure(
         f"{via} refused the connection to {where}{answer}: {exc}",
+        # An answer with a status is the proxy's policy at work (the fallback's choice
+        # counts a refused WebSocket tunnel); without one, the proxy misbehaved.
+        code="proxy_refused" if answer else None,
         user_message=(
             f"{via.capitalize()} refused the connection to {where}{answer}. Check the proxy "
             "settings "

@@ -277,6 +277,7 @@ class LiveSession:
         self._reopen = asyncio.Event()
         self._reopening = False
         self._hello = False
+        self._hello_at = 0.0  # when this connection's hello came (self._clock())
         self._connection_opened = False
         self._watching: frozenset[int] = frozenset()  # the current stream's ?watch= ids
 
@@ -419,6 +420,7 @@ class LiveSession:
                 upgraded=upgraded,
                 hello=self._hello,
                 message=str(error) if error is not None else "",
+                lived=self._clock() - self._hello_at if self._hello else None,
             )
         before = self._decision.transport
         self._choice = self._choice.record(outcome, self._clock())
@@ -484,6 +486,7 @@ class LiveSession:
             return Closed("the server did not start with hello", None)
         self._connection = connection
         self._hello = True
+        self._hello_at = self._clock()
         self._token_expires_at = first.token_expires_at
         self._backoff.opened(self._clock())
         try:
@@ -716,8 +719,16 @@ class LiveSession:
             delay = self._backoff.cap
             state = ConnectionState.OFFLINE
         if isinstance(error, NetError) and error.code == "handshake_forbidden":
-            # A refused origin or a proxy's 403: a configuration problem, so no hurry.
-            delay = max(delay, CONFIGURATION_RETRY_S)
+            # A refused origin or a proxy's 403: a configuration problem, so no hurry;
+            # unless the socket was refused and the stream may be next (a proxy's 403 to
+            # upgrades counts towards the fallback: reach it at the backoff's pace).
+            fallback_ahead = (
+                self._stream_connect is not None
+                and self._decision.transport is Via.WEBSOCKET
+                and self._choice.forced is None
+            )
+            if not fallback_ahead:
+                delay = max(delay, CONFIGURATION_RETRY_S)
         self._set_state(state, next_attempt_at=self._clock() + delay, error=error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)

@@ -58,6 +58,7 @@ from tray_app.net.errors import (
     certificate_failure,
     describe_host,
 )
+from tray_app.net.transport_choice import Forced
 
 __all__ = [
     "NO_PROXY_VALUES",
@@ -92,10 +93,16 @@ class Transport:
         proxy: None to use the environment's or the system's proxy; ``"none"`` or
             ``"direct"`` for no proxy at all; otherwise the proxy's URL
             (``http://user:password@proxy.example.com:3128``).
+        live: the live connection's transport: None to choose by itself (the socket,
+            the HTTP stream where WebSockets are blocked), ``"websocket"`` or ``"http"``.
+        websocket_retry: while on the HTTP stream, seconds before the first retry of the
+            socket (None: :data:`~tray_app.net.transport_choice.PROBE_INTERVAL`).
     """
 
     ca_bundle: Path | None = None
     proxy: str | None = None
+    live: Forced = None
+    websocket_retry: float | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context verifying against the system's trust store plus ``ca_bundle``.

@@ -17,14 +17,26 @@ Rules:
 2. **The socket by default.** It is cheaper for the server and carries the
    client's frames in band.
 3. **Only failures that point at the network in between count.** A refused or
-   failed upgrade (an HTTP status instead of 101, a malformed handshake), a reset
-   right after the upgrade, no ``hello`` within the timeout. Failures that mean
+   failed upgrade (an HTTP status instead of 101, a malformed handshake, a proxy
+   answering the tunnel request with an error status), a reset right after the
+   upgrade, no ``hello`` within the timeout, and a socket cut without a close frame
+   within ``CUT_WINDOW`` of its ``hello`` (a proxy that cuts upgraded connections
+   after a few seconds lets ``hello`` through first; see rule 3a). Failures that mean
    the server itself is away (connection refused, name not found, TLS, a
    timeout before any answer) or that are about the account (401, 4001, a
    disabled account) neither count nor clear the count: the stream would fail
    the same way, so switching would only hide the real problem.
+
+   3a. **A cut counts once the next attempt shows the server was there.** A server
+   that crashes right after ``hello`` looks exactly like a proxy's cut from here.
+   The difference shows next: the crashed server refuses the next connection
+   (rule 3's "away": the cut is forgiven), the proxy's server answers it. So a cut
+   is held pending and counted when the next attempt reaches the server (its
+   ``hello``, or a refused upgrade); a socket cut ``threshold`` times in a row thus
+   switches at the fourth cut.
 4. **After** ``threshold`` (3) **consecutive network failures, use the stream.**
-   One ``hello`` on the socket clears the count.
+   A socket that says ``hello`` and then lives past ``CUT_WINDOW`` (or is closed
+   by the server with a code) clears the count.
 5. **While on the stream, probe the socket** ``probe_interval`` (5 min) after
    switching, and again after each failed probe with the interval doubled up to
    ``probe_cap`` (1 h): a network that blocks WebSockets today usually does
@@ -49,6 +61,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 THRESHOLD = 3
+# A socket cut without a close frame sooner than this after its hello counts as the
+# network cutting upgraded connections. The client pings every 15 s, so a proxy with an
+# idle timeout under that cuts every socket well within it; a longer-lived socket that
+# dies is an ordinary dropped link.
+CUT_WINDOW = 60.0
 PROBE_INTERVAL = 5 * 60.0
 PROBE_CAP = 60 * 60.0
 
@@ -69,8 +86,11 @@ class Outcome(enum.Enum):
     """The connection was reset (or closed without a code) right after the upgrade."""
     SOCKET_NO_HELLO = "socket_no_hello"
     """The upgrade succeeded but no ``hello`` came within the timeout."""
+    SOCKET_CUT = "socket_cut"
+    """``hello`` arrived, then the connection was cut without a close frame within
+    :data:`CUT_WINDOW`: something in between cuts upgraded connections."""
     SOCKET_WORKS = "socket_works"
-    """``hello`` arrived: WebSockets work on this network."""
+    """``hello`` arrived and the socket lived: WebSockets work on this network."""
     SOCKET_SERVER_SIDE = "socket_server_side"
     """A failure that says nothing about the network in between (rule 3)."""
     STREAM_WORKS = "stream_works"
@@ -78,7 +98,7 @@ class Outcome(enum.Enum):
 
 
 NETWORK_FAILURES: frozenset[Outcome] = frozenset(
-    {Outcome.SOCKET_REFUSED, Outcome.SOCKET_RESET, Outcome.SOCKET_NO_HELLO}
+    {Outcome.SOCKET_REFUSED, Outcome.SOCKET_RESET, Outcome.SOCKET_NO_HELLO, Outcome.SOCKET_CUT}
 )
 SOCKET_OUTCOMES: frozenset[Outcome] = NETWORK_FAILURES | {
     Outcome.SOCKET_WORKS,
@@ -86,8 +106,8 @@ SOCKET_OUTCOMES: frozenset[Outcome] = NETWORK_FAILURES | {
 }
 
 REASON_BLOCKED = "HTTP fallback: WebSockets are blocked on this network"
-REASON_FORCED_HTTP = "HTTP streaming (set by your administrator)"
-REASON_FORCED_SOCKET = "WebSocket (set by your administrator)"
+REASON_FORCED_HTTP = "HTTP streaming, set by your administrator"
+REASON_FORCED_SOCKET = "WebSocket, set by your administrator"
 REASON_SOCKET = "WebSocket"
 REASON_PROBE = "Trying WebSockets again"
 
@@ -123,6 +143,8 @@ class TransportChoice:
         on_stream: the automatic choice is currently the stream.
         next_probe_at: when the next probe is due (only while ``on_stream``).
         wait: the wait before the probe now scheduled (grows after each failed probe).
+        cut_pending: the last socket was cut soon after ``hello``, not yet counted
+            (rule 3a).
     """
 
     forced: Forced = None
@@ -133,6 +155,7 @@ class TransportChoice:
     on_stream: bool = False
     next_probe_at: float | None = None
     wait: float = PROBE_INTERVAL
+    cut_pending: bool = False
 
     def __post_init__(self) -> None:
         if self.threshold < 1:
@@ -181,10 +204,19 @@ class TransportChoice:
         if outcome is Outcome.SOCKET_WORKS:
             # Rule 6: WebSockets work here (again).
             return replace(
-                self, failures=0, on_stream=False, next_probe_at=None, wait=self.probe_interval
+                self,
+                failures=0,
+                on_stream=False,
+                next_probe_at=None,
+                wait=self.probe_interval,
+                cut_pending=False,
             )
+        if outcome is Outcome.SOCKET_CUT and not self.on_stream and not self.cut_pending:
+            return replace(self, cut_pending=True)  # rule 3a: judged by the next attempt
         if outcome in NETWORK_FAILURES:
-            failures = self.failures + 1
+            # Rule 3a: this attempt reached the server, so a pending cut was the network's.
+            confirmed = 1 if self.cut_pending and outcome is not Outcome.SOCKET_CUT else 0
+            failures = self.failures + 1 + confirmed
             if self.on_stream:
                 # A failed probe (rule 5): wait longer before the next one.
                 wait = min(self.wait * 2, self.probe_cap)
@@ -197,8 +229,11 @@ class TransportChoice:
                     on_stream=True,
                     next_probe_at=now + self.probe_interval,
                     wait=self.probe_interval,
+                    cut_pending=False,
                 )
-            return replace(self, failures=failures)
+            return replace(self, failures=failures, cut_pending=outcome is Outcome.SOCKET_CUT)
+        if outcome is Outcome.SOCKET_SERVER_SIDE and self.cut_pending:
+            return replace(self, cut_pending=False)  # rule 3a: the server had gone
         if outcome is Outcome.SOCKET_SERVER_SIDE and self.on_stream:
             due = self.next_probe_at
             if due is not None and now >= due:
@@ -210,7 +245,7 @@ class TransportChoice:
 
 # Error codes of tray_app.net.errors (and live.py's HandshakeRefused) that point at the
 # network in between rather than at the server or the account.
-_REFUSED_CODES = frozenset({"handshake_refused", "handshake_forbidden"})
+_REFUSED_CODES = frozenset({"handshake_refused", "handshake_forbidden", "proxy_refused"})
 _ACCOUNT_CODES = frozenset({"account_disabled", "login_required"})
 
 
@@ -221,6 +256,7 @@ def socket_outcome(
     upgraded: bool,
     hello: bool,
     message: str = "",
+    lived: float | None = None,
 ) -> Outcome:
     """Classify how a socket attempt ended (rule 3).
 
@@ -232,11 +268,15 @@ def socket_outcome(
         hello: ``hello`` was received on this connection.
         message: the error's technical description (``str(error)``), which tells a
             failed handshake apart from other unreachable servers.
+        lived: seconds from ``hello`` to the end of the connection (with ``hello``).
 
     Returns:
         The outcome to :meth:`TransportChoice.record`.
     """
     if hello:
+        cut = error_code == "closed" and close_code is None
+        if cut and lived is not None and lived < CUT_WINDOW:
+            return Outcome.SOCKET_CUT
         return Outcome.SOCKET_WORKS
     if not upgraded:
         if error_code in _REFUSED_CODES:

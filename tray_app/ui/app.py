@@ -45,7 +45,7 @@ from tray_app.toast_policy import ToastPreferences
 from tray_app.ui.account_view import AccountView
 from tray_app.ui.login_flow import LoginFlow
 from tray_app.ui.toasts import Toaster, ToastPresenter
-from tray_app.ui.tray import TrayController, TrayState
+from tray_app.ui.tray import TrayController, TrayState, describe_connection
 from tray_app.ui.wakeups import WakeWatcher
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     # in the tray never opens most of them and should not carry their code (B8 idle RSS).
     from tray_app.ui.history import HistoryWindow
     from tray_app.ui.login import LoginDialog
+    from tray_app.ui.settings import SettingsDialog
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class TrayApp(QObject):
         self._silence_timer.timeout.connect(self._refresh_tray)
         self._history_stale = False
         self._refreshed_at = -REFRESH_INTERVAL_S
+        self._open_settings: SettingsDialog | None = None  # told of connection changes
         self._quit = asyncio.Event()
         self._connect_widgets()
 
@@ -315,6 +317,10 @@ class TrayApp(QObject):
         self._history_stale = False
         self._show_tray_state()
 
+    def _forget_settings_dialog(self, dialog: object) -> None:
+        if self._open_settings is dialog:
+            self._open_settings = None
+
     def _show_tray_state(self) -> None:
         now = datetime.now(UTC)
         if self.account is None:
@@ -322,6 +328,8 @@ class TrayApp(QObject):
         else:
             state = self.account.tray_state(now)
         self.tray.set_state(state)
+        if self._open_settings is not None and self.account is not None:
+            self._open_settings.show_connection(state.connection)
         upcoming = self.attention.next_change(now)
         if upcoming is None:
             self._silence_timer.stop()
@@ -372,8 +380,11 @@ class TrayApp(QObject):
             retention=Retention.of(self.settings),
             username=account.username if account else None,
             server_url=account.server_url if account else None,
+            connection=describe_connection(account.state) if account else None,
             managed=self.managed,
         )
+        self._open_settings = dialog
+        dialog.finished.connect(lambda _result: self._forget_settings_dialog(dialog))
 
         def retention_changed(retention: Retention) -> None:
             # Kept for every start (the store prunes as it opens), and applied at once to

@@ -202,6 +202,8 @@ class SettingsDialog(QDialog):
 
     Attributes:
         account_label: who is logged in on which server, or "Not logged in".
+        connection_label: the live connection's state and transport ("Connection:
+            Connected (HTTP fallback: ...)"); hidden while nobody is logged in.
         logout_button: "Log out" (shown while someone is logged in).
         login_button: "Log in…" (shown while nobody is).
         start_at_login_check: "Start when I log in".
@@ -244,6 +246,7 @@ class SettingsDialog(QDialog):
         retention: Retention | None = None,
         username: str | None = None,
         server_url: str | None = None,
+        connection: str | None = None,
         managed: ManagedConfig | None = None,
         confirm_clear: Callable[[], bool] | None = None,
         now: Callable[[], datetime] | None = None,
@@ -261,6 +264,8 @@ class SettingsDialog(QDialog):
             username: who is logged in (None: nobody; the account section then offers
                 to log in and there is no history to clear).
             server_url: the server they are logged in to.
+            connection: the live connection in words (``describe_connection``); kept
+                up to date with :meth:`show_connection`.
             managed: what IT set; locked preferences are shown disabled and keep
                 their value. ``None``: nothing is managed.
             confirm_clear: asked before "Clear local history" goes ahead (True: go);
@@ -303,11 +308,19 @@ class SettingsDialog(QDialog):
         self.login_button.setAccessibleName("Log in")
         self.login_button.setVisible(self._username is None)
         self.login_button.clicked.connect(lambda: self._leave(self.login_requested))
+        self.connection_label = QLabel()
+        self.connection_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.connection_label.setWordWrap(True)
+        self.connection_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.show_connection(connection)
         account_box = QGroupBox("Account")
-        account_row = QHBoxLayout(account_box)
+        account_row = QHBoxLayout()
         account_row.addWidget(self.account_label, 1)
         account_row.addWidget(self.logout_button)
         account_row.addWidget(self.login_button)
+        account_layout = QVBoxLayout(account_box)
+        account_layout.addLayout(account_row)
+        account_layout.addWidget(self.connection_label)
 
         # --- general
         self.start_at_login_check = QCheckBox("Start Tray Notifier when I log in")
@@ -519,6 +532,11 @@ class SettingsDialog(QDialog):
         self.projects_list.itemChanged.connect(self._changed)
         self.event_types_list.itemChanged.connect(self._changed)
         self._changed()
+
+    def show_connection(self, words: str | None) -> None:
+        """The live connection's state in words (None: nobody is logged in)."""
+        self.connection_label.setText(f"Connection: {words}" if words else "")
+        self.connection_label.setVisible(bool(words) and self._username is not None)
 
     def _row(self, field: str, check: QCheckBox) -> QHBoxLayout:
         row = QHBoxLayout()

@@ -203,13 +203,16 @@ def connection_look(state: ConnectionState, *, silence: SilenceReason | None = N
 
 
 def describe_connection(change: StateChange, *, now: float | None = None) -> str:
-    """Words for the menu's header and the tooltip: "Connected", "Reconnecting in 12 s".
+    """Words for the menu's header and the tooltip: "Connected", "Reconnecting in 12 s",
+    "Connected (HTTP fallback: WebSockets are blocked on this network)".
 
     Args:
         change: The engine's last connection state.
         now: The wall clock (``time.time()``) the retry countdown counts from.
     """
     match change.state:
+        case ConnectionState.CONNECTED if change.fallback_reason:
+            return f"Connected ({change.fallback_reason})"
         case ConnectionState.CONNECTED:
             return "Connected"
         case ConnectionState.CONNECTING:

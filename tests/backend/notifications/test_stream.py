@@ -3,7 +3,7 @@ subprocess, read with httpx as a client on a network without WebSockets would re
 
 Every test starts its own demo server (tests/fixtures/services.py); notifications come
 from the ``notify`` command, as another system's would; the nginx test runs Debian's
-nginx configured as a proxy that knows nothing of WebSockets.
+nginx configured as a proxy that knows nothing of WebSockets (tests/fixtures/proxies.py).
 """
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,8 +22,8 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import WAIT, Socket, login
-from tests.e2e.test_deploy import _require, nginx_conf
-from tests.fixtures.services import RunningServer, ServerFactory, free_port
+from tests.fixtures.proxies import nginx_without_upgrade
+from tests.fixtures.services import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.asyncio
 
@@ -554,89 +550,20 @@ async def test_the_web_companions_session_cookie_opens_a_stream_from_its_own_pag
 # --- through a proxy that knows nothing of WebSockets ---------------------------------------
 
 
-@dataclass
-class PlainProxy:
-    """nginx proxying to the server without the Upgrade headers (so no WebSocket)."""
-
-    process: subprocess.Popen[bytes]
-    unbuffered: str  # proxy_buffering off
-    buffered: str  # nginx's default buffering: the stream's X-Accel-Buffering must do
-
-
-def plain_site(*, upstream: int, unbuffered: int, buffered: int) -> str:
-    location = f"""
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            proxy_set_header Host $http_host;
-            {{buffering}}
-        }}"""
-    return "\n".join(
-        f"server {{ listen 127.0.0.1:{port}; {location.replace('{buffering}', extra)} }}"
-        for port, extra in ((unbuffered, "proxy_buffering off;"), (buffered, ""))
-    )
-
-
-@contextlib.contextmanager
-def plain_proxy(upstream: int) -> Iterator[PlainProxy]:
-    binary = _require("nginx", "nginx-light")
-    with tempfile.TemporaryDirectory(prefix="tray-nginx-") as directory:
-        prefix = Path(directory)
-        for _attempt in range(3):
-            unbuffered, buffered = free_port(), free_port()
-            site = prefix / "site.conf"
-            site.write_text(plain_site(upstream=upstream, unbuffered=unbuffered, buffered=buffered))
-            conf = prefix / "nginx.conf"
-            conf.write_text(nginx_conf(prefix, site))
-            process = subprocess.Popen(
-                [binary, "-p", str(prefix), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            deadline = time.monotonic() + 20
-            while process.poll() is None and not _listening(buffered):
-                assert time.monotonic() < deadline, "nginx did not listen"
-                time.sleep(0.05)
-            if process.poll() is None:
-                break
-            errors = process.stderr.read().decode() if process.stderr else ""
-            assert "Address already in use" in errors, errors
-        else:
-            raise RuntimeError("nginx lost its ports three times")
-        try:
-            yield PlainProxy(
-                process, f"http://127.0.0.1:{unbuffered}", f"http://127.0.0.1:{buffered}"
-            )
-        finally:
-            process.send_signal(signal.SIGQUIT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-            if process.stderr:
-                process.stderr.close()
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 async def test_through_a_proxy_without_upgrade_headers_the_stream_works_where_the_socket_fails(
     demo_server: RunningServer,
 ) -> None:
     token = login(demo_server, "alice")
-    with plain_proxy(demo_server.port) as proxy:
+    with nginx_without_upgrade(demo_server.port) as proxy:
         with pytest.raises(websockets.InvalidStatus):
             await websockets.connect(
-                proxy.unbuffered.replace("http://", "ws://") + "/ws/notifications/",
+                proxy.ws_url,
                 additional_headers={"Authorization": f"Bearer {token}"},
                 open_timeout=WAIT,
             )
-        for base in (proxy.unbuffered, proxy.buffered):
+        # proxy_buffering off, then nginx's default (X-Accel-Buffering: no must do).
+        assert proxy.unbuffered_url is not None
+        for base in (proxy.unbuffered_url, proxy.url):
             async with open_stream(base, token) as stream:
                 title = f"Through nginx at {base}"
                 await notify(demo_server, "alice", title)

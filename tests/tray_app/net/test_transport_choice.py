@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tray_app.net.transport_choice import (
+    CUT_WINDOW,
     NETWORK_FAILURES,
+    PROBE_INTERVAL,
     REASON_BLOCKED,
+    THRESHOLD,
     Forced,
     Outcome,
     Transport,
@@ -52,7 +55,10 @@ def test_the_socket_by_default() -> None:
     assert not decision.fallback
 
 
-@pytest.mark.parametrize("failure", [o for o in Outcome if o in NETWORK_FAILURES])
+# A cut is counted a step later (rule 3a): test_sockets_cut_after_hello_move_to_the_stream...
+@pytest.mark.parametrize(
+    "failure", [o for o in Outcome if o in NETWORK_FAILURES and o is not Outcome.SOCKET_CUT]
+)
 def test_three_network_failures_switch_to_the_stream(failure: Outcome) -> None:
     choice = TransportChoice.create()
     for _ in range(2):
@@ -186,6 +192,9 @@ def test_invalid_settings_are_refused() -> None:
         ),
         ("closed", 1012, True, False, "", Outcome.SOCKET_SERVER_SIDE),
         ("account_disabled", None, True, False, "", Outcome.SOCKET_SERVER_SIDE),
+        ("proxy_refused", None, False, False, "HTTP 403", Outcome.SOCKET_REFUSED),
+        ("proxy_unreachable", None, False, False, "", Outcome.SOCKET_SERVER_SIDE),
+        ("proxy_failure", None, False, False, "", Outcome.SOCKET_SERVER_SIDE),
     ],
 )
 def test_socket_outcome(
@@ -236,19 +245,26 @@ def test_the_stream_only_after_threshold_consecutive_network_failures(
 ) -> None:
     choice = TransportChoice.create(threshold=threshold)
     streak = 0  # network failures since the last hello
+    pending = False  # a cut not yet counted (rule 3a)
     now = T0
     for outcome, gap in history:
         now += gap
         before = choice.on_stream
         choice = choice.record(outcome, now)
         if outcome is Outcome.SOCKET_WORKS:
-            streak = 0
+            streak, pending = 0, False
             assert not choice.on_stream
+        elif outcome is Outcome.SOCKET_CUT and not before:
+            streak += 1 if pending else 0
+            pending = not choice.on_stream
         elif outcome in NETWORK_FAILURES:
-            streak += 1
+            streak += 1 + (1 if pending else 0)
+            pending = False
+        elif outcome is Outcome.SOCKET_SERVER_SIDE:
+            pending = False
         if choice.on_stream and not before:
             assert outcome in NETWORK_FAILURES
-            assert streak == threshold
+            assert streak >= threshold
         assert choice.on_stream == (streak >= threshold)
 
 
@@ -290,3 +306,60 @@ def test_consecutive_failed_probes_never_shorten_the_wait(
         choice = choice.record(Outcome.SOCKET_RESET, now)
         assert choice.wait >= previous
         previous = choice.wait
+
+
+@pytest.mark.parametrize(
+    ("code", "close_code", "lived", "expected"),
+    [
+        ("closed", None, 5.0, Outcome.SOCKET_CUT),
+        ("closed", None, CUT_WINDOW - 0.1, Outcome.SOCKET_CUT),
+        ("closed", None, CUT_WINDOW, Outcome.SOCKET_WORKS),
+        ("closed", None, 3600.0, Outcome.SOCKET_WORKS),
+        # The server closed with a code: it is there and the socket carried its frame.
+        ("closed", 1012, 5.0, Outcome.SOCKET_WORKS),
+        ("closed", 4001, 5.0, Outcome.SOCKET_WORKS),
+        # Ended on purpose (logout, quit): no error.
+        (None, None, 5.0, Outcome.SOCKET_WORKS),
+    ],
+)
+def test_a_socket_cut_soon_after_hello_counts_against_the_network(
+    code: str | None, close_code: int | None, lived: float, expected: Outcome
+) -> None:
+    outcome = socket_outcome(code, close_code=close_code, upgraded=True, hello=True, lived=lived)
+    assert outcome is expected
+
+
+def test_sockets_cut_after_hello_move_to_the_stream_at_the_fourth_cut() -> None:
+    # Each cut is counted once the next socket's hello shows the server was there
+    # (rule 3a), so three counted cuts take four.
+    choice = TransportChoice.create()
+    for attempt in range(THRESHOLD + 1):
+        assert choice.decide(T0 + attempt).transport is Transport.WEBSOCKET
+        choice = choice.record(Outcome.SOCKET_CUT, T0 + attempt)
+    decision = choice.decide(T0 + THRESHOLD + 1)
+    assert decision.transport is Transport.HTTP
+    assert decision.reason == REASON_BLOCKED
+    probe_at = T0 + THRESHOLD + PROBE_INTERVAL
+    assert choice.decide(probe_at).transport is Transport.WEBSOCKET
+    choice = choice.record(Outcome.SOCKET_CUT, probe_at + 5)
+    assert choice.decide(probe_at + 5).revisit_at == probe_at + 5 + 2 * PROBE_INTERVAL
+
+
+def test_a_server_killed_after_hello_is_not_taken_for_a_cutting_proxy() -> None:
+    # Killed right after hello (a cut, from here), then refusing connections while it
+    # restarts (server side): the cut is forgiven, however often it happens.
+    choice = TransportChoice.create()
+    for attempt in range(10):
+        choice = choice.record(Outcome.SOCKET_CUT, T0 + attempt)
+        choice = choice.record(Outcome.SOCKET_SERVER_SIDE, T0 + attempt + 0.5)
+    assert choice.decide(T0 + 10).transport is Transport.WEBSOCKET
+    assert choice.failures == 0
+
+
+def test_a_pending_cut_confirmed_by_a_refused_upgrade_counts_too() -> None:
+    choice = TransportChoice.create().record(Outcome.SOCKET_CUT, T0)
+    choice = choice.record(Outcome.SOCKET_REFUSED, T0 + 1)
+    assert choice.failures == 2
+    assert not choice.cut_pending
+    choice = choice.record(Outcome.SOCKET_REFUSED, T0 + 2)
+    assert choice.decide(T0 + 2).transport is Transport.HTTP

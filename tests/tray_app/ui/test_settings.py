@@ -523,6 +523,16 @@ def test_the_account_says_who_is_logged_in_and_offers_to_log_out(qtbot: QtBot) -
     assert dialog.result() == SettingsDialog.DialogCode.Accepted
 
 
+def test_the_account_says_how_the_app_is_connected(qtbot: QtBot) -> None:
+    dialog = _dialog(qtbot, connection="Connected")
+    assert dialog.connection_label.isVisible()
+    assert dialog.connection_label.text() == "Connection: Connected"
+    fallback = "Connected (HTTP fallback: WebSockets are blocked on this network)"
+    dialog.show_connection(fallback)
+    assert dialog.connection_label.text() == f"Connection: {fallback}"
+    assert not _logged_out(qtbot).connection_label.isVisible()
+
+
 def test_logged_out_the_account_offers_to_log_in(qtbot: QtBot) -> None:
     dialog = _logged_out(qtbot)
     assert dialog.account_label.text() == "Not logged in"

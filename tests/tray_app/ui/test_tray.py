@@ -851,3 +851,23 @@ def test_a_retry_is_counted_down_in_seconds() -> None:
     assert describe_connection(change, now=988.4) == "Reconnecting in 12 s"
     assert describe_connection(change, now=999.8) == "Reconnecting…"
     assert describe_connection(change, now=1005.0) == "Reconnecting…"
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (None, "Connected"),
+        (
+            "HTTP fallback: WebSockets are blocked on this network",
+            "Connected (HTTP fallback: WebSockets are blocked on this network)",
+        ),
+        (
+            "HTTP streaming, set by your administrator",
+            "Connected (HTTP streaming, set by your administrator)",
+        ),
+    ],
+)
+def test_the_connection_names_the_http_fallback(reason: str | None, words: str) -> None:
+    change = StateChange(ConnectionState.CONNECTED, fallback_reason=reason)
+    assert describe_connection(change) == words
+    assert TrayState.of(connection=change, username="alice").connection == words

@@ -6,6 +6,13 @@
 // attention settings let them interrupt: the same rules as the desktop's
 // (tray_app/attention.py, docs/protocol.md "Attention"). Text from the server goes in
 // as text, never as HTML.
+//
+// Where the network breaks WebSockets (a proxy without the Upgrade headers), the page
+// takes the same frames from the HTTP stream, GET /api/stream/ (Server-Sent Events,
+// docs/protocol.md "HTTP fallback"): after three sockets in a row closed before their
+// hello, an EventSource on the same cookie, fed to the same handlers. The tab keeps the
+// choice for its next pages (sessionStorage) and probes the socket every five minutes;
+// a probe that says hello becomes the page's socket and the stream is closed.
 "use strict";
 
 (() => {
@@ -24,9 +31,12 @@
   let unread = count ? Number(count.textContent) : 0;
   let replaying = false;
   let attempt = 0;
-  let socket = null;
 
-  const setStatus = (text) => { if (status) status.textContent = text; };
+  const setStatus = (text, title = "") => {
+    if (!status) return;
+    status.textContent = text;
+    if (title) status.title = title; else status.removeAttribute("title");
+  };
   let leaving = false;
   addEventListener("beforeunload", () => { leaving = true; });  // fires as a navigation starts
   document.addEventListener("submit", () => { leaving = true; }, true);
@@ -192,14 +202,27 @@
     }
   }
 
+  // Every frame, from the socket or the stream, goes through these; ``from`` is the
+  // transport it came on.
   const handlers = {
-    hello(p) {
+    hello(p, from) {
       attempt = 0;
+      failures = 0;
+      greeted = from;
       setCount(p.unread_count);
       if (p.attention) setAttention(p.attention);
       replaying = cursor < p.latest_seq;
-      setStatus("Live");
-      if (projectId !== null) send("subscribe_presence", { project_id: projectId }, "presence");
+      if (from === socket) {
+        remember(null);
+        setStatus("Live");
+        send("subscribe_presence", { project_id: projectId }, "presence");
+      } else {  // the stream: presence comes with its ?watch=
+        if (probeSoon) probeAt = 0;
+        probeSoon = false;
+        remember(probeAt || Date.now());
+        setStatus("Live (HTTP fallback)", FALLBACK_TITLE);
+        scheduleProbe();
+      }
     },
     notification_created(p) {
       if (p.seq <= cursor) return;  // already shown
@@ -222,36 +245,184 @@
     resync_required() { location.reload(); },
     presence_snapshot: presence,
     presence_changed: presence,
+    closed(p, from) {  // the stream's last event: where the socket would close with p.code
+      if (from !== source) return;
+      source.close();  // or the EventSource reconnects by itself
+      source = null;
+      ended(p.code);
+    },
   };
 
+  // --- transports: the socket, or the stream where WebSockets are blocked ------------
+  const FAILURES_BEFORE_SWITCH = 3;  // sockets in a row that closed before their hello
+  const PROBE_MS = 5 * 60 * 1000;  // on the stream, how often to try the socket again
+  const FALLBACK_TITLE = "WebSockets are blocked on this network: updates come over "
+    + "an HTTP stream instead.";
+  const REMEMBER = "tray-live-stream-probe-at";  // sessionStorage: this tab is on the stream
+  let socket = null;  // the page's socket, when it is on the socket
+  let source = null;  // the page's EventSource, when it is on the stream
+  let probe = null;  // a socket tried while on the stream
+  let greeted = null;  // the transport whose hello came last
+  let failures = 0;
+  let retry = null;  // the timer of the next connect()
+  let probeTimer = null;
+  let probeAt = 0;  // when the socket is tried next, on the stream (0: now)
+  // Try the socket right after the stream's next hello: the failures that led to the
+  // stream may have been the server's (away, restarting), not the network's.
+  let probeSoon = false;
+  let onStream = false;
+
+  function remember(at) {
+    try {
+      if (at) sessionStorage.setItem(REMEMBER, String(at)); else sessionStorage.removeItem(REMEMBER);
+    } catch {
+      // no storage: every page of the tab finds out for itself
+    }
+  }
+
+  try {
+    probeAt = Number(sessionStorage.getItem(REMEMBER)) || 0;
+    onStream = probeAt > 0;
+  } catch {
+    onStream = false;
+  }
+
+  function receive(data, from) {
+    if (from !== socket && from !== source) return;  // one the page has left
+    let frame;
+    try { frame = JSON.parse(data); } catch { return; }
+    const handler = handlers[frame.type];
+    if (handler) handler(frame.payload || {}, from);
+  }
+
   function send(type, payload, ref) {
+    if (type === "subscribe_presence" && projectId === null) return;
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({ type, payload, ref }));
     }
   }
 
-  function connect() {
+  function openSocket() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${location.host}/ws/notifications/?after_seq=${cursor}`);
-    socket.onmessage = (event) => {
-      let frame;
-      try { frame = JSON.parse(event.data); } catch { return; }
-      const handler = handlers[frame.type];
-      if (handler) handler(frame.payload || {});
-    };
-    socket.onclose = (event) => {
+    return new WebSocket(`${scheme}//${location.host}/ws/notifications/?after_seq=${cursor}`);
+  }
+
+  function useSocket(s) {
+    socket = s;
+    s.onmessage = (event) => receive(event.data, s);
+    s.onclose = (event) => {
+      if (socket !== s) return;
       socket = null;
-      if (event.code === 4001 || event.code === 4003) {
-        // The login session ended: the page shows the login, unless the page is already
-        // on its way elsewhere (its own logout form: a reload would abort that).
-        if (!leaving) location.reload();
+      if (greeted !== s) failures += 1;
+      ended(event.code);
+    };
+  }
+
+  function openStream() {
+    const watch = projectId !== null ? `&watch=${projectId}` : "";
+    const es = new EventSource(`/api/stream/?after_seq=${cursor}${watch}`);
+    source = es;
+    es.onmessage = (event) => receive(event.data, es);
+    // A body that ended without `closed` (the network, a proxy), or a refusal. The page
+    // reopens it itself, from its cursor and after its backoff, rather than let the
+    // EventSource retry every 3 s from the last event id (which it stops doing after a
+    // refusal).
+    es.onerror = async () => {
+      if (source !== es) return;
+      es.close();
+      source = null;
+      if (greeted === es) {
+        ended(null);
         return;
       }
-      // Backoff with jitter, capped at 30 s; reset by the next hello.
-      const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      attempt += 1;
-      setStatus(`Offline, reconnecting in ${Math.round(delay / 1000)} s`);
-      setTimeout(connect, delay);
+      probeSoon = true;
+      if (probeTimer === null && probe === null) scheduleProbe();
+      ended(await refusal());
+    };
+  }
+
+  // An EventSource does not say why it was refused: ask once. A 401 or a disabled
+  // account means what the socket's 4001 or 4003 would.
+  async function refusal() {
+    const aborter = new AbortController();
+    try {
+      const response = await fetch(`/api/stream/?after_seq=${cursor}`, { signal: aborter.signal });
+      if (response.status === 401) return 4001;
+      if (response.status === 403 && (await response.json()).error.code === "account_disabled") {
+        return 4003;
+      }
+    } catch {
+      // the network or the server: retried
+    } finally {
+      aborter.abort();
+    }
+    return null;
+  }
+
+  function connect() {
+    retry = null;
+    if (onStream) openStream(); else useSocket(openSocket());
+  }
+
+  function ended(code) {
+    if (code === 4001 || code === 4003) {
+      // The login session ended: the page shows the login, unless the page is already
+      // on its way elsewhere (its own logout form: a reload would abort that).
+      if (!leaving) location.reload();
+      return;
+    }
+    if (!onStream && failures >= FAILURES_BEFORE_SWITCH) {
+      // The socket does not open: the stream, at once. The stream never goes back on
+      // its failures (both fail while the server is away): only a probe that says hello.
+      failures = 0;
+      onStream = true;
+      probeSoon = true;
+      setStatus("Connecting…");
+      connect();
+      return;
+    }
+    // Backoff with jitter, capped at 30 s; reset by the next hello.
+    const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    setStatus(`Offline, reconnecting in ${Math.round(delay / 1000)} s`);
+    retry = setTimeout(connect, delay);
+  }
+
+  function scheduleProbe() {
+    clearTimeout(probeTimer);
+    probeTimer = setTimeout(probeSocket, Math.max(0, probeAt - Date.now()));
+  }
+
+  // On the stream: a socket that says hello replaces it. Its replay from the cursor
+  // covers what came in between; what both carried is dropped by seq.
+  function probeSocket() {
+    probeTimer = null;
+    if (!onStream || probe) return;
+    const s = openSocket();
+    probe = s;
+    s.onmessage = (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      if (probe !== s || frame.type !== "hello") return;
+      probe = null;
+      onStream = false;
+      if (source) source.close();
+      source = null;
+      clearTimeout(retry);
+      retry = null;
+      useSocket(s);
+      receive(event.data, s);
+    };
+    s.onclose = (event) => {
+      if (probe !== s) return;
+      probe = null;
+      if (event.code === 4001 || event.code === 4003) {
+        ended(event.code);
+        return;
+      }
+      probeAt = Date.now() + PROBE_MS;
+      if (greeted === source && source) remember(probeAt);
+      scheduleProbe();
     };
   }
 
