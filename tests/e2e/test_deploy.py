@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +48,7 @@ from tests.fixtures.services import (
     server_env,
 )
 from tests.fixtures.tls import ThrowawayCA
+from tray_app.net.sse import SseDecoder, SseEvent
 
 DEPLOY_DIR = REPO_ROOT / "resources" / "deploy"
 UNIT_FILE = DEPLOY_DIR / "tray-notifier-server.service"
@@ -533,6 +535,49 @@ async def test_rest_and_websocket_through_nginx(deployment):
     log = nginx.access_log()
     assert re.search(r'"GET /ws/notifications/ HTTP/1\.1" 101 ', log), log
     assert re.search(r'"POST /api/auth/token/ HTTP/1\.1" 200 ', log), log
+
+
+@pytest.mark.asyncio
+async def test_the_http_fallback_streams_through_the_shipped_nginx_site(deployment):
+    """The stream needs no location of its own: events pass at once (the server's
+    X-Accel-Buffering: no against nginx's default buffering) and the body stays open."""
+    server, nginx, tls = deployment
+    transport = httpx.AsyncHTTPTransport(verify=tls, local_address=CLIENT_ADDRESS)
+    async with httpx.AsyncClient(base_url=nginx.url, transport=transport, timeout=30) as rest:
+        response = await rest.post(
+            "/api/auth/token/", json={"username": "alice", "password": "demo"}
+        )
+        assert response.status_code == 200, response.text
+        headers = {"Authorization": f"Bearer {response.json()['access']}"}
+        async with rest.stream("GET", "/api/stream/", headers=headers) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            decoder = SseDecoder()
+            chunks = stream.aiter_text()
+
+            async def next_frame(kind: str) -> dict[str, Any]:
+                async with asyncio.timeout(WAIT):
+                    while True:
+                        for event in decoder.feed(await anext(chunks)):
+                            if isinstance(event, SseEvent):
+                                frame: dict[str, Any] = json.loads(event.data)
+                                if frame["type"] == kind:
+                                    return frame
+
+            hello = await next_frame("hello")
+            result = await asyncio.to_thread(
+                run_cli, "notify", "--user", "alice", "--title", "Streamed", env=server.env
+            )
+            assert result.returncode == 0, result.stderr
+            live = await next_frame("notification_created")
+            assert live["payload"]["title"] == "Streamed"
+            assert live["payload"]["seq"] == hello["payload"]["latest_seq"] + 1
+    # nginx logs a request when it ends: here, after the client closed the stream.
+    _wait_for(
+        lambda: re.search(r'"GET /api/stream/ HTTP/1\.1" 200 ', nginx.access_log()) is not None,
+        timeout=WAIT,
+        what="the stream in nginx's access log",
+    )
 
 
 def test_admin_login_through_nginx_with_secure_cookies(deployment):

@@ -85,6 +85,7 @@ def test_through_a_network_that_breaks_websockets_every_notification_arrives_onc
         # 1. It falls back by itself, says so, catches up and gets live ones over HTTP.
         client = launch(env, *args)
         client.wait_for_stderr(ON_FALLBACK, timeout=SWITCH_WITHIN)
+        switched_s = time.monotonic() - client.started_at
         wait_for_seq(client, demo_latest, "the demo catch-up")
         for number in range(3):
             publisher.publish(f"{kind}: live on the fallback {number}")
@@ -124,6 +125,9 @@ def test_through_a_network_that_breaks_websockets_every_notification_arrives_onc
 
     printed = seqs(client) + seqs(again)
     assert sorted(printed) == list(range(1, demo_latest + 7)), printed  # each exactly once
-    print(f"{kind}: back on the socket {moved_back_s:.1f} s after the proxy allowed it")
+    print(
+        f"{kind}: on the fallback {switched_s:.1f} s after the start,"
+        f" back on the socket {moved_back_s:.1f} s after the proxy allowed it"
+    )
     for run in (client, again):
         assert "Traceback" not in run.err.text()
