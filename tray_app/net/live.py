@@ -276,6 +276,7 @@ class LiveSession:
         # doing what the socket does in band); _reopening marks such an attempt.
         self._reopen = asyncio.Event()
         self._reopening = False
+        self._switching = False  # the last attempt moved the policy to the stream
         self._hello = False
         self._hello_at = 0.0  # when this connection's hello came (self._clock())
         self._connection_opened = False
@@ -335,6 +336,11 @@ class LiveSession:
                 return
             if self._reopening:
                 continue  # the stream closed on purpose: open it again now
+            if self._switching:
+                # The socket failed for the last time the policy allows: the stream at
+                # once, as there is no reason to think it fails too.
+                self._switching = False
+                continue
             await self._wait_before_retry(error)
             if self._state.state is ConnectionState.LOGIN_REQUIRED:
                 return  # the refresh after a 4001 was refused: not "stopped", "log in"
@@ -423,10 +429,13 @@ class LiveSession:
                 lived=self._clock() - self._hello_at if self._hello else None,
             )
         before = self._decision.transport
+        switched = not self._choice.on_stream
         self._choice = self._choice.record(outcome, self._clock())
+        switched = switched and self._choice.on_stream
         after = self._choice.decide(self._clock()).transport
         if after is not before:
             logger.info("next attempt over %s (%s)", after.value, outcome.value)
+        self._switching = switched and after is Via.HTTP
 
     async def _attempt(self, *, first: bool, quiet: bool) -> NetError | None:
         self._connection_opened = False

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.fixtures.services import RunningServer
+from tests.fixtures.services import RunningServer, ServerFactory
 from tests.tray_app.net.test_live import Recorder
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
@@ -102,6 +102,11 @@ async def test_falls_back_to_the_stream_and_comes_back_without_loss_or_duplicate
         assert session.transport is Via.HTTP
         assert socket.attempts[:3] == [True, True, True]
         assert session.state.state is ConnectionState.CONNECTED
+        # A wait after the first two refusals; after the third, the stream at once.
+        before = recorder.states[
+            : [c.state for c in recorder.states].index(ConnectionState.CONNECTED)
+        ]
+        assert len([change for change in before if change.next_attempt_at is not None]) == 2
         assert session.state.fallback_reason == REASON_BLOCKED
         latest = recorder.of(protocol.Hello)[0].latest_seq
         assert recorder.position == latest
@@ -178,3 +183,49 @@ async def test_a_forced_stream_subscribes_presence_by_reopening(
             await task
     seqs = created_seqs(recorder)
     assert len(seqs) == len(set(seqs))
+
+
+async def test_on_the_stream_the_token_is_renewed_by_reopening_without_a_gap(
+    server_factory: ServerFactory,
+) -> None:
+    """Access tokens live 3 s and the server ends a stream whose token expired (4001)
+    within 0.2 s: the session renews before that, reopening the stream with the new token
+    and its cursor, quietly (never "reconnecting"), and every notification arrives once."""
+    server = server_factory(
+        demo=True,
+        env={"TRAY_ACCESS_TOKEN_MINUTES": "0.05", "TRAY_TOKEN_SWEEP_INTERVAL": "0.2"},
+    )
+    async with ApiClient(server.url) as api:
+        await api.login("alice", "demo")
+        first_refresh = api.tokens.refresh if api.tokens else None
+        recorder = Recorder(cursor=0)
+        session = LiveSession(
+            api,
+            recorder,
+            connect=BreakableSocket(),
+            stream_connect=stream_connector(Transport(proxy="none")),
+            choice=TransportChoice.create("http"),
+        )
+        task = asyncio.get_running_loop().create_task(session.run())
+        try:
+            await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)), timeout=WAIT)
+            latest = recorder.of(protocol.Hello)[0].latest_seq
+            # Past three token lifetimes, publishing all along.
+            for n in range(6):
+                await notify(server, f"renewal {n}")
+                await recorder.until(lambda: recorder.position == latest + n + 1, timeout=WAIT)  # noqa: B023
+            await recorder.until(lambda: len(recorder.of(protocol.Hello)) >= 4, timeout=WAIT)
+            assert api.tokens is not None
+            assert api.tokens.refresh != first_refresh  # refreshed (the refresh token rotates)
+        finally:
+            await session.stop()
+            async with asyncio.timeout(WAIT):
+                await task
+    shown = [change.state for change in recorder.states]
+    assert shown[: shown.index(ConnectionState.CONNECTED) + 1] == [
+        ConnectionState.CONNECTING,
+        ConnectionState.CONNECTED,
+    ]
+    assert set(shown[1:-1]) == {ConnectionState.CONNECTED}, shown  # then only STOPPED
+    seqs = created_seqs(recorder)
+    assert seqs == list(range(1, latest + 7))  # each exactly once, in order
