@@ -492,9 +492,14 @@ class Engine:
     ) -> None:
         rows, self._replay_buffer = self._replay_buffer, []
         if rows or through_seq is not None:
-            self._replay_added += self._store(
-                rows, live=False, through_seq=through_seq, replay_after_seq=replay_after_seq
+            # A replay after a seamless switch (the stream reopened, the socket retried)
+            # covers a moment the user was connected: live rows, no "while you were away".
+            live = self.session.seamless
+            added = self._store(
+                rows, live=live, through_seq=through_seq, replay_after_seq=replay_after_seq
             )
+            if not live:
+                self._replay_added += added
 
     async def _page_over_rest(self) -> int:
         """A backlog too large for the socket: page ``GET /api/inbox/?after_seq=`` to the end."""

@@ -45,8 +45,9 @@ from tray_app.engine import (
 )
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
-from tray_app.net.live import ConnectionState, websocket_connector
+from tray_app.net.live import ConnectionState, Connector, websocket_connector
 from tray_app.net.transport import Transport
+from tray_app.net.transport_choice import TransportChoice
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database
 from tray_app.store.inbox import Inbox, StoredNotification
 from tray_app.store.outbox import Outbox
@@ -203,6 +204,8 @@ async def harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         data_dir: Path | None = None,
         api: ApiClient | None = None,
         backoff: Backoff | None = None,
+        stream_connect: Connector | None = None,
+        choice: TransportChoice | None = None,
     ) -> Harness:
         if api is None:
             api = ApiClient(server_url)
@@ -216,6 +219,8 @@ async def harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             outbox=Outbox(database.connection, inbox),
             connect=websocket_connector(Transport(proxy="none")),
             backoff=backoff or Backoff(base=0.2, cap=2.0),
+            stream_connect=stream_connect,
+            choice=choice,
         )
         result = Harness(engine=engine, database=database, api=api)
         engine.subscribe(result.record)

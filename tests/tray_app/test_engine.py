@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,10 @@ from tray_app.engine import (
     ReadStateChanged,
 )
 from tray_app.net.api import ApiClient
-from tray_app.net.live import ConnectionState
+from tray_app.net.live import Connection, ConnectionState
+from tray_app.net.stream import stream_connector
+from tray_app.net.transport import Transport
+from tray_app.net.transport_choice import TransportChoice
 
 pytestmark = pytest.mark.asyncio
 
@@ -619,3 +622,42 @@ async def test_a_stop_before_the_run_task_gets_going_still_ends_it(
     assert client.task is not None
     async with asyncio.timeout(10):
         await asyncio.shield(client.task)  # the fixture stops it again if this times out
+
+
+async def test_what_arrives_while_the_stream_reopens_is_live_not_while_you_were_away(
+    demo_server: RunningServer, harness: HarnessFactory
+) -> None:
+    """On the HTTP stream the session reopens it on purpose (a presence watch, a token
+    renewal, a retry of the socket) without the user seeing a break: a notification
+    committed in that gap comes in the reopened stream's replay, and is live (its own
+    toast), not a "1 new while you were away"."""
+    stream = stream_connector(Transport(proxy="none"))
+    opened = 0
+
+    @contextlib.asynccontextmanager
+    async def stream_with_a_gap(url: str, headers: dict[str, str]) -> AsyncIterator[Connection]:
+        nonlocal opened
+        opened += 1
+        if opened == 2:  # the reopen: published while no stream is open
+            await asyncio.to_thread(Publisher(demo_server).publish, "in the gap")
+        async with stream(url, headers) as connection:
+            yield connection
+
+    client = await harness(
+        demo_server.url, stream_connect=stream_with_a_gap, choice=TransportChoice.create("http")
+    )
+    client.start()
+    await client.until(lambda: bool(client.catch_ups()))
+    latest = client.stored_seqs()[-1]
+    projects = client.engine.projects()
+    assert projects
+    await client.engine.watch_presence(projects[0][0])  # reopens with ?watch=
+    await client.until(lambda: latest + 1 in client.stored_seqs())
+    (gap,) = [event for event in client.added() if event.notification.seq == latest + 1]
+    assert gap.live
+    assert opened == 2
+    # No "N new while you were away" for it: the catch-ups after the first say 0.
+    assert [event.added for event in client.catch_ups()[1:]] in ([], [0])
+    assert client.state() is ConnectionState.CONNECTED
+    assert ConnectionState.RECONNECTING not in client.states()
+    await client.stop()

@@ -277,6 +277,7 @@ class LiveSession:
         self._reopen = asyncio.Event()
         self._reopening = False
         self._switching = False  # the last attempt moved the policy to the stream
+        self._seamless = False
         self._hello = False
         self._hello_at = 0.0  # when this connection's hello came (self._clock())
         self._connection_opened = False
@@ -306,6 +307,13 @@ class LiveSession:
     def replaying(self) -> bool:
         """A resume is in flight: notification frames now are catch-up, not live."""
         return self._replaying
+
+    @property
+    def seamless(self) -> bool:
+        """This connection took over from a working one without the user seeing a break
+        (the stream reopened on purpose, a retry of the socket from the stream): what its
+        replay brings arrived during the switch, live as far as the user knows."""
+        return self._seamless
 
     @property
     def connected(self) -> bool:
@@ -439,6 +447,7 @@ class LiveSession:
 
     async def _attempt(self, *, first: bool, quiet: bool) -> NetError | None:
         self._connection_opened = False
+        self._seamless = quiet
         if quiet:
             pass  # a deliberate reopen of the stream: still connected as far as the UI goes
         elif first:
