@@ -45,7 +45,7 @@ from tray_app.toast_policy import ToastPreferences
 from tray_app.ui.account_view import AccountView
 from tray_app.ui.login_flow import LoginFlow
 from tray_app.ui.toasts import Toaster, ToastPresenter
-from tray_app.ui.tray import TrayController, TrayState, describe_connection
+from tray_app.ui.tray import TrayController, TrayState, describe_transport
 from tray_app.ui.wakeups import WakeWatcher
 
 if TYPE_CHECKING:
@@ -329,7 +329,7 @@ class TrayApp(QObject):
             state = self.account.tray_state(now)
         self.tray.set_state(state)
         if self._open_settings is not None and self.account is not None:
-            self._open_settings.show_connection(state.connection)
+            self._open_settings.show_connection(describe_transport(self.account.state))
         upcoming = self.attention.next_change(now)
         if upcoming is None:
             self._silence_timer.stop()
@@ -380,7 +380,7 @@ class TrayApp(QObject):
             retention=Retention.of(self.settings),
             username=account.username if account else None,
             server_url=account.server_url if account else None,
-            connection=describe_connection(account.state) if account else None,
+            connection=describe_transport(account.state) if account else None,
             managed=self.managed,
         )
         self._open_settings = dialog

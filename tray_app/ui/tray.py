@@ -231,6 +231,15 @@ def describe_connection(change: StateChange, *, now: float | None = None) -> str
             return "Not connected"
 
 
+def describe_transport(change: StateChange, *, now: float | None = None) -> str:
+    """:func:`describe_connection` with the transport named while connected, for the
+    settings window: "Connected over WebSocket", "Connected (HTTP fallback: ...)"."""
+    words = describe_connection(change, now=now)
+    if change.state is ConnectionState.CONNECTED and not change.fallback_reason:
+        return f"{words} over WebSocket"
+    return words
+
+
 def _local_now() -> datetime:
     return datetime.now().astimezone()
 

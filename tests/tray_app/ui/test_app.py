@@ -275,6 +275,8 @@ def test_a_broken_managed_file_is_shown_and_the_app_still_works(
         dialog = app._settings_dialog
         assert dialog.problems_label.isVisible()
         assert f"{managed}, line 3" in dialog.problems_label.text()
+        # The live connection and its transport, from the engine's state.
+        assert dialog.connection_label.text() == "Connection: Connected over WebSocket"
         dialog.close()
         notice.accept()
         await until(lambda: app.managed_notice is None)

@@ -26,6 +26,7 @@ from tray_app.ui.tray import (
     TrayState,
     connection_look,
     describe_connection,
+    describe_transport,
     elide,
     menu_text,
     silence_line,
@@ -871,3 +872,11 @@ def test_the_connection_names_the_http_fallback(reason: str | None, words: str) 
     change = StateChange(ConnectionState.CONNECTED, fallback_reason=reason)
     assert describe_connection(change) == words
     assert TrayState.of(connection=change, username="alice").connection == words
+    # The settings window names the transport either way.
+    expected = words if reason else "Connected over WebSocket"
+    assert describe_transport(change) == expected
+
+
+def test_the_transport_is_named_only_while_connected() -> None:
+    change = StateChange(ConnectionState.RECONNECTING, next_attempt_at=1000.0)
+    assert describe_transport(change, now=990.0) == "Reconnecting in 10 s"
