@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from backend import db_faults
 from backend.errors import BackendError, NotAuthenticated, RequestTooLarge
 from backend.throttling import SharedCounterThrottle
 from backend.users.models import User
@@ -76,11 +77,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # Raised by request.body when DRF parses the body. Left to Django, this
         # SuspiciousOperation would become its HTML "Bad Request" page.
         exc = _too_large()
+    # The database is away, full or read-only: 503/507 with Retry-After, not a 500.
+    exc = db_faults.classify(exc) or exc
     if isinstance(exc, BackendError):
         body = error_body(exc)
         rendered = Response({"error": body}, status=exc.status)
         if exc.status == status.HTTP_401_UNAUTHORIZED:
             rendered["WWW-Authenticate"] = WWW_AUTHENTICATE
+        if isinstance(exc, db_faults.DatabaseUnavailable):
+            rendered["Retry-After"] = str(exc.retry_after)
+            rendered._has_been_logged = True  # type: ignore[attr-defined]  # said once
         return rendered
     # DRF converts these two itself, but into new objects this function would not see.
     if isinstance(exc, Http404):

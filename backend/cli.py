@@ -128,6 +128,29 @@ def _build_parser() -> argparse.ArgumentParser:
         "create-api-key", help="create a key for the publish API and print it once"
     )
     api_key.add_argument("name", metavar="NAME", help="what the key is for, e.g. ci-pipeline")
+
+    create_user = commands.add_parser(
+        "create-user",
+        help="add a person who logs in with a password (--superuser: the first admin)",
+    )
+    create_user.add_argument("username", metavar="USERNAME")
+    create_user.add_argument("--email", default="", help="their email address")
+    create_user.add_argument("--first-name", default="", metavar="NAME")
+    create_user.add_argument("--last-name", default="", metavar="NAME")
+    create_user.add_argument(
+        "--staff", action="store_true", help="may use the admin and publish notifications"
+    )
+    create_user.add_argument(
+        "--superuser",
+        action="store_true",
+        help="every right in the admin, implies --staff (the first admin)",
+    )
+    create_user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of asking for it "
+        "(scripts, provisioning: never put a password in a command line)",
+    )
     return parser
 
 
@@ -153,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _notify(options)
         if options.command == "create-api-key":
             return _create_api_key(options.name)
+        if options.command == "create-user":
+            return _create_user(options)
         raise CliError(f"unknown command {options.command!r}", EXIT_BAD_INPUT)
     except CliError as error:
         print(f"{PROG}: error: {error.message}", file=sys.stderr)
@@ -427,6 +452,11 @@ def _serve(
     try:
         _migrate()
         summary = _seed_demo() if demo else None
+        # Their connection (this thread's) serves nothing; kept open, it would keep
+        # SQLite's shared state of a read-only database file read-only for good.
+        from django.db import connections
+
+        connections.close_all()
 
         def started() -> None:
             _tune_collector(collector_threshold)
@@ -557,7 +587,7 @@ def _ignore_signal(signum: int, frame: object) -> None:
     return None
 
 
-# --- notify, create-api-key, manage --------------------------------------------------
+# --- notify, create-api-key, create-user, manage --------------------------------------
 
 
 def _audience(options: argparse.Namespace) -> tuple[Audience, int | None, str]:
@@ -721,6 +751,59 @@ def _create_api_key(name: str) -> int:
         "this is the only time it is shown",
         file=sys.stderr,
     )
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new account's password: stdin's first line, or asked twice on a terminal."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password.removesuffix("\r")
+        if not password:
+            raise CliError(
+                "no password on stdin (--password-stdin reads its first line)", EXIT_BAD_INPUT
+            )
+        return password
+    if not sys.stdin.isatty():
+        raise CliError(
+            "no terminal to ask for the password: pipe it in with --password-stdin",
+            EXIT_BAD_INPUT,
+        )
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Password (again): "):
+        raise CliError("the two passwords differ; nothing was created", EXIT_BAD_INPUT)
+    if not password:
+        raise CliError("an empty password; nothing was created", EXIT_BAD_INPUT)
+    return password
+
+
+def _create_user(options: argparse.Namespace) -> int:
+    """``create-user``: an active account, checked as the REST API's ``POST /api/users/``
+    checks it (backend/users/services.py: a taken username, a weak password)."""
+    _setup_django()
+    _require_migrated()
+    password = _read_password(options.password_stdin)
+    from backend.errors import BackendError
+    from backend.users.services import user_create
+
+    with _database_errors():
+        try:
+            user = user_create(
+                username=options.username,
+                password=password,
+                email=options.email,
+                first_name=options.first_name,
+                last_name=options.last_name,
+                is_staff=options.staff or options.superuser,
+                is_superuser=options.superuser,
+            )
+        except BackendError as error:
+            raise CliError(error.message, EXIT_BAD_INPUT) from None
+    kind = "superuser" if user.is_superuser else "staff user" if user.is_staff else "user"
+    print(f"{PROG}: created {kind} {user.username!r} (id {user.pk})")
     return 0
 
 

@@ -22,8 +22,10 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-# POSTs to these paths check a password.
-LOGIN_PATHS = frozenset({"/api/auth/token/", "/admin/login/"})
+# POSTs to these paths check or hash a password (logins, password changes, new people).
+LOGIN_PATHS = frozenset(
+    {"/api/auth/token/", "/admin/login/", "/api/auth/password/", "/api/users/", "/password/"}
+)
 RETRY_AFTER_SECONDS = 2
 # Added to the lane threads' nice value: on one busy core a password check waits for
 # the shared thread rather than the other way round (bench/login_stall.py).

@@ -340,6 +340,20 @@ def start_server_checkpointer() -> WalCheckpointer | None:
     return checkpointer
 
 
+def reopen_server_connection() -> None:
+    """Close the server checkpointer's connection; its next round opens a new one.
+
+    SQLite shares one memory map of the ``-shm`` file between every connection of a
+    process to the same file, opened read-only when the file could not be written; it
+    stays so while any of them is open. After a read-only database file is made
+    writable, the server closes its connections (backend/db_faults.py) and this one
+    too, so the next ones open the file read-write.
+    """
+    checkpointer = _server_checkpointer
+    if checkpointer is not None:
+        checkpointer.close()
+
+
 def stop_server_checkpointer() -> None:
     """Stop it (a last checkpoint); connections opened afterwards checkpoint themselves."""
     global _server_checkpointer

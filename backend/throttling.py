@@ -19,17 +19,27 @@ from rest_framework.throttling import SimpleRateThrottle
 logger = logging.getLogger(__name__)
 
 _local = LocMemCache("tray-throttle-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+# Whether the shared cache failed last time: the log says so once per outage, not once
+# per request (a benign race may say it twice).
+_failing = False
 
 
 class SharedCounterThrottle(SimpleRateThrottle):
     """A DRF throttle whose counts fall back to process memory when the cache fails."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
+        global _failing
         try:
-            return super().allow_request(request, view)
+            allowed = super().allow_request(request, view)
         except Exception as error:  # the shared cache's client raises its own errors
             if self.cache is _local:
                 raise
-            logger.warning("rate-limit counts are per process while the cache fails: %s", error)
+            if not _failing:
+                _failing = True
+                logger.warning("rate-limit counts are per process while the cache fails: %s", error)
             self.cache = _local
             return super().allow_request(request, view)
+        if _failing and self.cache is not _local:
+            _failing = False
+            logger.info("rate-limit counts are shared again")
+        return allowed

@@ -111,7 +111,11 @@ from bench.load_generator import ReaderPool
 
 Returned = TypeVar("Returned")
 SERVERS = ("ours", "P0", "P1")
-OPTIONAL_SERVERS = ("P1-redis",)
+OURS_WITH_METRICS = "ours+metrics"
+METRICS_TOKEN = "bench-metrics-token-0123456789abcdefghijklmnop"
+# "ours+metrics": ours with TRAY_METRICS_TOKEN set, so every counter of backend/metrics.py
+# counts (nothing scrapes it: the cost is the increments), beside "ours" (metrics off).
+OPTIONAL_SERVERS = ("P1-redis", OURS_WITH_METRICS)
 PROJECT_SIZE = 50
 ROLE_COUNT = 4
 # The issue's rate: 10k notifications a minute.
@@ -416,9 +420,12 @@ def start_target(name: str, seeded: Seeded, scratch: Path, label: str) -> Target
     """Start server ``name`` (ours, P0, P1, P1-redis) for one session."""
     log_path = scratch / f"{name}-{label}.log"
     python = sys.executable
-    if name == "ours":
+    if name in ("ours", OURS_WITH_METRICS):
         command = [python, "-m", "backend.cli", "serve", "--demo", "--port", "0"]
-        server = start_server(name, command, seeded.env, log_path)
+        env = dict(seeded.env)
+        if name == OURS_WITH_METRICS:
+            env["TRAY_METRICS_TOKEN"] = METRICS_TOKEN
+        server = start_server(name, command, env, log_path)
         return Target(name=name, server=server, pids=[server.process.pid], seeded=seeded)
     port = free_port()
     if name == "P0":
@@ -1372,7 +1379,7 @@ def run(
     env["TRAY_ACCESS_TOKEN_MINUTES"] = "1440"
     seeded = (
         seed_ours(env, layout)
-        if "ours" in servers
+        if "ours" in servers or OURS_WITH_METRICS in servers
         else Seeded(env=env, tokens=[], project_ids=[], admin_token="")
     )
     count = round(settings.rate * settings.window)
@@ -1406,7 +1413,7 @@ def run(
                 raise
             finally:
                 stop_target(target)
-    peers = [s for s in servers if s != "ours"]
+    peers = [s for s in servers if s not in ("ours", OURS_WITH_METRICS)]
     rows = summarize(traffic, ceilings, peers, settings)
     raw = {
         "settings": asdict(settings),

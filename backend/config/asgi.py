@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 
-from backend import sqlite_checkpoint  # noqa: E402
+from backend import health, log_context, metrics, sqlite_checkpoint  # noqa: E402
 from backend.login_lane import LoginLane  # noqa: E402
 from backend.notifications import inbox_log, publish_route, stream  # noqa: E402
 from backend.notifications.hub import Hub  # noqa: E402
@@ -183,12 +184,19 @@ class SharedThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}")
+        # Every log line of this request (its own task) carries its id.
+        log_context.start_request(scope)
         if (
             self._publish_lane is not None
             and scope["method"] == "POST"
             and scope["path"].removeprefix(scope.get("root_path", "")) == publish_route.PUBLISH_PATH
         ):
             await self._fast_publish(self._publish_lane, scope, receive, send)
+            return
+        if scope["path"].removeprefix(scope.get("root_path", "")) == health.READY_PATH:
+            # Readiness (database, Redis) on a pool of its own, never queued behind the
+            # database thread (backend/health.py).
+            await health.serve_ready(scope, receive, send)
             return
         if scope["path"].removeprefix(scope.get("root_path", "")) == STREAM_PATH:
             # The HTTP stream holds its answer open and takes the hub's deliveries.
@@ -232,12 +240,15 @@ class SharedThreadASGIHandler(ASGIHandler):
             if not message.get("more_body", False):
                 break
         if lane.full():
+            metrics.publish_answered("single", 503, 0.0)
             await self._send(send, 503, BUSY_BODY, busy_headers(headers))
             return
+        started = time.perf_counter()
         answer = await lane.submit(publish_route.Request(authorization, b"".join(chunks)))
         if answer is None:
             await self.handle(scope, _replay(chunks, receive, more=False), send)
             return
+        metrics.publish_answered("single", answer.status, time.perf_counter() - started)
         await self._send(send, answer.status, answer.body, headers)
 
     @staticmethod

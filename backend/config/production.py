@@ -111,11 +111,30 @@ def demo_problem(demo: bool) -> str | None:
     return None
 
 
+MIN_METRICS_TOKEN_LENGTH = 32
+MAKE_METRICS_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def metrics_token_problem(value: str | None) -> str | None:
+    """Why ``TRAY_METRICS_TOKEN`` = ``value`` is too weak for production, or None (unset:
+    the metrics are off)."""
+    token = (value or "").strip()
+    if token and (len(token) < MIN_METRICS_TOKEN_LENGTH or len(set(token)) < 5):
+        return (
+            f"TRAY_METRICS_TOKEN is too short or too plain ({len(token)} characters); "
+            f"{MODE_VARIABLE}={PRODUCTION} needs a random token of at least "
+            f"{MIN_METRICS_TOKEN_LENGTH} characters (make one with: {MAKE_METRICS_TOKEN}), "
+            "or unset it to turn the metrics off"
+        )
+    return None
+
+
 def production_problems(environ: Mapping[str, str]) -> list[str]:
     """Every reason the environment cannot run in production mode, in a stable order."""
     problems = [
         secret_key_problem(environ.get("DJANGO_SECRET_KEY")),
         allowed_hosts_problem(environ.get("TRAY_ALLOWED_HOSTS")),
         debug_problem(environ.get("TRAY_DEBUG")),
+        metrics_token_problem(environ.get("TRAY_METRICS_TOKEN")),
     ]
     return [problem for problem in problems if problem is not None]

@@ -23,6 +23,7 @@ it is answered exactly as before. Every other request is uvicorn's as before.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,11 +78,13 @@ class PublishHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         # Imported here: the app (and so Django) is loaded by the time uvicorn makes a
         # protocol, not when the command line imports this module.
+        from backend import metrics
         from backend.config import asgi
         from backend.notifications import publish_route
 
         self._asgi = asgi
         self._route = publish_route
+        self._metrics = metrics
         # The request whose body is being read for the lane: (cycle, app, headers).
         self._held: tuple[RequestResponseCycle, Any, FastHeaders] | None = None
 
@@ -140,9 +143,11 @@ class PublishHttpProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)  # the full stack's 413
             return
         if lane.full():
+            self._metrics.publish_answered("single", 503, 0.0)
             self._answer(cycle, 503, asgi.BUSY_BODY, asgi.busy_headers(fast.headers))
             return
         headers = fast.headers
+        started = time.perf_counter()
 
         def answered(answer: Answer | None) -> None:
             if answer is None:
@@ -150,6 +155,7 @@ class PublishHttpProtocol(HttpToolsProtocol):
                 # is still in the cycle for its receive().
                 super(PublishHttpProtocol, self)._start_asgi_task(cycle, handler.handle)
                 return
+            self._metrics.publish_answered("single", answer.status, time.perf_counter() - started)
             self._answer(cycle, answer.status, answer.body, headers)
 
         lane.post(self._route.Request(fast.authorization, bytes(cycle.body)), answered)

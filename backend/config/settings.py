@@ -165,6 +165,9 @@ FORWARDED_ALLOW_IPS = (
 # Production runs behind TLS: cookies (the admin's session and CSRF) never travel in clear.
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+# GET /metrics (backend/metrics_endpoint.py): off unless set; scrapers send it as a
+# Bearer token. Metrics are counted only while it is set (docs/deployment.md, "Metrics").
+TRAY_METRICS_TOKEN = os.environ.get("TRAY_METRICS_TOKEN", "").strip()
 # HSTS is opt-in: once a browser has seen it, the name cannot go back to plain HTTP.
 SECURE_HSTS_SECONDS = _env_int("TRAY_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("TRAY_HSTS_INCLUDE_SUBDOMAINS")
@@ -458,6 +461,9 @@ TRAY: dict[str, Any] = {
 }
 
 _LOG_LEVEL = os.environ.get("TRAY_LOG_LEVEL", "INFO").upper()
+# "text" (the default): one human-readable line per record; "json": one JSON object
+# per line with the request or socket id and the user id (backend/logging_json.py).
+TRAY_LOG_FORMAT = _env_choice("TRAY_LOG_FORMAT", ("text", "json"), "text")
 
 # One configuration for Django and uvicorn (the CLI hands uvicorn a copy of it), so
 # every handler carries the redacting filter: browser clients put their token in
@@ -466,11 +472,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "backend.logging_filters.RedactSecrets"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "backend.logging_json.JsonFormatter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "json" if TRAY_LOG_FORMAT == "json" else "plain",
             "filters": ["redact_secrets"],
         }
     },

@@ -3,11 +3,16 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from backend.api_refusals import api_not_found
-from backend.health import healthz
+from backend.health import healthz, readyz
+from backend.metrics_endpoint import metrics_view
 from backend.users.admin import rate_limited_admin_login
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Readiness; the running server answers it before Django (backend/health.py).
+    path("readyz", readyz, name="readyz"),
+    # Prometheus scrapes this process here; off (404) without TRAY_METRICS_TOKEN.
+    path("metrics", metrics_view, name="metrics"),
     # Before the admin's own URLs: the same login, rate limited like the API's.
     path("admin/login/", rate_limited_admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
@@ -26,3 +31,6 @@ urlpatterns = [
 # Pages outside the API that do not exist (or are not the visitor's) say so in the
 # web companion's frame; the API's own 404s stay JSON (backend/api_refusals.py).
 handler404 = "backend.web.views.not_found"
+# A database fault anywhere (stopped, restarting, disk full, read-only) answers 503/507
+# with Retry-After instead of a 500 (backend/db_faults.py); other errors stay Django's 500.
+handler500 = "backend.db_faults.server_error"

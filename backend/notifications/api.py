@@ -7,6 +7,7 @@ to the user's sockets, so every desktop of that user agrees.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -17,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend import metrics
 from backend.api import ErrorSerializer, error_body, request_user
 from backend.errors import InvalidInput, NotFound
 from backend.notifications.authentication import ApiKeyAuthentication
@@ -302,7 +304,22 @@ def _publisher(request: Request) -> tuple[User | None, str]:
     return actor, user_publisher(actor)
 
 
-class PublishApi(APIView):
+class MeasuredPublish(APIView):
+    """A publish endpoint whose answers (every status, refusals too) are counted and
+    timed in tray_publish_requests_total and tray_publish_duration_seconds."""
+
+    publish_kind = "single"
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        response = super().dispatch(request, *args, **kwargs)
+        metrics.publish_answered(
+            self.publish_kind, response.status_code, time.perf_counter() - started
+        )
+        return response
+
+
+class PublishApi(MeasuredPublish):
     # Bearer first: its WWW-Authenticate header is the one a 401 carries.
     authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
     permission_classes = [CanPublish]
@@ -351,7 +368,8 @@ def _batch_result(index: int, outcome: BatchOutcome) -> dict[str, Any]:
     }
 
 
-class PublishBatchApi(APIView):
+class PublishBatchApi(MeasuredPublish):
+    publish_kind = "batch"
     authentication_classes = [SessionJWTAuthentication, ApiKeyAuthentication]
     permission_classes = [CanPublish]
 

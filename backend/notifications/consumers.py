@@ -17,6 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from backend import db_faults, log_context, metrics
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated
 from backend.notifications import live_presence, protocol, selectors, services
 from backend.notifications.hub import Hub
@@ -28,8 +29,14 @@ logger = logging.getLogger(__name__)
 
 # Made once: wrapping a function per call cost more than a tenth of a connect's
 # event-loop time (B5: a reconnect storm).
-_socket_opening = database_sync_to_async(selectors.socket_opening)
+_socket_opening = database_sync_to_async(metrics.timed("socket_opening", selectors.socket_opening))
 _socket_claims = database_sync_to_async(socket_claims)
+
+# A handshake refused with a close code, as tray_handshakes_total counts it.
+_OUTCOMES = {
+    protocol.CLOSE_TOKEN_INVALID: metrics.TOKEN_INVALID,
+    protocol.CLOSE_FORBIDDEN: metrics.ACCOUNT_DISABLED,
+}
 
 _CHANGES = {
     "mark_read": services.inbox_mark_read,
@@ -57,10 +64,14 @@ class NotificationConsumer(StateSocket):
         )
         if refusal is not None:
             logger.info("%s", refusal)
+            metrics.handshake(self.kind, metrics.ORIGIN_REFUSED)
             await self.close()  # before accept: HTTP 403
             return
         self.hub = Hub.current()
         await self.hub.start()
+        # Before accept: every log line of this socket carries its id, uvicorn's too.
+        self.socket_id = self.hub.new_socket_id()
+        log_context.bind_socket(self.socket_id)
         await self.accept()
         token = protocol.token_from_scope(self.scope)[0]
         cookie = None
@@ -86,7 +97,7 @@ class NotificationConsumer(StateSocket):
             except InvalidInput as error:  # answered after hello, as a bad resume frame is
                 bad_cursor = protocol.encode_error(error.code, error.message)
         self.user_id, self.session_id = claims.user_id, claims.session_id
-        self.socket_id = self.hub.new_socket_id()
+        log_context.bind_user(self.user_id)
         self.token_expires_at = claims.expires_at.timestamp()
         # Registered before the state is read: a notification committed in between is
         # either in latest_seq (and the replay) or rings this socket after it. One
@@ -121,14 +132,18 @@ class NotificationConsumer(StateSocket):
         )
         if bad_cursor is not None:
             self.state.push_one(bad_cursor)
+        metrics.handshake(self.kind, metrics.ACCEPTED)
         self._pump()
         await self.hub.socket_opened(self, attention=opening.attention)
+        logger.debug("socket opened")
 
     async def _refuse(self, code: int, error: BackendError) -> None:
+        metrics.handshake(self.kind, _OUTCOMES.get(code, metrics.OTHER))
         await self.send(text_data=protocol.encode_error(error.code, error.message))
         await self.close(code=code, reason=error.code)
 
     async def disconnect(self, code: int) -> None:
+        logger.debug("socket closed (%s)", code)
         self.stop_state(code)
         if self.user_id:
             await self.hub.socket_closed(self)
@@ -153,15 +168,20 @@ class NotificationConsumer(StateSocket):
         try:
             frame = protocol.parse_client_frame(text_data)
         except protocol.ProtocolError as error:
+            metrics.frame_received("invalid")
             self._answer(protocol.encode_error(error.code, error.message, ref=error.ref))
             return
+        metrics.frame_received(frame.type)
         handler = self._on_change if frame.type in _CHANGES else getattr(self, f"_on_{frame.type}")
         try:
             await handler(frame)
         except (BackendError, protocol.ProtocolError) as error:
             self._answer(protocol.encode_error(error.code, error.message, ref=frame.ref))
-        except Exception:
-            logger.exception("a %s request failed", frame.type)
+        except Exception as error:
+            # Redis away: said once, by the doorbell; the database away: once per 10 s,
+            # by db_faults (the socket stays open either way).
+            if not self.hub.redis_lost(error) and db_faults.classify(error) is None:
+                logger.exception("a %s request failed", frame.type)
             message = "The server could not do that; try again."
             self._answer(protocol.encode_error("server_error", message, ref=frame.ref))
 

@@ -20,6 +20,10 @@ the settings (``current``):
   (``namespace.doorbell_channel``) that every server process receives once,
   whatever the size of the audience; each carries the deployment's namespace and
   a process drops what another deployment sent (``events.decode``).
+  While Redis cannot be reached, a process still hands what it rings itself to its
+  own hub (its own sockets stay live), logs the loss once (``RedisLink``) and
+  resubscribes with backoff; once it is back, every process's sockets catch up
+  from the database (the rest of what was rung meanwhile).
 
 The hub is the doorbell's ``Listener``; the doorbell never imports the hub, and
 ``delivery.ring`` (what services call) never imports either.
@@ -37,12 +41,14 @@ import secrets
 import socket
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
 
+from backend import metrics
 from backend.notifications import events, namespace
 from backend.notifications.events import Event
 
@@ -291,6 +297,66 @@ class LocalDoorbell:
 
 # --- scale mode ---------------------------------------------------------------------
 
+# The first wait before resubscribing after Redis is lost, and the longest: doubled
+# after every failed attempt, reset once subscribed.
+RETRY_FIRST = 1.0
+RETRY_MAX = 5.0
+
+
+def redis_fault(error: BaseException) -> bool:
+    """Whether ``error`` says Redis cannot be reached now (down, restarting, loading,
+    timing out), as opposed to a bug: only these are survived quietly."""
+    import redis.exceptions
+
+    return isinstance(
+        error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+    )
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class RedisLink:
+    """Whether this process reaches Redis, as its log tells it: one WARNING when it is
+    lost (with the reason) and one INFO when it is back, whoever noticed (the doorbell's
+    subscription, a ring, the presence refresh), from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down = False
+        self.since = 0.0
+        # When it was last lost (epoch seconds; 0: never): what to look back to after.
+        self.lost_at = 0.0
+
+    def lost(self, error: BaseException) -> bool:
+        """Redis failed; True (and logged) when that is news."""
+        with self._lock:
+            if self.down:
+                return False
+            self.down, self.since, self.lost_at = True, time.monotonic(), time.time()
+        logger.warning(
+            "lost the Redis doorbell (%s): until it returns this process delivers only "
+            "to its own sockets; retrying with backoff",
+            _reason(error),
+        )
+        return True
+
+    def back(self) -> bool:
+        """Redis answers again; True (and logged) when it had been lost."""
+        with self._lock:
+            if not self.down:
+                return False
+            self.down = False
+            away = time.monotonic() - self.since
+        logger.info(
+            "Redis is back after %.1f s: sockets catch up from the database, presence is "
+            "re-asserted",
+            away,
+        )
+        return True
+
 
 class RedisDoorbell:
     """One PUBLISH per event on the deployment's channel; one subscription per process."""
@@ -306,6 +372,9 @@ class RedisDoorbell:
         self._listener: Listener | None = None
         # Foreign deployments already logged, so a neighbour's traffic logs once.
         self._foreign_logged: set[str] = set()
+        self.link = RedisLink()
+        # Whether the subscription is up: what this process rings comes back to it.
+        self._subscribed = False
 
     def _sync(self) -> Any:
         with self._lock:
@@ -318,15 +387,56 @@ class RedisDoorbell:
             return self._sync_client
 
     def ring(self, event: Event) -> None:
+        """PUBLISH; while Redis cannot be reached, to this process's own hub instead
+        (the other processes catch up from the database once it is back)."""
         deployment = current_namespace()
-        self._sync().publish(
-            namespace.doorbell_channel(deployment), events.encode(event, deployment)
-        )
+        try:
+            self._sync().publish(
+                namespace.doorbell_channel(deployment),
+                events.encode(event, deployment, rung_at=time.time()),
+            )
+        except Exception as error:
+            if not redis_fault(error):
+                raise
+            self.link.lost(error)
+            self._ring_here(event)
+            return
+        if not self._subscribed:
+            # Redis is back but this process's subscription is not yet (it retries with
+            # backoff): its own sockets get it now too (they drop a seq seen twice).
+            self._ring_here(event)
+        elif self.link.down:
+            self.link.back()
+
+    def _ring_here(self, event: Event) -> None:
+        """Hand ``event`` to this process's hub (any thread), as LocalDoorbell does."""
+        listener = self._listener
+        if listener is None:
+            return  # not a server process (the notify command): nobody here to tell
+        loop = listener.loop
+        if loop is None or loop.is_closed():
+            return
+        listener.rung(event)
+        # A fresh context: see LocalDoorbell.ring.
+        loop.call_soon_threadsafe(listener.dispatch, event, context=contextvars.Context())
 
     async def publish(self, event: Event) -> None:
-        await self.client.publish(
-            namespace.doorbell_channel(self._namespace), events.encode(event, self._namespace)
-        )
+        try:
+            await self.client.publish(
+                namespace.doorbell_channel(self._namespace),
+                events.encode(event, self._namespace, rung_at=time.time()),
+            )
+        except Exception as error:
+            if not redis_fault(error):
+                raise
+            self.link.lost(error)
+            subscribed = False
+        else:
+            subscribed = self._subscribed
+        listener = self._listener
+        if not subscribed and listener is not None:
+            # Not heard back through Redis (see ``ring``): to this process's sockets.
+            listener.dispatch(event)
 
     async def open(self, listener: Listener) -> None:
         import redis.asyncio
@@ -340,7 +450,7 @@ class RedisDoorbell:
                 # state can be awaited from this loop, so it is dropped.
                 self._listener, self._task, self.client = None, None, None
         self._namespace = current_namespace()
-        client = redis.asyncio.Redis.from_url(self.url)
+        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=5)
         try:
             await client.ping()
         except BaseException:
@@ -354,7 +464,7 @@ class RedisDoorbell:
     async def close(self, listener: Listener) -> None:
         if self._listener is not listener:
             return
-        self._listener = None
+        self._listener, self._subscribed = None, False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -369,38 +479,56 @@ class RedisDoorbell:
         return "ok (redis)"
 
     async def _listen(self, listener: Listener) -> None:
-        """One subscription per process; resubscribes if Redis goes away."""
+        """One subscription per process; resubscribes with backoff if Redis goes away
+        (``RedisLink`` logs the loss and the return once each)."""
         missed = False
+        wait = RETRY_FIRST
         channel = namespace.doorbell_channel(self._namespace)
         while True:
             try:
                 async with self.client.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     async for message in pubsub.listen():
-                        if message.get("type") == "subscribe" and missed:
-                            # Only now are new doorbells heard again: whatever was rung
-                            # while away (up to this moment) is in the database, so every
-                            # socket catches up from there.
-                            missed = False
-                            listener.catch_up_all()
+                        if message.get("type") == "subscribe":
+                            wait = RETRY_FIRST
+                            # A second one on the same pubsub: redis-py reconnected and
+                            # resubscribed by itself, so doorbells may have been missed.
+                            missed = missed or self._subscribed
+                            self._subscribed = True
+                            self.link.back()
+                            if missed:
+                                # Only now are new doorbells heard again: whatever was
+                                # rung while away (up to this moment) is in the database,
+                                # so every socket catches up from there.
+                                missed = False
+                                listener.catch_up_all()
                         if message.get("type") != "message":
                             continue
                         event = self._decode(message["data"])
                         if event is not None:
                             listener.dispatch(event)
             except asyncio.CancelledError:
+                self._subscribed = False
                 raise
-            except Exception:
-                logger.exception("lost the Redis doorbell; resubscribing in 1s")
+            except Exception as error:
+                self._subscribed = False
+                if redis_fault(error):
+                    self.link.lost(error)
+                else:
+                    logger.exception("the Redis doorbell failed; resubscribing in %.0f s", wait)
                 # Sockets may miss doorbells until the subscription is back; they catch
                 # up once it is (above), not before, or a doorbell rung in between is lost.
                 missed = True
-                await asyncio.sleep(1)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX)
 
     def _decode(self, raw: bytes) -> Event | None:
         """The event in a doorbell message, or None (logged) when it is not ours."""
         try:
-            return events.decode(raw, self._namespace)
+            event, rung_at = events.decode_timed(raw, self._namespace)
+            if rung_at is not None:
+                metrics.doorbell_heard(rung_at)
+            return event
         except events.ForeignDoorbell as foreign:
             # Only reachable if the channels meet (a shared TRAY_REDIS_NAMESPACE, a hand
             # typed PUBLISH): whatever it names, it is not this database's rows.

@@ -20,6 +20,8 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast, get_arg
 
 # The key of an event's deployment namespace on the wire (never seen by dispatch).
 DEPLOYMENT = "deployment"
+# When the event was rung (epoch seconds, the ringing process's clock).
+RUNG_AT = "rung_at"
 
 
 class NotificationEvent(TypedDict):
@@ -116,13 +118,24 @@ class ForeignDoorbell(ValueError):
         self.deployment = deployment
 
 
-def encode(event: Event, deployment: str) -> str:
-    """The wire form of ``event`` (one Redis message), stamped with its deployment."""
-    return json.dumps({**event, DEPLOYMENT: deployment}, separators=(",", ":"))
+def encode(event: Event, deployment: str, *, rung_at: float | None = None) -> str:
+    """The wire form of ``event`` (one Redis message), stamped with its deployment, and
+    with the time it was rung (``time.time()``) when given (the doorbell lag metric)."""
+    stamped = {**event, DEPLOYMENT: deployment}
+    if rung_at is not None:
+        stamped[RUNG_AT] = rung_at
+    return json.dumps(stamped, separators=(",", ":"))
 
 
 def decode(raw: bytes | str, deployment: str) -> Event:
-    """The event in a wire message, if ``deployment`` sent it.
+    """The event in a wire message, if ``deployment`` sent it (``decode_timed`` without
+    the time it was rung)."""
+    return decode_timed(raw, deployment)[0]
+
+
+def decode_timed(raw: bytes | str, deployment: str) -> tuple[Event, float | None]:
+    """The event in a wire message, if ``deployment`` sent it, and when it was rung
+    (None: not stamped).
 
     The kind is not checked here: the hub logs and ignores a kind it does not know
     (a newer server's event during a rolling upgrade).
@@ -141,7 +154,10 @@ def decode(raw: bytes | str, deployment: str) -> Event:
     sender = event.pop(DEPLOYMENT, None)
     if sender != deployment:
         raise ForeignDoorbell(sender)
-    return cast(Event, event)
+    rung_at = event.pop(RUNG_AT, None)
+    if not isinstance(rung_at, int | float) or isinstance(rung_at, bool):
+        rung_at = None
+    return cast(Event, event), rung_at
 
 
 class ClientSocket(Protocol):

@@ -25,16 +25,19 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Container, Coroutine
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from backend import metrics
 from backend.attention import rules as attention_rules
+from backend.attention.models import Attention
+from backend.attention.selectors import attention_payload
 from backend.notifications import namespace, protocol, selectors
-from backend.notifications.doorbell import Doorbell, RedisDoorbell, current_namespace
+from backend.notifications.doorbell import Doorbell, RedisDoorbell, current_namespace, redis_fault
 from backend.notifications.doorbell import current as current_doorbell
 from backend.notifications.events import (
     AttentionEvent,
@@ -47,7 +50,7 @@ from backend.notifications.events import (
 )
 from backend.notifications.models import Message
 from backend.notifications.payloads import message_payload
-from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence
+from backend.notifications.presence import MemoryPresence, PresenceStore, RedisPresence, Socket
 from backend.users.models import LoginSession
 
 logger = logging.getLogger(__name__)
@@ -104,6 +107,25 @@ def _watch_ended_sessions(since: datetime) -> tuple[datetime, list[SessionsEnded
         {"kind": "sessions_ended", "user_id": user_id, "session_ids": [sid], "reason": reason}
         for user_id, sid, reason in ended
     ]
+
+
+def _attentions(user_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each user's attention payload, 500 users a query (presence re-asserted after
+    Redis restarted empty)."""
+    now = timezone.now()
+    stored: dict[int, tuple[Any, int]] = {}
+    for start in range(0, len(user_ids), 500):
+        rows = Attention.objects.filter(user_id__in=user_ids[start : start + 500])
+        for user_id, state, version in rows.values_list("user_id", "state", "version"):
+            stored[user_id] = (state, version)
+    return {
+        user_id: attention_payload(
+            state=stored.get(user_id, (None, 0))[0],
+            version=stored.get(user_id, (None, 0))[1],
+            now=now,
+        )
+        for user_id in user_ids
+    }
 
 
 def _look(
@@ -189,6 +211,7 @@ class Hub:
             return
         self._started = True
         self.loop = asyncio.get_running_loop()
+        metrics.hub_started(self.sockets_by_user.__len__)
         tray = settings.TRAY
         # Heard from now on, before the database watch reads where to start: nothing
         # committed in between is missed.
@@ -251,7 +274,10 @@ class Hub:
         return f"{self.process_id}:{next(self._socket_numbers)}"
 
     def register(self, consumer: ClientSocket) -> None:
-        self.sockets_by_user.setdefault(consumer.user_id, set()).add(consumer)
+        sockets = self.sockets_by_user.setdefault(consumer.user_id, set())
+        if consumer not in sockets:
+            sockets.add(consumer)
+            metrics.connection_opened(getattr(consumer, "kind", "socket"))
 
     async def socket_opened(
         self, consumer: ClientSocket, *, attention: dict[str, Any] | None = None
@@ -260,16 +286,22 @@ class Hub:
         do-not-disturb (set, or ended, while none of their sockets was open)."""
         user_id = consumer.user_id
         changed = False
-        if attention is not None:
-            changed = await self._follow_dnd(user_id, attention)
-        if await self.presence.socket_opened((user_id, consumer.socket_id)) or changed:
-            await self.publish_presence(user_id)
+        try:
+            if attention is not None:
+                changed = await self._follow_dnd(user_id, attention)
+            if await self.presence.socket_opened((user_id, consumer.socket_id)) or changed:
+                await self.publish_presence(user_id)
+        except Exception as error:
+            # Redis away: the socket still opens; the refresh puts it in presence later.
+            if not self.redis_lost(error):
+                raise
 
     async def socket_closed(self, consumer: ClientSocket) -> None:
         sockets = self.sockets_by_user.get(consumer.user_id)
         if sockets is None or consumer not in sockets:
             return
         sockets.discard(consumer)
+        metrics.connection_closed(getattr(consumer, "kind", "socket"))
         if not sockets:
             del self.sockets_by_user[consumer.user_id]
             timer = self._dnd_timers.pop(consumer.user_id, None)
@@ -277,8 +309,24 @@ class Hub:
                 timer.cancel()
         for project_id in list(consumer.watching):
             self.unwatch(consumer, project_id)
-        if await self.presence.socket_closed((consumer.user_id, consumer.socket_id)):
-            await self.publish_presence(consumer.user_id)
+        try:
+            if await self.presence.socket_closed((consumer.user_id, consumer.socket_id)):
+                await self.publish_presence(consumer.user_id)
+        except Exception as error:
+            # Redis away: the socket's entry expires by itself (and is reaped) if it
+            # is still there when Redis is back.
+            if not self.redis_lost(error):
+                raise
+
+    def redis_lost(self, error: Exception) -> bool:
+        """A presence call failed. True when it is because Redis cannot be reached
+        (said once in the log, by the doorbell's ``RedisLink``): the refresh re-asserts
+        this process's sockets once it is back, so the caller carries on."""
+        doorbell = self.doorbell
+        if not isinstance(doorbell, RedisDoorbell) or not redis_fault(error):
+            return False
+        doorbell.link.lost(error)
+        return True
 
     def watch(self, consumer: ClientSocket, project_id: int) -> None:
         self.watchers.setdefault(project_id, set()).add(consumer)
@@ -334,6 +382,12 @@ class Hub:
         """Doorbells may have been missed: every socket catches up from the database."""
         for consumer in [c for group in self.sockets_by_user.values() for c in group]:
             consumer.request_catch_up()
+        if isinstance(self.doorbell, RedisDoorbell):
+            # Redis is back, perhaps empty: presence is re-asserted now, not at the next
+            # refresh; and sessions that other processes ended meanwhile close here.
+            self._chore(self._refresh_presence())
+            self._chore(self._recheck_sessions(self.doorbell.link.lost_at))
+            self._chore(self._resync_watchers(settings.TRAY["PRESENCE_TTL"] / 3 + 0.5))
 
     # -- fan-out ------------------------------------------------------------
 
@@ -380,13 +434,16 @@ class Hub:
         tail = protocol.notification_frame_tail(prefix)
         frame_of = protocol.notification_frame
         sockets_of = self.sockets_by_user.get
+        delivered = 0
         for user_id, inbox_id, seq in event["recipients"]:
             sockets = sockets_of(user_id)
             if not sockets:
                 continue
             frame = frame_of(prefix, inbox_id=inbox_id, seq=seq, tail=tail)
+            delivered += len(sockets)
             for consumer in sockets:
                 consumer.deliver_notification(seq, frame)
+        metrics.notifications_delivered(delivered)
 
     def _dispatch_sessions_ended(self, event: SessionsEndedEvent) -> None:
         ended = set(event["session_ids"])
@@ -450,8 +507,12 @@ class Hub:
 
     async def _announce_dnd(self, user_id: int, attention: dict[str, Any]) -> None:
         """Presence follows do-not-disturb; told once, by whichever process changed it."""
-        if await self._follow_dnd(user_id, attention):
-            await self.publish_presence(user_id)
+        try:
+            if await self._follow_dnd(user_id, attention):
+                await self.publish_presence(user_id)
+        except Exception as error:
+            if not self.redis_lost(error):
+                raise
 
     async def _follow_dnd(self, user_id: int, attention: dict[str, Any]) -> bool:
         """Set the user's presence status from their do-not-disturb, and have it follow
@@ -514,9 +575,81 @@ class Hub:
             for group in self.sockets_by_user.values()
             for consumer in group
         ]
-        await self.presence.refresh(sockets)
-        for user_id in await self.presence.reap():
-            await self.publish_presence(user_id)
+        try:
+            missing = await self.presence.refresh(sockets)
+            if missing:
+                await self._reassert_presence(missing)
+            for user_id in await self.presence.reap():
+                await self.publish_presence(user_id)
+        except Exception as error:
+            if not self.redis_lost(error):
+                raise
+
+    async def _resync_watchers(self, delay: float) -> None:
+        """Presence events were missed too while unsubscribed. After one refresh period
+        (every live process has re-asserted its sockets by then), the watchers here get
+        every member's state again, as ``presence_changed`` frames."""
+        await asyncio.sleep(delay)
+        members_of = database_sync_to_async(selectors.project_members)
+        try:
+            for project_id in list(self.watchers):
+                members = await members_of(project_id=project_id)
+                states = await self.presence.states([member["id"] for member in members])
+                frames = [
+                    protocol.encode(
+                        "presence_changed",
+                        {
+                            "project_id": project_id,
+                            "user_id": member["id"],
+                            "user": member,
+                            **states[member["id"]].as_payload(),
+                        },
+                    )
+                    for member in members
+                ]
+                for consumer in list(self.watchers.get(project_id, ())):
+                    consumer.deliver_frames(frames)
+        except Exception as error:
+            if not self.redis_lost(error):
+                raise
+
+    async def _recheck_sessions(self, lost_at: float) -> None:
+        """After doorbells may have been missed: the sessions ended since Redis was lost
+        (or in the last minute, when redis-py reconnected by itself) end here too."""
+        now = time.time()
+        since = now - 60 if not lost_at else min(lost_at, now) - 10
+        watch = database_sync_to_async(_watch_ended_sessions)
+        _, ended = await watch(datetime.fromtimestamp(since, tz=UTC))
+        for event in ended:
+            self.dispatch(event)
+
+    async def _reassert_presence(self, missing: list[Socket]) -> None:
+        """Sockets open here that presence no longer holds (Redis restarted empty, or a
+        stalled process had them reaped): put them back, with their users'
+        do-not-disturb, and tell the watchers of each user whose state changed."""
+        open_here = {
+            (consumer.user_id, consumer.socket_id): consumer
+            for group in self.sockets_by_user.values()
+            for consumer in group
+        }
+        by_user: dict[int, list[Socket]] = {}
+        for socket in missing:
+            if socket in open_here:
+                by_user.setdefault(socket[0], []).append(socket)
+        if not by_user:
+            return
+        attentions = await database_sync_to_async(_attentions)(sorted(by_user))
+        now = timezone.now()
+        for user_id, sockets in by_user.items():
+            dnd = attention_rules.dnd_active(attentions[user_id], now)
+            changed = await self.presence.apply_dnd(user_id, dnd)
+            for socket in sockets:
+                changed = await self.presence.socket_opened(socket) or changed
+                if open_here[socket] not in self.sockets_by_user.get(user_id, ()):
+                    # Closed meanwhile: its own removal may have come before the line above.
+                    changed = await self.presence.socket_closed(socket) or changed
+            if changed:
+                await self.publish_presence(user_id)
 
     async def _sweep_tokens(self) -> None:
         """Close sockets whose access token expired without an in-band ``authenticate``."""

@@ -5,7 +5,8 @@ Two stores with one interface. ``MemoryPresence`` serves the embedded default
 serves several processes: every socket is an entry with an expiry that its
 process refreshes every TTL/3, so the users of a process that dies without
 saying goodbye go offline within TTL; ``reap`` finds them so that watchers are
-told.
+told. ``refresh`` also says which of a process's sockets Redis no longer holds
+(it restarted empty), so that the process puts them back within TTL/3.
 
 A user is online while any of their sockets, on any process, is live.
 """
@@ -58,8 +59,10 @@ class PresenceStore(Protocol):
 
     async def states(self, user_ids: list[int]) -> dict[int, PresenceState]: ...
 
-    async def refresh(self, sockets: list[Socket]) -> None:
-        """Keep this process's sockets alive (called every TTL/3)."""
+    async def refresh(self, sockets: list[Socket]) -> list[Socket]:
+        """Keep this process's sockets alive (called every TTL/3). Returns those the
+        store no longer holds (Redis restarted empty, or another process reaped them
+        while this one stalled): the caller re-asserts the ones still open."""
         ...
 
     async def reap(self) -> list[int]:
@@ -117,8 +120,8 @@ class MemoryPresence:
             for uid in user_ids
         }
 
-    async def refresh(self, sockets: list[Socket]) -> None:
-        return None
+    async def refresh(self, sockets: list[Socket]) -> list[Socket]:
+        return []
 
     async def reap(self) -> list[int]:
         return []
@@ -207,16 +210,20 @@ class RedisPresence:
             )
         }
 
-    async def refresh(self, sockets: list[Socket]) -> None:
+    async def refresh(self, sockets: list[Socket]) -> list[Socket]:
         if not sockets:
-            return
+            return []
         expiry = time.time() + self._ttl
         async with self._redis.pipeline(transaction=False) as pipe:
-            # XX: only refresh what exists, so a socket already reaped stays gone.
+            # XX: only refresh what exists (a socket closed meanwhile stays gone); CH
+            # says which did: the others are missing, and the caller re-asserts them.
             pipe.zadd(self._key("conns"), {f"{u}|{s}": expiry for u, s in sockets}, xx=True)
             for user_id, socket_id in sockets:
-                pipe.zadd(self._key(f"user:{user_id}"), {socket_id: expiry}, xx=True)
-            await pipe.execute()
+                pipe.zadd(self._key(f"user:{user_id}"), {socket_id: expiry}, xx=True, ch=True)
+            results = await pipe.execute()
+        return [
+            socket for socket, found in zip(sockets, results[1:], strict=True) if not int(found)
+        ]
 
     async def reap(self) -> list[int]:
         now = time.time()

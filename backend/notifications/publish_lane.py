@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 
+from backend import metrics
 from backend.notifications import inbox_log
 from backend.notifications.publish_route import Answer, Request, publish_batch
 
@@ -68,7 +69,7 @@ class PublishLane:
         self.group_commit = group_commit
         self.settle_delay = settle_delay
         self.settle_rows = settle_rows
-        self._write = write
+        self._write = metrics.timed("publish_write", write)  # on the database thread
         self._settle = settle
         self._pending_rows = pending_rows
         self._waiting: list[tuple[Request, Done]] = []

@@ -24,6 +24,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from backend import metrics
 from backend.notifications.eager import step_eagerly
 from backend.notifications.state_io import StateDelivery
 from backend.notifications.wire import TextWriter, text_writer
@@ -114,11 +115,13 @@ class StateSocket(StateDelivery, AsyncWebsocketConsumer):  # type: ignore[misc]
             frame = pending.popleft()
             try:
                 if write_text is not None and write_text(frame):
+                    metrics.frame_sent(frame)
                     continue
                 rest = step_eagerly(self.send(text_data=frame))
             except Exception:
                 self._gone()
                 return
+            metrics.frame_sent(frame)
             if rest is not None:
                 self._writer = asyncio.ensure_future(self._write_later(rest))
                 return

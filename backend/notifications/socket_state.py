@@ -288,6 +288,11 @@ class SocketState:
             self._replayed = 0
             self._finishing = False
 
+    @property
+    def replayed(self) -> int:
+        """Notifications queued by the current (or last) catch-up run."""
+        return self._replayed
+
     # -- resume -------------------------------------------------------------
 
     @property

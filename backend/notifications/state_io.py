@@ -21,13 +21,16 @@ from collections.abc import Awaitable
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from backend import metrics
 from backend.notifications import protocol, selectors
 from backend.notifications.socket_state import ReadRows, SocketState
 from backend.notifications.wire import TextWriter
 
 logger = logging.getLogger(__name__)
 # Made once, not per read (each wrapping inspects the function).
-_inbox_replay_after = database_sync_to_async(selectors.inbox_replay_after)
+_inbox_replay_after = database_sync_to_async(
+    metrics.timed("replay_read", selectors.inbox_replay_after)
+)
 # What an operator reads in the log for the closes the state decides on.
 _CLOSE_REASONS = {
     protocol.CLOSE_TRY_AGAIN: " that fell behind",
@@ -85,6 +88,7 @@ class StateDelivery:
             count = state.count_sent(seq)
             try:
                 if write_text(frame, count):
+                    metrics.notification_sent(count is not None)
                     return
             except Exception:
                 self._gone()
@@ -130,11 +134,14 @@ class StateDelivery:
                 read = state.next_read()
                 if read is not None:
                     self._reader = asyncio.ensure_future(self._read(read))
+                elif not state.catching_up and state.close_code is None:
+                    metrics.replay_finished(state.replayed)  # its caught_up is queued
             if not state.pending or self._writer is not None or not state.ready:
                 return
             self._write()
         if not self._closing:
             self._closing = True
+            metrics.server_closed(state.close_code)
             logger.info(
                 "closing a %s of user %s%s (%s)",
                 self.kind,

@@ -27,6 +27,7 @@ from typing import Any, Final
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from backend import log_context, metrics
 from backend.api import WWW_AUTHENTICATE
 from backend.errors import BackendError, Forbidden, NotAuthenticated
 from backend.notifications import live_presence, protocol, selectors, stream_protocol
@@ -49,7 +50,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Coroutine[Any, Any, None]]
 Headers = list[tuple[bytes, bytes]]
 
-_socket_opening = database_sync_to_async(selectors.socket_opening)
+_socket_opening = database_sync_to_async(metrics.timed("socket_opening", selectors.socket_opening))
 _socket_claims = database_sync_to_async(socket_claims)
 
 # The close code a stream's state is given when its client went away (RFC 6455's
@@ -92,6 +93,15 @@ def refusal_for_close(code: int | None) -> BackendError:
 
 
 # The streams open in this process (``end_all``: the server is stopping).
+def handshake_outcome(error: BackendError) -> str:
+    """What a refused stream counts as in tray_handshakes_total (backend/metrics.py)."""
+    if isinstance(error, NotAuthenticated):
+        return metrics.TOKEN_INVALID
+    if isinstance(error, Forbidden):
+        return metrics.ACCOUNT_DISABLED
+    return metrics.OTHER
+
+
 _open: set[EventStream] = set()
 
 
@@ -175,6 +185,7 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     )
     if refusal is not None:
         logger.info("%s", refusal.replace("a WebSocket", "an event stream"))
+        metrics.handshake("stream", metrics.ORIGIN_REFUSED)
         message = "This server does not take streams for that host or from that origin."
         await _refuse(send, Forbidden(message, code="origin_refused"), [])
         return
@@ -182,6 +193,7 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         claims = await _claims(scope)
         request = stream_protocol.stream_request(scope)
     except BackendError as error:
+        metrics.handshake("stream", handshake_outcome(error))
         await _refuse(send, error, cors)
         return
     hub = Hub.current()
@@ -193,6 +205,7 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         session_id=claims.session_id,
         token_expires_at=claims.expires_at.timestamp(),
     )
+    log_context.bind_socket(stream.socket_id, claims.user_id)
     await stream.run(receive, request, headers=cors)
 
 
@@ -259,10 +272,13 @@ class EventStream(StateDelivery):
                 for project_id in request.watch
             ]
         except BackendError as error:
+            metrics.handshake(self.kind, handshake_outcome(error))
             await _refuse(self._send, error, headers)
             return False
         if self.state.closed:  # ended while it opened (a logout, the server stopping)
-            await _refuse(self._send, refusal_for_close(self.state.close_code), headers)
+            refusal = refusal_for_close(self.state.close_code)
+            metrics.handshake(self.kind, handshake_outcome(refusal))
+            await _refuse(self._send, refusal, headers)
             return False
         self._attention = opening.attention
         await self._send(
@@ -272,6 +288,7 @@ class EventStream(StateDelivery):
             {"type": "http.response.body", "body": stream_protocol.PRELUDE, "more_body": True}
         )
         self._started = True
+        metrics.handshake(self.kind, metrics.ACCEPTED)
         if self.state.closed:  # ended while the head went out
             await self._close_quietly(self.state.close_code or protocol.CLOSE_RESTART)
             return False
@@ -333,6 +350,7 @@ class EventStream(StateDelivery):
             frames.append(count)
         if frames:
             self._send_body(stream_protocol.events(frames))
+            metrics.frames_sent(frames)
 
     def _send_body(self, body: bytes) -> None:
         """Write ``body`` now, or in ``self._writer`` when the transport makes it wait."""

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError
@@ -102,16 +102,21 @@ def user_create(
     try:
         User.username_validator(username)
     except ValidationError as error:
-        raise InvalidInput(_messages(error), code="invalid_username") from None
+        raise InvalidInput(
+            _messages(error), code="invalid_username", username=list(error.messages)
+        ) from None
     if not username or len(username) > 150:
-        raise InvalidInput("A username is 1 to 150 characters.", code="invalid_username")
+        message = "A username is 1 to 150 characters."
+        raise InvalidInput(message, code="invalid_username", username=[message])
     if User.objects.filter(username__iexact=username).exists():
-        raise Conflict(f"The username {username!r} is taken.", code="username_taken")
+        message = f"The username {username!r} is taken."
+        raise Conflict(message, code="username_taken", username=[message])
     if email:
         try:
             validate_email(email)
         except ValidationError:
-            raise InvalidInput(f"Not an email address: {email}", code="invalid_email") from None
+            message = f"Not an email address: {email}"
+            raise InvalidInput(message, code="invalid_email", email=[message]) from None
     user = User(
         username=username,
         email=email,
@@ -127,9 +132,17 @@ def user_create(
         try:
             validate_password(password, user=user)
         except ValidationError as error:
-            raise InvalidInput(_messages(error), code="invalid_password") from None
+            raise InvalidInput(
+                _messages(error), code="invalid_password", password=list(error.messages)
+            ) from None
         user.set_password(password)
-    user.save()
+    try:
+        with transaction.atomic():  # a savepoint: the race below leaves the outer one usable
+            user.save()
+    except IntegrityError:
+        # Another request took the name between the check above and this insert.
+        message = f"The username {username!r} is taken."
+        raise Conflict(message, code="username_taken", username=[message]) from None
     return user
 
 
@@ -209,9 +222,73 @@ def _end(sessions: QuerySet[LoginSession], *, reason: str) -> list[tuple[int, st
 
 
 @transaction.atomic
-def sessions_end(*, user_id: int, reason: str) -> int:
-    """End every session of a user (password changed, deactivated); returns how many."""
-    return len(_end(LoginSession.objects.filter(user_id=user_id), reason=reason))
+def sessions_end(*, user_id: int, reason: str, keep_session_id: str | None = None) -> int:
+    """End every session of a user (password changed, deactivated), but
+    ``keep_session_id`` (the one that changed its own password); returns how many."""
+    sessions = LoginSession.objects.filter(user_id=user_id)
+    if keep_session_id is not None:
+        sessions = sessions.exclude(pk=keep_session_id)
+    return len(_end(sessions, reason=reason))
+
+
+WRONG_CURRENT_PASSWORD = "Your current password is not right."
+
+
+@transaction.atomic
+def password_change(
+    *, user_id: int, current_password: str, new_password: str, keep_session_id: str | None
+) -> User:
+    """A user changes their own password: every other session of theirs ends (its
+    sockets close with 4001), ``keep_session_id``, the one asking, goes on.
+
+    Raises:
+        InvalidInput: the current password is wrong (code ``wrong_password``), or the
+            configured validators reject the new one (code ``invalid_password``).
+        NotAuthenticated: the account is gone or inactive.
+    """
+    user = User.objects.select_for_update().filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise NotAuthenticated(ACCOUNT_DISABLED, code="user_inactive")
+    if not user.check_password(current_password):
+        raise InvalidInput(
+            WRONG_CURRENT_PASSWORD,
+            code="wrong_password",
+            current_password=[WRONG_CURRENT_PASSWORD],
+        )
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as error:
+        raise InvalidInput(
+            _messages(error), code="invalid_password", new_password=list(error.messages)
+        ) from None
+    user.set_password(new_password)
+    # The users app's save signal ends the sessions, sparing this one.
+    user._keep_session_id = keep_session_id  # type: ignore[attr-defined]
+    user.save(update_fields=["password"])
+    return user
+
+
+@transaction.atomic
+def session_reissue(*, user_id: int, session_id: str) -> TokenPair:
+    """A fresh pair for a live session (after its user changed the password): the
+    session's generation moves on, so its earlier refresh token stops working.
+
+    Raises:
+        NotAuthenticated: the session has ended or passed its lifetime.
+    """
+    session = (
+        LoginSession.objects.select_for_update()
+        .filter(pk=session_id, user_id=user_id, ended_at__isnull=True)
+        .first()
+    )
+    now = timezone.now()
+    if session is None or session.expires_at <= now:
+        raise _session_ended("Session has ended")
+    session.generation += 1
+    session.refreshed_at = now
+    session.save(update_fields=["generation", "refreshed_at"])
+    access, refresh = issue_pair(session, now=now)
+    return TokenPair(access=access, refresh=refresh)
 
 
 def _session_ended(reason: str) -> NotAuthenticated:

@@ -31,8 +31,13 @@ def _user_saved(sender: type[User], instance: User, created: bool, **kwargs: Any
         sessions_end(user_id=instance.pk, reason=LoginSession.END_DEACTIVATED)
         delivery.ring_on_commit({"kind": "user_disabled", "user_id": instance.pk})
     elif getattr(instance, "_password_changed", False):
-        # Whoever knew the old password may hold a session: all of them end.
-        sessions_end(user_id=instance.pk, reason=LoginSession.END_PASSWORD_CHANGED)
+        # Whoever knew the old password may hold a session: all of them end, but the
+        # one of a user who changed their own password (backend/users/services.py).
+        sessions_end(
+            user_id=instance.pk,
+            reason=LoginSession.END_PASSWORD_CHANGED,
+            keep_session_id=getattr(instance, "_keep_session_id", None),
+        )
 
 
 @receiver(pre_save, sender=User)

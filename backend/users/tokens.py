@@ -31,6 +31,7 @@ from rest_framework_simplejwt.exceptions import (
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
+from backend import log_context
 from backend.errors import Forbidden, NotAuthenticated
 from backend.numbers import positive_id
 from backend.users.models import LoginSession, User
@@ -298,13 +299,15 @@ class SessionJWTAuthentication(JWTAuthentication):
         if session_id is None:
             raise AuthenticationFailed(SESSION_ENDED, code="token_not_valid")
         try:
-            return token_user_cached(user_id, session_id=session_id)
+            user = token_user_cached(user_id, session_id=session_id)
         except Forbidden:
             raise AuthenticationFailed(ACCOUNT_DISABLED, code="user_inactive") from None
         except NotAuthenticated as error:
             # On the socket both are token_invalid; REST keeps simplejwt's two codes.
             code = "token_not_valid" if error.message == SESSION_ENDED else "user_not_found"
             raise AuthenticationFailed(error.message, code=code) from None
+        log_context.bind_user(user.pk)
+        return user
 
 
 class SessionJWTScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]

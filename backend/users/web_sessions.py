@@ -17,9 +17,10 @@ from django.conf import settings
 from django.contrib import auth
 from django.http import HttpRequest
 
+from backend import log_context
 from backend.errors import BackendError, NotAuthenticated
 from backend.users.models import User
-from backend.users.services import web_session_end, web_session_start
+from backend.users.services import password_change, web_session_end, web_session_start
 from backend.users.tokens import SESSION_ENDED, SESSION_ENDED_CODE, AccessClaims, token_user_cached
 
 LOGIN_SESSION = "tray_login_session"
@@ -44,6 +45,26 @@ def log_out(request: HttpRequest) -> None:
     auth.logout(request)
 
 
+def change_password(
+    request: HttpRequest, user: User, *, current_password: str, new_password: str
+) -> None:
+    """``user`` changes their password from this browser: their other sessions end (every
+    desktop's and browser's, whose sockets close with 4001), this browser's goes on.
+
+    Raises:
+        InvalidInput: a wrong current password or a new one the validators refuse.
+    """
+    session_id = request.session.get(LOGIN_SESSION)
+    changed = password_change(
+        user_id=user.pk,
+        current_password=current_password,
+        new_password=new_password,
+        keep_session_id=session_id if isinstance(session_id, str) else None,
+    )
+    # Django's cookie session holds a hash of the password: renewed, or it would end too.
+    auth.update_session_auth_hash(request, changed)
+
+
 def live_user(request: HttpRequest) -> User | None:
     """The logged-in user whose login session is still live, else None (and the browser
     is logged out: the session ended elsewhere, or was made before login sessions)."""
@@ -58,6 +79,7 @@ def live_user(request: HttpRequest) -> User | None:
     except BackendError:
         auth.logout(request)
         return None
+    log_context.bind_user(user.pk)
     return user
 
 

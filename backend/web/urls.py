@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern] = [
     path("", views.home, name="web-home"),
     path("login/", views.log_in, name="web-login"),
     path("logout/", views.log_out, name="web-logout"),
+    path("password/", views.password, name="web-password"),
     path("inbox/change/", views.change, name="web-inbox-change"),
     path("attention/dnd/", views.do_not_disturb, name="web-do-not-disturb"),
     re_path(

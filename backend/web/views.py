@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from backend.attention.selectors import attention_of
 from backend.attention.services import attention_update
@@ -255,6 +255,49 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     response = _page(request, "404.html", title="Not found")
     response.status_code = 404
     return response
+
+
+def _password_page(
+    request: HttpRequest, *, status: int = 200, error: str = "", changed: bool = False
+) -> HttpResponse:
+    response = _page(
+        request, "password.html", error=error, changed=changed, title="Change password"
+    )
+    response.status_code = status
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@_logged_in
+def password(request: HttpRequest) -> HttpResponse:
+    """Change your password: your other sessions end (desktops and browsers, their
+    sockets closed), this one goes on. Throttled with the login (``TRAY_LOGIN_RATE``),
+    before the current password is checked. A plain form: no script needed."""
+    if request.method == "GET":
+        return _password_page(request, changed=request.GET.get("changed") == "1")
+    wait = login_attempt_allowed(request)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        response = _password_page(
+            request,
+            status=429,
+            error=f"Too many password attempts from your address. Try again in {seconds} seconds.",
+        )
+        response["Retry-After"] = str(seconds)
+        return response
+    new_password = request.POST.get("new_password", "")
+    if new_password != request.POST.get("new_password_again", ""):
+        return _password_page(request, status=400, error="The two new passwords differ.")
+    try:
+        web_sessions.change_password(
+            request,
+            _user(request),
+            current_password=request.POST.get("current_password", "")[:4096],
+            new_password=new_password[:4096],
+        )
+    except InvalidInput as error:
+        return _password_page(request, status=400, error=error.message)
+    return HttpResponseRedirect("/password/?changed=1")
 
 
 @require_POST

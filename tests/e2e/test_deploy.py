@@ -19,6 +19,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import secrets
 import shlex
 import shutil
@@ -686,3 +687,385 @@ def test_forwarded_headers_are_believed_only_from_the_configured_proxy(
     assert server.wait_for_output('"POST /api/auth/token/ HTTP/1.1" 200'), server.output()
     assert re.search(rf'{re.escape(seen)}:\d+ - "POST /api/auth/token/', server.output())
     assert ("strict-transport-security" in response.headers) is trusted
+
+
+# --- the documented steps, as written in docs/deployment.md ---------------------------
+#
+# The doc marks each block these tests run with an HTML comment just above its fence,
+# ``<!-- tested: NAME ... -->``. A test takes the block's text from the doc, replaces
+# only the machine's paths, user and port (each found exactly once, so an edit to the
+# doc cannot leave the test behind silently) and runs it.
+
+DEPLOYMENT_DOC = REPO_ROOT / "docs" / "deployment.md"
+DOC_ENV_FILE = "/etc/tray-notifier-server/env"
+DOC_DATA_DIR = "/var/lib/tray-notifier-server"
+# What the tested wrapper runs as in this test: an unprivileged user every Debian has.
+WRAPPER_TEST_USER = "nobody"
+
+
+def documented_block(name: str) -> str:
+    """The text of the fenced block marked ``<!-- tested: NAME ... -->`` in the doc."""
+    pattern = re.compile(
+        rf"^<!-- tested: {re.escape(name)}\b[^\n]*-->\n```[a-z]*\n(.*?)^```$", re.M | re.S
+    )
+    blocks = pattern.findall(DEPLOYMENT_DOC.read_text())
+    assert len(blocks) == 1, f"docs/deployment.md must mark exactly one block {name!r}"
+    return str(blocks[0])
+
+
+def substituted(text: str, replacements: Mapping[str, str]) -> str:
+    for placeholder, value in replacements.items():
+        assert text.count(placeholder) == 1, placeholder
+        text = text.replace(placeholder, value)
+    return text
+
+
+def postgres_admin(postgres_server: Any, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_server.admin_dsn, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def run_documented_postgres_setup(postgres_server: Any, env_file: Path) -> str:
+    """The doc's role-and-database block against the test's PostgreSQL cluster; returns
+    the DATABASE_URL the block appended to ``env_file``."""
+    # The cluster lives for the whole session: start from no role and no database.
+    postgres_admin(postgres_server, "DROP DATABASE IF EXISTS tray", "DROP ROLE IF EXISTS tray")
+    replacements = {
+        DOC_ENV_FILE: str(env_file),
+        "@127.0.0.1:5432/": f"@{postgres_server.host}:{postgres_server.port}/",
+    }
+    runs_as_postgres = os.geteuid() == 0 and shutil.which("runuser", path="/usr/sbin:/sbin")
+    if not runs_as_postgres:
+        # runuser needs root; without it psql runs as this user, as the same superuser.
+        replacements["runuser -u postgres -- "] = ""
+    script = substituted(documented_block("postgres-role"), replacements)
+    before = env_file.read_text() if env_file.exists() else ""
+    done = subprocess.run(
+        ["bash", "-e", "-u", "-o", "pipefail", "-c", script],
+        # Where the cluster listens; the rest as a root shell would have it.
+        env={
+            "PATH": os.environ["PATH"],
+            "LANG": "C.UTF-8",
+            "PGHOST": postgres_server.host,
+            "PGPORT": str(postgres_server.port),
+            "PGUSER": "postgres",
+        },
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    added = env_file.read_text()[len(before) :].splitlines()
+    assert len(added) == 1, added
+    assert added[0].startswith("DATABASE_URL="), added
+    url = added[0].removeprefix("DATABASE_URL=")
+    # A generated password, usable in a URL and in the env file as it stands.
+    assert re.fullmatch(
+        rf"postgres://tray:[A-Za-z0-9_-]{{40,}}@{re.escape(postgres_server.host)}:"
+        rf"{postgres_server.port}/tray",
+        url,
+    ), url
+    return url
+
+
+@pytest.mark.postgres
+def test_the_documented_postgres_role_owns_its_database_and_migrates(
+    postgres_server: Any, tmp_path: Path
+):
+    """PostgreSQL 15 took CREATE on the schema public from PUBLIC. The doc's commands
+    make the server's role the database's owner, so the server migrates as that role;
+    a role that merely connects (the control) fails on the same cluster."""
+    import psycopg
+
+    env_file = tmp_path / "env"
+    url = run_documented_postgres_setup(postgres_server, env_file)
+    with psycopg.connect(url) as connection:
+        version = connection.execute("SHOW server_version_num").fetchone()
+        assert version is not None
+        assert int(version[0]) >= 150000, version
+    env = production_env(tmp_path / "data", DATABASE_URL=url)
+    migrated = run_cli("manage", "migrate", "--verbosity", "1", env=env, timeout=120)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    with psycopg.connect(url) as connection:
+        owners = connection.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        assert owners == [("tray",)], owners
+        assert connection.execute("SELECT count(*) FROM django_migrations").fetchone() != (0,)
+
+    # The control: a role that does not own its database, as before the doc said so.
+    postgres_admin(
+        postgres_server,
+        "DROP DATABASE IF EXISTS tray_guest",
+        "DROP ROLE IF EXISTS tray_guest",
+        "CREATE ROLE tray_guest LOGIN",
+        "CREATE DATABASE tray_guest",
+    )
+    guest = f"postgres://tray_guest@{postgres_server.host}:{postgres_server.port}/tray_guest"
+    refused = run_cli(
+        "manage",
+        "migrate",
+        env=production_env(tmp_path / "guest", DATABASE_URL=guest),
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    assert "permission denied for schema public" in refused.stdout + refused.stderr
+
+
+def documented_wrapper(directory: Path, *, env_file: Path, data_dir: Path, user: str) -> Path:
+    """The doc's ``tray-admin`` saved as ``directory/tray-admin``, pointed at this test's
+    env file, data directory, program and user."""
+    script = substituted(
+        documented_block("tray-admin"),
+        {
+            f". {DOC_ENV_FILE}\n": f". {env_file}\n",
+            f"TRAY_DATA_DIR={DOC_DATA_DIR}": f"TRAY_DATA_DIR={data_dir}",
+            "runuser -u tray-notifier --": f"runuser -u {user} --",
+            INSTALLED_PROGRAM: str(SERVER_PROGRAM),
+        },
+    )
+    assert script.startswith("#!/bin/sh\n")
+    wrapper = directory / "tray-admin"
+    wrapper.write_text(script)
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _owner_paths(root: Path) -> dict[str, int]:
+    return {str(path): path.lstat().st_uid for path in [root, *root.rglob("*")]}
+
+
+@pytest.mark.postgres
+def test_the_documented_first_admin_through_tray_admin_can_log_in(
+    postgres_server: Any, tmp_path: Path
+):
+    """Root, without sudo: the doc's PostgreSQL block, its ``tray-admin`` wrapper (the
+    service's settings from the env file, the service's user through runuser), and its
+    first-admin block run as written with the password on stdin. The server, started
+    through the same wrapper, migrates as the new role; the admin logs in over REST,
+    receives the block's notification, and every file in the data directory belongs to
+    the service's user."""
+    if os.geteuid() != 0:
+        pytest.skip("the wrapper is for root: runuser needs it")
+    runuser = _require("runuser", "util-linux")
+    # The service's user must be able to run this checkout's interpreter: not so when the
+    # virtualenv's Python lives under /root (pyenv). Then the wrapper drops to root
+    # itself, and everything but the change of user is still tested.
+    probe = subprocess.run(
+        [runuser, "-u", WRAPPER_TEST_USER, "--", str(SERVER_PROGRAM), "--help"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    user_name = WRAPPER_TEST_USER if probe.returncode == 0 else "root"
+    service_user = pwd.getpwnam(user_name)
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\nTRAY_ALLOWED_HOSTS=127.0.0.1,localhost\n"
+    )
+    env_file.chmod(0o600)
+    run_documented_postgres_setup(postgres_server, env_file)
+    # pytest's tmp_path is private to root: the service's user gets a directory of its
+    # own in /tmp, as StateDirectory= gives it one.
+    data_dir = Path(tempfile.mkdtemp(prefix="tray-state-"))
+    os.chown(data_dir, service_user.pw_uid, service_user.pw_gid)
+    # Where root keeps it (/usr/local/sbin): readable by everyone, for the refusal below.
+    bin_dir = Path(tempfile.mkdtemp(prefix="tray-bin-"))
+    bin_dir.chmod(0o755)
+    wrapper = documented_wrapper(bin_dir, env_file=env_file, data_dir=data_dir, user=user_name)
+    # A root shell's environment: none of the settings, only what the env file gives.
+    shell_env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "LANG": "C.UTF-8",
+        "HOME": "/root",
+    }
+    process = subprocess.Popen(
+        [str(wrapper), "serve", "--host", "127.0.0.1", "--port", "0"],
+        env=shell_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    pump = OutputPump(process.stdout)  # type: ignore[arg-type]
+    try:
+        line = pump.wait_for(lambda text: "listening on " in text, 120)
+        assert line is not None, pump.text()
+        url = line.split("listening on ", 1)[1].strip()
+        password = secrets.token_urlsafe(18)
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", documented_block("first-admin")],
+            env=shell_env,
+            input=password + "\n",  # what `read -rs` would take from the terminal
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        with httpx.Client(base_url=url, timeout=30) as client:
+            login = client.post(
+                "/api/auth/token/", json={"username": "admin", "password": password}
+            )
+            assert login.status_code == 200, login.text
+            headers = {"Authorization": f"Bearer {login.json()['access']}"}
+            me = client.get("/api/me", headers=headers)
+            assert me.status_code == 200, me.text
+            assert me.json()["username"] == "admin"
+            assert me.json()["is_staff"] is True
+            inbox = client.get("/api/inbox/", params={"limit": 1}, headers=headers)
+            assert inbox.status_code == 200, inbox.text
+            assert "Hello from production" in inbox.text
+            wrong = client.post(
+                "/api/auth/token/", json={"username": "admin", "password": password + "x"}
+            )
+            assert wrong.status_code == 401, wrong.text
+        owners = _owner_paths(data_dir)
+        assert set(owners.values()) == {service_user.pw_uid}, owners
+        # Not as root, it says so and runs nothing.
+        refused = subprocess.run(
+            ["runuser", "-u", WRAPPER_TEST_USER, "--", str(wrapper), "create-api-key", "x"],
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("tray-admin: run it as root")
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # runuser passes it on to the server
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        pump.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(bin_dir, ignore_errors=True)
+    assert "Traceback" not in pump.text(), pump.text()
+
+
+def test_the_unit_and_the_site_are_sized_for_many_sockets():
+    """The unit's descriptor limit, and least_conn in the site's upstream (before
+    keepalive, where nginx requires balancing methods), as docs/deployment.md says."""
+    assert unit_values("LimitNOFILE") == ["65536"]
+    upstream = re.search(
+        r"^upstream tray_notifier_server \{(.*?)^\}", SITE_FILE.read_text(), re.M | re.S
+    )
+    assert upstream is not None
+    directives = [
+        line.strip()
+        for line in upstream.group(1).splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert directives[0] == "least_conn;", directives
+    assert directives[-1].startswith("keepalive "), directives
+    doc = DEPLOYMENT_DOC.read_text()
+    assert "LimitNOFILE=65536" in doc
+    limits = documented_block("nginx-main")
+    connections = int(re.search(r"worker_connections (\d+);", limits).group(1))  # type: ignore[union-attr]
+    rlimit = int(re.search(r"worker_rlimit_nofile (\d+);", limits).group(1))  # type: ignore[union-attr]
+    assert rlimit >= connections
+    # Every connection nginx holds is a descriptor on the server too (one per socket).
+    assert rlimit <= 65536
+
+
+def test_the_documented_nginx_limits_and_two_least_conn_servers_pass_nginx_t(tmp_path: Path):
+    """The doc's main-context block (worker_rlimit_nofile, worker_connections) around the
+    shipped site with a second server line uncommented: ``nginx -t`` accepts it without a
+    warning, and a running worker gets the descriptor limit the doc promises."""
+    binary = _require("nginx", "nginx-light")
+    ca = ThrowawayCA.create(tmp_path / "ca")
+    cert = ca.issue("nginx")
+    prefix = Path(tempfile.mkdtemp(prefix="tray-nginx-"))
+    try:
+        site = render_site(
+            SITE_FILE.read_text(),
+            socket_path=prefix / "one.sock",
+            http_port=free_port(),
+            https_port=free_port(),
+            cert=cert,
+        )
+        site = substituted(
+            site,
+            {
+                "#server unix:/run/tray-notifier-server-2/server.sock;": (
+                    f"server unix:{prefix / 'two.sock'};"
+                )
+            },
+        )
+        (prefix / "site.conf").write_text(site)
+        user = ""
+        if os.geteuid() == 0:
+            user = f"user {pwd.getpwuid(0).pw_name} {grp.getgrgid(0).gr_name};"
+        temp = " ".join(
+            f"{kind}_temp_path {prefix / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            f"{user}\n{documented_block('nginx-main')}\n"
+            f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} info;\n"
+            f"http {{ access_log off; {temp} include {prefix / 'site.conf'}; }}\n"
+        )
+        test = subprocess.run(
+            [binary, "-t", "-p", str(prefix), "-c", str(conf), "-e", "stderr"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert test.returncode == 0, test.stderr
+        assert "[warn]" not in test.stderr, test.stderr
+        assert "[emerg]" not in test.stderr, test.stderr
+        assert "least_conn" in site
+
+        # Running, a worker has the doc's descriptor limit, or nginx says why it could
+        # not raise it (a hard limit below it, as in some containers; the doc says so).
+        wanted = re.search(r"worker_rlimit_nofile (\d+);", documented_block("nginx-main"))
+        assert wanted is not None
+        process = subprocess.Popen(
+            [binary, "-p", str(prefix), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+
+            def workers() -> list[str]:
+                if process.poll() is not None:
+                    return ["gone"]
+                return children.read_text().split()
+
+            _wait_for(lambda: bool(workers()), timeout=20, what="nginx's workers")
+            assert process.poll() is None, (prefix / "error.log").read_text()
+            worker = workers()[0]
+            limits = Path(f"/proc/{worker}/limits").read_text()
+            soft = re.search(r"^Max open files\s+(\d+)", limits, re.M)
+            assert soft is not None, limits
+            if int(soft.group(1)) != int(wanted.group(1)):
+                _wait_for(
+                    lambda: "setrlimit(RLIMIT_NOFILE" in (prefix / "error.log").read_text(),
+                    timeout=10,
+                    what="nginx's reason for the descriptor limit",
+                )
+                # Legitimate only when nginx inherited a hard limit below the doc's.
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                assert hard < int(wanted.group(1)), (prefix / "error.log").read_text()
+        finally:
+            process.send_signal(signal.SIGQUIT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)

@@ -52,3 +52,18 @@ async def test_of_processes_told_at_once_one_changes_it(store: PresenceStore) ->
     assert changed.count(True) == 1
     changed = await asyncio.gather(*(store.apply_dnd(9, dnd=False) for _ in range(20)))
     assert changed.count(True) == 1
+
+
+async def test_refresh_names_the_sockets_the_store_lost(store: PresenceStore) -> None:
+    """Redis restarted empty (FLUSHALL here): the refresh says which sockets are gone, so
+    the process puts them back (hub._reassert_presence); it never re-adds one itself."""
+    sockets = [(11, "p:1"), (11, "p:2"), (12, "p:3")]
+    for socket in sockets:
+        await store.socket_opened(socket)
+    assert await store.refresh(sockets) == []
+    if isinstance(store, RedisPresence):
+        await store._redis.flushall()
+        assert await store.refresh(sockets) == sockets
+        assert (await store.states([11, 12]))[11].online is False  # not re-added by refresh
+        assert await store.socket_opened((11, "p:1")) is True
+        assert await store.refresh(sockets) == [(11, "p:2"), (12, "p:3")]
