@@ -84,9 +84,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         rendered = Response({"error": body}, status=exc.status)
         if exc.status == status.HTTP_401_UNAUTHORIZED:
             rendered["WWW-Authenticate"] = WWW_AUTHENTICATE
-        if isinstance(exc, db_faults.DatabaseUnavailable):
-            rendered["Retry-After"] = str(exc.retry_after)
-            rendered._has_been_logged = True  # type: ignore[attr-defined]  # said once
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):
+            # An outage (the database, Redis), said once in the log where it was noticed.
+            rendered["Retry-After"] = str(retry_after)
+            rendered._has_been_logged = True  # type: ignore[attr-defined]
         return rendered
     # DRF converts these two itself, but into new objects this function would not see.
     if isinstance(exc, Http404):

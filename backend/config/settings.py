@@ -258,6 +258,12 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A database host that stops answering (a black hole, not a refusal) would hold
+        # the database thread for the kernel's TCP timeout, minutes, on every reconnect:
+        # give up after 5 s and answer 503 (backend/db_faults.py). A connect_timeout in
+        # DATABASE_URL wins.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     DATABASES = {
         "default": {

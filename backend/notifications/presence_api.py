@@ -9,6 +9,8 @@ only the hub's part there.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.api import ErrorSerializer, WriteRateThrottle, request_user
-from backend.errors import NotFound
+from backend.errors import BackendError, NotFound
 from backend.notifications import live_presence, protocol
 from backend.notifications.hub import Hub
 from backend.notifications.serializers import ActorSerializer
@@ -72,9 +74,10 @@ class ProjectPresenceApi(APIView):
         pk = positive_id(project_id)
         if pk is None:
             raise NotFound("No such project.")
-        snapshot = live_presence.presence_snapshot_sync(
-            hub=Hub.current(), user_id=user.pk, project_id=pk
-        )
+        with _redis_guard():
+            snapshot = live_presence.presence_snapshot_sync(
+                hub=Hub.current(), user_id=user.pk, project_id=pk
+            )
         return Response(snapshot)
 
 
@@ -96,7 +99,35 @@ class PresenceStatusApi(APIView):
     def post(self, request: Request) -> Response:
         user = request_user(request)
         body = request.data if isinstance(request.data, dict) else {}
-        status = live_presence.status_set_sync(
-            hub=Hub.current(), user_id=user.pk, status=body.get("status"), until=body.get("until")
-        )
+        with _redis_guard():
+            status = live_presence.status_set_sync(
+                hub=Hub.current(),
+                user_id=user.pk,
+                status=body.get("status"),
+                until=body.get("until"),
+            )
         return Response({"status": status})
+
+
+class PresenceUnavailable(BackendError):
+    """Scale mode: Redis, where presence lives, cannot be reached now."""
+
+    code = "presence_unavailable"
+    status = 503
+    retry_after = 5
+
+
+@contextlib.contextmanager
+def _redis_guard() -> Iterator[None]:
+    """Redis away answers 503 with Retry-After (said once in the log by the doorbell's
+    link), not a 500."""
+    try:
+        yield
+    except Exception as error:
+        hub = Hub.current()
+        if not hub.redis_lost(error):
+            raise
+        raise PresenceUnavailable(
+            "Presence is unavailable right now (the server cannot reach Redis). "
+            "Try again in a few seconds."
+        ) from None

@@ -26,8 +26,9 @@ from typing import Any, Final
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
-from backend import log_context, metrics
+from backend import db_faults, log_context, metrics
 from backend.api import WWW_AUTHENTICATE
 from backend.errors import BackendError, Forbidden, NotAuthenticated
 from backend.notifications import live_presence, protocol, selectors, stream_protocol
@@ -131,10 +132,22 @@ async def _refuse(send: Send, error: BackendError, headers: Headers) -> None:
     extra = list(headers)
     if error.status == 401:
         extra.append((b"www-authenticate", WWW_AUTHENTICATE.encode()))
+    elif isinstance(error, db_faults.DatabaseUnavailable):
+        extra.append((b"retry-after", b"%d" % error.retry_after))
     elif error.status == 503:
         extra.append((b"retry-after", b"1"))
     for message in answer(error.status, error.code, error.message, extra):
         await send(message)
+
+
+def _refusal(error: BackendError | OperationalError | InterfaceError) -> BackendError:
+    """What to answer before the stream opens: the error itself, or, for the database
+    being away (full, read-only), the REST API's 503/507 with Retry-After."""
+    if isinstance(error, BackendError):
+        return error
+    fault = db_faults.classify(error)
+    assert fault is not None  # classify knows both of Django's database errors
+    return fault
 
 
 async def _claims(scope: Scope) -> AccessClaims:
@@ -192,9 +205,10 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         claims = await _claims(scope)
         request = stream_protocol.stream_request(scope)
-    except BackendError as error:
-        metrics.handshake("stream", handshake_outcome(error))
-        await _refuse(send, error, cors)
+    except (BackendError, OperationalError, InterfaceError) as error:
+        answered = _refusal(error)
+        metrics.handshake("stream", handshake_outcome(answered))
+        await _refuse(send, answered, cors)
         return
     hub = Hub.current()
     await hub.start()
@@ -271,9 +285,10 @@ class EventStream(StateDelivery):
                 )
                 for project_id in request.watch
             ]
-        except BackendError as error:
-            metrics.handshake(self.kind, handshake_outcome(error))
-            await _refuse(self._send, error, headers)
+        except (BackendError, OperationalError, InterfaceError) as error:
+            refusal = _refusal(error)
+            metrics.handshake(self.kind, handshake_outcome(refusal))
+            await _refuse(self._send, refusal, headers)
             return False
         if self.state.closed:  # ended while it opened (a logout, the server stopping)
             refusal = refusal_for_close(self.state.close_code)

@@ -127,6 +127,7 @@ def _settings_in_subprocess(tmp_path: Path, env: dict[str, str]) -> dict[str, ob
         "'CSRF_TRUSTED_ORIGINS', 'FORWARDED_ALLOW_IPS', 'REDIS_URL', "
         "'SECURE_PROXY_SSL_HEADER')}"
         " | {'DB': s.DATABASES['default']['ENGINE']}"
+        " | {'DB_OPTIONS': s.DATABASES['default'].get('OPTIONS', {}).get('connect_timeout')}"
         " | {'RATES': s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']}))\n"
     )
     result = subprocess.run(
@@ -168,6 +169,7 @@ def test_the_embedded_default_is_unchanged(tmp_path: Path):
         "REDIS_URL": "",
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.sqlite3",
+        "DB_OPTIONS": None,
         "RATES": {
             "login": "20/min",
             "project_create": "20/hour",
@@ -207,6 +209,8 @@ def test_production_settings_for_a_reverse_proxy(tmp_path: Path):
         # uvicorn sets the scheme from trusted proxies only (tests/e2e/test_deploy.py).
         "SECURE_PROXY_SSL_HEADER": None,
         "DB": "django.db.backends.postgresql",
+        # A black-holed database host gives up after 5 s, not the kernel's minutes.
+        "DB_OPTIONS": 5,
         "RATES": {
             "login": "20/min",
             "project_create": "20/hour",
@@ -248,6 +252,13 @@ def test_production_refusal_is_improperly_configured_for_any_asgi_server(tmp_pat
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY")
     assert not (tmp_path / "data" / "secret_key").exists()
+
+
+def test_a_connect_timeout_in_the_database_url_wins(tmp_path: Path):
+    values = _settings_in_subprocess(
+        tmp_path, {"DATABASE_URL": "postgres://tray:secret@db.internal/tray?connect_timeout=12"}
+    )
+    assert values["DB_OPTIONS"] == 12
 
 
 def test_throttle_rates_come_from_the_environment(tmp_path: Path):

@@ -302,6 +302,15 @@ def test_postgres_restarted_and_stopped_while_publishes_and_a_client_run(
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "database_unavailable"
         assert refused.headers["retry-after"] == "5"
+        # The HTTP fallback's stream too: refused before it opens, with the same body.
+        streamed = httpx.get(
+            f"{second.url}/api/stream/",
+            headers={"Authorization": "Bearer " + _token_of(publisher)},
+            timeout=HTTP_TIMEOUT,
+        )
+        assert streamed.status_code == 503, streamed.text
+        assert streamed.json()["error"]["code"] == "database_unavailable"
+        assert streamed.headers["retry-after"] == "5"
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
         stored_during_outage = len(publisher.sent) - before
         start_postgres(own_postgres)

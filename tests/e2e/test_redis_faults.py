@@ -229,6 +229,16 @@ async def test_while_redis_is_down_a_process_delivers_its_own_publishes_and_the_
             f"{b.url}/api/auth/logout/", json={"refresh": laptop_session["refresh"]}
         )
     assert response.status_code == 204, response.text
+    # Presence lives in Redis: its REST routes answer 503 with Retry-After, not a 500.
+    async with httpx.AsyncClient(timeout=30) as rest:
+        refused = await rest.post(
+            f"{b.url}/api/presence/status/",
+            json={"status": "away"},
+            headers={"Authorization": f"Bearer {login(b, 'carol')}"},
+        )
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "presence_unavailable"
+    assert refused.headers["retry-after"] == "5"
 
     private_redis.start()
     returned = time.monotonic()
