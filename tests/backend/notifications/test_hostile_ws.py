@@ -505,8 +505,15 @@ async def test_frames_that_break_the_transport_close_with_the_documented_code(
     for name, attack, code in closing:
         ws = await open_socket(server, headers=bearer(access))
         await hello(ws)
-        await attack(ws)
-        got, _ = await closed_with(ws)
+        got: int | None
+        try:
+            await attack(ws)
+        except ConnectionClosed as closed:
+            # The server read past its limit and closed while the client was still
+            # writing (a megabyte): the close frame it sent carries the code.
+            got = closed.rcvd.code if closed.rcvd else None
+        else:
+            got, _ = await closed_with(ws)
         assert got == code, name
         await attacks.survived(f"transport: {name}")
 
