@@ -84,9 +84,12 @@ def counting() -> Iterator[None]:
 
 
 def _local_samples() -> Samples:
+    """This process's own ``tray_`` samples (the process collector's CPU and memory
+    move by themselves between two reads)."""
     from prometheus_client import generate_latest
 
-    return _samples(generate_latest(metrics.REGISTRY).decode())
+    samples = _samples(generate_latest(metrics.REGISTRY).decode())
+    return {key: value for key, value in samples.items() if key[0].startswith("tray_")}
 
 
 def _delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
