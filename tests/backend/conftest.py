@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 from django.test import Client as DjangoClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -18,6 +19,15 @@ from backend.notifications.hub import Hub
 from backend.users.models import User
 
 WAIT = 5  # seconds a test waits for an expected frame before failing
+
+
+@pytest.fixture
+def fresh_rate_limits() -> Iterator[None]:
+    """Empty the cache the rate limits count in, before and after the test: each test
+    starts with a whole budget and leaves none of its attempts to the next."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ goes on with a fresh pair."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from backend.errors import InvalidInput
@@ -25,14 +23,7 @@ REFRESH = "/api/auth/token/refresh/"
 ME = "/api/me"
 NEW_PASSWORD = "a-Much-longer-one-42"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ CSRF-protected form that ends the user's other sessions and keeps this browser's
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,16 +16,9 @@ from backend.users.throttling import LoginRateThrottle
 from backend.users.web_sessions import LOGIN_SESSION
 from tests.backend.users.test_api_auth import bearer
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 NEW = "a-Much-longer-one-42"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
