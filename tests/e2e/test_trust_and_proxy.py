@@ -35,8 +35,9 @@ from tests.tray_app.conftest import HeadlessClient, client_env
 from tests.tray_app.net.test_live import Recorder
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
+from tray_app.net.connection_state import ConnectionState
 from tray_app.net.errors import NetError, ProxyFailure, TlsFailure
-from tray_app.net.live import ConnectionState, LiveSession, websocket_connector
+from tray_app.net.live import LiveSession, websocket_connector
 from tray_app.net.transport import Transport
 
 pytestmark = pytest.mark.asyncio

@@ -45,7 +45,8 @@ from tray_app.engine import (
 )
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
-from tray_app.net.live import ConnectionState, Connector, websocket_connector
+from tray_app.net.connection_state import ConnectionState
+from tray_app.net.live import Connector, websocket_connector
 from tray_app.net.transport import Transport
 from tray_app.net.transport_choice import TransportChoice
 from tray_app.store.db import OpenedDatabase, account_database_path, open_database

@@ -32,7 +32,8 @@ from tray_app.engine import (
     ReadStateChanged,
 )
 from tray_app.net.api import ApiClient
-from tray_app.net.live import Connection, ConnectionState
+from tray_app.net.connection_state import ConnectionState
+from tray_app.net.live import Connection
 from tray_app.net.stream import stream_connector
 from tray_app.net.transport import Transport
 from tray_app.net.transport_choice import TransportChoice

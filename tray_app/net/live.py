@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import websockets
@@ -46,6 +44,7 @@ from tray_app import __version__
 from tray_app.net import protocol
 from tray_app.net.api import Tokens
 from tray_app.net.backoff import Backoff
+from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.net.errors import (
     AccountDisabled,
     LoginRequired,
@@ -86,35 +85,6 @@ FRAMES_PER_TURN = 20
 # Error codes that answer the resume asked for at connect (``?after_seq``): without a
 # ref, right after hello. The replay is then not coming; the engine decides what next.
 RESUME_ERRORS = frozenset({"invalid_cursor", "cursor_ahead"})
-
-
-class ConnectionState(enum.Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    OFFLINE = "offline"
-    LOGIN_REQUIRED = "login_required"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """Where the session stands.
-
-    Attributes:
-        state: the new state.
-        next_attempt_at: for RECONNECTING and OFFLINE, when the next attempt starts
-            (epoch seconds, for a UI to show "retrying in 12 s").
-        error: why the last connection ended or failed, if it did.
-        fallback_reason: while the session uses the HTTP stream, why (for the UI:
-            "Connected (HTTP fallback: WebSockets are blocked on this network)"); None
-            on the socket.
-    """
-
-    state: ConnectionState
-    next_attempt_at: float | None = None
-    error: NetError | None = None
-    fallback_reason: str | None = None
 
 
 class Connection(Protocol):

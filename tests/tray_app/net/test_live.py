@@ -25,14 +25,13 @@ from tests.fixtures.services import RunningServer
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
+from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.net.live import (
     FRAMES_PER_TURN,
     PING_INTERVAL,
     PONG_TIMEOUT,
-    ConnectionState,
     Connector,
     LiveSession,
-    StateChange,
     websocket_connector,
 )
 from tray_app.net.transport import Transport

@@ -23,7 +23,8 @@ from tests.tray_app.net.test_live import Recorder
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
-from tray_app.net.live import Connection, ConnectionState, LiveSession, websocket_connector
+from tray_app.net.connection_state import ConnectionState
+from tray_app.net.live import Connection, LiveSession, websocket_connector
 from tray_app.net.stream import stream_connector
 from tray_app.net.transport import Transport
 from tray_app.net.transport_choice import REASON_BLOCKED, TransportChoice

@@ -18,6 +18,7 @@ import pytest
 from tests.fixtures.services import RunningServer, ServerFactory
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
+from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.net.errors import (
     AccountDisabled,
     NetError,
@@ -26,14 +27,7 @@ from tray_app.net.errors import (
     ServerFailure,
     ServerUnreachable,
 )
-from tray_app.net.live import (
-    Closed,
-    Connection,
-    ConnectionState,
-    HandshakeRefused,
-    LiveSession,
-    StateChange,
-)
+from tray_app.net.live import Closed, Connection, HandshakeRefused, LiveSession
 from tray_app.net.stream import (
     NotOverHttp,
     StreamConnection,

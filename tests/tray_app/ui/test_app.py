@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QSystemTrayIcon
 from tests.fixtures.services import RunningServer, free_port
 from tests.tray_app.conftest import WaitingKeyring
 from tray_app import autostart
-from tray_app.net.live import ConnectionState
+from tray_app.net.connection_state import ConnectionState
 from tray_app.preferences import PREFERENCES_FILE
 from tray_app.ui.app import AppOptions, TrayApp
 

@@ -11,7 +11,7 @@ import pytest
 from tray_app.engine import Engine
 from tray_app.net import protocol
 from tray_app.net.api import ApiClient
-from tray_app.net.live import ConnectionState, StateChange
+from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.store.db import open_database
 from tray_app.store.inbox import Inbox
 from tray_app.store.outbox import Outbox

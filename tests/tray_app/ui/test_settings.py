@@ -40,7 +40,7 @@ from tests.fixtures.services import RunningServer
 from tray_app import config
 from tray_app.attention import Attention
 from tray_app.managed import MANAGED_NOTE, ManagedConfig, parse_managed_config
-from tray_app.net.live import ConnectionState
+from tray_app.net.connection_state import ConnectionState
 from tray_app.preferences import Preferences, SavedPreferences
 from tray_app.ui.app import AppOptions, TrayApp
 from tray_app.ui.settings import (
