@@ -100,16 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    """The tray app: one instance per user, on a qasync loop, until the user quits."""
+    """The tray app: one instance per user, on a qasync loop, until the user quits.
+
+    The tray icon comes first (issue 20): Qt, the icon with the last unread count the
+    local store knows (greyed until connected) and nothing else; only once it is on the
+    bus are the rest of the app, the network stack and the keyring loaded.
+    """
     import getpass
 
-    import qasync
     from PySide6.QtWidgets import QApplication
 
     from tray_app.logs import configure_logging
-    from tray_app.ui.app import AppOptions, TrayApp
+    from tray_app.store.glance import last_unread_count
     from tray_app.ui.badge import app_icon
     from tray_app.ui.single_instance import SingleInstance
+    from tray_app.ui.tray import TrayController, TrayState
 
     log_file = configure_logging(args.log_level if args.log_level != "WARNING" else "INFO")
     app = QApplication(sys.argv[:1])
@@ -124,10 +129,27 @@ def run_gui(args: argparse.Namespace) -> int:
         return 0
     settings = config.Settings.load()
     server_url = args.server or os.environ.get("TRAY_NOTIFIER_SERVER") or settings.server_url
+    username = args.username or settings.username
+    data_dir = config.data_dir()
+    tray = TrayController()
+    tray.set_state(
+        TrayState.starting(
+            username=username or None,
+            unread=last_unread_count(data_dir, server_url, username),
+        )
+    )
+    tray.show()
+    # The registration is on the bus before the imports below hold this thread.
+    app.processEvents()
+
+    import qasync
+
+    from tray_app.ui.app import AppOptions, TrayApp
+
     options = AppOptions(
         server_url=server_url.rstrip("/"),
-        username=args.username or settings.username,
-        data_dir=config.data_dir(),
+        username=username,
+        data_dir=data_dir,
         config_dir=config.config_dir(),
         password=os.environ.get("TRAY_NOTIFIER_PASSWORD") or None,
         session_only=args.session_only,
@@ -135,13 +157,13 @@ def run_gui(args: argparse.Namespace) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     loop.set_default_executor(io_executor())
-    tray = TrayApp(options)
-    instance.activation_requested.connect(tray.activate)
-    wakeup = quit_on_signals(loop, tray.quit)
+    tray_app = TrayApp(options, tray=tray)
+    instance.activation_requested.connect(tray_app.activate)
+    wakeup = quit_on_signals(loop, tray_app.quit)
     logging.getLogger(__name__).info("started; logging to %s", log_file)
     try:
         with loop:
-            loop.run_until_complete(tray.run())
+            loop.run_until_complete(tray_app.run())
     finally:
         if wakeup is not None:
             wakeup.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from tray_app.config import APP_NAME
-from tray_app.net import redact
+from tray_app.net.redaction import redact
 
 LOG_FILE_BYTES = 1_000_000
 LOG_BACKUPS = 5

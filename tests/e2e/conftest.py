@@ -20,6 +20,7 @@ from playwright.sync_api import Page
 from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.browser import chromium_binary, launch
+from tests.e2e.desktop import TrayDesktop
 from tests.fixtures.services import RunningServer, _missing
 
 WAIT = 10.0  # seconds to wait for an expected frame before failing
@@ -109,3 +110,12 @@ def browser(tmp_path: Path) -> Iterator[Page]:
         _missing("chromium")
     with launch(tmp_path / "browser", binary=binary) as page:
         yield page
+
+
+@pytest.fixture(scope="module")
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrayDesktop]:
+    """A tray desktop for the module (tests/e2e/desktop.py): Xvfb, a private bus,
+    gnome-keyring, xfce4-notifyd and xfce4-panel, each waited for up to 20 s."""
+    with TrayDesktop(tmp_path_factory.mktemp("desktop"), timeout=20.0) as started:
+        started.start()
+        yield started

@@ -56,13 +56,6 @@ DEPLOY_MESSAGE = "Version 2.4 is live on staging; all 312 checks passed."
 SUMMARY_TITLE = re.compile(r"(?P<count>\d+) more (notifications?|updates? in .+)")
 
 
-@pytest.fixture(scope="module")
-def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrayDesktop]:
-    with TrayDesktop(tmp_path_factory.mktemp("desktop"), timeout=WAIT) as started:
-        started.start()
-        yield started
-
-
 @pytest.fixture
 def server(server_factory: ServerFactory) -> RestartableServer:
     """A demo server (alice, admin...) on a fixed port, so it can be killed and restarted."""

@@ -307,13 +307,6 @@ def ready_badge(desktop: TrayDesktop, *, badge: bool) -> Rect:
 # --- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrayDesktop]:
-    with TrayDesktop(tmp_path_factory.mktemp("desktop"), timeout=WAIT) as started:
-        started.start()
-        yield started
-
-
 @pytest.fixture
 def server(server_factory: ServerFactory) -> RestartableServer:
     return RestartableServer(server_factory, env=GENEROUS_LOGINS)

@@ -31,7 +31,7 @@ _HOMES: Final = {
     "LoginRequired": "tray_app.net.errors",
     "NetError": "tray_app.net.errors",
     "RequestRejected": "tray_app.net.errors",
-    "redact": "tray_app.net.errors",
+    "redact": "tray_app.net.redaction",
     "Connector": "tray_app.net.live",
     "LiveSession": "tray_app.net.live",
     "TokenSource": "tray_app.net.live",
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
         LoginRequired,
         NetError,
         RequestRejected,
-        redact,
     )
     from tray_app.net.live import Connector, LiveSession, TokenSource, websocket_connector
     from tray_app.net.protocol import (
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
         PresenceSnapshot,
         PresenceUnsubscribed,
     )
+    from tray_app.net.redaction import redact
     from tray_app.net.stream import stream_connector
     from tray_app.net.transport import Transport
 

@@ -18,7 +18,6 @@ report the same failure in the same words.
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import websockets.exceptions
+
+from tray_app.net.redaction import redact
 
 _GENERIC_MESSAGE = "Something went wrong while talking to the server. Try again in a moment."
 
@@ -203,21 +204,6 @@ class ServerFailure(NetError):
     ) -> None:
         super().__init__(message, code=code, user_message=user_message)
         self.status = status
-
-
-# --- redaction ---------------------------------------------------------------------
-
-# A JWT is three base64url segments; its header always starts with "eyJ" ('{"').
-_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+\S+")
-_SECRET_PARAM = re.compile(r"(?i)\b(token|access|refresh|password)=[^&\s\"']*")
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a token or a password replaced by ``***``."""
-    text = _JWT.sub("***", text)
-    text = _BEARER.sub(r"\1 ***", text)
-    return _SECRET_PARAM.sub(r"\1=***", text)
 
 
 def describe_host(url: str) -> str:

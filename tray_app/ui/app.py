@@ -75,7 +75,21 @@ class AppOptions:
 class TrayApp(QObject):
     """The running app. ``run()`` returns when the user quits."""
 
-    def __init__(self, options: AppOptions, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        options: AppOptions,
+        parent: QObject | None = None,
+        *,
+        tray: TrayController | None = None,
+    ) -> None:
+        """
+        Args:
+            options: Where the app's files are, and the account to open.
+            parent: The Qt parent.
+            tray: The tray icon already shown while the app loaded (``__main__``
+                shows it first); it keeps its state until the account opens or the
+                login is needed. None: a new one.
+        """
         super().__init__(parent)
         # Closing the login or history window must leave the app running in the tray.
         application = QGuiApplication.instance()
@@ -95,7 +109,14 @@ class TrayApp(QObject):
         self.vault = TokenVault.in_memory()
         self.account: AccountView | None = None
         self.tasks = BackgroundTasks()
-        self.tray = TrayController(self)
+        # The icon's first state (``__main__``'s, greyed with the last known count) stays
+        # until the saved login is tried: the keyring may keep it waiting.
+        self._starting = tray is not None
+        if tray is None:
+            tray = TrayController(self)
+        else:
+            tray.setParent(self)
+        self.tray = tray
         self.toaster = Toaster(self.tray.tray_icon, parent=self)
         self.toasts = ToastPresenter(
             self.toaster,
@@ -136,6 +157,8 @@ class TrayApp(QObject):
             self.wakeups.watch_network()
             self.tasks.spawn(self.wakeups.watch_sleep())
             await self._start()
+            self._starting = False
+            self._refresh_tray()
             await self._quit.wait()
         await self._end_account(logout=False)
         self.wakeups.stop()
@@ -323,6 +346,8 @@ class TrayApp(QObject):
 
     def _show_tray_state(self) -> None:
         now = datetime.now(UTC)
+        if self.account is None and self._starting:
+            return  # the icon's first state stands until the saved login is tried
         if self.account is None:
             state = TrayState.of(connection=self.state, username=None)
         else:

@@ -146,6 +146,24 @@ class TrayState:
         return self.silence.until if self.silence is not None and self.dnd_on else None
 
     @classmethod
+    def starting(cls, *, username: str | None, unread: int | None) -> TrayState:
+        """What the tray shows while the app loads, before the account opens: greyed,
+        with the unread count the local store last knew (None: not known, shown as 0).
+
+        Args:
+            username: The account about to be opened; None: nobody (the login comes).
+            unread: The last known unread count.
+        """
+        if username is None:
+            return cls.of(connection=StateChange(ConnectionState.STOPPED), username=None)
+        return cls(
+            connection="Starting…",
+            look=TrayLook.OFFLINE,
+            username=username,
+            unread=max(0, unread or 0),
+        )
+
+    @classmethod
     def of(
         cls,
         *,

@@ -60,8 +60,8 @@ from tray_app.net.errors import (
     ServerUnreachable,
     TlsFailure,
     error_from_transport,
-    redact,
 )
+from tray_app.net.redaction import redact
 from tray_app.net.transport import Transport
 
 PASSWORD = "demo"

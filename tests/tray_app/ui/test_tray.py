@@ -126,6 +126,18 @@ def test_tooltip_says_the_count_and_the_state(tray: TrayController) -> None:
     assert tray.tray_icon.toolTip() == "Tray Notifier — no unread — Reconnecting in 12 s"
 
 
+def test_the_starting_state_is_greyed_with_the_last_known_count() -> None:
+    now = datetime.now(UTC)
+    starting = TrayState.starting(username="alice", unread=3)
+    assert starting.look is TrayLook.OFFLINE
+    assert tooltip_text(starting, now) == "Tray Notifier — 3 unread — Starting…"
+    unknown = TrayState.starting(username="alice", unread=None)
+    assert tooltip_text(unknown, now) == "Tray Notifier — no unread — Starting…"
+    nobody = TrayState.starting(username=None, unread=None)
+    assert nobody.look is TrayLook.LOGIN_REQUIRED
+    assert tooltip_text(nobody, now) == "Tray Notifier — no unread — Not logged in"
+
+
 def test_tooltip_says_why_pop_ups_are_held_back() -> None:
     until = NOW + timedelta(hours=1)
     active = state(unread=2, look=TrayLook.DND, dnd_until=until)
