@@ -1,8 +1,9 @@
 """``TRAY_LOG_FORMAT=json``: one JSON object per line, for log collectors.
 
 Each line has ``time`` (ISO 8601, UTC, milliseconds), ``level``, ``logger`` and
-``message``, then ``request_id`` or ``socket_id`` and ``user_id`` where known
-(backend/log_context.py), and ``exc_info`` (the traceback as one string) when there
+``message``, then ``request_id`` or ``socket_id``, ``user_id`` and ``api_key`` where
+known (backend/log_context.py; a line about another socket carries that socket's,
+``log_context.about_socket``), and ``exc_info`` (the traceback as one string) when there
 is one. The handler's ``RedactSecrets`` filter (backend/logging_filters.py) runs
 before this formatter, exactly as for the human format, so the message, its
 arguments and the traceback are already redacted here.
@@ -32,7 +33,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(log_context.current())
+        about: dict[str, object] | None = getattr(record, log_context.RECORD_IDS, None)
+        entry.update(log_context.current() if about is None else about)
         if record.exc_info and not record.exc_text:
             # Only without the handler's filter, which sets exc_text itself.
             record.exc_text = redact(self.formatException(record.exc_info))

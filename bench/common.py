@@ -21,7 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,10 +44,42 @@ DEMO_PASSWORD = "demo"
 # (backend/cli.py, ws_ping_interval), P0 (--ping-interval) and Daphne (--ping-interval).
 # B1 counts the pings the clients see, so a server that pings at another rate shows.
 PING_INTERVAL_SECONDS = 10
+# "ours+metrics": ours with TRAY_METRICS_TOKEN set, so every counter of backend/metrics.py
+# counts (nothing scrapes it: the cost is the increments), beside "ours" (metrics off).
+# bench.mixed_traffic (B3, B4, B6) and bench.connections (B1, B2) take it by this name.
+OURS_WITH_METRICS = "ours+metrics"
+METRICS_TOKEN = "bench-metrics-token-0123456789abcdefghijklmnop"
 
 
 class BenchError(Exception):
     """The benchmark could not measure something (a server failed, a frame went missing)."""
+
+
+def print_outcome(outcome: Outcome, output: Path | None) -> None:
+    """A module run alone: its rows on stdout, one JSON object a line, and the whole
+    ``outcome`` as JSON in ``output`` when given."""
+    for row in outcome.results:
+        print(json.dumps(row))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(asdict(outcome), indent=1) + "\n")
+
+
+def ours_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment of our server ``name``: ``env``, with the metrics token for
+    ``OURS_WITH_METRICS``."""
+    if name != OURS_WITH_METRICS:
+        return env
+    return {**env, "TRAY_METRICS_TOKEN": METRICS_TOKEN}
+
+
+def server_names(text: str, known: Sequence[str]) -> list[str] | None:
+    """The servers a ``--servers`` option names (comma-separated, in its order); None
+    when it names none or one not in ``known``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or set(names) - set(known):
+        return None
+    return names
 
 
 PROFILE_NAMES = ("quick", "full")

@@ -16,6 +16,9 @@ while the load generator runs on CPU 1:
   in-memory layer, one ``group_send`` per publish.
 - ``P1-redis``: the same on channels-redis, against a private redis-server
   (also on CPU 0; its memory and CPU are counted with Daphne's).
+- ``ours+metrics`` (only when named, ``--servers ours,ours+metrics``): ``ours`` with
+  ``TRAY_METRICS_TOKEN`` set, on the same database; its rows stand beside ``ours``
+  (metrics off) to show what the counting costs (issue 19).
 
 Figures:
 
@@ -31,11 +34,14 @@ Figures:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -45,6 +51,7 @@ from typing import Any
 import httpx
 
 from bench.common import (
+    OURS_WITH_METRICS,
     PING_INTERVAL_SECONDS,
     BenchError,
     Fleet,
@@ -54,19 +61,28 @@ from bench.common import (
     cpu_seconds,
     free_port,
     login,
+    ours_env,
     percentile,
+    pin_to_client_cpu,
     prepare_database,
+    print_outcome,
     process_trees,
+    raise_fd_limit,
     result,
     rss_kib,
     run_cli,
+    server_names,
     start_redis,
     start_server,
     stop_server,
 )
 
 SERVERS = ("ours", "ours-scale", "P0", "P1", "P1-redis")
+OPTIONAL_SERVERS = (OURS_WITH_METRICS,)
 PEERS = ("P0", "P1", "P1-redis")
+# What the counting may cost (issue 19), as a ratio of metrics on over off.
+METRICS_BUDGET = 1.05
+METRICS_OFF = "ours, metrics off"
 PUBLISHER = "admin"
 # The members of the B2 project: the first PROJECT_SIZE sockets (fewer at smaller N).
 PROJECT_SIZE = 1000
@@ -269,7 +285,7 @@ def start_ours(name: str, database: Database, scratch: Path, label: str, count: 
         for number in range(count):
             command = [python, "-m", "backend.cli", "serve", "--port", "0"]
             log_path = scratch / f"{name}-{label}-{number}.log"
-            servers.append(start_server(name, command, database.env, log_path))
+            servers.append(start_server(name, command, ours_env(name, database.env), log_path))
     except BaseException:
         for server in servers:
             stop_server(server)
@@ -435,8 +451,14 @@ def same_ping_interval(ours: float | None, p0: float | None) -> bool:
     return ours is not None and p0 is not None and 1 / 1.2 <= ours / p0 <= 1.2
 
 
+def memory_per_connection(session: Session) -> float:
+    """KiB of server RSS per idle socket."""
+    return (session.rss_idle_kib - session.rss_before_kib) / session.connections
+
+
 def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]:
-    """One result per figure, in the issue's format; scale mode gets rows of its own."""
+    """One result per figure, in the issue's format; scale mode gets rows of its own,
+    and so does ours with metrics on (``metrics_rows``)."""
     by_key = {(s.server, s.connections): s for s in sessions}
     rows: list[dict[str, Any]] = []
 
@@ -452,9 +474,7 @@ def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]
             if (ours_name, n) not in by_key:
                 continue
 
-            def memory(s: Session) -> float:
-                return (s.rss_idle_kib - s.rss_before_kib) / s.connections
-
+            memory = memory_per_connection
             ours, others = value(ours_name, n, memory), peers(n, memory)
             rows.append(
                 result(
@@ -490,39 +510,83 @@ def summarize(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]
                     and same_ping_interval(ours_ping, p0_ping),
                 )
             )
-            for kind in ("everyone", "project"):
-                audience = (
-                    "everyone" if kind == "everyone" else f"a {min(n, PROJECT_SIZE)}-member project"
+            for audience, q, latency in b2_figures(n):
+                ours, others = value(ours_name, n, latency), peers(n, latency)
+                p0, p1 = others["P0"], others["P1"]
+                # The issue sets the P1 comparison at 1k; it is kept below that too.
+                against_p1 = n <= 1000
+                target = "at most 3x P0" + (
+                    ", and at least 10x faster than P1" if against_p1 else ""
                 )
-                for q in (50, 99):
-
-                    def latency(s: Session, q: int = q, kind: str = kind) -> float:
-                        return percentile(s.latency_seconds[kind], q) * 1000
-
-                    ours, others = value(ours_name, n, latency), peers(n, latency)
-                    p0, p1 = others["P0"], others["P1"]
-                    # The issue sets the P1 comparison at 1k; it is kept below that too.
-                    against_p1 = n <= 1000
-                    target = "at most 3x P0" + (
-                        ", and at least 10x faster than P1" if against_p1 else ""
+                rows.append(
+                    result(
+                        id="B2",
+                        metric=(
+                            f"broadcast to {audience} at {n} connections{mode}, publish "
+                            f"sent to the last recipient's frame, p{q}"
+                        ),
+                        unit="ms",
+                        ours=ours,
+                        peers=others,
+                        target=target,
+                        met=ours is not None
+                        and p0 is not None
+                        and ours <= 3 * p0
+                        and (not against_p1 or (p1 is not None and ours * 10 <= p1)),
                     )
-                    rows.append(
-                        result(
-                            id="B2",
-                            metric=(
-                                f"broadcast to {audience} at {n} connections{mode}, publish "
-                                f"sent to the last recipient's frame, p{q}"
-                            ),
-                            unit="ms",
-                            ours=ours,
-                            peers=others,
-                            target=target,
-                            met=ours is not None
-                            and p0 is not None
-                            and ours <= 3 * p0
-                            and (not against_p1 or (p1 is not None and ours * 10 <= p1)),
-                        )
-                    )
+                )
+    return rows + metrics_rows(sessions, profile)
+
+
+def b2_figures(n: int) -> Iterator[tuple[str, int, Callable[[Session], float]]]:
+    """B2's figures at ``n`` connections: (audience, percentile, latency in ms)."""
+    for kind in ("everyone", "project"):
+        audience = "everyone" if kind == "everyone" else f"a {min(n, PROJECT_SIZE)}-member project"
+        for q in (50, 99):
+
+            def latency(s: Session, q: int = q, kind: str = kind) -> float:
+                return percentile(s.latency_seconds[kind], q) * 1000
+
+            yield audience, q, latency
+
+
+def metrics_rows(sessions: list[Session], profile: Profile) -> list[dict[str, Any]]:
+    """B1 and B2 of ours with metrics on, beside ours with them off (``METRICS_OFF``)
+    in the same run: what the counters cost on the hot path (issue 19)."""
+    by_key = {(s.server, s.connections): s for s in sessions}
+    rows: list[dict[str, Any]] = []
+    for n in profile.sizes:
+        on, off = by_key.get((OURS_WITH_METRICS, n)), by_key.get(("ours", n))
+        if on is None:
+            continue
+        figures: list[tuple[str, str, str, Callable[[Session], float]]] = [
+            ("B1", f"memory per idle connection at {n} connections", "KiB", memory_per_connection),
+            (
+                "B1",
+                f"idle CPU per 1k connections at {n} connections",
+                "% of a core",
+                idle_cpu_per_1k,
+            ),
+        ]
+        for audience, q, latency in b2_figures(n):
+            metric = (
+                f"broadcast to {audience} at {n} connections, publish sent to the last "
+                f"recipient's frame, p{q}"
+            )
+            figures.append(("B2", metric, "ms", latency))
+        for id_, metric, unit, figure in figures:
+            ours, beside = figure(on), None if off is None else figure(off)
+            rows.append(
+                result(
+                    id=id_,
+                    metric=f"{metric}, metrics on (TRAY_METRICS_TOKEN set, never scraped)",
+                    unit=unit,
+                    ours=ours,
+                    peers={METRICS_OFF: beside},
+                    target=f"at most {METRICS_BUDGET:g}x ours with metrics off, same run",
+                    met=beside is not None and ours <= METRICS_BUDGET * beside,
+                )
+            )
     return rows
 
 
@@ -573,8 +637,9 @@ def run(profile: str, *, smoke: bool, scratch: Path, servers: Sequence[str] = SE
     sessions: list[Session] = []
     with contextlib.ExitStack() as stack:
         databases: dict[str, Database] = {}
-        if "ours" in servers:
-            databases["ours"] = prepare_ours(env, largest)
+        if "ours" in servers or OURS_WITH_METRICS in servers:
+            # Metrics on and off share one database, as in bench.mixed_traffic.
+            databases["ours"] = databases[OURS_WITH_METRICS] = prepare_ours(env, largest)
         if "ours-scale" in servers:
             scale_env, service_pids = stack.enter_context(scale_services(scratch, env))
             databases["ours-scale"] = prepare_ours(scale_env, largest)
@@ -611,3 +676,33 @@ def run(profile: str, *, smoke: bool, scratch: Path, servers: Sequence[str] = SE
         },
         cdfs=cdfs(sessions),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """B1 and B2 alone, for the servers named (``python -m bench`` runs the default set)."""
+    known = SERVERS + OPTIONAL_SERVERS
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.connections",
+        description="Issue 5's B1 (idle connections) and B2 (broadcast).",
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: proves it runs")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"some of {','.join(known)}")
+    parser.add_argument("--output", type=Path, help="write the Outcome as JSON here")
+    options = parser.parse_args(argv)
+    servers = server_names(options.servers, known)
+    if servers is None:
+        parser.error(f"--servers takes some of {','.join(known)}")
+    if (os.cpu_count() or 1) < 2:
+        print("needs two CPUs: the servers on one, the clients on the other")
+        return 1
+    pin_to_client_cpu()
+    raise_fd_limit(max(PROFILES[options.profile].sizes) * 2 + 1024)
+    with tempfile.TemporaryDirectory(prefix="bench-connections-") as scratch:
+        outcome = run(options.profile, smoke=options.smoke, scratch=Path(scratch), servers=servers)
+    print_outcome(outcome, options.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -86,6 +86,7 @@ import httptools
 
 from bench.common import (
     CLIENT_CPU,
+    OURS_WITH_METRICS,
     PING_INTERVAL_SECONDS,
     SERVER_CPU,
     BenchError,
@@ -95,14 +96,17 @@ from bench.common import (
     bench_env,
     cpu_seconds,
     free_port,
+    ours_env,
     percentile,
     pin_to_client_cpu,
     prepare_database,
+    print_outcome,
     process_trees,
     raise_fd_limit,
     result,
     rss_kib,
     run_cli,
+    server_names,
     start_redis,
     start_server,
     stop_server,
@@ -111,10 +115,7 @@ from bench.load_generator import ReaderPool
 
 Returned = TypeVar("Returned")
 SERVERS = ("ours", "P0", "P1")
-OURS_WITH_METRICS = "ours+metrics"
-METRICS_TOKEN = "bench-metrics-token-0123456789abcdefghijklmnop"
-# "ours+metrics": ours with TRAY_METRICS_TOKEN set, so every counter of backend/metrics.py
-# counts (nothing scrapes it: the cost is the increments), beside "ours" (metrics off).
+# OURS_WITH_METRICS: ours with metrics on, beside "ours" (bench/common.py).
 OPTIONAL_SERVERS = ("P1-redis", OURS_WITH_METRICS)
 PROJECT_SIZE = 50
 ROLE_COUNT = 4
@@ -422,10 +423,7 @@ def start_target(name: str, seeded: Seeded, scratch: Path, label: str) -> Target
     python = sys.executable
     if name in ("ours", OURS_WITH_METRICS):
         command = [python, "-m", "backend.cli", "serve", "--demo", "--port", "0"]
-        env = dict(seeded.env)
-        if name == OURS_WITH_METRICS:
-            env["TRAY_METRICS_TOKEN"] = METRICS_TOKEN
-        server = start_server(name, command, env, log_path)
+        server = start_server(name, command, ours_env(name, seeded.env), log_path)
         return Target(name=name, server=server, pids=[server.process.pid], seeded=seeded)
     port = free_port()
     if name == "P0":
@@ -1510,9 +1508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator["generator_processes"] = max(1, options.generator_processes)
     if options.spread_generator:
         generator["spread_generator"] = True
-    servers = [s.strip() for s in options.servers.split(",") if s.strip()]
-    unknown = set(servers) - set(SERVERS + OPTIONAL_SERVERS)
-    if unknown or not servers:
+    servers = server_names(options.servers, SERVERS + OPTIONAL_SERVERS)
+    if servers is None:
         parser.error(f"--servers takes some of {','.join(SERVERS + OPTIONAL_SERVERS)}")
     if (os.cpu_count() or 1) < 2:
         print("needs two CPUs: the server on one, the load generator on the other")
@@ -1526,11 +1523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers=servers,
             generator=generator,
         )
-    for row in outcome.results:
-        print(json.dumps(row))
-    if options.output is not None:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        options.output.write_text(json.dumps(asdict(outcome), indent=1) + "\n")
+    print_outcome(outcome, options.output)
     return 0
 
 

@@ -8,6 +8,7 @@ shutdown, so other processes see this one's users leave at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -244,7 +245,11 @@ class SharedThreadASGIHandler(ASGIHandler):
             await self._send(send, 503, BUSY_BODY, busy_headers(headers))
             return
         started = time.perf_counter()
-        answer = await lane.submit(publish_route.Request(authorization, b"".join(chunks)))
+        # Written in a copy of this task's context (its request id); the publisher's ids
+        # bound there while it was authenticated are this task's too from now on.
+        request = publish_route.Request(authorization, b"".join(chunks), contextvars.copy_context())
+        answer = await lane.submit(request)
+        log_context.adopt(request.context)
         if answer is None:
             await self.handle(scope, _replay(chunks, receive, more=False), send)
             return

@@ -96,6 +96,37 @@ def forwarded_allow_ips_problem(value: str | None) -> str | None:
     return None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def metrics_allow_networks(value: str | None) -> tuple[Network, ...]:
+    """The networks ``TRAY_METRICS_ALLOW`` lists (an address is a network of one); empty
+    when unset. Raises ValueError naming the variable and the first bad entry."""
+    networks: list[Network] = []
+    for item in (part.strip() for part in (value or "").split(",")):
+        if not item:
+            continue
+        try:
+            # strict=False: 10.1.2.3/8 means the /8 it lies in (a typo'd host part).
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                "TRAY_METRICS_ALLOW must list the IP addresses or networks allowed to "
+                f"scrape /metrics (e.g. 10.0.0.0/8,::1), got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def metrics_allow_problem(value: str | None) -> str | None:
+    """Why ``TRAY_METRICS_ALLOW`` = ``value`` cannot be read, or None. Checked in every
+    mode: a mistyped network would refuse every scrape, or allow one it should not."""
+    try:
+        metrics_allow_networks(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def demo_problem(demo: bool) -> str | None:
     """Why ``serve --demo`` is refused in production, or None.
 

@@ -18,10 +18,16 @@ the learned headers' lines checked and joined once rather than per answer. Every
 the lane does not answer (an error of any kind) is then started as the ASGI task it
 would have been, straight into the full stack, with its body still in the cycle:
 it is answered exactly as before. Every other request is uvicorn's as before.
+
+Each such publish has a log context of its own, as an ASGI task has
+(backend/log_context.py): its request id (the proxy's ``X-Request-ID`` or a new one),
+and the publisher's ids once the lane has authenticated it there; its access line,
+and the full stack's task when the lane hands it on, run in it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -78,13 +84,14 @@ class PublishHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         # Imported here: the app (and so Django) is loaded by the time uvicorn makes a
         # protocol, not when the command line imports this module.
-        from backend import metrics
+        from backend import log_context, metrics
         from backend.config import asgi
         from backend.notifications import publish_route
 
         self._asgi = asgi
         self._route = publish_route
         self._metrics = metrics
+        self._log_context = log_context
         # The request whose body is being read for the lane: (cycle, app, headers).
         self._held: tuple[RequestResponseCycle, Any, FastHeaders] | None = None
 
@@ -142,23 +149,32 @@ class PublishHttpProtocol(HttpToolsProtocol):
         if len(cycle.body) > asgi.body_limit():
             super()._start_asgi_task(cycle, app)  # the full stack's 413
             return
+        # This request's log context (no ASGI task makes one for it).
+        context = contextvars.Context()
+        scope: Any = cycle.scope
+        context.run(self._log_context.start_request, scope)
         if lane.full():
             self._metrics.publish_answered("single", 503, 0.0)
-            self._answer(cycle, 503, asgi.BUSY_BODY, asgi.busy_headers(fast.headers))
+            busy = asgi.busy_headers(fast.headers)
+            context.run(self._answer, cycle, 503, asgi.BUSY_BODY, busy)
             return
         headers = fast.headers
         started = time.perf_counter()
 
         def answered(answer: Answer | None) -> None:
+            # The database thread is done with ``context`` by now: the lane calls this
+            # on the loop after the request's write returned.
             if answer is None:
                 # The full stack answers it, as the ASGI path hands it on; the body
-                # is still in the cycle for its receive().
-                super(PublishHttpProtocol, self)._start_asgi_task(cycle, handler.handle)
+                # is still in the cycle for its receive(). Its task copies ``context``.
+                context.run(
+                    super(PublishHttpProtocol, self)._start_asgi_task, cycle, handler.handle
+                )
                 return
             self._metrics.publish_answered("single", answer.status, time.perf_counter() - started)
-            self._answer(cycle, answer.status, answer.body, headers)
+            context.run(self._answer, cycle, answer.status, answer.body, headers)
 
-        lane.post(self._route.Request(fast.authorization, bytes(cycle.body)), answered)
+        lane.post(self._route.Request(fast.authorization, bytes(cycle.body), context), answered)
 
     def _answer(
         self, cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers

@@ -123,6 +123,7 @@ _problems = [
     for problem in (
         *(production.production_problems(os.environ) if PRODUCTION else ()),
         production.forwarded_allow_ips_problem(os.environ.get("TRAY_FORWARDED_ALLOW_IPS")),
+        production.metrics_allow_problem(os.environ.get("TRAY_METRICS_ALLOW")),
     )
     if problem
 ]
@@ -168,6 +169,9 @@ CSRF_COOKIE_SECURE = PRODUCTION
 # GET /metrics (backend/metrics_endpoint.py): off unless set; scrapers send it as a
 # Bearer token. Metrics are counted only while it is set (docs/deployment.md, "Metrics").
 TRAY_METRICS_TOKEN = os.environ.get("TRAY_METRICS_TOKEN", "").strip()
+# Optional, on top of the token: the client addresses (as FORWARDED_ALLOW_IPS resolves
+# them) that may scrape; empty allows any. Checked above with the other problems.
+TRAY_METRICS_ALLOW = production.metrics_allow_networks(os.environ.get("TRAY_METRICS_ALLOW"))
 # HSTS is opt-in: once a browser has seen it, the name cannot go back to plain HTTP.
 SECURE_HSTS_SECONDS = _env_int("TRAY_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("TRAY_HSTS_INCLUDE_SUBDOMAINS")

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from backend.api_refusals import api_not_found
 from backend.health import healthz, readyz
 from backend.metrics_endpoint import metrics_view
+from backend.notifications.admin import connected_now_view
 from backend.users.admin import rate_limited_admin_login
 
 urlpatterns = [
@@ -15,6 +16,12 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     # Before the admin's own URLs: the same login, rate limited like the API's.
     path("admin/login/", rate_limited_admin_login, name="admin-login"),
+    # Staff: who is connected now, on every process (linked from the admin's index).
+    path(
+        "admin/connected/",
+        admin.site.admin_view(connected_now_view),
+        name="admin-connected-now",
+    ),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("backend.users.urls")),

@@ -4,10 +4,14 @@ Messages are never edited or deleted here: deleting one would take Inbox rows
 with it and leave holes in users' seq, which clients read as a gap to replay.
 "Add message" is the "Send an announcement" form; it goes through
 ``notification_create`` like every other notification.
+
+"Connected now" (``connected_now_view``, at /admin/connected/, linked from the index)
+lists who is connected on every server process, as ``GET /api/connections/`` does.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -15,8 +19,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from backend.notifications import inbox_log
+from backend.notifications import connections, inbox_log
 from backend.notifications.models import ApiKey, Message
 from backend.notifications.selectors import Audience
 from backend.notifications.services import (
@@ -220,3 +225,37 @@ class MessageAdmin(_MessageAdminBase):
         )
         _copy_into(obj, result.message)
         self.message_user(request, f"Sent to {result.recipient_count} user(s).", messages.SUCCESS)
+
+
+# The index links to "Connected now" (templates/admin/notifications/index.html).
+admin.site.index_template = "admin/notifications/index.html"
+
+
+def connected_now_view(request: HttpRequest) -> HttpResponse:
+    """Who is connected now, on every process (staff: wrapped in ``admin_view`` by
+    backend/config/urls.py); 503 with Retry-After while Redis is away."""
+    # Here, not at the top: the admin loads with Django, and a process that only rings
+    # the doorbell (the notify command) must not load the hub (test_events.py).
+    from backend.notifications.hub import Hub
+
+    context: dict[str, Any] = {**admin.site.each_context(request), "title": "Connected now"}
+    try:
+        now = connections.connected_now(hub=Hub.current())
+    except connections.ConnectionsUnavailable as error:
+        context["unavailable"] = error.message
+        response = TemplateResponse(
+            request, "admin/notifications/connected_now.html", context, status=error.status
+        )
+        response["Retry-After"] = str(error.retry_after)
+        return response
+    rows = [
+        {
+            **row,
+            "since": None
+            if row["connected_at"] is None
+            else datetime.fromisoformat(row["connected_at"]),
+        }
+        for row in now["connections"]
+    ]
+    context.update(count=now["count"], users=now["users"], rows=rows)
+    return TemplateResponse(request, "admin/notifications/connected_now.html", context)

@@ -20,6 +20,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from backend import log_context
 from backend.notifications.models import ApiKey
 from backend.notifications.services import api_key_authenticate
 
@@ -82,6 +83,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "This API key is unknown or has been revoked.", code="invalid_api_key"
             )
+        log_context.bind_api_key(key.prefix)
         return AnonymousUser(), key
 
     def authenticate_header(self, request: Request) -> str:

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from backend import db_faults, log_context, metrics
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated
-from backend.notifications import live_presence, protocol, selectors, services
+from backend.notifications import connections, live_presence, protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
 from backend.users.tokens import authenticate_access_token, read_access_token_cached
@@ -53,6 +53,8 @@ class NotificationConsumer(StateSocket):
     socket_id: str
     token_expires_at: float
     watching: set[int]
+    # How and when it arrived, once it said hello (staff's "who is connected now").
+    arrival: connections.Arrival | None = None
 
     async def connect(self) -> None:
         self.user_id, self.watching, tray = 0, set(), settings.TRAY
@@ -134,6 +136,7 @@ class NotificationConsumer(StateSocket):
             self.state.push_one(bad_cursor)
         metrics.handshake(self.kind, metrics.ACCEPTED)
         self._pump()
+        self.arrival = connections.arrival(self.scope, web_session=cookie is not None)
         await self.hub.socket_opened(self, attention=opening.attention)
         logger.debug("socket opened")
 

@@ -23,7 +23,8 @@ the settings (``current``):
   While Redis cannot be reached, a process still hands what it rings itself to its
   own hub (its own sockets stay live), logs the loss once (``RedisLink``) and
   resubscribes with backoff; once it is back, every process's sockets catch up
-  from the database (the rest of what was rung meanwhile).
+  from the database (the rest of what was rung meanwhile). A process that starts
+  while Redis is down starts the same way: lost from the outset, subscribed later.
 
 The hub is the doorbell's ``Listener``; the doorbell never imports the hub, and
 ``delivery.ring`` (what services call) never imports either.
@@ -206,7 +207,9 @@ class LocalDoorbell:
     async def publish(self, event: Event) -> None:
         listener = self._listener
         if listener is not None:
-            listener.dispatch(event)
+            # A fresh context, not the publisher's (a socket's, a request's): what the
+            # delivery logs about other users' sockets must not carry its ids.
+            contextvars.Context().run(listener.dispatch, event)
 
     async def open(self, listener: Listener) -> None:
         if self._listener is not None:
@@ -435,8 +438,9 @@ class RedisDoorbell:
             subscribed = self._subscribed
         listener = self._listener
         if not subscribed and listener is not None:
-            # Not heard back through Redis (see ``ring``): to this process's sockets.
-            listener.dispatch(event)
+            # Not heard back through Redis (see ``ring``): to this process's sockets, in
+            # a fresh context (see LocalDoorbell.publish).
+            contextvars.Context().run(listener.dispatch, event)
 
     async def open(self, listener: Listener) -> None:
         import redis.asyncio
@@ -453,13 +457,26 @@ class RedisDoorbell:
         client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=5)
         try:
             await client.ping()
+        except Exception as error:
+            if not redis_fault(error):
+                await client.aclose()
+                raise
+            # Redis down while this process starts: it serves anyway, as it does when
+            # Redis is lost later (what it rings goes to its own sockets), and the
+            # subscription below retries with backoff; once it is up, every socket
+            # catches up from the database and presence is re-asserted.
+            self.link.lost(error)
         except BaseException:
             await client.aclose()
             raise
         self.client = client
         self._listener = listener
         logger.info("doorbell on Redis channel %s", namespace.doorbell_channel(self._namespace))
-        self._task = asyncio.ensure_future(self._listen(listener))
+        # In a fresh context: whoever opened first (a socket, a stream's request) must
+        # not tag every delivery this process hears with its ids.
+        self._task = asyncio.get_running_loop().create_task(
+            self._listen(listener, missed=self.link.down), context=contextvars.Context()
+        )
 
     async def close(self, listener: Listener) -> None:
         if self._listener is not listener:
@@ -478,10 +495,10 @@ class RedisDoorbell:
         self._sync().ping()
         return "ok (redis)"
 
-    async def _listen(self, listener: Listener) -> None:
+    async def _listen(self, listener: Listener, *, missed: bool = False) -> None:
         """One subscription per process; resubscribes with backoff if Redis goes away
-        (``RedisLink`` logs the loss and the return once each)."""
-        missed = False
+        (``RedisLink`` logs the loss and the return once each). ``missed``: Redis was
+        already away at ``open``, so the first subscription catches up too."""
         wait = RETRY_FIRST
         channel = namespace.doorbell_channel(self._namespace)
         while True:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import threading
@@ -32,11 +33,18 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from backend import metrics
+from backend import db_faults, metrics
 from backend.attention import rules as attention_rules
 from backend.attention.models import Attention
 from backend.attention.selectors import attention_payload
-from backend.notifications import namespace, protocol, selectors
+from backend.notifications import (
+    namespace,
+    presence_selectors,
+    presence_services,
+    protocol,
+    selectors,
+)
+from backend.notifications.connections import ConnectionStore, MemoryConnections, RedisConnections
 from backend.notifications.doorbell import Doorbell, RedisDoorbell, current_namespace, redis_fault
 from backend.notifications.doorbell import current as current_doorbell
 from backend.notifications.events import (
@@ -54,6 +62,10 @@ from backend.notifications.presence import MemoryPresence, PresenceStore, RedisP
 from backend.users.models import LoginSession
 
 logger = logging.getLogger(__name__)
+
+# How often who went offline is written to the database (``PresenceRecord.last_seen``):
+# a batch every few seconds, not a write per disconnect.
+SEEN_FLUSH_INTERVAL = 5.0
 
 
 def _watch_new_messages(
@@ -175,6 +187,8 @@ class Hub:
         self.sockets_by_user: dict[int, set[ClientSocket]] = {}
         self.watchers: dict[int, set[ClientSocket]] = {}
         self.presence: PresenceStore = MemoryPresence()
+        # Who is connected now, for staff (backend/notifications/connections.py).
+        self.connections: ConnectionStore = MemoryConnections(self.sockets_by_user, self.process_id)
         self.doorbell: Doorbell = current_doorbell()
         self._tasks: list[asyncio.Task[None]] = []
         # Presence lives in Redis (several processes), not in this process's memory.
@@ -223,10 +237,19 @@ class Hub:
                 ttl=tray["PRESENCE_TTL"],
                 prefix=namespace.presence_prefix(current_namespace()),
             )
+            self.connections = RedisConnections(
+                self.doorbell.client,
+                prefix=namespace.presence_prefix(current_namespace()),
+                process=self.process_id,
+            )
             self._spawn(self._every(tray["PRESENCE_TTL"] / 3, self._refresh_presence), "presence")
         else:
             latest = await database_sync_to_async(selectors.latest_message_id)()
             self._spawn(self._watch_database(latest), "database watch")
+        # Chosen statuses and last seen, from the database (Redis may be down: then its
+        # first refresh once it is back seeds it).
+        await self._seed_presence()
+        self._spawn(self._every(SEEN_FLUSH_INTERVAL, self._flush_seen), "last seen")
         self._spawn(self._every(tray["TOKEN_SWEEP_INTERVAL"], self._sweep_tokens), "token sweep")
 
     async def stop(self) -> None:
@@ -243,6 +266,11 @@ class Hub:
         for consumer in [c for group in self.sockets_by_user.values() for c in group]:
             consumer.close_with(protocol.CLOSE_RESTART)
             await self.socket_closed(consumer)
+        # Everyone here just went offline: kept before the process ends.
+        try:
+            await self._flush_seen()
+        except Exception:
+            logger.exception("last seen could not be written while stopping")
         await self.doorbell.close(self)
         self._started = False
         if Hub._current is self:
@@ -257,7 +285,10 @@ class Hub:
             except Exception:
                 logger.exception("hub task %r stopped", name)
 
-        self._tasks.append(asyncio.ensure_future(guarded()))
+        # A fresh context: the hub may start in a socket's or a request's task, whose
+        # ids must not tag the hub's own lines (nor what those tasks dispatch).
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(guarded(), context=contextvars.Context()))
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -295,6 +326,8 @@ class Hub:
             # Redis away: the socket still opens; the refresh puts it in presence later.
             if not self.redis_lost(error):
                 raise
+        if consumer in self.sockets_by_user.get(user_id, ()):  # not closed meanwhile
+            await self._note_connection(self.connections.opened(consumer))
 
     async def socket_closed(self, consumer: ClientSocket) -> None:
         sockets = self.sockets_by_user.get(consumer.user_id)
@@ -315,6 +348,18 @@ class Hub:
         except Exception as error:
             # Redis away: the socket's entry expires by itself (and is reaped) if it
             # is still there when Redis is back.
+            if not self.redis_lost(error):
+                raise
+        await self._note_connection(self.connections.closed(consumer))
+
+    async def _note_connection(self, note: Awaitable[None]) -> None:
+        """Tell the connection store, after presence (a listing prunes the info of a
+        socket presence does not hold)."""
+        try:
+            await note
+        except Exception as error:
+            # Redis away: a socket opened meanwhile is listed with an unknown client
+            # (or its info again when Redis lost it); a closed one's info is pruned.
             if not self.redis_lost(error):
                 raise
 
@@ -385,7 +430,8 @@ class Hub:
         if isinstance(self.doorbell, RedisDoorbell):
             # Redis is back, perhaps empty: presence is re-asserted now, not at the next
             # refresh; and sessions that other processes ended meanwhile close here.
-            self._chore(self._refresh_presence())
+            # Reseeded too: a status chosen while Redis was away is in the database only.
+            self._chore(self._refresh_presence(reseed=True))
             self._chore(self._recheck_sessions(self.doorbell.link.lost_at))
             self._chore(self._resync_watchers(settings.TRAY["PRESENCE_TTL"] / 3 + 0.5))
 
@@ -536,7 +582,8 @@ class Hub:
             except Exception:
                 logger.exception("a presence update failed")
 
-        task = asyncio.ensure_future(guarded())
+        # A fresh context, as in _spawn (a do-not-disturb timer copies a socket's).
+        task = asyncio.get_running_loop().create_task(guarded(), context=contextvars.Context())
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
 
@@ -569,13 +616,15 @@ class Hub:
             for ended_event in ended:
                 self.dispatch(ended_event)
 
-    async def _refresh_presence(self) -> None:
+    async def _refresh_presence(self, *, reseed: bool = False) -> None:
         sockets = [
             (consumer.user_id, consumer.socket_id)
             for group in self.sockets_by_user.values()
             for consumer in group
         ]
         try:
+            # Before the sockets are re-asserted, so that watchers are told their status.
+            await self._seed_presence(force=reseed)
             missing = await self.presence.refresh(sockets)
             if missing:
                 await self._reassert_presence(missing)
@@ -583,6 +632,34 @@ class Hub:
                 await self.publish_presence(user_id)
         except Exception as error:
             if not self.redis_lost(error):
+                raise
+
+    async def _seed_presence(self, *, force: bool = False) -> None:
+        """Seed presence from the database (chosen statuses, last seen) when it holds
+        nothing kept (``needs_seed``: this process's memory at start, Redis after an
+        empty restart), or when ``force``d. Redis away: skipped (the refresh after it is
+        back seeds it)."""
+        try:
+            if not (force or await self.presence.needs_seed()):
+                return
+            kept = await database_sync_to_async(presence_selectors.presence_kept)()
+            await self.presence.seed(kept)
+        except Exception as error:
+            if not self.redis_lost(error):
+                raise
+
+    async def _flush_seen(self) -> None:
+        """Write who went offline lately (``presence.seen_log``) in one transaction; put
+        back if the database is away, for the next flush."""
+        seen = self.presence.seen_log.take()
+        if not seen:
+            return
+        try:
+            await database_sync_to_async(presence_services.presence_seen_record)(seen=seen)
+        except Exception as error:
+            self.presence.seen_log.put_back(seen)
+            # The database away is logged by db_faults' own once-per-outage lines.
+            if db_faults.classify(error) is None:
                 raise
 
     async def _resync_watchers(self, delay: float) -> None:
@@ -650,6 +727,15 @@ class Hub:
                     changed = await self.presence.socket_closed(socket) or changed
             if changed:
                 await self.publish_presence(user_id)
+        # Redis lost their info too (staff's "who is connected now").
+        await self.connections.reasserted(
+            [
+                open_here[socket]
+                for sockets in by_user.values()
+                for socket in sockets
+                if open_here[socket] in self.sockets_by_user.get(socket[0], ())
+            ]
+        )
 
     async def _sweep_tokens(self) -> None:
         """Close sockets whose access token expired without an in-band ``authenticate``."""

@@ -11,20 +11,57 @@ The socket and the stream await the ``presence_snapshot`` / ``status_set``
 coroutines; a REST view (synchronous, in the server's database thread) reads the
 database itself and runs only the hub's part on the loop (``asgiref``'s
 ``async_to_sync``): ``presence_snapshot_sync`` / ``status_set_sync``.
+
+In scale mode presence lives in Redis: while it cannot be reached, every way in answers
+``PresenceUnavailable`` (``presence_unavailable``, 503 with Retry-After over REST, an
+``error`` frame on the socket, which stays open). A chosen status is written to the
+database first, so it is kept even then, and shown once Redis is back.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from backend.attention.services import attention_update
-from backend.errors import InvalidInput, NotFound
-from backend.notifications import protocol, selectors
+from backend.errors import BackendError, InvalidInput, NotFound
+from backend.notifications import presence_services, protocol, selectors
 from backend.notifications.events import ClientSocket
 from backend.notifications.hub import Hub
+
+
+class PresenceUnavailable(BackendError):
+    """Scale mode: Redis, where presence lives, cannot be reached now."""
+
+    code = "presence_unavailable"
+    status = 503
+    retry_after = 5
+
+
+UNAVAILABLE_MESSAGE = (
+    "Presence is temporarily unavailable (the server cannot reach Redis). "
+    "Try again in a few seconds."
+)
+STATUS_KEPT_MESSAGE = (
+    "Presence is temporarily unavailable (the server cannot reach Redis). Your status is "
+    "saved and teammates see it once presence is back; try again in a few seconds."
+)
+
+
+@contextlib.asynccontextmanager
+async def _redis_guard(hub: Hub, message: str = UNAVAILABLE_MESSAGE) -> AsyncIterator[None]:
+    """Redis away becomes ``PresenceUnavailable`` (said once in the log, by the
+    doorbell's link), not a server error."""
+    try:
+        yield
+    except Exception as error:
+        if not hub.redis_lost(error):
+            raise
+        raise PresenceUnavailable(message) from None
 
 
 def validate_status(value: object) -> str:
@@ -58,10 +95,16 @@ async def snapshot_of(
 ) -> dict[str, Any]:
     """``{"project_id", "members": [{"user", "online", "status", "last_seen"}, ...]}``;
     with ``watcher``, that connection watches the project's presence from before the
-    states are read (no change falls in between)."""
+    states are read (no change falls in between). It still does if presence is
+    unavailable: once Redis is back the hub resends every member's state to watchers.
+
+    Raises:
+        PresenceUnavailable: Redis cannot be reached.
+    """
     if watcher is not None:
         hub.watch(watcher, project_id)
-    states = await hub.presence.states([member["id"] for member in members])
+    async with _redis_guard(hub):
+        states = await hub.presence.states([member["id"] for member in members])
     snapshot = [{"user": member, **states[member["id"]].as_payload()} for member in members]
     return {"project_id": project_id, "members": snapshot}
 
@@ -101,14 +144,34 @@ def dnd_set(*, user_id: int, until: object) -> None:
     attention_update(user_id=user_id, changes={"dnd": {"until": until}})
 
 
+async def _status_shown(*, hub: Hub, user_id: int, status: str) -> None:
+    """The hub's part of ``chosen_status_set``: presence, and the watchers told.
+
+    Raises:
+        PresenceUnavailable: Redis cannot be reached (the status is kept already).
+    """
+    async with _redis_guard(hub, STATUS_KEPT_MESSAGE):
+        await hub.presence.set_status(user_id, status)
+        await hub.publish_presence(user_id)
+
+
+_status_choose = database_sync_to_async(presence_services.presence_status_choose)
+
+
 async def chosen_status_set(*, hub: Hub, user_id: int, status: str) -> None:
-    """``online`` or ``away``: what teammates see while do-not-disturb is off."""
-    await hub.presence.set_status(user_id, status)
-    await hub.publish_presence(user_id)
+    """``online`` or ``away``: what teammates see while do-not-disturb is off. Kept in
+    the database first (it outlives Redis and the server's memory), then shown.
+
+    Raises:
+        PresenceUnavailable: Redis cannot be reached (the status is kept already, and
+            shown once Redis is back).
+    """
+    await _status_choose(user_id=user_id, status=status)
+    await _status_shown(hub=hub, user_id=user_id, status=status)
 
 
 _dnd_set = database_sync_to_async(dnd_set)
-_chosen_status_set = async_to_sync(chosen_status_set)
+_status_shown_sync = async_to_sync(_status_shown)
 
 
 async def status_set(*, hub: Hub, user_id: int, status: object, until: object = None) -> str:
@@ -134,5 +197,6 @@ def status_set_sync(*, hub: Hub, user_id: int, status: object, until: object = N
     if chosen == "dnd":
         dnd_set(user_id=user_id, until=until)
     else:
-        _chosen_status_set(hub=hub, user_id=user_id, status=chosen)
+        presence_services.presence_status_choose(user_id=user_id, status=chosen)
+        _status_shown_sync(hub=hub, user_id=user_id, status=chosen)
     return chosen

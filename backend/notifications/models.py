@@ -149,3 +149,26 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class PresenceRecord(models.Model):
+    """What presence keeps of a user beyond Redis and the server's memory: the status
+    they chose and when they were last seen, so that an empty Redis restart (scale mode)
+    or a server restart (the embedded default) shows them as before.
+
+    Written by ``presence_services.presence_status_choose`` (when a user chooses) and
+    ``presence_services.presence_seen_record`` (batched: the hub flushes who went offline
+    every few seconds); read back into presence by the hub (``Hub._seed_presence``).
+    Do-not-disturb is not here: it is an attention setting (backend/attention).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # "online" or "away" (protocol.STATUSES but "dnd"); "" while never chosen.
+    chosen_status = models.CharField(max_length=10, blank=True, default="")
+    # When the user's last socket closed (their process's clock), or None.
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.chosen_status or '-'} {self.last_seen}"

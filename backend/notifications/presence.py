@@ -8,14 +8,22 @@ saying goodbye go offline within TTL; ``reap`` finds them so that watchers are
 told. ``refresh`` also says which of a process's sockets Redis no longer holds
 (it restarted empty), so that the process puts them back within TTL/3.
 
+The status a user chose and when they were last seen are also kept in the database
+(``PresenceRecord``): each store notes who went offline (``seen_log``, flushed in
+batches by the hub) and, when it starts empty (``needs_seed``: a new process's memory,
+Redis restarted without persistence), is seeded from there (``seed``).
+
 A user is online while any of their sockets, on any process, is live.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from backend.notifications.presence_selectors import KeptPresence
 
 Socket = tuple[int, str]  # (user_id, socket id unique across processes)
 
@@ -40,7 +48,33 @@ def _state(
     )
 
 
+class SeenLog:
+    """Who went offline since the last flush, and when (epoch seconds): the hub writes
+    them to the database in one transaction every few seconds (``take``), so that a
+    reconnect storm is not a database write per disconnect."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, float] = {}
+
+    def note(self, user_id: int, at: float) -> None:
+        if at > self._pending.get(user_id, 0.0):
+            self._pending[user_id] = at
+
+    def take(self) -> dict[int, float]:
+        """Everything noted since the last ``take``; noted again (``put_back``) if it
+        could not be written."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def put_back(self, seen: Mapping[int, float]) -> None:
+        for user_id, at in seen.items():
+            self.note(user_id, at)
+
+
 class PresenceStore(Protocol):
+    # Who went offline, for the database (the hub flushes it).
+    seen_log: SeenLog
+
     async def socket_opened(self, socket: Socket) -> bool:
         """Record a socket; True when its user was offline until now."""
         ...
@@ -69,6 +103,17 @@ class PresenceStore(Protocol):
         """Drop sockets whose process stopped refreshing them; users now offline."""
         ...
 
+    async def needs_seed(self) -> bool:
+        """True while the store holds nothing kept (started, or Redis restarted, empty):
+        the caller reads the database and calls ``seed``."""
+        ...
+
+    async def seed(self, kept: Mapping[int, KeptPresence]) -> None:
+        """Put back what the database keeps: chosen statuses (the database's win: it is
+        written first) and last-seen times (only where the store has none: its own are
+        newer). Then ``needs_seed`` is False until the store is emptied again."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -78,6 +123,8 @@ class MemoryPresence:
         self._status: dict[int, str] = {}
         self._dnd: set[int] = set()
         self._last_seen: dict[int, float] = {}
+        self.seen_log = SeenLog()
+        self._seeded = False
 
     async def socket_opened(self, socket: Socket) -> bool:
         user_id, socket_id = socket
@@ -94,7 +141,9 @@ class MemoryPresence:
         if sockets:
             return False
         del self._sockets[user_id]
-        self._last_seen[user_id] = time.time()
+        now = time.time()
+        self._last_seen[user_id] = now
+        self.seen_log.note(user_id, now)
         return True
 
     async def set_status(self, user_id: int, status: str) -> None:
@@ -126,6 +175,17 @@ class MemoryPresence:
     async def reap(self) -> list[int]:
         return []
 
+    async def needs_seed(self) -> bool:
+        return not self._seeded
+
+    async def seed(self, kept: Mapping[int, KeptPresence]) -> None:
+        for user_id, record in kept.items():
+            if record.chosen_status:
+                self._status[user_id] = record.chosen_status
+            if record.last_seen is not None and user_id not in self._last_seen:
+                self._last_seen[user_id] = record.last_seen
+        self._seeded = True
+
     async def close(self) -> None:
         return None
 
@@ -136,7 +196,8 @@ class RedisPresence:
     Keys: ``conns`` is a sorted set of "uid|socket" scored by expiry (for
     reaping); ``user:<uid>`` holds that user's socket ids scored by expiry (for
     counting live ones); ``status`` and ``seen`` are hashes by user id; ``dnd`` is
-    the set of users whose do-not-disturb is on. Every key
+    the set of users whose do-not-disturb is on; ``seeded`` says ``status`` and
+    ``seen`` hold what the database keeps (gone after an empty restart). Every key
     starts with ``prefix``, the deployment's (``namespace.presence_prefix``): user
     ids of two deployments sharing a redis-server collide, so there is no default.
     """
@@ -145,6 +206,7 @@ class RedisPresence:
         self._redis = redis
         self._ttl = ttl
         self._prefix = prefix
+        self.seen_log = SeenLog()
 
     def _key(self, name: str) -> str:
         return self._prefix + name
@@ -173,6 +235,7 @@ class RedisPresence:
             removed, _, live = await pipe.execute()
         if int(removed) == 0 or int(live) > 0:
             return False
+        self.seen_log.note(user_id, now)
         await self._redis.hset(self._key("seen"), str(user_id), str(now))
         return True
 
@@ -241,9 +304,28 @@ class RedisPresence:
         offline: list[int] = []
         for user_id, last_seen in affected.items():
             if await self._redis.zcount(self._key(f"user:{user_id}"), f"({now}", "+inf") == 0:
+                self.seen_log.note(user_id, last_seen)
                 await self._redis.hset(self._key("seen"), str(user_id), str(last_seen))
                 offline.append(user_id)
         return offline
+
+    async def needs_seed(self) -> bool:
+        return not await self._redis.exists(self._key("seeded"))
+
+    async def seed(self, kept: Mapping[int, KeptPresence]) -> None:
+        statuses = {str(u): r.chosen_status for u, r in kept.items() if r.chosen_status}
+        seen = [(str(u), str(r.last_seen)) for u, r in kept.items() if r.last_seen is not None]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if statuses:
+                pipe.hset(self._key("status"), mapping=statuses)
+            for user_id, last_seen in seen:
+                # A time Redis holds is newer than the database's (written at once there,
+                # in batches here).
+                pipe.hsetnx(self._key("seen"), user_id, last_seen)
+            # Last: a process that fails before it seeds leaves the marker unset, so the
+            # next refresh (of any process) seeds again. Two seeding at once is harmless.
+            pipe.set(self._key("seeded"), "1")
+            await pipe.execute()
 
     async def close(self) -> None:
         return None

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.api import ErrorSerializer, WriteRateThrottle, request_user
-from backend.errors import BackendError, NotFound
+from backend.errors import NotFound
 from backend.notifications import live_presence, protocol
 from backend.notifications.hub import Hub
 from backend.notifications.serializers import ActorSerializer
@@ -99,7 +99,8 @@ class PresenceStatusApi(APIView):
     def post(self, request: Request) -> Response:
         user = request_user(request)
         body = request.data if isinstance(request.data, dict) else {}
-        with _redis_guard():
+        # The status is written to the database before Redis is asked: kept even then.
+        with _redis_guard(live_presence.STATUS_KEPT_MESSAGE):
             status = live_presence.status_set_sync(
                 hub=Hub.current(),
                 user_id=user.pk,
@@ -109,25 +110,18 @@ class PresenceStatusApi(APIView):
         return Response({"status": status})
 
 
-class PresenceUnavailable(BackendError):
-    """Scale mode: Redis, where presence lives, cannot be reached now."""
-
-    code = "presence_unavailable"
-    status = 503
-    retry_after = 5
+# Scale mode: Redis, where presence lives, cannot be reached now (503, Retry-After: 5).
+PresenceUnavailable = live_presence.PresenceUnavailable
 
 
 @contextlib.contextmanager
-def _redis_guard() -> Iterator[None]:
-    """Redis away answers 503 with Retry-After (said once in the log by the doorbell's
-    link), not a 500."""
+def _redis_guard(message: str = live_presence.UNAVAILABLE_MESSAGE) -> Iterator[None]:
+    """Redis away answers 503 with Retry-After and ``message`` (said once in the log by
+    the doorbell's link), not a 500."""
     try:
         yield
     except Exception as error:
         hub = Hub.current()
         if not hub.redis_lost(error):
             raise
-        raise PresenceUnavailable(
-            "Presence is unavailable right now (the server cannot reach Redis). "
-            "Try again in a few seconds."
-        ) from None
+        raise PresenceUnavailable(message) from None

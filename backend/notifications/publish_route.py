@@ -19,10 +19,11 @@ that decision but a notification that is then answered.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -30,6 +31,7 @@ from rest_framework.utils.json import strict_constant
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
+from backend import log_context
 from backend.errors import InvalidInput
 from backend.notifications.authentication import KEYWORD, cached_api_key
 from backend.notifications.publish_input import PublishItem, parse_publish
@@ -53,10 +55,14 @@ _bearer = SessionJWTAuthentication()
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a publish depends on: the Authorization header and the body."""
+    """What a publish depends on: the Authorization header and the body; and the log
+    context it is written in (its request id; the publisher's ids are bound there)."""
 
     authorization: bytes
     body: bytes
+    # Entered on the database thread while this request is authenticated and written,
+    # so those lines carry its ids and the next request's carry none of them.
+    context: contextvars.Context = field(default_factory=contextvars.Context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,7 @@ def _caller(authorization: bytes) -> tuple[User | None, str] | None:
     key = cached_api_key(raw)
     if key is None:
         return None
+    log_context.bind_api_key(key.prefix)
     return None, api_key_publisher(key)
 
 
@@ -192,18 +199,22 @@ def publish_batch(
     process's database connection (backend/config/asgi.py).
     """
     close_old_connections()
-    prepared = [prepare(request) for request in requests]
+    prepared = [request.context.run(prepare, request) for request in requests]
     answers: list[Answer | None] = [None] * len(requests)
     if not group_commit or sum(p is not None for p in prepared) < 2:
         for index, publish in enumerate(prepared):
             if publish is not None:
-                answers[index] = _attempt(publish, rows_later=rows_later)
+                answers[index] = requests[index].context.run(
+                    _attempt, publish, rows_later=rows_later
+                )
         return answers
     try:
         with transaction.atomic():
             for index, publish in enumerate(prepared):
                 if publish is not None:
-                    answers[index] = _attempt_in_batch(publish, rows_later=rows_later)
+                    answers[index] = requests[index].context.run(
+                        _attempt_in_batch, publish, rows_later=rows_later
+                    )
             if transaction.get_rollback():
                 raise _RolledBack
     except Exception:  # a publish failed midway, or the commit did: nothing was written

@@ -31,7 +31,13 @@ from django.db import InterfaceError, OperationalError
 from backend import db_faults, log_context, metrics
 from backend.api import WWW_AUTHENTICATE
 from backend.errors import BackendError, Forbidden, NotAuthenticated
-from backend.notifications import live_presence, protocol, selectors, stream_protocol
+from backend.notifications import (
+    connections,
+    live_presence,
+    protocol,
+    selectors,
+    stream_protocol,
+)
 from backend.notifications.eager import step_eagerly
 from backend.notifications.hub import Hub
 from backend.notifications.state_io import StateDelivery
@@ -74,6 +80,9 @@ _STREAM: Final[Headers] = [
     (b"x-accel-buffering", b"no"),
     *_COMMON,
 ]
+
+
+_members_for = database_sync_to_async(live_presence.members_for)
 
 
 class ServerRestarting(BackendError):
@@ -220,6 +229,9 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         token_expires_at=claims.expires_at.timestamp(),
     )
     log_context.bind_socket(stream.socket_id, claims.user_id)
+    # No token let it in: the web companion's session cookie did.
+    web_session = protocol.token_from_scope(scope)[0] is None
+    stream.arrival = connections.arrival(scope, web_session=web_session)
     await stream.run(receive, request, headers=cors)
 
 
@@ -227,6 +239,8 @@ class EventStream(StateDelivery):
     """One open ``text/event-stream`` answer: a ``ClientSocket`` to the hub."""
 
     kind = "stream"
+    # How and when it arrived (staff's "who is connected now").
+    arrival: connections.Arrival | None = None
 
     def __init__(
         self,
@@ -279,12 +293,27 @@ class EventStream(StateDelivery):
                 user_id=self.user_id, session_id=self.session_id, after_seq=request.after_seq,
                 limit=self.state.batch,
             )  # fmt: skip
-            snapshots = [
-                await live_presence.presence_snapshot(
-                    hub=self.hub, user_id=self.user_id, project_id=project_id, watcher=self
-                )
-                for project_id in request.watch
-            ]
+            snapshots: list[str] = []
+            unavailable: live_presence.PresenceUnavailable | None = None
+            for project_id in request.watch:
+                if unavailable is not None:
+                    # Checked and watched like the others, without asking Redis again.
+                    await _members_for(user_id=self.user_id, project_id=project_id)
+                    self.hub.watch(self, project_id)
+                    continue
+                try:
+                    snapshot = await live_presence.presence_snapshot(
+                        hub=self.hub, user_id=self.user_id, project_id=project_id, watcher=self
+                    )
+                except live_presence.PresenceUnavailable as error:
+                    # Redis away: the stream opens anyway (notifications need no Redis),
+                    # still watching; one error event says so, and once Redis is back
+                    # the hub resends every member's state as presence_changed.
+                    unavailable = error
+                    continue
+                snapshots.append(protocol.encode("presence_snapshot", snapshot))
+            if unavailable is not None:
+                snapshots = [protocol.encode_error(unavailable.code, unavailable.message)]
         except (BackendError, OperationalError, InterfaceError) as error:
             refusal = _refusal(error)
             metrics.handshake(self.kind, handshake_outcome(refusal))
@@ -316,7 +345,7 @@ class EventStream(StateDelivery):
             attention=opening.attention,
         )
         # Queued before hello is: open() puts hello first, and the replay after them.
-        self.state.push([protocol.encode("presence_snapshot", s) for s in snapshots])
+        self.state.push(snapshots)
         self.state.open(
             latest_seq=opening.state.latest_seq,
             hello=hello,

@@ -11,6 +11,7 @@ from backend.notifications.api import (
     PublishApi,
     PublishBatchApi,
 )
+from backend.notifications.connections_api import ConnectionListApi
 from backend.notifications.presence_api import PresenceStatusApi, ProjectPresenceApi
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -31,4 +32,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="project-presence",
     ),
     path("presence/status/", PresenceStatusApi.as_view(), name="presence-status"),
+    # Staff: who is connected now, on every process.
+    path("connections/", ConnectionListApi.as_view(), name="connection-list"),
 ]

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend import metrics
 from backend.config import production
-from backend.metrics_endpoint import bearer_matches
+from backend.metrics_endpoint import address_allowed, bearer_matches
 from backend.notifications import events, protocol
 from backend.notifications.events import UserDisabledEvent
 from tests.e2e.conftest import WAIT, Socket, login
@@ -60,6 +60,31 @@ def test_bearer_matches_only_the_exact_token(header: str | None, expected: bool)
 def test_no_token_matches_nothing() -> None:
     assert not bearer_matches("Bearer ", "")
     assert not bearer_matches("Bearer x", "")
+
+
+@pytest.mark.parametrize(
+    ("address", "allow", "expected"),
+    [
+        ("10.1.2.3", "", True),  # no list: any address (the token still decides)
+        ("unknown", "", True),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("11.1.2.3", "10.0.0.0/8", False),
+        ("127.0.0.1", "10.0.0.0/8, 127.0.0.1", True),
+        ("127.0.0.2", "127.0.0.1", False),
+        ("::1", "127.0.0.1,::1", True),
+        ("2001:db8::5", "2001:db8::/32", True),
+        ("2001:db9::5", "2001:db8::/32", False),
+        ("::ffff:10.1.2.3", "10.0.0.0/8", True),  # IPv4 on a dual-stack socket
+        ("::ffff:11.1.2.3", "10.0.0.0/8", False),
+        ("unknown", "10.0.0.0/8", False),  # a unix socket with no proxy header
+        ("", "10.0.0.0/8", False),
+    ],
+)
+def test_address_allowed_matches_ipv4_and_ipv6_networks(
+    address: str, allow: str, expected: bool
+) -> None:
+    networks = production.metrics_allow_networks(allow)
+    assert address_allowed(address, networks) is expected
 
 
 def test_frame_type_reads_every_kind_of_server_frame() -> None:
@@ -253,6 +278,57 @@ def test_a_scrape_without_the_token_is_refused(metrics_server: RunningServer) ->
     )
     assert post.status_code in (403, 405)  # CSRF refuses it before the view's 405
     assert "tray_" not in post.text
+
+
+def test_the_allow_list_refuses_other_addresses_and_trusts_only_the_proxy(
+    server_factory: ServerFactory,
+) -> None:
+    """TRAY_METRICS_ALLOW on top of the token, with the client address uvicorn resolved:
+    ``X-Forwarded-For`` counts from a trusted proxy (127.0.0.1 by default) only."""
+    env = {"TRAY_METRICS_TOKEN": TOKEN, "TRAY_METRICS_ALLOW": "10.0.0.0/8, 2001:db8::/32"}
+    server = server_factory(env=env)
+
+    def scrape(forwarded: str | None, token: str | None = TOKEN) -> httpx.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        if forwarded is not None:
+            headers["X-Forwarded-For"] = forwarded
+        return httpx.get(f"{server.url}/metrics", headers=headers, timeout=WAIT)
+
+    for forwarded in (None, "192.0.2.7"):
+        refused = scrape(forwarded)
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "address_not_allowed"
+        assert "TRAY_METRICS_ALLOW" in error["message"]
+        assert (forwarded or "127.0.0.1") in error["message"]
+        assert "tray_" not in refused.text
+        # Refused for its address whatever it sends: no token is compared.
+        assert scrape(forwarded, token=None).status_code == 403
+    for forwarded in ("10.9.8.7", "2001:db8::5"):
+        allowed = scrape(forwarded)
+        assert allowed.status_code == 200, allowed.text
+        assert "tray_open_connections" in allowed.text
+        assert scrape(forwarded, token="wrong").status_code == 401
+
+    # A proxy that is not trusted cannot vouch for an address.
+    untrusted = server_factory(env={**env, "TRAY_FORWARDED_ALLOW_IPS": "192.0.2.1"})
+    answer = httpx.get(
+        f"{untrusted.url}/metrics",
+        headers={"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "10.9.8.7"},
+        timeout=WAIT,
+    )
+    assert answer.status_code == 403, answer.text
+
+
+def test_a_bad_allow_list_stops_the_server_naming_the_entry(
+    server_factory: ServerFactory,
+) -> None:
+    env = {"TRAY_METRICS_TOKEN": TOKEN, "TRAY_METRICS_ALLOW": "10.0.0.0/8,scraper.internal"}
+    with pytest.raises(RuntimeError) as refused:
+        server_factory(env=env, timeout=30)
+    message = str(refused.value)
+    assert "TRAY_METRICS_ALLOW must list the IP addresses or networks" in message
+    assert "'scraper.internal'" in message
 
 
 def test_the_exposition_is_prometheus_text(metrics_server: RunningServer) -> None:

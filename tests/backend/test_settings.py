@@ -307,3 +307,39 @@ def test_the_redis_namespace_override_is_read_and_checked(
         assert result.returncode != 0
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("django.core.exceptions.ImproperlyConfigured: TRAY_REDIS_NAMESPACE")
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [
+        (None, 0),
+        ("", 0),
+        (" 10.0.0.0/8 ", 1),
+        ("127.0.0.1, ::1,2001:db8::/32", 3),
+        ("10.1.2.3/8", 1),
+    ],
+)
+def test_the_metrics_allow_list_reads_addresses_and_networks(value: str | None, count: int):
+    assert production.metrics_allow_problem(value) is None
+    assert len(production.metrics_allow_networks(value)) == count
+
+
+@pytest.mark.parametrize(
+    ("value", "bad"),
+    [("10.0.0.0/8,metrics.internal", "metrics.internal"), ("10.0.0.0/33", "10.0.0.0/33"),
+     ("::1, fe80::/129", "fe80::/129"), ("*", "*")],
+)  # fmt: skip
+def test_a_bad_metrics_allow_list_names_the_variable_and_the_entry(value: str, bad: str):
+    problem = production.metrics_allow_problem(value)
+    assert problem is not None
+    assert problem.startswith("TRAY_METRICS_ALLOW must list the IP addresses or networks")
+    assert repr(bad) in problem
+
+
+def test_a_bad_metrics_allow_list_stops_the_server_at_start(tmp_path: Path):
+    """In every mode, before anything is served, in one line naming the entry."""
+    result = _import_settings(tmp_path, {"TRAY_METRICS_ALLOW": "10.0.0.0/8, metrics.internal"})
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("django.core.exceptions.ImproperlyConfigured: TRAY_METRICS_ALLOW"), last
+    assert "'metrics.internal'" in last

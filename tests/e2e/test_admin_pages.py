@@ -50,9 +50,18 @@ PAGES = (
         "/admin/",
         "Site administration |",
         "!!document.querySelector('#content-main .app-users')"
-        " && !!document.querySelector('#content-main .app-projects')",
+        " && !!document.querySelector('#content-main .app-projects')"
+        " && !!document.querySelector('#operations-module a[href=\"/admin/connected/\"]')",
         # theme.js, the only script the index runs, sets the theme on <html>.
         "document.documentElement.dataset.theme === 'auto'",
+    ),
+    AdminPage(
+        "/admin/connected/",
+        "Connected now |",
+        # Nobody is connected to this server: the table says so.
+        "document.getElementById('connection-counts').textContent.startsWith('0 connections')"
+        " && document.querySelectorAll('#connections tbody tr').length === 1",
+        _SIDEBAR_RAN,
     ),
     AdminPage(
         "/admin/users/user/",

@@ -9,11 +9,17 @@ where one is enough), real WebSocket clients on each.
   live; a socket on the other process gets it once Redis is back, exactly once; a
   session ended on one process meanwhile closes its socket on the other then.
 - The log says once that Redis is lost and once that it is back; no traceback.
+- A process started while Redis is down serves, and catches up once it is back.
+- A chosen status and last seen survive an empty Redis restart (kept in the database),
+  and last seen a restart of the embedded default.
+- While Redis is down, presence requests answer ``presence_unavailable``; the socket
+  stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -295,4 +301,228 @@ async def test_an_outage_is_logged_once_lost_and_once_back_without_a_traceback(
     assert "WARNING" in lost[0], lost[0]
     assert "ConnectionError" in lost[0], lost[0]
     assert "INFO" in back[0], back[0]
+    assert "Traceback" not in output, output
+
+
+async def readyz_until(server: RunningServer, status: int, timeout: float = WAIT) -> float:
+    """Poll ``/readyz`` until it answers ``status``; the seconds it took."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=10) as rest:
+        while True:
+            answer = await rest.get(f"{server.url}/readyz")
+            if answer.status_code == status:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout, (
+                f"/readyz still {answer.status_code} {answer.text!r} after {timeout} s"
+            )
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.postgres
+async def test_a_process_started_while_redis_is_down_serves_and_catches_up_once_it_is_back(
+    server_factory: ServerFactory, postgres_url: str, private_redis: StoppableRedis
+) -> None:
+    env = {"TRAY_PRESENCE_TTL": str(PRESENCE_TTL)}
+    a = server_factory(demo=True, database_url=postgres_url, redis_url=private_redis.url, env=env)
+    admin = login(a, "admin")
+    private_redis.stop()
+    assert a.wait_for_output(LOST)
+
+    # B starts with Redis down: it serves HTTP (a login) and sockets, not ready yet.
+    started = time.monotonic()
+    b = server_factory(database_url=postgres_url, redis_url=private_redis.url, env=env)
+    start_took = time.monotonic() - started
+    assert b.wait_for_output(LOST)
+    async with httpx.AsyncClient(timeout=30) as rest:
+        assert (await rest.get(f"{b.url}/readyz")).status_code == 503
+    carol = await Socket.open(b, login(b, "carol"))
+    carol_next = carol.hello["latest_seq"] + 1
+    # Its own publish reaches its own socket live.
+    await publish(b, login(b, "admin"), "from B while Redis is down", ["carol"])
+    assert await notifications_until(carol, "from B while Redis is down") == [carol_next]
+    # A's publish cannot ring B until Redis is back.
+    await publish(a, admin, "from A while Redis is down", ["carol"])
+    await nothing_delivered(carol, 1.0)
+
+    private_redis.start()
+    returned = time.monotonic()
+    assert await notifications_until(carol, "from A while Redis is down") == [carol_next + 1]
+    caught_up_after = time.monotonic() - returned
+    ready_after = await readyz_until(b, 200)
+    # Presence is re-asserted: A sees carol (connected to B before Redis existed) online.
+    mobile_app = await project_of(a, "bob", "Mobile App")
+    watcher = await Socket.open(a, login(a, "bob"))
+    deadline = time.monotonic() + PRESENCE_TTL
+    while not (members := await snapshot(watcher, mobile_app))["carol"]["online"]:
+        assert time.monotonic() < deadline, members["carol"]
+        await asyncio.sleep(0.2)
+    online_after = time.monotonic() - returned
+    # And live delivery through Redis from A to B, next seq, nothing repeated.
+    await publish(a, admin, "after Redis returned", ["carol"])
+    assert await notifications_until(carol, "after Redis returned") == [carol_next + 2]
+    print(
+        f"B started in {start_took:.2f} s with Redis down; after Redis returned: caught up "
+        f"{caught_up_after:.2f} s, /readyz 200 {ready_after:.2f} s, carol online on A "
+        f"{online_after:.2f} s"
+    )
+    for socket in (carol, watcher):
+        await socket.close()
+    output = b.output()
+    assert output.count(LOST) == 1, output
+    assert b.wait_for_output(BACK)
+    assert b.output().count(BACK) == 1, output
+    assert "Traceback" not in b.output(), b.output()
+
+
+def kept_last_seen(database_url: str, username: str, timeout: float = WAIT) -> float:
+    """When ``username`` was last seen, as the database keeps it (written in batches
+    every few seconds): polled until there."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        while True:
+            row = connection.execute(
+                "SELECT r.last_seen FROM notifications_presencerecord r "
+                "JOIN users_user u ON u.id = r.user_id WHERE u.username = %s",
+                (username,),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                return float(row[0].timestamp())
+            assert time.monotonic() < deadline, f"no last seen of {username} kept"
+            time.sleep(0.1)
+
+
+@pytest.mark.postgres
+async def test_a_chosen_status_and_last_seen_survive_an_empty_redis_restart(
+    server_factory: ServerFactory, postgres_url: str, private_redis: StoppableRedis
+) -> None:
+    a, b = two_processes(server_factory, postgres_url, private_redis)
+    mobile_app = await project_of(a, "bob", "Mobile App")
+    watcher = await Socket.open(a, login(a, "bob"))
+    alice = await Socket.open(b, login(b, "alice"))
+    await alice.send("set_status", {"status": "away"}, ref="s")
+    assert (await alice.receive_until("ack"))["payload"]["status"] == "away"
+    carol = await Socket.open(a, login(a, "carol"))
+    await carol.close()
+    deadline = time.monotonic() + WAIT
+    while (before := await snapshot(watcher, mobile_app))["carol"]["online"]:
+        assert time.monotonic() < deadline, before["carol"]
+        await asyncio.sleep(0.1)
+    assert (before["alice"]["online"], before["alice"]["status"]) == (True, "away")
+    carol_seen = before["carol"]["last_seen"]
+    assert kept_last_seen(postgres_url, "carol") == pytest.approx(carol_seen, abs=1e-5)
+
+    private_redis.stop()
+    private_redis.start()  # empty: no status, no last seen in it
+    restarted = time.monotonic()
+    deadline = restarted + PRESENCE_TTL * 2
+    other_watcher = await Socket.open(b, login(b, "bob"))
+    while True:
+        after = await snapshot(other_watcher, mobile_app)
+        if after["alice"]["status"] == "away" and after["carol"]["last_seen"] is not None:
+            break
+        assert time.monotonic() < deadline, (after["alice"], after["carol"])
+        await asyncio.sleep(0.2)
+    back_after = time.monotonic() - restarted
+    assert (after["alice"]["online"], after["alice"]["status"]) == (True, "away")
+    assert (after["carol"]["online"], after["carol"]["status"]) == (False, "offline")
+    assert after["carol"]["last_seen"] == pytest.approx(carol_seen, abs=1e-5)
+    # The watcher on A was told alice is back, away (not "online").
+    alice_id = after["alice"]["user"]["id"]
+    latest = await presence_until(watcher, {alice_id: {"online": True}}, timeout=WAIT)
+    assert latest[alice_id]["status"] == "away"
+    print(f"chosen status and last seen back {back_after:.2f} s after an empty Redis restart")
+    for socket in (watcher, other_watcher, alice):
+        await socket.close()
+    for server in (a, b):
+        assert "Traceback" not in server.output(), server.output()
+
+
+async def test_embedded_last_seen_survives_a_server_restart(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(demo=True)
+    mobile_app = await project_of(server, "bob", "Mobile App")
+    carol = await Socket.open(server, login(server, "carol"))
+    await carol.close()
+    watcher = await Socket.open(server, login(server, "bob"))
+    deadline = time.monotonic() + WAIT
+    while (before := await snapshot(watcher, mobile_app))["carol"]["online"]:
+        assert time.monotonic() < deadline, before["carol"]
+        await asyncio.sleep(0.1)
+    await watcher.close()
+    assert server.stop() == 0  # SIGTERM: who went offline is written before it exits
+
+    again = server_factory()  # the same data directory: the same SQLite database
+    watcher = await Socket.open(again, login(again, "bob"))
+    after = await snapshot(watcher, mobile_app)
+    assert after["carol"]["online"] is False
+    assert after["carol"]["last_seen"] == pytest.approx(before["carol"]["last_seen"], abs=1e-5)
+    await watcher.close()
+
+
+async def test_while_redis_is_down_presence_requests_answer_presence_unavailable(
+    server_factory: ServerFactory, private_redis: StoppableRedis
+) -> None:
+    server = server_factory(
+        demo=True, redis_url=private_redis.url, env={"TRAY_PRESENCE_TTL": str(PRESENCE_TTL)}
+    )
+    admin = login(server, "admin")
+    mobile_app = await project_of(server, "bob", "Mobile App")
+    bob_token = login(server, "bob")
+    bob = await Socket.open(server, bob_token)
+    alice = await Socket.open(server, login(server, "alice"))
+    private_redis.stop()
+
+    asked = time.monotonic()
+    await bob.send("subscribe_presence", {"project_id": mobile_app}, ref="p")
+    refused = await bob.receive_until("error")
+    answered_after = time.monotonic() - asked
+    assert refused["ref"] == "p"
+    assert refused["payload"]["code"] == "presence_unavailable"
+    assert "temporarily unavailable" in refused["payload"]["message"]
+    await alice.send("set_status", {"status": "away"}, ref="s")
+    refused = await alice.receive_until("error")
+    assert (refused["ref"], refused["payload"]["code"]) == ("s", "presence_unavailable")
+    assert "saved" in refused["payload"]["message"]
+    # Do-not-disturb is an attention setting, in the database: answered as always.
+    await bob.send("set_status", {"status": "dnd"}, ref="d")
+    assert (await bob.receive_until("ack"))["payload"] == {"for": "set_status", "status": "dnd"}
+    # The HTTP stream's ?watch= opens anyway: the error event follows hello.
+    async with (
+        httpx.AsyncClient(timeout=30) as rest,
+        rest.stream(
+            "GET",
+            f"{server.url}/api/stream/?watch={mobile_app}",
+            headers={"Authorization": f"Bearer {bob_token}"},
+        ) as streamed,
+    ):
+        assert streamed.status_code == 200
+        kinds: list[str] = []
+        async for line in streamed.aiter_lines():
+            if line.startswith("data: "):
+                frame = json.loads(line[len("data: ") :])
+                kinds.append(frame["type"])
+                if frame["type"] == "error":
+                    assert frame["payload"]["code"] == "presence_unavailable"
+                    break
+        assert kinds[:2] == ["hello", "error"], kinds
+    # Both sockets stay open and usable.
+    await publish(server, admin, "still delivered", ["alice", "bob"])
+    for socket in (alice, bob):
+        await socket.receive_until("notification_created", title="still delivered")
+
+    private_redis.start()
+    assert server.wait_for_output(BACK, timeout=WAIT * 2)
+    # The status chosen while Redis was away was kept, and shows now.
+    deadline = time.monotonic() + PRESENCE_TTL
+    while (members := await snapshot(bob, mobile_app))["alice"]["status"] != "away":
+        assert time.monotonic() < deadline, members["alice"]
+        await asyncio.sleep(0.2)
+    print(f"presence_unavailable answered in {answered_after:.3f} s")
+    for socket in (alice, bob):
+        await socket.close()
+    output = server.output()
+    assert output.count(LOST) == 1, output
     assert "Traceback" not in output, output

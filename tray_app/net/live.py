@@ -85,6 +85,9 @@ FRAMES_PER_TURN = 20
 # Error codes that answer the resume asked for at connect (``?after_seq``): without a
 # ref, right after hello. The replay is then not coming; the engine decides what next.
 RESUME_ERRORS = frozenset({"invalid_cursor", "cursor_ahead"})
+# The server's presence is briefly unavailable (its Redis is away: error
+# ``presence_unavailable``, docs/protocol.md): presence is asked for again this much later.
+PRESENCE_RETRY_S = 5.0
 
 
 class Connection(Protocol):
@@ -237,6 +240,7 @@ class LiveSession:
         self._token_expires_at: float | None = None
         self._presence: set[int] = set()
         self._status: str | None = None
+        self._presence_retry: asyncio.Task[None] | None = None
         self.attempts = 0  # connection attempts started, for tests and diagnostics
         self._stream_connect = stream_connect
         self._choice = choice or TransportChoice.create()
@@ -460,6 +464,8 @@ class LiveSession:
             return error_from_transport(error, url=self._api.ws_url)
         finally:
             self._connection = None
+            if self._presence_retry is not None:
+                self._presence_retry.cancel()  # the next connection subscribes by itself
             self._replaying = False
             self._resume_after = None
             self._resume_pending = False
@@ -574,6 +580,8 @@ class LiveSession:
                 self._replaying = False
                 self._resume_after = None
                 self._resume_pending = False
+            case protocol.ServerErrorFrame(code="presence_unavailable"):
+                self._retry_presence_later()
             case protocol.Pong(ref=ref) if isinstance(ref, str):
                 waiter = self._pong_waiters.pop(ref, None)
                 if waiter is not None and not waiter.done():
@@ -584,6 +592,32 @@ class LiveSession:
                     self._token_expires_at = float(expires)
             case _:
                 pass
+
+    def _retry_presence_later(self) -> None:
+        """Ask for presence again (the watched projects' snapshots, the chosen status) in
+        ``PRESENCE_RETRY_S``, once however many requests were refused, on the same
+        connection; the stream, which takes no requests, reopens (its ``?watch=``)."""
+        connection = self._connection
+        if connection is None or (
+            self._presence_retry is not None and not self._presence_retry.done()
+        ):
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(PRESENCE_RETRY_S)
+            if self._connection is not connection:
+                return  # a new connection subscribes by itself
+            if self._over_http():
+                self._reopen.set()
+                return
+            for project_id in sorted(self._presence):
+                await _send_quietly(
+                    connection, protocol.encode_presence("subscribe_presence", project_id)
+                )
+            if self._status is not None:
+                await _send_quietly(connection, protocol.encode_set_status(self._status))
+
+        self._presence_retry = asyncio.get_running_loop().create_task(later())
 
     def _send_resume(self) -> None:
         connection = self._connection

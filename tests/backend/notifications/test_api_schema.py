@@ -23,12 +23,14 @@ MY_PATHS = {
     "/api/notifications/": {"post"},
     "/api/notifications/batch/": {"post"},
     "/api/attention/": {"get", "patch"},
+    "/api/connections/": {"get"},
 }
 MY_MODULES = (
     "backend/users/",
     "backend/notifications/api.py",
     "backend/notifications/seria",
     "backend/attention/",
+    "backend/notifications/connections",
 )
 
 
@@ -81,3 +83,12 @@ def test_schema_documents_the_batch_publish(db: None) -> None:
     assert {"results", "created", "duplicates", "errors"} <= set(output)
     result = components["PublishBatchResult"]["properties"]
     assert {"index", "status", "id", "recipients", "error"} <= set(result)
+
+
+def test_schema_documents_who_is_connected_now(db: None) -> None:
+    schema = fetch_schema()
+    listing = schema["paths"]["/api/connections/"]["get"]
+    assert set(listing["responses"]) >= {"200", "400", "401", "403", "503"}
+    assert [p["name"] for p in listing["parameters"]] == ["user"]
+    row = schema["components"]["schemas"]["Connection"]["properties"]
+    assert set(row) == {"user", "client", "transport", "connected_at", "process"}

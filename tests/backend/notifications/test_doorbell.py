@@ -9,6 +9,8 @@ test_hub.py.
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import socket
 import sys
 import tempfile
@@ -167,3 +169,49 @@ async def test_without_a_directory_only_the_local_hub_is_rung() -> None:
 @pytest.mark.asyncio
 async def test_no_directory_yet_rings_nobody(tmp_path: Path) -> None:
     assert LocalDoorbell(tmp_path / "never-made").ring_others() == 0
+
+
+class CatchingUp(Recorder):
+    """A listener that expects to be told to catch up (a Redis doorbell's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.caught_up = asyncio.Event()
+
+    def catch_up_all(self) -> None:
+        self.caught_up.set()
+
+
+@pytest.mark.asyncio
+async def test_a_redis_doorbell_opened_while_redis_is_down_subscribes_once_it_is_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server process that starts while Redis is down: ``open`` does not fail, what it
+    publishes goes to its own hub, and once Redis answers (on the same port) it
+    subscribes, logs "back" and has every socket catch up."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    from backend.notifications.doorbell import RedisDoorbell
+    from tests.e2e.crash_harness import RestartableRedis
+
+    redis_server = RestartableRedis(tmp_path)
+    try:
+        redis_server._process.kill()
+        redis_server._process.wait(timeout=10)
+        bell = RedisDoorbell(redis_server.url)
+        listener = CatchingUp()
+        with caplog.at_level(logging.INFO, logger="backend.notifications.doorbell"):
+            await bell.open(listener)
+            assert bell.link.down
+            await bell.publish(NOTIFICATION)
+            assert listener.events == [NOTIFICATION]  # to its own hub, at once
+            redis_server._process = redis_server._start()
+            async with asyncio.timeout(15):
+                await listener.caught_up.wait()
+            assert not bell.link.down
+            await bell.close(listener)
+        lost = [r for r in caplog.records if "lost the Redis doorbell" in r.getMessage()]
+        back = [r for r in caplog.records if "Redis is back" in r.getMessage()]
+        assert (len(lost), len(back)) == (1, 1)
+    finally:
+        redis_server.close()

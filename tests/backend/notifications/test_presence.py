@@ -160,3 +160,35 @@ async def test_a_plain_user_cannot_make_someone_a_co_member_to_watch_them(connec
     await laptop.send("set_status", {"status": "dnd"}, ref="s")
     await laptop.receive_until("ack")
     assert await spy.nothing_pending()
+
+
+async def test_a_chosen_status_and_last_seen_outlive_the_server_process(connect):
+    """The embedded store lives in the process's memory: what a user chose and when they
+    were last seen are kept in the database and seeded back into a new hub."""
+    from backend.notifications.hub import Hub
+    from backend.notifications.presence_selectors import presence_kept
+
+    project, (alice, bob) = await team("alice", "bob")
+    phone = await connect(bob)
+    await phone.send("set_status", {"status": "away"}, ref="s")
+    assert (await phone.receive_until("ack"))["payload"]["status"] == "away"
+    kept = await database_sync_to_async(presence_kept)(user_ids=[bob.pk])
+    assert kept[bob.pk].chosen_status == "away"  # written when chosen
+    await phone.ws.disconnect()
+    watcher = await connect(alice)
+    await watcher.send("subscribe_presence", {"project_id": project.pk})
+    before = by_name(await watcher.receive_until("presence_snapshot"))["bob"]
+    assert before["online"] is False
+    assert before["last_seen"] > 0
+
+    await Hub.current().stop()  # the server stops: last seen is flushed, memory is gone
+    kept = await database_sync_to_async(presence_kept)(user_ids=[bob.pk])
+    assert kept[bob.pk].last_seen == pytest.approx(before["last_seen"], abs=1e-5)
+
+    watcher = await connect(alice)  # a new hub, seeded from the database
+    await watcher.send("subscribe_presence", {"project_id": project.pk})
+    after = by_name(await watcher.receive_until("presence_snapshot"))["bob"]
+    assert after["last_seen"] == pytest.approx(before["last_seen"], abs=1e-5)
+    phone = await connect(bob)  # back online: with the status bob chose before
+    changed = await watcher.receive_until("presence_changed")
+    assert (changed["payload"]["online"], changed["payload"]["status"]) == (True, "away")

@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from tests.fixtures.services import RunningServer
-from tray_app.net import protocol
+from tray_app.net import live, protocol
 from tray_app.net.api import ApiClient
 from tray_app.net.backoff import Backoff
 from tray_app.net.connection_state import ConnectionState, StateChange
@@ -558,3 +558,46 @@ async def test_a_refused_resume_at_connect_ends_the_replay_so_a_resume_frame_can
             await got_resume.wait()
         await stop(session, task)
     assert resumes[0]["payload"] == {"after_seq": 0}
+
+
+async def test_presence_refused_while_the_server_cannot_reach_redis_is_asked_again(
+    alice: ApiClient, monkeypatch: pytest.MonkeyPatch
+):
+    """``presence_unavailable`` (the server's Redis is away) answers the subscription and
+    the status: both are sent again a little later, once, on the same socket."""
+    monkeypatch.setattr(live, "PRESENCE_RETRY_S", 0.2)
+    asked: list[str] = []
+
+    async def server(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        async for message in connection:
+            frame = json.loads(message)
+            asked.append(frame["type"])
+            if frame["type"] == "subscribe_presence" and asked.count("subscribe_presence") == 1:
+                error = {"code": "presence_unavailable", "message": "try again"}
+                await connection.send(json.dumps({"type": "error", "payload": error}))
+            elif frame["type"] == "subscribe_presence":
+                snapshot = {"project_id": 3, "members": []}
+                await connection.send(
+                    json.dumps({"type": "presence_snapshot", "payload": snapshot})
+                )
+            elif frame["type"] == "set_status" and asked.count("set_status") == 1:
+                error = {"code": "presence_unavailable", "message": "saved; try again"}
+                await connection.send(json.dumps({"type": "error", "payload": error}))
+            elif frame["type"] == "set_status":
+                ack = {"for": "set_status", "status": "away"}
+                await connection.send(json.dumps({"type": "ack", "payload": ack}))
+
+    async with scripted_server(server) as (connect, attempts):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: bool(recorder.of(protocol.Hello)))
+        await session.subscribe_presence(3)
+        await session.set_status("away")
+        await recorder.until(lambda: bool(recorder.of(protocol.PresenceSnapshot)))
+        await recorder.until(lambda: bool(recorder.of(protocol.Ack)))
+        await stop(session, task)
+    assert asked == ["subscribe_presence", "set_status", "subscribe_presence", "set_status"]
+    assert len(recorder.of(protocol.ServerErrorFrame)) == 2  # handed on, as any error
+    assert len(attempts) == 1  # no reconnect
