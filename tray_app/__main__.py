@@ -110,13 +110,11 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from tray_app.logs import configure_logging
     from tray_app.store.glance import last_unread_count
     from tray_app.ui.badge import app_icon
     from tray_app.ui.single_instance import SingleInstance
     from tray_app.ui.tray import TrayController, TrayState
 
-    log_file = configure_logging(args.log_level if args.log_level != "WARNING" else "INFO")
     app = QApplication(sys.argv[:1])
     app.setApplicationName("tray-notifier")
     app.setApplicationDisplayName("Tray Notifier")
@@ -142,6 +140,11 @@ def run_gui(args: argparse.Namespace) -> int:
     # The registration is on the bus before the imports below hold this thread.
     app.processEvents()
 
+    # The log file after the icon too (platformdirs, logging.handlers): until here only a
+    # warning could be logged, and Python's last-resort handler prints it to stderr.
+    from tray_app.logs import configure_logging
+
+    log_file = configure_logging(args.log_level if args.log_level != "WARNING" else "INFO")
     import qasync
 
     from tray_app.ui.app import AppOptions, TrayApp
