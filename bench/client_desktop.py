@@ -152,6 +152,10 @@ class Profile:
     # Wait for every toast window to close before the idle window (off for smoke runs,
     # whose idle figures mean nothing anyway: it saves the daemon's ~10 s expiry).
     settle_toasts: bool = True
+    # After the idle window: this many notifications, then this many history window
+    # openings and closings, then the idle window again (issue 20's memory after use).
+    after_use_notifications: int = 1000
+    history_cycles: int = 10
 
 
 PROFILES = {
@@ -162,7 +166,15 @@ PROFILES = {
 
 def smoke_profile(profile: Profile) -> Profile:
     """A run that only proves the module works."""
-    return replace(profile, toast_samples=4, idle_window=3.0, start_rounds=1, settle_toasts=False)
+    return replace(
+        profile,
+        toast_samples=4,
+        idle_window=3.0,
+        start_rounds=1,
+        settle_toasts=False,
+        after_use_notifications=20,
+        history_cycles=2,
+    )
 
 
 # --- the frame's instant: loopback capture -----------------------------------------------
@@ -667,6 +679,8 @@ class Measured:
     warm_up_ms: dict[str, float | None] = field(default_factory=dict)
     missed: dict[str, list[str]] = field(default_factory=dict)
     idle: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Ours after the notifications and history cycles: rss_mib, notifications, cycles.
+    after_use: dict[str, float] = field(default_factory=dict)
     # Per toast sample: program, title, and seconds since the first publish of the
     # publish, the frame's arrival and the Notify call.
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -758,9 +772,67 @@ def measure_toasts_and_idle(
         idle_window(
             profile, {"ours": ours, MINIMAL: icon_peer, MINIMAL_SOCKET: socket_peer}, measured
         )
+        after_use(profile, desktop, server, ours, measured)
     finally:
         for program in reversed(programs):
             program.stop()
+
+
+HISTORY_TITLE = "^Notification history"
+
+
+def history_windows(desktop: TrayDesktop) -> list[str]:
+    """The X ids of the app's visible history windows."""
+    return desktop.xdotool("search", "--onlyvisible", "--name", HISTORY_TITLE).split()
+
+
+def after_use(
+    profile: Profile, desktop: TrayDesktop, server: Server, ours: Program, measured: Measured
+) -> None:
+    """Ours' RSS after ``after_use_notifications`` notifications and ``history_cycles``
+    openings and closings of its history window, then an idle window as long as the
+    first: what a day of use leaves behind (growth per message or per window shows).
+
+    The history is opened as a user does from a launcher: a second ``tray-notifier``
+    brings the running one forward (``TrayApp.activate``), which shows the history; it
+    is closed with the platform's close keys (Ctrl+W) in the focused window.
+    """
+    before = server.latest_seq(APP_USER)
+    run_id = uuid.uuid4().hex[:6]
+    for number in range(profile.after_use_notifications):
+        server.publish(APP_USER, f"After use {run_id} {number}")
+    latest = before + profile.after_use_notifications
+    wait_until(
+        lambda: ours.alive() and store_cursor(ours, server.url) >= latest,
+        what=f"the app's store to reach seq {latest}",
+        timeout=300,
+    )
+    for _cycle in range(profile.history_cycles):
+        subprocess.run(
+            ours_argv(CONSOLE_SCRIPT, server.url),
+            env=ours.env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=WAIT,
+            check=True,
+        )
+        wait_until(lambda: bool(history_windows(desktop)), what="the history window")
+        desktop.xdotool("windowfocus", "--sync", history_windows(desktop)[-1])
+        desktop.xdotool("key", "--clearmodifiers", "ctrl+w")
+        wait_until(lambda: not history_windows(desktop), what="the history window to close")
+    if profile.settle_toasts:
+        wait_until(
+            lambda: no_toast_windows(desktop), what="every toast window to close", timeout=120
+        )
+    # The same fixed window as the idle one (named: Profile.idle_window).
+    time.sleep(profile.idle_window)
+    ours.alive()
+    measured.after_use = {
+        "rss_mib": rss_kib(ours.process.pid) / 1024,
+        "notifications": profile.after_use_notifications,
+        "history_cycles": profile.history_cycles,
+    }
 
 
 def toast_samples(
@@ -938,6 +1010,23 @@ def rows(profile: Profile, measured: Measured) -> list[dict[str, Any]]:
             peers={MINIMAL: minimal_rss, MINIMAL_SOCKET: idle_value(MINIMAL_SOCKET, "rss_mib")},
             target="at most 1.5x the minimal tray app's (issue 20)",
             met=_within(ours_rss, minimal_rss, 1.5),
+        )
+    )
+    used = measured.after_use
+    growth = used["rss_mib"] - ours_rss if used and ours_rss is not None else None
+    out.append(
+        result(
+            id="B8",
+            metric=(
+                f"RSS growth after use: after {used.get('notifications', 0):.0f} "
+                f"notifications and {used.get('history_cycles', 0):.0f} history window "
+                f"openings and closings, then a {window}, minus the idle RSS above"
+            ),
+            unit="MiB",
+            ours=growth,
+            peers={},
+            target="at most 5 MiB (issue 20: no growth per message)",
+            met=growth is not None and growth <= 5.0,
         )
     )
     out.append(

@@ -1492,6 +1492,13 @@ class HistoryWindow(QWidget):
         self.find_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.find_action.triggered.connect(self._focus_search)
         self.addAction(self.find_action)
+        # The platform's "close window" keys (Ctrl+W, Cmd+W, Ctrl+F4): the window hides
+        # and the app stays in the tray, as with the title bar's button.
+        self.close_action = QAction("Close", self)
+        self.close_action.setShortcuts(QKeySequence.StandardKey.Close)
+        self.close_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.close_action.triggered.connect(lambda _checked=False: self.close())
+        self.addAction(self.close_action)
 
         self.toolbar = QToolBar(self)
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)

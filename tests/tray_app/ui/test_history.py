@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QRect, Qt, QTimer
-from PySide6.QtGui import QFont, QImage
+from PySide6.QtGui import QFont, QImage, QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -645,6 +645,22 @@ def test_date_range_uses_the_clock(
         window.date_combo.setCurrentIndex(window.date_combo.findData(int(DateRange.TODAY)))
     assert window.model.filters.since == range_start(DateRange.TODAY, NOW)
     assert window.model.total == store.count(window.model.filters)
+
+
+def test_the_platform_close_keys_hide_the_window_from_the_list_or_the_search(
+    inbox: Inbox, make_window: Callable[..., HistoryWindow], qtbot: QtBot
+) -> None:
+    close = QKeySequence(QKeySequence.StandardKey.Close)
+    assert not close.isEmpty()  # Ctrl+W here, as on every Linux desktop
+    window = make_window(inbox, show=True)
+    for focused in (window.list_view, window.search_box):
+        window.show()
+        qtbot.waitExposed(window)
+        window.activateWindow()
+        focused.setFocus()
+        qtbot.waitUntil(focused.hasFocus)
+        QTest.keySequence(focused, close)
+        qtbot.waitUntil(lambda: not window.isVisible())
 
 
 def test_enter_and_double_click_ask_to_open(
