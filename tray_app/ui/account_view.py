@@ -15,12 +15,13 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any, Literal
 
-from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
 from tray_app.account import AccountSession, open_target
 from tray_app.attention import Attention
 from tray_app.engine import Engine
+from tray_app.memory import release_freed_memory
 from tray_app.net import (
     ConnectionState,
     NetError,
@@ -279,9 +280,19 @@ class AccountView(QObject):
             history.mark_all_read_requested.connect(lambda: engine.mark_all_read())
             # The server's unread count changes without a row changing: the window hears it.
             self.bridge.unread_count_changed.connect(history.set_unread_count)
+            # Closed, it is deleted rather than kept hidden: its rows and widgets go back
+            # to the OS (issue 20: memory after use), and opening it again takes ~10 ms.
+            history.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            history.destroyed.connect(lambda _object=None: self._history_destroyed(history))
             self.history = history
         self.history.set_offline(self.state.state is not ConnectionState.CONNECTED)
         bring_forward(self.history)
+
+    def _history_destroyed(self, window: HistoryWindow) -> None:
+        if self.history is window:
+            self.history = None
+        # After this turn: the window's Python side is released once the slot returns.
+        QTimer.singleShot(0, release_freed_memory)
 
     def show_presence(self) -> None:
         if self.presence is None:

@@ -509,6 +509,49 @@ def test_a_delete_still_offered_for_undo_reaches_the_server_when_the_account_clo
         runner.run(scenario())
 
 
+def test_a_closed_history_window_is_let_go_and_its_pending_delete_is_sent(
+    qtbot, demo_server: RunningServer, isolated: Path
+):
+    """Closing the history deletes the window (its rows and widgets are not kept while
+    hidden, issue 20) after requesting the delete its undo offer still held; opening it
+    again makes a new one, without the deleted row."""
+    options = options_for(demo_server, isolated, password="demo")
+
+    async def scenario() -> None:
+        app = TrayApp(options)
+        running = asyncio.get_running_loop().create_task(app.run())
+        await until(lambda: app.state.state is ConnectionState.CONNECTED)
+        account = app.account
+        assert account is not None
+        await until(lambda: account.engine.inbox.cursor() > 0)
+        account.show_history()
+        first = account.history
+        assert first is not None
+        await until(lambda: first.model.rowCount() > 0)
+        first.list_view.setCurrentIndex(first.model.index(0, 0))
+        [doomed] = first.selected_ids()
+        first.delete_action.trigger()
+        destroyed = asyncio.Event()
+        first.destroyed.connect(lambda _object=None: destroyed.set())
+        first.close()
+        async with asyncio.timeout(WAIT):
+            await destroyed.wait()
+        assert account.history is None
+        await until(lambda: doomed not in _server_inbox_ids(demo_server))
+        account.show_history()
+        second = account.history
+        assert second is not None
+        assert second is not first
+        await until(lambda: second.model.rowCount() > 0)
+        assert doomed not in second.model.ids(range(second.model.rowCount()))
+        app.quit()
+        async with asyncio.timeout(WAIT):
+            await running
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(scenario())
+
+
 def _server_inbox_ids(server: RunningServer) -> set[int]:
     with httpx.Client(base_url=server.url, timeout=WAIT) as client:
         token = client.post(
