@@ -211,6 +211,10 @@ def test_the_icon_is_on_the_bus_before_the_keyring_or_the_network_and_shows_whil
     with contextlib.closing(RestUser(server.url, "alice")) as alice:
         alice.mark_all_read()
     root = tmp_path / "app"
+    # Asked before the monitor starts: under load, dbus-monitor may stamp this call of the
+    # test's own after a later ``started``, where it would count as the app's.
+    keyring_pid = connection_pid(address, SECRETS)
+    assert keyring_pid is not None
     log = BusLog(address, tmp_path / "bus.log")
     try:
         # A first start: a fresh app logs in with the password and keeps its login in the
@@ -234,8 +238,6 @@ def test_the_icon_is_on_the_bus_before_the_keyring_or_the_network_and_shows_whil
             assert app.stop() == 0, app.output()
 
         # A second start with the keyring stopped: every call to it waits.
-        keyring_pid = connection_pid(address, SECRETS)
-        assert keyring_pid is not None
         arrivals_before = len(relay.arrivals)
         started = time.time()
         with stalled(keyring_pid), running_app(desktop, relay.url, root) as app:
