@@ -28,7 +28,9 @@ from tests.tray_app.conftest import WaitingKeyring
 from tray_app import autostart
 from tray_app.net.connection_state import ConnectionState
 from tray_app.preferences import PREFERENCES_FILE
+from tray_app.ui.account_view import AccountView
 from tray_app.ui.app import AppOptions, TrayApp
+from tray_app.ui.history import HistoryWindow
 
 WAIT = 20.0
 # The offscreen platform has no tray host; Qt says so when the icon is shown. It cannot pass
@@ -476,6 +478,25 @@ def test_do_not_disturb_from_the_tray_is_the_status_the_presence_window_shows(
         runner.run(scenario())
 
 
+async def _history_with_a_delete_offered_for_undo(
+    app: TrayApp,
+) -> tuple[AccountView, HistoryWindow, int]:
+    """Once ``app`` is connected and caught up: its history window, open, with its first
+    row deleted and the undo still offered; the account, the window and the row's id."""
+    await until(lambda: app.state.state is ConnectionState.CONNECTED)
+    account = app.account
+    assert account is not None
+    await until(lambda: account.engine.inbox.cursor() > 0)
+    account.show_history()
+    history = account.history
+    assert history is not None
+    await until(lambda: history.model.rowCount() > 0)
+    history.list_view.setCurrentIndex(history.model.index(0, 0))
+    [doomed] = history.selected_ids()
+    history.delete_action.trigger()
+    return account, history, doomed
+
+
 def test_a_delete_still_offered_for_undo_reaches_the_server_when_the_account_closes(
     qtbot, demo_server: RunningServer, isolated: Path
 ):
@@ -486,17 +507,7 @@ def test_a_delete_still_offered_for_undo_reaches_the_server_when_the_account_clo
     async def scenario() -> None:
         app = TrayApp(options)
         running = asyncio.get_running_loop().create_task(app.run())
-        await until(lambda: app.state.state is ConnectionState.CONNECTED)
-        account = app.account
-        assert account is not None
-        await until(lambda: account.engine.inbox.cursor() > 0)
-        account.show_history()
-        history = account.history
-        assert history is not None
-        await until(lambda: history.model.rowCount() > 0)
-        history.list_view.setCurrentIndex(history.model.index(0, 0))
-        [doomed] = history.selected_ids()
-        history.delete_action.trigger()
+        _account, history, doomed = await _history_with_a_delete_offered_for_undo(app)
         assert doomed not in history.model.ids(range(history.model.rowCount()))
         app.tray.logout_requested.emit()
         await until(lambda: app.account is None)
@@ -520,17 +531,7 @@ def test_a_closed_history_window_is_let_go_and_its_pending_delete_is_sent(
     async def scenario() -> None:
         app = TrayApp(options)
         running = asyncio.get_running_loop().create_task(app.run())
-        await until(lambda: app.state.state is ConnectionState.CONNECTED)
-        account = app.account
-        assert account is not None
-        await until(lambda: account.engine.inbox.cursor() > 0)
-        account.show_history()
-        first = account.history
-        assert first is not None
-        await until(lambda: first.model.rowCount() > 0)
-        first.list_view.setCurrentIndex(first.model.index(0, 0))
-        [doomed] = first.selected_ids()
-        first.delete_action.trigger()
+        account, first, doomed = await _history_with_a_delete_offered_for_undo(app)
         destroyed = asyncio.Event()
         first.destroyed.connect(lambda _object=None: destroyed.set())
         first.close()
