@@ -509,8 +509,14 @@ def test_a_delete_still_offered_for_undo_reaches_the_server_when_the_account_clo
         running = asyncio.get_running_loop().create_task(app.run())
         _account, history, doomed = await _history_with_a_delete_offered_for_undo(app)
         assert doomed not in history.model.ids(range(history.model.rowCount()))
+        # The account closes its windows last, after sending the outbox and ending the
+        # session (app.account is None from the start of it).
+        closed = asyncio.Event()
+        history.destroyed.connect(lambda _object=None: closed.set())
         app.tray.logout_requested.emit()
-        await until(lambda: app.account is None)
+        async with asyncio.timeout(WAIT):
+            await closed.wait()
+        assert app.account is None
         assert doomed not in _server_inbox_ids(demo_server)
         app.quit()
         async with asyncio.timeout(WAIT):
