@@ -1,0 +1,95 @@
+"""PySide6's import hook no longer keeps the source of every module imported after it.
+
+Each check that needs a clean import state runs in a fresh interpreter: this test
+process imported PySide6 and the app long ago.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tray_app.ui.pyside_sources import mentions_pyside
+
+# Imports PySide6 as run_gui does, maybe stops the caching, imports the rest of the app
+# (what the tray app loads after its icon), then reports what linecache holds and how
+# shiboken classified a few modules.
+PROBE = """
+import json, linecache, sys
+from PySide6.QtWidgets import QApplication
+from tray_app.ui.pyside_sources import stop_keeping_module_sources
+replaced = stop_keeping_module_sources() if sys.argv[1] == "fix" else None
+import tray_app.ui.app, tray_app.ui.tray
+feature = sys.modules["shibokensupport.feature"]
+classified = {
+    name: feature.pyside_feature_dict.get(name)
+    for name in ("tray_app.ui.badge", "tray_app.store.db", "tray_app.attention")
+}
+lines = sum(len(entry[2]) for entry in linecache.cache.values() if len(entry) > 2)
+print(json.dumps({"replaced": replaced, "files": len(linecache.cache), "lines": lines,
+                  "classified": classified}))
+"""
+
+
+def _probe(mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_app_imported_after_pyside_leaves_no_sources_in_memory() -> None:
+    kept = _probe("as shipped by PySide6")
+    fixed = _probe("fix")
+
+    # What the fix is for: without it, every module's lines stay (hundreds of files).
+    assert kept["files"] > 100
+    assert fixed["replaced"] is True
+    assert fixed["files"] < 20
+    assert fixed["lines"] < kept["lines"] / 10
+    # Shiboken still tells the modules that use PySide6 from those that do not.
+    assert (
+        fixed["classified"]
+        == kept["classified"]
+        == {
+            "tray_app.ui.badge": 0,
+            "tray_app.store.db": -1,
+            "tray_app.attention": -1,
+        }
+    )
+
+
+def test_a_module_mentions_pyside_when_its_source_file_does(tmp_path: Path) -> None:
+    def module_at(name: str, text: str | None) -> types.ModuleType:
+        module = types.ModuleType(name)
+        path = tmp_path / f"{name}.py"
+        if text is not None:
+            path.write_text(text)
+        module.__file__ = str(path)
+        return module
+
+    assert mentions_pyside(module_at("uses", "from PySide6.QtCore import QObject\n"))
+    assert not mentions_pyside(module_at("plain", "import json\n"))
+    assert not mentions_pyside(module_at("gone", None))  # its file was removed
+    assert not mentions_pyside(sys)  # built in: no file
+    compiled = types.ModuleType("compiled")
+    compiled.__file__ = str(tmp_path / "compiled.cpython-311-x86_64-linux-gnu.so")
+    assert not mentions_pyside(compiled)
+
+
+@pytest.mark.parametrize("value", [None, 42, b"/x.py"])
+def test_a_module_with_an_odd_file_attribute_does_not_mention_pyside(value: object) -> None:
+    module = types.ModuleType("odd")
+    module.__file__ = value  # type: ignore[assignment]
+    assert not mentions_pyside(module)
