@@ -598,7 +598,7 @@ def test_the_installed_app_finds_its_server_in_the_managed_file_and_purge_leaves
                         what=f"the app's history for alice on {server.url} to reach {latest}",
                         timeout=WAIT,
                     )
-                    # The frozen toast path (desktop-notifier over dbus-fast) reaches the
+                    # The frozen toast path (jeepney over the session bus) reaches the
                     # notification daemon.
                     with (
                         closing(RestUser(server.url, "admin")) as admin,

@@ -1,8 +1,9 @@
 """Native toasts with "Open" and "Mark read", and the tray balloon when there are none.
 
 :class:`Toaster` shows what :class:`tray_app.toast_policy.ToastPlanner` decided, through
-desktop-notifier (D-Bus ``org.freedesktop.Notifications`` on Linux, the native APIs on
-Windows and macOS) on the app's asyncio (qasync) loop, and turns the user's clicks into
+the platform's native path (:mod:`tray_app.ui.native_toasts`: D-Bus
+``org.freedesktop.Notifications`` on Linux, desktop-notifier's Windows and macOS
+backends elsewhere) on the app's asyncio (qasync) loop, and turns the user's clicks into
 Qt signals. It decides nothing about which toasts to show.
 
 Plain text: the D-Bus notification spec lets a server interpret the *body* as markup when
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import sys
 import time
@@ -33,15 +33,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from desktop_notifier import (
-    DEFAULT_SOUND,
-    Button,
-    DesktopNotifier,
-    Icon,
-    Notification,
-    Sound,
-    Urgency,
-)
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import Qt
 from PySide6.QtWidgets import QSystemTrayIcon
@@ -54,6 +45,13 @@ from tray_app.toast_policy import (
     ToastRequest,
 )
 from tray_app.ui.badge import AppMark, app_icon_file_name, icon_directories
+from tray_app.ui.native_toasts import (
+    CLICK,
+    NativeNotifier,
+    NativeToast,
+    NativeToastError,
+    new_native_notifier,
+)
 
 if TYPE_CHECKING:
     from tray_app.store import StoredNotification
@@ -63,25 +61,19 @@ logger = logging.getLogger(__name__)
 OPEN_LABEL = "Open"
 MARK_READ_LABEL = "Mark read"
 SHOW_ALL_LABEL = "Show all"
+# The buttons' action keys.
+OPEN_ACTION = "open"
+MARK_READ_ACTION = "mark-read"
+SHOW_ALL_ACTION = "show-all"
 # A notification server that does not answer within this is as good as absent.
 NATIVE_TIMEOUT = 5.0
 BALLOON_MSECS = 8000
 TOAST_ICON_SIZE = 64
 
-NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
-NOTIFICATIONS_PATH = "/org/freedesktop/Notifications"
-
-_URGENCY = {"low": Urgency.Low, "normal": Urgency.Normal, "critical": Urgency.Critical}
 _MARKS: dict[ToastEmphasis, AppMark] = {"high": AppMark.HIGH, "urgent": AppMark.URGENT}
 # The freedesktop icon theme's stand-in for an urgent toast when the marked icon is not
 # installed; a high one then shows the plain app icon (its title still says "High").
 _THEME_ICONS: dict[ToastEmphasis, str] = {"urgent": "dialog-warning"}
-# The freedesktop sound theme's name for a new message; other platforms have a default.
-_SOUND = Sound(name="message-new-instant") if sys.platform.startswith("linux") else DEFAULT_SOUND
-
-
-class NativeToastError(Exception):
-    """The native notification path could not show a toast."""
 
 
 class Toaster(QObject):
@@ -101,7 +93,6 @@ class Toaster(QObject):
     Args:
         tray: The tray icon for the fallback balloon (None: no fallback is shown).
         app_name: The name the notification server shows and groups by.
-        notifier: The desktop-notifier instance to use; one is made when None.
         icon: An image file for the native toasts' icon; the app's shipped icon when None.
         emphasis_icons: Image files for high-priority and urgent toasts, by emphasis;
             the app's shipped marked icons when None.
@@ -119,7 +110,6 @@ class Toaster(QObject):
         tray: QSystemTrayIcon | None,
         *,
         app_name: str = "Tray Notifier",
-        notifier: DesktopNotifier | None = None,
         icon: Path | None = None,
         emphasis_icons: Mapping[ToastEmphasis, Path] | None = None,
         retry_after: float = 60.0,
@@ -127,28 +117,23 @@ class Toaster(QObject):
     ) -> None:
         super().__init__(parent)
         self._tray = tray
-        icon = icon if icon is not None else _default_icon()
-        self._app_icon = Icon(path=icon) if icon is not None else None
+        self._app_icon = icon if icon is not None else _default_icon()
         if emphasis_icons is None:
             emphasis_icons = {
                 emphasis: path
                 for emphasis, mark in _MARKS.items()
                 if (path := _default_icon(mark)) is not None
             }
-        self._emphasis_icons = {
-            emphasis: Icon(path=path) for emphasis, path in emphasis_icons.items()
-        }
-        self._own_notifier = notifier is None
+        self._emphasis_icons = dict(emphasis_icons)
         self._app_name = app_name
-        self._notifier = notifier or self._new_notifier()
+        # Made on the first native toast, and again after the native path failed.
+        self._notifier: NativeNotifier | None = None
         self._retry_after = retry_after
         self._failed_at: float | None = None
-        # Whether the notification server renders body markup; None until it is asked.
-        self._body_markup: bool | None = None
         self._failure = ""
         self._warned = False
-        # Notification id -> desktop-notifier identifier of its toast still on screen.
-        self._shown: dict[int, str] = {}
+        # Notification id -> the native path's handle of its toast still on screen.
+        self._shown: dict[int, object] = {}
         self._balloon: Toast | None = None
         self._showing = asyncio.Lock()
         if tray is not None:
@@ -162,8 +147,8 @@ class Toaster(QObject):
     async def show(self, toast: Toast) -> None:
         """Show ``toast`` natively, or in the tray balloon if the native path fails.
 
-        Calls made at once are shown one after another, in call order: desktop-notifier
-        opens its D-Bus connection on the first toast and must not open two.
+        Calls made at once are shown one after another, in call order: the native path
+        opens its connection on the first toast and must not open two.
         """
         async with self._showing:
             await self._show(toast)
@@ -183,84 +168,73 @@ class Toaster(QObject):
     async def withdraw(self, notification_ids: list[int]) -> None:
         """Close the toasts of notifications that were read or deleted meanwhile."""
         for notification_id in notification_ids:
-            identifier = self._shown.pop(notification_id, None)
-            if identifier is None:
+            handle = self._shown.pop(notification_id, None)
+            if handle is None or self._notifier is None:
                 continue
             with contextlib.suppress(Exception):  # already closed by the user or the server
                 async with asyncio.timeout(NATIVE_TIMEOUT):
-                    await self._notifier.clear(identifier)
+                    await self._notifier.close(handle)
 
     async def close_all(self) -> None:
         """Close every toast this app still has on screen (on logout or quit)."""
         self._shown.clear()
         self._balloon = None
-        if not self.native_available:
+        if not self.native_available or self._notifier is None:
             return
         with contextlib.suppress(Exception):  # nothing to close if the server is gone
             async with asyncio.timeout(NATIVE_TIMEOUT):
-                await self._notifier.clear_all()
+                await self._notifier.close_all()
 
     async def aclose(self) -> None:
-        """Close this app's toasts and the connection to the notification server (at quit).
-
-        A notifier passed in by the caller stays open: the caller owns it.
-        """
+        """Close this app's toasts and the connection to the notification server (at quit)."""
         await self.close_all()
-        if self._own_notifier:
-            await _disconnect(self._notifier)
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            await _release(notifier)
 
     # --- native --------------------------------------------------------------------------
 
     async def _show_native(self, toast: Toast) -> None:
-        body = toast.body
-        if sys.platform.startswith("linux"):
-            if self._body_markup is None:
-                # Asking first also tells a missing bus or server apart from a failed send,
-                # which desktop-notifier only logs. Asked once, and again after a failure:
-                # a server that goes away later fails the dispatch check below.
-                self._body_markup = "body-markup" in await _dbus_capabilities()
-            if self._body_markup:
-                body = html.escape(body, quote=False)
-        dispatched: list[bool] = []
-        notification = Notification(
+        if self._notifier is None:
+            self._notifier = new_native_notifier(self._app_name, self._app_icon)
+        native = NativeToast(
             title=toast.title,
-            message=body,
-            urgency=_URGENCY[toast.urgency],
+            body=toast.body,
+            urgency=toast.urgency,
             buttons=self._buttons(toast),
-            on_clicked=self._click_handler(toast),
-            on_dispatched=lambda: dispatched.append(True),
-            sound=_SOUND if toast.sound else None,
             icon=self._icon(toast),
+            sound=toast.sound,
         )
-        await self._notifier.send_notification(notification)
-        if not dispatched:
-            raise NativeToastError("the notification server did not take the toast")
+        handle = await self._notifier.send(native, lambda key: self._on_action(toast, key))
         if toast.notification_id is not None:
-            self._shown[toast.notification_id] = notification.identifier
+            self._shown[toast.notification_id] = handle
 
-    def _icon(self, toast: Toast) -> Icon | None:
-        """The marked icon of a high or urgent toast; None: the app's own icon."""
+    def _icon(self, toast: Toast) -> Path | str | None:
+        """The marked icon of a high or urgent toast (a file, or a theme icon name for an
+        urgent one without it); None: the app's own icon."""
         if toast.emphasis == "plain":
             return None
-        icon = self._emphasis_icons.get(toast.emphasis)
+        icon: Path | str | None = self._emphasis_icons.get(toast.emphasis)
         if icon is None and toast.emphasis in _THEME_ICONS:
-            icon = Icon(name=_THEME_ICONS[toast.emphasis])
+            icon = _THEME_ICONS[toast.emphasis]
         return icon
 
-    def _buttons(self, toast: Toast) -> tuple[Button, ...]:
+    @staticmethod
+    def _buttons(toast: Toast) -> tuple[tuple[str, str], ...]:
         if toast.kind == "single" and toast.notification_id is not None:
-            notification_id, url = toast.notification_id, toast.url or ""
-            return (
-                Button(OPEN_LABEL, on_pressed=lambda: self._open(notification_id, url)),
-                Button(MARK_READ_LABEL, on_pressed=lambda: self._mark_read(notification_id)),
-            )
-        return (Button(SHOW_ALL_LABEL, on_pressed=self.history_requested.emit),)
+            return ((OPEN_ACTION, OPEN_LABEL), (MARK_READ_ACTION, MARK_READ_LABEL))
+        return ((SHOW_ALL_ACTION, SHOW_ALL_LABEL),)
 
-    def _click_handler(self, toast: Toast) -> Callable[[], Any]:
+    def _on_action(self, toast: Toast, key: str) -> None:
+        """A button of ``toast`` was pressed (by its key), or the toast clicked (CLICK)."""
         if toast.kind == "single" and toast.notification_id is not None:
             notification_id, url = toast.notification_id, toast.url or ""
-            return lambda: self._open(notification_id, url)
-        return self.history_requested.emit
+            if key in (OPEN_ACTION, CLICK):
+                self._open(notification_id, url)
+            elif key == MARK_READ_ACTION:
+                self._mark_read(notification_id)
+        elif key in (SHOW_ALL_ACTION, CLICK):
+            self.history_requested.emit()
 
     def _open(self, notification_id: int, url: str) -> None:
         self._shown.pop(notification_id, None)
@@ -275,7 +249,6 @@ class Toaster(QObject):
 
     async def _native_failed(self, reason: str) -> None:
         self._failed_at = time.monotonic()
-        self._body_markup = None  # the server may be another one when it comes back
         self._failure = reason
         if self._warned:
             logger.debug("native notifications still unavailable (%s)", reason)
@@ -284,19 +257,17 @@ class Toaster(QObject):
             logger.warning(
                 "native notifications unavailable (%s): using the tray icon's balloon", reason
             )
-        if self._own_notifier:
-            # Its D-Bus connection may be the broken part; a new one connects afresh.
-            broken, self._notifier = self._notifier, self._new_notifier()
-            await _disconnect(broken)
+        # Its connection may be the broken part (and the server may be another one when
+        # it comes back): the next try starts afresh, asking the server again.
+        broken, self._notifier = self._notifier, None
+        if broken is not None:
+            await _release(broken)
 
     def _native_worked(self) -> None:
         if self._failed_at is not None:
             logger.info("native notifications are available again")
         self._failed_at = None
         self._failure = ""
-
-    def _new_notifier(self) -> DesktopNotifier:
-        return DesktopNotifier(app_name=self._app_name, app_icon=self._app_icon)
 
     # --- fallback ------------------------------------------------------------------------
 
@@ -321,36 +292,6 @@ class Toaster(QObject):
             self.history_requested.emit()
 
 
-async def _dbus_capabilities() -> list[str]:
-    """The session notification server's capabilities, on a short-lived connection.
-
-    Raises:
-        NativeToastError: No session bus, or no notification server on it.
-    """
-    # Linux only, where desktop-notifier itself depends on dbus-fast.
-    from dbus_fast import Message, MessageType
-    from dbus_fast.aio import MessageBus
-
-    bus = await MessageBus().connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination=NOTIFICATIONS_NAME,
-                path=NOTIFICATIONS_PATH,
-                interface=NOTIFICATIONS_NAME,
-                member="GetCapabilities",
-            )
-        )
-    finally:
-        bus.disconnect()
-        with contextlib.suppress(Exception):
-            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # untyped upstream
-    if reply is None or reply.message_type == MessageType.ERROR:
-        detail = reply.error_name if reply is not None else "no reply"
-        raise NativeToastError(f"no notification server on the session bus: {detail}")
-    return [str(capability) for capability in reply.body[0]]
-
-
 def _default_icon(mark: AppMark | None = None) -> Path | None:
     """The shipped app icon (with ``mark``) at a size notification servers draw well, if
     it is there."""
@@ -370,20 +311,11 @@ def _balloon_icon(toast: Toast) -> QSystemTrayIcon.MessageIcon:
     return QSystemTrayIcon.MessageIcon.Information
 
 
-async def _disconnect(notifier: DesktopNotifier) -> None:
-    """Close ``notifier``'s D-Bus connection, if it opened one.
-
-    desktop-notifier has no close(); its D-Bus backend keeps the connection it opens on
-    the first toast in ``bus``. Left open, the socket would only be closed by the garbage
-    collector, with a ResourceWarning.
-    """
-    bus = getattr(getattr(notifier, "_backend", None), "bus", None)
-    if bus is None or not getattr(bus, "connected", False):
-        return
-    bus.disconnect()
+async def _release(notifier: NativeNotifier) -> None:
+    """Close ``notifier``'s connection to the notification server, whatever happens."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(NATIVE_TIMEOUT):
-            await bus.wait_for_disconnect()
+            await notifier.aclose()
 
 
 def _describe(error: BaseException) -> str:

@@ -8,20 +8,22 @@ backoff that grew while the laptop was asleep.
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import logging
 import sys
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import SLOT, QObject, Signal, Slot
 from PySide6.QtNetwork import QNetworkInformation
 
 logger = logging.getLogger(__name__)
 
 LOGIND = "org.freedesktop.login1"
-LOGIND_MATCH = (
-    "type='signal',sender='org.freedesktop.login1',"
-    "interface='org.freedesktop.login1.Manager',member='PrepareForSleep'"
-)
+LOGIND_PATH = "/org/freedesktop/login1"
+LOGIND_MANAGER = "org.freedesktop.login1.Manager"
+PREPARE_FOR_SLEEP = "PrepareForSleep"
+
+# Each watcher's own named Qt D-Bus connection (Qt shares connections by name).
+_connection_names = (f"tray-notifier-sleep-{n}" for n in itertools.count(1))
 
 
 class WakeWatcher(QObject):
@@ -37,7 +39,7 @@ class WakeWatcher(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._bus: object | None = None
+        self._bus_name: str | None = None
         self._information: QNetworkInformation | None = None
 
     def watch_network(self) -> bool:
@@ -63,45 +65,53 @@ class WakeWatcher(QObject):
     async def watch_sleep(self, *, bus_address: str | None = None) -> bool:
         """Subscribe to logind's PrepareForSleep on the system bus (or ``bus_address``).
 
+        Over Qt's D-Bus module (already loaded for the tray icon): Qt adds the match rule
+        (sender, interface, member) to the bus, and the bus only routes the signal from the
+        connection that owns logind's name, so a forged one never arrives. The signal is
+        delivered by the Qt event loop (the app's qasync loop).
+
         Returns False, having logged why, where there is no such bus (not Linux, a
         container): the app then relies on its heartbeats alone."""
         if sys.platform != "linux" and bus_address is None:
             return False
-        from dbus_fast import BusType, Message, MessageType
-        from dbus_fast.aio import MessageBus
+        from PySide6.QtDBus import QDBusConnection
 
-        try:
-            bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-            await bus.call(
-                Message(
-                    destination="org.freedesktop.DBus",
-                    path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus",
-                    member="AddMatch",
-                    signature="s",
-                    body=[LOGIND_MATCH],
-                )
-            )
-        except (TimeoutError, OSError, ValueError, Exception) as error:
-            # dbus-fast raises its own errors too; none of them may stop the app.
-            logger.info("not watching for sleep (%s)", type(error).__name__)
+        self.stop()
+        name = next(_connection_names)
+        if bus_address is None:
+            bus = QDBusConnection.connectToBus(QDBusConnection.BusType.SystemBus, name)
+        else:
+            bus = QDBusConnection.connectToBus(bus_address, name)
+        if not bus.isConnected():
+            logger.info("not watching for sleep (%s)", bus.lastError().name() or "no bus")
+            QDBusConnection.disconnectFromBus(name)
             return False
-
-        def on_message(message: Message) -> None:
-            if (
-                message.message_type is MessageType.SIGNAL
-                and message.member == "PrepareForSleep"
-                and message.body == [False]
-            ):
-                logger.info("the machine woke up")
-                self.woke_up.emit()
-
-        bus.add_message_handler(on_message)
-        self._bus = bus
+        self._bus_name = name
+        # PySide6 6.11 takes the slot as the str SLOT() returns (its stubs say bytes, which
+        # it refuses at run time).
+        if not bus.connect(  # type: ignore[call-overload]
+            LOGIND,
+            LOGIND_PATH,
+            LOGIND_MANAGER,
+            PREPARE_FOR_SLEEP,
+            "b",
+            self,
+            SLOT("_on_prepare_for_sleep(bool)"),
+        ):
+            logger.info("not watching for sleep (%s)", bus.lastError().name() or "refused")
+            self.stop()
+            return False
         return True
 
+    @Slot(bool)
+    def _on_prepare_for_sleep(self, starting: bool) -> None:
+        if not starting:
+            logger.info("the machine woke up")
+            self.woke_up.emit()
+
     def stop(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            with contextlib.suppress(Exception):
-                bus.disconnect()  # type: ignore[attr-defined]
+        name, self._bus_name = self._bus_name, None
+        if name is not None:
+            from PySide6.QtDBus import QDBusConnection
+
+            QDBusConnection.disconnectFromBus(name)

@@ -249,6 +249,30 @@ class NotifyMonitor:
             self._read_available(min(remaining, 0.5))
 
 
+def bus_connections_of(session: DesktopSession, pid: int) -> list[str]:
+    """The unique bus names of every connection process ``pid`` has on ``session``'s bus."""
+    names = re.findall(
+        r'string "(:[^"]+)"',
+        session.dbus_send(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"
+        ),
+    )
+    owned = []
+    for name in names:
+        try:
+            reply = session.dbus_send(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                f"string:{name}",
+            )
+        except subprocess.CalledProcessError:
+            continue  # it left between the two calls
+        if re.search(rf"uint32 {pid}\b", reply):
+            owned.append(name)
+    return owned
+
+
 class NotificationDesktop:
     """Xvfb and a private session bus with xfce4-notifyd on it (see the module docstring).
 
@@ -285,26 +309,7 @@ class NotificationDesktop:
 
     def connections_of(self, pid: int) -> list[str]:
         """The unique bus names of every connection process ``pid`` has on the bus."""
-        names = re.findall(
-            r'string "(:[^"]+)"',
-            self.session.dbus_send(
-                "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"
-            ),
-        )
-        owned = []
-        for name in names:
-            try:
-                reply = self.session.dbus_send(
-                    "org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.GetConnectionUnixProcessID",
-                    f"string:{name}",
-                )
-            except subprocess.CalledProcessError:
-                continue  # it left between the two calls
-            if re.search(rf"uint32 {pid}\b", reply):
-                owned.append(name)
-        return owned
+        return bus_connections_of(self.session, pid)
 
     def monitor_notify(self) -> NotifyMonitor:
         """A :class:`NotifyMonitor` on this desktop's bus (enter it to start)."""

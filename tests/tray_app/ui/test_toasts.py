@@ -9,32 +9,39 @@ The event loop: the app runs everything on a qasync loop (``qasync.QEventLoop`` 
 the Qt event loop), so these tests do too. Each test is a plain function that runs its
 coroutine with ``asyncio.Runner(loop_factory=qasync.QEventLoop)``, the same
 run-until-complete the app's ``__main__`` does, and waits for Qt signals *inside* that
-loop (an asyncio future set by the slot), so desktop-notifier's D-Bus reader and the Qt
+loop (an asyncio future set by the slot), so the toaster's D-Bus reader and the Qt
 signals are served by one loop as in the app. pytest-asyncio was not used: its loop is a
 plain asyncio loop unless a ``pytest_asyncio_loop_factories`` hook in a conftest swaps it,
 and ``qtbot.waitSignal`` would spin a nested Qt loop under a loop that asyncio does not
 consider running.
 
-The one stand-in: the fallback's ``QSystemTrayIcon`` records ``showMessage`` calls instead
+The stand-ins: the fallback's ``QSystemTrayIcon`` records ``showMessage`` calls instead
 of drawing a balloon, and a click on the balloon is its ``messageClicked`` signal emitted by
 the test, because under the offscreen platform of in-process tests there is no tray for Qt
-to draw one on. The native path is never faked: its failures come from a bus
-address with nothing behind it and from a real bus with no notification server.
+to draw one on. The toaster's own D-Bus path is never faked: its failures come from a bus
+address with nothing behind it, from a real bus with no notification server, and from a
+scripted server (``fake_notifyd.py``) that hangs, or that does on cue what xfce4-notifyd
+does only when a user acts (a click on the body, a dismissal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
+import json
 import logging
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import qasync
-from PySide6.QtCore import QUrl, SignalInstance
+from PySide6.QtCore import QTimer, QUrl, SignalInstance
 from PySide6.QtGui import QIcon, QImage, QPixmap, Qt, QTextDocument
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
@@ -45,9 +52,11 @@ from tests.tray_app.ui.display import (
     NotifyCall,
     NotifyMonitor,
     Rect,
+    bus_connections_of,
     start_notifyd,
 )
 from tray_app.toast_policy import Toast, ToastPlanner, ToastPreferences
+from tray_app.ui import toasts
 from tray_app.ui.toasts import MARK_READ_LABEL, OPEN_LABEL, SHOW_ALL_LABEL, Toaster
 
 T = TypeVar("T")
@@ -55,6 +64,8 @@ REPO = Path(__file__).resolve().parents[3]
 WAIT = 15.0
 HOSTILE_TITLE = "<b>x</b><img src=x>"
 HOSTILE_MESSAGE = "a & b <i>c</i> <b>bold</b>"
+FAKE_NOTIFYD = Path(__file__).with_name("fake_notifyd.py")
+FAKE_LOGIND = Path(__file__).with_name("fake_logind.py")
 
 
 @pytest.fixture(scope="module")
@@ -444,3 +455,290 @@ def test_without_a_tray_the_fallback_is_still_reported(
     assert len(reasons) == 1
     assert reasons[0]
     run(toaster.close_all())  # nothing native to close: returns quietly
+
+
+# --- a scripted server: a hang, a click on the body, a dismissal, a forgery ------------------
+
+
+class ScriptedServer:
+    """``fake_notifyd.py`` in ``mode`` on a private session bus of its own."""
+
+    def __init__(self, session: DesktopSession, mode: str, record: Path) -> None:
+        self.session = session
+        self.record_path = record
+        session.start_daemon(
+            [sys.executable, str(FAKE_NOTIFYD), mode, str(record)],
+            name="org.freedesktop.Notifications",
+        )
+
+    def calls(self, member: str | None = None) -> list[dict[str, Any]]:
+        """The calls the server got so far (of ``member``), oldest first."""
+        if not self.record_path.exists():
+            return []
+        lines = self.record_path.read_text("utf-8").splitlines()
+        calls = [json.loads(line) for line in lines]
+        return [c for c in calls if member is None or c["member"] == member]
+
+    def connections_of(self, pid: int) -> list[str]:
+        return bus_connections_of(self.session, pid)
+
+
+@pytest.fixture
+def scripted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], ScriptedServer]]:
+    """``scripted(mode)``: a scripted server on a private bus this process joins."""
+    with DesktopSession(tmp_path / "session", timeout=WAIT) as session:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+
+        def start(mode: str) -> ScriptedServer:
+            return ScriptedServer(session, mode, tmp_path / "calls.jsonl")
+
+        yield start
+
+
+async def settle(seconds: float = 0.5) -> None:
+    """Let the loop serve what the bus delivers meanwhile."""
+    await asyncio.sleep(seconds)
+
+
+def test_a_hung_server_gives_the_balloon_after_the_timeout_and_the_loop_runs_meanwhile(
+    make_toaster, scripted, run, qtbot, monkeypatch
+):
+    """A server that takes Notify and never answers: the toast goes to the balloon once
+    the timeout is up, and the Qt event loop kept running all along (a timer ticked)."""
+    monkeypatch.setattr(toasts, "NATIVE_TIMEOUT", 1.0)
+    server = scripted("hang")
+    tray = RecordingTray()
+    toaster = make_toaster(tray)
+    reasons: list[str] = []
+    toaster.fallback_used.connect(reasons.append)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+
+    timer.start()
+    started = time.monotonic()
+    run(toaster.show(toast_for(100)))
+    elapsed = time.monotonic() - started
+    timer.stop()
+
+    assert reasons == ["no answer within 1 s"]
+    assert [b[0] for b in tray.balloons] == ["Task 100 moved to Done"]
+    assert not toaster.native_available
+    assert 0.9 <= elapsed < 3.0
+    assert len(server.calls("Notify")) == 1  # it hung on Notify itself
+    # The loop ran while the call hung: ~50 ticks in the second, never a long gap.
+    assert len(ticks) >= 25, len(ticks)
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5
+
+
+def test_what_a_notify_call_carries_on_the_wire(make_toaster, scripted, run, qtbot):
+    """The spec's types (replaces_id uint32, urgency a byte), the default action where the
+    server supports clicks (this one does, xfce4-notifyd not), the sound, the expiry."""
+    server = scripted("quiet")
+    toaster = make_toaster(None)
+    run(toaster.show(toast_for(104, priority="urgent")))
+    [call] = server.calls("Notify")
+    assert call["signature"] == "susssasa{sv}i"
+    app_name, replaces_id, icon, summary, body, actions, hints, expire = call["args"]
+    assert (app_name, replaces_id, summary, expire) == (
+        "Tray Notifier",
+        0,
+        "Urgent: Task 104 moved to Done",
+        -1,
+    )
+    assert icon_file(NotifyCall("", 0, icon, "", "", (), {}, -1)) == (
+        REPO / "resources" / "icons" / "tray-notifier_urgent-64.png"
+    )
+    assert body == "Mobile App \u00b7 Reviewed by bob"
+    assert actions == ["default", "", "open", OPEN_LABEL, "mark-read", MARK_READ_LABEL]
+    assert hints == {"urgency": ["y", 2], "sound-name": ["s", "message-new-instant"]}
+    # A low one: urgency 0, and no sound (the toast rules' choice).
+    run(toaster.show(toast_for(109, priority="low")))
+    assert server.calls("Notify")[1]["args"][6] == {"urgency": ["y", 0]}
+    # Asked once per connection, before the first toast.
+    assert [c["member"] for c in server.calls()][:2] == ["GetCapabilities", "GetServerInformation"]
+
+
+def test_a_click_on_the_toast_opens_its_notification(make_toaster, scripted, run, qtbot):
+    server = scripted("click")
+    toaster = make_toaster(None)
+    marked: list[Any] = []
+    toaster.mark_read_requested.connect(marked.append)
+
+    async def show_and_wait() -> list[Any]:
+        return await emitted(
+            toaster.open_requested,
+            lambda: asyncio.ensure_future(toaster.show(toast_for(101))),
+        )
+
+    assert run(show_and_wait()) == [101, "/projects/7/tasks/101"]
+    assert marked == []
+    run(settle())
+    run(toaster.withdraw([101]))  # clicked, so closed: nothing left to close
+    assert server.calls("CloseNotification") == []
+
+
+def test_a_click_on_a_summary_toast_offers_the_history(make_toaster, scripted, run, qtbot):
+    scripted("click")
+    toaster = make_toaster(None)
+
+    async def show_and_wait() -> list[Any]:
+        return await emitted(
+            toaster.history_requested,
+            lambda: asyncio.ensure_future(toaster.show(summary_toast())),
+        )
+
+    assert run(show_and_wait()) == []
+
+
+def test_a_toast_the_user_dismissed_is_not_closed_again(make_toaster, scripted, run, qtbot):
+    server = scripted("dismiss")
+    toaster = make_toaster(None)
+    run(toaster.show(toast_for(102)))
+    run(settle())  # NotificationClosed(1, dismissed) arrives
+    run(toaster.withdraw([102]))
+    run(toaster.close_all())
+    assert server.calls("CloseNotification") == []
+
+
+def test_withdraw_and_close_all_close_with_the_servers_ids(make_toaster, scripted, run, qtbot):
+    server = scripted("quiet")
+    toaster = make_toaster(None)
+    for ident in (105, 106, 107):
+        run(toaster.show(toast_for(ident)))
+    run(toaster.withdraw([106, 999]))
+    assert [(c["signature"], c["args"]) for c in server.calls("CloseNotification")] == [("u", [2])]
+    run(toaster.close_all())
+    closed = [c["args"][0] for c in server.calls("CloseNotification")]
+    assert sorted(closed) == [1, 2, 3]
+
+
+def test_an_action_signal_from_anyone_but_the_server_is_ignored(make_toaster, scripted, run, qtbot):
+    """A forged ActionInvoked sent straight to this process (the bus routes a unicast
+    signal whatever the match rules) opens nothing."""
+    server = scripted("quiet")
+    toaster = make_toaster(None)
+    opened: list[Any] = []
+    toaster.open_requested.connect(lambda *args: opened.append(args))
+    run(toaster.show(toast_for(108)))
+    [ours] = server.connections_of(os.getpid())
+    subprocess.run(
+        [
+            "dbus-send",
+            f"--bus={server.session.address}",
+            "--type=signal",
+            f"--dest={ours}",
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications.ActionInvoked",
+            "uint32:1",
+            "string:open",
+        ],
+        check=True,
+        timeout=WAIT,
+    )
+    run(settle())
+    assert opened == []
+
+
+_MODULES_SCRIPT = """
+import asyncio, json, sys
+import qasync
+from PySide6.QtWidgets import QApplication
+import tray_app.ui.app  # everything the running app imports
+from tray_app.toast_policy import Toast
+from tray_app.ui.toasts import Toaster
+from tray_app.ui.wakeups import WakeWatcher
+
+app = QApplication([])
+
+async def main():
+    toaster = Toaster(None)
+    watcher = WakeWatcher()
+    await toaster.show(Toast("single", "Deploy finished", "Mobile App", "normal", 1, "/x", True))
+    watching = await watcher.watch_sleep(bus_address=sys.argv[1])
+    result = {
+        "native": toaster.native_available,
+        "watching": watching,
+        "loaded": sorted(
+            m for m in sys.modules if m.split(".")[0] in ("dbus_fast", "desktop_notifier")
+        ),
+    }
+    watcher.stop()
+    await toaster.aclose()
+    return result
+
+with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+    print(json.dumps(runner.run(main())))
+"""
+
+
+def test_the_linux_app_loads_neither_desktop_notifier_nor_dbus_fast(scripted, tmp_path):
+    """The app's modules, a native toast and the sleep watch, in a process of their own:
+    Qt's D-Bus module and jeepney carry them; desktop-notifier and dbus-fast stay out."""
+    server = scripted("quiet")
+    server.session.start_daemon([sys.executable, str(FAKE_LOGIND)], name="org.freedesktop.login1")
+    result = subprocess.run(
+        [sys.executable, "-c", _MODULES_SCRIPT, server.session.address],
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "native": True,
+        "watching": True,
+        "loaded": [],
+    }
+    assert [c["args"][3] for c in server.calls("Notify")] == ["Deploy finished"]
+
+
+def test_the_windows_and_macos_path_drives_desktop_notifier(scripted, run, qtbot):
+    """DesktopNotifierNotifier, the Windows and macOS path, run here against
+    desktop-notifier's own Linux backend: the toast goes out with its buttons, and a click
+    on it comes back as the click key."""
+    from tray_app.ui.native_toasts import CLICK, DesktopNotifierNotifier, NativeToast
+
+    server = scripted("click")
+    notifier = DesktopNotifierNotifier(app_name="Tray Notifier", app_icon=None)
+    toast = NativeToast(
+        title="Deploy finished",
+        body="a & b",
+        urgency="critical",
+        buttons=(("open", OPEN_LABEL), ("mark-read", MARK_READ_LABEL)),
+        icon="dialog-warning",
+        sound=True,
+    )
+
+    async def send_and_wait() -> str:
+        clicked: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_action(key: str) -> None:
+            if not clicked.done():
+                clicked.set_result(key)
+
+        await notifier.send(toast, on_action)
+        async with asyncio.timeout(WAIT):
+            return await clicked
+
+    async def disconnect() -> None:
+        # desktop-notifier's D-Bus backend keeps its connection (Windows and macOS have
+        # none to close, hence no aclose work): closed here for the test process.
+        bus = notifier._notifier._backend.bus  # type: ignore[attr-defined]
+        bus.disconnect()
+        await bus.wait_for_disconnect()
+
+    try:
+        assert run(send_and_wait()) == CLICK
+    finally:
+        run(disconnect())
+    [call] = server.calls("Notify")
+    _app, _replaces, icon, summary, body, actions, hints, _expire = call["args"]
+    assert (icon, summary, body) == ("dialog-warning", "Deploy finished", "a & b")
+    assert actions[0] == "default"  # the buttons' keys are desktop-notifier's own
+    assert actions[1::2] == ["", OPEN_LABEL, MARK_READ_LABEL]
+    assert hints["urgency"] == ["y", 2]
