@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import configparser
 import os
-import plistlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -195,6 +194,8 @@ def launch_agent(command: Sequence[str]) -> bytes:
         "ProcessType": "Interactive",
         "LimitLoadToSessionType": "Aqua",
     }
+    import plistlib  # macOS only: it loads expat, which Linux and Windows never need
+
     return plistlib.dumps(agent, fmt=plistlib.FMT_XML)
 
 

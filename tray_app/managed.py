@@ -20,7 +20,6 @@ No Qt here.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -34,9 +33,7 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from platformdirs.macos import MacOS
 from platformdirs.unix import Unix
-from platformdirs.windows import Windows
 
 from tray_app import autostart
 from tray_app.config import APP_NAME
@@ -546,6 +543,8 @@ def _parse_setting(
 
 
 def _unknown_key(key: str) -> str:
+    import difflib  # only for a mistyped key: not loaded by every start
+
     close = difflib.get_close_matches(key, MANAGED_KEYS, n=1)
     hint = (
         f"did you mean {json.dumps(close[0])}?"
@@ -662,11 +661,16 @@ def managed_config_locations(platform: str = sys.platform) -> tuple[PurePath, ..
     Args:
         platform: a ``sys.platform`` value.
     """
+    # Each platform's module only where it is used (they are tested on every platform).
     if platform == "win32":
+        from platformdirs.windows import Windows
+
         # appauthor=False: C:\\ProgramData\\tray-notifier, not ...\\tray-notifier\\tray-notifier.
         folder = Windows(APP_NAME, appauthor=False).site_config_dir
         return (PureWindowsPath(folder) / MANAGED_FILE_NAME,)
     if platform == "darwin":
+        from platformdirs.macos import MacOS
+
         return (PurePosixPath(MacOS(APP_NAME).site_config_dir) / MANAGED_FILE_NAME,)
     directories = Unix(APP_NAME, multipath=True).site_config_dir.split(os.pathsep)
     return tuple(

@@ -1,7 +1,8 @@
 """One instance per user: hand-over to the running one, and recovery from a crash's leftovers.
 
-Everything is real: QLocalServer sockets, second instances in this process and in
-child processes, and a holder killed with SIGKILL.
+Everything is real: QLocalServer sockets (``bus=None``, the way off Linux or with no
+session bus), a private D-Bus session bus (the way on Linux), second instances in this
+process and in child processes, and a holder killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,28 +18,32 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QByteArray
 from PySide6.QtNetwork import QLocalSocket
 from pytestqt.qtbot import QtBot
 
-from tray_app.ui.single_instance import SingleInstance, server_name
+from tests.tray_app.desktop_session import DesktopSession
+from tray_app.ui.single_instance import SingleInstance, bus_service_name, server_name
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD_TIMEOUT = 60.0
 
 CLAIM_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from PySide6.QtCore import QCoreApplication
     from tray_app.ui.single_instance import SingleInstance
 
     app = QCoreApplication([])
-    guard = SingleInstance()
+    guard = SingleInstance(bus=os.environ.get("TEST_INSTANCE_BUS") or None)
     started = time.monotonic()
     claimed = guard.claim(sys.argv[1])
-    print(f"claimed={claimed} seconds={time.monotonic() - started:.3f}", flush=True)
+    network = "PySide6.QtNetwork" in sys.modules
+    seconds = time.monotonic() - started
+    print(f"claimed={claimed} network={network} seconds={seconds:.3f}", flush=True)
     if claimed and len(sys.argv) > 2:  # hold the instance until killed
         app.exec()
     sys.exit(0 if not claimed else 3)
@@ -58,8 +63,26 @@ def name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     shutil.rmtree(runtime, ignore_errors=True)
 
 
-def _child(name: str, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
+def _finished_child(qtbot: QtBot, name: str, **options: Any) -> tuple[str, str]:
+    """``_child(name, **options)`` run to its end (events processed meanwhile, so this
+    process answers its hand-over); its stdout and stderr."""
+    child = _child(name, **options)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=int(CHILD_TIMEOUT * 1000))
+        out, err = child.communicate(timeout=CHILD_TIMEOUT)
+    finally:
+        child.kill()
+    assert child.returncode == 0, out + err
+    return out, err
+
+
+def _child(name: str, *extra: str, bus: str = "") -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": str(ROOT),
+        "TEST_INSTANCE_BUS": bus,
+    }
     return subprocess.Popen(
         [sys.executable, "-c", CLAIM_SCRIPT, name, *extra],
         stdout=subprocess.PIPE,
@@ -92,44 +115,45 @@ def test_name_falls_back_when_the_runtime_dir_is_too_deep(
     assert server_name("tray-notifier") == f"tray-notifier-{os.getuid()}.sock"
 
 
-def test_second_object_hands_over_to_the_first(qtbot: QtBot, name: str) -> None:
-    first, second = SingleInstance(), SingleInstance()
-    assert first.claim(name)
-    assert first.listening
-    assert Path(first.full_server_name).exists()
+def _assert_hands_over(
+    qtbot: QtBot, first: SingleInstance, second: SingleInstance, name: str
+) -> None:
+    """``second``'s claim of ``name`` fails within 2 s, and ``first`` is asked forward."""
     with qtbot.waitSignal(first.activation_requested, timeout=2000):
         started = time.monotonic()
         assert second.claim(name) is False
         assert time.monotonic() - started < 2.0
     assert not second.listening
+
+
+def test_second_object_hands_over_to_the_first(qtbot: QtBot, name: str) -> None:
+    first, second = SingleInstance(bus=None), SingleInstance(bus=None)
+    assert first.claim(name)
+    assert first.listening
+    assert Path(first.full_server_name).exists()
+    _assert_hands_over(qtbot, first, second, name)
     first.release()
     assert not Path(server_name(name)).exists()
 
 
 def test_after_release_the_next_one_claims(qtbot: QtBot, name: str) -> None:
-    first = SingleInstance()
+    first = SingleInstance(bus=None)
     assert first.claim(name)
     first.release()
-    second = SingleInstance()
+    second = SingleInstance(bus=None)
     assert second.claim(name)
     with qtbot.waitSignal(second.activation_requested, timeout=2000):
-        assert SingleInstance().claim(name) is False
+        assert SingleInstance(bus=None).claim(name) is False
     second.release()
 
 
 def test_a_second_process_hands_over_within_two_seconds(qtbot: QtBot, name: str) -> None:
-    first = SingleInstance()
+    first = SingleInstance(bus=None)
     assert first.claim(name)
     activations: list[float] = []
     first.activation_requested.connect(lambda: activations.append(time.monotonic()))
     spawned = time.monotonic()
-    child = _child(name)
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=int(CHILD_TIMEOUT * 1000))
-        out, err = child.communicate(timeout=CHILD_TIMEOUT)
-    finally:
-        child.kill()
-    assert child.returncode == 0, out + err
+    out, err = _finished_child(qtbot, name)
     assert err == ""
     assert out.startswith("claimed=False")
     claim_seconds = float(out.split("seconds=")[1])
@@ -164,17 +188,17 @@ def test_stale_socket_of_a_killed_holder_is_recovered(qtbot: QtBot, name: str) -
     assert not probe.waitForConnected(1000)  # nobody answers on it
     assert probe.error() == QLocalSocket.LocalSocketError.ConnectionRefusedError
 
-    heir = SingleInstance()
+    heir = SingleInstance(bus=None)
     started = time.monotonic()
     assert heir.claim(name) is True
     assert time.monotonic() - started < 2.0
     with qtbot.waitSignal(heir.activation_requested, timeout=2000):
-        assert SingleInstance().claim(name) is False
+        assert SingleInstance(bus=None).claim(name) is False
     heir.release()
 
 
 def test_unknown_requests_are_dropped_without_activation(qtbot: QtBot, name: str) -> None:
-    first = SingleInstance()
+    first = SingleInstance(bus=None)
     assert first.claim(name)
     activations: list[int] = []
     first.activation_requested.connect(lambda: activations.append(1))
@@ -187,7 +211,7 @@ def test_unknown_requests_are_dropped_without_activation(qtbot: QtBot, name: str
     assert activations == []
     # The server still serves a real hand-over afterwards.
     with qtbot.waitSignal(first.activation_requested, timeout=2000):
-        assert SingleInstance().claim(name) is False
+        assert SingleInstance(bus=None).claim(name) is False
     first.release()
 
 
@@ -211,3 +235,100 @@ def test_simultaneous_launches_elect_exactly_one(name: str) -> None:
         for child in children:
             child.kill()
             child.communicate(timeout=CHILD_TIMEOUT)
+
+
+# --- over D-Bus (Linux) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[str]:
+    """A private session bus's address."""
+    with DesktopSession(tmp_path / "desktop") as session:
+        yield session.address
+
+
+def test_on_a_bus_the_second_object_hands_over_to_the_first(
+    qtbot: QtBot, name: str, bus: str
+) -> None:
+    first, second = SingleInstance(bus=bus), SingleInstance(bus=bus)
+    assert first.claim(name)
+    assert first.listening
+    assert first.full_server_name == bus_service_name(name)
+    assert not Path(server_name(name)).exists()  # no socket
+    _assert_hands_over(qtbot, first, second, name)
+    first.release()
+    assert not first.listening
+    third = SingleInstance(bus=bus)
+    assert third.claim(name)  # the name was given back
+    third.release()
+
+
+def test_bus_names_are_valid_and_distinct() -> None:
+    assert (
+        bus_service_name("tray-notifier-alice")
+        == "com.traynotifier.app.instance.tray_notifier_alice"
+    )
+    assert bus_service_name("1 x") == "com.traynotifier.app.instance._1_x"
+    assert bus_service_name("a.b") != bus_service_name("a-c")
+
+
+def test_on_a_bus_a_second_process_hands_over_without_qt_network(
+    qtbot: QtBot, name: str, bus: str
+) -> None:
+    first = SingleInstance(bus=bus)
+    assert first.claim(name)
+    activations: list[float] = []
+    first.activation_requested.connect(lambda: activations.append(time.monotonic()))
+    out, err = _finished_child(qtbot, name, bus=bus)
+    assert out.startswith("claimed=False network=False"), out + err
+    assert float(out.split("seconds=")[1]) < 2.0
+    assert len(activations) == 1
+    first.release()
+
+
+def test_on_a_bus_a_killed_holder_leaves_nothing_behind(qtbot: QtBot, name: str, bus: str) -> None:
+    holder = _child(name, "hold", bus=bus)
+    try:
+        assert holder.stdout is not None
+        line = holder.stdout.readline()
+        assert line.startswith("claimed=True network=False"), line
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=CHILD_TIMEOUT)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=CHILD_TIMEOUT)
+    heir = SingleInstance(bus=bus)
+    # The bus takes the name back when its owner's connection drops: at once, or
+    # after the daemon has noticed the hang-up.
+    qtbot.waitUntil(lambda: heir.claim(name), timeout=5000)
+    with qtbot.waitSignal(heir.activation_requested, timeout=2000):
+        assert SingleInstance(bus=bus).claim(name) is False
+    heir.release()
+
+
+def test_on_a_bus_simultaneous_launches_elect_exactly_one(name: str, bus: str) -> None:
+    children = [_child(name, "hold", bus=bus) for _ in range(4)]
+    try:
+        lines = []
+        for child in children:
+            assert child.stdout is not None
+            lines.append(child.stdout.readline())
+        winners = [c for c, line in zip(children, lines, strict=True) if "claimed=True" in line]
+        assert len(winners) == 1, lines
+        for child, line in zip(children, lines, strict=True):
+            if child is not winners[0]:
+                assert line.startswith("claimed=False"), line
+                assert child.wait(timeout=CHILD_TIMEOUT) == 0
+        assert winners[0].poll() is None
+    finally:
+        for child in children:
+            child.kill()
+            child.communicate(timeout=CHILD_TIMEOUT)
+
+
+def test_with_no_bus_to_reach_the_local_socket_is_used(name: str, tmp_path: Path) -> None:
+    guard = SingleInstance(bus=f"unix:path={tmp_path / 'nobody'}")
+    assert guard.claim(name)
+    assert guard.full_server_name == server_name(name)
+    assert Path(guard.full_server_name).exists()
+    guard.release()
