@@ -385,7 +385,7 @@ def test_the_store_survives_sigkill_of_the_client_during_a_fast_intake(
     thread = threading.Thread(target=stream, name="publisher", daemon=True)
     thread.start()
     rng = random.Random(20250611)
-    rounds = scaled(50, minimum=5)
+    rounds = scaled(50, minimum=5, ci=12)
     previous_cursor = 0
     stored: set[int] = set()
     ever_printed: set[int] = set()
