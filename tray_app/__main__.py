@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not use the OS keyring: the login lasts until the app exits",
     )
+    # The keyring helper (tray_app/store/vault_helper.py): the frozen bundle runs itself
+    # with this to reach the keyring from a short-lived process. Not for users.
+    parser.add_argument("--vault-helper", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--log-level",
         default=os.environ.get("TRAY_NOTIFIER_LOG_LEVEL", "WARNING"),
@@ -54,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.vault_helper:  # before Qt, logging or anything else of the app's
+        from tray_app.store.vault_helper import main as vault_helper
+
+        return vault_helper()
     if not args.headless:
         return run_gui(args)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -143,6 +150,12 @@ def run_gui(args: argparse.Namespace) -> int:
     tray.show()
     # The registration is on the bus before the imports below hold this thread.
     app.processEvents()
+    if username and not args.session_only:
+        # The keyring's answer (and the saved login) is read by the helper process while
+        # this one loads the rest of the app.
+        from tray_app.store.secrets import start_reading_early
+
+        start_reading_early(server_url.rstrip("/"), username)
 
     # The log file after the icon too (platformdirs, logging.handlers): until here only a
     # warning could be logged, and Python's last-resort handler prints it to stderr.

@@ -11,12 +11,15 @@ store and engine once opened, and their end (with or without logging out).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
+import logging
 import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from tray_app import config
@@ -24,6 +27,9 @@ from tray_app.engine import Engine, OpenedAccount, open_account
 from tray_app.managed import REMEMBER_ME_TURNED_OFF, ManagedConfig
 from tray_app.net import ApiClient, Tokens, Transport
 from tray_app.store import TokenVault
+from tray_app.store.secrets import KeyringUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 def server_address(chosen: str, managed: ManagedConfig) -> str:
@@ -186,7 +192,7 @@ class AccountSession:
     the user's preference; a vault built with ``TokenVault.in_memory()`` keeps it in
     this process only), and leaves the vault when the server ends the session.
 
-    Life: ``restore()`` or ``log_in()``; ``open()``; ``start()`` (or ``run()``);
+    Life: ``await restore()`` or ``log_in()``; ``open()``; ``start()`` (or ``run()``);
     ``close()``. ``close()`` is safe at any point and more than once.
     """
 
@@ -210,18 +216,28 @@ class AccountSession:
         self._closed = False
 
     def _keep(self, tokens: Tokens | None) -> None:
+        # Called on the event loop's thread: the keyring (a helper process, maybe an
+        # unlock prompt) is left to the vault's one worker thread, which keeps the order
+        # (a later save is never overtaken by an earlier one; a delete after a save wins).
+        # close() waits for it.
         if tokens is None:
-            self.vault.delete_refresh_token(self.server_url, self.username)
+            written: concurrent.futures.Future[Any] = self.vault.delete_in_background(
+                self.server_url, self.username
+            )
         elif self._remember():
-            self.vault.save_refresh_token(self.server_url, self.username, tokens.refresh)
+            written = self.vault.save_in_background(self.server_url, self.username, tokens.refresh)
+        else:
+            return
+        written.add_done_callback(_report_keyring_failure)
 
-    def restore(self) -> bool:
+    async def restore(self) -> bool:
         """Resume the login the vault kept for this account; whether there was one.
 
-        Nothing is asked of the server: the first request refreshes the token, and a
-        refused one says ``LoginRequired`` then.
+        The vault is read off the event loop (the keyring may take a helper process, or
+        wait for its unlock prompt). Nothing is asked of the server: the first request
+        refreshes the token, and a refused one says ``LoginRequired`` then.
         """
-        saved = self.vault.load_refresh_token(self.server_url, self.username)
+        saved = await self.vault.load_in_background(self.server_url, self.username)
         if not saved:
             return False
         self.api.restore(saved)
@@ -301,6 +317,20 @@ class AccountSession:
             await self.api.aclose()
             if opened is not None:
                 opened.database.connection.close()
+            # The logout's delete, and a token rotated just before: done before the
+            # caller goes on (a new login, or the process's exit, which would drop them).
+            await self.vault.settled()
+
+
+def _report_keyring_failure(written: concurrent.futures.Future[Any]) -> None:
+    """Log what keeping or forgetting the refresh token in the background ran into."""
+    if written.cancelled():
+        return
+    error = written.exception()
+    if isinstance(error, KeyringUnavailable):
+        logger.warning("%s", error.user_message)
+    elif error is not None:
+        logger.error("keeping the refresh token failed", exc_info=error)
 
 
 def web_link(server_url: str, url: str) -> str | None:

@@ -127,7 +127,7 @@ async def _log_in(session: AccountSession, options: HeadlessOptions, err: TextIO
 
     A server that cannot be reached is waited for (with backoff) rather than an exit:
     a headless notifier started before its server should simply catch up later."""
-    if session.restore():
+    if await session.restore():
         try:
             await session.api.access_token()
             return
@@ -180,7 +180,10 @@ async def run_headless(
 async def _open_vault(options: HeadlessOptions, err: TextIO) -> TokenVault:
     """The keyring's vault; says so when it waits (a locked keyring's unlock prompt)."""
     opening = asyncio.ensure_future(
-        open_token_vault(session_only=options.remember_refusal is not None)
+        open_token_vault(
+            session_only=options.remember_refusal is not None,
+            preload=(options.server_url, options.username),
+        )
     )
     done, _ = await asyncio.wait({opening}, timeout=KEYRING_NOTICE_SECONDS)
     if not done:

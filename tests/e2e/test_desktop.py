@@ -171,6 +171,25 @@ def test_a_notification_toasts_shows_the_badge_and_mark_read_on_the_toast_clears
     stop_cleanly(app)
 
 
+def test_the_app_keeps_its_login_in_the_keyring_without_loading_the_keyring_stack(
+    desktop: TrayDesktop, alice: RestUser, app: TrayAppProcess, server: RestartableServer
+) -> None:
+    """Issue 20: the keyring is reached through the short-lived helper, so the tray's own
+    process never maps cryptography's Rust extension (secretstorage's encrypted session)
+    nor any file of keyring, secretstorage or jeepney, while its login is in the keyring."""
+    ready(desktop, app, alice)
+    entry = keyring_entry_name(server.url, "alice")
+    wait_for(
+        lambda: desktop.keyring_holds(TokenVault.SERVICE, entry), what="the login in the keyring"
+    )
+    maps = Path(f"/proc/{app.process.pid}/maps").read_text()
+    assert "_rust.abi3.so" not in maps
+    for package in ("cryptography", "keyring", "secretstorage", "jeepney"):
+        assert f"/{package}/" not in maps, package
+    assert "keyring unusable" not in app.log(), app.log()
+    stop_cleanly(app)
+
+
 def test_mark_all_read_from_the_tray_menu(
     desktop: TrayDesktop,
     server: RestartableServer,

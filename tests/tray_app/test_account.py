@@ -283,6 +283,7 @@ async def test_a_login_is_kept_opened_and_forgotten_at_logout(
     vault = TokenVault.in_memory()
     session = _session(demo_server, vault, remember=True)
     await session.log_in("demo")
+    await vault.settled()  # kept on the vault's worker thread
     assert vault.load_refresh_token(demo_server.url, "alice")  # kept
     settings = config.Settings()
     opened = session.open(data_dir=tmp_path / "data", config_dir=tmp_path, settings=settings)
@@ -294,7 +295,7 @@ async def test_a_login_is_kept_opened_and_forgotten_at_logout(
     await session.close()  # twice is harmless
 
     again = _session(demo_server, vault, remember=True)
-    assert not again.restore()  # nothing kept to restore
+    assert not await again.restore()  # nothing kept to restore
     await again.close()
 
 
@@ -308,7 +309,7 @@ async def test_a_kept_login_is_restored_without_the_password(
     await first.close()  # the process ends; the login stays kept
 
     second = _session(demo_server, vault, remember=True)
-    assert second.restore()
+    assert await second.restore()
     me = await second.api.me()
     assert me["username"] == "alice"
     await second.close()
@@ -319,6 +320,7 @@ async def test_without_remember_me_nothing_is_kept(demo_server: RunningServer) -
     vault = TokenVault.in_memory()
     session = _session(demo_server, vault, remember=False)
     await session.log_in("demo")
+    await vault.settled()
     assert vault.load_refresh_token(demo_server.url, "alice") is None
     with pytest.raises(RuntimeError, match="open"):
         _ = session.engine

@@ -168,7 +168,10 @@ class TrayApp(QObject):
     async def _open_keyring(self) -> bool:
         """Open the keyring off the GUI thread (its unlock prompt may wait for the user);
         False if the user quit first."""
-        vault = await open_token_vault_unless(self._quit)
+        # The saved login is read along with the probe: one helper run, not two.
+        username = self.options.username
+        preload = (self._server_url(), username) if username else None
+        vault = await open_token_vault_unless(self._quit, preload=preload)
         if vault is None:
             return False
         self.vault = vault
@@ -217,7 +220,7 @@ class TrayApp(QObject):
             self.show_login()
             return
         session = self._new_session(self._server_url(), username)
-        if session.restore():
+        if await session.restore():
             self._open_account(session)
             return
         if self.options.password:
