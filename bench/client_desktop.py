@@ -103,9 +103,11 @@ from bench.common import (
     prepare_database,
     result,
     rss_kib,
+    rss_parts_kib,
     start_server,
     stop_server,
 )
+from bench.peers import minimal_tray
 from tests.e2e.desktop import TrayDesktop, read_store_cursor
 from tests.tray_app.conftest import client_env
 from tests.tray_app.desktop_session import DesktopSessionError
@@ -162,6 +164,12 @@ PROFILES = {
     "quick": Profile(name="quick", toast_samples=30, idle_window=20.0, start_rounds=3),
     "full": Profile(name="full", toast_samples=200, idle_window=60.0, start_rounds=7),
 }
+
+
+def _rss_parts_mib(pid: int) -> dict[str, float]:
+    """``rss_anon_mib``, ``rss_file_mib`` and ``rss_shmem_mib`` of ``pid``, for the raw
+    results (the rows use the whole VmRSS)."""
+    return {f"rss_{name}_mib": kib / 1024 for name, kib in rss_parts_kib(pid).items()}
 
 
 def smoke_profile(profile: Profile) -> Profile:
@@ -509,8 +517,10 @@ def ours_argv(executable: Path, server_url: str) -> list[str]:
     return [str(executable), "--server", server_url, "--username", APP_USER]
 
 
-def minimal_argv(ws_url: str | None = None) -> list[str]:
+def minimal_argv(ws_url: str | None = None, *, list_window: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "bench.peers.minimal_tray"]
+    if list_window:
+        argv.append("--list-window")
     return [*argv, "--ws-url", ws_url] if ws_url else argv
 
 
@@ -681,6 +691,7 @@ class Measured:
     idle: dict[str, dict[str, float]] = field(default_factory=dict)
     # Ours after the notifications and history cycles: rss_mib, notifications, cycles.
     after_use: dict[str, float] = field(default_factory=dict)
+    after_use_minimal: dict[str, float] = field(default_factory=dict)
     # Per toast sample: program, title, and seconds since the first publish of the
     # publish, the frame's arrival and the Notify call.
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -757,7 +768,7 @@ def measure_toasts_and_idle(
             lambda: socket_peer.alive() and "live" in socket_peer.printed().split(),
             what="the minimal app's socket",
         )
-        icon_peer = launch(MINIMAL, minimal_argv(), desktop, scratch / "minimal")
+        icon_peer = launch(MINIMAL, minimal_argv(list_window=True), desktop, scratch / "minimal")
         programs.append(icon_peer)
         registered(desktop, watch, icon_peer)
 
@@ -772,13 +783,23 @@ def measure_toasts_and_idle(
         idle_window(
             profile, {"ours": ours, MINIMAL: icon_peer, MINIMAL_SOCKET: socket_peer}, measured
         )
-        after_use(profile, desktop, server, ours, measured)
+        after_use(profile, desktop, server, ours, icon_peer, measured)
     finally:
         for program in reversed(programs):
             program.stop()
 
 
 HISTORY_TITLE = "^Notification history"
+LIST_TITLE = f"^{minimal_tray.LIST_TITLE}"
+
+
+def list_windows(desktop: TrayDesktop) -> list[str] | None:
+    """The X ids of the minimal tray app's visible list windows; None while one is
+    mapped or unmapped under the look (xdotool fails on a window that just changed)."""
+    try:
+        return desktop.xdotool("search", "--onlyvisible", "--name", LIST_TITLE).split()
+    except DesktopSessionError:
+        return None
 
 
 def history_windows(desktop: TrayDesktop) -> list[str]:
@@ -786,8 +807,25 @@ def history_windows(desktop: TrayDesktop) -> list[str]:
     return desktop.xdotool("search", "--onlyvisible", "--name", HISTORY_TITLE).split()
 
 
+def shown_list_window(desktop: TrayDesktop) -> str:
+    """The X id of the minimal tray app's list window, once it shows."""
+    shown: list[str] = []
+
+    def appeared() -> bool:
+        shown[:] = list_windows(desktop) or []
+        return bool(shown)
+
+    wait_until(appeared, what="the minimal app's list window")
+    return shown[-1]
+
+
 def after_use(
-    profile: Profile, desktop: TrayDesktop, server: Server, ours: Program, measured: Measured
+    profile: Profile,
+    desktop: TrayDesktop,
+    server: Server,
+    ours: Program,
+    minimal: Program,
+    measured: Measured,
 ) -> None:
     """Ours' RSS after ``after_use_notifications`` notifications and ``history_cycles``
     openings and closings of its history window, then an idle window as long as the
@@ -796,6 +834,10 @@ def after_use(
     The history is opened as a user does from a launcher: a second ``tray-notifier``
     brings the running one forward (``TrayApp.activate``), which shows the history; it
     is closed with the platform's close keys (Ctrl+W) in the focused window.
+
+    Beside it, the minimal tray app opens and closes its list window (a search line
+    over a list, ``--list-window``) as many times: what Qt itself keeps after showing
+    such a window.
     """
     before = server.latest_seq(APP_USER)
     run_id = uuid.uuid4().hex[:6]
@@ -821,6 +863,12 @@ def after_use(
         desktop.xdotool("windowfocus", "--sync", history_windows(desktop)[-1])
         desktop.xdotool("key", "--clearmodifiers", "ctrl+w")
         wait_until(lambda: not history_windows(desktop), what="the history window to close")
+    for _cycle in range(profile.history_cycles):
+        minimal.alive()
+        minimal.process.send_signal(signal.SIGUSR1)
+        desktop.xdotool("windowfocus", "--sync", shown_list_window(desktop))
+        desktop.xdotool("key", "--clearmodifiers", "ctrl+w")
+        wait_until(lambda: list_windows(desktop) == [], what="the list window to close")
     if profile.settle_toasts:
         wait_until(
             lambda: no_toast_windows(desktop), what="every toast window to close", timeout=120
@@ -828,8 +876,15 @@ def after_use(
     # The same fixed window as the idle one (named: Profile.idle_window).
     time.sleep(profile.idle_window)
     ours.alive()
+    minimal.alive()
+    measured.after_use_minimal = {
+        "rss_mib": rss_kib(minimal.process.pid) / 1024,
+        **_rss_parts_mib(minimal.process.pid),
+        "list_window_cycles": profile.history_cycles,
+    }
     measured.after_use = {
         "rss_mib": rss_kib(ours.process.pid) / 1024,
+        **_rss_parts_mib(ours.process.pid),
         "notifications": profile.after_use_notifications,
         "history_cycles": profile.history_cycles,
     }
@@ -910,6 +965,7 @@ def idle_window(profile: Profile, programs: dict[str, Program], measured: Measur
         measured.idle[name] = {
             "window_seconds": elapsed,
             "rss_mib": rss_kib(pid) / 1024,
+            **_rss_parts_mib(pid),
             "wakeups_per_second": switches / elapsed,
             "cpu_percent": (cpu_seconds(pid) - cpu_before[name]) / elapsed * 100,
             "threads": len(list(Path(f"/proc/{pid}/task").iterdir())),
@@ -1014,6 +1070,10 @@ def rows(profile: Profile, measured: Measured) -> list[dict[str, Any]]:
     )
     used = measured.after_use
     growth = used["rss_mib"] - ours_rss if used and ours_rss is not None else None
+    minimal_used = measured.after_use_minimal
+    minimal_growth = (
+        minimal_used["rss_mib"] - minimal_rss if minimal_used and minimal_rss is not None else None
+    )
     out.append(
         result(
             id="B8",
@@ -1024,7 +1084,7 @@ def rows(profile: Profile, measured: Measured) -> list[dict[str, Any]]:
             ),
             unit="MiB",
             ours=growth,
-            peers={},
+            peers={f"{MINIMAL}, its list window as often": minimal_growth},
             target="at most 5 MiB (issue 20: no growth per message)",
             met=growth is not None and growth <= 5.0,
         )

@@ -154,6 +154,21 @@ def rss_kib(pid: int) -> int:
     raise BenchError(f"no VmRSS for process {pid}")
 
 
+def rss_parts_kib(pid: int) -> dict[str, int]:
+    """The resident set split as /proc/PID/status splits it: ``anon`` (heap, stacks:
+    the process's own), ``file`` (mapped libraries and files, clean pages the kernel may
+    drop and reread) and ``shmem``."""
+    parts = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(maxsplit=1)[0] if line else ""
+        if key in parts:
+            found[parts[key]] = int(line.split()[1])
+    if len(found) != len(parts):
+        raise BenchError(f"no RssAnon/RssFile/RssShmem for process {pid}")
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process (all its threads), from /proc/PID/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
-from bench.common import HttpConnection, http_request
+from bench.common import HttpConnection, http_request, rss_kib, rss_parts_kib
 
 
 def test_a_request_is_one_http_1_1_message_with_its_length() -> None:
@@ -95,3 +96,14 @@ def test_a_publisher_keeps_its_connection_unless_the_server_closes_it(
     accepted, statuses = asyncio.run(_count_connections(close, 5))
     assert statuses == [201] * 5
     assert accepted == connections
+
+
+def test_the_resident_set_splits_into_its_parts() -> None:
+    """B8's raw results split the RSS as the kernel does; the parts add up to it."""
+    pid = os.getpid()
+    parts = rss_parts_kib(pid)
+    assert set(parts) == {"anon", "file", "shmem"}
+    assert parts["anon"] > 0
+    assert parts["file"] > 0
+    # Read a moment apart: within a MiB of each other.
+    assert abs(sum(parts.values()) - rss_kib(pid)) < 1024
