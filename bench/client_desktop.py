@@ -116,6 +116,7 @@ from tray_app.toast_policy import ToastPlanner
 
 FROZEN_BUNDLE = REPO_ROOT / "dist" / "tray-notifier" / "tray-notifier"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tray-notifier")
+FROZEN_LABEL = " (ours: the frozen one-folder bundle)"
 MINIMAL = "minimal tray app"
 MINIMAL_SOCKET = "minimal tray app + socket"
 APP_USER = "alice"
@@ -158,6 +159,9 @@ class Profile:
     # openings and closings, then the idle window again (issue 20's memory after use).
     after_use_notifications: int = 1000
     history_cycles: int = 10
+    # What "ours" runs for the toasts, the idle window and the memory after use: the
+    # console script, or (``--frozen``) the one-folder bundle.
+    ours: Path = CONSOLE_SCRIPT
 
 
 PROFILES = {
@@ -746,7 +750,7 @@ def measure_toasts_and_idle(
     ws_url = server.process.ws_url
     programs: list[Program] = []
     try:
-        ours = launch("ours", ours_argv(CONSOLE_SCRIPT, server.url), desktop, scratch / "ours")
+        ours = launch("ours", ours_argv(profile.ours, server.url), desktop, scratch / "ours")
         programs.append(ours)
         registered(desktop, watch, ours)
         latest = server.latest_seq(APP_USER)
@@ -851,7 +855,7 @@ def after_use(
     )
     for _cycle in range(profile.history_cycles):
         subprocess.run(
-            ours_argv(CONSOLE_SCRIPT, server.url),
+            ours_argv(profile.ours, server.url),
             env=ours.env,
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
@@ -1060,7 +1064,10 @@ def rows(profile: Profile, measured: Measured) -> list[dict[str, Any]]:
     out.append(
         result(
             id="B8",
-            metric=f"idle RSS at the end of a {window}, connected, after the toast samples",
+            metric=(
+                f"idle RSS at the end of a {window}, connected, after the toast samples"
+                f"{FROZEN_LABEL if profile.ours == FROZEN_BUNDLE else ''}"
+            ),
             unit="MiB",
             ours=ours_rss,
             peers={MINIMAL: minimal_rss, MINIMAL_SOCKET: idle_value(MINIMAL_SOCKET, "rss_mib")},
@@ -1081,6 +1088,7 @@ def rows(profile: Profile, measured: Measured) -> list[dict[str, Any]]:
                 f"RSS growth after use: after {used.get('notifications', 0):.0f} "
                 f"notifications and {used.get('history_cycles', 0):.0f} history window "
                 f"openings and closings, then a {window}, minus the idle RSS above"
+                f"{FROZEN_LABEL if profile.ours == FROZEN_BUNDLE else ''}"
             ),
             unit="MiB",
             ours=growth,
@@ -1121,7 +1129,7 @@ def _median(values: Sequence[float]) -> float | None:
 # --- run -----------------------------------------------------------------------------------
 
 
-def run(profile: str, *, smoke: bool, scratch: Path) -> Outcome:
+def run(profile: str, *, smoke: bool, scratch: Path, frozen: bool = False) -> Outcome:
     """B8 in one invocation: ours and the minimal tray app on one desktop and server.
 
     Args:
@@ -1129,10 +1137,15 @@ def run(profile: str, *, smoke: bool, scratch: Path) -> Outcome:
             (200 toasts, 60 s, 7 rounds).
         smoke: Shrink everything (4 toasts, 3 s, 1 round): proves it runs, no more.
         scratch: An empty directory for the server's data, the desktop and the apps.
+        frozen: Ours is the frozen bundle for the toasts, idle and after-use rows.
     """
     settings = PROFILES[profile]
     if smoke:
         settings = smoke_profile(settings)
+    if frozen:
+        if not FROZEN_BUNDLE.exists():
+            raise BenchError(f"{FROZEN_BUNDLE} is not built (bash scripts/build-installers)")
+        settings = replace(settings, ours=FROZEN_BUNDLE)
     data_dir = scratch / "server"
     data_dir.mkdir()
     env = bench_env(data_dir)
@@ -1177,12 +1190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.client_desktop")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--frozen",
+        action="store_true",
+        help=f"ours is {FROZEN_BUNDLE} for the toasts, idle and after-use rows (build it "
+        "first: bash scripts/build-installers --skip-deb)",
+    )
     parser.add_argument("--output", type=Path, help="write the rows and raw samples here")
     options = parser.parse_args(argv)
     pin_to_client_cpu()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-b8-") as scratch:
-        outcome = run(options.profile, smoke=options.smoke, scratch=Path(scratch))
+        outcome = run(
+            options.profile, smoke=options.smoke, scratch=Path(scratch), frozen=options.frozen
+        )
     for row in outcome.results:
         peers = ", ".join(f"{name} {value}" for name, value in row["peers"].items())
         verdict = "met" if row["met"] else "MISSED"
