@@ -37,7 +37,7 @@ from jeepney.io.blocking import open_dbus_connection
 from tests.e2e.desktop import RestUser, TrayAppProcess, TrayDesktop, running_app, wait_for
 from tests.e2e.sni import TrayItem, TrayItemError
 from tests.fixtures.services import ServerFactory
-from tests.tray_app.conftest import RestartableServer
+from tests.tray_app.conftest import RestartableServer, stalled
 
 pytestmark = pytest.mark.slow
 
@@ -179,16 +179,6 @@ def tooltip_says(address: str, text: str) -> bool:
             return text in tray.tooltip()
         except TrayItemError:
             return False
-
-
-@contextlib.contextmanager
-def stalled(pid: int) -> Iterator[None]:
-    """The process stopped (SIGSTOP); continued (SIGCONT) at the latest on the way out."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -264,6 +264,17 @@ def process_gone(pid: int) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def stalled(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP): calls to it wait; continued (SIGCONT) at the latest
+    on the way out."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def client_command() -> list[str]:
     """The console script ``pip install`` put next to this interpreter, as users run it."""
     script = Path(sys.executable).with_name("tray-notifier")

@@ -12,21 +12,19 @@ small real programs in place of the helper's command line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring.backend
 import pytest
 from keyring.backends import SecretService
 
-from tests.tray_app.conftest import KeyringDesktop, client_env
+from tests.tray_app.conftest import KeyringDesktop, client_env, stalled
 from tests.tray_app.desktop_session import LOGIN_COLLECTION, SECRETS_NAME
 from tray_app.store.secrets import (
     HelperKeyring,
@@ -110,16 +108,6 @@ def helper_children() -> list[int]:
             if b"tray_app.store.vault_helper" in cmdline:
                 found.append(int(pid))
     return found
-
-
-@contextlib.contextmanager
-def stalled(pid: int) -> Iterator[None]:
-    """The process stopped (SIGSTOP): calls to it wait; continued (SIGCONT) on the way out."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 # --- the protocol ----------------------------------------------------------------------
