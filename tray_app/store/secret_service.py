@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -117,38 +118,38 @@ class SecretServiceBackend:
         return collection
 
     def get_password(self, service: str, username: str) -> str | None:
-        try:
+        with _failures():
             for item in self._collection().search_items({"username": username, "service": service}):
                 if item.is_locked():
                     item.unlock()
                     if item.is_locked():
                         raise KeyringFailure("locked", _LOCKED)
                 return bytes(item.get_secret()).decode("utf-8")
-        except KeyringFailure:
-            raise
-        except Exception as error:
-            raise KeyringFailure("failed", type(error).__name__) from None
         return None
 
     def set_password(self, service: str, username: str, password: str) -> None:
         attributes = {"username": username, "service": service, "application": _APPLICATION}
         label = f"Password for '{username}' on '{service}'"
-        try:
+        with _failures():
             self._collection().create_item(
                 label, attributes, password.encode("utf-8"), replace=True
             )
-        except KeyringFailure:
-            raise
-        except Exception as error:
-            raise KeyringFailure("failed", type(error).__name__) from None
 
     def delete_password(self, service: str, username: str) -> None:
-        try:
+        with _failures():
             for item in self._collection().search_items({"username": username, "service": service}):
                 item.delete()
                 return
-        except KeyringFailure:
-            raise
-        except Exception as error:
-            raise KeyringFailure("failed", type(error).__name__) from None
         raise KeyringFailure("not_found", _NOT_FOUND)
+
+
+@contextlib.contextmanager
+def _failures() -> Iterator[None]:
+    """Any error of the bus or the service as a :class:`KeyringFailure` that names only
+    its type (ours pass as they are)."""
+    try:
+        yield
+    except KeyringFailure:
+        raise
+    except Exception as error:
+        raise KeyringFailure("failed", type(error).__name__) from None

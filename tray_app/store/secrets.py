@@ -682,24 +682,17 @@ class HelperKeyring:
             line = process.stdout.readline(MAX_LINE + 1)
         finally:
             timer.cancel()
-        problem: tuple[str, str] | None = None
-        reply = None
-        if timed_out.is_set():
-            problem = (f"did not answer within {self._timeout:g} seconds", "Timeout")
-        elif not line:
-            running.end()  # for its exit status
-            problem = ("stopped without answering", f"ExitStatus{process.returncode}")
-        else:
+        if line and not timed_out.is_set():
             try:
-                reply = parse_reply(line, running.request)
+                return parse_reply(line, running.request)
             except ProtocolError as error:
                 logger.warning("keyring: the helper's answer is not one: %s", error)
-                problem = ("gave an answer the app could not read", "BadReply")
-        if reply is None:
-            assert problem is not None
-            running.end()
-            raise self._failure(*problem)
-        return reply
+        running.end()  # after the answer, so that its exit status is known
+        if timed_out.is_set():
+            raise self._failure(f"did not answer within {self._timeout:g} seconds", "Timeout")
+        if not line:
+            raise self._failure("stopped without answering", f"ExitStatus{process.returncode}")
+        raise self._failure("gave an answer the app could not read", "BadReply")
 
     def _call(self, request: HelperRequest) -> HelperReply:
         """``request``'s reply: from the helper started early for that very request
