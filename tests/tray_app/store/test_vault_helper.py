@@ -74,9 +74,9 @@ def line(document: object) -> bytes:
 def run_helper(stdin: bytes, *, keep_open: bool = True) -> tuple[int, bytes]:
     """The real helper given ``stdin``; its exit status and stdout. With ``keep_open`` the
     pipe stays open until the answer is in, as the app keeps it."""
-    command, directory = helper_command()
+    command, directory, env = helper_command()
     process = subprocess.Popen(
-        command, cwd=directory, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        command, cwd=directory, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert process.stdin is not None
     assert process.stdout is not None
@@ -398,11 +398,11 @@ def test_a_kept_helper_that_died_while_idle_is_replaced(
 def _helper_imports(env: dict[str, str], request: HelperRequest) -> tuple[HelperReply, set[str]]:
     """The real helper's reply to ``request`` and the modules it imported (its stdin kept
     open until the reply is in, as the app keeps it)."""
-    command, directory = helper_command()
+    command, directory, helper_env = helper_command(env)
     process = subprocess.Popen(
         [command[0], "-X", "importtime", *command[1:]],
         cwd=directory,
-        env=env,
+        env=helper_env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -434,8 +434,9 @@ def test_the_helper_asks_the_secret_service_without_keyring_where_keyring_would(
     keyring_desktop: KeyringDesktop, tmp_path: Path, setting: str | None, keyring_loaded: bool
 ) -> None:
     """Where keyring is sure to choose its Secret Service backend, the helper skips
-    keyring's ~0.17 s (its imports and backend discovery) and asks the same service for
-    the same items; anywhere else keyring decides, as before."""
+    keyring's ~0.17 s (its imports and backend discovery) and secretstorage's
+    cryptography, and asks the same service for the same items over jeepney; anywhere
+    else keyring decides, as before."""
     secret_service().set_password(TokenVault.SERVICE, ENTRY, "saved-by-keyring")
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CURRENT_DESKTOP": "XFCE"}
     env.pop("PYTHON_KEYRING_BACKEND", None)
@@ -453,8 +454,11 @@ def test_the_helper_asks_the_secret_service_without_keyring_where_keyring_would(
     assert (reply.usable, reply.backend, reply.value) == (
         True, "SecretService Keyring", "saved-by-keyring"
     )  # fmt: skip
-    assert "secretstorage" in modules
+    assert "site" not in modules  # started with -S: no .pth hooks run again
+    assert "jeepney" in modules
     assert ("keyring" in modules) is keyring_loaded
+    if not keyring_loaded:  # the plain session: no AES, so neither of these
+        assert not {"secretstorage", "cryptography"} & modules
 
     # What the direct path writes, keyring reads (and deletes), and the other way round.
     reply, _ = _helper_imports(env, HelperRequest("set", ENTRY, TOKEN))
