@@ -19,7 +19,9 @@ Proxy, first that applies:
 3. the system settings: the Windows registry and macOS' network settings (urllib reads
    them when the environment names no proxy); on Linux, GNOME's ``org.gnome.system.proxy``
    in manual mode (read with ``gsettings``). Other Linux desktops publish their proxy in
-   the environment of the session, which step 2 reads.
+   the environment of the session, which step 2 reads. GNOME's setting is read at most
+   once every :data:`SYSTEM_PROXY_TTL` seconds (a ``gsettings`` process costs ~6 ms of
+   CPU, and the REST client and the socket each ask for it at start and on reconnect).
 
 httpx and websockets each read the environment themselves when left alone (httpx's
 ``trust_env``, websockets' ``proxy=True``); both are given the proxy resolved here
@@ -42,7 +44,10 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -62,6 +67,7 @@ from tray_app.net.transport_choice import Forced
 
 __all__ = [
     "NO_PROXY_VALUES",
+    "SYSTEM_PROXY_TTL",
     "Transport",
     "TransportSettingError",
     "fetch_certificate",
@@ -75,6 +81,13 @@ log = logging.getLogger(__name__)
 NO_PROXY_VALUES: Final = frozenset({"none", "direct"})
 _PROXY_SCHEMES: Final = frozenset({"http", "https"})
 DESCRIBE_TIMEOUT: Final = 5.0
+SYSTEM_PROXY_TTL: Final = 30.0
+"""Seconds GNOME's proxy setting, once read, is used without reading it again.
+
+Long enough that the REST call and the socket of one connection attempt (and the
+quick retries after it) share one ``gsettings`` run; short enough that a proxy changed
+in GNOME's settings is used by the next connection attempt 30 s later at the latest.
+"""
 
 
 class TransportSettingError(NetError):
@@ -273,10 +286,57 @@ def gnome_proxies(output: str) -> tuple[dict[str, str], list[str]]:
     return proxies, bypass
 
 
+class _SystemProxyCache:
+    """GNOME's proxy setting as last read, kept for :data:`SYSTEM_PROXY_TTL` seconds.
+
+    Failures (no ``gsettings``, a timeout, an error exit) are kept as "no proxy" for as
+    long, so a desktop without GNOME does not spawn a failing process on every call.
+    ``proxy_for`` may run on several threads at once: the lock is held while
+    ``gsettings`` runs, so a second caller waits for that read instead of starting its own.
+
+    Attributes:
+        clock: seconds from a monotonic clock; tests replace it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._setting: tuple[dict[str, str], list[str]] = ({}, [])
+
+    def get(
+        self, read: Callable[[], tuple[dict[str, str], list[str]]]
+    ) -> tuple[dict[str, str], list[str]]:
+        """``(proxies by scheme, hosts to bypass)``: the kept setting, or ``read()``'s
+        when none is kept or it is older than :data:`SYSTEM_PROXY_TTL`."""
+        with self._lock:
+            now = self.clock()
+            if self._read_at is None or now - self._read_at >= SYSTEM_PROXY_TTL:
+                self._setting = read()
+                self._read_at = now
+            return self._setting
+
+    def clear(self) -> None:
+        """Forget the kept setting: the next :meth:`get` reads it again."""
+        with self._lock:
+            self._read_at = None
+            self._setting = ({}, [])
+
+
+_system_proxy_cache: Final = _SystemProxyCache()
+
+
 def _gnome_proxy(host: str, secure: bool) -> str | None:
+    proxies, bypass = _system_proxy_cache.get(_read_gnome_proxies)
+    if not proxies or _bypassed(host, bypass):
+        return None
+    return _pick(proxies, secure)
+
+
+def _read_gnome_proxies() -> tuple[dict[str, str], list[str]]:
     gsettings = shutil.which("gsettings")
     if gsettings is None:
-        return None
+        return {}, []
     try:
         completed = subprocess.run(  # noqa: S603 - a fixed command, found on PATH
             [gsettings, "list-recursively", "org.gnome.system.proxy"],
@@ -288,11 +348,8 @@ def _gnome_proxy(host: str, secure: bool) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         log.debug("gsettings could not be read: %s", error)
-        return None
-    proxies, bypass = gnome_proxies(completed.stdout if completed.returncode == 0 else "")
-    if not proxies or _bypassed(host, bypass):
-        return None
-    return _pick(proxies, secure)
+        return {}, []
+    return gnome_proxies(completed.stdout if completed.returncode == 0 else "")
 
 
 def _bypassed(host: str, patterns: list[str]) -> bool:

@@ -3,7 +3,8 @@ and why, and the proxy resolution (configuration > environment > system settings
 
 TLS servers are small real ones (tests/tray_app/net/scripted_servers.py) presenting
 certificates from a throwaway CA (tests/fixtures/tls.py). GNOME's proxy setting is
-read by the real ``gsettings`` with its keyfile backend in a temporary directory.
+read by the real ``gsettings`` with its keyfile backend in a temporary directory; the
+setting read is kept for ``SYSTEM_PROXY_TTL`` seconds, on a clock the tests replace.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import shutil
 import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +24,30 @@ from tests.fixtures.tls import ThrowawayCA
 from tests.tray_app.net.scripted_servers import ScriptedRequest, ScriptedServer, http_response
 from tray_app.net.api import ApiClient
 from tray_app.net.errors import TlsFailure
-from tray_app.net.transport import Transport, TransportSettingError, gnome_proxies
+from tray_app.net.transport import (
+    SYSTEM_PROXY_TTL,
+    Transport,
+    TransportSettingError,
+    _system_proxy_cache,
+    gnome_proxies,
+)
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No proxy variable from the machine, and a GNOME setting store of this test's own
-    (gsettings' keyfile backend, empty: mode 'none')."""
+    (gsettings' keyfile backend, empty: mode 'none'), read afresh: no setting kept from
+    an earlier test, and none left for a later one (in this process, for 30 s)."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("GSETTINGS_BACKEND", "keyfile")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    _system_proxy_cache.clear()
+    yield
+    _system_proxy_cache.clear()
 
 
 def _token_pair(_request: ScriptedRequest) -> bytes:
@@ -216,23 +229,31 @@ def test_gnome_proxies_are_read_in_manual_mode_only() -> None:
     assert gnome_proxies("") == ({}, [])
 
 
+def _real_gsettings() -> str:
+    gsettings = shutil.which("gsettings")
+    assert gsettings, "gsettings (libglib2.0-bin) is needed; scripts/test installs it"
+    return gsettings
+
+
+def gset(schema: str, key: str, value: str, *, gsettings: str | None = None) -> None:
+    subprocess.run(
+        [gsettings or _real_gsettings(), "set", schema, key, value],
+        check=True,
+        env=dict(os.environ),
+        timeout=10,
+    )
+
+
 def test_the_gnome_setting_is_used_when_the_environment_has_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gsettings = shutil.which("gsettings")
-    assert gsettings, "gsettings (libglib2.0-bin) is needed; scripts/test installs it"
-
-    def gset(schema: str, key: str, value: str) -> None:
-        subprocess.run(
-            [gsettings, "set", schema, key, value], check=True, env=dict(os.environ), timeout=10
-        )
-
     transport = Transport()
     assert transport.proxy_for("https://tray.example.com") is None  # mode 'none'
     gset("org.gnome.system.proxy", "mode", "manual")
     gset("org.gnome.system.proxy.https", "host", "gnome-proxy")
     gset("org.gnome.system.proxy.https", "port", "3128")
     gset("org.gnome.system.proxy", "ignore-hosts", "['localhost', '127.0.0.0/8', '*.internal']")
+    _system_proxy_cache.clear()  # as if SYSTEM_PROXY_TTL had passed (tested below)
     assert transport.proxy_for("https://tray.example.com") == "http://gnome-proxy:3128"
     assert transport.proxy_for("wss://tray.example.com") == "http://gnome-proxy:3128"
     assert transport.proxy_for("https://127.0.0.1:8443") is None
@@ -241,3 +262,117 @@ def test_the_gnome_setting_is_used_when_the_environment_has_none(
     monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:3128")
     assert transport.proxy_for("https://tray.example.com") == "http://env-proxy:3128"
     assert Transport(proxy="none").proxy_for("https://tray.example.com") is None
+
+
+class CountedGsettings:
+    """A ``gsettings`` first on PATH that notes each run, then runs the real one (or
+    fails, when ``failing``)."""
+
+    def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.real = _real_gsettings()
+        self.log = directory / "runs"
+        self.log.touch()
+        self._script = directory / "bin" / "gsettings"
+        self._script.parent.mkdir()
+        self.failing = False
+        monkeypatch.setenv("PATH", f"{self._script.parent}{os.pathsep}{os.environ['PATH']}")
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    @failing.setter
+    def failing(self, failing: bool) -> None:
+        self._failing = failing
+        then = "exit 1" if failing else f'exec "{self.real}" "$@"'
+        self._script.write_text(f'#!/bin/sh\necho "$@" >> "{self.log}"\n{then}\n')
+        self._script.chmod(0o755)
+
+    @property
+    def runs(self) -> int:
+        return len(self.log.read_text().splitlines())
+
+
+class FakeClock:
+    """The proxy cache's monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def counted_gsettings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CountedGsettings:
+    return CountedGsettings(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(_system_proxy_cache, "clock", fake)
+    return fake
+
+
+def _gnome_https_proxy(host: str, counted: CountedGsettings) -> None:
+    for schema, key, value in (
+        ("org.gnome.system.proxy", "mode", "manual"),
+        ("org.gnome.system.proxy.https", "host", host),
+        ("org.gnome.system.proxy.https", "port", "3128"),
+    ):
+        gset(schema, key, value, gsettings=counted.real)  # not counted: not a read
+
+
+def test_the_gnome_setting_is_read_once_per_ttl(
+    counted_gsettings: CountedGsettings, clock: FakeClock
+) -> None:
+    _gnome_https_proxy("first-proxy", counted_gsettings)
+    # One connection: the REST client and the socket, each with a Transport of its own.
+    assert Transport().proxy_for("https://tray.example.com") == "http://first-proxy:3128"
+    assert Transport().proxy_for("wss://tray.example.com/ws/") == "http://first-proxy:3128"
+    assert counted_gsettings.runs == 1
+
+    _gnome_https_proxy("second-proxy", counted_gsettings)
+    clock.now += SYSTEM_PROXY_TTL - 0.001
+    assert Transport().proxy_for("https://tray.example.com") == "http://first-proxy:3128"
+    assert counted_gsettings.runs == 1
+    clock.now += 0.001
+    assert Transport().proxy_for("https://tray.example.com") == "http://second-proxy:3128"
+    assert Transport().proxy_for("wss://tray.example.com/ws/") == "http://second-proxy:3128"
+    assert counted_gsettings.runs == 2
+
+
+def test_a_failed_gnome_read_is_no_proxy_and_kept_too(
+    counted_gsettings: CountedGsettings, clock: FakeClock
+) -> None:
+    _gnome_https_proxy("gnome-proxy", counted_gsettings)
+    counted_gsettings.failing = True
+    for _ in range(3):
+        assert Transport().proxy_for("https://tray.example.com") is None
+    assert counted_gsettings.runs == 1
+    counted_gsettings.failing = False
+    clock.now += SYSTEM_PROXY_TTL
+    assert Transport().proxy_for("https://tray.example.com") == "http://gnome-proxy:3128"
+    assert counted_gsettings.runs == 2
+
+
+def test_threads_asking_at_once_share_one_gnome_read(
+    counted_gsettings: CountedGsettings, clock: FakeClock
+) -> None:
+    _gnome_https_proxy("gnome-proxy", counted_gsettings)
+    threads = 8
+    start = threading.Barrier(threads)
+    found: list[str | None] = []
+
+    def ask() -> None:
+        start.wait(timeout=10)
+        found.append(Transport().proxy_for("https://tray.example.com"))
+
+    workers = [threading.Thread(target=ask) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert found == ["http://gnome-proxy:3128"] * threads
+    assert counted_gsettings.runs == 1

@@ -7,14 +7,18 @@ process imported PySide6 and the app long ago.
 from __future__ import annotations
 
 import json
+import json.decoder
+import os
 import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import PySide6
 import pytest
 
+from tray_app.ui import pyside_sources
 from tray_app.ui.pyside_sources import mentions_pyside
 
 # Imports PySide6 as run_gui does, maybe stops the caching, imports the rest of the app
@@ -93,3 +97,55 @@ def test_a_module_with_an_odd_file_attribute_does_not_mention_pyside(value: obje
     module = types.ModuleType("odd")
     module.__file__ = value  # type: ignore[assignment]
     assert not mentions_pyside(module)
+
+
+def test_the_standard_library_is_answered_without_reading_its_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[object] = []
+
+    def refuse(file: object, *args: object, **kwargs: object) -> NoReturn:
+        opened.append(file)
+        raise OSError("not to be read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("builtins.open", refuse)
+        assert not mentions_pyside(json)
+        assert not mentions_pyside(json.decoder)
+        assert opened == []
+        # The same patch does stop any other module from being read.
+        assert not mentions_pyside(pyside_sources)
+        assert opened == [pyside_sources.__file__]
+    # A package outside the standard library (the virtual environment's) is read as before.
+    assert mentions_pyside(PySide6)
+
+
+def test_packages_installed_under_the_standard_library_are_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a virtual environment site-packages sits in the standard library's
+    directory (lib/python3.11/site-packages); Debian's dist-packages likewise."""
+    stdlib = tmp_path / "lib" / "python3.11"
+    monkeypatch.setattr(pyside_sources, "_STANDARD_LIBRARY", (os.path.join(stdlib, ""),))
+
+    def module_at(relative: str, text: str) -> types.ModuleType:
+        path = stdlib / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        module = types.ModuleType(path.stem)
+        module.__file__ = str(path)
+        return module
+
+    uses = "from PySide6.QtCore import QObject\n"
+    # Not read: a real standard-library module never says this, so the answer is the path's.
+    assert not mentions_pyside(module_at("imagined.py", uses))
+    assert mentions_pyside(module_at("site-packages/qtapp/__init__.py", uses))
+    assert mentions_pyside(module_at("dist-packages/qtapp.py", uses))
+    assert not mentions_pyside(module_at("site-packages/plain.py", "import json\n"))
+    # A directory beside the standard library's, sharing its name's beginning, is read.
+    beside = tmp_path / "lib" / "python3.11-extra" / "qtapp.py"
+    beside.parent.mkdir()
+    beside.write_text(uses)
+    outside = types.ModuleType("qtapp")
+    outside.__file__ = str(beside)
+    assert mentions_pyside(outside)
