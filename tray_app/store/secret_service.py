@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -130,11 +131,12 @@ class SecretServiceBackend:
     def __init__(self, connection: DBusConnection) -> None:
         self._connection = connection
         self._session: str | None = None
-        self._watching_prompts = False
+        # A vault keeps its backend for the life of the process; one dropped earlier
+        # (a vault replaced at a new login, a test's) closes its socket with it.
+        self._closer = weakref.finalize(self, _close_quietly, connection)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._connection.close()
+        self._closer()
 
     def available(self) -> bool:
         """Whether a Secret Service runs on the bus or can be started by it (what
@@ -294,6 +296,11 @@ class SecretServiceBackend:
             if error.name in _UNKNOWN_OBJECT_ERRORS:
                 raise NoSuchObject(error.name) from None
             raise
+
+
+def _close_quietly(connection: DBusConnection) -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 @contextlib.contextmanager

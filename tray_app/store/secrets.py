@@ -12,12 +12,17 @@ vault keeps tokens in memory for the life of the process and says so through
 the user that their login will not be remembered.
 
 The apps never load the keyring stack themselves (issue 20: about 10 MiB of
-``keyring``, ``secretstorage``, ``jeepney`` and ``cryptography`` in a process that
-runs for days, for two or three calls a session): a :class:`TokenVault` built without
-a ``backend`` runs each keyring operation in a short-lived helper process
-(:mod:`tray_app.store.vault_helper`, through :class:`HelperKeyring`), which judges the
-keyring by the same rules. ``keyring`` is imported here only by that helper and where
-a caller hands in a keyring backend of its own (tests, :func:`keyring_status`).
+``keyring``, ``secretstorage`` and ``cryptography`` in a process that runs for days,
+for two or three calls a session). Where ``keyring`` is sure to choose the Secret
+Service (Linux, no setting naming another backend, not KDE: see
+:mod:`tray_app.store.secret_service`) and one answers, a :class:`TokenVault` built
+without a ``backend`` makes the same few D-Bus calls itself over ``jeepney``, which the
+app already loads for its toasts (~10 ms of CPU at start, against ~0.1 s for a helper
+process on the CPU the app is loading on). Anywhere else it runs each keyring operation
+in a short-lived helper process (:mod:`tray_app.store.vault_helper`, through
+:class:`HelperKeyring`), which judges the keyring by the same rules. ``keyring`` is
+imported here only by that helper and where a caller hands in a keyring backend of its
+own (tests, :func:`keyring_status`).
 
 Keyring calls block (they talk D-Bus, the OS or the helper), so async callers run them
 in a thread: :func:`open_token_vault`, and the vault's ``*_in_background`` methods,
@@ -423,14 +428,24 @@ class _Keyring(Protocol):
 
 
 class _InProcessKeyring:
-    """A keyring backend object in this process (tests hand one in)."""
+    """A keyring backend in this process: one handed in (tests), or the Secret Service
+    over jeepney where keyring would choose it (:func:`_default_keyring`).
 
-    def __init__(self, backend: KeyringBackend) -> None:
-        self._given = backend
+    Args:
+        assess: The status and the trusted backend, once judged (a probe read included).
+    """
+
+    def __init__(self, assess: Callable[[], tuple[KeyringStatus, _Backend | None]]) -> None:
+        self._assess = assess
         self._chosen: _Backend | None = None
 
+    @classmethod
+    def of(cls, backend: KeyringBackend) -> _InProcessKeyring:
+        """``backend``, judged by the vault's rules (:func:`keyring_status`)."""
+        return cls(functools.partial(_assess, backend))
+
     def open(self, entry: str | None) -> tuple[KeyringStatus, bool, str | None]:
-        status, self._chosen = _assess(self._given)
+        status, self._chosen = self._assess()
         token = None
         if status.usable and entry is not None:
             try:
@@ -539,13 +554,33 @@ _early: _RunningHelper | None = None
 _early_lock = threading.Lock()
 
 
+def _default_keyring() -> _Keyring:
+    """The Secret Service in this process where keyring would choose it and one answers
+    (see the module's docstring); the helper anywhere else."""
+    from tray_app.store import secret_service
+
+    direct = secret_service.open_if_chosen()
+    if direct is None:
+        return HelperKeyring()
+    return _InProcessKeyring(
+        lambda: _probe(KeyringStatus(True, secret_service.BACKEND_NAME, ""), direct)
+    )
+
+
 def start_reading_early(server_url: str, username: str) -> None:
     """Start the helper's first question (is the keyring usable, and this account's saved
     login) now, while the app goes on loading: the tray app calls it right after its icon
     is shown, so the helper's interpreter and the keyring's D-Bus round trips overlap the
     app's imports. The vault's first ``open`` for this account takes the answer. Never
-    raises: a failure here is met again (and reported) by that ``open``."""
+    raises: a failure here is met again (and reported) by that ``open``.
+
+    Where the vault will ask the Secret Service itself (:func:`_default_keyring`), no
+    helper is started: its interpreter would cost more CPU than the calls it saves."""
     global _early
+    from tray_app.store.secret_service import keyring_would_choose_secret_service
+
+    if keyring_would_choose_secret_service():
+        return
     try:
         entry = keyring_entry_name(server_url, username)
         running = HelperKeyring().start(HelperRequest("status", entry))
@@ -874,14 +909,17 @@ class TokenVault:
 
         Args:
             backend: A keyring backend to use in this process; None (the apps): the
-                keyring of keyring's own choice, through the helper process.
+                keyring of keyring's own choice, over jeepney in this process where
+                that is the Secret Service, else through the helper process.
             session_only: Keep new tokens in memory only (the user chose not to be
                 remembered). Deleting still removes an entry an earlier session stored.
             use_keyring: False: never touch the keyring, not even to look at it.
             preload: ``(server_url, username)``: read that account's token along with
                 the probe, so the first load of it needs no second helper run (the
                 app's start). Ignored when session-only or not a valid account.
-            helper: The helper to run when ``backend`` is None (tests: a broken one).
+            helper: The helper to run when ``backend`` is None, even where the Secret
+                Service could be asked directly (tests: the helper's own behaviour, or a
+                broken one).
         """
         self._lock = threading.Lock()  # the state below; never held across keyring I/O
         self._io = threading.Lock()  # one keyring operation at a time
@@ -894,7 +932,7 @@ class TokenVault:
             self._status = KeyringStatus(False, "none", _REASON_NOT_OPENED)
             return
         keyring: _Keyring = (
-            _InProcessKeyring(backend) if backend is not None else helper or HelperKeyring()
+            _InProcessKeyring.of(backend) if backend is not None else helper or _default_keyring()
         )
         entry = None
         if preload is not None and not self._forced_session_only:

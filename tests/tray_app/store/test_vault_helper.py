@@ -1,10 +1,12 @@
 """The keyring helper (issue 20): its protocol, and the vault through the real helper.
 
-The apps never load the keyring stack: every keyring operation runs in ``python -m
-tray_app.store.vault_helper``. These tests run that real helper process against a real
-``gnome-keyring-daemon`` on a private D-Bus session (``keyring_desktop``), and check
-from a fresh interpreter that the app's own process never imports ``keyring``,
-``secretstorage``, ``jeepney`` or ``cryptography``. The broken helpers (one that
+The apps never load the keyring stack: where the Secret Service is not asked directly
+(tests/tray_app/store/test_secret_service.py), every keyring operation runs in ``python
+-m tray_app.store.vault_helper``. These tests run that real helper process against a
+real ``gnome-keyring-daemon`` on a private D-Bus session (``keyring_desktop``; the vaults
+are given ``helper=HelperKeyring()`` where the direct path would apply), and check from a
+fresh interpreter that the app's own process never imports ``keyring``,
+``secretstorage`` or ``cryptography``. The broken helpers (one that
 crashes, one that answers garbage, one that never answers, one that cannot start) are
 small real programs in place of the helper's command line.
 """
@@ -52,7 +54,6 @@ SERVER = "http://127.0.0.1:8000"
 TOKEN = "refresh-token-2b9d4f6a8c0e1a3c5e7f"
 ENTRY = keyring_entry_name(SERVER, "alice")
 WAIT = 30.0
-KEYRING_STACK = ("keyring", "secretstorage", "jeepney", "cryptography")
 
 
 def secret_service() -> keyring.backend.KeyringBackend:
@@ -226,13 +227,13 @@ def test_the_real_helper_ends_itself_when_the_app_goes_away_before_its_answer() 
 def test_a_token_round_trips_through_the_helper_and_the_daemon(
     keyring_desktop: KeyringDesktop,
 ) -> None:
-    vault = TokenVault()
+    vault = TokenVault(helper=HelperKeyring())
     assert vault.status.usable, vault.status
     assert vault.status.backend == "SecretService Keyring"
 
     assert vault.save_refresh_token(SERVER, "alice", TOKEN) is True
     assert in_keyring(ENTRY) == TOKEN
-    assert TokenVault().load_refresh_token(SERVER, "alice") == TOKEN
+    assert TokenVault(helper=HelperKeyring()).load_refresh_token(SERVER, "alice") == TOKEN
 
     vault.delete_refresh_token(SERVER, "alice")
     vault.delete_refresh_token(SERVER, "alice")  # nothing stored: already forgotten
@@ -244,7 +245,7 @@ def test_a_token_round_trips_through_the_helper_and_the_daemon(
 def test_the_saved_login_is_read_along_with_the_probe(keyring_desktop: KeyringDesktop) -> None:
     TokenVault().save_refresh_token(SERVER, "alice", TOKEN)
 
-    vault = TokenVault(preload=(SERVER, "alice"))
+    vault = TokenVault(helper=HelperKeyring(), preload=(SERVER, "alice"))
     # Gone from the keyring behind the vault's back: the first load is the read ahead,
     # the next one asks the keyring again.
     secret_service().delete_password(TokenVault.SERVICE, ENTRY)
@@ -265,7 +266,7 @@ def test_a_locked_keyring_through_the_helper_says_locked(
         f"array:objpath:{LOGIN_COLLECTION}",
     )
 
-    vault = TokenVault(preload=(SERVER, "alice"))
+    vault = TokenVault(helper=HelperKeyring(), preload=(SERVER, "alice"))
 
     assert vault.status.usable is False
     assert vault.status.reason.startswith("Your keyring is locked and was not unlocked")
@@ -383,7 +384,7 @@ def test_a_kept_helper_that_died_while_idle_is_replaced(
     keyring_desktop: KeyringDesktop,
 ) -> None:
     earlier = set(helper_children())
-    vault = TokenVault()
+    vault = TokenVault(helper=HelperKeyring())
     [kept] = set(helper_children()) - earlier
     os.kill(kept, signal.SIGKILL)
     keyring_desktop.session.wait_until(lambda: _dead(kept), what="the helper to die")
@@ -521,7 +522,7 @@ async def test_a_load_waiting_for_the_keyring_does_not_hold_up_the_event_loop(
 ) -> None:
     """The keyring stops answering after the vault opened (SIGSTOP): a load waits in its
     helper while the loop goes on; the keyring answers again and the load finishes."""
-    vault = TokenVault()
+    vault = TokenVault(helper=HelperKeyring())
     vault.save_refresh_token(SERVER, "alice", TOKEN)
 
     with stalled(keyring_desktop.daemon.pid):
@@ -557,9 +558,9 @@ async def main():
     return [vault.status.usable, saved.result(), loaded == TOKEN, gone]
 
 results = asyncio.run(main())
-stack = ("keyring", "secretstorage", "jeepney", "cryptography")
+stack = ("keyring", "secretstorage", "cryptography")
 loaded = sorted(name for name in sys.modules if name.split(".")[0] in stack)
-print(json.dumps({"results": results, "loaded": loaded}))
+print(json.dumps({"results": results, "loaded": loaded, "jeepney": "jeepney" in sys.modules}))
 """
 
 
@@ -567,7 +568,9 @@ def test_the_apps_process_never_imports_the_keyring_stack(
     keyring_desktop: KeyringDesktop, tmp_path: Path
 ) -> None:
     """The app's modules, and the vault's open, save, load and delete as the app runs
-    them, in a fresh interpreter with a real keyring: all through the helper."""
+    them, in a fresh interpreter with a real keyring: the Secret Service asked over
+    jeepney (keyring would choose it here), none of keyring, secretstorage or
+    cryptography loaded."""
     env = {**client_env(tmp_path / "app", password=None), **keyring_desktop.session.env}
     env["QT_QPA_PLATFORM"] = "offscreen"
     completed = subprocess.run(
@@ -583,4 +586,5 @@ def test_the_apps_process_never_imports_the_keyring_stack(
     report = json.loads(completed.stdout)
     assert report["results"] == [True, True, True, None]
     assert report["loaded"] == []
+    assert report["jeepney"] is True
     assert TOKEN not in completed.stderr
