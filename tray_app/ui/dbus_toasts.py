@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -68,7 +67,11 @@ SIGNAL_RULE = MatchRule(
 def notify_body(body: str, capabilities: Iterable[str]) -> str:
     """``body`` as the server must get it to show it verbatim: escaped where the server
     reads markup (``body-markup``), as it is elsewhere (such a server shows it as is)."""
-    return html.escape(body, quote=False) if "body-markup" in capabilities else body
+    if "body-markup" not in capabilities:
+        return body
+    # html.escape(quote=False) does the same, but importing html builds its table of
+    # 2,231 named entities (~0.1 MiB) in a process that never needs one.
+    return body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def notify_actions(buttons: Sequence[tuple[str, str]], *, clickable: bool) -> list[str]:

@@ -21,6 +21,7 @@ app imports after PySide6, and half of the ~14 ms their reading took at start (i
 
 from __future__ import annotations
 
+import linecache
 import logging
 import os
 import sys
@@ -79,11 +80,16 @@ def mentions_pyside(module: ModuleType) -> bool:
 def stop_keeping_module_sources() -> bool:
     """Replace shiboken's test with :func:`mentions_pyside`; whether it was found (a
     PySide6 without it, older or newer, is left as it is). Call it right after
-    importing PySide6, before the rest of the app."""
+    importing PySide6, before the rest of the app.
+
+    What shiboken's own test cached until then (enum, logging, os, types: ~6,000 lines,
+    ~0.55 MiB) is dropped at once: freed this early, the space is reused by the imports
+    that follow instead of staying in the heap beside them."""
     for name in _FEATURE_MODULES:
         feature = sys.modules.get(name)
         if feature is not None and callable(getattr(feature, "_mod_uses_pyside", None)):
             feature._mod_uses_pyside = mentions_pyside  # type: ignore[attr-defined]
+            linecache.clearcache()
             return True
     logger.debug("PySide6's import hook has no _mod_uses_pyside; nothing to replace")
     return False

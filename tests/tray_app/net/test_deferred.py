@@ -1,0 +1,122 @@
+"""Modules imported on first use instead of when a library names them (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tray_app.net.deferred import DeferredModule, defer_import
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A package ``deferred_probe`` whose modules note in ``RUNS`` each time they run."""
+    root = tmp_path / "deferred_probe"
+    (root / "inner").mkdir(parents=True)
+    (root / "__init__.py").write_text("RUNS = []\n")
+    (root / "leaf.py").write_text(
+        "import deferred_probe\ndeferred_probe.RUNS.append('leaf')\nANSWER = 42\n"
+    )
+    (root / "inner" / "__init__.py").write_text(
+        "import deferred_probe\ndeferred_probe.RUNS.append('inner')\n"
+    )
+    (root / "inner" / "part.py").write_text("VALUE = 'part'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "deferred_probe"
+    for name in [name for name in sys.modules if name.split(".")[0] == "deferred_probe"]:
+        del sys.modules[name]
+
+
+def imported(statement: str) -> Any:
+    """What ``statement`` (an import statement, run as written: the package is made at
+    run time, so mypy could not follow it) binds."""
+    namespace: dict[str, Any] = {}
+    exec(statement, namespace)
+    names = [name for name in namespace if name != "__builtins__"]
+    return namespace[names[0]]
+
+
+def test_an_import_statement_binds_the_stand_in_without_running_the_module(
+    package: str,
+) -> None:
+    assert defer_import(f"{package}.leaf") is True
+    deferred_probe = imported("import deferred_probe.leaf")
+
+    assert deferred_probe.RUNS == []
+    assert isinstance(sys.modules["deferred_probe.leaf"], DeferredModule)
+    # Probes for a module's bookkeeping (what inspect, warnings and PySide6's import
+    # hook ask) do not import it either.
+    assert getattr(deferred_probe.leaf, "__file__", None) is None
+    assert deferred_probe.RUNS == []
+
+    assert deferred_probe.leaf.ANSWER == 42  # the first real question imports it
+    assert deferred_probe.RUNS == ["leaf"]
+    real = sys.modules["deferred_probe.leaf"]
+    assert not isinstance(real, DeferredModule)
+    assert deferred_probe.leaf is real  # the package's attribute is the real one too
+    assert imported("from deferred_probe.leaf import ANSWER") == 42
+    assert deferred_probe.RUNS == ["leaf"]  # once
+
+
+def test_a_stand_in_captured_before_the_import_still_answers(package: str) -> None:
+    defer_import(f"{package}.leaf")
+    captured = imported("import deferred_probe.leaf").leaf
+    assert captured.ANSWER == 42
+    assert captured.__file__ == sys.modules["deferred_probe.leaf"].__file__
+
+
+def test_a_deferred_package_is_imported_when_a_submodule_is(package: str) -> None:
+    defer_import(f"{package}.inner")
+    deferred_probe = imported("import deferred_probe.inner.part")
+
+    assert deferred_probe.inner.part.VALUE == "part"
+    assert sys.modules["deferred_probe"].RUNS == ["inner"]
+
+
+def test_a_module_imported_already_is_left_alone(package: str) -> None:
+    leaf = imported("import deferred_probe.leaf").leaf
+
+    assert defer_import(f"{package}.leaf") is False
+    assert sys.modules["deferred_probe.leaf"] is leaf
+
+
+# The app's network stack in a fresh interpreter: importlib.metadata stays a stand-in
+# until something asks it a question, and then answers it.
+_APP_SCRIPT = """
+import json, sys
+import tray_app.net
+import tray_app.ui.app, tray_app.net.api, tray_app.net.live, websockets.asyncio.client
+from tray_app.net.deferred import DeferredModule
+deferred = isinstance(sys.modules["importlib.metadata"], DeferredModule)
+import importlib.metadata
+import websockets
+answers = importlib.metadata.version("websockets") == websockets.__version__
+from importlib.metadata import version
+print(json.dumps({"deferred": deferred, "answers": answers, "httpx": version("httpx"),
+                  "real": not isinstance(sys.modules["importlib.metadata"], DeferredModule)}))
+"""
+
+
+def test_the_app_loads_importlib_metadata_only_if_something_uses_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _APP_SCRIPT],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
+    report = json.loads(done.stdout)
+    assert report["deferred"] is True
+    assert report["answers"] is True
+    assert report["real"] is True
+    assert report["httpx"]
