@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tray_app.store.vault_helper import main as vault_helper
 
         return vault_helper()
+    # What libraries import and the app never uses, imported only if something does.
+    from tray_app.deferred import defer_rarely_used_modules
+
+    defer_rarely_used_modules()
     if not args.headless:
         return run_gui(args)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")

@@ -7,8 +7,6 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
-from tray_app.net.deferred import defer_import
-
 # httpx's package imports its command-line client (httpx._main: click, rich, pygments)
 # whenever those happen to be installed, ~10 MB of an idle app's memory for a tool it
 # never runs (encode/httpx#3547). A None entry makes that import raise ImportError,
@@ -16,9 +14,6 @@ from tray_app.net.deferred import defer_import
 # typeshed types sys.modules without the None the import system documents.
 # The frozen bundle leaves these packages out for the same reason (build.spec).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-# websockets imports importlib.metadata for a version string only a development
-# checkout computes (tray_app.net.deferred): imported if anything ever uses it.
-defer_import("importlib.metadata")
 
 # The package's public face: the engine, the account session, headless mode and the
 # UI import from here; the modules stay importable on their own (tests, benchmarks).

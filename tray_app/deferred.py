@@ -1,12 +1,12 @@
 """Modules a library imports at import time and only uses on some rare path, imported
 when first used instead (issue 20: what the idle tray app holds).
 
-``websockets/version.py`` runs ``import importlib.metadata`` unconditionally, for a
-development checkout's version string, which a released websockets never computes:
-~0.8 MiB of the idle app's memory and ~5 ms of its start. :func:`defer_import` puts a
-stand-in module in ``sys.modules`` that such an ``import`` statement binds without
-running the module; the first attribute anyone asks of it imports the real one, which
-then takes its place (later importers get the real module).
+:data:`RARELY_USED` names them, each with the library that imports it and why the app
+never needs it: ~1.1 MiB of the idle app's memory and a few ms of its start together.
+:func:`defer_import` puts a stand-in module in ``sys.modules`` that such an ``import``
+statement binds without running the module; the first attribute anyone asks of it
+imports the real one, which then takes its place (later importers get the real module).
+So nothing breaks if some path does use one: it pays the import then.
 
 The standard library's ``importlib.util.LazyLoader`` cannot do this: its lazy module
 loads itself on any attribute read, and every ``import`` statement reads ``__spec__``
@@ -18,9 +18,19 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["DeferredModule", "defer_import"]
+__all__ = ["RARELY_USED", "DeferredModule", "defer_import", "defer_rarely_used_modules"]
+
+RARELY_USED: Final = {
+    # websockets/version.py, for the version string of a development checkout, which a
+    # released websockets never computes (~0.8 MiB: importlib.metadata, zipfile, csv).
+    "importlib.metadata": "websockets",
+    # logging.handlers, for SocketHandler's wire format; the app logs to a file (~0.25 MiB).
+    "pickle": "logging.handlers",
+    # httpx, to name the type of an uploaded file; the app uploads none (~0.08 MiB).
+    "mimetypes": "httpx",
+}
 
 
 class DeferredModule(types.ModuleType):
@@ -57,3 +67,10 @@ def defer_import(name: str) -> bool:
     if package:
         setattr(importlib.import_module(package), child, stand_in)
     return True
+
+
+def defer_rarely_used_modules() -> list[str]:
+    """:func:`defer_import` each of :data:`RARELY_USED` not imported yet; which were.
+    The app's processes call it first thing (tests and tools importing the app's
+    modules are left as they are)."""
+    return [name for name in RARELY_USED if defer_import(name)]
