@@ -2,7 +2,7 @@
 when first used instead (issue 20: what the idle tray app holds).
 
 :data:`RARELY_USED` names them, each with the library that imports it and why the app
-never needs it: ~1.1 MiB of the idle app's memory and a few ms of its start together.
+never needs it: ~1.3 MiB of the idle app's memory and a few ms of its start together.
 :func:`defer_import` puts a stand-in module in ``sys.modules`` that such an ``import``
 statement binds without running the module; the first attribute anyone asks of it
 imports the real one, which then takes its place (later importers get the real module).
@@ -30,6 +30,10 @@ RARELY_USED: Final = {
     "pickle": "logging.handlers",
     # httpx, to name the type of an uploaded file; the app uploads none (~0.08 MiB).
     "mimetypes": "httpx",
+    # httpcore, for the CA file of its default TLS context; the app always hands in its
+    # own (the system's trust store through truststore), ~0.18 MiB with
+    # importlib.resources.
+    "certifi": "httpcore",
 }
 
 
