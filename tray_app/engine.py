@@ -51,7 +51,7 @@ from tray_app.net import (
     protocol,
     websocket_connector,
 )
-from tray_app.net.stream import stream_connector
+from tray_app.net.live import Connection
 from tray_app.net.transport_choice import PROBE_INTERVAL, TransportChoice
 from tray_app.store import (
     AttentionStore,
@@ -688,10 +688,29 @@ def open_account(
         inbox=inbox,
         outbox=Outbox(database.connection, inbox),
         connect=websocket_connector(transport),
-        stream_connect=stream_connector(transport),
+        stream_connect=lazy_stream_connector(transport),
         choice=transport_choice(transport),
     )
     return OpenedAccount(engine=engine, database=database)
+
+
+def lazy_stream_connector(transport: Transport | None) -> Connector:
+    """:func:`tray_app.net.stream.stream_connector`, its modules (the stream and its event
+    parser, ~0.2 MiB) imported at the first connection over the HTTP stream: most
+    sessions never fall back from the socket (issue 20)."""
+    connector: Connector | None = None
+
+    def connect(
+        url: str, headers: dict[str, str]
+    ) -> contextlib.AbstractAsyncContextManager[Connection]:
+        nonlocal connector
+        if connector is None:
+            from tray_app.net.stream import stream_connector
+
+            connector = stream_connector(transport)
+        return connector(url, headers)
+
+    return connect
 
 
 def transport_choice(transport: Transport | None) -> TransportChoice:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -663,3 +667,36 @@ async def test_what_arrives_while_the_stream_reopens_is_live_not_while_you_were_
     assert client.state() is ConnectionState.CONNECTED
     assert ConnectionState.RECONNECTING not in client.states()
     await client.stop()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The HTTP stream's modules, in a fresh interpreter: not imported with the engine, only by
+# the first connection over the stream (issue 20: most sessions never fall back).
+_LAZY_STREAM_SCRIPT = """
+import json, sys
+from tray_app.engine import lazy_stream_connector
+from tray_app.net import Transport
+connect = lazy_stream_connector(Transport(proxy="none"))
+before = sorted(name for name in ("tray_app.net.stream", "tray_app.net.sse") if name in sys.modules)
+opening = connect("ws://127.0.0.1:9/ws/notifications/?after_seq=0", {})
+after = sorted(name for name in ("tray_app.net.stream", "tray_app.net.sse") if name in sys.modules)
+print(json.dumps({"before": before, "after": after, "opens": hasattr(opening, "__aenter__")}))
+"""
+
+
+async def test_the_http_streams_modules_load_only_when_a_session_falls_back_to_it() -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _LAZY_STREAM_SCRIPT],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report == {
+        "before": [],
+        "after": ["tray_app.net.sse", "tray_app.net.stream"],
+        "opens": True,
+    }
