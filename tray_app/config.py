@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from tray_app import app_dirs
 from tray_app.files import write_atomically
 
 logger = logging.getLogger(__name__)
@@ -27,14 +26,12 @@ DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
 
 def data_dir() -> Path:
     """Per-user data: one SQLite file per account. ``TRAY_NOTIFIER_DATA_DIR`` overrides."""
-    return Path(os.environ.get("TRAY_NOTIFIER_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+    return Path(os.environ.get("TRAY_NOTIFIER_DATA_DIR") or app_dirs.user_data_dir(APP_NAME))
 
 
 def config_dir() -> Path:
     """Per-user settings. ``TRAY_NOTIFIER_CONFIG_DIR`` overrides."""
-    return Path(
-        os.environ.get("TRAY_NOTIFIER_CONFIG_DIR") or platformdirs.user_config_dir(APP_NAME)
-    )
+    return Path(os.environ.get("TRAY_NOTIFIER_CONFIG_DIR") or app_dirs.user_config_dir(APP_NAME))
 
 
 @dataclass

@@ -12,8 +12,7 @@ import logging.handlers
 import os
 from pathlib import Path
 
-import platformdirs
-
+from tray_app import app_dirs
 from tray_app.config import APP_NAME
 from tray_app.net.redaction import redact
 
@@ -26,7 +25,7 @@ CHATTY_LIBRARIES = ("websockets", "desktop_notifier", "httpx", "httpcore", "dbus
 
 def log_dir() -> Path:
     """``TRAY_NOTIFIER_LOG_DIR``, or the platform's log directory for the app."""
-    return Path(os.environ.get("TRAY_NOTIFIER_LOG_DIR") or platformdirs.user_log_dir(APP_NAME))
+    return Path(os.environ.get("TRAY_NOTIFIER_LOG_DIR") or app_dirs.user_log_dir(APP_NAME))
 
 
 class RedactingFilter(logging.Filter):

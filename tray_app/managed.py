@@ -33,9 +33,7 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from platformdirs.unix import Unix
-
-from tray_app import autostart
+from tray_app import app_dirs, autostart
 from tray_app.config import APP_NAME
 from tray_app.net import Transport
 from tray_app.net.transport_choice import Forced
@@ -652,7 +650,8 @@ def display_value(setting: ManagedSetting) -> str:
 def managed_config_locations(platform: str = sys.platform) -> tuple[PurePath, ...]:
     """Where the managed file is looked for on ``platform``, most important first.
 
-    Uses platformdirs' site configuration directory: every directory of
+    Uses platformdirs' site configuration directory (the XDG desktops' through
+    :mod:`tray_app.app_dirs`): every directory of
     ``$XDG_CONFIG_DIRS`` (default ``/etc/xdg``) on Linux and other XDG systems,
     ``/Library/Application Support`` on macOS and ``%ProgramData%`` on Windows.
     ``TRAY_NOTIFIER_MANAGED_FILE`` is not consulted here (see
@@ -672,7 +671,7 @@ def managed_config_locations(platform: str = sys.platform) -> tuple[PurePath, ..
         from platformdirs.macos import MacOS
 
         return (PurePosixPath(MacOS(APP_NAME).site_config_dir) / MANAGED_FILE_NAME,)
-    directories = Unix(APP_NAME, multipath=True).site_config_dir.split(os.pathsep)
+    directories = app_dirs.site_config_dirs(APP_NAME)
     return tuple(
         PurePosixPath(directory) / MANAGED_FILE_NAME
         for directory in directories
