@@ -81,7 +81,7 @@ def user_log_dir(app: str) -> str:
 
         return platformdirs.user_log_dir(app)
     state = _xdg_dir("XDG_STATE_HOME") or _in_home("~/.local/state")
-    return os.path.join(os.path.join(state, app), "log")
+    return os.path.join(state, app, "log")
 
 
 def site_config_dirs(app: str) -> list[str]:

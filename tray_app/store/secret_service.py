@@ -1,13 +1,14 @@
-"""The keyring's Secret Service backend, without loading ``keyring`` (the helper's fast path).
+"""The keyring's Secret Service backend, without loading ``keyring`` (the fast path of the
+app's own process and of the keyring helper).
 
-The keyring helper (:mod:`tray_app.store.vault_helper`) runs on every start, right after
-the tray icon appears, while the app loads; on Linux its one real job is a few D-Bus calls
-to the Secret Service. ``keyring`` costs ~0.17 s of CPU before the first of them: its
-import pulls ``urllib.request``, ``http.client`` and ``email`` through ``jaraco.context``,
-and choosing a backend imports every backend it knows through entry points. Where that
-choice is certain to be its Secret Service backend, this module makes the same calls
-itself, over ``jeepney`` (pure Python, ~10 ms to import), so the helper competes less
-with the app's own start on the same CPU.
+On Linux, reading and saving the refresh token is a few D-Bus calls to the Secret
+Service, made on every start. ``keyring`` costs ~0.17 s of CPU before the first of them:
+its import pulls ``urllib.request``, ``http.client`` and ``email`` through
+``jaraco.context``, and choosing a backend imports every backend it knows through entry
+points. Where that choice is certain to be its Secret Service backend, this module makes
+the same calls itself, over ``jeepney`` (pure Python, ~10 ms to import): in the app's
+process (:func:`tray_app.store.secrets._default_keyring`), and in the helper
+(:mod:`tray_app.store.vault_helper`) when a vault is given one.
 
 "Certain" means what ``keyring`` itself would decide (``keyring.core._detect_backend``):
 Linux, no ``PYTHON_KEYRING_BACKEND``, no ``keyringrc.cfg`` (either may name another
@@ -147,11 +148,7 @@ class SecretServiceBackend:
             (running,) = self._call(message_bus, "NameHasOwner", "s", _BUS_NAME)
             if running:
                 return True
-            (names,) = self._call(
-                message_bus,
-                "ListActivatableNames",
-                "",
-            )
+            (names,) = self._call(message_bus, "ListActivatableNames")
         except Exception:
             return False
         return _BUS_NAME in names
@@ -160,7 +157,9 @@ class SecretServiceBackend:
         with _failures():
             for item in self._search({"username": username, "service": service}):
                 self._unlock_if_locked(item, "Item")
-                (secret,) = self._call(self._item(item), "GetSecret", "o", self._session_path())
+                (secret,) = self._call(
+                    self._address(item, "Item"), "GetSecret", "o", self._session_path()
+                )
                 return bytes(secret[2]).decode("utf-8")
         return None
 
@@ -187,7 +186,7 @@ class SecretServiceBackend:
     def delete_password(self, service: str, username: str) -> None:
         with _failures():
             for item in self._search({"username": username, "service": service}):
-                (prompt,) = self._call(self._item(item), "Delete", "")
+                (prompt,) = self._call(self._address(item, "Item"), "Delete")
                 if prompt != _NO_OBJECT:
                     self._prompt(prompt)
                 return
@@ -250,7 +249,7 @@ class SecretServiceBackend:
         Raises:
             KeyringFailure: ``kind="locked"``: the person dismissed it.
         """
-        from jeepney import MatchRule, MessageType, new_method_call
+        from jeepney import MatchRule, MessageType
         from jeepney.bus_messages import message_bus
 
         # The bus routes by the service's well-known name; the signal itself carries
@@ -262,15 +261,17 @@ class SecretServiceBackend:
             type=MessageType.signal, sender=_BUS_NAME, path=prompt, interface=_PREFIX + "Prompt"
         )
         self._call(message_bus, "AddMatch", "s", bus_rule.serialise())
-        with self._connection.filter(rule) as signals:
-            self._call(new_method_call(self._address(prompt, "Prompt"), "Prompt", "s", ("",)))
-            dismissed, result = self._connection.recv_until_filtered(signals).body
+        try:
+            with self._connection.filter(rule) as signals:
+                self._call(self._address(prompt, "Prompt"), "Prompt", "s", "")
+                dismissed, result = self._connection.recv_until_filtered(signals).body
+        finally:
+            # The app keeps this connection for the life of the process.
+            with contextlib.suppress(Exception):
+                self._call(message_bus, "RemoveMatch", "s", bus_rule.serialise())
         if dismissed:
             raise KeyringFailure("locked", _LOCKED)
         return result  # type: ignore[no-any-return]
-
-    def _item(self, path: str) -> Any:
-        return self._address(path, "Item")
 
     @staticmethod
     def _address(path: str, kind: str) -> Any:
