@@ -38,7 +38,7 @@ _ENCODED_NAME = re.compile(
 # "eyJ"). No word boundary before it: an encoded "=" ("%3D") runs straight into it.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 # An Authorization header value quoted in a message (JWTs, and publish API keys).
-_BEARER = re.compile(r"(?i)\b(Bearer|Api-Key)(\s+)[A-Za-z0-9._~+/=-]+")
+_BEARER = re.compile(r"(?i)\b(Bearer|Api-Key|Authorization:\s*Refresh)(\s+)[A-Za-z0-9._~+/=-]+")
 # A raw publish API key wherever it appears (backend.notifications.services makes them).
 _API_KEY = re.compile(r"\btnk_[A-Za-z0-9_-]{8,}")
 # The same names as JSON keys, e.g. a logged request body {"refresh": "..."}.
@@ -74,7 +74,14 @@ def _redact_value(value: object) -> object:
     if isinstance(value, bytes | bytearray):
         # Query strings reach some log calls as raw ASGI bytes.
         return redact(bytes(value).decode("latin-1")).encode("latin-1")
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    # Anything else is formatted by its str(): a WebSocket frame (the library logs the
+    # frame objects at DEBUG, credentials inside, ``{"token": "eyJ...c2ln"}`` cut in the
+    # middle). Kept as it is unless that text holds a secret.
+    text = str(value)
+    redacted = redact(text)
+    return redacted if redacted != text else value
 
 
 class RedactSecrets(logging.Filter):

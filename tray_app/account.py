@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 from tray_app import config
 from tray_app.engine import Engine, OpenedAccount, open_account
 from tray_app.managed import REMEMBER_ME_TURNED_OFF, ManagedConfig
-from tray_app.net import ApiClient, Tokens, Transport
+from tray_app.net import ApiClient, NetError, Tokens, Transport
 from tray_app.store import TokenVault
 from tray_app.store.secrets import KeyringUnavailable
 
@@ -250,13 +250,22 @@ class AccountSession:
     async def projects(self) -> tuple[tuple[int, str], ...]:
         """The account's projects as (id, title), from the server (raises ``NetError``).
 
-        Entries of another shape are left out: the list only names projects for the
-        presence panel.
+        Asked on the open socket when there is one (a session that needs no REST call
+        never loads the REST client's stack, issue 20), else over REST. Entries of
+        another shape are left out: the list only names projects for the presence panel
+        and the settings' mutes.
         """
-        me = await self.api.me()
+        entries: list[Any] | None = None
+        if self._opened is not None:
+            try:
+                entries = await self._opened.engine.session.list_projects()
+            except NetError as error:
+                logger.debug("projects over REST (%s)", error)
+        if entries is None:
+            entries = (await self.api.me()).get("projects", [])
         return tuple(
             (project["id"], project["title"])
-            for project in me.get("projects", [])
+            for project in entries
             if isinstance(project, dict)
             and isinstance(project.get("id"), int)
             and not isinstance(project.get("id"), bool)

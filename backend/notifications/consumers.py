@@ -11,18 +11,31 @@ docs/protocol.md is the reference for every frame and close code.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from rest_framework_simplejwt.exceptions import ExpiredTokenError
 
 from backend import db_faults, log_context, metrics
 from backend.errors import BackendError, Forbidden, InvalidInput, NotAuthenticated
 from backend.notifications import connections, live_presence, protocol, selectors, services
 from backend.notifications.hub import Hub
 from backend.notifications.socket_io import StateSocket
-from backend.users.tokens import authenticate_access_token, read_access_token_cached
+from backend.users.selectors import user_projects
+from backend.users.services import TokenPair, session_refresh
+from backend.users.tokens import (
+    ACCOUNT_DEACTIVATED,
+    SESSION_ENDED,
+    SESSION_ENDED_CODE,
+    AccessClaims,
+    RefreshClaims,
+    authenticate_access_token,
+    read_access_token_cached,
+    read_refresh_token,
+)
 from backend.users.web_sessions import socket_claims
 
 logger = logging.getLogger(__name__)
@@ -31,6 +44,8 @@ logger = logging.getLogger(__name__)
 # event-loop time (B5: a reconnect storm).
 _socket_opening = database_sync_to_async(metrics.timed("socket_opening", selectors.socket_opening))
 _socket_claims = database_sync_to_async(socket_claims)
+_session_refresh = database_sync_to_async(session_refresh)
+_user_projects = database_sync_to_async(user_projects)
 
 # A handshake refused with a close code, as tray_handshakes_total counts it.
 _OUTCOMES = {
@@ -43,6 +58,40 @@ _CHANGES = {
     "mark_unread": services.inbox_mark_unread,
     "delete": services.inbox_delete,
 }
+
+
+def _refresh_claims(raw: str | None) -> RefreshClaims:
+    """Whose refresh token ``raw`` is and of which session, without the database.
+
+    Raises:
+        NotAuthenticated: no token (``token_missing``), or a malformed, forged,
+            expired or non-refresh one (``token_invalid``, as a bad access token is
+            answered on the socket; REST's ``token_not_valid`` is simplejwt's word).
+    """
+    if not raw:
+        raise NotAuthenticated("No refresh token was sent.", code="token_missing")
+    try:
+        return read_refresh_token(raw)
+    except (NotAuthenticated, ExpiredTokenError):
+        raise NotAuthenticated(SESSION_ENDED, code=SESSION_ENDED_CODE) from None
+
+
+async def _rotated(raw: str) -> tuple[TokenPair, AccessClaims]:
+    """``session_refresh`` of ``raw`` (its rules whole: a spent generation ends the
+    session), and the new access token's claims.
+
+    Raises:
+        NotAuthenticated: the token was refused (``token_invalid``).
+        Forbidden: its user is deactivated (``account_disabled``, as the access
+            token's path says it).
+    """
+    try:
+        pair = await _session_refresh(refresh=raw)
+    except NotAuthenticated as error:
+        if error.code == "user_inactive":
+            raise Forbidden(ACCOUNT_DEACTIVATED, code="account_disabled") from None
+        raise NotAuthenticated(error.message, code=SESSION_ENDED_CODE) from None
+    return pair, read_access_token_cached(pair.access)
 
 
 class NotificationConsumer(StateSocket):
@@ -75,17 +124,24 @@ class NotificationConsumer(StateSocket):
         self.socket_id = self.hub.new_socket_id()
         log_context.bind_socket(self.socket_id)
         await self.accept()
-        token = protocol.token_from_scope(self.scope)[0]
-        cookie = None
-        if token is None:
-            # The web companion's page: its session cookie, same-origin only.
-            cookie = protocol.session_cookie_from_scope(
-                self.scope,
-                name=settings.SESSION_COOKIE_NAME,
-                own_origins=settings.TRAY_PUBLIC_ORIGINS,
-            )
+        # A desktop's cold start: its refresh token, rotated below, so that it needs no
+        # REST refresh first. Never the cookie's path, even when the token is empty.
+        refresh = protocol.refresh_token_from_scope(self.scope)
+        token, cookie = None, None
+        if refresh is None:
+            token = protocol.token_from_scope(self.scope)[0]
+            if token is None:
+                # The web companion's page: its session cookie, same-origin only.
+                cookie = protocol.session_cookie_from_scope(
+                    self.scope,
+                    name=settings.SESSION_COOKIE_NAME,
+                    own_origins=settings.TRAY_PUBLIC_ORIGINS,
+                )
+        claims: AccessClaims | RefreshClaims
         try:
-            if cookie is not None:
+            if refresh is not None:
+                claims = _refresh_claims(refresh)
+            elif cookie is not None:
                 claims = await _socket_claims(cookie)
             else:
                 claims = read_access_token_cached(token)
@@ -100,7 +156,11 @@ class NotificationConsumer(StateSocket):
                 bad_cursor = protocol.encode_error(error.code, error.message)
         self.user_id, self.session_id = claims.user_id, claims.session_id
         log_context.bind_user(self.user_id)
-        self.token_expires_at = claims.expires_at.timestamp()
+        # A Refresh handshake's expiry is its new access token's, known once it has
+        # rotated below; the hub's token sweep leaves it alone until then.
+        self.token_expires_at = (
+            claims.expires_at.timestamp() if isinstance(claims, AccessClaims) else math.inf
+        )
         # Registered before the state is read: a notification committed in between is
         # either in latest_seq (and the replay) or rings this socket after it. One
         # statement reads the user, the session, the state and the first replay batch
@@ -111,6 +171,14 @@ class NotificationConsumer(StateSocket):
                 user_id=self.user_id, session_id=self.session_id, after_seq=after,
                 limit=self.state.batch,
             )  # fmt: skip
+            tokens = None
+            if refresh is not None:
+                # The last database step: once the token has rotated nothing may fail, or
+                # the client would lose the only pair that still works.
+                pair, fresh = await _rotated(refresh)
+                self.session_id = fresh.session_id
+                self.token_expires_at = fresh.expires_at.timestamp()
+                tokens = {"access": pair.access, "refresh": pair.refresh}
         except Forbidden as error:
             await self._refuse(protocol.CLOSE_FORBIDDEN, error)
             return
@@ -124,6 +192,7 @@ class NotificationConsumer(StateSocket):
             token_expires_at=self.token_expires_at,
             max_frame_bytes=tray["WS_MAX_FRAME_BYTES"],
             attention=opening.attention,
+            tokens=tokens,  # credentials: see hello_frame on keeping them out of logs
         )
         self.state.open(
             latest_seq=opening.state.latest_seq,
@@ -142,6 +211,12 @@ class NotificationConsumer(StateSocket):
 
     async def _refuse(self, code: int, error: BackendError) -> None:
         metrics.handshake(self.kind, _OUTCOMES.get(code, metrics.OTHER))
+        if self.state.closed:
+            # The hub closed it meanwhile (its session ended: a spent refresh token that
+            # the rotation just caught, a logout); that close already told the client.
+            return
+        # Closed here, once: a hub event about this socket arriving later sends nothing.
+        self.stop_state(code)
         await self.send(text_data=protocol.encode_error(error.code, error.message))
         await self.close(code=code, reason=error.code)
 
@@ -216,6 +291,34 @@ class NotificationConsumer(StateSocket):
         self.session_id = claims.session_id
         self.token_expires_at = claims.expires_at.timestamp()
         self._ack(frame, {"token_expires_at": int(self.token_expires_at)})
+
+    async def _on_refresh(self, frame: protocol.ClientFrame) -> None:
+        """``authenticate`` with the refresh token: rotated here, by the rules of
+        ``POST /api/auth/token/refresh/``, and the new pair in the ack (never logged).
+
+        A refused token is an error answer only; a spent one has ended its session,
+        whose sockets (this one too, when it is the same) the hub closes with 4001.
+        """
+        raw = frame.payload.get("token")
+        token = raw if isinstance(raw, str) else ""
+        claims = _refresh_claims(token)
+        # Before rotating: another user's token is not spent by a request that fails.
+        if claims.user_id != self.user_id:
+            raise Forbidden("That token belongs to another user.", code="wrong_user")
+        pair, fresh = await _rotated(token)
+        # The socket now lives as long as this token's session (another device's, even).
+        self.session_id = fresh.session_id
+        self.token_expires_at = fresh.expires_at.timestamp()
+        tokens = {"access": pair.access, "refresh": pair.refresh}
+        # The pair mid-frame, as in hello (protocol.hello_frame says why).
+        self._ack(frame, {"tokens": tokens, "token_expires_at": int(self.token_expires_at)})
+
+    async def _on_list_projects(self, frame: protocol.ClientFrame) -> None:
+        """The user's projects, as ``GET /api/me`` lists them: a desktop asks once
+        connected (its presence panel, its mutes) and needs no REST call for it."""
+        projects = await _user_projects(user_id=self.user_id)
+        listed = [{"id": p.id, "title": p.title, "role": p.role} for p in projects]
+        self._ack(frame, {"projects": listed})
 
     async def _on_change(self, frame: protocol.ClientFrame) -> None:
         """mark_read, mark_unread, delete."""

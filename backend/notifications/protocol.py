@@ -31,6 +31,8 @@ CLIENT_TYPES: Final = frozenset(
         "ping",
         "resume",
         "authenticate",
+        "refresh",
+        "list_projects",
         "mark_read",
         "mark_unread",
         "mark_all_read",
@@ -121,20 +123,28 @@ def hello_frame(
     token_expires_at: float,
     max_frame_bytes: int,
     attention: dict[str, Any],
+    tokens: dict[str, str] | None = None,
 ) -> str:
-    """The first frame on every socket."""
-    return encode(
-        "hello",
-        {
-            "protocol": PROTOCOL_VERSION,
-            "user": user,
-            "unread_count": unread_count,
-            "latest_seq": latest_seq,
-            "token_expires_at": int(token_expires_at),
-            "max_frame_bytes": max_frame_bytes,
-            "attention": attention,
-        },
-    )
+    """The first frame on every socket.
+
+    Args:
+        tokens: The pair a ``Refresh`` handshake rotated to (``{"access", "refresh"}``);
+            omitted otherwise. The frame then holds credentials: it must not be logged.
+    """
+    payload: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "user": user,
+        "unread_count": unread_count,
+        "latest_seq": latest_seq,
+        "token_expires_at": int(token_expires_at),
+        "max_frame_bytes": max_frame_bytes,
+    }
+    if tokens is not None:
+        # Not at either end: at DEBUG the websockets library logs every frame's first
+        # 48 and last 24 characters (uvicorn.error), which the log filter cannot see.
+        payload["tokens"] = tokens
+    payload["attention"] = attention
+    return encode("hello", payload)
 
 
 def notification_frame_prefix(shared: dict[str, Any]) -> str:
@@ -190,6 +200,21 @@ def token_from_scope(scope: dict[str, Any]) -> tuple[str | None, str]:
         if name == "token" and equals and value:
             return unquote(value), "query"
     return None, "none"
+
+
+def refresh_token_from_scope(scope: dict[str, Any]) -> str | None:
+    """The refresh token of a handshake's ``Authorization: Refresh <token>`` (the scheme
+    in any case, as for Bearer), or None when the header is absent or of another scheme.
+
+    A ``Refresh`` header without a token gives "": it is refused as an invalid token,
+    never taken for a handshake without credentials (the session cookie's path).
+    """
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization":
+            decoded: str = value.decode("latin-1")
+            scheme, _, credentials = decoded.strip().partition(" ")
+            return credentials.strip() if scheme.lower() == "refresh" else None
+    return None
 
 
 def session_cookie_from_scope(

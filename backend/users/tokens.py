@@ -44,6 +44,8 @@ SESSION_ENDED = "Your session has ended. Log in again."
 # protocol version 1 already answer by refreshing (which then asks for a login).
 SESSION_ENDED_CODE = "token_invalid"
 ACCOUNT_DISABLED = "This account is disabled. Ask an administrator."
+# What a socket (handshake or stream) whose token names a deactivated user is told.
+ACCOUNT_DEACTIVATED = "This account has been deactivated."
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def refuse_unless_live(*, found: bool, is_active: bool, session_live: bool) -> N
     if not found:
         raise NotAuthenticated("The access token names no user.", code="token_invalid")
     if not is_active:
-        raise Forbidden("This account has been deactivated.", code="account_disabled")
+        raise Forbidden(ACCOUNT_DEACTIVATED, code="account_disabled")
     if not session_live:
         raise NotAuthenticated(SESSION_ENDED, code=SESSION_ENDED_CODE)
 

@@ -358,3 +358,31 @@ def test_each_fast_publish_is_written_in_its_own_context(make_user: Any) -> None
     }
     assert by_person.context.run(log_context.current) == {"user_id": staff.pk}
     assert caller.run(log_context.current) == {}
+
+
+def test_a_websocket_frame_logged_as_an_object_loses_its_token() -> None:
+    """The WebSocket library logs frame objects at DEBUG, cut to their first 48 and
+    last 24 characters: the token between its quotes goes, whichever part is shown."""
+    from websockets.frames import Frame, Opcode
+
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIiwidG9rZW5fdHlwZSI6InJlZnJlc2gifQ.c2lnbmF0dXJlX2xvbmc"
+    )
+    body = json.dumps({"type": "refresh", "payload": {"token": token}, "ref": "r1"})
+    record = logging.LogRecord(
+        "websockets.server",
+        logging.DEBUG,
+        __file__,
+        1,
+        "< %s",
+        (Frame(Opcode.TEXT, body.encode()),),
+        None,
+    )
+    RedactSecrets().filter(record)
+    message = record.getMessage()
+    assert "[redacted]" in message
+    for piece in (token[:6], token[-6:]):  # what the cut leaves of each end
+        assert piece not in message
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "%s at %d", (Opcode.TEXT, 3), None)
+    RedactSecrets().filter(plain)
+    assert plain.args == (Opcode.TEXT, 3)  # nothing secret: the objects are left as they are

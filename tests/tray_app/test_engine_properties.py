@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
 from tray_app.engine import Engine, NotificationAdded
-from tray_app.net.api import ApiClient, Tokens
+from tray_app.net.api import ApiClient, RefreshLease, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.store.db import open_database
 from tray_app.store.inbox import Inbox
@@ -214,6 +214,9 @@ class StaticTokens:
 
     async def refresh(self) -> Tokens:
         return Tokens(access="scripted-access", refresh="scripted-refresh")
+
+    def lease_refresh(self, *, min_validity: float | None = 30.0) -> RefreshLease | None:
+        return None  # the access token above never runs out
 
 
 class Client:

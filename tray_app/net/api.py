@@ -26,14 +26,13 @@ import email.utils
 import json
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import tray_app
 from tray_app.attention import Attention, AttentionFormatError, parse_attention
@@ -51,13 +50,17 @@ from tray_app.net.errors import (
     describe_host,
     error_from_transport,
 )
-from tray_app.net.protocol import FieldReader, Notification, parse_notification
+from tray_app.net.protocol import FieldReader, Notification, TokenGrant, parse_notification
 from tray_app.net.transport import Transport
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ApiClient",
     "InboxChange",
     "InboxPage",
+    "RefreshLease",
     "Tokens",
     "error_from_response",
     "jwt_expiry",
@@ -136,8 +139,21 @@ class InboxChange:
 # --- pure parsing ------------------------------------------------------------------------
 
 
+# An address already in the form httpx writes it (a lowercase scheme and host, no default
+# port, no dot, empty or escaped path segment, no trailing slash): what the settings keep.
+_CANONICAL_URL: Final = re.compile(
+    r"(?P<scheme>https?)://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::(?P<port>[1-9][0-9]{0,4}))?"
+    r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*"
+)
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+
+
 def normalise_base_url(base_url: str) -> str:
     """``base_url`` checked and without a trailing slash.
+
+    An address already in its normal form (the saved one, at every start) is answered
+    without httpx, which the app then loads only for its first REST request (issue 20);
+    a property test checks that both ways agree.
 
     Raises:
         ValueError: not an http:// or https:// address with a host name (the
@@ -149,6 +165,16 @@ def normalise_base_url(base_url: str) -> str:
             "The server address must start with http:// or https:// "
             "(for example https://tray.example.com)."
         )
+    canonical = _CANONICAL_URL.fullmatch(text)
+    if (
+        canonical is not None
+        and ".." not in text
+        and (canonical["port"] is None or int(canonical["port"]) <= 65535)
+        and canonical["port"] != _DEFAULT_PORTS[canonical["scheme"]]
+    ):
+        return text
+    import httpx
+
     try:
         url = httpx.URL(text)
     except httpx.InvalidURL:
@@ -295,6 +321,8 @@ def _redirect_target(location: str | None) -> str | None:
     """``scheme://host[:port]`` of a redirect's absolute ``Location``, else None."""
     if not location or "://" not in location:
         return None
+    import httpx
+
     try:
         scheme = httpx.URL(location).scheme
     except httpx.InvalidURL:
@@ -423,7 +451,8 @@ class ApiClient:
         # Bumped whenever the session is replaced (login, restore, logout, rejection):
         # a refresh that finishes after that must not bring the old session back.
         self._generation = 0
-        self._refreshing: asyncio.Task[Tokens] | None = None
+        # The refresh in flight: a REST request's task, or a lent token's (lease_refresh).
+        self._refreshing: asyncio.Future[Tokens] | None = None
 
     # -- properties ------------------------------------------------------------------
 
@@ -544,6 +573,28 @@ class ApiClient:
         # wait for, nor lose a rotated token the server has already issued.
         return await asyncio.shield(task)
 
+    def lease_refresh(self, *, min_validity: float | None = 30.0) -> RefreshLease | None:
+        """Lend the refresh token to the socket, which trades it itself (in its handshake
+        or in band), when the access token is missing or expires within ``min_validity``
+        s (None: whatever its validity) and no refresh is in flight; None otherwise (use
+        :meth:`access_token`, or :meth:`refresh`, which joins the one in flight).
+
+        Until the lease is settled it is this client's refresh in flight: a call that
+        needs a fresh token waits for its outcome, and no second refresh can spend the
+        same token (which would end the session).
+        """
+        tokens = self._tokens
+        if tokens is None or self._refreshing is not None:
+            return None
+        if min_validity is not None and tokens.access is not None:
+            margin = min(min_validity, self._access_lifetime / 2)
+            if self._access_deadline - time.monotonic() >= margin:
+                return None
+        outcome: asyncio.Future[Tokens] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(self._refresh_done)
+        self._refreshing = outcome
+        return RefreshLease(self, tokens.refresh, outcome, self._generation)
+
     async def access_token(self, *, min_validity: float = 30.0) -> str:
         """The access token, refreshed first if missing or expiring within ``min_validity`` s.
 
@@ -654,6 +705,10 @@ class ApiClient:
             TransportSettingError: the CA bundle or the proxy setting cannot be used.
         """
         if self._http is None:
+            # Here, not with the module: a session that needs no REST call (the socket
+            # renews its tokens itself) never loads httpx (~8 MiB with its stack).
+            import httpx
+
             self._proxy = self._transport.proxy_for(self._base_url)
             secure = self._base_url.startswith("https:")
             self._http = httpx.AsyncClient(
@@ -697,6 +752,8 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {access}"} if access else None
         url = self._base_url + path
         http = self._client()
+        import httpx
+
         try:
             response = await http.request(method, path, json=json, params=params, headers=headers)
         except (httpx.HTTPError, OSError) as exc:
@@ -793,12 +850,12 @@ class ApiClient:
         log.info("refreshed the session with %s", describe_host(self._base_url))
         return fresh
 
-    def _refresh_done(self, task: asyncio.Task[Tokens]) -> None:
-        if self._refreshing is task:
+    def _refresh_done(self, outcome: asyncio.Future[Tokens]) -> None:
+        if self._refreshing is outcome:
             self._refreshing = None
         # Mark the outcome as seen: every caller may have given up (shield).
-        if not task.cancelled():
-            task.exception()
+        if not outcome.cancelled():
+            outcome.exception()
 
     async def _revoke(self, refresh_token: str) -> None:
         try:
@@ -848,6 +905,65 @@ class ApiClient:
         except Exception:
             # The session itself is fine; a failing keyring must not fail the request.
             log.exception("on_tokens_changed failed")
+
+
+class RefreshLease:
+    """The refresh token, lent to the socket by :meth:`ApiClient.lease_refresh`.
+
+    Settle it once, with what the server said: :meth:`granted` (the new pair),
+    :meth:`refused` (the session ended) or :meth:`failed` (no answer: whether the server
+    rotated the token is unknown, as when a REST refresh's answer is lost, so the tokens
+    are kept). Later calls do nothing.
+
+    Attributes:
+        token: the refresh token to send.
+    """
+
+    def __init__(
+        self, client: ApiClient, token: str, outcome: asyncio.Future[Tokens], generation: int
+    ) -> None:
+        self.token = token
+        self._client = client
+        self._outcome = outcome
+        self._generation = generation
+
+    def __repr__(self) -> str:
+        return f"<RefreshLease settled={self.settled}>"
+
+    @property
+    def settled(self) -> bool:
+        return self._outcome.done()
+
+    def granted(self, grant: TokenGrant) -> Tokens | None:
+        """The server rotated the token: the new pair is the session's (``on_tokens_changed``
+        stores it). None when the session was replaced meanwhile (logout, another login):
+        the pair belongs to none then."""
+        if self.settled:
+            return None
+        client = self._client
+        if self._generation != client._generation:
+            self._outcome.set_exception(LoginRequired("the session was replaced while refreshing"))
+            return None
+        tokens = Tokens(
+            access=grant.access, refresh=grant.refresh, access_expires_at=jwt_expiry(grant.access)
+        )
+        client._set_tokens(tokens)
+        log.info("refreshed the session with %s over the socket", describe_host(client.base_url))
+        self._outcome.set_result(tokens)
+        return tokens
+
+    def refused(self, error: LoginRequired | AccountDisabled) -> None:
+        """The server refused the token: the session is over (the tokens are cleared)."""
+        if self.settled:
+            return
+        if self._generation == self._client._generation:
+            self._client._end_session()
+        self._outcome.set_exception(error)
+
+    def failed(self, error: NetError) -> None:
+        """No answer: the tokens are kept, and whoever waited gets ``error``."""
+        if not self.settled:
+            self._outcome.set_exception(error)
 
 
 def _attention(body: Any) -> Attention:

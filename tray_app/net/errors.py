@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import websockets.exceptions
 
 from tray_app.net.redaction import redact
@@ -397,6 +397,13 @@ def _tls_error(tls: BaseException, where: str) -> TlsFailure:
     return error
 
 
+def _httpx_types(*names: str) -> tuple[type[BaseException], ...]:
+    """httpx's exception classes ``names``; none while httpx is not loaded, since nothing
+    can have raised one then (the app loads it with its first REST request)."""
+    module = sys.modules.get("httpx")
+    return tuple(getattr(module, name) for name in names) if module is not None else ()
+
+
 def _unreachable(exc: BaseException, where: str) -> ServerUnreachable:
     if _find(exc, socket.gaierror) is not None:
         return ServerUnreachable(
@@ -407,7 +414,7 @@ def _unreachable(exc: BaseException, where: str) -> ServerUnreachable:
                 "network connection."
             ),
         )
-    if isinstance(exc, httpx.TimeoutException) or _find(exc, TimeoutError) is not None:
+    if isinstance(exc, _httpx_types("TimeoutException")) or _find(exc, TimeoutError) is not None:
         return ServerUnreachable(
             f"{where} timed out ({type(exc).__name__})",
             code="server_timeout",
@@ -485,7 +492,7 @@ def error_from_transport(exc: BaseException, *, url: str, proxy: str | None = No
         return exc
     where = describe_host(url)
     proxy_errors = (
-        httpx.ProxyError,
+        *_httpx_types("ProxyError"),
         websockets.exceptions.ProxyError,
         websockets.exceptions.InvalidProxy,
     )
@@ -494,18 +501,18 @@ def error_from_transport(exc: BaseException, *, url: str, proxy: str | None = No
     tls = _find_tls(exc)
     if tls is not None:
         return _tls_error(tls, where)
-    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" not in str(exc):
+    if isinstance(exc, _httpx_types("RemoteProtocolError")) and "disconnected" not in str(exc):
         return NotOurServer(f"{where} does not speak HTTP as expected: {exc}")
-    if isinstance(exc, websockets.exceptions.InvalidMessage | httpx.DecodingError):
+    if isinstance(exc, (websockets.exceptions.InvalidMessage, *_httpx_types("DecodingError"))):
         return NotOurServer(f"{where} sent a malformed answer: {exc}")
-    if isinstance(exc, httpx.TooManyRedirects):
+    if isinstance(exc, _httpx_types("TooManyRedirects")):
         return NotOurServer(f"{where} redirected too many times")
-    if isinstance(exc, httpx.TransportError | OSError):
+    if isinstance(exc, (*_httpx_types("TransportError"), OSError)):
         error = _unreachable(exc, where)
         # Through a proxy every connection is opened to the proxy: a connection that
         # could not be opened at all failed there. (A proxy that cannot reach the
         # server answers the tunnel request with an error status instead.)
-        opening_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
+        opening_failed = isinstance(exc, _httpx_types("ConnectError", "ConnectTimeout")) or (
             isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
         )
         if proxy is not None and opening_failed:

@@ -1,10 +1,12 @@
 """The socket session: one authenticated WebSocket, kept alive for as long as the user is logged in.
 
 The session owns the connection's life: it connects with the access token in an
-``Authorization`` header, asks for a replay after the stored cursor on every
+``Authorization`` header (or, when the access token needs renewing, with the refresh
+token, which the server rotates and answers with a new pair in ``hello``: a returning
+start makes no REST call), asks for a replay after the stored cursor on every
 connect (the first after a cold start too; ``?after_seq=`` on the address, so the
 replay follows ``hello`` without a round trip), watches the link with heartbeats,
-renews the token in band before it expires, and reconnects with
+renews the token in band before it expires (the ``refresh`` frame), and reconnects with
 :class:`~tray_app.net.backoff.Backoff` when anything goes wrong. It does not
 store anything: each frame goes to a :class:`SessionHandler` (the engine), which
 owns the store and the cursor.
@@ -42,7 +44,7 @@ from websockets.exceptions import (
 
 from tray_app import __version__
 from tray_app.net import protocol
-from tray_app.net.api import Tokens
+from tray_app.net.api import RefreshLease, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.net.errors import (
@@ -113,6 +115,8 @@ class TokenSource(Protocol):
     async def access_token(self, *, min_validity: float = 30.0) -> str: ...
 
     async def refresh(self) -> Tokens: ...
+
+    def lease_refresh(self, *, min_validity: float | None = 30.0) -> RefreshLease | None: ...
 
 
 class SessionHandler(Protocol):
@@ -236,6 +240,12 @@ class LiveSession:
         self._resume_after: int | None = None  # the after_seq of the resume in flight
         self._resume_pending = False
         self._pong_waiters: dict[str, asyncio.Future[None]] = {}
+        # The answer (ack or error) to each request in flight that waits for one, by ref.
+        self._answers: dict[str, asyncio.Future[_Reply]] = {}
+        # Whether the server takes the refresh token on the socket; off once one says it
+        # does not (an older server), for this session's life.
+        self._socket_refresh = True
+        self._lease: RefreshLease | None = None  # the refresh token lent to this handshake
         self._ref_counter = 0
         self._token_expires_at: float | None = None
         self._presence: set[int] = set()
@@ -369,6 +379,29 @@ class LiveSession:
             return
         await self._send_if_connected(protocol.encode_presence("subscribe_presence", project_id))
 
+    async def list_projects(self) -> list[Any]:
+        """The user's projects as the server lists them on the socket (``list_projects``),
+        entries unchecked: ``{"id", "title"}`` each.
+
+        Raises:
+            NetError: not connected over the socket (the stream takes no requests), no
+                answer in time, or an error answer (an older server does not know the
+                frame): the caller asks REST (``GET /api/me``) instead.
+        """
+        connection = self._connection
+        if connection is None or self._over_http():
+            raise Closed("not connected over the socket", None)
+        try:
+            reply = await self._ask(connection, "projects", protocol.encode_list_projects)
+        except (TimeoutError, ConnectionClosed):
+            raise Closed("no answer to list_projects", None) from None
+        if isinstance(reply, protocol.ServerErrorFrame):
+            raise NetError(f"the server answered list_projects with {reply.code}")
+        projects = reply.payload.get("projects")
+        if not isinstance(projects, list):
+            raise protocol.FrameError("ack: projects must be a list")
+        return projects
+
     async def set_status(self, status: str) -> None:
         """The user's chosen presence status, kept across reconnects."""
         frame = protocol.encode_set_status(status)
@@ -431,11 +464,18 @@ class LiveSession:
                 ConnectionState.RECONNECTING if self._network_available else ConnectionState.OFFLINE
             )
             self._set_state(waiting, error=self._state.error)
-        try:
-            token = await self._api.access_token(min_validity=RENEW_MARGIN)
-        except NetError as error:
-            return error
-        headers = {"Authorization": f"Bearer {token}"}
+        lease = None
+        if self._socket_refresh and not self._over_http():
+            lease = self._api.lease_refresh(min_validity=RENEW_MARGIN)
+        if lease is not None:
+            headers = {"Authorization": f"Refresh {lease.token}"}
+        else:
+            try:
+                token = await self._api.access_token(min_validity=RENEW_MARGIN)
+            except NetError as error:
+                return error
+            headers = {"Authorization": f"Bearer {token}"}
+        self._lease = lease
         cursor = self._handler.cursor()
         url = f"{self._api.ws_url}?after_seq={cursor}"
         connect = self._connect
@@ -463,6 +503,10 @@ class LiveSession:
         except (OSError, TimeoutError, ssl.SSLError) as error:
             return error_from_transport(error, url=self._api.ws_url)
         finally:
+            if lease is not None and not lease.settled:
+                # Ended before hello: whether the server rotated the token is unknown.
+                lease.failed(Closed("the connection ended before hello", None))
+            self._lease = None
             self._connection = None
             if self._presence_retry is not None:
                 self._presence_retry.cancel()  # the next connection subscribes by itself
@@ -478,6 +522,10 @@ class LiveSession:
                 # token_missing / token_invalid / account_disabled come before the close.
                 return await self._closing_error(connection, first)
             return Closed("the server did not start with hello", None)
+        if self._lease is not None:
+            if first.tokens is None:
+                return self._refresh_not_understood("hello brought no tokens")
+            self._lease.granted(first.tokens)
         self._connection = connection
         self._hello = True
         self._hello_at = self._clock()
@@ -582,6 +630,12 @@ class LiveSession:
                 self._resume_pending = False
             case protocol.ServerErrorFrame(code="presence_unavailable"):
                 self._retry_presence_later()
+            case protocol.Ack(ref=ref) | protocol.ServerErrorFrame(ref=ref) if (
+                isinstance(ref, str) and ref in self._answers
+            ):
+                answer = self._answers[ref]
+                if not answer.done():
+                    answer.set_result(frame)
             case protocol.Pong(ref=ref) if isinstance(ref, str):
                 waiter = self._pong_waiters.pop(ref, None)
                 if waiter is not None and not waiter.done():
@@ -652,7 +706,8 @@ class LiveSession:
                 raise Closed("no pong from the server", None) from None
 
     async def _renew_token(self, connection: Connection) -> None:
-        """Refresh over REST and re-authenticate in band before the access token expires."""
+        """Renew the access token before it expires: in band with the refresh token (the
+        ``refresh`` frame), or over REST and then ``authenticate``; the stream reopens."""
         while True:
             expires = self._token_expires_at
             if expires is None:
@@ -660,11 +715,20 @@ class LiveSession:
             await asyncio.sleep(max(1.0, expires - RENEW_MARGIN - self._clock()))
             if self._token_expires_at != expires:
                 continue  # renewed meanwhile
+            lease = None
+            if self._socket_refresh and not self._over_http():
+                lease = self._api.lease_refresh(min_validity=None)
             try:
+                if lease is not None:
+                    await self._refresh_in_band(connection, lease)
+                    continue
+                # Over REST (or joining the refresh in flight), then authenticate.
                 tokens = await self._api.refresh()
-            except LoginRequired:
+            except (LoginRequired, AccountDisabled):
                 raise
             except NetError as error:
+                if lease is not None and not self._socket_refresh:
+                    continue  # the server does not take the frame: over REST at once
                 # The server will close with 4001 at expiry; the reconnect refreshes again.
                 logger.info("could not renew the access token yet: %s", error.code)
                 self._token_expires_at = expires + RENEW_MARGIN / 2
@@ -677,6 +741,78 @@ class LiveSession:
             await connection.send(protocol.encode_authenticate(tokens.access))
             self._token_expires_at = tokens.access_expires_at or None
 
+    async def _refresh_in_band(self, connection: Connection, lease: RefreshLease) -> None:
+        """Trade the lent refresh token on the open socket; the ack brings the new pair.
+
+        Raises:
+            LoginRequired, AccountDisabled: the server refused the token.
+            NetError: no usable answer (the lease failed; the tokens are kept).
+        """
+        try:
+            reply = await self._ask(
+                connection, "refresh", lambda ref: protocol.encode_refresh(lease.token, ref=ref)
+            )
+        except asyncio.CancelledError:
+            lease.failed(Closed("the connection ended before the refresh was answered", None))
+            raise
+        except (TimeoutError, ConnectionClosed):
+            # Whether the server rotated the token is unknown, as with a lost REST answer.
+            unanswered = Closed("no answer to the refresh frame", None)
+            lease.failed(unanswered)
+            raise unanswered from None
+        if isinstance(reply, protocol.Ack):
+            try:
+                grant = protocol.parse_token_grant(reply.payload, "ack")
+            except protocol.FrameError as error:
+                lease.failed(error)
+                raise
+            if grant is None:
+                raise self._refresh_not_understood_in_band(lease, "the ack brought no tokens")
+            tokens = lease.granted(grant)
+            if tokens is None:
+                raise LoginRequired("the session was replaced while refreshing")
+            self._token_expires_at = tokens.access_expires_at or None
+            return
+        if reply.code == "account_disabled":
+            disabled = AccountDisabled(reply.message)
+            lease.refused(disabled)
+            raise disabled
+        if reply.code in ("token_invalid", "token_missing"):
+            refused = LoginRequired(
+                f"the server refused the refresh token ({reply.code})", user_message=reply.message
+            )
+            lease.refused(refused)
+            raise refused
+        # Anything else (an older server's unknown_type, a busy server's error): the
+        # token was not spent.
+        raise self._refresh_not_understood_in_band(lease, reply.code)
+
+    async def _ask(
+        self, connection: Connection, prefix: str, encode: Callable[[str], str]
+    ) -> _Reply:
+        """Send the frame ``encode(ref)`` and wait for its answer (an ack or an error).
+
+        Raises:
+            TimeoutError: no answer within the pong timeout.
+            ConnectionClosed: the socket closed first.
+        """
+        ref = self._next_ref(prefix)
+        answer: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._answers[ref] = answer
+        try:
+            await connection.send(encode(ref))
+            async with asyncio.timeout(self._pong_timeout):
+                return await answer
+        finally:
+            self._answers.pop(ref, None)
+
+    def _refresh_not_understood_in_band(self, lease: RefreshLease, why: str) -> NetError:
+        logger.info("the server did not renew the token on the socket (%s): using REST", why)
+        self._socket_refresh = False
+        error = Closed(f"refresh frame not taken ({why})", None)
+        lease.failed(error)
+        return error
+
     async def _closing_error(
         self, connection: Connection, frame: protocol.ServerErrorFrame
     ) -> NetError:
@@ -684,13 +820,37 @@ class LiveSession:
             async with asyncio.timeout(5):
                 while True:
                     await connection.recv()
+        lease = self._lease
+        if lease is not None and frame.code == "token_missing":
+            # A server that does not take the refresh token looked for an access token.
+            return self._refresh_not_understood(frame.code)
         if frame.code == "account_disabled":
+            if lease is not None:
+                lease.refused(AccountDisabled(frame.message))
             return AccountDisabled(frame.message)
+        if lease is not None and frame.code == "token_invalid":
+            # The refresh token itself was refused: the session is over (as a REST refresh
+            # refused with 401).
+            refused = LoginRequired(
+                f"the server refused the refresh token ({frame.code})", user_message=frame.message
+            )
+            lease.refused(refused)
+            return refused
         if frame.code in ("token_missing", "token_invalid"):
             return Closed(
                 f"the server refused the token ({frame.code})", protocol.CLOSE_TOKEN_INVALID
             )
         return Closed(f"the server sent {frame.code} instead of hello", None)
+
+    def _refresh_not_understood(self, why: str) -> NetError:
+        """The server does not take the refresh token on the socket (an older one): the
+        token is not spent, so it is refreshed over REST from now on."""
+        logger.info("the server does not renew tokens on the socket (%s): using REST", why)
+        self._socket_refresh = False
+        error = Closed(f"refresh token not taken ({why})", protocol.CLOSE_TOKEN_INVALID)
+        if self._lease is not None:
+            self._lease.failed(error)
+        return error
 
     def _over_http(self) -> bool:
         return self._stream_connect is not None and self._decision.transport is Via.HTTP
@@ -782,6 +942,9 @@ class LiveSession:
         for waiter in self._pong_waiters.values():
             waiter.cancel()
         self._pong_waiters.clear()
+
+
+_Reply = protocol.Ack | protocol.ServerErrorFrame
 
 
 class _Reopen(Exception):

@@ -47,6 +47,16 @@ class FrameError(NetError):
 
 
 @dataclass(frozen=True)
+class TokenGrant:
+    """A new token pair handed over on the socket: ``hello`` after a handshake with the
+    refresh token, or the ``ack`` of a ``refresh`` frame. The refresh token it replaced
+    is spent."""
+
+    access: str = field(repr=False)
+    refresh: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Hello:
     protocol: int
     user: dict[str, Any]
@@ -57,6 +67,8 @@ class Hello:
     # None: a server older than attention settings, or settings this client cannot read
     # (the last known ones stay in force).
     attention: Attention | None = None
+    # Only after a handshake with the refresh token (``Authorization: Refresh``).
+    tokens: TokenGrant | None = field(default=None, repr=False)
 
 
 PRIORITIES: Final = frozenset({"low", "normal", "high", "urgent"})
@@ -428,6 +440,22 @@ def _hello_attention(raw: object) -> Attention | None:
         return None
 
 
+def parse_token_grant(payload: Mapping[str, Any], what: str) -> TokenGrant | None:
+    """The ``tokens`` of a ``hello`` or a ``refresh`` ack; None when it has none.
+
+    Raises:
+        FrameError: ``tokens`` is there but not two non-empty texts.
+    """
+    raw = payload.get("tokens")
+    if raw is None:
+        return None
+    tokens = _frame.document(raw, f"{what}.tokens")
+    return TokenGrant(
+        access=_frame.text(tokens, "access", f"{what}.tokens", non_empty=True),
+        refresh=_frame.text(tokens, "refresh", f"{what}.tokens", non_empty=True),
+    )
+
+
 def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
     match kind:
         case "hello":
@@ -439,6 +467,7 @@ def _parse(kind: str, payload: dict[str, Any], ref: Ref) -> ServerFrame:
                 token_expires_at=_frame.optional_number(payload, "token_expires_at", kind),
                 max_frame_bytes=_frame.optional_whole(payload, "max_frame_bytes", kind),
                 attention=_hello_attention(payload.get("attention")),
+                tokens=parse_token_grant(payload, kind),
             )
         case "notification_created":
             return NotificationCreated(parse_notification(payload, what=kind))
@@ -538,6 +567,8 @@ ClientType = Literal[
     "ping",
     "resume",
     "authenticate",
+    "refresh",
+    "list_projects",
     "mark_read",
     "mark_unread",
     "mark_all_read",
@@ -572,6 +603,16 @@ def encode_resume(after_seq: int, *, ref: Ref = None) -> str:
 
 def encode_authenticate(token: str, *, ref: Ref = None) -> str:
     return encode("authenticate", {"token": token}, ref=ref)
+
+
+def encode_refresh(refresh_token: str, *, ref: Ref = None) -> str:
+    """Trade the refresh token for a new pair on the open socket (the ``ack`` has it)."""
+    return encode("refresh", {"token": refresh_token}, ref=ref)
+
+
+def encode_list_projects(ref: Ref) -> str:
+    """Ask for the user's projects (the ``ack`` lists them); ``ref`` pairs the answer."""
+    return encode("list_projects", ref=ref)
 
 
 def encode_presence(

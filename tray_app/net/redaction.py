@@ -10,7 +10,7 @@ import re
 
 # A JWT is three base64url segments; its header always starts with "eyJ" ('{"').
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+\S+")
+_BEARER = re.compile(r"(?i)\b(bearer|authorization:\s*refresh)\s+\S+")
 _SECRET_PARAM = re.compile(r"(?i)\b(token|access|refresh|password)=[^&\s\"']*")
 
 

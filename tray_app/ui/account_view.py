@@ -92,6 +92,9 @@ class AccountView(QObject):
         self.session = session
         self.state = StateChange(ConnectionState.STOPPED)
         self.projects: tuple[tuple[int, str], ...] = ()
+        # The list is asked for once connected (on the socket: no REST call), until it came.
+        self._projects_loaded = False
+        self._projects_loading = False
         # What teammates see (the presence window's choice, or do-not-disturb).
         self.own_status = "online"
         self.history: HistoryWindow | None = None
@@ -131,11 +134,17 @@ class AccountView(QObject):
         self.history = self.presence = None
 
     async def load_projects(self) -> None:
+        """Ask the server for the account's projects; a failure is tried again at the
+        next connection."""
+        self._projects_loading = True
         try:
             projects = await self.session.projects()
         except NetError as error:
             logger.info("could not load the project list yet (%s)", error.code)
             return
+        finally:
+            self._projects_loading = False
+        self._projects_loaded = True
         self.projects = projects
         if self.presence is not None:
             self.presence.set_projects(list(projects))
@@ -198,6 +207,9 @@ class AccountView(QObject):
             reason = f" ({change.error.code})" if change.error is not None else ""
             logger.info("connection %s%s", change.state.value, reason)
         self.state = change
+        connected = change.state is ConnectionState.CONNECTED
+        if connected and not (self._projects_loaded or self._projects_loading):
+            self._spawn(self.load_projects())
         self.tray_changed.emit(False)
         if self.history is not None:
             self.history.set_offline(change.state is not ConnectionState.CONNECTED)

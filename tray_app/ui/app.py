@@ -266,8 +266,7 @@ class TrayApp(QObject):
             lambda message: self.tray.tray_icon.showMessage("Tray Notifier", message)
         )
         self.account = account
-        session.start()
-        self.tasks.spawn(account.load_projects())
+        session.start()  # the account's projects are asked for once it is connected
         self._refresh_tray()
 
     def _attention_seed(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from backend.notifications.events import Event
 from backend.notifications.models import Inbox
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
+from backend.projects.models import Membership, Project
 from backend.users.models import User
 from backend.users.services import session_logout, session_start
 from backend.users.tokens import SESSION_ENDED
@@ -497,3 +498,28 @@ async def test_string_cursors_are_ascii_digits_only(connect, cursor, answer):
     assert frame["type"] == answer
     if answer == "error":
         assert frame["payload"]["code"] == "invalid_cursor"
+
+
+async def test_list_projects_answers_the_users_projects_only(connect):
+    alice, bob = await make("alice"), await make("bob")
+
+    @database_sync_to_async
+    def memberships() -> tuple[int, int]:
+        mobile = Project.objects.create(title="Mobile App")
+        website = Project.objects.create(title="Website")
+        Membership.objects.create(project=mobile, user=alice, role="owner")
+        Membership.objects.create(project=website, user=bob)
+        return mobile.pk, website.pk
+
+    mobile_id, _ = await memberships()
+    client = await connect(alice)
+    await client.send("list_projects", ref="p1")
+    answer = await client.receive()
+    assert answer == {
+        "type": "ack",
+        "payload": {
+            "for": "list_projects",
+            "projects": [{"id": mobile_id, "title": "Mobile App", "role": "owner"}],
+        },
+        "ref": "p1",
+    }

@@ -75,3 +75,45 @@ def test_behind_a_proxy_the_public_origin_counts_too() -> None:
     assert protocol.session_cookie_from_scope(scope, name="sessionid") is None
     own = ["https://notify.example.com"]
     assert protocol.session_cookie_from_scope(scope, name="sessionid", own_origins=own) == "abc"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"Refresh abc.def.ghi", "abc.def.ghi"),
+        (b"refresh  abc ", "abc"),
+        (b"REFRESH abc", "abc"),
+        (b"Refresh", ""),
+        (b"Refresh ", ""),
+        (b"Bearer abc", None),
+        (b"Refreshabc", None),
+        (None, None),
+    ],
+)
+def test_the_refresh_token_comes_from_the_refresh_scheme_only(
+    header: bytes | None, expected: str | None
+) -> None:
+    headers = [] if header is None else [(b"Authorization", header)]
+    scope = {"type": "websocket", "headers": headers, "query_string": b"token=x"}
+
+    assert protocol.refresh_token_from_scope(scope) == expected
+    if header is not None and expected is not None:
+        # The access token's reader still sees no Bearer token in it.
+        assert protocol.token_from_scope(scope) == (None, "header")
+
+
+def test_hello_carries_tokens_only_when_given() -> None:
+    common: dict[str, Any] = {
+        "user": {"id": 1},
+        "unread_count": 0,
+        "latest_seq": 0,
+        "token_expires_at": 1.5,
+        "max_frame_bytes": 10,
+        "attention": {},
+    }
+    plain = json.loads(protocol.hello_frame(**common))["payload"]
+    pair = {"access": "a", "refresh": "r"}
+    with_pair = json.loads(protocol.hello_frame(**common, tokens=pair))["payload"]
+
+    assert "tokens" not in plain
+    assert with_pair == {**plain, "tokens": pair}

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tray_app
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
@@ -33,6 +35,7 @@ from tests.tray_app.net.scripted_servers import (
     http_response,
 )
 from tray_app.attention import Attention, dnd_change, quiet_hours_change
+from tray_app.net import protocol
 from tray_app.net.api import (
     LOGOUT_PATH,
     REFRESH_PATH,
@@ -782,6 +785,9 @@ def test_redact_hides_tokens_and_passwords() -> None:
         assert secret not in text
     assert text.endswith("plain words")
     assert str(NetError("got eyJhbGciOi.eyJzdWIi.c2ln back")) == "got *** back"
+    # The socket's handshake with the refresh token, as websockets logs a header.
+    assert redact("> Authorization: Refresh opaque-token") == "> Authorization: Refresh ***"
+    assert redact("refresh refused (HTTP 401)") == "refresh refused (HTTP 401)"
 
 
 def test_base_url_is_checked_and_gives_the_websocket_address() -> None:
@@ -990,3 +996,114 @@ async def test_attention_calls_send_the_documented_requests_and_check_the_answer
     assert (get.method, get.target) == ("GET", "/api/attention/")
     assert "SECRET" not in str(unreadable.value)
     assert_safe(unreadable.value)
+
+
+# --- the refresh token lent to the socket (lease_refresh) ------------------------------
+
+
+def _never_called(request: ScriptedRequest) -> bytes:
+    raise AssertionError(f"no REST request was expected, got {request.method} {request.target}")
+
+
+@pytest.mark.asyncio
+async def test_a_lent_refresh_token_is_the_one_refresh_in_flight() -> None:
+    """While the socket holds the refresh token, a call that needs a fresh token waits
+    for the socket's outcome and makes no REST refresh of its own (a second spend of
+    the same token would end the session)."""
+    log = TokenLog()
+    fresh = _jwt(json.dumps({"iat": int(time.time()), "exp": int(time.time()) + 600}))
+    async with ScriptedServer(_never_called) as server:
+        async with ApiClient(server.url, on_tokens_changed=log) as client:
+            client.restore("stored.refresh.token")
+            lease = client.lease_refresh()
+            assert lease is not None
+            assert lease.token == "stored.refresh.token"
+            assert "stored" not in repr(lease)
+            assert client.lease_refresh() is None  # one lease at a time
+            waiting = asyncio.create_task(client.access_token())
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            tokens = lease.granted(protocol.TokenGrant(access=fresh, refresh="next.refresh"))
+            assert tokens is not None
+            assert tokens.refresh == "next.refresh"
+            assert await waiting == fresh
+            assert client.tokens == tokens
+            assert client.lease_refresh() is None  # the new access token is good for 600 s
+            # Asking for more than half its life is capped there: no lease per call.
+            assert client.lease_refresh(min_validity=3600) is None
+        assert server.requests == []
+    assert log.calls == [tokens]
+
+
+@pytest.mark.asyncio
+async def test_a_refused_lease_ends_the_session_and_a_failed_one_keeps_the_tokens() -> None:
+    log = TokenLog()
+    async with ScriptedServer(_never_called) as server:
+        async with ApiClient(server.url, on_tokens_changed=log) as client:
+            client.restore("stored.refresh.token")
+            lease = client.lease_refresh()
+            assert lease is not None
+            waiting = asyncio.create_task(client.refresh())
+            await asyncio.sleep(0)
+            lease.failed(ServerUnreachable("the socket closed before hello"))
+            with pytest.raises(ServerUnreachable):
+                await waiting
+            assert client.tokens is not None
+            assert client.tokens.refresh == "stored.refresh.token"
+            assert log.calls == []
+
+            again = client.lease_refresh()
+            assert again is not None
+            assert again.token == "stored.refresh.token"
+            asking = asyncio.create_task(client.access_token())
+            await asyncio.sleep(0)
+            again.refused(LoginRequired("the server refused the refresh token"))
+            again.granted(protocol.TokenGrant(access="a.b.c", refresh="late"))  # settled: no-op
+            with pytest.raises(LoginRequired):
+                await asking
+            assert client.tokens is None
+            assert client.lease_refresh() is None
+        assert server.requests == []
+    assert log.calls == [None]
+
+
+@pytest.mark.asyncio
+async def test_a_pair_granted_after_a_logout_does_not_bring_the_session_back() -> None:
+    answer = http_response(204, "", content_type="application/json")
+    async with ScriptedServer(lambda _request: answer) as server, ApiClient(server.url) as client:
+        client.restore("stored.refresh.token")
+        lease = client.lease_refresh()
+        assert lease is not None
+        await client.logout()
+        assert lease.granted(protocol.TokenGrant(access="a.b.c", refresh="r.s.t")) is None
+        assert client.tokens is None
+
+
+@given(
+    scheme=st.sampled_from(["http", "https"]),
+    host=st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
+    port=st.none() | st.integers(min_value=0, max_value=70000),
+    path=st.lists(st.from_regex(r"[A-Za-z0-9._~%-]{0,8}", fullmatch=True), max_size=4),
+    slash=st.booleans(),
+    upper=st.booleans(),
+)
+def test_an_address_in_normal_form_is_answered_as_httpx_would(
+    scheme: str, host: str, port: int | None, path: list[str], slash: bool, upper: bool
+) -> None:
+    """The settings' address is checked without httpx when it is already in the form
+    httpx writes it; every address gives what httpx's own reading gives."""
+    text = f"{scheme.upper() if upper else scheme}://{host}"
+    text += f":{port}" if port is not None else ""
+    text += "".join(f"/{segment}" for segment in path) + ("/" if slash else "")
+    try:
+        expected: str | None = str(httpx.URL(text).copy_with(query=None, fragment=None))
+    except httpx.InvalidURL:
+        expected = None
+    try:
+        got: str | None = normalise_base_url(text)
+    except ValueError:
+        got = None
+    if expected is None or not httpx.URL(text).host:
+        assert got is None
+    else:
+        assert got == expected.rstrip("/")

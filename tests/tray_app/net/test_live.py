@@ -6,6 +6,7 @@ sends garbage."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import json
@@ -16,16 +17,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from tests.fixtures.services import RunningServer
+from tests.tray_app.net.scripted_servers import ScriptedRequest, ScriptedServer, http_response
 from tray_app.net import live, protocol
-from tray_app.net.api import ApiClient
+from tray_app.net.api import REFRESH_PATH, ApiClient, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.connection_state import ConnectionState, StateChange
+from tray_app.net.errors import LoginRequired
 from tray_app.net.live import (
     FRAMES_PER_TURN,
     PING_INTERVAL,
@@ -601,3 +605,338 @@ async def test_presence_refused_while_the_server_cannot_reach_redis_is_asked_aga
     assert asked == ["subscribe_presence", "set_status", "subscribe_presence", "set_status"]
     assert len(recorder.of(protocol.ServerErrorFrame)) == 2  # handed on, as any error
     assert len(attempts) == 1  # no reconnect
+
+
+# --- the refresh token on the socket (a cold start makes no REST call) ------------------
+
+
+def _jwt_expiring_in(seconds: float) -> str:
+    now = int(time.time())
+    claims = json.dumps({"iat": now, "exp": int(now + seconds)}).encode()
+    return (
+        "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(claims).rstrip(b"=").decode() + ".c2ln"
+    )
+
+
+def hello_with_tokens(access: str, refresh: str) -> str:
+    frame = json.loads(hello())
+    frame["payload"]["tokens"] = {"access": access, "refresh": refresh}
+    frame["payload"]["token_expires_at"] = json.loads(
+        base64.urlsafe_b64decode(access.split(".")[1] + "==")
+    )["exp"]
+    return json.dumps(frame)
+
+
+class TokenLog:
+    def __init__(self) -> None:
+        self.calls: list[Tokens | None] = []
+
+    def __call__(self, tokens: Tokens | None) -> None:
+        self.calls.append(tokens)
+
+
+def _authorization(connection: ServerConnection) -> str:
+    assert connection.request is not None
+    return connection.request.headers["Authorization"]
+
+
+def _rest_refresh(expected: str, access: str) -> Callable[[ScriptedRequest], bytes]:
+    """A REST server that answers only ``POST /api/auth/token/refresh/`` with ``expected``,
+    with ``access`` and the refresh token "rest.refresh"."""
+
+    def answer(request: ScriptedRequest) -> bytes:
+        assert request.target == REFRESH_PATH
+        assert json.loads(request.body) == {"refresh": expected}
+        body = json.dumps({"access": access, "refresh": "rest.refresh"})
+        return http_response(200, body, content_type="application/json")
+
+    return answer
+
+
+# Nothing listens there: a REST request the session should not make would fail.
+_NO_REST = "http://127.0.0.1:9"
+
+
+async def test_a_cold_start_connects_with_the_refresh_token_and_keeps_the_new_pair():
+    access = _jwt_expiring_in(600)
+    headers: list[str] = []
+
+    async def grant(connection: ServerConnection) -> None:
+        headers.append(_authorization(connection))
+        await connection.send(hello_with_tokens(access, "rotated.refresh"))
+        await connection.wait_closed()
+
+    log = TokenLog()
+    async with (
+        scripted_server(grant) as (connect, _),
+        ApiClient(_NO_REST, on_tokens_changed=log) as api,
+    ):
+        api.restore("stored.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
+        assert headers == ["Refresh stored.refresh"]
+        assert api.tokens is not None
+        assert api.tokens.refresh == "rotated.refresh"
+        assert api.tokens.access == access
+        assert log.calls == [api.tokens]  # stored (the keyring) once
+        assert await api.access_token() == access  # REST calls use it: no refresh of their own
+        await stop(session, task)
+    assert session.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "close", "error_code"),
+    [("token_invalid", 4001, "login_required"), ("account_disabled", 4003, "account_disabled")],
+)
+async def test_a_refresh_token_refused_at_the_handshake_ends_the_session(
+    code: str, close: int, error_code: str
+):
+    async def refuse(connection: ServerConnection) -> None:
+        message = {"type": "error", "payload": {"code": code, "message": "Log in again."}}
+        await connection.send(json.dumps(message))
+        await connection.close(close, code)
+
+    log = TokenLog()
+    async with (
+        scripted_server(refuse) as (connect, _),
+        ApiClient(_NO_REST, on_tokens_changed=log) as api,
+    ):
+        api.restore("spent.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect)
+        task = await run_session(session)
+        async with asyncio.timeout(WAIT):
+            await task  # run() ended by itself: no further attempt
+    assert recorder.state() is ConnectionState.LOGIN_REQUIRED
+    assert recorder.states[-1].error is not None
+    assert recorder.states[-1].error.code == error_code
+    assert api.tokens is None
+    assert log.calls == [None]
+    assert session.attempts == 1
+
+
+async def test_a_socket_lost_before_hello_keeps_the_refresh_token_for_the_next_try():
+    access = _jwt_expiring_in(600)
+    headers: list[str] = []
+
+    async def lose_the_first(connection: ServerConnection) -> None:
+        headers.append(_authorization(connection))
+        if len(headers) == 1:
+            await connection.close(1011, "server error")
+            return
+        await connection.send(hello_with_tokens(access, "rotated.refresh"))
+        await connection.wait_closed()
+
+    async with scripted_server(lose_the_first) as (connect, _), ApiClient(_NO_REST) as api:
+        api.restore("stored.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect, backoff=Backoff(base=0.05))
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
+        await stop(session, task)
+    assert headers == ["Refresh stored.refresh", "Refresh stored.refresh"]
+    assert api.tokens is not None
+    assert api.tokens.refresh == "rotated.refresh"
+
+
+async def test_a_server_that_takes_no_refresh_token_gets_a_rest_refresh_then_the_access_token():
+    """An older server looks for an access token (token_missing): the refresh token was
+    not spent, so it is refreshed over REST once and the socket uses access tokens."""
+    access = _jwt_expiring_in(600)
+    headers: list[str] = []
+
+    async def older_server(connection: ServerConnection) -> None:
+        headers.append(_authorization(connection))
+        if not headers[-1].startswith("Bearer "):
+            missing = {
+                "type": "error",
+                "payload": {"code": "token_missing", "message": "No token."},
+            }
+            await connection.send(json.dumps(missing))
+            await connection.close(4001, "token_missing")
+            return
+        await connection.send(hello())
+        await connection.wait_closed()
+
+    async with (
+        scripted_server(older_server) as (connect, _),
+        ScriptedServer(_rest_refresh("stored.refresh", access)) as rest_server,
+        ApiClient(rest_server.url) as api,
+    ):
+        api.restore("stored.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect, backoff=Backoff(base=0.05))
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
+        await stop(session, task)
+        assert [request.target for request in rest_server.requests] == [REFRESH_PATH]
+    assert headers == ["Refresh stored.refresh", f"Bearer {access}"]
+    assert api.tokens is not None
+    assert api.tokens.refresh == "rest.refresh"
+
+
+async def test_the_access_token_is_renewed_in_band_with_the_refresh_token():
+    """hello's token runs out in RENEW_MARGIN + 1 s: the session sends a refresh frame
+    on the same socket, and the ack's pair becomes the session's (no REST, no reconnect)."""
+    first, second = _jwt_expiring_in(live.RENEW_MARGIN + 1), _jwt_expiring_in(600)
+    refreshes: list[dict[str, Any]] = []
+
+    async def renew(connection: ServerConnection) -> None:
+        await connection.send(hello_with_tokens(first, "second.refresh"))
+        async for raw in connection:
+            frame = json.loads(raw)
+            if frame["type"] != "refresh":
+                continue
+            refreshes.append(frame)
+            tokens = {"access": second, "refresh": "third.refresh"}
+            ack = {"for": "refresh", "token_expires_at": int(time.time()) + 600, "tokens": tokens}
+            await connection.send(json.dumps({"type": "ack", "payload": ack, "ref": frame["ref"]}))
+
+    log = TokenLog()
+    async with (
+        scripted_server(renew) as (connect, _),
+        ApiClient(_NO_REST, on_tokens_changed=log) as api,
+    ):
+        api.restore("first.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect)
+        task = await run_session(session)
+        await recorder.until(lambda: len(log.calls) == 2)
+        assert [frame["payload"] for frame in refreshes] == [{"token": "second.refresh"}]
+        assert api.tokens is not None
+        assert api.tokens.refresh == "third.refresh"
+        assert api.tokens.access == second
+        assert recorder.state() is ConnectionState.CONNECTED
+        await stop(session, task)
+    assert session.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        ({"code": "token_invalid", "message": "Your session has ended."}, "login_required"),
+        ({"code": "unknown_type", "message": "Unknown frame type."}, "rest"),
+    ],
+)
+async def test_a_refused_or_unknown_refresh_frame(answer: dict[str, str], outcome: str):
+    """A refused token ends the session; a server that does not know the frame (older)
+    has not spent it, so the session renews over REST and authenticates in band."""
+    first, rest_access = _jwt_expiring_in(live.RENEW_MARGIN + 1), _jwt_expiring_in(600)
+    received: list[str] = []
+    authenticated = asyncio.Event()
+
+    async def server(connection: ServerConnection) -> None:
+        await connection.send(hello_with_tokens(first, "second.refresh"))
+        async for raw in connection:
+            frame = json.loads(raw)
+            received.append(frame["type"])
+            if frame["type"] == "authenticate":
+                authenticated.set()
+            if frame["type"] == "refresh":
+                error = {"type": "error", "payload": answer, "ref": frame["ref"]}
+                await connection.send(json.dumps(error))
+
+    async with (
+        scripted_server(server) as (connect, _),
+        ScriptedServer(_rest_refresh("second.refresh", rest_access)) as rest_server,
+        ApiClient(rest_server.url) as api,
+    ):
+        api.restore("first.refresh")
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=connect)
+        task = await run_session(session)
+        if outcome == "login_required":
+            async with asyncio.timeout(WAIT):
+                await task
+            assert recorder.state() is ConnectionState.LOGIN_REQUIRED
+            assert api.tokens is None
+            assert rest_server.requests == []
+        else:
+            async with asyncio.timeout(WAIT):
+                await authenticated.wait()
+            assert api.tokens is not None
+            assert api.tokens.refresh == "rest.refresh"
+            assert [request.target for request in rest_server.requests] == [REFRESH_PATH]
+            assert recorder.state() is ConnectionState.CONNECTED
+            await stop(session, task)
+    assert received[0] == "refresh"
+    assert session.attempts == 1
+
+
+class _CountingTransport(httpx.AsyncHTTPTransport):
+    """httpx's real transport, recording each REST request's path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await super().handle_async_request(request)
+
+
+async def test_a_returning_start_on_the_real_server_makes_no_rest_call(demo_server: RunningServer):
+    """The stored refresh token opens the socket; hello's pair is the session's, and the
+    token it replaced is spent: used again, it ends the session (and this socket)."""
+    async with ApiClient(demo_server.url) as seed_client:
+        seed = await seed_client.login("alice", "demo")
+    rest = _CountingTransport()
+    log = TokenLog()
+    async with ApiClient(demo_server.url, http_transport=rest, on_tokens_changed=log) as api:
+        api.restore(seed.refresh)
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
+        task = await run_session(session)
+        await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
+        assert rest.paths == []
+        assert api.tokens is not None
+        assert api.tokens.refresh != seed.refresh
+        assert log.calls == [api.tokens]
+        assert (await api.me())["username"] == "alice"
+        assert rest.paths == ["/api/me"]  # the socket's access token: no refresh first
+        projects = await session.list_projects()  # on the socket, as /api/me lists them
+        assert sorted(project["title"] for project in projects) == [
+            "Mobile App",
+            "Website Redesign",
+        ]
+        assert rest.paths == ["/api/me"]
+
+        async with ApiClient(demo_server.url) as thief:
+            thief.restore(seed.refresh)
+            with pytest.raises(LoginRequired):
+                await thief.refresh()
+        await recorder.until(lambda: recorder.state() is ConnectionState.LOGIN_REQUIRED)
+        async with asyncio.timeout(WAIT):
+            await task
+    assert session.attempts <= 2  # the close, then at most one refused reconnect
+
+
+async def test_short_lived_tokens_are_renewed_in_band_on_the_real_server(server_factory):
+    server = server_factory(demo=True, env={"TRAY_ACCESS_TOKEN_MINUTES": "0.6"})
+    rest = _CountingTransport()
+    renewed = asyncio.Event()
+    pairs: list[Tokens | None] = []
+
+    def on_tokens_changed(tokens: Tokens | None) -> None:
+        pairs.append(tokens)
+        if len(pairs) >= 3:
+            renewed.set()
+
+    async with ApiClient(server.url) as seed_client:
+        seed = await seed_client.login("alice", "demo")
+    async with ApiClient(
+        server.url, http_transport=rest, on_tokens_changed=on_tokens_changed
+    ) as api:
+        api.restore(seed.refresh)
+        recorder = Recorder()
+        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
+        task = await run_session(session)
+        async with asyncio.timeout(4 * 36 + WAIT):
+            await renewed.wait()  # hello's pair, then two renewals on the same socket
+        assert recorder.state() is ConnectionState.CONNECTED
+        assert session.attempts == 1
+        assert rest.paths == []
+        assert len({pair.refresh for pair in pairs if pair is not None}) == len(pairs)
+        await stop(session, task)

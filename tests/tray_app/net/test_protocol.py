@@ -377,3 +377,37 @@ def test_an_unreadable_attention_changed_is_a_frame_error_naming_no_content(
     assert "attention_changed" in str(refused.value)
     assert "SECRET" not in str(refused.value)
     assert refused.value.user_message
+
+
+def test_tokens_handed_over_on_the_socket_are_read_and_never_shown() -> None:
+    hello = {
+        "type": "hello",
+        "payload": {
+            "protocol": 1,
+            "user": {"id": 1},
+            "unread_count": 0,
+            "latest_seq": 0,
+            "tokens": {"access": "a.b.c", "refresh": "r.s.t"},
+        },
+    }
+    frame = protocol.parse_server_frame(json.dumps(hello))
+    assert isinstance(frame, protocol.Hello)
+    assert frame.tokens == protocol.TokenGrant(access="a.b.c", refresh="r.s.t")
+    assert "r.s.t" not in repr(frame)
+    assert "a.b.c" not in repr(frame.tokens)
+    del hello["payload"]["tokens"]
+    plain = protocol.parse_server_frame(json.dumps(hello))
+    assert isinstance(plain, protocol.Hello)
+    assert plain.tokens is None
+    for bad in ({"access": "a.b.c"}, {"access": "", "refresh": "r"}, ["a", "r"], "a.b.c"):
+        hello["payload"]["tokens"] = bad
+        with pytest.raises(protocol.FrameError, match="tokens") as refused:
+            protocol.parse_server_frame(json.dumps(hello))
+        assert "a.b.c" not in str(refused.value)
+    sent = json.loads(protocol.encode_refresh("r.s.t", ref="refresh-1"))
+    assert sent == {"type": "refresh", "payload": {"token": "r.s.t"}, "ref": "refresh-1"}
+    assert json.loads(protocol.encode_list_projects("p-1")) == {
+        "type": "list_projects",
+        "payload": {},
+        "ref": "p-1",
+    }
