@@ -51,7 +51,7 @@ from tray_app.net import (
     protocol,
     websocket_connector,
 )
-from tray_app.net.live import Connection
+from tray_app.net.live import ChangeKind, Connection
 from tray_app.net.transport_choice import PROBE_INTERVAL, TransportChoice
 from tray_app.store import (
     AttentionStore,
@@ -72,6 +72,13 @@ logger = logging.getLogger(__name__)
 # catch-up costs no more than in batches of 200 (measured by bench/client_store.py, B9).
 REPLAY_FLUSH_ROWS = 100
 REST_PAGE = 200
+# The outbox's kinds, each the name of its socket request.
+_CHANGE_KINDS: dict[str, ChangeKind] = {
+    "mark_read": "mark_read",
+    "mark_unread": "mark_unread",
+    "delete": "delete",
+    "mark_all_read": "mark_all_read",
+}
 
 
 # --- events for the UI ---------------------------------------------------------------
@@ -636,15 +643,30 @@ class Engine:
                     self._set_server_unread(change.unread_count)
 
     async def _send(self, action: OutboxAction) -> InboxChange:
-        if action.kind == "mark_read":
+        """On the open socket when there is one (a session that only reads and marks
+        never loads the REST client's stack, issue 20); over REST otherwise, or when the
+        socket gave no answer (the change is idempotent: sending it twice is harmless)."""
+        kind = _CHANGE_KINDS.get(action.kind)
+        if kind is None:
+            raise ValueError(f"unknown outbox action {action.kind!r}")
+        payload: dict[str, Any] = (
+            {"ids": list(action.ids)}
+            if kind != "mark_all_read"
+            else ({} if action.up_to_seq is None else {"up_to_seq": action.up_to_seq})
+        )
+        try:
+            return await self.session.send_change(kind, payload)
+        except (RequestRejected, LoginRequired):
+            raise
+        except NetError as error:
+            logger.debug("%s over REST (%s)", kind, error.code)
+        if kind == "mark_read":
             return await self.api.mark_read(action.ids)
-        if action.kind == "mark_unread":
+        if kind == "mark_unread":
             return await self.api.mark_unread(action.ids)
-        if action.kind == "delete":
+        if kind == "delete":
             return await self.api.delete(action.ids)
-        if action.kind == "mark_all_read":
-            return await self.api.mark_all_read(action.up_to_seq)
-        raise ValueError(f"unknown outbox action {action.kind!r}")
+        return await self.api.mark_all_read(action.up_to_seq)
 
     async def _cancel_drain(self) -> None:
         for task in (self._drain_task, self._attention_task):

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.http import CountingTransport
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
 from tests.tray_app.conftest import (
     Harness,
@@ -700,3 +701,38 @@ async def test_the_http_streams_modules_load_only_when_a_session_falls_back_to_i
         "after": ["tray_app.net.sse", "tray_app.net.stream"],
         "opens": True,
     }
+
+
+async def test_a_users_actions_go_over_the_open_socket_not_rest(
+    demo_server: RunningServer, harness: HarnessFactory, tmp_path
+):
+    """Mark read, mark unread, delete and mark all read, queued and sent while connected:
+    each is answered on the socket, and the REST client makes no request (a session that
+    only reads and marks never loads its stack)."""
+    publisher = Publisher(demo_server)
+    await asyncio.to_thread(publisher.publish_many, [f"act {n}" for n in range(4)])
+    async with ApiClient(demo_server.url) as seed:
+        await seed.login("alice", "demo")
+        assert seed.tokens is not None
+        refresh = seed.tokens.refresh
+    rest = CountingTransport()
+    api = ApiClient(demo_server.url, http_transport=rest)
+    api.restore(refresh)  # a returning start: the socket trades the refresh token
+    client = await harness(demo_server.url, data_dir=tmp_path / "desktop", api=api)
+    client.start()
+    await client.until(lambda: bool(client.catch_ups()))
+    rows = client.engine.search(limit=4)
+    first, second, third = rows[0].id, rows[1].id, rows[2].id
+    client.engine.mark_read([first, second])
+    client.engine.mark_unread([second])
+    client.engine.delete([third])
+    client.engine.mark_all_read()
+    await client.until(lambda: not client.engine.outbox.pending())
+    async with ApiClient(demo_server.url) as check:
+        await check.login("alice", "demo")
+        assert (await check.unread_count())[0] == 0
+        remaining = {row.id for row in (await check.inbox_page(limit=200)).results}
+    assert third not in remaining
+    assert first in remaining
+    assert rest.paths == []
+    await client.stop()

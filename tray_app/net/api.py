@@ -169,6 +169,7 @@ def normalise_base_url(base_url: str) -> str:
     if (
         canonical is not None
         and ".." not in text
+        and "xn--" not in text  # an IDNA label: httpx checks its encoding
         and (canonical["port"] is None or int(canonical["port"]) <= 65535)
         and canonical["port"] != _DEFAULT_PORTS[canonical["scheme"]]
     ):
@@ -177,11 +178,13 @@ def normalise_base_url(base_url: str) -> str:
 
     try:
         url = httpx.URL(text)
-    except httpx.InvalidURL:
+        host = url.host  # decodes an "xn--" label
+    except (httpx.InvalidURL, ValueError, IndexError):
+        # idna's errors (a malformed "xn--" label) come through httpx as they are.
         raise ValueError("The server address is not a valid web address.") from None
     if url.scheme not in {"http", "https"}:
         raise ValueError("The server address must start with http:// or https://.")
-    if not url.host:
+    if not host:
         raise ValueError("The server address has no host name.")
     if url.userinfo:
         raise ValueError("The server address must not contain a user name or password.")

@@ -30,8 +30,8 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, Literal, Protocol
 
 import websockets
 from websockets.exceptions import (
@@ -44,13 +44,14 @@ from websockets.exceptions import (
 
 from tray_app import __version__
 from tray_app.net import protocol
-from tray_app.net.api import RefreshLease, Tokens
+from tray_app.net.api import InboxChange, RefreshLease, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.connection_state import ConnectionState, StateChange
 from tray_app.net.errors import (
     AccountDisabled,
     LoginRequired,
     NetError,
+    RequestRejected,
     ServerUnreachable,
     TlsFailure,
     error_from_transport,
@@ -401,6 +402,42 @@ class LiveSession:
         if not isinstance(projects, list):
             raise protocol.FrameError("ack: projects must be a list")
         return projects
+
+    async def send_change(self, kind: ChangeKind, payload: Mapping[str, Any]) -> InboxChange:
+        """An inbox change (``mark_read``, ``mark_unread``, ``delete``, ``mark_all_read``)
+        on the open socket, and what its ``ack`` says it did.
+
+        Raises:
+            RequestRejected: the server refused it (its ``error`` code): sent again, it
+                would be refused again.
+            NetError: not connected over the socket, no answer in time, or the server
+                could not do it now (``server_error``): send it again later, here or over
+                REST (every change is idempotent).
+        """
+        connection = self._connection
+        if connection is None or self._over_http():
+            raise Closed("not connected over the socket", None)
+        try:
+            reply = await self._ask(
+                connection, kind, lambda ref: protocol.encode(kind, payload, ref=ref)
+            )
+        except (TimeoutError, ConnectionClosed):
+            raise Closed(f"no answer to {kind}", None) from None
+        if isinstance(reply, protocol.ServerErrorFrame):
+            if reply.code == "server_error":
+                raise NetError(f"the server could not do {kind} now", code=reply.code)
+            raise RequestRejected(
+                f"the server refused {kind} ({reply.code})", status=400, code=reply.code
+            )
+        fields, what = protocol.FRAME_FIELDS, f"{kind} ack"
+        return InboxChange(
+            changed=fields.whole_list(reply.payload, "changed", what),
+            # mark_all_read's ack has no not_found: it names no ids.
+            not_found=fields.whole_list(reply.payload, "not_found", what)
+            if "not_found" in reply.payload
+            else [],
+            unread_count=fields.whole(reply.payload, "unread_count", what),
+        )
 
     async def set_status(self, status: str) -> None:
         """The user's chosen presence status, kept across reconnects."""
@@ -945,6 +982,7 @@ class LiveSession:
 
 
 _Reply = protocol.Ack | protocol.ServerErrorFrame
+ChangeKind = Literal["mark_read", "mark_unread", "delete", "mark_all_read"]
 
 
 class _Reopen(Exception):

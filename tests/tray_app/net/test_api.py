@@ -27,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tray_app
+from tests.fixtures.http import CountingTransport
 from tests.fixtures.services import RunningServer, ServerFactory, free_port
 from tests.fixtures.tls import self_signed
 from tests.tray_app.net.scripted_servers import (
@@ -81,24 +82,6 @@ class TokenLog:
 
     def __call__(self, tokens: Tokens | None) -> None:
         self.calls.append(tokens)
-
-
-class CountingTransport(httpx.AsyncHTTPTransport):
-    """httpx's real network transport, counting the requests per path and status."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: list[str] = []
-        self.statuses: list[tuple[str, int]] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.paths.append(request.url.path)
-        response = await super().handle_async_request(request)
-        self.statuses.append((request.url.path, response.status_code))
-        return response
-
-    def count(self, path: str) -> int:
-        return self.paths.count(path)
 
 
 def assert_safe(error: NetError, secrets: Iterable[str] = ()) -> None:
@@ -802,6 +785,7 @@ def test_base_url_is_checked_and_gives_the_websocket_address() -> None:
         "https://",
         "https://user:pw@tray.example.com",
         "https://tray.example.com/?x=1",
+        "https://xn--a.example",  # a malformed IDNA label: idna's own error, not a crash
     ]:
         with pytest.raises(ValueError, match="server address") as refused:
             normalise_base_url(bad)
@@ -1081,7 +1065,7 @@ async def test_a_pair_granted_after_a_logout_does_not_bring_the_session_back() -
 
 @given(
     scheme=st.sampled_from(["http", "https"]),
-    host=st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
+    host=st.from_regex(r"(xn--)?[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True),
     port=st.none() | st.integers(min_value=0, max_value=70000),
     path=st.lists(st.from_regex(r"[A-Za-z0-9._~%-]{0,8}", fullmatch=True), max_size=4),
     slash=st.booleans(),
@@ -1096,14 +1080,12 @@ def test_an_address_in_normal_form_is_answered_as_httpx_would(
     text += f":{port}" if port is not None else ""
     text += "".join(f"/{segment}" for segment in path) + ("/" if slash else "")
     try:
-        expected: str | None = str(httpx.URL(text).copy_with(query=None, fragment=None))
-    except httpx.InvalidURL:
+        url = httpx.URL(text)
+        expected = str(url.copy_with(query=None, fragment=None)).rstrip("/") if url.host else None
+    except (httpx.InvalidURL, ValueError, IndexError):  # idna's own errors pass through
         expected = None
     try:
         got: str | None = normalise_base_url(text)
     except ValueError:
         got = None
-    if expected is None or not httpx.URL(text).host:
-        assert got is None
-    else:
-        assert got == expected.rstrip("/")
+    assert got == expected

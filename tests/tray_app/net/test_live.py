@@ -17,19 +17,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from tests.fixtures.http import CountingTransport
 from tests.fixtures.services import RunningServer
 from tests.tray_app.net.scripted_servers import ScriptedRequest, ScriptedServer, http_response
 from tray_app.net import live, protocol
 from tray_app.net.api import REFRESH_PATH, ApiClient, Tokens
 from tray_app.net.backoff import Backoff
 from tray_app.net.connection_state import ConnectionState, StateChange
-from tray_app.net.errors import LoginRequired
+from tray_app.net.errors import LoginRequired, NetError, RequestRejected
 from tray_app.net.live import (
     FRAMES_PER_TURN,
     PING_INTERVAL,
@@ -865,24 +865,12 @@ async def test_a_refused_or_unknown_refresh_frame(answer: dict[str, str], outcom
     assert session.attempts == 1
 
 
-class _CountingTransport(httpx.AsyncHTTPTransport):
-    """httpx's real transport, recording each REST request's path."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.paths.append(request.url.path)
-        return await super().handle_async_request(request)
-
-
 async def test_a_returning_start_on_the_real_server_makes_no_rest_call(demo_server: RunningServer):
     """The stored refresh token opens the socket; hello's pair is the session's, and the
     token it replaced is spent: used again, it ends the session (and this socket)."""
     async with ApiClient(demo_server.url) as seed_client:
         seed = await seed_client.login("alice", "demo")
-    rest = _CountingTransport()
+    rest = CountingTransport()
     log = TokenLog()
     async with ApiClient(demo_server.url, http_transport=rest, on_tokens_changed=log) as api:
         api.restore(seed.refresh)
@@ -915,7 +903,7 @@ async def test_a_returning_start_on_the_real_server_makes_no_rest_call(demo_serv
 
 async def test_short_lived_tokens_are_renewed_in_band_on_the_real_server(server_factory):
     server = server_factory(demo=True, env={"TRAY_ACCESS_TOKEN_MINUTES": "0.6"})
-    rest = _CountingTransport()
+    rest = CountingTransport()
     renewed = asyncio.Event()
     pairs: list[Tokens | None] = []
 
@@ -939,4 +927,48 @@ async def test_short_lived_tokens_are_renewed_in_band_on_the_real_server(server_
         assert session.attempts == 1
         assert rest.paths == []
         assert len({pair.refresh for pair in pairs if pair is not None}) == len(pairs)
+        await stop(session, task)
+
+
+async def test_inbox_changes_on_the_socket_say_what_the_server_answered(alice: ApiClient):
+    answers = {
+        "mark_read": {
+            "type": "ack",
+            "payload": {"for": "mark_read", "changed": [1], "not_found": [9], "unread_count": 3},
+        },
+        "mark_all_read": {
+            "type": "ack",
+            "payload": {"for": "mark_all_read", "changed": [2], "unread_count": 0},
+        },
+        "delete": {"type": "error", "payload": {"code": "invalid_ids", "message": "Bad ids."}},
+        "mark_unread": {
+            "type": "error",
+            "payload": {"code": "server_error", "message": "Try again."},
+        },
+    }
+
+    async def server(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        async for raw in connection:
+            frame = json.loads(raw)
+            if frame["type"] in answers:
+                await connection.send(json.dumps({**answers[frame["type"]], "ref": frame["ref"]}))
+
+    async with scripted_server(server) as (connect, _):
+        recorder = Recorder()
+        session = LiveSession(alice, recorder, connect=connect)
+        with pytest.raises(NetError, match="not connected"):
+            await session.send_change("mark_read", {"ids": [1]})
+        task = await run_session(session)
+        await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
+        done = await session.send_change("mark_read", {"ids": [1, 9]})
+        assert (done.changed, done.not_found, done.unread_count) == ([1], [9], 3)
+        everything = await session.send_change("mark_all_read", {})
+        assert (everything.changed, everything.not_found, everything.unread_count) == ([2], [], 0)
+        with pytest.raises(RequestRejected) as refused:
+            await session.send_change("delete", {"ids": [-1]})
+        assert refused.value.code == "invalid_ids"
+        with pytest.raises(NetError) as later:
+            await session.send_change("mark_unread", {"ids": [1]})
+        assert not isinstance(later.value, RequestRejected)
         await stop(session, task)

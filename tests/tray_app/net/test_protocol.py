@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time
+from typing import Any
 
 import pytest
 
@@ -380,7 +381,7 @@ def test_an_unreadable_attention_changed_is_a_frame_error_naming_no_content(
 
 
 def test_tokens_handed_over_on_the_socket_are_read_and_never_shown() -> None:
-    hello = {
+    hello: dict[str, Any] = {
         "type": "hello",
         "payload": {
             "protocol": 1,
