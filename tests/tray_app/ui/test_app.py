@@ -459,11 +459,16 @@ def test_do_not_disturb_from_the_tray_is_the_status_the_presence_window_shows(
         await until(lambda: app.state.state is ConnectionState.CONNECTED)
         account = app.account
         assert account is not None
+        # The projects are asked for once connected (over the socket).
+        titles = ["Mobile App", "Website Redesign"]
+        await until(lambda: sorted(title for _, title in account.projects) == titles)
         app.tray.dnd_requested.emit("1h")
         assert account.own_status == "dnd"
         app.tray.presence_requested.emit()
         presence = account.presence
         assert presence is not None
+        combo = presence.project_combo
+        assert sorted(combo.itemText(i) for i in range(combo.count())) == titles
         assert presence.own_status() == "dnd"  # opened after: shows it
         app.tray.dnd_requested.emit("off")
         assert presence.own_status() == "online"  # open: follows it
