@@ -99,17 +99,19 @@ async def connect() -> AsyncIterator[Callable[..., Any]]:
         *,
         token: str | None = None,
         via: str = "header",
+        scheme: str = "Bearer",
+        query: str = "",
         headers: list[tuple[bytes, bytes]] | None = None,
         expect_hello: bool = True,
     ) -> Client:
         if token is None and user is not None:
             token = await database_sync_to_async(access_token)(user)
-        path = "/ws/notifications/"
+        path = "/ws/notifications/" + (f"?{query}" if query else "")
         all_headers = list(headers or [])
         if token is not None and via == "header":
-            all_headers.append((b"authorization", f"Bearer {token}".encode()))
+            all_headers.append((b"authorization", f"{scheme} {token}".encode()))
         elif token is not None:
-            path += f"?token={token}"
+            path += f"{'&' if query else '?'}token={token}"
         communicator = WebsocketCommunicator(application, path, headers=all_headers)
         opened.append(communicator)
         connected, _ = await communicator.connect(timeout=WAIT)

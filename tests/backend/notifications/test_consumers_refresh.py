@@ -12,7 +12,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,14 +20,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.test import Client as DjangoClient
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import ConnectionClosed
 
-from backend.notifications.hub import Hub
 from backend.notifications.selectors import Audience
 from backend.notifications.services import notification_create
 from backend.users.models import LoginSession, User
@@ -76,12 +74,9 @@ def refresh_header(raw: str) -> list[tuple[bytes, bytes]]:
 
 
 @pytest_asyncio.fixture
-async def refresh_socket() -> AsyncIterator[Callable[..., Any]]:
+async def refresh_socket(connect: Callable[..., Any]) -> Callable[..., Any]:
     """``await refresh_socket(raw)`` → a Client of a ``Refresh`` handshake, its hello in
     ``client.hello`` (unless ``expect_hello=False``)."""
-    from backend.config.asgi import application
-
-    opened: list[WebsocketCommunicator] = []
 
     async def open_(
         raw: str,
@@ -91,23 +86,13 @@ async def refresh_socket() -> AsyncIterator[Callable[..., Any]]:
         headers: list[tuple[bytes, bytes]] | None = None,
         expect_hello: bool = True,
     ) -> Client:
-        path = "/ws/notifications/" + (f"?{query}" if query else "")
-        auth = [(b"authorization", f"{scheme} {raw}".encode())]
-        communicator = WebsocketCommunicator(application, path, headers=auth + (headers or []))
-        opened.append(communicator)
-        connected, _ = await communicator.connect(timeout=WAIT)
-        assert connected
-        client = Client(communicator)
-        if expect_hello:
-            hello = await client.receive()
-            assert hello["type"] == "hello", hello
-            client.hello = hello["payload"]  # type: ignore[attr-defined]
+        client: Client = await connect(
+            token=raw, scheme=scheme, query=query, headers=headers, expect_hello=expect_hello
+        )
+        assert client.connected  # type: ignore[attr-defined]
         return client
 
-    yield open_
-    for communicator in opened:
-        await communicator.disconnect()
-    await Hub.current().stop()
+    return open_
 
 
 # -- the handshake ------------------------------------------------------------

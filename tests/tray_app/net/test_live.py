@@ -653,6 +653,15 @@ def _rest_refresh(expected: str, access: str) -> Callable[[ScriptedRequest], byt
     return answer
 
 
+def restored(
+    api: ApiClient, refresh: str, connect: Connector, **options: Any
+) -> tuple[Recorder, LiveSession]:
+    """A session of ``api`` resumed from the stored ``refresh`` token (a returning start)."""
+    api.restore(refresh)
+    recorder = Recorder()
+    return recorder, LiveSession(api, recorder, connect=connect, **options)
+
+
 # Nothing listens there: a REST request the session should not make would fail.
 _NO_REST = "http://127.0.0.1:9"
 
@@ -671,9 +680,7 @@ async def test_a_cold_start_connects_with_the_refresh_token_and_keeps_the_new_pa
         scripted_server(grant) as (connect, _),
         ApiClient(_NO_REST, on_tokens_changed=log) as api,
     ):
-        api.restore("stored.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect)
+        recorder, session = restored(api, "stored.refresh", connect)
         task = await run_session(session)
         await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
         assert headers == ["Refresh stored.refresh"]
@@ -703,9 +710,7 @@ async def test_a_refresh_token_refused_at_the_handshake_ends_the_session(
         scripted_server(refuse) as (connect, _),
         ApiClient(_NO_REST, on_tokens_changed=log) as api,
     ):
-        api.restore("spent.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect)
+        recorder, session = restored(api, "spent.refresh", connect)
         task = await run_session(session)
         async with asyncio.timeout(WAIT):
             await task  # run() ended by itself: no further attempt
@@ -730,9 +735,7 @@ async def test_a_socket_lost_before_hello_keeps_the_refresh_token_for_the_next_t
         await connection.wait_closed()
 
     async with scripted_server(lose_the_first) as (connect, _), ApiClient(_NO_REST) as api:
-        api.restore("stored.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect, backoff=Backoff(base=0.05))
+        recorder, session = restored(api, "stored.refresh", connect, backoff=Backoff(base=0.05))
         task = await run_session(session)
         await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
         await stop(session, task)
@@ -765,9 +768,7 @@ async def test_a_server_that_takes_no_refresh_token_gets_a_rest_refresh_then_the
         ScriptedServer(_rest_refresh("stored.refresh", access)) as rest_server,
         ApiClient(rest_server.url) as api,
     ):
-        api.restore("stored.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect, backoff=Backoff(base=0.05))
+        recorder, session = restored(api, "stored.refresh", connect, backoff=Backoff(base=0.05))
         task = await run_session(session)
         await recorder.until(lambda: recorder.state() is ConnectionState.CONNECTED)
         await stop(session, task)
@@ -799,9 +800,7 @@ async def test_the_access_token_is_renewed_in_band_with_the_refresh_token():
         scripted_server(renew) as (connect, _),
         ApiClient(_NO_REST, on_tokens_changed=log) as api,
     ):
-        api.restore("first.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect)
+        recorder, session = restored(api, "first.refresh", connect)
         task = await run_session(session)
         await recorder.until(lambda: len(log.calls) == 2)
         assert [frame["payload"] for frame in refreshes] == [{"token": "second.refresh"}]
@@ -843,9 +842,7 @@ async def test_a_refused_or_unknown_refresh_frame(answer: dict[str, str], outcom
         ScriptedServer(_rest_refresh("second.refresh", rest_access)) as rest_server,
         ApiClient(rest_server.url) as api,
     ):
-        api.restore("first.refresh")
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=connect)
+        recorder, session = restored(api, "first.refresh", connect)
         task = await run_session(session)
         if outcome == "login_required":
             async with asyncio.timeout(WAIT):
@@ -873,9 +870,9 @@ async def test_a_returning_start_on_the_real_server_makes_no_rest_call(demo_serv
     rest = CountingTransport()
     log = TokenLog()
     async with ApiClient(demo_server.url, http_transport=rest, on_tokens_changed=log) as api:
-        api.restore(seed.refresh)
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
+        recorder, session = restored(
+            api, seed.refresh, websocket_connector(Transport(proxy="none"))
+        )
         task = await run_session(session)
         await recorder.until(lambda: bool(recorder.of(protocol.CaughtUp)))
         assert rest.paths == []
@@ -917,9 +914,9 @@ async def test_short_lived_tokens_are_renewed_in_band_on_the_real_server(server_
     async with ApiClient(
         server.url, http_transport=rest, on_tokens_changed=on_tokens_changed
     ) as api:
-        api.restore(seed.refresh)
-        recorder = Recorder()
-        session = LiveSession(api, recorder, connect=websocket_connector(Transport(proxy="none")))
+        recorder, session = restored(
+            api, seed.refresh, websocket_connector(Transport(proxy="none"))
+        )
         task = await run_session(session)
         async with asyncio.timeout(4 * 36 + WAIT):
             await renewed.wait()  # hello's pair, then two renewals on the same socket
