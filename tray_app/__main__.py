@@ -7,8 +7,6 @@ environment on its own.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -16,8 +14,15 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from tray_app import __version__, config
+from tray_app import __version__
+
+if TYPE_CHECKING:
+    # Imported where they are first needed: in the tray app, after the icon is shown
+    # (asyncio brings ssl, subprocess and concurrent.futures with it, ~30 ms; issue 20).
+    import asyncio
+    import concurrent.futures
 
 # Enough for a keyring prompt the user leaves open plus a host name lookup or two.
 IO_THREADS = 4
@@ -67,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     defer_rarely_used_modules()
     if not args.headless:
         return run_gui(args)
+    from tray_app import config
+
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     # At DEBUG, websockets logs its handshake headers: "Authorization: Bearer <token>".
     from tray_app.logs import RedactingFilter
@@ -104,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         transport=managed.transport(os.environ),
         remember_refusal=managed.remember_me_refusal(SavedPreferences.load(config.config_dir())),
     )
+    import asyncio
+
     try:
         return asyncio.run(run_headless(options))
     except KeyboardInterrupt:
@@ -121,6 +130,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    from tray_app import config
     from tray_app.ui.pyside_sources import stop_keeping_module_sources
 
     stop_keeping_module_sources()  # before the rest of the app is imported (13.7 MiB)
@@ -166,6 +176,8 @@ def run_gui(args: argparse.Namespace) -> int:
     from tray_app.logs import configure_logging
 
     log_file = configure_logging(args.log_level if args.log_level != "WARNING" else "INFO")
+    import asyncio
+
     import qasync
 
     from tray_app.ui.app import AppOptions, TrayApp
@@ -263,6 +275,8 @@ def io_executor() -> concurrent.futures.ThreadPoolExecutor:
     qasync's own default starts ten QThreads at once, for an app that needs a thread a
     few times a session; this one starts a thread only when a call finds none idle.
     """
+    import concurrent.futures
+
     return concurrent.futures.ThreadPoolExecutor(
         max_workers=IO_THREADS, thread_name_prefix="tray-io"
     )

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec.structs import replace
 
 from tray_app.time_words import as_aware
 
@@ -43,8 +45,7 @@ class AttentionFormatError(ValueError):
     """An attention payload that is not the documented shape."""
 
 
-@dataclass(frozen=True)
-class Silence:
+class Silence(msgspec.Struct, frozen=True):
     """Why toasts are held back right now, and until when.
 
     Attributes:
@@ -57,8 +58,7 @@ class Silence:
     until: datetime | None
 
 
-@dataclass(frozen=True)
-class Attention:
+class Attention(msgspec.Struct, frozen=True):
     """One user's attention settings (docs/protocol.md, "Attention").
 
     Attributes:
@@ -80,8 +80,8 @@ class Attention:
     dnd_until: datetime | None = None
     quiet_hours: tuple[time, time] | None = None
     time_zone: str | None = None
-    muted_projects: frozenset[int] = field(default_factory=frozenset)
-    muted_event_types: frozenset[str] = field(default_factory=frozenset)
+    muted_projects: frozenset[int] = msgspec.field(default_factory=frozenset)
+    muted_event_types: frozenset[str] = msgspec.field(default_factory=frozenset)
     min_priority: str = "low"
     urgent_breaks_through: bool = True
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from tray_app import app_dirs
 from tray_app.files import write_atomically
@@ -34,8 +35,7 @@ def config_dir() -> Path:
     return Path(os.environ.get("TRAY_NOTIFIER_CONFIG_DIR") or app_dirs.user_config_dir(APP_NAME))
 
 
-@dataclass
-class Settings:
+class Settings(msgspec.Struct):
     """What the user (or IT) chose. Every field has a safe default."""
 
     server_url: str = DEFAULT_SERVER_URL
@@ -57,13 +57,13 @@ class Settings:
             logger.warning("ignoring settings in %s: not a JSON object", path)
             return cls()
         settings = cls()
-        for spec in fields(cls):
-            value = raw.get(spec.name)
-            default = getattr(settings, spec.name)
+        for name in cls.__struct_fields__:
+            value = raw.get(name)
+            default = getattr(settings, name)
             if isinstance(value, type(default)) and not isinstance(value, bool):
-                setattr(settings, spec.name, value)
+                setattr(settings, name, value)
             elif value is not None:
-                logger.warning("ignoring setting %s in %s: wrong type", spec.name, path)
+                logger.warning("ignoring setting %s in %s: wrong type", name, path)
         return settings
 
     def save(self, directory: Path | None = None) -> None:
@@ -72,4 +72,4 @@ class Settings:
         write_atomically(folder / "settings.json", text.encode("utf-8"))
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return msgspec.structs.asdict(self)

@@ -23,10 +23,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from tray_app.attention import DEFAULT as DEFAULT_ATTENTION
 from tray_app.attention import (
@@ -84,8 +85,7 @@ _CHANGE_KINDS: dict[str, ChangeKind] = {
 # --- events for the UI ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NotificationAdded:
+class NotificationAdded(msgspec.Struct, frozen=True):
     """A notification new to this device. ``live`` is false for catch-up (replay, REST
     paging): a UI toasts live ones and sums up the rest."""
 
@@ -93,8 +93,7 @@ class NotificationAdded:
     live: bool
 
 
-@dataclass(frozen=True)
-class NotificationBatchAdded:
+class NotificationBatchAdded(msgspec.Struct, frozen=True):
     """The rows one store added (a live notification, a replay batch, a REST page), as one
     event, right after their :class:`NotificationAdded` events.
 
@@ -107,59 +106,49 @@ class NotificationBatchAdded:
     live: bool
 
 
-@dataclass(frozen=True)
-class ReadStateChanged:
+class ReadStateChanged(msgspec.Struct, frozen=True):
     ids: tuple[int, ...]
     is_read: bool
 
 
-@dataclass(frozen=True)
-class NotificationsRemoved:
+class NotificationsRemoved(msgspec.Struct, frozen=True):
     ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class UnreadCountChanged:
+class UnreadCountChanged(msgspec.Struct, frozen=True):
     unread_count: int
 
 
-@dataclass(frozen=True)
-class CatchUpFinished:
+class CatchUpFinished(msgspec.Struct, frozen=True):
     """A replay ended; ``added`` rows were new (the "N new while you were away" toast)."""
 
     added: int
 
 
-@dataclass(frozen=True)
-class HistoryReset:
+class HistoryReset(msgspec.Struct, frozen=True):
     """The local history was dropped (the server's data was reset); it refills."""
 
 
-@dataclass(frozen=True)
-class PresenceSnapshotReceived:
+class PresenceSnapshotReceived(msgspec.Struct, frozen=True):
     snapshot: protocol.PresenceSnapshot
 
 
-@dataclass(frozen=True)
-class PresenceUpdated:
+class PresenceUpdated(msgspec.Struct, frozen=True):
     change: protocol.PresenceChanged | protocol.PresenceUnsubscribed
 
 
-@dataclass(frozen=True)
-class ConnectionStateChanged:
+class ConnectionStateChanged(msgspec.Struct, frozen=True):
     change: StateChange
 
 
-@dataclass(frozen=True)
-class AttentionChanged:
+class AttentionChanged(msgspec.Struct, frozen=True):
     """The attention settings in force changed: from the server (any device), or a change
     made here that the server has not confirmed yet."""
 
     attention: Attention
 
 
-@dataclass(frozen=True)
-class AttentionChangeRefused:
+class AttentionChangeRefused(msgspec.Struct, frozen=True):
     """The server refused a change made here for good (``message`` says why, in words
     a user can act on); the settings went back to the server's."""
 
@@ -676,8 +665,7 @@ class Engine:
                     await task
 
 
-@dataclass(frozen=True)
-class OpenedAccount:
+class OpenedAccount(msgspec.Struct, frozen=True):
     """An account's engine on its local store; close ``database`` after the engine stops."""
 
     engine: Engine

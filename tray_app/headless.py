@@ -15,10 +15,11 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+import msgspec
 
 from tray_app import config
 from tray_app.account import AccountSession
@@ -51,15 +52,14 @@ EXIT_USAGE = 2
 EXIT_LOGIN = 3
 
 
-@dataclass(frozen=True)
-class HeadlessOptions:
+class HeadlessOptions(msgspec.Struct, frozen=True):
     server_url: str
     username: str
     data_dir: Path
     config_dir: Path
     session_only: bool = False
     # Trust and proxy, for the REST client and the socket alike.
-    transport: Transport = field(default_factory=Transport)
+    transport: Transport = msgspec.field(default_factory=Transport)
     # Why the login must not be kept in the keyring (ManagedConfig.remember_me_refusal:
     # IT's policy, then the user's own choice), or None.
     remember_refusal: str | None = None

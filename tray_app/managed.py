@@ -27,11 +27,13 @@ import ssl
 import stat
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import time
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from msgspec.structs import replace
 
 from tray_app import app_dirs, autostart
 from tray_app.config import APP_NAME
@@ -187,8 +189,7 @@ _LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class ManagedSetting:
+class ManagedSetting(msgspec.Struct, frozen=True):
     """One key IT set.
 
     Attributes:
@@ -210,8 +211,7 @@ class ManagedSetting:
         return _LABELS[self.key]
 
 
-@dataclass(frozen=True)
-class ManagedConfig:
+class ManagedConfig(msgspec.Struct, frozen=True):
     """What IT set for this computer. Empty (nothing managed) by default.
 
     Attributes:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 __all__ = [
     "GROUPS",
@@ -91,8 +92,7 @@ def _align(length: int) -> int:
     return (length + 3) & ~3
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     """One netlink message: its header's fields and what follows the header."""
 
     type: int
@@ -101,8 +101,7 @@ class Message:
     payload: bytes
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(msgspec.Struct, frozen=True):
     """What matters of a route (an ``rtmsg`` and its attributes)."""
 
     family: int
@@ -125,8 +124,7 @@ class Route:
         )
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(msgspec.Struct, frozen=True):
     """An interface: its index, ``IFF_*`` flags and name."""
 
     index: int

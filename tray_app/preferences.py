@@ -23,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from msgspec.structs import replace
 
 from tray_app.files import write_atomically
 
@@ -45,8 +47,7 @@ PREFERENCES_FILE = "preferences.json"
 _TIME_FORMAT = "%H:%M"
 
 
-@dataclass
-class Preferences:
+class Preferences(msgspec.Struct):
     """The user's notification preferences. Every field has a safe default.
 
     Attributes:
@@ -130,7 +131,7 @@ _DECODERS: dict[str, Any] = {
 }
 
 
-PREFERENCE_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(Preferences))
+PREFERENCE_NAMES: tuple[str, ...] = Preferences.__struct_fields__
 
 
 def legacy_attention_change(directory: Path, *, now: datetime) -> dict[str, Any]:
@@ -160,8 +161,7 @@ def legacy_attention_change(directory: Path, *, now: datetime) -> dict[str, Any]
     return change
 
 
-@dataclass(frozen=True)
-class SavedPreferences:
+class SavedPreferences(msgspec.Struct, frozen=True):
     """The user's own layer: what their ``preferences.json`` holds.
 
     Attributes:
@@ -172,14 +172,14 @@ class SavedPreferences:
             locked, never becomes the user's own choice by being saved.
     """
 
-    values: Preferences = field(default_factory=Preferences)
+    values: Preferences = msgspec.field(default_factory=Preferences)
     chosen: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = set(self.chosen) - set(PREFERENCE_NAMES)
         if unknown:
             raise ValueError(f"not preferences: {', '.join(sorted(unknown))}")
-        object.__setattr__(self, "chosen", frozenset(self.chosen))
+        msgspec.structs.force_setattr(self, "chosen", frozenset(self.chosen))
 
     @classmethod
     def load(cls, directory: Path) -> SavedPreferences:

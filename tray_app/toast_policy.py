@@ -49,9 +49,10 @@ import re
 import time as monotonic_time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Literal
+
+import msgspec
 
 from tray_app.attention import DEFAULT as DEFAULT_ATTENTION
 from tray_app.attention import Attention
@@ -95,8 +96,7 @@ _WHITESPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 
 
-@dataclass(frozen=True)
-class ToastRequest:
+class ToastRequest(msgspec.Struct, frozen=True):
     """One notification that reached this device, as the planner needs it.
 
     Attributes:
@@ -146,8 +146,7 @@ class ToastRequest:
         )
 
 
-@dataclass(frozen=True)
-class ToastPreferences:
+class ToastPreferences(msgspec.Struct, frozen=True):
     """What the user chose about toasts.
 
     Attributes:
@@ -167,8 +166,7 @@ class ToastPreferences:
         return cls(enabled=preferences.toasts_enabled, sound=preferences.sound, attention=attention)
 
 
-@dataclass(frozen=True)
-class Toast:
+class Toast(msgspec.Struct, frozen=True):
     """One toast to show, already in its final plain-text form.
 
     Attributes:

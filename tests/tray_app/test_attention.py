@@ -11,7 +11,6 @@ import itertools
 import json
 import time as process_time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from tests.tray_app.conftest import SCALE
 from tray_app.attention import (

@@ -14,12 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import certifi
 import pytest
+from msgspec.structs import replace
 
 from tray_app.managed import (
     MANAGED_FILE_ENV,

@@ -7,12 +7,12 @@ wall-clock ``now`` for do-not-disturb and quiet hours.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from tests.tray_app.conftest import stored_notification, toast_request
 from tray_app.attention import Attention

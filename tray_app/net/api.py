@@ -30,9 +30,10 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
+
+import msgspec
 
 import tray_app
 from tray_app.attention import Attention, AttentionFormatError, parse_attention
@@ -99,8 +100,7 @@ _MAX_ERROR_BODY: Final = 64 * 1024
 # --- values ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(msgspec.Struct, frozen=True):
     """The session's credentials. ``repr`` hides both tokens, so logging one is safe.
 
     Attributes:
@@ -111,13 +111,15 @@ class Tokens:
             read without verifying the signature (the server verifies); 0 if unknown.
     """
 
-    access: str | None = field(repr=False)
-    refresh: str = field(repr=False)
+    access: str | None
+    refresh: str
     access_expires_at: float = 0.0
 
+    def __repr__(self) -> str:
+        return f"Tokens(access_expires_at={self.access_expires_at!r})"  # no token shown
 
-@dataclass(frozen=True)
-class InboxPage:
+
+class InboxPage(msgspec.Struct, frozen=True):
     """One page of ``GET /api/inbox/``; ``results`` are its notifications, read once."""
 
     results: list[Notification]
@@ -127,8 +129,7 @@ class InboxPage:
     unread_count: int
 
 
-@dataclass(frozen=True)
-class InboxChange:
+class InboxChange(msgspec.Struct, frozen=True):
     """What an inbox action did. ``not_found`` lists ids that are not (or no longer) the user's."""
 
     changed: list[int]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+
+import msgspec
 
 
-@dataclass
-class Backoff:
+class Backoff(msgspec.Struct):
     """Delays between connection attempts.
 
     Attributes:
@@ -43,7 +43,7 @@ class Backoff:
     # Full jitter still spreads a crowd of clients over the window.
     cap: float = 10.0
     stable_after: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random = msgspec.field(default_factory=random.Random)
     failures: int = 0
     _opened_at: float | None = None
     _served: bool = False

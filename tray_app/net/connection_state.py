@@ -7,8 +7,9 @@ drawn from it before httpx, websockets and TLS are loaded (issue 20: the icon fi
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 if TYPE_CHECKING:
     from tray_app.net.errors import NetError
@@ -23,8 +24,7 @@ class ConnectionState(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
-class StateChange:
+class StateChange(msgspec.Struct, frozen=True):
     """Where the session stands.
 
     Attributes:

@@ -22,11 +22,11 @@ import socket
 import ssl
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import websockets.exceptions
 
 from tray_app.net.redaction import redact
@@ -260,8 +260,7 @@ _REVOKED = 23
 _NAME_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 
 
-@dataclass(frozen=True)
-class CertificateSummary:
+class CertificateSummary(msgspec.Struct, frozen=True):
     """The parts of a server certificate a person needs to recognise it.
 
     Attributes:

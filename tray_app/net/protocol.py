@@ -3,7 +3,7 @@
 docs/protocol.md is the reference. Every frame is a JSON text frame
 ``{"type": ..., "payload": {...}}``; answers to a request carry its ``ref``.
 
-``parse_server_frame`` turns a text frame into one of the frozen dataclasses
+``parse_server_frame`` turns a text frame into one of the frozen records
 below or raises :class:`FrameError`, whose message is safe to log: it names
 the frame type and what is wrong, never the frame's content (which may hold
 notification text or, for ``authenticate``, a token).
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
+
+import msgspec
 
 from tray_app.attention import Attention, AttentionFormatError, parse_attention
 from tray_app.net.errors import NetError
@@ -46,18 +47,19 @@ class FrameError(NetError):
 # --- server -> client frames ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TokenGrant:
+class TokenGrant(msgspec.Struct, frozen=True):
     """A new token pair handed over on the socket: ``hello`` after a handshake with the
     refresh token, or the ``ack`` of a ``refresh`` frame. The refresh token it replaced
     is spent."""
 
-    access: str = field(repr=False)
-    refresh: str = field(repr=False)
+    access: str
+    refresh: str
+
+    def __repr__(self) -> str:
+        return "TokenGrant()"  # no token shown: safe to log
 
 
-@dataclass(frozen=True)
-class Hello:
+class Hello(msgspec.Struct, frozen=True):
     protocol: int
     user: dict[str, Any]
     unread_count: int
@@ -68,7 +70,7 @@ class Hello:
     # (the last known ones stay in force).
     attention: Attention | None = None
     # Only after a handshake with the refresh token (``Authorization: Refresh``).
-    tokens: TokenGrant | None = field(default=None, repr=False)
+    tokens: TokenGrant | None = None  # its repr hides the tokens
 
 
 PRIORITIES: Final = frozenset({"low", "normal", "high", "urgent"})
@@ -77,8 +79,7 @@ DEFAULT_PRIORITY: Final = "normal"
 MAX_ID: Final = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class Notification:
+class Notification(msgspec.Struct, frozen=True):
     """One notification as the server sent it (docs/protocol.md, ``notification_created``;
     the REST inbox's rows have the same shape), read once by ``parse_notification``.
 
@@ -103,12 +104,11 @@ class Notification:
     actor: dict[str, Any] | None = None
     project_id: int | None = None
     project_title: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
     is_read: bool = False
 
 
-@dataclass(frozen=True)
-class NotificationCreated:
+class NotificationCreated(msgspec.Struct, frozen=True):
     """One notification pushed live (or replayed)."""
 
     notification: Notification
@@ -122,29 +122,24 @@ class NotificationCreated:
         return self.notification.id
 
 
-@dataclass(frozen=True)
-class NotificationUpdated:
+class NotificationUpdated(msgspec.Struct, frozen=True):
     id: int
     is_read: bool
 
 
-@dataclass(frozen=True)
-class NotificationDeleted:
+class NotificationDeleted(msgspec.Struct, frozen=True):
     id: int
 
 
-@dataclass(frozen=True)
-class AllRead:
+class AllRead(msgspec.Struct, frozen=True):
     up_to_seq: int | None
 
 
-@dataclass(frozen=True)
-class UnreadCount:
+class UnreadCount(msgspec.Struct, frozen=True):
     unread_count: int
 
 
-@dataclass(frozen=True)
-class CaughtUp:
+class CaughtUp(msgspec.Struct, frozen=True):
     """A replay ended: every row in ``(after_seq, through_seq]`` was sent in it (but
     deleted ones). ``after_seq`` is None from servers that predate it; then the range is
     unknown and ``through_seq`` must not move a cursor."""
@@ -154,30 +149,26 @@ class CaughtUp:
     after_seq: int | None = None
 
 
-@dataclass(frozen=True)
-class ResyncRequired:
+class ResyncRequired(msgspec.Struct, frozen=True):
     after_seq: int
     latest_seq: int
     ref: Ref = None
 
 
-@dataclass(frozen=True)
-class PresenceMember:
+class PresenceMember(msgspec.Struct, frozen=True):
     user: dict[str, Any]
     online: bool
     status: str
     last_seen: float | None
 
 
-@dataclass(frozen=True)
-class PresenceSnapshot:
+class PresenceSnapshot(msgspec.Struct, frozen=True):
     project_id: int
     members: tuple[PresenceMember, ...]
     ref: Ref = None
 
 
-@dataclass(frozen=True)
-class PresenceChanged:
+class PresenceChanged(msgspec.Struct, frozen=True):
     project_id: int
     user_id: int
     online: bool
@@ -185,28 +176,24 @@ class PresenceChanged:
     last_seen: float | None
 
 
-@dataclass(frozen=True)
-class AttentionChanged:
+class AttentionChanged(msgspec.Struct, frozen=True):
     """The user's attention settings changed on some device (docs/protocol.md, "Attention")."""
 
     attention: Attention
 
 
-@dataclass(frozen=True)
-class PresenceUnsubscribed:
+class PresenceUnsubscribed(msgspec.Struct, frozen=True):
     project_id: int
     reason: str
 
 
-@dataclass(frozen=True)
-class Ack:
+class Ack(msgspec.Struct, frozen=True):
     request: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
     ref: Ref = None
 
 
-@dataclass(frozen=True)
-class ServerErrorFrame:
+class ServerErrorFrame(msgspec.Struct, frozen=True):
     """An ``error`` frame: a request failed, or (without ref) the socket is about to close."""
 
     code: str
@@ -214,9 +201,8 @@ class ServerErrorFrame:
     ref: Ref = None
 
 
-@dataclass(frozen=True)
-class Pong:
-    payload: dict[str, Any] = field(default_factory=dict)
+class Pong(msgspec.Struct, frozen=True):
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
     ref: Ref = None
 
 

@@ -20,8 +20,9 @@ Events)") carries one socket frame per event; :mod:`tray_app.net.stream` reads i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 __all__ = ["DEFAULT_MAX_EVENT_CHARS", "Heartbeat", "SseDecoder", "SseEvent", "SseTooLarge"]
 
@@ -40,8 +41,7 @@ class SseTooLarge(ValueError):
     """A line or an event's data grew past the decoder's limit."""
 
 
-@dataclass(frozen=True)
-class SseEvent:
+class SseEvent(msgspec.Struct, frozen=True):
     """One dispatched event.
 
     Attributes:
@@ -56,8 +56,7 @@ class SseEvent:
     last_event_id: str = ""
 
 
-@dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(msgspec.Struct, frozen=True):
     """A comment line (``: ping``): the server is there, though it has nothing to say.
 
     Attributes:

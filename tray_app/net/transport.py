@@ -48,13 +48,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-import truststore
+import msgspec
 
 from tray_app.net.errors import (
     CertificateSummary,
@@ -97,8 +96,7 @@ class TransportSettingError(NetError):
     code = "transport_setting_invalid"
 
 
-@dataclass(frozen=True)
-class Transport:
+class Transport(msgspec.Struct, frozen=True):
     """Trust and proxy settings, shared by the REST client and the socket session.
 
     Attributes:
@@ -124,6 +122,10 @@ class Transport:
             TransportSettingError: ``ca_bundle`` is missing, unreadable or holds no
                 PEM certificate.
         """
+        # Imported with the first TLS connection: a plain ws:// or http:// server never
+        # needs it (truststore and the platform module it reads, ~6 ms; issue 20).
+        import truststore
+
         context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.ca_bundle is not None:
             context.load_verify_locations(cadata=_read_ca_bundle(self.ca_bundle))
@@ -461,9 +463,7 @@ async def _tunnel(
         reader, writer = await asyncio.open_connection(
             parts.hostname,
             parts.port or (443 if secure else 80),
-            ssl=(proxy_context or truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-            if secure
-            else None,
+            ssl=(proxy_context or Transport().ssl_context()) if secure else None,
         )
     except OSError as error:
         raise NetError(f"cannot connect to the proxy {describe_host(proxy)}: {error}") from error

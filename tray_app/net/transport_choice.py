@@ -57,8 +57,10 @@ blocked on this network").
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 from typing import Literal
+
+import msgspec
+from msgspec.structs import replace
 
 THRESHOLD = 3
 # A socket cut without a close frame sooner than this after its hello counts as the
@@ -112,8 +114,7 @@ REASON_SOCKET = "WebSocket"
 REASON_PROBE = "Trying WebSockets again"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     """What to use for the next attempt.
 
     Attributes:
@@ -130,8 +131,7 @@ class Decision:
     revisit_at: float | None = None
 
 
-@dataclass(frozen=True)
-class TransportChoice:
+class TransportChoice(msgspec.Struct, frozen=True):
     """The policy's state; every method returns a new one (frozen, so it is easy to test).
 
     Attributes:

@@ -46,11 +46,12 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
 from urllib.parse import urlsplit
+
+import msgspec
 
 from tray_app.store.errors import StoreError
 
@@ -311,8 +312,7 @@ def account_database_path(data_dir: Path, server_url: str, username: str) -> Pat
 # --- opening --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OpenedDatabase:
+class OpenedDatabase(msgspec.Struct, frozen=True):
     """An open, migrated database.
 
     Attributes:

@@ -19,9 +19,10 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from tray_app.store.db import transaction, translate_sqlite_errors
 from tray_app.store.errors import StoreError
@@ -61,8 +62,7 @@ _SEARCHED: Final = (
 )
 
 
-@dataclass(frozen=True)
-class StoredNotification:
+class StoredNotification(msgspec.Struct, frozen=True, dict=True):
     """One notification as stored. Text fields are plain text: never interpret HTML in them.
 
     ``actor`` and ``data`` are read from their stored JSON (``actor_json``, ``data_json``)
@@ -95,8 +95,7 @@ class StoredNotification:
         return _load_object(self.data_json) or {}
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(msgspec.Struct, frozen=True):
     """What one :meth:`Inbox.ingest` did.
 
     Attributes:
@@ -111,8 +110,7 @@ class IngestResult:
     gap: bool
 
 
-@dataclass(frozen=True)
-class Filters:
+class Filters(msgspec.Struct, frozen=True):
     """What the history window asks for; every field narrows the result.
 
     Attributes:
@@ -133,7 +131,7 @@ class Filters:
     text: str = ""
     unread: bool | None = None
     project_id: int | None = None
-    priorities: frozenset[str] = field(default_factory=frozenset)
+    priorities: frozenset[str] = msgspec.field(default_factory=frozenset)
     since: datetime | None = None
     until: datetime | None = None
     after_seq: int | None = None
@@ -191,8 +189,7 @@ def _load_object(text: str | None) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-@dataclass(frozen=True)
-class _Row:
+class _Row(msgspec.Struct, frozen=True):
     seq: int
     id: int
     title: str
@@ -277,8 +274,7 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment
 
 
-@dataclass(frozen=True)
-class _Selection:
+class _Selection(msgspec.Struct, frozen=True):
     """The rows ``filters`` selects, as SQL: ``SELECT ... FROM {source} {where}``, newest
     first with ``ORDER BY {newest_first}``."""
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
+
+import msgspec
 
 from tray_app.store.db import transaction, translate_sqlite_errors
 from tray_app.store.errors import StoreError
@@ -30,8 +31,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _COLUMNS: Final = "id, kind, ids_json, up_to_seq, created_us, attempts"
 
 
-@dataclass(frozen=True)
-class OutboxAction:
+class OutboxAction(msgspec.Struct, frozen=True):
     """One action waiting for the server.
 
     Attributes:

@@ -40,10 +40,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
+
+import msgspec
 
 from tray_app.store.errors import StoreError
 from tray_app.store.vault_helper import (
@@ -147,8 +148,7 @@ class KeyringUnavailable(StoreError):
         self.user_message = user_message
 
 
-@dataclass(frozen=True)
-class KeyringStatus:
+class KeyringStatus(msgspec.Struct, frozen=True):
     """Whether the app can keep the refresh token in the keyring.
 
     Attributes:
@@ -516,8 +516,7 @@ def helper_command(
     return [sys.executable, "-S", "-m", "tray_app.store.vault_helper"], str(root), env
 
 
-@dataclass
-class _RunningHelper:
+class _RunningHelper(msgspec.Struct):
     """A helper process and the request it is answering (or answered last)."""
 
     request: HelperRequest

@@ -31,7 +31,9 @@ gave up): a locked keyring's unlock prompt asked for by an app that quit is not 
 waiting. A request that cannot be read is answered with ``bad_request`` and ends it.
 
 This module imports nothing of the keyring at import time: the app uses its protocol
-functions, only the helper process runs :func:`main`.
+functions, only the helper process runs :func:`main`. Its two records are dataclasses,
+where the rest of the app's are msgspec Structs: the helper is a short-lived process on
+the start path, and msgspec's import would cost it more than the two classes do.
 """
 
 from __future__ import annotations

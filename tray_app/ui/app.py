@@ -16,11 +16,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+from msgspec.structs import replace
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
@@ -62,8 +63,7 @@ logger = logging.getLogger(__name__)
 REFRESH_INTERVAL_S = 0.1
 
 
-@dataclass(frozen=True)
-class AppOptions:
+class AppOptions(msgspec.Struct, frozen=True):
     server_url: str
     username: str
     data_dir: Path

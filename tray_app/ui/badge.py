@@ -8,6 +8,9 @@ stands out on light and dark panels alike, and the bell makes room for it (and f
 state marks) rather than vanish under it, so the icon stays a bell at every count.
 
 The app icon also comes with a mark for high-priority and urgent toasts (:class:`AppMark`).
+
+Its records are dataclasses, where the rest of the app's are msgspec Structs: B8's minimal
+tray app imports this module for the app icon, and must not pay for msgspec's import.
 """
 
 from __future__ import annotations

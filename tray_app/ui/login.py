@@ -12,9 +12,9 @@ line under the form) left a stale one standing, and screen readers announced nei
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAccessible, QAccessibleAnnouncementEvent, QFont, QPalette
 from PySide6.QtWidgets import (
@@ -56,8 +56,7 @@ _MISSING: tuple[tuple[LoginField, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class LoginForm:
+class LoginForm(msgspec.Struct, frozen=True):
     """What a valid form submits.
 
     Attributes:
@@ -71,8 +70,7 @@ class LoginForm:
     password: str
 
 
-@dataclass(frozen=True)
-class FormProblem:
+class FormProblem(msgspec.Struct, frozen=True):
     """Why the form cannot be sent.
 
     Attributes:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
+
+import msgspec
 
 if TYPE_CHECKING:
     from desktop_notifier import DesktopNotifier, Icon
@@ -30,8 +31,7 @@ class NativeToastError(Exception):
     """The native notification path could not show a toast."""
 
 
-@dataclass(frozen=True)
-class NativeToast:
+class NativeToast(msgspec.Struct, frozen=True):
     """A toast as the native path shows it.
 
     Attributes:

@@ -13,11 +13,12 @@ import math
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, Final
 
+import msgspec
+from msgspec.structs import replace
 from PySide6.QtCore import (
     QAbstractListModel,
     QByteArray,
@@ -87,8 +88,7 @@ LOADING_TEXT: Final = "Loading members…"
 NO_MEMBERS_TEXT: Final = "This project has no members."
 
 
-@dataclass(frozen=True)
-class MemberView:
+class MemberView(msgspec.Struct, frozen=True):
     """One project member as the window shows them.
 
     Attributes:

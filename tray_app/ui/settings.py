@@ -24,12 +24,12 @@ the file it came from and any problem in that file.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
+import msgspec
+from msgspec.structs import replace
 from PySide6.QtCore import Qt, QTime, Signal, SignalInstance
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
@@ -121,8 +121,7 @@ _CLEAR_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Retention:
+class Retention(msgspec.Struct, frozen=True):
     """How long this computer keeps an account's local history (``retention_days`` and
     ``retention_rows`` of :class:`tray_app.config.Settings`).
 
@@ -277,8 +276,8 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings - Tray Notifier")
         self.setWindowIcon(app_icon())
         self.setMinimumWidth(880)
-        self._base = dataclasses.replace(preferences)
-        self._applied = dataclasses.replace(preferences)
+        self._base = replace(preferences)
+        self._applied = replace(preferences)
         self._applied_retention = retention or Retention.of(config.Settings())
         self._username = username or None
         self._confirm_clear = confirm_clear or self._ask_to_clear
@@ -618,7 +617,7 @@ class SettingsDialog(QDialog):
             "toasts_enabled": self.toasts_check.isChecked(),
             "sound": self.sound_check.isChecked(),
         }
-        return dataclasses.replace(
+        return replace(
             self._base,
             **{name: value for name, value in shown.items() if name not in self._locked},
         )

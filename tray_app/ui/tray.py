@@ -21,11 +21,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
 
+import msgspec
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtGui import (
     QAction,
@@ -80,8 +80,7 @@ _SILENCE_LOOKS: Final[dict[SilenceReason, TrayLook]] = {
 _RECONNECTABLE: Final = frozenset({ConnectionState.RECONNECTING, ConnectionState.OFFLINE})
 
 
-@dataclass(frozen=True)
-class MenuNotification:
+class MenuNotification(msgspec.Struct, frozen=True):
     """One unread notification as the menu shows it. Text fields are plain text."""
 
     id: int
@@ -102,8 +101,7 @@ class MenuNotification:
         )
 
 
-@dataclass(frozen=True)
-class TrayState:
+class TrayState(msgspec.Struct, frozen=True):
     """Everything the tray shows.
 
     Attributes:

@@ -9,7 +9,6 @@ The end-to-end tests on Xvfb with xfce4-panel and xfce4-notifyd cover the real d
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import Callable
 from datetime import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import qasync
+from msgspec.structs import replace
 from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QSystemTrayIcon
@@ -201,9 +201,7 @@ def test_a_keyring_waiting_for_a_person_leaves_the_tray_up_and_quit_working(
     """Remembering logins, the app opens the keyring off the GUI thread: while the
     locked keyring's unlock prompt waits, the tray icon is up, the app waits to log in,
     and Quit ends it at once."""
-    options = dataclasses.replace(
-        options_for(demo_server, isolated, password="demo"), session_only=False
-    )
+    options = replace(options_for(demo_server, isolated, password="demo"), session_only=False)
 
     async def scenario() -> None:
         app = TrayApp(options)  # on the GUI thread: nothing here may wait for the keyring
@@ -310,7 +308,7 @@ def test_the_managed_file_sets_server_and_locks_that_stay_locked(
         )
     )
     monkeypatch.setenv("TRAY_NOTIFIER_MANAGED_FILE", str(managed))
-    options = dataclasses.replace(
+    options = replace(
         options_for(demo_server, isolated, password="demo"),
         server_url=f"http://127.0.0.1:{free_port()}",
     )
@@ -348,7 +346,7 @@ def test_the_managed_file_sets_server_and_locks_that_stay_locked(
         assert not dialog.sound_check.isEnabled()
         assert not dialog.start_at_login_check.isEnabled()
         # A result that says otherwise for the locked keys, and turns pop-ups off.
-        forged = dataclasses.replace(
+        forged = replace(
             dialog.preferences(), sound=True, start_at_login=False, toasts_enabled=False
         )
         dialog.preferences_changed.emit(forged)

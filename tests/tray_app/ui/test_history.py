@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QRect, Qt, QTimer
-from PySide6.QtGui import QFont, QImage, QKeySequence
+from PySide6.QtGui import QFont, QImage, QKeySequence, QTextDocument
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -202,6 +202,15 @@ def test_plain_tooltip_shows_markup_literally() -> None:
     assert "<img" not in tooltip
     assert "&lt;b&gt;x&lt;/b&gt;&lt;img src=x&gt;" in tooltip
     assert "line one<br>line two" in tooltip
+
+
+def test_plain_tooltip_reads_back_as_exactly_its_text(qapp: QApplication) -> None:
+    """Qt's own rich-text reading of the tooltip gives back the literal input: markup,
+    entities, ampersands and quotes included."""
+    text = "<b>x</b> & &amp; &lt; \"q\" 'r' <script>alert(1)</script>"
+    document = QTextDocument()
+    document.setHtml(plain_tooltip(text, "second"))
+    assert document.toPlainText() == f"{text}\nsecond"
 
 
 def test_single_line_folds_breaks_and_control_characters() -> None:

@@ -8,7 +8,6 @@ change; what IT set is listed. The last test drives the dialog inside the real a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time as clock_module
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import qasync
+from msgspec.structs import replace
 from PySide6.QtCore import QPoint, Qt, QTime, QTimer, SignalInstance
 from PySide6.QtGui import QAccessible, QImage
 from PySide6.QtTest import QTest
@@ -189,7 +189,7 @@ def test_apply_emits_every_edit_and_keeps_the_dialog_open(qtbot: QtBot) -> None:
     _click(dialog, QDialogButtonBox.StandardButton.Apply)
 
     # remember_me, which the dialog does not show, keeps its value.
-    assert preferences == [dataclasses.replace(original, start_at_login=True, sound=False)]
+    assert preferences == [replace(original, start_at_login=True, sound=False)]
     assert original == Preferences(remember_me=False)  # the caller's object is untouched
     assert changes == [
         {
@@ -764,7 +764,7 @@ def test_locked_values_survive_widgets_set_from_code(qtbot: QtBot) -> None:
     _toggle(dialog.toasts_check)
     _choose(dialog.min_priority_combo, "high")
     _click(dialog, QDialogButtonBox.StandardButton.Ok)
-    assert preferences == [dataclasses.replace(effective, toasts_enabled=False)]
+    assert preferences == [replace(effective, toasts_enabled=False)]
     assert changes == [{"min_priority": "high"}]
 
 
@@ -773,7 +773,7 @@ def test_a_forged_result_does_not_change_the_effective_value() -> None:
     in force and out of the user's file (the app applies results through these two calls)."""
     saved = SavedPreferences()
     effective = LOCKING.effective_preferences(saved)
-    forged = dataclasses.replace(effective, start_at_login=False, sound=True)
+    forged = replace(effective, start_at_login=False, sound=True)
     after = LOCKING.record_choices(saved, forged)
     assert after == saved
     assert LOCKING.effective_preferences(after) == effective
