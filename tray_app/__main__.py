@@ -154,9 +154,8 @@ def run_gui(args: argparse.Namespace) -> int:
     server_url = args.server or os.environ.get("TRAY_NOTIFIER_SERVER") or settings.server_url
     username = args.username or settings.username
     data_dir = config.data_dir()
-    tray = TrayController()
-    tray.set_state(
-        TrayState.starting(
+    tray = TrayController(
+        state=TrayState.starting(
             username=username or None,
             unread=last_unread_count(data_dir, server_url, username),
         )

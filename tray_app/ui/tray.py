@@ -428,11 +428,17 @@ class TrayController(QObject):
     reconnect_requested = Signal()
 
     def __init__(
-        self, parent: QObject | None = None, *, clock: Callable[[], datetime] = _local_now
+        self,
+        parent: QObject | None = None,
+        *,
+        clock: Callable[[], datetime] = _local_now,
+        state: TrayState | None = None,
     ) -> None:
+        """``state`` is the one shown first (a starting, offline one when None): given
+        here, the icon is drawn once, not once for a default and again for it."""
         super().__init__(parent)
         self._clock = clock
-        self._state = TrayState(
+        self._state = state or TrayState(
             connection="Starting", look=TrayLook.OFFLINE, username=None, unread=0
         )
         self._icons = TrayIconCache()

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QPoint, QSize
-from PySide6.QtGui import QAction, QColor, QImage, QTextDocument
+from PySide6.QtGui import QAction, QColor, QIcon, QImage, QTextDocument
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from tests.tray_app.conftest import stored_notification
 from tray_app.attention import Silence, SilenceReason
 from tray_app.net import ConnectionState, StateChange
-from tray_app.ui.badge import TrayLook
+from tray_app.ui.badge import TrayIconCache, TrayIconKey, TrayLook
 from tray_app.ui.tray import (
     MAX_RECENT,
     ROW_SEPARATOR,
@@ -94,6 +94,28 @@ def tray(qtbot: QtBot, clock: Clock) -> Iterator[TrayController]:
     yield controller
     controller.hide()
     controller.deleteLater()
+
+
+def test_a_tray_built_with_its_first_state_draws_that_icon_only(
+    qtbot: QtBot, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's start builds the tray with its starting state: one icon is drawn (twelve
+    pixmaps, before the icon is on the bus), not a default one and then the right one."""
+    drawn: list[TrayIconKey] = []
+    draw = TrayIconCache.icon
+
+    def recording(cache: TrayIconCache, key: TrayIconKey) -> QIcon:
+        drawn.append(key)
+        return draw(cache, key)
+
+    monkeypatch.setattr(TrayIconCache, "icon", recording)
+    state = TrayState.starting(username="alice", unread=7)
+    controller = TrayController(clock=clock, state=state)
+    try:
+        assert controller.state == state
+        assert [(key.badge, key.look) for key in drawn] == [("7", TrayLook.OFFLINE)]
+    finally:
+        controller.deleteLater()
 
 
 def texts(menu: QMenu) -> list[str]:
