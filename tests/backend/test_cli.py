@@ -61,7 +61,7 @@ def _login(server: RunningServer, username: str = "alice") -> dict[str, str]:
     response = httpx.post(
         server.url + "/api/auth/token/",
         json={"username": username, "password": "demo"},
-        timeout=10,
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -777,7 +777,7 @@ def test_serve_with_a_certificate_speaks_https_and_wss_on_one_port(
         server.url + "/api/auth/token/",
         json={"username": "alice", "password": "demo"},
         verify=trust,
-        timeout=10,
+        timeout=30,
     )
     assert login.status_code == 200, login.text
     headers = {"Authorization": f"Bearer {login.json()['access']}"}

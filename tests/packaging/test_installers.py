@@ -18,6 +18,7 @@ there before (if any) is put back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -26,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -112,9 +114,43 @@ class Built:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """The bundle and the .deb, built by the documented command into a temporary dist."""
+    """The bundle and the .deb, built by the documented command into a temporary dist.
+
+    Once per run, also under pytest-xdist (scripts/test): the first worker to ask builds
+    into the temporary directory its workers share while holding a lock there; the others
+    wait on the lock and take what it recorded (a failed build records nothing: each
+    worker then builds, and fails, on its own)."""
     _required()
-    root = tmp_path_factory.mktemp("installers")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with (shared / "installers.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes, before the tests
+        record = shared / "installers.json"
+        if record.exists():
+            fields = json.loads(record.read_text("utf-8"))
+            made = Built(
+                bundle=Path(fields["bundle"]),
+                deb=Path(fields["deb"]),
+                seconds=fields["seconds"],
+                output=fields["output"],
+            )
+        else:
+            made = _build(Path(tempfile.mkdtemp(prefix="installers-", dir=shared)))
+            record.write_text(
+                json.dumps(
+                    {
+                        "bundle": str(made.bundle),
+                        "deb": str(made.deb),
+                        "seconds": made.seconds,
+                        "output": made.output,
+                    }
+                ),
+                "utf-8",
+            )
+    return made
+
+
+def _build(root: Path) -> Built:
     started = time.monotonic()
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT), "--dist", str(root / "dist"), "--work", str(root / "build")],

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def test_after_seq_replays_on_postgres(server_factory: ServerFactory, postgres_url: str) -> None:
     server = server_factory(demo=True, database_url=postgres_url)
     login = httpx.post(
-        f"{server.url}/api/auth/token/", json={"username": "alice", "password": "demo"}
+        f"{server.url}/api/auth/token/",
+        json={"username": "alice", "password": "demo"},
+        timeout=30,  # the first request of a new server, on a busy machine
     )
     headers = {"Authorization": f"Bearer {login.json()['access']}"}
     with connect(server.ws_url, additional_headers=headers) as ws:
