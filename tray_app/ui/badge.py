@@ -22,15 +22,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+import shiboken6
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
     QFontMetricsF,
     QIcon,
+    QIconEngine,
     QLinearGradient,
     QPainter,
     QPainterPath,
@@ -38,9 +40,11 @@ from PySide6.QtGui import (
     QPixmap,
 )
 
-#: The logical sizes a tray host asks for: 16 (Windows, classic X11), 22/24 (GNOME, KDE,
-#: xfce4-panel), 32..64 (large panels); each is also drawn at device pixel ratio 2.
+#: The logical sizes the tray icon offers: 16 (Windows, classic X11), 22/24 (GNOME, KDE,
+#: xfce4-panel), 32..64 (large panels). Any other size, and any pixel ratio, is drawn on
+#: its own grid when asked for (:class:`TrayIconEngine`).
 TRAY_SIZES: Final = (16, 22, 24, 32, 48, 64)
+#: The device pixel ratios of common screens ("100 %" and "200 %").
 TRAY_PIXEL_RATIOS: Final = (1.0, 2.0)
 #: The sizes of the shipped app icon PNGs (resources/icons/tray-notifier-<size>.png).
 APP_ICON_SIZES: Final = (16, 22, 24, 32, 48, 64, 128, 256)
@@ -57,8 +61,8 @@ _BELL_BESIDE_BOTH: Final = 0.72
 #: two or three, so that the bell below it keeps its dome, rim and clapper in view.
 _BADGE_HEIGHT: Final = 0.5
 _WIDE_BADGE_HEIGHT: Final = 0.42
-#: Tray icons kept drawn (~175 KiB each): the count going back and forth, or the look
-#: flipping between connected and offline, then costs no painting.
+#: Tray icons kept (~35 KiB each once a 1x host has read them): the count going back and
+#: forth, or the look flipping between connected and offline, then costs no painting.
 TRAY_ICON_CACHE_SIZE: Final = 4
 
 
@@ -610,7 +614,7 @@ def render_tray_pixmap(
 
 
 def tray_icon(*, unread: int, look: TrayLook, dark_panel: bool = False) -> QIcon:
-    """The tray icon with every size a tray host may ask for, each drawn on its own grid.
+    """The tray icon: every size a tray host asks for, each drawn on its own grid.
 
     Args:
         unread: The unread count (not negative).
@@ -618,21 +622,99 @@ def tray_icon(*, unread: int, look: TrayLook, dark_panel: bool = False) -> QIcon
         dark_panel: True when the panel behind the icon is dark.
 
     Returns:
-        An icon holding :data:`TRAY_SIZES` at each of :data:`TRAY_PIXEL_RATIOS`.
+        An icon offering :data:`TRAY_SIZES`, drawn by a :class:`TrayIconEngine` at the
+        size and pixel ratio each caller asks for, when it first asks.
+
+    Raises:
+        ValueError: ``unread`` is negative.
     """
-    icon = QIcon()
-    for size in TRAY_SIZES:
-        for ratio in TRAY_PIXEL_RATIOS:
-            icon.addPixmap(
-                render_tray_pixmap(
-                    unread=unread,
-                    look=look,
-                    size=size,
-                    device_pixel_ratio=ratio,
-                    dark_panel=dark_panel,
-                )
+    badge_text(unread)  # validates now, not when the host first asks for pixels
+    return QIcon(TrayIconEngine(unread=unread, look=look, dark_panel=dark_panel))
+
+
+class TrayIconEngine(QIconEngine):
+    """Draws one tray icon (a count, a look, a panel) at whatever size is asked for.
+
+    An icon of added pixmaps (Qt's own engine) puts every pixmap read from it into the
+    process-wide ``QPixmapCache`` (10 MiB), where it stays after the icon is dropped:
+    the tray host reads each new icon over D-Bus, so every unread count shown left its
+    pixmaps behind, ~50 KiB each (+5.2 MiB over the first 100 toasts; issue 20). This
+    engine hands out what it drew itself and nothing else keeps it, so an icon's
+    pixels go when the icon goes. It also draws only the sizes asked for (a tray host
+    on a 1x screen reads six of the twelve ``(size, ratio)`` pairs drawn before), and
+    any pixel ratio exactly, not the nearest of 1x and 2x.
+    """
+
+    # Copies that Qt made with clone(): PySide leaves a Python object returned from a
+    # virtual owned by Python, so it is kept here until Qt deletes the copy.
+    _clones: ClassVar[list[TrayIconEngine]] = []
+    # Distinct (size, ratio) pairs kept drawn: hosts ask for a handful; this bounds one
+    # that asks for every size.
+    _KEPT: ClassVar[int] = 16
+
+    def __init__(self, *, unread: int, look: TrayLook, dark_panel: bool = False) -> None:
+        super().__init__()
+        self._unread = unread
+        self._look = look
+        self._dark_panel = dark_panel
+        self._drawn: dict[tuple[int, float], QPixmap] = {}
+
+    def key(self) -> str:
+        return "tray-notifier-badge"
+
+    def clone(self) -> QIconEngine:
+        TrayIconEngine._clones = [e for e in TrayIconEngine._clones if shiboken6.isValid(e)]
+        twin = TrayIconEngine(unread=self._unread, look=self._look, dark_panel=self._dark_panel)
+        TrayIconEngine._clones.append(twin)
+        return twin
+
+    def isNull(self) -> bool:  # noqa: N802
+        return False
+
+    def availableSizes(  # noqa: N802
+        self, mode: QIcon.Mode = QIcon.Mode.Normal, state: QIcon.State = QIcon.State.Off
+    ) -> list[QSize]:
+        return [QSize(size, size) for size in TRAY_SIZES]
+
+    def actualSize(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QSize:  # noqa: N802
+        side = min(size.width(), size.height())
+        return QSize(side, side)
+
+    def pixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QPixmap:
+        return self.scaledPixmap(size, mode, state, 1.0)
+
+    def scaledPixmap(  # noqa: N802
+        self, size: QSize, mode: QIcon.Mode, state: QIcon.State, scale: float
+    ) -> QPixmap:
+        # The size is in logical pixels; the pixmap has size * scale device pixels.
+        return self._pixmap(min(size.width(), size.height()), scale)
+
+    def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State) -> None:
+        side = min(rect.width(), rect.height())
+        if side <= 0:
+            return
+        device = painter.device()
+        ratio = device.devicePixelRatioF() if device is not None else 1.0
+        target = QRect(0, 0, side, side)
+        target.moveCenter(rect.center())
+        painter.drawPixmap(target, self._pixmap(side, ratio))
+
+    def _pixmap(self, side: int, ratio: float) -> QPixmap:
+        if side <= 0 or not math.isfinite(ratio) or ratio <= 0:
+            return QPixmap()
+        key = (side, ratio)
+        pixmap = self._drawn.get(key)
+        if pixmap is None:
+            if len(self._drawn) >= self._KEPT:
+                self._drawn.clear()
+            pixmap = self._drawn[key] = render_tray_pixmap(
+                unread=self._unread,
+                look=self._look,
+                size=side,
+                device_pixel_ratio=ratio,
+                dark_panel=self._dark_panel,
             )
-    return icon
+        return pixmap
 
 
 @dataclass(frozen=True)

@@ -562,7 +562,7 @@ class TrayController(QObject):
     def _update_icon(self) -> None:
         key = TrayIconKey.of(self._state.unread, self._state.look, self._dark_panel())
         if key == self._icon_key:
-            return  # twelve pixmaps per icon, and a D-Bus round for the panel: only on change
+            return  # painting, and a D-Bus round for the panel: only on change
         self._icon_key = key
         self._tray.setIcon(self._icons.icon(key))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSize
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QPixmapCache
 from PySide6.QtWidgets import QApplication
 
 from tray_app.ui import badge
@@ -285,6 +287,96 @@ def test_tray_icon_holds_each_size_drawn_on_its_own_grid() -> None:
         assert _image(pixmap) == _image(drawn), (size, ratio)
     # 16 px at ratio 2 is not the 32 px icon scaled: it is laid out for 16 logical pixels.
     assert _image(icon.pixmap(QSize(16, 16), 2.0)) != _image(icon.pixmap(QSize(32, 32), 1.0))
+
+
+@pytest.mark.parametrize(("size", "ratio"), [(20, 1.25), (18, 1.5), (30, 1.0), (22, 3.0)])
+def test_other_sizes_and_ratios_are_drawn_on_their_own_grid(size: int, ratio: float) -> None:
+    # A "125 %" screen or a panel of its own size gets its exact pixels, not a scaled pair.
+    icon = tray_icon(unread=5, look=TrayLook.CONNECTED)
+    pixmap = icon.pixmap(QSize(size, size), ratio)
+    drawn = render_tray_pixmap(
+        unread=5, look=TrayLook.CONNECTED, size=size, device_pixel_ratio=ratio
+    )
+    assert pixmap.size() == drawn.size()
+    assert _image(pixmap) == _image(drawn)
+
+
+def test_tray_icon_offers_the_tray_sizes() -> None:
+    # What a StatusNotifierItem host is sent (Qt's D-Bus tray reads the available sizes).
+    icon = tray_icon(unread=2, look=TrayLook.OFFLINE)
+    assert icon.availableSizes() == [QSize(size, size) for size in TRAY_SIZES]
+    assert not icon.isNull()
+    assert icon.actualSize(QSize(40, 30)) == QSize(30, 30)
+
+
+def test_tray_icon_paints_the_pixmap_for_its_rectangle() -> None:
+    icon = tray_icon(unread=3, look=TrayLook.CONNECTED)
+    # Premultiplied, as a pixmap is: drawn over transparency, its pixels come out as is.
+    image = QImage(40, 40, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    try:
+        icon.paint(painter, QRect(4, 4, 32, 32))
+    finally:
+        painter.end()
+    drawn = _image(render_tray_pixmap(unread=3, look=TrayLook.CONNECTED, size=32))
+    painted = image.copy(4, 4, 32, 32).convertToFormat(QImage.Format.Format_ARGB32)
+    assert painted == drawn
+
+
+@pytest.fixture
+def small_pixmap_cache() -> Iterator[int]:
+    """QPixmapCache limited to 64 KiB for the test (restored after)."""
+    limit = QPixmapCache.cacheLimit()
+    QPixmapCache.clear()
+    QPixmapCache.setCacheLimit(64)
+    yield 64
+    QPixmapCache.clear()
+    QPixmapCache.setCacheLimit(limit)
+
+
+def test_reading_tray_icons_leaves_nothing_in_the_pixmap_cache(small_pixmap_cache: int) -> None:
+    # Qt's own icon engine puts every pixmap read from an icon into the process-wide
+    # QPixmapCache, where it outlives the icon: the tray host reads each new count's icon,
+    # so every count shown stayed in memory (issue 20). A marker put in a small cache
+    # survives only if reading many icons, as a host does, inserts nothing.
+    marker = QPixmap(8, 8)
+    marker.fill(Qt.GlobalColor.blue)
+    assert QPixmapCache.insert("test-marker", marker)
+    for unread in range(1, 21):
+        icon = tray_icon(unread=unread, look=TrayLook.CONNECTED)
+        for size in icon.availableSizes():
+            assert not icon.pixmap(size).isNull()
+        del icon
+    gc.collect()
+    assert QPixmapCache.find("test-marker", QPixmap())
+
+
+def test_the_small_cache_does_evict_what_qts_own_engine_reads(small_pixmap_cache: int) -> None:
+    # The test above would pass on a cache that never evicts: with Qt's engine, the same
+    # reads push the marker out.
+    marker = QPixmap(8, 8)
+    marker.fill(Qt.GlobalColor.blue)
+    assert QPixmapCache.insert("test-marker", marker)
+    for unread in range(1, 21):
+        icon = QIcon()
+        for size in TRAY_SIZES:
+            icon.addPixmap(render_tray_pixmap(unread=unread, look=TrayLook.CONNECTED, size=size))
+        for wanted in icon.availableSizes():
+            icon.pixmap(wanted)
+    assert not QPixmapCache.find("test-marker", QPixmap())
+
+
+def test_a_copy_of_the_tray_icon_that_qt_detaches_keeps_drawing() -> None:
+    # Changing a copy makes Qt clone the engine; the clone must outlive Python's
+    # collection while Qt holds it (a dropped clone would crash here).
+    icon = tray_icon(unread=4, look=TrayLook.DND)
+    copy = QIcon(icon)
+    copy.addPixmap(QPixmap(8, 8))
+    del icon
+    gc.collect()
+    drawn = render_tray_pixmap(unread=4, look=TrayLook.DND, size=22)
+    assert _image(copy.pixmap(QSize(22, 22))) == _image(drawn)
 
 
 def test_the_shipped_app_icons_match_the_painting() -> None:
