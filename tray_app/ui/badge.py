@@ -48,6 +48,11 @@ TRAY_SIZES: Final = (16, 22, 24, 32, 48, 64)
 TRAY_PIXEL_RATIOS: Final = (1.0, 2.0)
 #: The sizes of the shipped app icon PNGs (resources/icons/tray-notifier-<size>.png).
 APP_ICON_SIZES: Final = (16, 22, 24, 32, 48, 64, 128, 256)
+#: The sizes :func:`app_icon` loads for windows: title bars and task bars use 16..64 (up
+#: to 128 at 200 %); the 256 px file is for installers and the icon theme, whose
+#: desktop-file icon the large views of a desktop show. A window sends every size it has
+#: to the X server and keeps them decoded (256 px alone is 256 KiB).
+WINDOW_ICON_SIZES: Final = (16, 22, 24, 32, 48, 64, 128)
 APP_ICON_NAME: Final = "tray-notifier"
 #: The sizes of the shipped marked app icons for high-priority and urgent toasts
 #: (resources/icons/tray-notifier_<mark>-<size>.png, see :func:`app_icon_file_name`).
@@ -789,20 +794,20 @@ def icon_directories() -> list[Path]:
 
 
 def app_icon() -> QIcon:
-    """The plain app icon (no badge) for windows, dialogs and toasts.
+    """The plain app icon (no badge) for windows and dialogs, at :data:`WINDOW_ICON_SIZES`.
 
     Loads ``tray-notifier-<size>.png`` from the first of :func:`icon_directories` that has
     them; an install without the files still gets the same icon, painted here.
     """
     icon = QIcon()
     for directory in icon_directories():
-        files = [directory / f"{APP_ICON_NAME}-{size}.png" for size in APP_ICON_SIZES]
+        files = [directory / f"{APP_ICON_NAME}-{size}.png" for size in WINDOW_ICON_SIZES]
         for path in files:
             if path.is_file():
                 icon.addFile(str(path), QSize())
         if not icon.isNull():
             return icon
-    for size in APP_ICON_SIZES:
+    for size in WINDOW_ICON_SIZES:
         icon.addPixmap(render_app_pixmap(size))
     return icon
 
