@@ -809,30 +809,40 @@ HISTORY_TITLE = "^Notification history"
 LIST_TITLE = f"^{minimal_tray.LIST_TITLE}"
 
 
-def list_windows(desktop: TrayDesktop) -> list[str] | None:
-    """The X ids of the minimal tray app's visible list windows; None while one is
+def visible_windows(desktop: TrayDesktop, title: str) -> list[str] | None:
+    """The X ids of the visible windows whose name matches ``title``; None while one is
     mapped or unmapped under the look (xdotool fails on a window that just changed)."""
     try:
-        return desktop.xdotool("search", "--onlyvisible", "--name", LIST_TITLE).split()
+        return desktop.xdotool("search", "--onlyvisible", "--name", title).split()
     except DesktopSessionError:
         return None
 
 
-def history_windows(desktop: TrayDesktop) -> list[str]:
-    """The X ids of the app's visible history windows."""
-    return desktop.xdotool("search", "--onlyvisible", "--name", HISTORY_TITLE).split()
+def list_windows(desktop: TrayDesktop) -> list[str] | None:
+    """The X ids of the minimal tray app's visible list windows (see visible_windows)."""
+    return visible_windows(desktop, LIST_TITLE)
+
+
+def history_windows(desktop: TrayDesktop) -> list[str] | None:
+    """The X ids of the app's visible history windows (see visible_windows)."""
+    return visible_windows(desktop, HISTORY_TITLE)
+
+
+def shown_window(desktop: TrayDesktop, title: str, what: str) -> str:
+    """The X id of the window named ``title``, once it shows."""
+    shown: list[str] = []
+
+    def appeared() -> bool:
+        shown[:] = visible_windows(desktop, title) or []
+        return bool(shown)
+
+    wait_until(appeared, what=what)
+    return shown[-1]
 
 
 def shown_list_window(desktop: TrayDesktop) -> str:
     """The X id of the minimal tray app's list window, once it shows."""
-    shown: list[str] = []
-
-    def appeared() -> bool:
-        shown[:] = list_windows(desktop) or []
-        return bool(shown)
-
-    wait_until(appeared, what="the minimal app's list window")
-    return shown[-1]
+    return shown_window(desktop, LIST_TITLE, "the minimal app's list window")
 
 
 def after_use(
@@ -927,10 +937,10 @@ def _history_cycle(profile: Profile, desktop: TrayDesktop, ours: Program, server
         timeout=WAIT,
         check=True,
     )
-    wait_until(lambda: bool(history_windows(desktop)), what="the history window")
-    desktop.xdotool("windowfocus", "--sync", history_windows(desktop)[-1])
+    window = shown_window(desktop, HISTORY_TITLE, "the history window")
+    desktop.xdotool("windowfocus", "--sync", window)
     desktop.xdotool("key", "--clearmodifiers", "ctrl+w")
-    wait_until(lambda: not history_windows(desktop), what="the history window to close")
+    wait_until(lambda: history_windows(desktop) == [], what="the history window to close")
 
 
 def toast_samples(
