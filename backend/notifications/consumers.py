@@ -204,8 +204,10 @@ class NotificationConsumer(StateSocket):
         if bad_cursor is not None:
             self.state.push_one(bad_cursor)
         metrics.handshake(self.kind, metrics.ACCEPTED)
-        self._pump()
+        # Stamped before the hello goes out: a client that has read its hello and opens
+        # another connection must find this one listed as the earlier.
         self.arrival = connections.arrival(self.scope, web_session=cookie is not None)
+        self._pump()
         await self.hub.socket_opened(self, attention=opening.attention)
         logger.debug("socket opened")
 

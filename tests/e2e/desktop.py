@@ -423,7 +423,7 @@ class UserSession:
 
 def user_session(desktop: NotificationDesktop, root: Path, *, password: str) -> UserSession:
     """A fresh session below ``root`` whose first login takes ``password`` from
-    ``TRAY_NOTIFIER_PASSWORD``; the caller adds what differs (PATH, a managed file)."""
+    ``TRAY_NOTIFIER_PASSWORD``, and no managed file; the caller adds what differs."""
     home = root / "home"
     data, config, logs = root / "data", root / "config", root / "logs"
     for directory in (home, data, config, logs):
@@ -447,6 +447,11 @@ def user_session(desktop: NotificationDesktop, root: Path, *, password: str) -> 
         "TRAY_NOTIFIER_CONFIG_DIR": str(config),
         "TRAY_NOTIFIER_LOG_DIR": str(logs),
         "TRAY_NOTIFIER_PASSWORD": password,
+        # Not the machine's managed file (/etc/xdg/tray-notifier/managed.json): the
+        # installer's test writes one while it runs, which would send an app started
+        # meanwhile (on another pytest worker) to that test's server. A test of the
+        # managed file names its own, or removes this to use the machine's.
+        "TRAY_NOTIFIER_MANAGED_FILE": str(root / "no-managed-settings.json"),
         "QT_QPA_PLATFORM": "xcb",
         "NO_AT_BRIDGE": "1",
         **desktop.env,
@@ -506,7 +511,6 @@ class TrayAppProcess:
             raise DesktopSessionError(f"the console script is not installed at {script}")
         session = user_session(desktop, root, password=password)
         session.env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
-        session.env["TRAY_NOTIFIER_MANAGED_FILE"] = str(root / "no-managed-settings.json")
         runtime_dir = session.runtime_dir
         output = (root / "output.log").open("ab")
         process = session.start(

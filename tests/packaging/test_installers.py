@@ -572,6 +572,7 @@ def installed_app(desktop: TrayDesktop, root: Path) -> Iterator[InstalledApp]:
     server address anywhere but the managed file, its files in private folders, the
     password for the first login from ``TRAY_NOTIFIER_PASSWORD``."""
     session = user_session(desktop, root, password="demo")
+    del session.env["TRAY_NOTIFIER_MANAGED_FILE"]  # the machine's, which the test wrote
     output = root / "output.log"
     with output.open("wb") as sink:
         process = session.start([str(LAUNCHER), "--username", "alice"], sink)

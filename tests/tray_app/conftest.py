@@ -316,7 +316,8 @@ class HeadlessProcess:
 
 
 def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:
-    """Environment of a client whose every file goes under ``root``, with no D-Bus session.
+    """Environment of a client whose every file goes under ``root``, with no D-Bus session
+    and no managed file.
 
     Nothing of the test process's own TRAY_/XDG_/D-Bus/keyring configuration leaks in.
     """
@@ -339,6 +340,10 @@ def client_env(root: Path, *, password: str | None = "demo") -> dict[str, str]:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         env[key] = str(directory)
     env["PYTHONUNBUFFERED"] = "1"
+    # Not the machine's managed file: the installer's test writes one while it runs,
+    # which would send a client started meanwhile (on another pytest worker) to that
+    # test's server. A test of the managed file names its own.
+    env["TRAY_NOTIFIER_MANAGED_FILE"] = str(root / "no-managed-settings.json")
     if password is not None:
         env["TRAY_NOTIFIER_PASSWORD"] = password
     return env
