@@ -647,7 +647,8 @@ class TrayIconEngine(QIconEngine):
     engine hands out what it drew itself and nothing else keeps it, so an icon's
     pixels go when the icon goes. It also draws only the sizes asked for (a tray host
     on a 1x screen reads six of the twelve ``(size, ratio)`` pairs drawn before), and
-    any pixel ratio exactly, not the nearest of 1x and 2x.
+    any pixel ratio exactly, not the nearest of 1x and 2x. Every mode and state gets the
+    same pixels: a tray icon is never shown disabled or selected.
     """
 
     # Copies that Qt made with clone(): PySide leaves a Python object returned from a
