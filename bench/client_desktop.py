@@ -496,8 +496,8 @@ def launch(
     """Start ``argv`` on ``desktop`` pinned to CPU 0, with every file under ``root``.
 
     The environment is the tests' ``client_env`` (nothing of this process's TRAY_, XDG_
-    or D-Bus settings), the desktop's display and bus, Qt's xcb platform, and no
-    managed settings file; the same for ours and the peers.
+    or D-Bus settings, and no managed settings file), the desktop's display and bus and
+    Qt's xcb platform; the same for ours and the peers.
     """
     env = {
         **client_env(root, password=PASSWORD),
@@ -506,7 +506,6 @@ def launch(
         "NO_AT_BRIDGE": "1",
         "TMPDIR": str(root / "runtime"),
         "TRAY_NOTIFIER_LOG_DIR": str(root / "logs"),
-        "TRAY_NOTIFIER_MANAGED_FILE": str(root / "no-managed-settings.json"),
         **(extra_env or {}),
     }
     output = (root / "output.log").open("ab")

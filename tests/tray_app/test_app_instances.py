@@ -102,7 +102,6 @@ def app_env(root: Path, runtime: Path, *, password: str | None = "demo") -> dict
         XDG_RUNTIME_DIR=str(runtime),
         TMPDIR=str(runtime),
         TRAY_NOTIFIER_LOG_DIR=str(root / "logs"),
-        TRAY_NOTIFIER_MANAGED_FILE=str(root / "no-managed-settings.json"),
     )
     return env
 

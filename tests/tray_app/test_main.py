@@ -200,7 +200,6 @@ def test_the_idle_app_sleeps_until_a_signal_ends_it(
         **client_env(tmp_path),
         "QT_QPA_PLATFORM": "offscreen",
         "TRAY_NOTIFIER_LOG_DIR": str(tmp_path / "logs"),
-        "TRAY_NOTIFIER_MANAGED_FILE": str(tmp_path / "no-managed-settings.json"),
         "TMPDIR": str(tmp_path / "runtime"),
     }
     store = account_database_path(Path(env["TRAY_NOTIFIER_DATA_DIR"]), demo_server.url, "alice")
