@@ -27,18 +27,30 @@ LOGIN_PATHS = frozenset(
     {"/api/auth/token/", "/admin/login/", "/api/auth/password/", "/api/users/", "/password/"}
 )
 RETRY_AFTER_SECONDS = 2
-# Added to the lane threads' nice value: on one busy core a password check waits for
-# the shared thread rather than the other way round (bench/login_stall.py).
+# Added to the lane threads' nice value by default (TRAY_LOGIN_NICENESS): on one busy
+# core a password check waits for the shared thread rather than the other way round
+# (bench/login_stall.py). The price: a check also waits for any other busy process in
+# the server's cgroup (a service's own under systemd or in a container), at +10 for
+# about a tenth of a core each.
 LANE_NICENESS = 10
+#: The highest nice value Linux has.
+MAX_NICENESS = 19
 BUSY_MESSAGE = "The server is checking many logins right now. Try again in a few seconds."
 
 
 class LoginLane:
     """A bounded pool for the password-checking requests of one server process."""
 
-    def __init__(self, *, workers: int, queue: int) -> None:
+    def __init__(self, *, workers: int, queue: int, niceness: int = LANE_NICENESS) -> None:
+        """
+        Args:
+            workers: Password checks at once.
+            queue: Logins that may wait for a worker; past that, 503.
+            niceness: Added to each lane thread's nice value (0: the process's own).
+        """
         self._workers = max(1, workers)
         self._limit = self._workers + max(0, queue)
+        self._niceness = max(0, niceness)
         self._executor: ThreadPoolExecutor | None = None
         self._admitted = 0
 
@@ -57,7 +69,10 @@ class LoginLane:
             return busy_response(request)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                self._workers, thread_name_prefix="login-lane", initializer=_lower_priority
+                self._workers,
+                thread_name_prefix="login-lane",
+                initializer=_lower_priority,
+                initargs=(self._niceness,),
             )
         self._admitted += 1
         try:
@@ -68,11 +83,15 @@ class LoginLane:
             self._admitted -= 1
 
 
-def _lower_priority() -> None:
+def _lower_priority(niceness: int) -> None:
     """Let the thread everyone shares go first when a core is busy hashing (Linux nices
     threads one by one; elsewhere the lane runs at the process's priority)."""
+    if niceness <= 0:
+        return
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LANE_NICENESS)
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICENESS, current + niceness))
 
 
 def _respond(

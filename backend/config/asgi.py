@@ -170,7 +170,9 @@ class SharedThreadASGIHandler(ASGIHandler):
         self._get_response = synchronous.get_response
         self._respond = sync_to_async(synchronous.get_response, thread_sensitive=True)
         self._login_lane = LoginLane(
-            workers=settings.TRAY["LOGIN_WORKERS"], queue=settings.TRAY["LOGIN_QUEUE"]
+            workers=settings.TRAY["LOGIN_WORKERS"],
+            queue=settings.TRAY["LOGIN_QUEUE"],
+            niceness=settings.TRAY["LOGIN_NICENESS"],
         )
         self._publish_lane = publish_lane_from_settings()
         # (scheme, Host) -> the headers the full stack puts on a publish's answer there.

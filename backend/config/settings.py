@@ -41,6 +41,13 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _env_niceness(name: str, default: int) -> int:
+    value = _env_int(name, default)
+    if not 0 <= value <= 19:
+        raise SystemExit(f"{name} must be from 0 to 19 (added to a nice value), got {value}")
+    return value
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -422,6 +429,8 @@ TRAY: dict[str, Any] = {
     # once, with at most LOGIN_QUEUE more waiting before logins are answered 503.
     "LOGIN_WORKERS": _env_int("TRAY_LOGIN_WORKERS", 2),
     "LOGIN_QUEUE": _env_int("TRAY_LOGIN_QUEUE", 16),
+    # Added to those threads' nice value (0..19; 0: the process's own priority).
+    "LOGIN_NICENESS": _env_niceness("TRAY_LOGIN_NICENESS", 10),
     # How long a process reuses a positive answer of the session check of a Bearer
     # token and of an integration key's lookup: a logout, password change,
     # deactivation or revoked key is refused by every process within this many

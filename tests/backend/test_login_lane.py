@@ -9,7 +9,10 @@ the test observes, not a timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +24,7 @@ from django.contrib.auth.hashers import BasePasswordHasher
 from django.core.cache import cache
 
 from backend.config.asgi import SharedThreadASGIHandler
+from backend.login_lane import LANE_NICENESS, MAX_NICENESS
 from backend.users.models import User
 from backend.users.services import session_start
 from backend.users.throttling import LoginRateThrottle
@@ -37,6 +41,7 @@ class BlockingHasher(BasePasswordHasher):
     entered = threading.Event()
     release = threading.Event()
     checks = 0
+    niceness: int | None = None  # the nice value of the thread that checked, on Linux
 
     def salt(self) -> str:
         return "salt"
@@ -50,6 +55,8 @@ class BlockingHasher(BasePasswordHasher):
 
     def verify(self, password: str, encoded: str) -> bool:
         type(self).checks += 1
+        with contextlib.suppress(AttributeError):
+            type(self).niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         type(self).entered.set()
         assert type(self).release.wait(WAIT * 3), "the test never released the hash"
         return bool(password == self.decode(encoded)["hash"])
@@ -70,6 +77,7 @@ def blocking_hasher(settings: Any) -> Iterator[type[BlockingHasher]]:
     BlockingHasher.entered.clear()
     BlockingHasher.release.clear()
     BlockingHasher.checks = 0
+    BlockingHasher.niceness = None
     cache.clear()
     yield BlockingHasher
     BlockingHasher.release.set()
@@ -158,3 +166,22 @@ async def test_the_rate_limit_refuses_before_any_password_is_hashed(
     throttled = await respond(login(app))
     assert throttled["status"] == 429
     assert blocking_hasher.checks == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux nices threads one by one")
+@pytest.mark.parametrize("niceness", [None, 0, 4])
+async def test_password_checks_run_that_much_nicer_than_the_process(
+    blocking_hasher: type[BlockingHasher], settings: Any, niceness: int | None
+) -> None:
+    """By default +10, so a busy core serves the shared thread first; 0 leaves the
+    lane at the process's priority (TRAY_LOGIN_NICENESS)."""
+    if niceness is not None:
+        settings.TRAY = {**settings.TRAY, "LOGIN_NICENESS": niceness}
+    added = LANE_NICENESS if niceness is None else niceness
+    blocking_hasher.release.set()
+    app = SharedThreadASGIHandler()
+    await make_alice()
+    assert (await respond(login(app)))["status"] == 200
+    process = os.getpriority(os.PRIO_PROCESS, 0)
+    assert blocking_hasher.niceness == min(MAX_NICENESS, process + added)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process

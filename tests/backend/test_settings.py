@@ -289,6 +289,27 @@ def test_a_bad_throttle_rate_stops_the_server_at_start(tmp_path: Path, value: st
     assert repr(value) in last
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, 10), ("0", 0), (" 19 ", 19)])
+def test_the_login_lanes_niceness_comes_from_the_environment(
+    tmp_path: Path, value: str | None, expected: int
+):
+    env = {} if value is None else {"TRAY_LOGIN_NICENESS": value}
+    code = "from django.conf import settings\nprint(settings.TRAY['LOGIN_NICENESS'])\n"
+    result = _import_settings(
+        tmp_path, {"DJANGO_SETTINGS_MODULE": "backend.config.settings", **env}, code
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "20", "ten"])
+def test_a_bad_login_niceness_stops_the_server_at_start(tmp_path: Path, value: str):
+    result = _import_settings(tmp_path, {"TRAY_LOGIN_NICENESS": value})
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("TRAY_LOGIN_NICENESS must be"), last
+
+
 @pytest.mark.parametrize(("value", "accepted"), [(" acme-prod ", True), ("acme prod", False)])
 def test_the_redis_namespace_override_is_read_and_checked(
     tmp_path: Path, value: str, accepted: bool

@@ -88,7 +88,13 @@ def ready(desktop: TrayDesktop, app: TrayAppProcess, alice: RestUser) -> Rect:
     latest seq. Only then is a new notification a live one (one that toasts singly).
     """
     area = desktop.wait_for_tray_icon()
-    desktop.wait_for_icon(area, lambda c: c.live, what="the blue (connected) tile")
+    try:
+        desktop.wait_for_icon(area, lambda c: c.live, what="the blue (connected) tile")
+    except AssertionError as failure:
+        # Why it never connected is in the app's own words: a CI failure has only this.
+        raise AssertionError(
+            f"{failure}\napp log:\n{app.log()}\napp output:\n{app.output()}"
+        ) from failure
     unread, latest = alice.state()
     wait_for(lambda: app.cursor() == latest, what=f"the app's store to reach seq {latest}")
     desktop.wait_for_icon(
