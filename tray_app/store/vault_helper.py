@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -364,6 +365,11 @@ def main(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> int
     """
     sink = stdout if stdout is not None else sys.stdout.buffer
     requests = _Requests(sys.stdin.buffer) if stdin is None else None
+    if requests is not None:
+        # A Ctrl-C in the app's terminal reaches its whole process group, this helper
+        # too: the app ends the helper by closing the pipe, and a traceback here would
+        # only be noise on the user's terminal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     niced = False
     while True:
         if requests is not None:

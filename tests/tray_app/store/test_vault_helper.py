@@ -221,6 +221,35 @@ def test_the_real_helper_ends_itself_when_the_app_goes_away_before_its_answer() 
     assert out == b""
 
 
+def test_a_ctrl_c_in_the_apps_terminal_leaves_the_helper_to_the_app() -> None:
+    """SIGINT reaches the app's whole process group; the helper keeps answering and
+    prints no KeyboardInterrupt traceback: the app ends it by closing the pipe."""
+    command, directory, env = helper_command()
+    # Leaving the block closes stdin first, which ends the helper whatever happened.
+    with subprocess.Popen(
+        command,
+        cwd=directory,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdin.write(encode_request(HelperRequest("status")))
+        process.stdin.flush()
+        parse_reply(process.stdout.readline(), HelperRequest("status"))  # it is running
+
+        process.send_signal(signal.SIGINT)
+        process.stdin.write(b"this is not json\n")
+        process.stdin.flush()
+        reply = parse_reply(process.stdout.readline(), HelperRequest("get", ENTRY))
+        assert reply == error_reply("the request is not JSON")
+        assert process.wait(timeout=WAIT) == EXIT_BAD_REQUEST
+        assert process.stderr.read() == b""
+
+
 # --- the vault through the real helper and a real keyring --------------------------------
 
 
