@@ -28,17 +28,6 @@ def grant(user: User, *permissions: str) -> None:
         user.__dict__.pop(cache, None)
 
 
-# Started first: pytest-xdist hands the collection out in order, so the suite's longest
-# test (a smoke run of every benchmark, ~5 minutes on CI) begins with the run instead of
-# being what its last minutes wait for. Everything else keeps its order.
-_STARTED_FIRST = ("tests/bench/test_smoke.py::",)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.startswith(_STARTED_FIRST))
-
-
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
     """Create a user: ``make_user("alice", role="developer", is_staff=True)``;
