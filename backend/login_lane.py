@@ -42,7 +42,8 @@ class LoginLane:
     """A bounded pool for the password-checking requests of one server process."""
 
     def __init__(self, *, workers: int, queue: int, niceness: int = LANE_NICENESS) -> None:
-        """
+        """The threads start with the first password check.
+
         Args:
             workers: Password checks at once.
             queue: Logins that may wait for a worker; past that, 503.
